@@ -1,0 +1,99 @@
+# consentgate: one plain Makefile. `make` builds build/consentgate,
+# `make test` runs every test, `make run` starts the demo, `make bench`
+# compares with nginx and HAProxy. Variants build in build/<variant>/:
+#   make SANITIZER=address,undefined test
+#   make fuzz     (libFuzzer drivers, clang)
+
+BUILD ?= build
+CC ?= cc
+SANITIZER ?=
+
+ifneq ($(SANITIZER),)
+BUILD := build/sanitize
+SANFLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+PKGS := libevent_core libevent_extra libevent_openssl libevent_pthreads openssl jansson zlib
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wformat=2 -Wpointer-arith -Wcast-qual -Wvla -Wno-unused-parameter
+CFLAGS ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANFLAGS) \
+	-Iinclude $(PKG_CFLAGS) -MMD -MP
+LDFLAGS_ALL = -pthread $(SANFLAGS) $(LDFLAGS)
+LIBS = $(PKG_LIBS) -lhttp_parser -lm
+
+POLICY_SRC := $(sort $(wildcard policy/*.c))
+PROXY_SRC := $(sort $(filter-out proxy/main.c,$(wildcard proxy/*.c)))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+MICRO_SRC := $(sort $(wildcard bench/micro/*.c))
+
+POLICY_OBJ := $(POLICY_SRC:%.c=$(BUILD)/obj/%.o)
+PROXY_OBJ := $(PROXY_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+MICRO_BIN := $(MICRO_SRC:bench/micro/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps test unit integration run bench micro fuzz clean format
+
+all: $(BUILD)/consentgate
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libpolicy.a: $(POLICY_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libproxy.a: $(PROXY_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/consentgate: $(BUILD)/obj/proxy/main.o $(BUILD)/libproxy.a $(BUILD)/libpolicy.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+# A unit test may #include the .c it tests; it links everything else.
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libproxy.a $(BUILD)/libpolicy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libproxy.a \
+		$(BUILD)/libpolicy.a $(LIBS) -lcmocka
+
+$(BUILD)/bench/%: bench/micro/%.c $(BUILD)/libpolicy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libpolicy.a $(LIBS)
+
+deps:
+	@sh .ci/deps.sh
+
+unit: deps $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
+		(cd tests/unit && ../../$$t); done
+
+integration: deps $(BUILD)/consentgate
+	@CONSENTGATE=$(CURDIR)/$(BUILD)/consentgate BUILD=$(CURDIR)/$(BUILD) \
+		sh tests/integration/run.sh
+
+test: deps
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+run: deps $(BUILD)/consentgate
+	$(BUILD)/consentgate demo
+
+micro: deps $(MICRO_BIN)
+
+bench: deps $(BUILD)/consentgate micro
+	@BUILD=$(CURDIR)/$(BUILD) sh bench/run.sh
+
+fuzz:
+	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk BUILD=build/fuzz
+
+format:
+	clang-format -i $(POLICY_SRC) $(PROXY_SRC) proxy/main.c $(wildcard include/consentgate/*.h proxy/*.h policy/*.h) $(UNIT_SRC)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,66 @@
+/*
+ * consent.h: the consent table: who allowed what, and the proof.
+ *
+ * A table is immutable once built and shared read-only by all worker
+ * threads. It comes from a CSV import or from a binary snapshot that is
+ * mmap'ed (consent build). Subjects are strings compared by exact text.
+ *
+ * CSV header: subject,purpose,status,jurisdiction,updated_at[,evidence][,...]
+ * Several rows for one subject and purpose: the latest updated_at decides.
+ * A person's jurisdiction is the one on their latest row (any purpose).
+ * A bad row fails the whole import with its line number: never a partial
+ * table.
+ */
+#ifndef CONSENTGATE_CONSENT_H
+#define CONSENTGATE_CONSENT_H
+
+#include "consentgate/common.h"
+
+enum consent_status {
+	CONSENT_STATUS_NONE = 0,  /* known person, no row for this purpose */
+	CONSENT_STATUS_GRANTED,
+	CONSENT_STATUS_DENIED,
+	CONSENT_STATUS_WITHDRAWN,
+};
+
+struct consent_table;
+
+/* What a lookup found. Slices point into the table: valid while it lives. */
+struct consent_lookup_result {
+	bool known;              /* the subject has at least one row */
+	char jurisdiction[3];    /* ISO 3166-1 alpha-2, "" when unknown */
+	enum consent_status status; /* for the purpose asked */
+	int64_t updated_at;      /* unix seconds of that row, 0 when none */
+	struct cg_slice evidence;/* that row's evidence id, empty when none */
+};
+
+/* Open a CSV file or a snapshot file (told apart by the snapshot magic). */
+struct consent_table *consent_open(const char *path, struct cg_errors *errs);
+/* Import CSV from memory; name is used in error messages. */
+struct consent_table *consent_import_csv(const char *name, const char *buf,
+					 size_t len, struct cg_errors *errs);
+/* Write a snapshot that consent_open can mmap. Returns 0 or -1 (errs). */
+int consent_snapshot_write(const struct consent_table *t, const char *path,
+			   struct cg_errors *errs);
+void consent_free(struct consent_table *t);
+
+uint64_t consent_version(const struct consent_table *t);   /* snapshot version */
+int64_t consent_created_at(const struct consent_table *t); /* unix seconds */
+uint64_t consent_people(const struct consent_table *t);    /* distinct subjects */
+uint64_t consent_rows(const struct consent_table *t);      /* rows kept */
+
+/* The id of a purpose name in this table, or -1 when no row names it. */
+int consent_purpose_id(const struct consent_table *t, const char *name,
+		       size_t len);
+
+/*
+ * Look subject[0,len) up for purpose_id (-1: none). Never fails: an
+ * unknown subject gives known == false. No allocation; thread-safe.
+ */
+void consent_lookup(const struct consent_table *t, const char *subject,
+		    size_t len, int purpose_id,
+		    struct consent_lookup_result *out);
+
+const char *consent_status_name(enum consent_status s);
+
+#endif

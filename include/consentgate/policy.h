@@ -1,0 +1,99 @@
+/*
+ * policy.h: rule files, routes and per-record decisions.
+ *
+ * A policy is loaded from a JSON rule file (jansson, duplicate keys
+ * rejected), validated with every error reported as "file:line:col:
+ * message", and compiled into an immutable object. It does no I/O after
+ * loading and allocates nothing per decision.
+ *
+ * A policy_snapshot pairs a policy with a consent table and is reference
+ * counted: a request holds one reference from start to end; a reload builds
+ * the next snapshot aside and swaps the pointer; the old one is freed when
+ * its last request lets go.
+ */
+#ifndef CONSENTGATE_POLICY_H
+#define CONSENTGATE_POLICY_H
+
+#include "consentgate/common.h"
+#include "consentgate/consent.h"
+#include "consentgate/scan.h"
+
+enum policy_action {
+	POLICY_ACTION_PASS,    /* forward without inspection */
+	POLICY_ACTION_INSPECT, /* decide every record */
+};
+
+enum policy_on_deny {
+	POLICY_ON_DENY_DROP,  /* drop the denied record, forward the rest */
+	POLICY_ON_DENY_BLOCK, /* refuse the whole request with 403 */
+};
+
+struct policy;
+struct policy_route;
+
+/* Load and compile a rule file. NULL on error, with every error in errs. */
+struct policy *policy_load(const char *path, struct cg_errors *errs);
+/* The same from memory; name is used in error messages. */
+struct policy *policy_load_buf(const char *name, const char *buf, size_t len,
+			       struct cg_errors *errs);
+void policy_free(struct policy *p);
+
+/* The file's "policy" id, and a hex digest of its bytes (16 hex digits). */
+const char *policy_id(const struct policy *p);
+const char *policy_digest(const struct policy *p);
+
+/*
+ * The route for a request: method and path (the request-target's path,
+ * without the query). NULL when no route covers it (the proxy answers 404).
+ * Routes are tried in file order; the first match wins.
+ */
+const struct policy_route *policy_match(const struct policy *p,
+					struct cg_slice method,
+					struct cg_slice path);
+
+/* Number of routes and the i-th route, in file order (for tools). */
+unsigned policy_route_count(const struct policy *p);
+const struct policy_route *policy_route_at(const struct policy *p, unsigned i);
+
+const char *policy_route_name(const struct policy_route *r);   /* "POST /ingest" if unnamed */
+enum policy_action policy_route_action(const struct policy_route *r);
+const char *policy_route_purpose(const struct policy_route *r);/* NULL for pass */
+unsigned policy_route_formats(const struct policy_route *r);   /* SCAN_FORMAT_* bits */
+const struct scan_spec *policy_route_scan_spec(const struct policy_route *r);
+const struct jsonptr *policy_route_array_at(const struct policy_route *r); /* NULL if none */
+/* Header that names the one subject of the request, NULL when in the body. */
+const char *policy_route_subject_header(const struct policy_route *r);
+enum policy_on_deny policy_route_on_deny(const struct policy_route *r);
+/* True when forwarded requests get "Content-Usage: train-ai=n". */
+bool policy_route_content_usage(const struct policy_route *r);
+
+/* The outcome for one record. */
+struct policy_decision {
+	bool allow;
+	const char *rule_id;       /* the rule that decided; owned by the policy */
+	unsigned subject;          /* index of the subject that decided a deny
+				      (or the last one checked on allow) */
+	struct consent_lookup_result consent; /* the row used for that subject */
+};
+
+/*
+ * Decide one record of an inspected route: every subject must be allowed
+ * (first denied subject decides); no subject at all is an unknown person.
+ * now is unix seconds (consent age conditions). Pure; no allocation.
+ */
+void policy_decide(const struct policy_route *r, const struct consent_table *t,
+		   const struct cg_slice *subjects, unsigned nsubjects,
+		   int64_t now, struct policy_decision *out);
+
+/* ---- snapshots ---- */
+struct policy_snapshot;
+
+/* Takes ownership of p and t. NULL on allocation failure (p, t freed). */
+struct policy_snapshot *policy_snapshot_new(struct policy *p,
+					    struct consent_table *t);
+void policy_snapshot_ref(struct policy_snapshot *s);   /* thread-safe */
+void policy_snapshot_unref(struct policy_snapshot *s); /* frees at zero */
+const struct policy *policy_snapshot_policy(const struct policy_snapshot *s);
+const struct consent_table *policy_snapshot_consent(const struct policy_snapshot *s);
+
+#endif

@@ -1,0 +1,113 @@
+/*
+ * http1_internal.h: strict HTTP/1.1 message framing (RFC 9112).
+ *
+ * The only module that talks to http-parser. Debian's libhttp-parser is
+ * built lenient, so every byte of a head is checked here before anything
+ * is believed: line ends are CRLF only, field names are tokens with no
+ * whitespace before the colon, no obs-fold, no control bytes, exactly one
+ * Host, one framing. The rest of the proxy sees struct http1_request and
+ * never raw parser state. Pure functions over contiguous buffers: no
+ * libevent, no allocation.
+ */
+#ifndef CONSENTGATE_HTTP1_INTERNAL_H
+#define CONSENTGATE_HTTP1_INTERNAL_H
+
+#include "consentgate/common.h"
+
+struct http1_header {
+	struct cg_slice name;  /* as sent; compare case-insensitively */
+	struct cg_slice value; /* leading/trailing OWS removed */
+};
+
+enum http1_framing {
+	HTTP1_FRAMING_NONE,    /* no body */
+	HTTP1_FRAMING_LENGTH,  /* Content-Length */
+	HTTP1_FRAMING_CHUNKED, /* Transfer-Encoding: chunked */
+	HTTP1_FRAMING_CLOSE,   /* responses only: body until the peer closes */
+};
+
+struct http1_limits {
+	size_t max_head_bytes;  /* 431 above (request) */
+	unsigned max_headers;   /* 431 above (request) */
+};
+
+struct http1_request {
+	struct cg_slice method, target; /* target = request-target as sent */
+	struct cg_slice path, query;    /* split from an origin-form target */
+	int minor;                      /* HTTP/1.<minor>, 0 or 1 */
+	unsigned nheaders;
+	struct http1_header headers[CG_MAX_HEADERS];
+	enum http1_framing framing;
+	uint64_t content_length;        /* HTTP1_FRAMING_LENGTH */
+	struct cg_slice host;
+	bool keep_alive;                /* after Connection and version */
+	bool expect_continue;           /* Expect: 100-continue */
+	size_t head_len;                /* bytes of the head, final CRLF included */
+};
+
+/*
+ * Parse a request head at buf[0,len).
+ * Returns 1 when a complete, valid head was parsed (req filled, slices into
+ * buf); 0 when more bytes are needed (the caller enforces the size limit
+ * with http1_head_too_long); -1 when the request must be refused: *status is
+ * 400, 431 or 501 and *reason a static message (safe to send).
+ */
+int http1_parse_request(const char *buf, size_t len,
+			const struct http1_limits *lim,
+			struct http1_request *req, int *status,
+			const char **reason);
+
+struct http1_response {
+	int status;
+	int minor;
+	struct cg_slice reason;
+	unsigned nheaders;
+	struct http1_header headers[CG_MAX_HEADERS];
+	enum http1_framing framing;
+	uint64_t content_length;
+	bool keep_alive; /* the upstream connection may be reused */
+	size_t head_len;
+};
+
+/*
+ * Parse a response head; head_request tells that the request was HEAD
+ * (no body whatever the headers say); 1xx, 204 and 304 have no body.
+ * Same returns as http1_parse_request; -1 means a broken upstream (502).
+ */
+int http1_parse_response(const char *buf, size_t len, bool head_request,
+			 struct http1_response *res, const char **reason);
+
+/*
+ * Incremental strict chunked decoder (RFC 9112 section 7.1). Chunk sizes are
+ * plain hex without overflow; extensions bounded by CG_MAX_CHUNK_EXT and free
+ * of control bytes; chunk data must be followed by CRLF; trailers are read,
+ * checked and dropped.
+ */
+struct http1_chunked {
+	int state;
+	uint64_t remaining; /* bytes left in the current chunk */
+	size_t count;       /* bytes in the current size/ext/trailer line */
+	uint64_t total;     /* payload bytes so far */
+	bool done;          /* last-chunk and trailers consumed */
+};
+
+void http1_chunked_init(struct http1_chunked *c);
+
+/*
+ * Feed in[0,len). Returns the number of bytes consumed (>= 0), or -1 with
+ * *reason set. Payload found among the consumed bytes is returned in *data
+ * (an empty slice when none): call again with the rest until everything is
+ * consumed or c->done. Bytes after the end of the body are not consumed.
+ */
+long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
+			struct cg_slice *data, const char **reason);
+
+/* Case-insensitive ASCII comparison of a slice with a C string. */
+bool http1_slice_ieq(struct cg_slice s, const char *lit);
+/* Hop-by-hop per RFC 9110 7.6.1 (plus Proxy-*), or named in Connection. */
+bool http1_is_hop_by_hop(struct cg_slice name);
+/* The first header with this name, or NULL. */
+const struct http1_header *http1_find(const struct http1_header *h,
+				      unsigned n, const char *name);
+
+#endif
