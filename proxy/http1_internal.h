@@ -50,7 +50,10 @@ struct http1_request {
  * Returns 1 when a complete, valid head was parsed (req filled, slices into
  * buf); 0 when more bytes are needed (the caller enforces the size limit
  * with http1_head_too_long); -1 when the request must be refused: *status is
- * 400, 431 or 501 and *reason a static message (safe to send).
+ * 400, 417 (Expect other than 100-continue), 431, 501 (CONNECT, Upgrade, a
+ * transfer coding other than chunked) or 505 (HTTP/1.2 to 1.9) and *reason
+ * a static message (safe to send). Once lim->max_head_bytes are buffered
+ * without the end of the head, the parse itself returns -1 with 431.
  */
 int http1_parse_request(const char *buf, size_t len,
 			const struct http1_limits *lim,
@@ -68,6 +71,12 @@ struct http1_response {
 	bool keep_alive; /* the upstream connection may be reused */
 	size_t head_len;
 };
+
+/*
+ * True when buffered bytes without a complete head (parse returned 0) already
+ * reach lim->max_head_bytes: refuse with 431. lim NULL means the defaults.
+ */
+bool http1_head_too_long(size_t buffered, const struct http1_limits *lim);
 
 /*
  * Parse a response head; head_request tells that the request was HEAD
@@ -106,6 +115,9 @@ long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 bool http1_slice_ieq(struct cg_slice s, const char *lit);
 /* Hop-by-hop per RFC 9110 7.6.1 (plus Proxy-*), or named in Connection. */
 bool http1_is_hop_by_hop(struct cg_slice name);
+/* True when a Connection field among h[0,n) lists this name (any case). */
+bool http1_connection_names(const struct http1_header *h, unsigned n,
+			    struct cg_slice name);
 /* The first header with this name, or NULL. */
 const struct http1_header *http1_find(const struct http1_header *h,
 				      unsigned n, const char *name);

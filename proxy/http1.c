@@ -1,0 +1,1097 @@
+/*
+ * http1.c: strict HTTP/1.1 framing (RFC 9112).
+ *
+ * Every byte of a head is classified in one pass with a 256-entry table;
+ * nothing is believed before it is checked. http-parser (lenient as Debian
+ * builds it) is used only to cross-check the request-target after our own
+ * stricter check. Pure functions over contiguous buffers: no allocation.
+ *
+ * Choices where the RFC leaves room, all on the strict side:
+ *  - the head size limit is enforced inside http1_parse_request too: when
+ *    max_head_bytes are buffered without the end of the head it returns 431;
+ *    http1_head_too_long gives callers the same answer;
+ *  - HTTP/1.2 to HTTP/1.9 get 505, every other version 400;
+ *  - only origin-form targets; CONNECT 501, asterisk and absolute form 400;
+ *  - no BWS anywhere in chunk extensions; empty list elements in
+ *    Transfer-Encoding are refused (they are ignored in Connection);
+ *  - field names that equal Host, Content-Length or Transfer-Encoding once
+ *    '_' is read as '-' are refused: some back ends fold them together;
+ *  - responses: any Transfer-Encoding other than exactly "chunked" is
+ *    refused rather than read as close-delimited, and so is 101.
+ */
+#include <string.h>
+
+#include <http_parser.h>
+
+#include "http1_internal.h"
+
+#define C_TCHAR 0x01  /* token character (RFC 9110 5.6.2) */
+#define C_FVAL 0x02   /* field value byte: HTAB, SP, VCHAR, obs-text */
+#define C_TARGET 0x04 /* origin-form target byte (RFC 3986 pchar, / ? %) */
+#define C_HEX 0x08
+#define C_HOST 0x10   /* uri-host [ ":" port ], IP literals included */
+
+#define IS_ALNUM(c)                                                          \
+	(((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') ||          \
+	 ((c) >= '0' && (c) <= '9'))
+#define IS_TCHAR(c)                                                          \
+	(IS_ALNUM(c) || (c) == '!' || (c) == '#' || (c) == '$' ||              \
+	 (c) == '%' || (c) == '&' || (c) == '\'' || (c) == '*' ||              \
+	 (c) == '+' || (c) == '-' || (c) == '.' || (c) == '^' ||               \
+	 (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
+#define IS_SUBDELIM(c)                                                       \
+	((c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' ||              \
+	 (c) == '(' || (c) == ')' || (c) == '*' || (c) == '+' || (c) == ',' || \
+	 (c) == ';' || (c) == '=')
+#define IS_UNRESERVED(c)                                                     \
+	(IS_ALNUM(c) || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~')
+#define IS_HEX(c)                                                            \
+	(((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'f') ||           \
+	 ((c) >= 'A' && (c) <= 'F'))
+
+#define CLASS_OF(c)                                                          \
+	((IS_TCHAR(c) ? C_TCHAR : 0) |                                       \
+	 (((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f)) ? C_FVAL : 0) |       \
+	 ((IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == ':' || (c) == '@' ||  \
+	   (c) == '/' || (c) == '?' || (c) == '%')                            \
+		  ? C_TARGET                                                 \
+		  : 0) |                                                     \
+	 (IS_HEX(c) ? C_HEX : 0) |                                            \
+	 ((IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == ':' || (c) == '%' ||  \
+	   (c) == '[' || (c) == ']')                                          \
+		  ? C_HOST                                                   \
+		  : 0))
+
+#define T1(c) CLASS_OF(c)
+#define T4(c) T1(c), T1((c) + 1), T1((c) + 2), T1((c) + 3)
+#define T16(c) T4(c), T4((c) + 4), T4((c) + 8), T4((c) + 12)
+#define T64(c) T16(c), T16((c) + 16), T16((c) + 32), T16((c) + 48)
+
+static const unsigned char cls[256] = { T64(0), T64(64), T64(128),
+					T64(192) };
+
+/* ASCII lower case, with '_' read as '-' (see fold_eq). */
+#define L1(c) (((c) >= 'A' && (c) <= 'Z') ? (c) + 32 : (c))
+#define L4(c) L1(c), L1((c) + 1), L1((c) + 2), L1((c) + 3)
+#define L16(c) L4(c), L4((c) + 4), L4((c) + 8), L4((c) + 12)
+#define L64(c) L16(c), L16((c) + 16), L16((c) + 32), L16((c) + 48)
+
+static const unsigned char lower[256] = { L64(0), L64(64), L64(128),
+					  L64(192) };
+
+#define RESPONSE_MAX_HEAD CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES
+#define TRAILER_MAX 8192 /* bytes of a chunked trailer section */
+#define CHUNK_SIZE_DIGITS 16
+
+/* Case-insensitive compare of p[0,n) with a lower-case literal. */
+static bool
+ieq(const unsigned char *p, size_t n, const char *lit, size_t litlen)
+{
+	size_t i;
+
+	if (n != litlen)
+		return false;
+	for (i = 0; i < n; i++)
+		if (lower[p[i]] != (unsigned char)lit[i])
+			return false;
+	return true;
+}
+
+/* Like ieq with '_' read as '-': spots names some back ends fold. */
+static bool
+fold_eq(const unsigned char *p, size_t n, const char *lit, size_t litlen)
+{
+	size_t i;
+
+	if (n != litlen)
+		return false;
+	for (i = 0; i < n; i++) {
+		unsigned char c = p[i] == '_' ? '-' : lower[p[i]];
+		if (c != (unsigned char)lit[i])
+			return false;
+	}
+	return true;
+}
+
+#define IEQ(p, n, lit) ieq((p), (n), (lit), sizeof(lit) - 1)
+#define FOLD_EQ(p, n, lit) fold_eq((p), (n), (lit), sizeof(lit) - 1)
+
+enum field_rc {
+	FIELD_MORE = 0,
+	FIELD_LINE = 1,
+	FIELD_END = 2,
+	FIELD_BAD = -1,
+};
+
+struct field {
+	const unsigned char *name, *value;
+	size_t name_len, value_len;
+	bool underscore; /* the name holds a '_' */
+};
+
+/*
+ * Read one field line or the empty line that ends a head, starting at
+ * p[*pos], never reading p[end] or beyond. On FIELD_LINE and FIELD_END *pos
+ * moves past the CRLF.
+ */
+static enum field_rc
+read_field(const unsigned char *p, size_t *pos, size_t end, struct field *f,
+	   const char **reason)
+{
+	size_t i = *pos, nstart, vstart, vend;
+	bool underscore = false;
+
+	if (i == end)
+		return FIELD_MORE;
+	if (p[i] == '\r') {
+		if (i + 1 == end)
+			return FIELD_MORE;
+		if (p[i + 1] != '\n') {
+			*reason = "bare CR in head";
+			return FIELD_BAD;
+		}
+		*pos = i + 2;
+		return FIELD_END;
+	}
+	if (p[i] == ' ' || p[i] == '\t') {
+		*reason = "obsolete line folding";
+		return FIELD_BAD;
+	}
+	nstart = i;
+	while (i < end && (cls[p[i]] & C_TCHAR)) {
+		underscore |= p[i] == '_';
+		i++;
+	}
+	if (i == end)
+		return FIELD_MORE;
+	if (p[i] != ':') {
+		if (p[i] == ' ' || p[i] == '\t')
+			*reason = "whitespace before colon";
+		else if (p[i] == '\n')
+			*reason = "bare LF in head";
+		else if (i == nstart)
+			*reason = "empty or invalid field name";
+		else
+			*reason = "invalid field name";
+		return FIELD_BAD;
+	}
+	if (i == nstart) {
+		*reason = "empty field name";
+		return FIELD_BAD;
+	}
+	f->name = p + nstart;
+	f->name_len = i - nstart;
+	f->underscore = underscore;
+	i++;
+	while (i < end && (p[i] == ' ' || p[i] == '\t'))
+		i++;
+	vstart = i;
+	while (i < end && (cls[p[i]] & C_FVAL))
+		i++;
+	if (i == end)
+		return FIELD_MORE;
+	if (p[i] != '\r') {
+		*reason = p[i] == '\n' ? "bare LF in head"
+				       : "control byte in field value";
+		return FIELD_BAD;
+	}
+	if (i + 1 == end)
+		return FIELD_MORE;
+	if (p[i + 1] != '\n') {
+		*reason = "bare CR in head";
+		return FIELD_BAD;
+	}
+	vend = i;
+	while (vend > vstart && (p[vend - 1] == ' ' || p[vend - 1] == '\t'))
+		vend--;
+	f->value = p + vstart;
+	f->value_len = vend - vstart;
+	*pos = i + 2;
+	return FIELD_LINE;
+}
+
+/* 1*DIGIT without overflow. */
+static int
+parse_length(const unsigned char *v, size_t n, uint64_t *out)
+{
+	uint64_t x = 0;
+	size_t i;
+
+	if (n == 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		unsigned d = (unsigned)v[i] - '0';
+		if (d > 9)
+			return -1;
+		if (x > (UINT64_MAX - d) / 10)
+			return -1;
+		x = x * 10 + d;
+	}
+	*out = x;
+	return 0;
+}
+
+/*
+ * Transfer-Encoding value: 0 when it is exactly one "chunked", 501 when it
+ * names another coding, 400 when the list is malformed or repeats chunked.
+ */
+static int
+check_te(const unsigned char *v, size_t n)
+{
+	size_t i = 0, s;
+	unsigned chunked = 0;
+	bool other = false;
+
+	for (;;) {
+		s = i;
+		while (i < n && (cls[v[i]] & C_TCHAR))
+			i++;
+		if (i == s)
+			return 400; /* empty element or stray byte */
+		if (IEQ(v + s, i - s, "chunked"))
+			chunked++;
+		else
+			other = true;
+		while (i < n && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		if (i == n)
+			break;
+		if (v[i] == ';') {
+			/* transfer parameters: never valid on chunked */
+			if (IEQ(v + s, i - s, "chunked"))
+				return 400;
+			while (i < n && v[i] != ',')
+				i++;
+			if (i == n)
+				break;
+		}
+		if (v[i] != ',')
+			return 400;
+		i++;
+		while (i < n && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+	}
+	if (other)
+		return 501;
+	return chunked == 1 ? 0 : 400;
+}
+
+/*
+ * Connection value: a comma list of tokens (empty elements ignored).
+ * Returns -1 when an element is not a token.
+ */
+static int
+scan_connection(const unsigned char *v, size_t n, bool *close,
+		bool *keep_alive)
+{
+	size_t i = 0, s;
+
+	while (i < n) {
+		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		if (i == n)
+			break;
+		s = i;
+		while (i < n && (cls[v[i]] & C_TCHAR))
+			i++;
+		if (i == s)
+			return -1;
+		if (IEQ(v + s, i - s, "close"))
+			*close = true;
+		else if (IEQ(v + s, i - s, "keep-alive"))
+			*keep_alive = true;
+		while (i < n && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		if (i < n && v[i] != ',')
+			return -1;
+	}
+	return 0;
+}
+
+/* The framing and connection facts gathered from the fields of a head. */
+struct head_facts {
+	unsigned n_cl, n_te, n_host;
+	uint64_t content_length;
+	int te; /* check_te result of the single TE line */
+	bool conn_close, conn_keep_alive;
+	bool expect_continue, expect_other, upgrade;
+	const unsigned char *host;
+	size_t host_len;
+};
+
+/*
+ * Record what one field means for framing. Returns 0, or the status to
+ * refuse with and *reason. Requests and responses share the checks; the
+ * caller decides what the gathered facts mean.
+ */
+static int
+note_field(const struct field *f, struct head_facts *hf, const char **reason)
+{
+	const unsigned char *n = f->name;
+	size_t len = f->name_len;
+
+	if (f->underscore) {
+		if (FOLD_EQ(n, len, "content-length") ||
+		    FOLD_EQ(n, len, "transfer-encoding") ||
+		    FOLD_EQ(n, len, "host")) {
+			*reason = "ambiguous field name";
+			return 400;
+		}
+		return 0;
+	}
+	switch (len) {
+	case 4:
+		if (IEQ(n, len, "host")) {
+			size_t i;
+			if (++hf->n_host > 1) {
+				*reason = "duplicate Host";
+				return 400;
+			}
+			for (i = 0; i < f->value_len; i++)
+				if (!(cls[f->value[i]] & C_HOST)) {
+					*reason = "invalid Host";
+					return 400;
+				}
+			hf->host = f->value;
+			hf->host_len = f->value_len;
+		}
+		break;
+	case 6:
+		if (IEQ(n, len, "expect")) {
+			if (IEQ(f->value, f->value_len, "100-continue"))
+				hf->expect_continue = true;
+			else
+				hf->expect_other = true;
+		}
+		break;
+	case 7:
+		if (IEQ(n, len, "upgrade"))
+			hf->upgrade = true;
+		break;
+	case 10:
+		if (IEQ(n, len, "connection") &&
+		    scan_connection(f->value, f->value_len, &hf->conn_close,
+				    &hf->conn_keep_alive) < 0) {
+			*reason = "invalid Connection";
+			return 400;
+		}
+		break;
+	case 14:
+		if (IEQ(n, len, "content-length")) {
+			if (++hf->n_cl > 1) {
+				*reason = "several Content-Length";
+				return 400;
+			}
+			if (parse_length(f->value, f->value_len,
+					 &hf->content_length) < 0) {
+				*reason = "invalid Content-Length";
+				return 400;
+			}
+		}
+		break;
+	case 17:
+		if (IEQ(n, len, "transfer-encoding")) {
+			if (++hf->n_te > 1) {
+				*reason = "several Transfer-Encoding";
+				return 400;
+			}
+			hf->te = check_te(f->value, f->value_len);
+			if (hf->te == 501) {
+				*reason = "unsupported transfer coding";
+				return 501;
+			}
+			if (hf->te) {
+				*reason = "invalid Transfer-Encoding";
+				return 400;
+			}
+		}
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+/* Origin-form check beyond the byte class: %HH and http-parser agreeing. */
+static bool
+target_ok(const unsigned char *t, size_t n)
+{
+	struct http_parser_url u;
+	size_t i;
+
+	if (n == 0 || t[0] != '/')
+		return false;
+	for (i = 0; i < n; i++)
+		if (t[i] == '%' && (i + 2 >= n || !(cls[t[i + 1]] & C_HEX) ||
+				    !(cls[t[i + 2]] & C_HEX)))
+			return false;
+	http_parser_url_init(&u);
+	if (http_parser_parse_url((const char *)t, n, 0, &u) != 0)
+		return false;
+	return (u.field_set & (1 << UF_PATH)) && !(u.field_set & (1 << UF_HOST));
+}
+
+bool
+http1_head_too_long(size_t buffered, const struct http1_limits *lim)
+{
+	size_t max = lim ? lim->max_head_bytes : CG_DEFAULT_MAX_HEADER_BYTES;
+
+	return buffered >= max;
+}
+
+int
+http1_parse_request(const char *buf, size_t len,
+		    const struct http1_limits *lim, struct http1_request *req,
+		    int *status, const char **reason)
+{
+	const unsigned char *p = (const unsigned char *)buf;
+	size_t max_bytes = lim ? lim->max_head_bytes
+			       : CG_DEFAULT_MAX_HEADER_BYTES;
+	unsigned max_hdrs = lim ? lim->max_headers : CG_DEFAULT_MAX_HEADER_COUNT;
+	size_t end = len < max_bytes ? len : max_bytes;
+	size_t i = 0, s;
+	struct head_facts hf;
+	struct field f;
+	static const char vers[] = "HTTP/1.";
+	int rc = 0, st = 400;
+	unsigned k;
+
+	if (max_hdrs > CG_MAX_HEADERS)
+		max_hdrs = CG_MAX_HEADERS;
+	memset(&hf, 0, sizeof(hf));
+	req->nheaders = 0;
+
+	/* RFC 9112 2.2: empty lines before the request line are skipped */
+	while (i < end && p[i] == '\r') {
+		if (i + 1 == end)
+			goto more;
+		if (p[i + 1] != '\n') {
+			*reason = "bare CR in head";
+			goto bad;
+		}
+		i += 2;
+	}
+
+	s = i;
+	while (i < end && (cls[p[i]] & C_TCHAR))
+		i++;
+	if (i == end)
+		goto more;
+	if (i == s || p[i] != ' ') {
+		*reason = p[i] == '\n' ? "bare LF in head" : "invalid method";
+		goto bad;
+	}
+	req->method = (struct cg_slice){ buf + s, i - s };
+	s = ++i;
+	while (i < end && (cls[p[i]] & C_TARGET))
+		i++;
+	if (i == end)
+		goto more;
+	if (i == s || p[i] != ' ') {
+		*reason = "invalid request-target";
+		goto bad;
+	}
+	req->target = (struct cg_slice){ buf + s, i - s };
+	i++;
+	for (k = 0; k < sizeof(vers) - 1; k++, i++) {
+		if (i == end)
+			goto more;
+		if (p[i] != (unsigned char)vers[k]) {
+			*reason = "invalid HTTP version";
+			goto bad;
+		}
+	}
+	if (i + 1 >= end)
+		goto more;
+	if (p[i] >= '2' && p[i] <= '9' && p[i + 1] == '\r') {
+		st = 505;
+		*reason = "HTTP version not supported";
+		goto bad;
+	}
+	if ((p[i] != '0' && p[i] != '1') || p[i + 1] != '\r') {
+		*reason = "invalid HTTP version";
+		goto bad;
+	}
+	req->minor = p[i] - '0';
+	i += 2;
+	if (i == end)
+		goto more;
+	if (p[i] != '\n') {
+		*reason = "bare CR in head";
+		goto bad;
+	}
+	i++;
+	if (req->method.len == 7 && memcmp(req->method.ptr, "CONNECT", 7) == 0) {
+		st = 501;
+		*reason = "CONNECT not supported";
+		goto bad;
+	}
+	if (!target_ok(p + (req->target.ptr - buf), req->target.len)) {
+		*reason = "request-target not in origin form";
+		goto bad;
+	}
+
+	for (;;) {
+		int r = read_field(p, &i, end, &f, reason);
+		if (r == FIELD_MORE)
+			goto more;
+		if (r == FIELD_BAD)
+			goto bad;
+		if (r == FIELD_END)
+			break;
+		if (req->nheaders >= max_hdrs) {
+			st = 431;
+			*reason = "too many header fields";
+			goto bad;
+		}
+		req->headers[req->nheaders].name =
+			(struct cg_slice){ (const char *)f.name, f.name_len };
+		req->headers[req->nheaders].value =
+			(struct cg_slice){ (const char *)f.value, f.value_len };
+		req->nheaders++;
+		if ((st = note_field(&f, &hf, reason)) != 0)
+			goto bad;
+		st = 400;
+		if (hf.n_te && req->minor == 0) {
+			*reason = "Transfer-Encoding in HTTP/1.0";
+			goto bad;
+		}
+	}
+
+	if (hf.upgrade) {
+		st = 501;
+		*reason = "Upgrade not supported";
+		goto bad;
+	}
+	if (hf.n_cl && hf.n_te) {
+		*reason = "Content-Length with Transfer-Encoding";
+		goto bad;
+	}
+	if (req->minor == 1 && hf.n_host == 0) {
+		*reason = "missing Host";
+		goto bad;
+	}
+	if (hf.expect_other) {
+		st = 417;
+		*reason = "unsupported expectation";
+		goto bad;
+	}
+	{
+		const char *q = memchr(req->target.ptr, '?', req->target.len);
+		size_t plen = q ? (size_t)(q - req->target.ptr)
+				: req->target.len;
+		req->path = (struct cg_slice){ req->target.ptr, plen };
+		req->query = q ? (struct cg_slice){ q + 1,
+						    req->target.len - plen - 1 }
+			       : (struct cg_slice){ req->target.ptr + plen, 0 };
+	}
+	req->host = (struct cg_slice){ (const char *)hf.host, hf.host_len };
+	if (hf.n_te) {
+		req->framing = HTTP1_FRAMING_CHUNKED;
+		req->content_length = 0;
+	} else if (hf.n_cl) {
+		req->framing = HTTP1_FRAMING_LENGTH;
+		req->content_length = hf.content_length;
+	} else {
+		req->framing = HTTP1_FRAMING_NONE;
+		req->content_length = 0;
+	}
+	req->keep_alive = req->minor == 1 ? !hf.conn_close
+					  : hf.conn_keep_alive && !hf.conn_close;
+	req->expect_continue = hf.expect_continue;
+	req->head_len = i;
+	rc = 1;
+	goto done;
+
+more:
+	if (len >= max_bytes) {
+		st = 431;
+		*reason = "request head too long";
+		goto bad;
+	}
+	rc = 0;
+	goto done;
+bad:
+	*status = st;
+	rc = -1;
+done:
+	return rc;
+}
+
+int
+http1_parse_response(const char *buf, size_t len, bool head_request,
+		     struct http1_response *res, const char **reason)
+{
+	const unsigned char *p = (const unsigned char *)buf;
+	size_t end = len < RESPONSE_MAX_HEAD ? len : RESPONSE_MAX_HEAD;
+	size_t i = 0, s;
+	struct head_facts hf;
+	struct field f;
+	static const char vers[] = "HTTP/1.";
+	int rc = 0, code;
+	unsigned k;
+
+	memset(&hf, 0, sizeof(hf));
+	res->nheaders = 0;
+
+	for (k = 0; k < sizeof(vers) - 1; k++, i++) {
+		if (i == end)
+			goto more;
+		if (p[i] != (unsigned char)vers[k]) {
+			*reason = "invalid status line";
+			goto bad;
+		}
+	}
+	if (i + 1 >= end)
+		goto more;
+	if ((p[i] != '0' && p[i] != '1') || p[i + 1] != ' ') {
+		*reason = "invalid HTTP version";
+		goto bad;
+	}
+	res->minor = p[i] - '0';
+	i += 2;
+	code = 0;
+	for (k = 0; k < 3; k++, i++) {
+		if (i == end)
+			goto more;
+		if (p[i] < '0' || p[i] > '9') {
+			*reason = "invalid status code";
+			goto bad;
+		}
+		code = code * 10 + (p[i] - '0');
+	}
+	if (code < 100 || code > 599 || code == 101) {
+		*reason = "unexpected status code";
+		goto bad;
+	}
+	res->status = code;
+	if (i == end)
+		goto more;
+	/* lenient where harmless: the SP before an empty reason may lack */
+	if (p[i] == ' ')
+		i++;
+	else if (p[i] != '\r') {
+		*reason = "invalid status line";
+		goto bad;
+	}
+	s = i;
+	while (i < end && (cls[p[i]] & C_FVAL))
+		i++;
+	if (i + 1 >= end)
+		goto more;
+	if (p[i] != '\r' || p[i + 1] != '\n') {
+		*reason = "invalid reason phrase";
+		goto bad;
+	}
+	res->reason = (struct cg_slice){ buf + s, i - s };
+	i += 2;
+
+	for (;;) {
+		int r = read_field(p, &i, end, &f, reason);
+		if (r == FIELD_MORE)
+			goto more;
+		if (r == FIELD_BAD)
+			goto bad;
+		if (r == FIELD_END)
+			break;
+		if (res->nheaders >= CG_MAX_HEADERS) {
+			*reason = "too many header fields";
+			goto bad;
+		}
+		res->headers[res->nheaders].name =
+			(struct cg_slice){ (const char *)f.name, f.name_len };
+		res->headers[res->nheaders].value =
+			(struct cg_slice){ (const char *)f.value, f.value_len };
+		res->nheaders++;
+		/* Host means nothing in a response: only its syntax is odd */
+		if (!f.underscore && IEQ(f.name, f.name_len, "host"))
+			continue;
+		if (note_field(&f, &hf, reason) != 0)
+			goto bad;
+	}
+	if (hf.n_te && (hf.n_cl || res->minor == 0)) {
+		*reason = "ambiguous response framing";
+		goto bad;
+	}
+
+	res->content_length = 0;
+	if (head_request || code < 200 || code == 204 || code == 304)
+		res->framing = HTTP1_FRAMING_NONE;
+	else if (hf.n_te)
+		res->framing = HTTP1_FRAMING_CHUNKED;
+	else if (hf.n_cl) {
+		res->framing = HTTP1_FRAMING_LENGTH;
+		res->content_length = hf.content_length;
+	} else
+		res->framing = HTTP1_FRAMING_CLOSE;
+	res->keep_alive = res->framing != HTTP1_FRAMING_CLOSE &&
+			  (res->minor == 1
+				   ? !hf.conn_close
+				   : hf.conn_keep_alive && !hf.conn_close);
+	res->head_len = i;
+	rc = 1;
+	goto done;
+
+more:
+	if (len >= RESPONSE_MAX_HEAD) {
+		*reason = "response head too long";
+		goto bad;
+	}
+	rc = 0;
+	goto done;
+bad:
+	rc = -1;
+done:
+	return rc;
+}
+
+/* ---- chunked decoder ---- */
+
+enum {
+	CK_SIZE_START,  /* first hex digit of a chunk size */
+	CK_SIZE,        /* more hex digits, ';' or CR */
+	CK_EXT_NAME0,   /* first byte of an extension name */
+	CK_EXT_NAME,    /* name bytes, '=', ';' or CR */
+	CK_EXT_VAL0,    /* first byte of a value: token or '"' */
+	CK_EXT_TOKEN,   /* token value bytes, ';' or CR */
+	CK_EXT_QUOTED,  /* inside a quoted string */
+	CK_EXT_QESC,    /* after a backslash in a quoted string */
+	CK_EXT_QEND,    /* after the closing quote: ';' or CR */
+	CK_SIZE_LF,     /* LF ending the size line */
+	CK_DATA,        /* chunk data */
+	CK_DATA_CR,     /* CR after chunk data */
+	CK_DATA_LF,     /* LF after chunk data */
+	CK_TR_START,    /* start of a trailer line or the final CRLF */
+	CK_TR_NAME,     /* trailer field name */
+	CK_TR_VALUE,    /* trailer field value */
+	CK_TR_LF,       /* LF after a trailer field */
+	CK_END_LF,      /* LF of the final CRLF */
+	CK_DONE,
+	CK_ERROR,
+};
+
+void
+http1_chunked_init(struct http1_chunked *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->state = CK_SIZE_START;
+}
+
+static int
+hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = lower[c];
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+long
+http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
+		   struct cg_slice *data, const char **reason)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	size_t i = 0;
+	const char *why = NULL;
+	long rc;
+
+	*data = (struct cg_slice){ in, 0 };
+	if (c->state == CK_ERROR) {
+		why = "chunked body already failed";
+		goto bad;
+	}
+	while (i < len && c->state != CK_DONE) {
+		unsigned char b = p[i];
+		int h;
+
+		switch (c->state) {
+		case CK_SIZE_START:
+			if ((h = hexval(b)) < 0) {
+				why = "invalid chunk size";
+				goto bad;
+			}
+			c->remaining = (uint64_t)h;
+			c->count = 1;
+			c->state = CK_SIZE;
+			break;
+		case CK_SIZE:
+			if ((h = hexval(b)) >= 0) {
+				if (++c->count > CHUNK_SIZE_DIGITS) {
+					why = "chunk size too long";
+					goto bad;
+				}
+				c->remaining = (c->remaining << 4) | (uint64_t)h;
+			} else if (b == ';') {
+				c->count = 1;
+				c->state = CK_EXT_NAME0;
+			} else if (b == '\r') {
+				c->state = CK_SIZE_LF;
+			} else {
+				why = "invalid chunk size";
+				goto bad;
+			}
+			break;
+		case CK_EXT_NAME0:
+		case CK_EXT_NAME:
+		case CK_EXT_VAL0:
+		case CK_EXT_TOKEN:
+		case CK_EXT_QUOTED:
+		case CK_EXT_QESC:
+		case CK_EXT_QEND:
+			if (b == '\r' && c->state != CK_EXT_QUOTED &&
+			    c->state != CK_EXT_QESC) {
+				if (c->state == CK_EXT_NAME0 ||
+				    c->state == CK_EXT_VAL0) {
+					why = "invalid chunk extension";
+					goto bad;
+				}
+				c->state = CK_SIZE_LF;
+				break;
+			}
+			if (++c->count > CG_MAX_CHUNK_EXT) {
+				why = "chunk extensions too long";
+				goto bad;
+			}
+			switch (c->state) {
+			case CK_EXT_NAME0:
+				if (!(cls[b] & C_TCHAR))
+					goto bad_ext;
+				c->state = CK_EXT_NAME;
+				break;
+			case CK_EXT_NAME:
+				if (b == '=')
+					c->state = CK_EXT_VAL0;
+				else if (b == ';')
+					c->state = CK_EXT_NAME0;
+				else if (!(cls[b] & C_TCHAR))
+					goto bad_ext;
+				break;
+			case CK_EXT_VAL0:
+				if (b == '"')
+					c->state = CK_EXT_QUOTED;
+				else if (cls[b] & C_TCHAR)
+					c->state = CK_EXT_TOKEN;
+				else
+					goto bad_ext;
+				break;
+			case CK_EXT_TOKEN:
+				if (b == ';')
+					c->state = CK_EXT_NAME0;
+				else if (!(cls[b] & C_TCHAR))
+					goto bad_ext;
+				break;
+			case CK_EXT_QUOTED:
+				/* qdtext or quoted-pair; no control bytes */
+				if (!(cls[b] & C_FVAL))
+					goto bad_ext;
+				if (b == '"')
+					c->state = CK_EXT_QEND;
+				else if (b == '\\')
+					c->state = CK_EXT_QESC;
+				break;
+			case CK_EXT_QESC:
+				if (!(cls[b] & C_FVAL))
+					goto bad_ext;
+				c->state = CK_EXT_QUOTED;
+				break;
+			case CK_EXT_QEND:
+				if (b != ';')
+					goto bad_ext;
+				c->state = CK_EXT_NAME0;
+				break;
+			}
+			break;
+		case CK_SIZE_LF:
+			if (b != '\n') {
+				why = "bare CR in chunk size line";
+				goto bad;
+			}
+			c->count = 0;
+			c->state = c->remaining ? CK_DATA : CK_TR_START;
+			break;
+		case CK_DATA: {
+			size_t n = len - i;
+			if ((uint64_t)n > c->remaining)
+				n = (size_t)c->remaining;
+			c->remaining -= n;
+			c->total += n;
+			if (c->remaining == 0)
+				c->state = CK_DATA_CR;
+			*data = (struct cg_slice){ in + i, n };
+			i += n;
+			rc = (long)i;
+			goto done;
+		}
+		case CK_DATA_CR:
+			if (b != '\r') {
+				why = "chunk data not followed by CRLF";
+				goto bad;
+			}
+			c->state = CK_DATA_LF;
+			break;
+		case CK_DATA_LF:
+			if (b != '\n') {
+				why = "chunk data not followed by CRLF";
+				goto bad;
+			}
+			c->state = CK_SIZE_START;
+			break;
+		case CK_TR_START:
+		case CK_TR_NAME:
+		case CK_TR_VALUE:
+		case CK_TR_LF:
+		case CK_END_LF:
+			/* count is the size of the trailer section so far */
+			if (++c->count > TRAILER_MAX) {
+				why = "trailer section too long";
+				goto bad;
+			}
+			switch (c->state) {
+			case CK_TR_START:
+				if (b == '\r')
+					c->state = CK_END_LF;
+				else if (cls[b] & C_TCHAR)
+					c->state = CK_TR_NAME;
+				else
+					goto bad_trailer;
+				break;
+			case CK_TR_NAME:
+				if (b == ':')
+					c->state = CK_TR_VALUE;
+				else if (!(cls[b] & C_TCHAR))
+					goto bad_trailer;
+				break;
+			case CK_TR_VALUE:
+				if (b == '\r')
+					c->state = CK_TR_LF;
+				else if (!(cls[b] & C_FVAL))
+					goto bad_trailer;
+				break;
+			case CK_TR_LF:
+				if (b != '\n')
+					goto bad_trailer;
+				c->state = CK_TR_START;
+				break;
+			case CK_END_LF:
+				if (b != '\n')
+					goto bad_trailer;
+				c->state = CK_DONE;
+				c->done = true;
+				break;
+			}
+			break;
+		default:
+			why = "chunked decoder in a bad state";
+			goto bad;
+		}
+		i++;
+	}
+	rc = (long)i;
+	goto done;
+
+bad_ext:
+	why = "invalid chunk extension";
+	goto bad;
+bad_trailer:
+	why = "invalid trailer field";
+bad:
+	c->state = CK_ERROR;
+	*reason = why;
+	rc = -1;
+done:
+	return rc;
+}
+
+/* ---- helpers ---- */
+
+bool
+http1_slice_ieq(struct cg_slice s, const char *lit)
+{
+	const unsigned char *a = (const unsigned char *)s.ptr;
+	size_t j;
+
+	for (j = 0; j < s.len; j++)
+		if (lit[j] == '\0' || lower[a[j]] != lower[(unsigned char)lit[j]])
+			return false;
+	return lit[j] == '\0';
+}
+
+bool
+http1_is_hop_by_hop(struct cg_slice name)
+{
+	const unsigned char *n = (const unsigned char *)name.ptr;
+
+	switch (name.len) {
+	case 2:
+		return IEQ(n, 2, "te");
+	case 7:
+		return IEQ(n, 7, "trailer") || IEQ(n, 7, "upgrade");
+	case 10:
+		return IEQ(n, 10, "connection") || IEQ(n, 10, "keep-alive");
+	case 17:
+		return IEQ(n, 17, "transfer-encoding");
+	default:
+		break;
+	}
+	return name.len >= 6 && IEQ(n, 6, "proxy-");
+}
+
+bool
+http1_connection_names(const struct http1_header *h, unsigned n,
+		       struct cg_slice name)
+{
+	const unsigned char *want = (const unsigned char *)name.ptr;
+	unsigned k;
+
+	for (k = 0; k < n; k++) {
+		const unsigned char *v;
+		size_t i = 0, s, len;
+
+		if (!IEQ((const unsigned char *)h[k].name.ptr, h[k].name.len,
+			 "connection"))
+			continue;
+		v = (const unsigned char *)h[k].value.ptr;
+		len = h[k].value.len;
+		while (i < len) {
+			size_t j;
+			while (i < len && (v[i] == ',' || v[i] == ' ' ||
+					   v[i] == '\t'))
+				i++;
+			s = i;
+			while (i < len && v[i] != ',' && v[i] != ' ' &&
+			       v[i] != '\t')
+				i++;
+			if (i - s != name.len || i == s)
+				continue;
+			for (j = 0; j < name.len; j++)
+				if (lower[v[s + j]] != lower[want[j]])
+					break;
+			if (j == name.len)
+				return true;
+		}
+	}
+	return false;
+}
+
+const struct http1_header *
+http1_find(const struct http1_header *h, unsigned n, const char *name)
+{
+	size_t len = strlen(name);
+	unsigned k;
+
+	for (k = 0; k < n; k++) {
+		const unsigned char *a = (const unsigned char *)h[k].name.ptr;
+		size_t j;
+
+		if (h[k].name.len != len)
+			continue;
+		for (j = 0; j < len; j++)
+			if (lower[a[j]] != lower[(unsigned char)name[j]])
+				break;
+		if (j == len)
+			return &h[k];
+	}
+	return NULL;
+}
