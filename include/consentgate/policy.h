@@ -96,4 +96,53 @@ void policy_snapshot_unref(struct policy_snapshot *s); /* frees at zero */
 const struct policy *policy_snapshot_policy(const struct policy_snapshot *s);
 const struct consent_table *policy_snapshot_consent(const struct policy_snapshot *s);
 
+/* ---- for tools and the proxy (added by the policy engineer) ---- */
+
+/* Warnings found at load (rules that never match, unused declarations),
+ * each "file:line:col: message". Owned by the policy. */
+const struct cg_errors *policy_warnings(const struct policy *p);
+
+/* Number of rules and the i-th rule's id, in file order. */
+unsigned policy_rule_count(const struct policy *p);
+const char *policy_rule_id(const struct policy *p, unsigned i);
+
+/*
+ * Write why decision d was taken into buf (NUL-terminated, truncated to
+ * cap): the person's jurisdiction, the conditions of the deciding rule with
+ * the values that met them, and the evidence id. now as for policy_decide.
+ */
+void policy_explain(const struct policy_route *r,
+		    const struct policy_decision *d, int64_t now, char *buf,
+		    size_t cap);
+
+/*
+ * The body format of a request to an inspected route: SCAN_FORMAT_* or -1
+ * when the route does not accept it (the proxy answers 415).
+ * application/json is told apart by the first non-whitespace byte ('[' an
+ * array, '{' an object, or ARRAY_AT when the route accepts that);
+ * application/x-ndjson, application/ndjson and application/jsonl are NDJSON;
+ * an empty content type means NDJSON when the route accepts it, else it is
+ * sniffed as application/json. A charset other than utf-8 gives -1.
+ */
+int policy_body_format(const struct policy_route *r,
+		       struct cg_slice content_type, const char *body,
+		       size_t len);
+
+/* A kept record's byte range [start, end) in the body. */
+struct policy_span {
+	size_t start, end;
+};
+
+/*
+ * Write the body to forward into out, which holds at least len + 1 bytes:
+ * NDJSON: the kept records joined by "\n" with a final "\n" (nothing when
+ * none is kept); ARRAY: "[" kept records joined by "," "]"; ARRAY_AT: the
+ * original document with its array rebuilt so (array_open and array_close
+ * from scan_iter); OBJECT: the record or nothing. Returns the length.
+ */
+size_t policy_body_rebuild(enum scan_format format, const char *body,
+			   size_t len, size_t array_open, size_t array_close,
+			   const struct policy_span *kept, unsigned nkept,
+			   char *out);
+
 #endif

@@ -1,0 +1,103 @@
+/*
+ * policy_internal.h: the compiled form of a rule file, shared by policy.c
+ * (load, validate, snapshot), rule.c (decisions, lint) and route.c
+ * (matching, body formats). Nobody outside policy/ includes it.
+ */
+#ifndef CONSENTGATE_POLICY_INTERNAL_H
+#define CONSENTGATE_POLICY_INTERNAL_H
+
+#include "consentgate/policy.h"
+
+#define POLICY_MAX_PURPOSES 64   /* purposes per rule file (bit mask) */
+#define POLICY_MAX_GROUPS 64     /* jurisdiction groups per rule file */
+#define POLICY_MAX_ROUTES 256    /* routes per rule file */
+#define POLICY_MAX_RULES 1024    /* rules per rule file */
+#define POLICY_COUNTRY_BITS (26 * 26) /* one bit per two-letter code */
+
+/* Status bits of a rule's "status" condition. */
+#define POLICY_STATUS_BIT(s) (1u << (s)) /* s: enum consent_status */
+
+struct policy_purpose {
+	char *name;
+	char *aipref;
+	char *fideslang;
+	int line, col;
+};
+
+struct policy_group {
+	char *name;
+	uint8_t countries[POLICY_COUNTRY_BITS / 8 + 1];
+	int line, col;
+};
+
+struct policy_route {
+	const struct policy *policy; /* back pointer, for explanations */
+	char *name;                  /* given or "METHOD path" */
+	char *method;                /* "*" = any */
+	char *path;
+	bool prefix;
+	enum policy_action action;
+	int purpose;                 /* index into purposes, -1 for pass */
+	unsigned formats;            /* SCAN_FORMAT_* bits */
+	bool has_array_at;
+	struct jsonptr array_at;
+	struct jsonptr locators[CG_MAX_LOCATORS];
+	struct scan_spec spec;
+	char *subject_header;
+	enum policy_on_deny on_deny;
+	bool content_usage;
+	int line, col;
+};
+
+/* One compiled rule: every present condition must hold. */
+struct policy_rule {
+	char *id;
+	uint64_t purposes;           /* bit per purpose; 0 = every purpose */
+	bool has_known, known;
+	bool has_jurisdiction;
+	uint8_t countries[POLICY_COUNTRY_BITS / 8 + 1];
+	bool has_status;
+	unsigned status;             /* POLICY_STATUS_BIT mask */
+	bool has_older, has_newer;
+	int64_t older_than, newer_than; /* seconds */
+	bool allow;
+	bool is_default;             /* no "if" */
+	/* the source text of the conditions, for explanations */
+	char *jurisdiction_text;
+	int line, col;
+};
+
+struct policy {
+	char *id;
+	char digest[17];
+	struct policy_purpose *purposes;
+	unsigned npurposes;
+	struct policy_group *groups;
+	unsigned ngroups;
+	struct policy_route *routes;
+	unsigned nroutes;
+	struct policy_rule *rules;
+	unsigned nrules;
+	uint64_t groups_used;        /* bit per group named by a rule */
+	struct cg_errors warnings;   /* from policy_lint at load */
+};
+
+/* rule.c: warnings (never-matching, shadowed, unused) into p->warnings. */
+void policy_lint(struct policy *p, const char *name);
+
+/* A country code "DE" to its bit index, -1 when not two upper-case letters. */
+int policy_country_index(const char *cc);
+
+static inline bool
+policy_bit_test(const uint8_t *bits, unsigned i)
+{
+	return (bits[i / 8] >> (i % 8)) & 1;
+}
+
+static inline void
+policy_bit_set(uint8_t *bits, unsigned i)
+{
+	bits[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+#endif
