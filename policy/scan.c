@@ -1,0 +1,1036 @@
+/*
+ * scan.c: the validating JSON record scanner of the body path.
+ *
+ * One pass over the bytes, no tree, nothing copied except decoded subject
+ * ids. String bodies are skipped 16 bytes at a time (SSE2) up to a quote, a
+ * backslash, a control byte or a non-ASCII byte; only non-ASCII runs are
+ * decoded to validate UTF-8. Subject tracking costs nothing where no
+ * locator reaches: each open container carries the bit set of the locators
+ * whose path led to it, and member names are compared only when it is not
+ * empty.
+ */
+#include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+#include "consentgate/scan.h"
+
+#define SCAN_DEPTH_CAP 1024 /* containers; caps spec->max_depth */
+#define SCAN_TRACK CG_MAX_PTR_TOKENS /* levels a locator can reach */
+#define SCAN_MAX_LOC 32     /* locators a mask can hold */
+
+/* what a string body holds, found while skipping it */
+#define SF_ESC 1  /* a backslash escape */
+#define SF_HIGH 2 /* a non-ASCII byte */
+#define SF_NUL 4  /* \u0000 */
+
+/* iterator states */
+enum {
+	IT_START,
+	IT_FIRST, /* after '[': a record or ']' */
+	IT_NEXT,  /* after a record: ',' or ']' */
+	IT_LINES, /* NDJSON */
+	IT_DONE,
+	IT_FAILED,
+};
+
+struct scan_ctx {
+	const struct jsonptr *loc;
+	unsigned nloc;
+	unsigned all_mask; /* locators with at least one token */
+	unsigned max_depth;
+	struct scan_record *rec; /* NULL: validate only */
+	const char *end;
+	const char *err;
+	const char *errp;
+};
+
+static const uint8_t is_ws[256] = {
+	[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1,
+};
+
+/* 0 plain ASCII, 1 quote, 2 backslash, 3 control byte, 4 non-ASCII */
+static const uint8_t str_class[256] = {
+	[0 ... 31] = 3, ['"'] = 1, ['\\'] = 2, [128 ... 255] = 4,
+};
+
+/* hex digit value + 1; 0 for any other byte */
+static const uint8_t hex_val1[256] = {
+	['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5,
+	['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+	['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+	['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
+
+#define SKIP_WS(p, end)                                                        \
+	while ((p) < (end) && is_ws[(uint8_t)*(p)])                            \
+		(p)++
+
+/* The 4 hex digits at p (the caller checked they are there), or -1. */
+static inline int32_t
+hex4(const char *p)
+{
+	int32_t a = hex_val1[(uint8_t)p[0]] - 1, b = hex_val1[(uint8_t)p[1]] - 1;
+	int32_t c = hex_val1[(uint8_t)p[2]] - 1, d = hex_val1[(uint8_t)p[3]] - 1;
+
+	if ((a | b | c | d) < 0)
+		return -1;
+	return a << 12 | b << 8 | c << 4 | d;
+}
+
+/*
+ * One UTF-8 sequence at p (p[0] >= 0x80): the byte after it, or NULL when
+ * it is not well formed (RFC 3629: no overlongs, no surrogates, nothing
+ * above U+10FFFF).
+ */
+static inline const char *
+utf8_next(const char *p, const char *end)
+{
+	const uint8_t *u = (const uint8_t *)p;
+	size_t left = (size_t)(end - p);
+	uint8_t lo = 0x80, hi = 0xBF;
+
+	if (u[0] < 0xC2)
+		return NULL;
+	if (u[0] < 0xE0)
+		return left >= 2 && (u[1] & 0xC0) == 0x80 ? p + 2 : NULL;
+	if (u[0] < 0xF0) {
+		if (u[0] == 0xE0)
+			lo = 0xA0;
+		else if (u[0] == 0xED)
+			hi = 0x9F;
+		if (left < 3 || u[1] < lo || u[1] > hi || (u[2] & 0xC0) != 0x80)
+			return NULL;
+		return p + 3;
+	}
+	if (u[0] < 0xF5) {
+		if (u[0] == 0xF0)
+			lo = 0x90;
+		else if (u[0] == 0xF4)
+			hi = 0x8F;
+		if (left < 4 || u[1] < lo || u[1] > hi ||
+		    (u[2] & 0xC0) != 0x80 || (u[3] & 0xC0) != 0x80)
+			return NULL;
+		return p + 4;
+	}
+	return NULL;
+}
+
+/*
+ * Skip a string body; p is just past the opening quote. Returns the closing
+ * quote with *flags set, or NULL with c->err and c->errp set.
+ */
+static inline const char *
+scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
+{
+	const char *end = c->end;
+	unsigned f = 0;
+	int32_t cp, lo;
+
+	for (;;) {
+#ifdef __SSE2__
+		const __m128i quote = _mm_set1_epi8('"');
+		const __m128i bslash = _mm_set1_epi8('\\');
+		/* signed compare: bytes < 0x20 and bytes >= 0x80 at once */
+		const __m128i space = _mm_set1_epi8(0x20);
+
+		while (end - p >= 16) {
+			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+			__m128i m = _mm_or_si128(
+				_mm_or_si128(_mm_cmpeq_epi8(v, quote),
+					     _mm_cmpeq_epi8(v, bslash)),
+				_mm_cmplt_epi8(v, space));
+			unsigned bits = (unsigned)_mm_movemask_epi8(m);
+
+			if (bits != 0) {
+				p += __builtin_ctz(bits);
+				goto special;
+			}
+			p += 16;
+		}
+#endif
+		while (p < end && str_class[(uint8_t)*p] == 0)
+			p++;
+		if (p >= end) {
+			c->err = "unterminated string";
+			goto fail;
+		}
+#ifdef __SSE2__
+special:
+#endif
+		switch (str_class[(uint8_t)*p]) {
+		case 1:
+			*flags = f;
+			return p;
+		case 2:
+			f |= SF_ESC;
+			if (end - p < 2) {
+				c->err = "unterminated string";
+				goto fail;
+			}
+			switch (p[1]) {
+			case '"': case '\\': case '/': case 'b':
+			case 'f': case 'n': case 'r': case 't':
+				p += 2;
+				continue;
+			case 'u':
+				break;
+			default:
+				c->err = "invalid escape in string";
+				goto fail;
+			}
+			if (end - p < 6 || (cp = hex4(p + 2)) < 0) {
+				c->err = "invalid \\u escape in string";
+				goto fail;
+			}
+			if (cp == 0)
+				f |= SF_NUL;
+			if (cp >= 0xDC00 && cp <= 0xDFFF) {
+				c->err = "lone surrogate in \\u escape";
+				goto fail;
+			}
+			if (cp >= 0xD800 && cp <= 0xDBFF) {
+				if (end - p < 12 || p[6] != '\\' || p[7] != 'u' ||
+				    (lo = hex4(p + 8)) < 0xDC00 || lo > 0xDFFF) {
+					c->err = "lone surrogate in \\u escape";
+					goto fail;
+				}
+				p += 6;
+			}
+			p += 6;
+			continue;
+		case 3:
+			c->err = "control character in string";
+			goto fail;
+		default:
+			f |= SF_HIGH;
+			{
+				const char *n = utf8_next(p, end);
+
+				if (n == NULL) {
+					c->err = "invalid UTF-8 in string";
+					goto fail;
+				}
+				p = n;
+			}
+			continue;
+		}
+	}
+fail:
+	c->errp = p;
+	return NULL;
+}
+
+/*
+ * Decode a string body that scan_string accepted into out[0,cap). Returns
+ * 0 with *outlen set, or -1 when it does not fit.
+ */
+static int
+decode_string(const char *s, size_t n, char *out, size_t cap, size_t *outlen)
+{
+	const char *end = s + n;
+	size_t o = 0;
+	uint32_t cp;
+
+	while (s < end) {
+		if (*s != '\\') {
+			if (o == cap)
+				return -1;
+			out[o++] = *s++;
+			continue;
+		}
+		switch (s[1]) {
+		case 'b': cp = '\b'; break;
+		case 'f': cp = '\f'; break;
+		case 'n': cp = '\n'; break;
+		case 'r': cp = '\r'; break;
+		case 't': cp = '\t'; break;
+		case 'u': cp = (uint32_t)hex4(s + 2); break;
+		default: cp = (uint8_t)s[1]; break;
+		}
+		s += s[1] == 'u' ? 6 : 2;
+		if (cp >= 0xD800 && cp <= 0xDBFF) {
+			cp = 0x10000 + ((cp - 0xD800) << 10) +
+			     ((uint32_t)hex4(s + 2) - 0xDC00);
+			s += 6;
+		}
+		if (cp < 0x80) {
+			if (cap - o < 1)
+				return -1;
+			out[o++] = (char)cp;
+		} else if (cp < 0x800) {
+			if (cap - o < 2)
+				return -1;
+			out[o++] = (char)(0xC0 | cp >> 6);
+			out[o++] = (char)(0x80 | (cp & 0x3F));
+		} else if (cp < 0x10000) {
+			if (cap - o < 3)
+				return -1;
+			out[o++] = (char)(0xE0 | cp >> 12);
+			out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+			out[o++] = (char)(0x80 | (cp & 0x3F));
+		} else {
+			if (cap - o < 4)
+				return -1;
+			out[o++] = (char)(0xF0 | cp >> 18);
+			out[o++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+			out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+			out[o++] = (char)(0x80 | (cp & 0x3F));
+		}
+	}
+	*outlen = o;
+	return 0;
+}
+
+/*
+ * The next character of a member name folded for a case-blind compare:
+ * ASCII letters lowered, and the two non-ASCII letters that Unicode simple
+ * case folding maps to ASCII (U+017F long s, U+212A Kelvin sign), since
+ * some decoders (Go's encoding/json) fold them too.
+ */
+static inline int
+fold_next(const char *s, size_t n, size_t *i)
+{
+	const uint8_t *u = (const uint8_t *)s + *i;
+	size_t left = n - *i;
+
+	if (left >= 2 && u[0] == 0xC5 && u[1] == 0xBF) {
+		*i += 2;
+		return 's';
+	}
+	if (left >= 3 && u[0] == 0xE2 && u[1] == 0x84 && u[2] == 0xAA) {
+		*i += 3;
+		return 'k';
+	}
+	*i += 1;
+	return u[0] >= 'A' && u[0] <= 'Z' ? u[0] + 32 : u[0];
+}
+
+static bool
+fold_equal(const char *a, size_t an, const char *b, size_t bn)
+{
+	size_t i = 0, j = 0;
+
+	while (i < an && j < bn)
+		if (fold_next(a, an, &i) != fold_next(b, bn, &j))
+			return false;
+	return i == an && j == bn;
+}
+
+/*
+ * Compare a member name (raw string body) with a pointer token: 0 another
+ * name, 1 the same name, 2 the same name to a case-blind decoder.
+ */
+static int
+key_match(const struct jsonptr_token *t, const char *k, size_t klen,
+	  unsigned flags)
+{
+	/* folding shrinks a name at most 3 to 1 */
+	char tmp[3 * CG_MAX_PTR_TOKEN_LEN];
+
+	if (flags & SF_ESC) {
+		if (decode_string(k, klen, tmp, sizeof(tmp), &klen) < 0)
+			return 0;
+		k = tmp;
+	}
+	if (klen == t->len && memcmp(k, t->name, klen) == 0)
+		return 1;
+	return fold_equal(k, klen, t->name, t->len) ? 2 : 0;
+}
+
+/*
+ * A member name in an object at depth d that some locators reach (mask):
+ * the locators that go on into the member's value, or -1 when the name is
+ * a second occurrence or a case variant of a locator's token.
+ */
+static int
+match_member(struct scan_ctx *c, unsigned mask, unsigned d, const char *k,
+	     size_t klen, unsigned flags, unsigned *seen, unsigned *next)
+{
+	unsigned out = 0;
+
+	for (unsigned m = mask; m != 0; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctz(m);
+		int r = key_match(&c->loc[i].tok[d], k, klen, flags);
+
+		if (r == 0)
+			continue;
+		if (r == 2) {
+			c->err = "ambiguous subject: member name differs only in case";
+			return -1;
+		}
+		if (*seen & (1u << i)) {
+			c->err = "ambiguous subject: duplicate member";
+			return -1;
+		}
+		*seen |= 1u << i;
+		out |= 1u << i;
+	}
+	*next = out;
+	return 0;
+}
+
+/* The locators of an array at depth d that go on into element idx. */
+static inline unsigned
+elem_mask(const struct scan_ctx *c, unsigned mask, unsigned d, uint32_t idx)
+{
+	unsigned out = 0;
+
+	for (unsigned m = mask; m != 0; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctz(m);
+		const struct jsonptr_token *t = &c->loc[i].tok[d];
+
+		if (t->wildcard || (t->is_index && t->index == idx))
+			out |= 1u << i;
+	}
+	return out;
+}
+
+/* Locators in mask that end at depth d (the value is their subject). */
+static inline unsigned
+terminal_mask(const struct scan_ctx *c, unsigned mask, unsigned d)
+{
+	unsigned out = 0;
+
+	for (unsigned m = mask; m != 0; m &= m - 1) {
+		unsigned i = (unsigned)__builtin_ctz(m);
+
+		if (c->loc[i].ntokens == d)
+			out |= 1u << i;
+	}
+	return out;
+}
+
+/* A container at depth d that locators reach: it must be what they need. */
+static int
+check_container(struct scan_ctx *c, unsigned mask, unsigned d, bool obj)
+{
+	unsigned term = terminal_mask(c, mask, d);
+
+	if (term != 0) {
+		c->err = "subject id is not a string or an integer";
+		return -1;
+	}
+	for (unsigned m = mask; m != 0; m &= m - 1) {
+		const struct jsonptr_token *t =
+			&c->loc[__builtin_ctz(m)].tok[d];
+
+		if (obj && t->wildcard) {
+			c->err = "ambiguous subject: locator expects an array";
+			return -1;
+		}
+		if (!obj && !t->wildcard && !t->is_index) {
+			c->err = "ambiguous subject: locator expects an object";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A scalar at depth d that locators reach: it must be their subject. */
+static int
+check_scalar(struct scan_ctx *c, unsigned mask, unsigned d)
+{
+	if (terminal_mask(c, mask, d) != mask) {
+		c->err = "ambiguous subject: locator expects an object or array";
+		return -1;
+	}
+	return 0;
+}
+
+static int
+add_subject(struct scan_ctx *c, const char *s, size_t n, unsigned flags)
+{
+	struct scan_record *r = c->rec;
+
+	if (r->nsubjects >= CG_MAX_SUBJECTS) {
+		c->err = "too many subjects in one record";
+		return -1;
+	}
+	if (flags & SF_ESC) {
+		char *out = r->scratch + r->nsubjects * CG_MAX_SUBJECT_LEN;
+
+		if (decode_string(s, n, out, CG_MAX_SUBJECT_LEN, &n) < 0) {
+			c->err = "subject id is too long";
+			return -1;
+		}
+		s = out;
+	}
+	if (n == 0) {
+		c->err = "subject id is empty";
+		return -1;
+	}
+	if (n > CG_MAX_SUBJECT_LEN) {
+		c->err = "subject id is too long";
+		return -1;
+	}
+	if (flags & SF_NUL) {
+		/* C consumers would read a shorter id */
+		c->err = "subject id contains a NUL character";
+		return -1;
+	}
+	r->subjects[r->nsubjects++] = (struct cg_slice){ s, n };
+	return 0;
+}
+
+/*
+ * Parse one JSON value at *pp (no whitespace before it). On success *pp is
+ * just past it. Locators in root_mask resolve when the value is an object;
+ * subjects go to c->rec. Returns 0, or -1 with c->err and c->errp set.
+ */
+static int
+parse_value(struct scan_ctx *c, const char **pp, unsigned root_mask)
+{
+	const char *p = *pp, *end = c->end, *s, *q;
+	const char *err = NULL;
+	unsigned depth = 0, vmask, cmask = 0, flags, litlen;
+	unsigned max_depth = c->max_depth;
+	uint8_t is_obj[SCAN_DEPTH_CAP];
+	unsigned lmask[SCAN_TRACK], lseen[SCAN_TRACK];
+	uint32_t lidx[SCAN_TRACK];
+	bool is_int;
+
+	vmask = p < end && *p == '{' ? root_mask : 0;
+value:
+	if (p >= end) {
+		err = "unexpected end of input";
+		goto fail;
+	}
+	switch (*p) {
+	case '{':
+		if (vmask != 0 && check_container(c, vmask, depth, true) < 0)
+			goto fail_ctx;
+		if (depth >= max_depth) {
+			err = "nesting deeper than the limit";
+			goto fail;
+		}
+		is_obj[depth] = 1;
+		if (depth < SCAN_TRACK) {
+			lmask[depth] = vmask;
+			lseen[depth] = 0;
+		}
+		cmask = vmask;
+		depth++;
+		p++;
+		SKIP_WS(p, end);
+		if (p < end && *p == '}') {
+			p++;
+			goto close;
+		}
+		goto key;
+	case '[':
+		if (vmask != 0 && check_container(c, vmask, depth, false) < 0)
+			goto fail_ctx;
+		if (depth >= max_depth) {
+			err = "nesting deeper than the limit";
+			goto fail;
+		}
+		is_obj[depth] = 0;
+		if (depth < SCAN_TRACK) {
+			lmask[depth] = vmask;
+			lidx[depth] = 0;
+		}
+		cmask = vmask;
+		depth++;
+		p++;
+		SKIP_WS(p, end);
+		if (p < end && *p == ']') {
+			p++;
+			goto close;
+		}
+		vmask = cmask != 0 ? elem_mask(c, cmask, depth - 1, 0) : 0;
+		goto value;
+	case '"':
+		s = p + 1;
+		q = scan_string(c, s, &flags);
+		if (q == NULL)
+			goto fail_ctx;
+		if (vmask != 0) {
+			if (check_scalar(c, vmask, depth) < 0 ||
+			    add_subject(c, s, (size_t)(q - s), flags) < 0) {
+				c->errp = p;
+				goto fail_ctx;
+			}
+		}
+		p = q + 1;
+		goto after_value;
+	case '-': case '0': case '1': case '2': case '3': case '4':
+	case '5': case '6': case '7': case '8': case '9':
+		s = p;
+		is_int = true;
+		if (*p == '-')
+			p++;
+		if (p < end && *p == '0') {
+			p++;
+		} else if (p < end && *p >= '1' && *p <= '9') {
+			p++;
+			while (p < end && (unsigned)(*p - '0') < 10)
+				p++;
+		} else {
+			err = "invalid number";
+			goto fail;
+		}
+		if (p < end && *p == '.') {
+			p++;
+			is_int = false;
+			if (p >= end || (unsigned)(*p - '0') >= 10) {
+				err = "invalid number";
+				goto fail;
+			}
+			while (p < end && (unsigned)(*p - '0') < 10)
+				p++;
+		}
+		if (p < end && (*p == 'e' || *p == 'E')) {
+			p++;
+			is_int = false;
+			if (p < end && (*p == '+' || *p == '-'))
+				p++;
+			if (p >= end || (unsigned)(*p - '0') >= 10) {
+				err = "invalid number";
+				goto fail;
+			}
+			while (p < end && (unsigned)(*p - '0') < 10)
+				p++;
+		}
+		if (vmask != 0) {
+			if (check_scalar(c, vmask, depth) < 0) {
+				c->errp = s;
+				goto fail_ctx;
+			}
+			if (!is_int) {
+				c->err = "subject id is not an integer";
+				c->errp = s;
+				goto fail_ctx;
+			}
+			if (add_subject(c, s, (size_t)(p - s), 0) < 0) {
+				c->errp = s;
+				goto fail_ctx;
+			}
+		}
+		goto after_value;
+	case 't':
+		if (end - p < 4 || memcmp(p, "true", 4) != 0) {
+			err = "invalid literal";
+			goto fail;
+		}
+		litlen = 4;
+		goto literal;
+	case 'f':
+		if (end - p < 5 || memcmp(p, "false", 5) != 0) {
+			err = "invalid literal";
+			goto fail;
+		}
+		litlen = 5;
+		goto literal;
+	case 'n':
+		if (end - p < 4 || memcmp(p, "null", 4) != 0) {
+			err = "invalid literal";
+			goto fail;
+		}
+		litlen = 4;
+		goto literal;
+	default:
+		err = "unexpected character";
+		goto fail;
+	}
+literal:
+	if (vmask != 0) {
+		if (check_scalar(c, vmask, depth) == 0)
+			c->err = "subject id is not a string or an integer";
+		goto fail_ctx_p;
+	}
+	p += litlen;
+	goto after_value;
+close:
+	depth--;
+	cmask = depth > 0 && depth - 1 < SCAN_TRACK ? lmask[depth - 1] : 0;
+after_value:
+	if (depth == 0)
+		goto done;
+	SKIP_WS(p, end);
+	if (p >= end) {
+		err = "unexpected end of input";
+		goto fail;
+	}
+	if (is_obj[depth - 1]) {
+		if (*p == ',') {
+			p++;
+			SKIP_WS(p, end);
+			goto key;
+		}
+		if (*p == '}') {
+			p++;
+			goto close;
+		}
+		err = "expected ',' or '}' in object";
+		goto fail;
+	}
+	if (*p == ',') {
+		p++;
+		SKIP_WS(p, end);
+		vmask = cmask != 0 ? elem_mask(c, cmask, depth - 1,
+					       ++lidx[depth - 1])
+				   : 0;
+		goto value;
+	}
+	if (*p == ']') {
+		p++;
+		goto close;
+	}
+	err = "expected ',' or ']' in array";
+	goto fail;
+key:
+	if (p >= end || *p != '"') {
+		err = p >= end ? "unexpected end of input"
+			       : "expected a member name";
+		goto fail;
+	}
+	s = p + 1;
+	q = scan_string(c, s, &flags);
+	if (q == NULL)
+		goto fail_ctx;
+	if (flags & SF_NUL) {
+		/* C decoders would read a shorter name: a decoy */
+		err = "member name contains a NUL character";
+		goto fail;
+	}
+	vmask = 0;
+	if (cmask != 0 &&
+	    match_member(c, cmask, depth - 1, s, (size_t)(q - s), flags,
+			 &lseen[depth - 1], &vmask) < 0)
+		goto fail_ctx_p;
+	p = q + 1;
+	SKIP_WS(p, end);
+	if (p >= end || *p != ':') {
+		err = p >= end ? "unexpected end of input"
+			       : "expected ':' after member name";
+		goto fail;
+	}
+	p++;
+	SKIP_WS(p, end);
+	goto value;
+done:
+	*pp = p;
+	return 0;
+fail:
+	c->err = err;
+fail_ctx_p:
+	c->errp = p;
+fail_ctx:
+	return -1;
+}
+
+static void
+ctx_init(struct scan_ctx *c, const struct scan_spec *spec,
+	 struct scan_record *rec, const char *end)
+{
+	c->loc = NULL;
+	c->nloc = 0;
+	c->all_mask = 0;
+	c->max_depth = CG_DEFAULT_MAX_DEPTH;
+	if (spec != NULL) {
+		c->loc = spec->locators;
+		c->nloc = spec->nlocators < SCAN_MAX_LOC ? spec->nlocators
+							 : SCAN_MAX_LOC;
+		if (spec->max_depth != 0)
+			c->max_depth = spec->max_depth;
+	}
+	if (c->max_depth > SCAN_DEPTH_CAP)
+		c->max_depth = SCAN_DEPTH_CAP;
+	for (unsigned i = 0; i < c->nloc; i++)
+		if (c->loc[i].ntokens > 0)
+			c->all_mask |= 1u << i;
+	c->rec = rec;
+	c->end = end;
+	c->err = NULL;
+	c->errp = NULL;
+}
+
+/*
+ * One value with optional whitespace around it in [p, end). Returns 0 with
+ * rec->start/end as offsets from base, or -1 with c->err/c->errp.
+ */
+static int
+scan_one(struct scan_ctx *c, const char *base, const char *p,
+	 struct scan_record *rec)
+{
+	const char *start;
+
+	SKIP_WS(p, c->end);
+	start = p;
+	rec->nsubjects = 0;
+	if (parse_value(c, &p, c->all_mask) < 0)
+		return -1;
+	rec->start = (size_t)(start - base);
+	rec->end = (size_t)(p - base);
+	SKIP_WS(p, c->end);
+	if (p != c->end) {
+		c->err = "unexpected data after the JSON value";
+		c->errp = p;
+		return -1;
+	}
+	return 0;
+}
+
+int
+scan_record(const struct scan_spec *spec, const char *buf, size_t len,
+	    struct scan_record *rec, const char **err)
+{
+	struct scan_ctx c;
+	int rc;
+
+	ctx_init(&c, spec, rec, buf + len);
+	rc = scan_one(&c, buf, buf, rec);
+	if (rc < 0)
+		*err = c.err;
+	return rc;
+}
+
+void
+scan_iter_init(struct scan_iter *it, const struct scan_spec *spec,
+	       enum scan_format format, const struct jsonptr *array_at,
+	       const char *buf, size_t len)
+{
+	memset(it, 0, sizeof(*it));
+	it->spec = spec;
+	it->format = format;
+	it->array_at = array_at;
+	it->buf = buf;
+	it->len = len;
+	it->state = format == SCAN_FORMAT_NDJSON ? IT_LINES : IT_START;
+}
+
+static int
+iter_fail(struct scan_iter *it, const char *err, const char *at)
+{
+	it->error = err;
+	it->offset = (size_t)(at - it->buf);
+	it->state = IT_FAILED;
+	return -1;
+}
+
+/* Records path tokens (ARRAY_AT), or none (ARRAY: the root is the array). */
+static unsigned
+iter_depth(const struct scan_iter *it)
+{
+	if (it->format != SCAN_FORMAT_ARRAY_AT || it->array_at == NULL)
+		return 0;
+	return it->array_at->ntokens;
+}
+
+/*
+ * Walk from the document root to the records array of ARRAY_AT (or to the
+ * root array of ARRAY), validating every member skipped on the way. A
+ * member on the path present twice, or in another letter case, is refused.
+ */
+static int
+iter_enter(struct scan_iter *it, struct scan_ctx *c)
+{
+	const char *p = it->buf, *end = c->end, *s, *q;
+	unsigned n = iter_depth(it), flags;
+	int m;
+
+	if (it->format == SCAN_FORMAT_ARRAY_AT && it->array_at == NULL)
+		return iter_fail(it, "records array pointer missing", p);
+	SKIP_WS(p, end);
+	for (unsigned l = 0; l < n; l++) {
+		const struct jsonptr_token *t = &it->array_at->tok[l];
+
+		if (t->wildcard)
+			return iter_fail(it, "records array pointer has a wildcard", p);
+		if (p >= end || *p != '{')
+			return iter_fail(it, l == 0 ? "body is not a JSON object"
+						    : "records array not found", p);
+		p++;
+		SKIP_WS(p, end);
+		if (p < end && *p == '}')
+			return iter_fail(it, "records array not found", p);
+		for (;;) {
+			if (p >= end || *p != '"')
+				return iter_fail(it, "expected a member name", p);
+			s = p + 1;
+			q = scan_string(c, s, &flags);
+			if (q == NULL)
+				return iter_fail(it, c->err, c->errp);
+			if (flags & SF_NUL)
+				return iter_fail(it, "member name contains a NUL character", p);
+			m = key_match(t, s, (size_t)(q - s), flags);
+			if (m == 2)
+				return iter_fail(it, "ambiguous records array: member name differs only in case", p);
+			p = q + 1;
+			SKIP_WS(p, end);
+			if (p >= end || *p != ':')
+				return iter_fail(it, "expected ':' after member name", p);
+			p++;
+			SKIP_WS(p, end);
+			if (m == 1)
+				break;
+			if (parse_value(c, &p, 0) < 0)
+				return iter_fail(it, c->err, c->errp);
+			SKIP_WS(p, end);
+			if (p < end && *p == ',') {
+				p++;
+				SKIP_WS(p, end);
+				continue;
+			}
+			return iter_fail(it, p < end && *p == '}'
+						     ? "records array not found"
+						     : "expected ',' or '}' in object",
+					 p);
+		}
+	}
+	if (p >= end || *p != '[')
+		return iter_fail(it, n == 0 ? "body is not a JSON array"
+					    : "records member is not an array", p);
+	it->array_open = (size_t)(p - it->buf);
+	it->pos = it->array_open + 1;
+	it->state = IT_FIRST;
+	return 0;
+}
+
+/*
+ * After the records array's ']': validate the rest of every object on the
+ * path up to the root, and nothing but whitespace after it.
+ */
+static int
+iter_leave(struct scan_iter *it, struct scan_ctx *c)
+{
+	const char *p = it->buf + it->array_close + 1, *end = c->end, *s, *q;
+	unsigned n = iter_depth(it), flags;
+
+	for (unsigned l = n; l-- > 0;) {
+		const struct jsonptr_token *t = &it->array_at->tok[l];
+
+		for (;;) {
+			SKIP_WS(p, end);
+			if (p < end && *p == '}') {
+				p++;
+				break;
+			}
+			if (p >= end || *p != ',')
+				return iter_fail(it, p >= end ? "unexpected end of input"
+							      : "expected ',' or '}' in object",
+						 p);
+			p++;
+			SKIP_WS(p, end);
+			if (p >= end || *p != '"')
+				return iter_fail(it, "expected a member name", p);
+			s = p + 1;
+			q = scan_string(c, s, &flags);
+			if (q == NULL)
+				return iter_fail(it, c->err, c->errp);
+			if (flags & SF_NUL)
+				return iter_fail(it, "member name contains a NUL character", p);
+			if (key_match(t, s, (size_t)(q - s), flags) != 0)
+				return iter_fail(it, "ambiguous records array: duplicate member", p);
+			p = q + 1;
+			SKIP_WS(p, end);
+			if (p >= end || *p != ':')
+				return iter_fail(it, "expected ':' after member name", p);
+			p++;
+			SKIP_WS(p, end);
+			if (parse_value(c, &p, 0) < 0)
+				return iter_fail(it, c->err, c->errp);
+		}
+	}
+	SKIP_WS(p, end);
+	if (p != end)
+		return iter_fail(it, "unexpected data after the JSON value", p);
+	it->pos = it->len;
+	it->state = IT_DONE;
+	return 0;
+}
+
+static int
+iter_lines(struct scan_iter *it, struct scan_ctx *c, struct scan_record *rec)
+{
+	const char *buf = it->buf, *p, *nl, *eol;
+
+	while (it->pos < it->len) {
+		p = buf + it->pos;
+		nl = memchr(p, '\n', it->len - it->pos);
+		eol = nl != NULL ? nl : buf + it->len;
+		it->pos = (size_t)(eol - buf) + (nl != NULL);
+		/* blank lines (CR, spaces, tabs) carry no record */
+		SKIP_WS(p, eol);
+		if (p == eol)
+			continue;
+		c->end = eol;
+		if (scan_one(c, buf, p, rec) < 0)
+			return iter_fail(it, c->err, c->errp);
+		it->index++;
+		return 1;
+	}
+	it->state = IT_DONE;
+	return 0;
+}
+
+int
+scan_iter_next(struct scan_iter *it, struct scan_record *rec)
+{
+	struct scan_ctx c;
+	const char *p, *start;
+
+	ctx_init(&c, it->spec, rec, it->buf + it->len);
+	switch (it->state) {
+	case IT_DONE:
+		return 0;
+	case IT_FAILED:
+		return -1;
+	case IT_LINES:
+		return iter_lines(it, &c, rec);
+	case IT_START:
+		if (it->format == SCAN_FORMAT_OBJECT) {
+			p = it->buf;
+			SKIP_WS(p, c.end);
+			if (p >= c.end || *p != '{')
+				return iter_fail(it, "body is not a JSON object", p);
+			if (scan_one(&c, it->buf, p, rec) < 0)
+				return iter_fail(it, c.err, c.errp);
+			it->pos = it->len;
+			it->state = IT_DONE;
+			it->index++;
+			return 1;
+		}
+		if (it->format != SCAN_FORMAT_ARRAY &&
+		    it->format != SCAN_FORMAT_ARRAY_AT)
+			return iter_fail(it, "unknown body format", it->buf);
+		if (iter_enter(it, &c) < 0)
+			return -1;
+		break;
+	default:
+		break;
+	}
+	p = it->buf + it->pos;
+	SKIP_WS(p, c.end);
+	if (it->state == IT_NEXT) {
+		if (p < c.end && *p == ',') {
+			p++;
+			SKIP_WS(p, c.end);
+		} else if (p >= c.end || *p != ']') {
+			return iter_fail(it, p >= c.end ? "unexpected end of input"
+							: "expected ',' or ']' in array",
+					 p);
+		} else {
+			goto close;
+		}
+	} else if (p < c.end && *p == ']') {
+		goto close;
+	}
+	start = p;
+	rec->nsubjects = 0;
+	if (parse_value(&c, &p, c.all_mask) < 0)
+		return iter_fail(it, c.err, c.errp);
+	rec->start = (size_t)(start - it->buf);
+	rec->end = (size_t)(p - it->buf);
+	it->pos = rec->end;
+	it->state = IT_NEXT;
+	it->index++;
+	return 1;
+close:
+	it->array_close = (size_t)(p - it->buf);
+	if (iter_leave(it, &c) < 0)
+		return -1;
+	return 0;
+}
