@@ -1,0 +1,941 @@
+/*
+ * test_http1.c: strict HTTP/1.1 framing.
+ *
+ * Every request and response here is also parsed at every prefix, each from
+ * its own exactly-sized heap copy (so a sanitizer sees any over-read): a
+ * prefix must answer "need more" or the very same refusal, never a
+ * different successful parse. Chunked bodies are fed whole, split at every
+ * offset and one byte at a time, and must give the same payload and the
+ * same error.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../proxy/http1_internal.h"
+
+static const struct http1_limits deflim = { CG_DEFAULT_MAX_HEADER_BYTES,
+					    CG_DEFAULT_MAX_HEADER_COUNT };
+
+static char *
+dup_bytes(const char *s, size_t n)
+{
+	char *p = malloc(n ? n : 1);
+
+	assert_non_null(p);
+	memcpy(p, s, n);
+	return p;
+}
+
+/* Slices of a parsed head must point inside buf[0,head_len). */
+static void
+assert_inside(struct cg_slice s, const char *buf, size_t head_len)
+{
+	assert_true(s.ptr >= buf);
+	assert_true(s.ptr + s.len <= buf + head_len);
+}
+
+/*
+ * Parse raw at every prefix and whole. Returns the full parse's result,
+ * with req filled from a copy the caller frees (*keep).
+ */
+static int
+check_request_lim(const char *raw, size_t len, const struct http1_limits *lim,
+		  struct http1_request *req, int *status, char **keep)
+{
+	const char *reason = NULL;
+	char *full = dup_bytes(raw, len);
+	int rc, st = 0;
+	size_t k;
+	unsigned h;
+
+	rc = http1_parse_request(full, len, lim, req, &st, &reason);
+	if (rc == 1) {
+		assert_true(req->head_len <= len);
+		for (h = 0; h < req->nheaders; h++) {
+			assert_inside(req->headers[h].name, full,
+				      req->head_len);
+			assert_inside(req->headers[h].value, full,
+				      req->head_len);
+		}
+		assert_inside(req->method, full, req->head_len);
+		assert_inside(req->target, full, req->head_len);
+	} else if (rc == -1) {
+		assert_non_null(reason);
+	}
+	for (k = 0; k < len; k++) {
+		struct http1_request pre;
+		char *part = dup_bytes(raw, k);
+		const char *r2 = NULL;
+		int st2 = 0;
+		int rc2 = http1_parse_request(part, k, lim, &pre, &st2, &r2);
+
+		if (rc == 1 && k >= req->head_len) {
+			assert_int_equal(rc2, 1);
+			assert_int_equal(pre.head_len, req->head_len);
+		} else if (rc2 != 0) {
+			if (rc2 != -1 || st2 != st)
+				fail_msg("prefix %zu of %zu gave %d/%d, full "
+					 "gives %d/%d",
+					 k, len, rc2, st2, rc, st);
+		}
+		free(part);
+	}
+	*status = st;
+	*keep = full;
+	return rc;
+}
+
+static int
+check_request(const char *raw, size_t len, struct http1_request *req,
+	      int *status, char **keep)
+{
+	return check_request_lim(raw, len, &deflim, req, status, keep);
+}
+
+struct refusal {
+	const char *raw;
+	size_t len; /* 0: strlen */
+	int status;
+};
+
+#define R(s, st) { s, sizeof(s) - 1, st }
+#define H "Host: a\r\n"
+
+static const struct refusal refusals[] = {
+	/* framing */
+	R("POST / HTTP/1.1\r\n" H "Content-Length: 5\r\n"
+	  "Transfer-Encoding: chunked\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n"
+	  "Content-Length: 5\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Content-Length: 5\r\n"
+	  "Content-Length: 5\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Content-Length: 5, 5\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Content-Length: +5\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Content-Length: -1\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Content-Length: 0x5\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Content-Length: 5a\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Content-Length: 5 5\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Content-Length: \r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H
+	  "Content-Length: 18446744073709551616\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H
+	  "Content-Length: 99999999999999999999999\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: gzip\r\n\r\n", 501),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: identity\r\n\r\n", 501),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: gzip, chunked\r\n\r\n",
+	  501),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked, gzip\r\n\r\n",
+	  501),
+	R("POST / HTTP/1.1\r\n" H
+	  "Transfer-Encoding: chunked, chunked\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n"
+	  "Transfer-Encoding: chunked\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked,\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: ,chunked\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked;q=1\r\n\r\n",
+	  400),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: \r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: \"chunked\"\r\n\r\n",
+	  400),
+	R("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Transfer_Encoding: chunked\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "content_length: 5\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\n" H "HOST_: b\r\n" "Ho_st: b\r\nHos_t: c\r\n"
+	  "h_ost: d\r\n\r\n", 200 /* not refused: see test_valid_misc */),
+	/* field syntax */
+	R("GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Content-Length : 5\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\n\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\n\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\n\r\r\n", 400),
+	R("GET / HTTP/1.1\nHost: a\r\n\r\n", 400),
+	R("GET / HTTP/1.1\rHost: a\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n\tc\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\nX: a\x7f" "b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\nX: a\x01" "b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\nX: a\x1b" "b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\nX\0: b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\nX\x7f: b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\nX(y: b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\nX@y: b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\nX\xc3\xa9: b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\n: b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", 400),
+	/* Host */
+	R("GET / HTTP/1.1\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nX: a\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
+	/* request line */
+	R("GET / HTTP/2.0\r\n" H "\r\n", 400),
+	R("GET / http/1.1\r\n" H "\r\n", 400),
+	R("GET / HTTP/1.10\r\n" H "\r\n", 400),
+	R("GET / HTTP/1\r\n" H "\r\n", 400),
+	R("GET / HTTP/1.1 \r\n" H "\r\n", 400),
+	R("GET / HTTP/1.x\r\n" H "\r\n", 400),
+	R("GET /\r\n" H "\r\n", 400),
+	R("GET / HTTP/1.2\r\n" H "\r\n", 505),
+	R("GET / HTTP/1.9\r\n" H "\r\n", 505),
+	R("G(T / HTTP/1.1\r\n" H "\r\n", 400),
+	R("G\x01T / HTTP/1.1\r\n" H "\r\n", 400),
+	R(" GET / HTTP/1.1\r\n" H "\r\n", 400),
+	R("GET  / HTTP/1.1\r\n" H "\r\n", 400),
+	R("GET /  HTTP/1.1\r\n" H "\r\n", 400),
+	R("GET\t/ HTTP/1.1\r\n" H "\r\n", 400),
+	R("GET /a b HTTP/1.1\r\n" H "\r\n", 400),
+	R("GET /a\x01 HTTP/1.1\r\n" H "\r\n", 400),
+	R("GET /a\x7f HTTP/1.1\r\n" H "\r\n", 400),
+	R("GET /\xc3\xa9 HTTP/1.1\r\n" H "\r\n", 400),
+	R("GET /a\0b HTTP/1.1\r\n" H "\r\n", 400),
+	R("GET /a#f HTTP/1.1\r\n" H "\r\n", 400),
+	R("GET /a%zz HTTP/1.1\r\n" H "\r\n", 400),
+	R("GET /a% HTTP/1.1\r\n" H "\r\n", 400),
+	R("GET /a\"b HTTP/1.1\r\n" H "\r\n", 400),
+	R("GET http://a/ HTTP/1.1\r\n" H "\r\n", 400),
+	R("GET a HTTP/1.1\r\n" H "\r\n", 400),
+	R("OPTIONS * HTTP/1.1\r\n" H "\r\n", 400),
+	R("CONNECT a:443 HTTP/1.1\r\n" H "\r\n", 501),
+	R("\nGET / HTTP/1.1\r\n" H "\r\n", 400),
+	R("\r\n\nGET / HTTP/1.1\r\n" H "\r\n", 400),
+	R("\r\rGET / HTTP/1.1\r\n" H "\r\n", 400),
+	/* Upgrade, Expect, Connection */
+	R("GET / HTTP/1.1\r\n" H "Upgrade: websocket\r\n"
+	  "Connection: Upgrade\r\n\r\n", 501),
+	R("POST / HTTP/1.1\r\n" H "Expect: 200-ok\r\n\r\n", 417),
+	R("POST / HTTP/1.1\r\n" H "Expect: 100-continue, x\r\n\r\n", 417),
+	R("GET / HTTP/1.1\r\n" H "Connection: close;x\r\n\r\n", 400),
+	R("GET / HTTP/1.1\r\n" H "Connection: \"close\"\r\n\r\n", 400),
+};
+
+static void
+test_refusals(void **state)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+		struct http1_request req;
+		char *keep;
+		int st = 0;
+		int rc = check_request(refusals[i].raw, refusals[i].len, &req,
+				       &st, &keep);
+
+		if (refusals[i].status == 200) {
+			if (rc != 1)
+				fail_msg("case %zu: expected a parse", i);
+		} else if (rc != -1 || st != refusals[i].status) {
+			fail_msg("case %zu: expected %d, got rc %d status %d", i,
+				 refusals[i].status, rc, st);
+		}
+		free(keep);
+	}
+}
+
+static void
+assert_slice(struct cg_slice s, const char *lit)
+{
+	if (s.len != strlen(lit) || memcmp(s.ptr, lit, s.len) != 0)
+		fail_msg("slice \"%.*s\" != \"%s\"", (int)s.len, s.ptr, lit);
+}
+
+static void
+test_valid_get(void **state)
+{
+	static const char raw[] = "GET /v1/items?id=7&x=%2F HTTP/1.1\r\n"
+				  "Host: api.example:8080\r\n"
+				  "User-Agent: t\r\n"
+				  "Accept:*/*\r\n"
+				  "X-Pad: \t v a l \t \r\n"
+				  "X-Obs: caf\xc3\xa9\r\n"
+				  "X-Empty:\r\n"
+				  "\r\n";
+	struct http1_request req;
+	char *keep;
+	int st;
+
+	assert_int_equal(check_request(raw, sizeof(raw) - 1, &req, &st, &keep),
+			 1);
+	assert_slice(req.method, "GET");
+	assert_slice(req.target, "/v1/items?id=7&x=%2F");
+	assert_slice(req.path, "/v1/items");
+	assert_slice(req.query, "id=7&x=%2F");
+	assert_int_equal(req.minor, 1);
+	assert_int_equal(req.nheaders, 6);
+	assert_slice(req.headers[0].name, "Host");
+	assert_slice(req.headers[0].value, "api.example:8080");
+	assert_slice(req.headers[2].name, "Accept");
+	assert_slice(req.headers[2].value, "*/*");
+	assert_slice(req.headers[3].value, "v a l");
+	assert_slice(req.headers[4].value, "caf\xc3\xa9");
+	assert_slice(req.headers[5].name, "X-Empty");
+	assert_int_equal(req.headers[5].value.len, 0);
+	assert_slice(req.host, "api.example:8080");
+	assert_int_equal(req.framing, HTTP1_FRAMING_NONE);
+	assert_int_equal(req.content_length, 0);
+	assert_true(req.keep_alive);
+	assert_false(req.expect_continue);
+	assert_int_equal(req.head_len, sizeof(raw) - 1);
+	free(keep);
+}
+
+static void
+test_valid_post_length(void **state)
+{
+	static const char raw[] = "\r\n\r\nPOST /ingest HTTP/1.1\r\n"
+				  "host: h\r\n"
+				  "content-length: 0042\r\n"
+				  "Connection: foo, , Close\r\n"
+				  "Expect: 100-Continue\r\n"
+				  "\r\n"
+				  "{\"a\":1}";
+	struct http1_request req;
+	char *keep;
+	int st;
+
+	assert_int_equal(check_request(raw, sizeof(raw) - 1, &req, &st, &keep),
+			 1);
+	assert_slice(req.method, "POST");
+	assert_slice(req.path, "/ingest");
+	assert_int_equal(req.query.len, 0);
+	assert_int_equal(req.framing, HTTP1_FRAMING_LENGTH);
+	assert_int_equal(req.content_length, 42);
+	assert_false(req.keep_alive);
+	assert_true(req.expect_continue);
+	assert_slice(req.host, "h");
+	assert_int_equal(req.head_len, sizeof(raw) - 1 - 7);
+	free(keep);
+}
+
+static void
+test_valid_chunked_and_versions(void **state)
+{
+	static const char te[] = "POST /x? HTTP/1.1\r\nHost: h\r\n"
+				 "Transfer-Encoding: \tChunked \r\n\r\n";
+	static const char v10[] = "GET / HTTP/1.0\r\n\r\n";
+	static const char v10ka[] = "GET / HTTP/1.0\r\n"
+				    "Connection: Keep-Alive\r\n\r\n";
+	static const char v10kac[] = "GET / HTTP/1.0\r\n"
+				     "Connection: keep-alive\r\n"
+				     "Connection: close\r\n\r\n";
+	static const char big[] = "POST / HTTP/1.1\r\nHost: h\r\n"
+				  "Content-Length: 18446744073709551615\r\n\r\n";
+	struct http1_request req;
+	char *keep;
+	int st;
+
+	assert_int_equal(check_request(te, sizeof(te) - 1, &req, &st, &keep),
+			 1);
+	assert_int_equal(req.framing, HTTP1_FRAMING_CHUNKED);
+	assert_slice(req.path, "/x");
+	assert_int_equal(req.query.len, 0);
+	assert_true(req.keep_alive);
+	free(keep);
+
+	assert_int_equal(check_request(v10, sizeof(v10) - 1, &req, &st, &keep),
+			 1);
+	assert_int_equal(req.minor, 0);
+	assert_false(req.keep_alive);
+	assert_int_equal(req.host.len, 0);
+	assert_int_equal(req.nheaders, 0);
+	free(keep);
+
+	assert_int_equal(
+		check_request(v10ka, sizeof(v10ka) - 1, &req, &st, &keep), 1);
+	assert_true(req.keep_alive);
+	free(keep);
+
+	assert_int_equal(
+		check_request(v10kac, sizeof(v10kac) - 1, &req, &st, &keep), 1);
+	assert_false(req.keep_alive);
+	free(keep);
+
+	assert_int_equal(check_request(big, sizeof(big) - 1, &req, &st, &keep),
+			 1);
+	assert_int_equal(req.framing, HTTP1_FRAMING_LENGTH);
+	assert_int_equal(req.content_length, UINT64_MAX);
+	free(keep);
+}
+
+static void
+test_limits(void **state)
+{
+	static const char raw[] = "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\n"
+				  "B: 2\r\nC: 3\r\n\r\n"; /* 44 bytes */
+	struct http1_limits lim = { 1024, 3 };
+	struct http1_request req;
+	const char *reason;
+	char *keep;
+	int st = 0;
+
+	/* four fields over a limit of three */
+	assert_int_equal(
+		check_request_lim(raw, sizeof(raw) - 1, &lim, &req, &st, &keep),
+		-1);
+	assert_int_equal(st, 431);
+	free(keep);
+	lim.max_headers = 4;
+	assert_int_equal(
+		check_request_lim(raw, sizeof(raw) - 1, &lim, &req, &st, &keep),
+		1);
+	free(keep);
+
+	/* a head of exactly max_head_bytes fits; one byte less does not */
+	lim.max_head_bytes = sizeof(raw) - 1;
+	assert_int_equal(
+		check_request_lim(raw, sizeof(raw) - 1, &lim, &req, &st, &keep),
+		1);
+	free(keep);
+	assert_false(http1_head_too_long(sizeof(raw) - 2, &lim));
+	assert_true(http1_head_too_long(sizeof(raw) - 1, &lim));
+	lim.max_head_bytes = sizeof(raw) - 2;
+	assert_int_equal(
+		check_request_lim(raw, sizeof(raw) - 1, &lim, &req, &st, &keep),
+		-1);
+	assert_int_equal(st, 431);
+	free(keep);
+
+	/* an endless head is refused once the limit is buffered */
+	{
+		size_t n = CG_DEFAULT_MAX_HEADER_BYTES + 100;
+		char *buf = malloc(n);
+		memset(buf, 'a', n);
+		memcpy(buf, "GET / HTTP/1.1\r\nX: ", 19);
+		assert_int_equal(http1_parse_request(buf, n - 200, NULL, &req,
+						     &st, &reason),
+				 0);
+		assert_int_equal(
+			http1_parse_request(buf, n, NULL, &req, &st, &reason),
+			-1);
+		assert_int_equal(st, 431);
+		free(buf);
+	}
+
+	/* more fields than CG_MAX_HEADERS even when the limit says more */
+	{
+		char buf[8192];
+		size_t n = 0;
+		int k;
+		lim.max_head_bytes = sizeof(buf);
+		lim.max_headers = 10000;
+		n += (size_t)sprintf(buf + n, "GET / HTTP/1.1\r\nHost: h\r\n");
+		for (k = 0; k < CG_MAX_HEADERS; k++)
+			n += (size_t)sprintf(buf + n, "X%d: y\r\n", k);
+		n += (size_t)sprintf(buf + n, "\r\n");
+		assert_int_equal(
+			http1_parse_request(buf, n, &lim, &req, &st, &reason),
+			-1);
+		assert_int_equal(st, 431);
+	}
+}
+
+static void
+test_valid_misc(void **state)
+{
+	static const char raw[] = "GET /a/b;c=d/@:!$&'()*+,=-._~ HTTP/1.1\r\n"
+				  "Host: [::1]:80\r\n"
+				  "X-Tab: a\tb\r\n"
+				  "!#$%&'*+-.^_`|~09aZ: v\r\n"
+				  "X_Under: ok\r\n"
+				  "\r\n";
+	struct http1_request req;
+	char *keep;
+	int st;
+
+	assert_int_equal(check_request(raw, sizeof(raw) - 1, &req, &st, &keep),
+			 1);
+	assert_slice(req.host, "[::1]:80");
+	assert_slice(req.headers[1].value, "a\tb");
+	assert_slice(req.headers[2].name, "!#$%&'*+-.^_`|~09aZ");
+	assert_int_equal(req.nheaders, 4);
+	free(keep);
+}
+
+/* ---- responses ---- */
+
+static int
+check_response(const char *raw, size_t len, bool head,
+	       struct http1_response *res, char **keep)
+{
+	const char *reason = NULL;
+	char *full = dup_bytes(raw, len);
+	int rc = http1_parse_response(full, len, head, res, &reason);
+	size_t k;
+
+	if (rc == 1)
+		assert_true(res->head_len <= len);
+	if (rc == -1)
+		assert_non_null(reason);
+	for (k = 0; k < len; k++) {
+		struct http1_response pre;
+		char *part = dup_bytes(raw, k);
+		int rc2 = http1_parse_response(part, k, head, &pre, &reason);
+
+		if (rc == 1 && k >= res->head_len)
+			assert_int_equal(rc2, 1);
+		else if (rc2 != 0 && rc2 != rc)
+			fail_msg("response prefix %zu gave %d, full %d", k, rc2,
+				 rc);
+		free(part);
+	}
+	*keep = full;
+	return rc;
+}
+
+struct resp_case {
+	const char *raw;
+	size_t len;
+	bool head;
+	int rc;
+	enum http1_framing framing;
+	uint64_t content_length;
+	bool keep_alive;
+};
+
+#define RS(s, head, rc, fr, cl, ka) { s, sizeof(s) - 1, head, rc, fr, cl, ka }
+#define HN HTTP1_FRAMING_NONE
+#define HL HTTP1_FRAMING_LENGTH
+#define HC HTTP1_FRAMING_CHUNKED
+#define HX HTTP1_FRAMING_CLOSE
+
+static const struct resp_case resp_cases[] = {
+	RS("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false, 1, HL,
+	   5, true),
+	RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, 1,
+	   HC, 0, true),
+	RS("HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", false, 1, HX, 0, false),
+	RS("HTTP/1.1 204 No Content\r\n\r\n", false, 1, HN, 0, true),
+	RS("HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n", false,
+	   1, HN, 0, true),
+	RS("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", true, 1, HN, 0,
+	   true),
+	RS("HTTP/1.1 100 Continue\r\n\r\n", false, 1, HN, 0, true),
+	RS("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false, 1, HL, 1,
+	   false),
+	RS("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n"
+	   "Connection: keep-alive\r\n\r\n", false, 1, HL, 1, true),
+	RS("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n"
+	   "Connection: close\r\n\r\n", false, 1, HL, 1, false),
+	RS("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", false, 1, HL, 0, true),
+	RS("HTTP/1.1 503 \r\nContent-Length: 0\r\n\r\n", false, 1, HL, 0,
+	   true),
+	RS("HTTP/1.1 404 Not \xc3\xa9 found\r\nHost: a\r\nHost: b\r\n"
+	   "Content-Length: 0\r\n\r\n", false, 1, HL, 0, true),
+	/* refused: framing ambiguity and broken syntax */
+	RS("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+	   false, -1, HN, 0, false),
+	RS("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+	   "Transfer-Encoding: chunked\r\n\r\n", false, -1, HN, 0, false),
+	RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+	   false, -1, HN, 0, false),
+	RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false, -1, HN,
+	   0, false),
+	RS("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, -1,
+	   HN, 0, false),
+	RS("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, -1, HN, 0,
+	   false),
+	RS("HTTP/1.1 200 OK\r\nContent_Length: 3\r\n\r\n", false, -1, HN, 0,
+	   false),
+	RS("HTTP/1.1 101 Switching Protocols\r\n\r\n", false, -1, HN, 0, false),
+	RS("HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n", false, -1, HN, 0,
+	   false),
+	RS("HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n", false, -1, HN, 0,
+	   false),
+	RS("HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", false, -1, HN, 0, false),
+	RS("HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n", false, -1, HN, 0,
+	   false),
+	RS("HTTP/1.1 200 O\x01K\r\n\r\n", false, -1, HN, 0, false),
+	RS("HTTP/2 200 OK\r\n\r\n", false, -1, HN, 0, false),
+	RS("HTTP/1.2 200 OK\r\n\r\n", false, -1, HN, 0, false),
+	RS("HTTP/1.1 20 OK\r\n\r\n", false, -1, HN, 0, false),
+	RS("HTTP/1.1 2000 OK\r\n\r\n", false, -1, HN, 0, false),
+	RS("HTTP/1.1 999 OK\r\n\r\n", false, -1, HN, 0, false),
+	RS("HTTP/1.1 099 OK\r\n\r\n", false, -1, HN, 0, false),
+	RS("http/1.1 200 OK\r\n\r\n", false, -1, HN, 0, false),
+};
+
+static void
+test_responses(void **state)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(resp_cases) / sizeof(resp_cases[0]); i++) {
+		const struct resp_case *c = &resp_cases[i];
+		struct http1_response res;
+		char *keep;
+		int rc = check_response(c->raw, c->len, c->head, &res, &keep);
+
+		if (rc != c->rc)
+			fail_msg("response case %zu: rc %d, want %d", i, rc,
+				 c->rc);
+		if (rc == 1 && (res.framing != c->framing ||
+				res.content_length != c->content_length ||
+				res.keep_alive != c->keep_alive))
+			fail_msg("response case %zu: framing %d cl %llu ka %d",
+				 i, res.framing,
+				 (unsigned long long)res.content_length,
+				 res.keep_alive);
+		free(keep);
+	}
+}
+
+static void
+test_response_fields(void **state)
+{
+	static const char raw[] = "HTTP/1.1 201 Created Now\r\n"
+				  "Location: /x\r\nContent-Length: 3\r\n\r\nabc";
+	struct http1_response res;
+	const char *reason;
+	char *big;
+	size_t n = CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES + 10;
+
+	assert_int_equal(
+		http1_parse_response(raw, sizeof(raw) - 1, false, &res, &reason),
+		1);
+	assert_int_equal(res.status, 201);
+	assert_int_equal(res.minor, 1);
+	assert_slice(res.reason, "Created Now");
+	assert_int_equal(res.nheaders, 2);
+	assert_slice(res.headers[0].value, "/x");
+	assert_int_equal(res.head_len, sizeof(raw) - 4);
+
+	/* a response head that never ends is refused at the limit */
+	big = malloc(n);
+	memset(big, 'a', n);
+	memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 20);
+	assert_int_equal(http1_parse_response(big, n - 100, false, &res,
+					      &reason),
+			 0);
+	assert_int_equal(http1_parse_response(big, n, false, &res, &reason),
+			 -1);
+	free(big);
+}
+
+/* ---- chunked ---- */
+
+struct ck_result {
+	int rc; /* 1 done, 0 wants more, -1 error */
+	const char *reason;
+	size_t consumed;
+	char out[4096];
+	size_t outlen;
+};
+
+/* Feed one piece until it is consumed, the body ends or an error. */
+static void
+feed_piece(struct http1_chunked *c, const char *raw, size_t len,
+	   struct ck_result *r)
+{
+	char *piece = dup_bytes(raw, len);
+	size_t off = 0;
+
+	while (off < len && !c->done && r->rc != -1) {
+		struct cg_slice d;
+		const char *reason = NULL;
+		long n = http1_chunked_feed(c, piece + off, len - off, &d,
+					    &reason);
+
+		if (n < 0) {
+			assert_non_null(reason);
+			r->rc = -1;
+			r->reason = reason;
+			break;
+		}
+		assert_true((size_t)n <= len - off);
+		assert_true(n > 0);
+		assert_true(d.ptr >= piece + off);
+		assert_true(d.ptr + d.len <= piece + off + n);
+		assert_true(r->outlen + d.len <= sizeof(r->out));
+		memcpy(r->out + r->outlen, d.ptr, d.len);
+		r->outlen += d.len;
+		off += (size_t)n;
+	}
+	r->consumed += off;
+	if (c->done)
+		r->rc = 1;
+	free(piece);
+}
+
+/* Decode raw cut at the given offsets (cuts[0..ncuts) ascending). */
+static void
+decode_cut(const char *raw, size_t len, const size_t *cuts, size_t ncuts,
+	   struct ck_result *r)
+{
+	struct http1_chunked c;
+	size_t prev = 0, k;
+
+	memset(r, 0, sizeof(*r));
+	http1_chunked_init(&c);
+	for (k = 0; k <= ncuts && r->rc == 0; k++) {
+		size_t to = k < ncuts ? cuts[k] : len;
+		feed_piece(&c, raw + prev, to - prev, r);
+		prev = to;
+	}
+	if (r->rc == 1)
+		assert_int_equal(c.total, r->outlen);
+	if (r->rc == -1) {
+		/* a failed decoder stays failed */
+		struct cg_slice d;
+		const char *reason = NULL;
+		assert_int_equal(http1_chunked_feed(&c, "0\r\n\r\n", 5, &d,
+						    &reason),
+				 -1);
+	}
+}
+
+static void
+assert_same(const struct ck_result *a, const struct ck_result *b,
+	    const char *how, size_t at)
+{
+	if (a->rc != b->rc || a->outlen != b->outlen ||
+	    memcmp(a->out, b->out, a->outlen) != 0 ||
+	    (a->rc == 1 && a->consumed != b->consumed) ||
+	    (a->rc == -1 && strcmp(a->reason, b->reason) != 0))
+		fail_msg("chunked %s %zu differs: rc %d/%d out %zu/%zu", how,
+			 at, a->rc, b->rc, a->outlen, b->outlen);
+}
+
+/* Whole, split at every offset, one byte at a time: all the same. */
+static void
+decode_all_ways(const char *raw, size_t len, struct ck_result *whole)
+{
+	struct ck_result r;
+	size_t k, *cuts;
+
+	decode_cut(raw, len, NULL, 0, whole);
+	for (k = 0; k <= len; k++) {
+		decode_cut(raw, len, &k, 1, &r);
+		assert_same(whole, &r, "split at", k);
+	}
+	cuts = malloc((len + 1) * sizeof(*cuts));
+	for (k = 0; k < len; k++)
+		cuts[k] = k + 1;
+	decode_cut(raw, len, cuts, len ? len - 1 : 0, &r);
+	assert_same(whole, &r, "bytewise", 0);
+	free(cuts);
+}
+
+#define CK(s) s, sizeof(s) - 1
+
+static void
+test_chunked_valid(void **state)
+{
+	static const char body[] =
+		"5\r\nhello\r\n"
+		"6;a=b;c=\"x y\\\" z\";flag\r\n world\r\n"
+		"A\r\n0123456789\r\n"
+		"0000000000000001\r\n!\r\n"
+		"0\r\nX-Trailer: 1\r\nContent-Length: 99\r\n"
+		"Transfer-Encoding: gzip\r\n\r\nNEXT REQUEST";
+	static const char empty[] = "0\r\n\r\n";
+	static const char ext0[] = "000;x=\"\"\r\n\r\n";
+	struct ck_result r;
+
+	decode_all_ways(CK(body), &r);
+	assert_int_equal(r.rc, 1);
+	assert_int_equal(r.outlen, 22);
+	assert_memory_equal(r.out, "hello world0123456789!", 22);
+	/* trailers consumed and dropped; what follows is left alone */
+	assert_int_equal(r.consumed, sizeof(body) - 1 - strlen("NEXT REQUEST"));
+
+	decode_all_ways(CK(empty), &r);
+	assert_int_equal(r.rc, 1);
+	assert_int_equal(r.outlen, 0);
+	assert_int_equal(r.consumed, 5);
+
+	decode_all_ways(CK(ext0), &r);
+	assert_int_equal(r.rc, 1);
+
+	/* incomplete bodies want more, never report done */
+	decode_all_ways(CK("5\r\nhel"), &r);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(r.outlen, 3);
+	decode_all_ways(CK("0\r\nX: y\r\n"), &r);
+	assert_int_equal(r.rc, 0);
+	/* the largest size fits 16 digits; its data is simply not there */
+	decode_all_ways(CK("ffffffffffffffff\r\nab"), &r);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(r.outlen, 2);
+}
+
+static void
+test_chunked_errors(void **state)
+{
+	static const char *const bad[] = {
+		"0x5\r\nhello\r\n0\r\n\r\n",
+		"+5\r\nhello\r\n0\r\n\r\n",
+		"-5\r\nhello\r\n0\r\n\r\n",
+		" 5\r\nhello\r\n0\r\n\r\n",
+		"5 \r\nhello\r\n0\r\n\r\n",
+		"5 ;a\r\nhello\r\n0\r\n\r\n",
+		"5; a\r\nhello\r\n0\r\n\r\n",
+		"5;a \r\nhello\r\n0\r\n\r\n",
+		"5;a =b\r\nhello\r\n0\r\n\r\n",
+		"5;a=\r\nhello\r\n0\r\n\r\n",
+		"5;=b\r\nhello\r\n0\r\n\r\n",
+		"5;\r\nhello\r\n0\r\n\r\n",
+		"5;a=b c\r\nhello\r\n0\r\n\r\n",
+		"5;a=\"b\x01\"\r\nhello\r\n0\r\n\r\n",
+		"5;a=\"b\r\nhello\r\n0\r\n\r\n",
+		"5;a=\"b\"c\r\nhello\r\n0\r\n\r\n",
+		"5;a\0\r\nhello\r\n0\r\n\r\n",
+		"\r\nhello\r\n0\r\n\r\n",
+		"g\r\nhello\r\n0\r\n\r\n",
+		"5\nhello\r\n0\r\n\r\n",
+		"5\r\rhello\r\n0\r\n\r\n",
+		"5\r\nhelloX\r\n0\r\n\r\n",
+		"5\r\nhello\n0\r\n\r\n",
+		"5\r\nhello\r0\r\n\r\n",
+		"5\r\nhello0\r\n\r\n",
+		"00000000000000005\r\nhello\r\n0\r\n\r\n",
+		"10000000000000000\r\n",
+		"0\r\nX: a\r\n b\r\n\r\n",
+		"0\r\n X: a\r\n\r\n",
+		"0\r\nX : a\r\n\r\n",
+		"0\r\nX: a\nY: b\r\n\r\n",
+		"0\r\nX: a\x01\r\n\r\n",
+		"0\r\n: a\r\n\r\n",
+		"0\r\nX\r\n\r\n",
+		"0\r\n\r\r",
+		"0\r\n\n",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct ck_result r;
+		size_t len = strlen(bad[i]);
+
+		if (i == 16)
+			len = 18; /* the case with an embedded NUL */
+		decode_all_ways(bad[i], len, &r);
+		if (r.rc != -1)
+			fail_msg("chunked case %zu: rc %d, want -1", i, r.rc);
+	}
+}
+
+static void
+test_chunked_limits(void **state)
+{
+	char buf[12000];
+	struct ck_result r;
+	size_t n;
+
+	/* extensions: CG_MAX_CHUNK_EXT bytes pass, one more fails */
+	n = (size_t)sprintf(buf, "1;");
+	memset(buf + n, 'e', CG_MAX_CHUNK_EXT - 1);
+	n += CG_MAX_CHUNK_EXT - 1;
+	n += (size_t)sprintf(buf + n, "\r\nx\r\n0\r\n\r\n");
+	decode_cut(buf, n, NULL, 0, &r);
+	assert_int_equal(r.rc, 1);
+	n = (size_t)sprintf(buf, "1;");
+	memset(buf + n, 'e', CG_MAX_CHUNK_EXT);
+	n += CG_MAX_CHUNK_EXT;
+	n += (size_t)sprintf(buf + n, "\r\nx\r\n0\r\n\r\n");
+	decode_cut(buf, n, NULL, 0, &r);
+	assert_int_equal(r.rc, -1);
+	assert_string_equal(r.reason, "chunk extensions too long");
+
+	/* a trailer section over 8 KiB fails */
+	n = (size_t)sprintf(buf, "0\r\nX: ");
+	memset(buf + n, 'v', 9000);
+	n += 9000;
+	n += (size_t)sprintf(buf + n, "\r\n\r\n");
+	decode_cut(buf, n, NULL, 0, &r);
+	assert_int_equal(r.rc, -1);
+	assert_string_equal(r.reason, "trailer section too long");
+}
+
+/* ---- helpers ---- */
+
+static void
+test_helpers(void **state)
+{
+	static const char raw[] = "GET / HTTP/1.1\r\nHost: h\r\n"
+				  "Connection: keep-alive, X-Secret ,Foo\r\n"
+				  "connection: bar\r\nX-Secret: 1\r\n\r\n";
+	struct http1_request req;
+	const char *reason;
+	int st;
+
+	assert_true(http1_slice_ieq(CG_SLICE_LIT("Content-Length"),
+				    "content-length"));
+	assert_true(http1_slice_ieq(CG_SLICE_LIT("x"), "X"));
+	assert_false(http1_slice_ieq(CG_SLICE_LIT("Content-Lengt"),
+				     "content-length"));
+	assert_false(http1_slice_ieq(CG_SLICE_LIT("Content-Lengthx"),
+				     "content-length"));
+	assert_true(http1_slice_ieq((struct cg_slice){ "", 0 }, ""));
+
+	assert_true(http1_is_hop_by_hop(CG_SLICE_LIT("Connection")));
+	assert_true(http1_is_hop_by_hop(CG_SLICE_LIT("keep-alive")));
+	assert_true(http1_is_hop_by_hop(CG_SLICE_LIT("TE")));
+	assert_true(http1_is_hop_by_hop(CG_SLICE_LIT("Trailer")));
+	assert_true(http1_is_hop_by_hop(CG_SLICE_LIT("Transfer-Encoding")));
+	assert_true(http1_is_hop_by_hop(CG_SLICE_LIT("Upgrade")));
+	assert_true(http1_is_hop_by_hop(CG_SLICE_LIT("Proxy-Authorization")));
+	assert_true(http1_is_hop_by_hop(CG_SLICE_LIT("proxy-connection")));
+	assert_false(http1_is_hop_by_hop(CG_SLICE_LIT("Trailers")));
+	assert_false(http1_is_hop_by_hop(CG_SLICE_LIT("Content-Length")));
+	assert_false(http1_is_hop_by_hop(CG_SLICE_LIT("Host")));
+	assert_false(http1_is_hop_by_hop(CG_SLICE_LIT("Proxy")));
+	assert_false(http1_is_hop_by_hop(CG_SLICE_LIT("Sec-GPC")));
+
+	assert_int_equal(http1_parse_request(raw, sizeof(raw) - 1, &deflim,
+					     &req, &st, &reason),
+			 1);
+	assert_true(http1_connection_names(req.headers, req.nheaders,
+					   CG_SLICE_LIT("x-secret")));
+	assert_true(http1_connection_names(req.headers, req.nheaders,
+					   CG_SLICE_LIT("FOO")));
+	assert_true(http1_connection_names(req.headers, req.nheaders,
+					   CG_SLICE_LIT("bar")));
+	assert_false(http1_connection_names(req.headers, req.nheaders,
+					    CG_SLICE_LIT("X-Secre")));
+	assert_false(http1_connection_names(req.headers, req.nheaders,
+					    CG_SLICE_LIT("Host")));
+	assert_false(http1_connection_names(req.headers, req.nheaders,
+					    (struct cg_slice){ "", 0 }));
+	assert_true(req.keep_alive);
+
+	assert_ptr_equal(http1_find(req.headers, req.nheaders, "CONNECTION"),
+			 &req.headers[1]);
+	assert_ptr_equal(http1_find(req.headers, req.nheaders, "x-secret"),
+			 &req.headers[3]);
+	assert_null(http1_find(req.headers, req.nheaders, "x-secre"));
+	assert_null(http1_find(req.headers, 0, "host"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_valid_get),
+		cmocka_unit_test(test_valid_post_length),
+		cmocka_unit_test(test_valid_chunked_and_versions),
+		cmocka_unit_test(test_valid_misc),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_responses),
+		cmocka_unit_test(test_response_fields),
+		cmocka_unit_test(test_chunked_valid),
+		cmocka_unit_test(test_chunked_errors),
+		cmocka_unit_test(test_chunked_limits),
+		cmocka_unit_test(test_helpers),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
