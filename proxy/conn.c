@@ -1,0 +1,684 @@
+/*
+ * conn.c: one client connection: read a request head, check it strictly,
+ * route it, read the body, forward it, relay the response, and go again
+ * (keep-alive, pipelining: one request at a time, answered in order).
+ *
+ * One teardown path (conn_close); a connection is freed only when no
+ * callback of its own is on the stack (busy counter).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "inspect_internal.h"
+#include "proxy_internal.h"
+
+#define CONN_OUT_HIGH (1u << 20)   /* bytes queued to the client before pausing upstream */
+#define CONN_OUT_LOW (256u << 10)  /* ... and resuming it */
+#define CONN_PIPELINE_MAX (64u << 10) /* bytes read ahead while a request is in flight */
+
+enum conn_state {
+	CS_HEAD,     /* reading a request head (or idle between requests) */
+	CS_BODY,     /* reading the request body */
+	CS_UPSTREAM, /* the request is forwarded; relaying the response */
+	CS_CLOSING,  /* flushing the last bytes, then closing */
+};
+
+enum timer_kind { TIMER_NONE, TIMER_IDLE, TIMER_HEAD, TIMER_BODY };
+
+struct conn {
+	struct worker *w;
+	struct conn *next, *prev;
+	int fd;
+	struct event *ev;
+	struct event *timer;
+	enum timer_kind timer_kind;
+	struct evbuffer *in, *out;
+	uint64_t id;
+	char peer[64]; /* for Forwarded: for= */
+	enum conn_state state;
+	bool can_read, rdhup, eof, write_blocked;
+	int busy;
+	bool dead;
+	/* the request in flight */
+	char *head;
+	size_t head_cap;
+	struct http1_request req;
+	struct http1_chunked chunked;
+	uint64_t body_left;
+	struct evbuffer *body;
+	struct policy_snapshot *snap;
+	const struct policy_route *route;
+	struct inspect_result insp;
+	struct upstream_conn *up;
+	bool response_started, keep_alive, upstream_paused;
+};
+
+static void conn_step(struct conn *c);
+static void on_conn_event(evutil_socket_t fd, short what, void *arg);
+static void on_conn_timer(evutil_socket_t fd, short what, void *arg);
+
+static void
+set_timer(struct conn *c, enum timer_kind kind, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	c->timer_kind = kind;
+	evtimer_add(c->timer, &tv);
+}
+
+static void
+clear_timer(struct conn *c)
+{
+	if (c->timer_kind != TIMER_NONE) {
+		evtimer_del(c->timer);
+		c->timer_kind = TIMER_NONE;
+	}
+}
+
+static void
+request_reset(struct conn *c)
+{
+	if (c->up) {
+		upstream_abort(c->up);
+		c->up = NULL;
+	}
+	if (c->snap) {
+		policy_snapshot_unref(c->snap);
+		c->snap = NULL;
+	}
+	inspect_result_reset(&c->insp);
+	c->route = NULL;
+	c->response_started = false;
+	c->upstream_paused = false;
+	c->body_left = 0;
+	evbuffer_drain(c->body, evbuffer_get_length(c->body));
+}
+
+static void
+conn_free(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	request_reset(c);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	event_free(c->ev);
+	event_free(c->timer);
+	evbuffer_free(c->in);
+	evbuffer_free(c->out);
+	evbuffer_free(c->body);
+	free(c->head);
+	close(c->fd);
+	worker_fd_closed(w);
+	free(c);
+	worker_conn_closed(w);
+}
+
+/* The one way a connection ends. */
+static void
+conn_close(struct conn *c)
+{
+	if (c->dead)
+		return;
+	c->dead = true;
+	event_del(c->ev);
+	clear_timer(c);
+	if (c->up) {
+		upstream_abort(c->up);
+		c->up = NULL;
+	}
+	if (c->busy == 0)
+		conn_free(c);
+}
+
+/* Write what is queued; the kernel tells us (edge) when to try again. */
+static int
+conn_flush(struct conn *c)
+{
+	if (evbuffer_get_length(c->out) == 0)
+		return 0;
+	if (sock_write(c->fd, c->out) < 0)
+		return -1;
+	c->write_blocked = evbuffer_get_length(c->out) > 0;
+	return 0;
+}
+
+/* Answer with a problem and close after it is flushed. */
+static void
+fail_request(struct conn *c, int status, const char *detail, const char *extra)
+{
+	log_msg("conn %llu: %d %s", (unsigned long long)c->id, status, detail);
+	request_reset(c);
+	respond_problem(c->out, status, detail, true, extra);
+	c->state = CS_CLOSING;
+	clear_timer(c);
+}
+
+/* Reply without closing (the request was read completely). */
+static void
+reply_problem(struct conn *c, int status, const char *detail, const char *extra)
+{
+	bool close = !c->req.keep_alive || c->w->draining;
+
+	respond_problem(c->out, status, detail, close, extra);
+	request_reset(c);
+	c->state = close ? CS_CLOSING : CS_HEAD;
+}
+
+/* ---- the upstream exchange ---- */
+
+static void
+on_up_head(void *arg, const struct http1_response *res)
+{
+	struct conn *c = arg;
+	struct evbuffer *o = c->out;
+	bool chunked = res->framing == HTTP1_FRAMING_CHUNKED;
+
+	c->response_started = true;
+	c->keep_alive = c->req.keep_alive && !c->w->draining &&
+			res->framing != HTTP1_FRAMING_CLOSE &&
+			!(chunked && c->req.minor == 0);
+	if (chunked && c->req.minor == 0)
+		c->keep_alive = false; /* relayed verbatim; a 1.0 client reads to close */
+	evbuffer_add_printf(o, "HTTP/1.1 %d %.*s\r\n", res->status,
+			    (int)res->reason.len, res->reason.ptr);
+	for (unsigned i = 0; i < res->nheaders; i++) {
+		const struct http1_header *h = &res->headers[i];
+
+		if (http1_is_hop_by_hop(h->name) ||
+		    http1_connection_names(res->headers, res->nheaders, h->name))
+			continue;
+		if (c->insp.active && h->name.len >= 8 &&
+		    strncasecmp(h->name.ptr, "consent-", 8) == 0)
+			continue;
+		evbuffer_add(o, h->name.ptr, h->name.len);
+		evbuffer_add(o, ": ", 2);
+		evbuffer_add(o, h->value.ptr, h->value.len);
+		evbuffer_add(o, "\r\n", 2);
+	}
+	if (chunked && c->req.minor == 1)
+		evbuffer_add(o, "Transfer-Encoding: chunked\r\n", 28);
+	if (c->insp.active)
+		inspect_response_headers(&c->insp, o);
+	if (!c->keep_alive)
+		evbuffer_add(o, "Connection: close\r\n\r\n", 21);
+	else if (c->req.minor == 0)
+		evbuffer_add(o, "Connection: keep-alive\r\n\r\n", 26);
+	else
+		evbuffer_add(o, "\r\n", 2);
+}
+
+static void
+on_up_body(void *arg, struct evbuffer *src, size_t n)
+{
+	struct conn *c = arg;
+
+	evbuffer_remove_buffer(src, c->out, n);
+	if (conn_flush(c) < 0) {
+		conn_close(c);
+		return;
+	}
+	if (evbuffer_get_length(c->out) > CONN_OUT_HIGH && c->up && !c->upstream_paused) {
+		upstream_pause(c->up);
+		c->upstream_paused = true;
+	}
+}
+
+static void
+on_up_done(void *arg, int result)
+{
+	struct conn *c = arg;
+
+	c->busy++;
+	c->up = NULL;
+	if (result == 0) {
+		request_reset(c);
+		c->state = c->keep_alive ? CS_HEAD : CS_CLOSING;
+	} else if (!c->response_started && result > 0) {
+		reply_problem(c, result,
+			      result == 504 ? "the upstream did not answer in time" :
+					      "the upstream could not be reached or sent a broken response",
+			      NULL);
+	} else {
+		/* the response broke after it started: the client must see it
+		   end early, never a truncated response presented as complete */
+		log_msg("conn %llu: upstream response broke; closing", (unsigned long long)c->id);
+		request_reset(c);
+		c->state = CS_CLOSING;
+	}
+	conn_step(c);
+	c->busy--;
+	if (c->dead && c->busy == 0)
+		conn_free(c);
+}
+
+static const struct upstream_ops conn_upstream_ops = {
+	on_up_head,
+	on_up_body,
+	on_up_done,
+};
+
+static bool
+is_idempotent(struct cg_slice m)
+{
+	return http1_slice_ieq(m, "GET") || http1_slice_ieq(m, "HEAD") ||
+	       http1_slice_ieq(m, "OPTIONS");
+}
+
+/* Our own request head: request line, end-to-end headers, Via, Forwarded. */
+static void
+build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len)
+{
+	const struct http1_request *r = &c->req;
+
+	evbuffer_add(h, r->method.ptr, r->method.len);
+	evbuffer_add(h, " ", 1);
+	evbuffer_add(h, r->target.ptr, r->target.len);
+	evbuffer_add(h, " HTTP/1.1\r\n", 11);
+	for (unsigned i = 0; i < r->nheaders; i++) {
+		const struct http1_header *hd = &r->headers[i];
+		struct cg_slice n = hd->name;
+
+		if (http1_is_hop_by_hop(n) ||
+		    http1_connection_names(r->headers, r->nheaders, n) ||
+		    http1_slice_ieq(n, "Content-Length") || http1_slice_ieq(n, "Expect") ||
+		    (n.len >= 8 && strncasecmp(n.ptr, "consent-", 8) == 0))
+			continue;
+		if (c->insp.active && inspect_drops_header(&c->insp, n))
+			continue;
+		evbuffer_add(h, n.ptr, n.len);
+		evbuffer_add(h, ": ", 2);
+		evbuffer_add(h, hd->value.ptr, hd->value.len);
+		evbuffer_add(h, "\r\n", 2);
+	}
+	evbuffer_add_printf(h, "Via: 1.%d consentgate\r\nForwarded: for=%s;proto=http\r\n",
+			    r->minor, c->peer);
+	if (body_len > 0 || r->framing != HTTP1_FRAMING_NONE)
+		evbuffer_add_printf(h, "Content-Length: %zu\r\n", body_len);
+	if (c->insp.active)
+		inspect_request_headers(&c->insp, h);
+	evbuffer_add(h, "\r\n", 2);
+}
+
+static void
+forward(struct conn *c)
+{
+	struct evbuffer *h = evbuffer_new();
+	size_t body_len;
+
+	if (policy_route_action(c->route) == POLICY_ACTION_INSPECT) {
+		int status = inspect_run(&c->insp, c->snap, c->route, &c->req, c->body,
+					 c->w->cfg->max_body_bytes, c->w->cfg->max_staleness_s);
+
+		if (status != 0) {
+			reply_problem(c, status, c->insp.error, c->insp.error_json);
+			evbuffer_free(h);
+			return;
+		}
+		if (c->insp.kept == 0 && c->insp.records > 0) {
+			/* every record dropped: nothing to send upstream */
+			evbuffer_add_printf(c->out, "HTTP/1.1 204 No Content\r\n");
+			inspect_response_headers(&c->insp, c->out);
+			evbuffer_add_printf(c->out, "%s\r\n",
+					    c->req.keep_alive && !c->w->draining ? "" :
+										   "Connection: close\r\n");
+			c->keep_alive = c->req.keep_alive && !c->w->draining;
+			request_reset(c);
+			c->state = c->keep_alive ? CS_HEAD : CS_CLOSING;
+			evbuffer_free(h);
+			return;
+		}
+	}
+	body_len = evbuffer_get_length(c->body);
+	build_upstream_head(c, h, body_len);
+	c->state = CS_UPSTREAM;
+	c->up = upstream_send(c->w, h, c->body,
+			      is_idempotent(c->req.method) && body_len == 0,
+			      http1_slice_ieq(c->req.method, "HEAD"), &conn_upstream_ops, c);
+	evbuffer_free(h);
+	if (c->up == NULL)
+		reply_problem(c, 502, "the upstream could not be reached", NULL);
+}
+
+/* ---- reading the request ---- */
+
+static void
+start_request(struct conn *c, const char *buf)
+{
+	const struct http1_request *r = &c->req;
+	ptrdiff_t shift;
+
+	/* keep the head: the slices must outlive the input buffer */
+	if (c->head_cap < r->head_len) {
+		free(c->head);
+		c->head_cap = r->head_len < 4096 ? 4096 : r->head_len;
+		c->head = malloc(c->head_cap);
+		if (c->head == NULL) {
+			c->head_cap = 0;
+			fail_request(c, 500, "out of memory", NULL);
+			return;
+		}
+	}
+	memcpy(c->head, buf, r->head_len);
+	shift = c->head - buf;
+#define MOVE(s) ((s).ptr = (s).ptr ? (s).ptr + shift : NULL)
+	MOVE(c->req.method);
+	MOVE(c->req.target);
+	MOVE(c->req.path);
+	MOVE(c->req.query);
+	MOVE(c->req.host);
+	for (unsigned i = 0; i < c->req.nheaders; i++) {
+		MOVE(c->req.headers[i].name);
+		MOVE(c->req.headers[i].value);
+	}
+#undef MOVE
+	evbuffer_drain(c->in, r->head_len);
+	clear_timer(c);
+
+	c->snap = server_snapshot(c->w->server);
+	c->route = policy_match(policy_snapshot_policy(c->snap), r->method, r->path);
+	if (c->route == NULL) {
+		if (r->framing == HTTP1_FRAMING_NONE) {
+			reply_problem(c, 404, "no route covers this method and path", NULL);
+		} else {
+			/* the unread body would be taken for the next request */
+			fail_request(c, 404, "no route covers this method and path", NULL);
+		}
+		return;
+	}
+	if (r->framing == HTTP1_FRAMING_LENGTH && r->content_length > c->w->cfg->max_body_bytes) {
+		fail_request(c, 413, "the request body is larger than the limit", NULL);
+		return;
+	}
+	if (r->expect_continue && r->framing != HTTP1_FRAMING_NONE &&
+	    evbuffer_get_length(c->in) == 0)
+		evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	if (r->framing == HTTP1_FRAMING_NONE) {
+		forward(c);
+		return;
+	}
+	c->body_left = r->content_length;
+	http1_chunked_init(&c->chunked);
+	c->state = CS_BODY;
+	set_timer(c, TIMER_BODY, c->w->cfg->body_timeout_ms);
+}
+
+/* Move body bytes from the input; 1 when the body is complete. */
+static int
+read_body(struct conn *c)
+{
+	size_t avail = evbuffer_get_length(c->in);
+
+	if (c->req.framing == HTTP1_FRAMING_LENGTH) {
+		size_t n = avail < c->body_left ? avail : (size_t)c->body_left;
+
+		evbuffer_remove_buffer(c->in, c->body, n);
+		c->body_left -= n;
+		return c->body_left == 0;
+	}
+	while (avail > 0 && !c->chunked.done) {
+		struct evbuffer_iovec vec;
+		struct cg_slice data;
+		const char *reason = NULL;
+		long k;
+
+		if (evbuffer_peek(c->in, -1, NULL, &vec, 1) < 1)
+			break;
+		k = http1_chunked_feed(&c->chunked, vec.iov_base, vec.iov_len, &data, &reason);
+		if (k < 0) {
+			fail_request(c, 400, reason, NULL);
+			return -1;
+		}
+		if (data.len > 0) {
+			if (evbuffer_get_length(c->body) + data.len > c->w->cfg->max_body_bytes) {
+				fail_request(c, 413, "the request body is larger than the limit", NULL);
+				return -1;
+			}
+			evbuffer_add(c->body, data.ptr, data.len);
+		}
+		evbuffer_drain(c->in, (size_t)k);
+		avail -= (size_t)k;
+		if (k == 0)
+			break;
+	}
+	return c->chunked.done;
+}
+
+static void
+parse_head(struct conn *c)
+{
+	const struct config *cfg = c->w->cfg;
+	size_t len = evbuffer_get_length(c->in);
+	size_t lim = cfg->max_header_bytes + 2;
+	struct http1_limits limits = { cfg->max_header_bytes, cfg->max_header_count };
+	const char *reason = NULL;
+	unsigned char *buf;
+	int status = 400, rc;
+
+	if (len > lim)
+		len = lim;
+	buf = evbuffer_pullup(c->in, (ev_ssize_t)len);
+	rc = http1_parse_request((const char *)buf, len, &limits, &c->req, &status, &reason);
+	if (rc == 0) {
+		if (len >= lim) {
+			fail_request(c, 431, "the request head is larger than the limit", NULL);
+			return;
+		}
+		if (c->timer_kind != TIMER_HEAD)
+			set_timer(c, TIMER_HEAD, cfg->head_timeout_ms);
+		return;
+	}
+	if (rc < 0) {
+		fail_request(c, status, reason ? reason : "malformed request", NULL);
+		return;
+	}
+	start_request(c, (const char *)buf);
+}
+
+static void
+conn_read(struct conn *c)
+{
+	while (c->can_read && !c->eof && !c->dead) {
+		size_t have = evbuffer_get_length(c->in);
+		ssize_t r;
+
+		if (c->state == CS_UPSTREAM && have >= CONN_PIPELINE_MAX)
+			return;
+		if (c->state == CS_HEAD && have > c->w->cfg->max_header_bytes + 2)
+			return;
+		r = sock_read(c->fd, c->in, 65536);
+		if (r > 0) {
+			if (!c->rdhup && r < 16384)
+				c->can_read = false; /* a short read drained the socket */
+			if (c->state == CS_BODY)
+				set_timer(c, TIMER_BODY, c->w->cfg->body_timeout_ms);
+			return; /* process before reading more */
+		}
+		c->can_read = false;
+		if (r == 0 || r == -2)
+			c->eof = true;
+	}
+}
+
+static void
+conn_step(struct conn *c)
+{
+	for (int rounds = 0; !c->dead && rounds < 1000; rounds++) {
+		enum conn_state before = c->state;
+		size_t inlen = evbuffer_get_length(c->in);
+
+		conn_read(c);
+		if (c->dead)
+			return;
+		switch (c->state) {
+		case CS_HEAD:
+			if (evbuffer_get_length(c->in) > 0) {
+				parse_head(c);
+			} else if (c->eof || c->w->draining) {
+				conn_close(c);
+				return;
+			} else if (c->timer_kind == TIMER_NONE) {
+				set_timer(c, TIMER_IDLE, c->w->cfg->idle_timeout_ms);
+			}
+			if (c->state == CS_HEAD && c->eof && evbuffer_get_length(c->in) > 0) {
+				/* half a head and the client left */
+				conn_close(c);
+				return;
+			}
+			break;
+		case CS_BODY: {
+			int done = read_body(c);
+
+			if (done == 1) {
+				clear_timer(c);
+				forward(c);
+			} else if (done == 0 && c->eof) {
+				/* client gone mid-request: nothing was forwarded */
+				conn_close(c);
+				return;
+			}
+			break;
+		}
+		case CS_UPSTREAM:
+			if (c->eof && !c->response_started) {
+				/* the client left: abandon the upstream request */
+				conn_close(c);
+				return;
+			}
+			break;
+		case CS_CLOSING:
+			break;
+		}
+		if (c->dead)
+			return;
+		if (conn_flush(c) < 0) {
+			conn_close(c);
+			return;
+		}
+		if (c->upstream_paused && c->up && evbuffer_get_length(c->out) < CONN_OUT_LOW) {
+			c->upstream_paused = false;
+			upstream_resume(c->up);
+			if (c->dead)
+				return;
+		}
+		if (c->state == CS_CLOSING && evbuffer_get_length(c->out) == 0) {
+			shutdown(c->fd, SHUT_WR);
+			conn_close(c);
+			return;
+		}
+		if (c->state == before && evbuffer_get_length(c->in) == inlen && !c->can_read)
+			break;
+		if (c->state == before && c->state == CS_UPSTREAM)
+			break;
+	}
+}
+
+static void
+on_conn_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	c->busy++;
+	if (what & EV_READ)
+		c->can_read = true;
+	if (what & EV_CLOSED)
+		c->rdhup = c->can_read = true;
+	if ((what & EV_WRITE) && c->write_blocked)
+		c->write_blocked = false;
+	conn_step(c);
+	c->busy--;
+	if (c->dead && c->busy == 0)
+		conn_free(c);
+}
+
+static void
+on_conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	enum timer_kind kind = c->timer_kind;
+
+	c->busy++;
+	c->timer_kind = TIMER_NONE;
+	if (kind == TIMER_HEAD && c->state == CS_HEAD) {
+		fail_request(c, 408, "the request head did not arrive in time", NULL);
+		conn_step(c);
+	} else if (kind == TIMER_BODY && c->state == CS_BODY) {
+		fail_request(c, 408, "the request body stalled", NULL);
+		conn_step(c);
+	} else {
+		conn_close(c); /* idle keep-alive connection */
+	}
+	c->busy--;
+	if (c->dead && c->busy == 0)
+		conn_free(c);
+}
+
+void
+conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	int one = 1;
+
+	if (c == NULL) {
+		close(fd);
+		worker_fd_closed(w);
+		return;
+	}
+	w->nconns++;
+	c->w = w;
+	c->fd = fd;
+	c->id = ((uint64_t)w->index << 48) | ++w->next_conn_id;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (sa->sa_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
+	} else if (sa->sa_family == AF_INET6) {
+		char a[INET6_ADDRSTRLEN];
+
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, a, sizeof(a));
+		snprintf(c->peer, sizeof(c->peer), "\"[%s]\"", a);
+	} else {
+		snprintf(c->peer, sizeof(c->peer), "unknown");
+	}
+	c->in = evbuffer_new();
+	c->out = evbuffer_new();
+	c->body = evbuffer_new();
+	c->ev = event_new(w->base, fd, EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED,
+			  on_conn_event, c);
+	c->timer = evtimer_new(w->base, on_conn_timer, c);
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	inspect_result_init(&c->insp);
+	if (!c->in || !c->out || !c->body || !c->ev || !c->timer) {
+		conn_close(c);
+		return;
+	}
+	/* edge-triggered: if bytes are already there, the first event says so */
+	event_add(c->ev, NULL);
+	set_timer(c, TIMER_HEAD, w->cfg->head_timeout_ms);
+}
+
+void
+conn_drain_all(struct worker *w)
+{
+	struct conn *c, *next;
+
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		/* idle keep-alive connections go now; the others finish */
+		if (c->state == CS_HEAD && evbuffer_get_length(c->in) == 0 &&
+		    evbuffer_get_length(c->out) == 0)
+			conn_close(c);
+	}
+}

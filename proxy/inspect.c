@@ -1,0 +1,308 @@
+/*
+ * inspect.c: what consentgate exists for. For an inspected route: inflate
+ * the body if gzip, pick the record format from Content-Type, scan and
+ * decide every record, and keep only the allowed records' original bytes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <zlib.h>
+
+#include "inspect_internal.h"
+#include "proxy_internal.h"
+
+#define INFLATE_CHUNK (64u << 10) /* bytes inflated per step */
+
+void
+inspect_result_init(struct inspect_result *r)
+{
+	memset(r, 0, sizeof(*r));
+}
+
+void
+inspect_result_reset(struct inspect_result *r)
+{
+	inspect_result_init(r);
+}
+
+static int
+refuse(struct inspect_result *r, int status, const char *detail)
+{
+	r->error = detail;
+	return status;
+}
+
+/* The media type of Content-Type, without parameters, lower-cased test. */
+static bool
+media_is(struct cg_slice ct, const char *type)
+{
+	size_t n = 0, tl = strlen(type);
+
+	while (n < ct.len && ct.ptr[n] != ';' && ct.ptr[n] != ' ' && ct.ptr[n] != '\t')
+		n++;
+	return n == tl && strncasecmp(ct.ptr, type, n) == 0;
+}
+
+/* The record format of this body, or -1 when the route does not take it. */
+static int
+body_format(const struct policy_route *route, const struct http1_request *req,
+	    const char *body, size_t len)
+{
+	const struct http1_header *h = http1_find(req->headers, req->nheaders, "Content-Type");
+	unsigned formats = policy_route_formats(route);
+	size_t i = 0;
+
+	if (h == NULL)
+		return -1;
+	if (media_is(h->value, "application/x-ndjson") || media_is(h->value, "application/ndjson") ||
+	    media_is(h->value, "application/jsonl") || media_is(h->value, "application/x-jsonlines"))
+		return (formats & SCAN_FORMAT_NDJSON) ? SCAN_FORMAT_NDJSON : -1;
+	if (!media_is(h->value, "application/json"))
+		return -1;
+	while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+		i++;
+	if (i < len && body[i] == '[')
+		return (formats & SCAN_FORMAT_ARRAY) ? SCAN_FORMAT_ARRAY : -1;
+	if (formats & SCAN_FORMAT_ARRAY_AT)
+		return SCAN_FORMAT_ARRAY_AT;
+	if (formats & SCAN_FORMAT_OBJECT)
+		return SCAN_FORMAT_OBJECT;
+	return -1;
+}
+
+/* Inflate a gzip body in place, bounded by size and by ratio. */
+static int
+inflate_body(struct inspect_result *r, struct evbuffer *body, size_t max_body)
+{
+	struct evbuffer *out = evbuffer_new();
+	size_t inlen = evbuffer_get_length(body);
+	z_stream zs;
+	int zrc = Z_OK, status = 0;
+
+	memset(&zs, 0, sizeof(zs));
+	if (out == NULL || inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
+		status = refuse(r, 500, "cannot start decompression");
+		goto done;
+	}
+	zs.next_in = evbuffer_pullup(body, -1);
+	zs.avail_in = (uInt)inlen;
+	while (zrc != Z_STREAM_END) {
+		struct evbuffer_iovec v;
+		size_t produced;
+
+		if (evbuffer_reserve_space(out, INFLATE_CHUNK, &v, 1) < 1) {
+			status = refuse(r, 500, "out of memory");
+			goto end;
+		}
+		zs.next_out = v.iov_base;
+		zs.avail_out = (uInt)v.iov_len;
+		zrc = inflate(&zs, Z_NO_FLUSH);
+		produced = v.iov_len - zs.avail_out;
+		v.iov_len = produced;
+		evbuffer_commit_space(out, &v, 1);
+		if (zrc != Z_OK && zrc != Z_STREAM_END) {
+			status = refuse(r, 400, "the gzip body is corrupt or truncated");
+			goto end;
+		}
+		if (evbuffer_get_length(out) > max_body ||
+		    evbuffer_get_length(out) > (inlen + 1) * CG_DEFAULT_MAX_INFLATE_RATIO) {
+			status = refuse(r, 413, "the inflated body is larger than the limit");
+			goto end;
+		}
+		if (zrc == Z_OK && produced == 0 && zs.avail_in == 0) {
+			status = refuse(r, 400, "the gzip body is truncated");
+			goto end;
+		}
+	}
+	if (zs.avail_in != 0) {
+		status = refuse(r, 400, "bytes after the end of the gzip body");
+		goto end;
+	}
+	evbuffer_drain(body, inlen);
+	evbuffer_add_buffer(body, out);
+	r->inflated = true;
+end:
+	inflateEnd(&zs);
+done:
+	if (out)
+		evbuffer_free(out);
+	return status;
+}
+
+static void
+finish_headers(struct inspect_result *r, const struct policy_snapshot *snap,
+	       const struct policy_route *route, int64_t now)
+{
+	const struct policy *p = policy_snapshot_policy(snap);
+	const struct consent_table *t = policy_snapshot_consent(snap);
+	int64_t age = now - consent_created_at(t);
+
+	snprintf(r->resp_headers, sizeof(r->resp_headers),
+		 "Consent-Result: kept=%u, dropped=%u\r\n", r->kept, r->dropped);
+	snprintf(r->req_headers, sizeof(r->req_headers),
+		 "Consent-Purpose: %s\r\n"
+		 "Consent-Result: kept=%u, dropped=%u\r\n"
+		 "Consent-Policy: id=\"%s\", digest=\"%s\"\r\n"
+		 "Consent-Snapshot: version=%llu, age=%lld\r\n%s",
+		 policy_route_purpose(route), r->kept, r->dropped, policy_id(p),
+		 policy_digest(p), (unsigned long long)consent_version(t),
+		 (long long)(age > 0 ? age : 0),
+		 policy_route_content_usage(route) ? "Content-Usage: train-ai=n\r\n" : "");
+}
+
+/* One person in a header: decided without reading the body. */
+static int
+run_header_subject(struct inspect_result *r, const struct policy_snapshot *snap,
+		   const struct policy_route *route, const struct http1_request *req,
+		   int64_t now)
+{
+	const struct http1_header *h =
+		http1_find(req->headers, req->nheaders, policy_route_subject_header(route));
+	struct policy_decision d;
+	struct cg_slice subj;
+
+	if (h != NULL && h->value.len > 0) {
+		subj = h->value;
+		policy_decide(route, policy_snapshot_consent(snap), &subj, 1, now, &d);
+	} else {
+		policy_decide(route, policy_snapshot_consent(snap), NULL, 0, now, &d);
+	}
+	r->records = 1;
+	if (d.allow) {
+		r->kept = 1;
+		return 0;
+	}
+	r->dropped = 1;
+	if (policy_route_on_deny(route) == POLICY_ON_DENY_BLOCK) {
+		snprintf(r->error_json, sizeof(r->error_json),
+			 "\"rule\":\"%s\",\"kept\":0,\"dropped\":1", d.rule_id);
+		return refuse(r, 403, "the person this request is about has not consented to this purpose");
+	}
+	return 0;
+}
+
+int
+inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
+	    const struct policy_route *route, const struct http1_request *req,
+	    struct evbuffer *body, size_t max_body, unsigned max_staleness_s)
+{
+	const struct consent_table *t = policy_snapshot_consent(snap);
+	const struct http1_header *ce;
+	struct evbuffer *kept = NULL;
+	struct scan_iter it;
+	struct scan_record *rec = NULL;
+	const char *buf;
+	size_t len, last_end = 0;
+	int64_t now = (int64_t)time(NULL);
+	int fmt, rc, status = 0;
+
+	inspect_result_init(r);
+	r->active = true;
+	if (max_staleness_s > 0 && now - consent_created_at(t) > (int64_t)max_staleness_s)
+		return refuse(r, 503, "the consent data is older than the configured staleness limit");
+
+	if (policy_route_subject_header(route) != NULL) {
+		status = run_header_subject(r, snap, route, req, now);
+		goto out;
+	}
+	ce = http1_find(req->headers, req->nheaders, "Content-Encoding");
+	if (ce != NULL && !http1_slice_ieq(ce->value, "identity")) {
+		if (!http1_slice_ieq(ce->value, "gzip"))
+			return refuse(r, 415, "unsupported Content-Encoding on an inspected route (only gzip)");
+		if ((status = inflate_body(r, body, max_body)) != 0)
+			return status;
+	}
+	len = evbuffer_get_length(body);
+	buf = len ? (const char *)evbuffer_pullup(body, -1) : "";
+	fmt = body_format(route, req, buf, len);
+	if (fmt < 0)
+		return refuse(r, 415, "unsupported Content-Type for this route");
+
+	rec = malloc(sizeof(*rec));
+	kept = evbuffer_new();
+	if (rec == NULL || kept == NULL) {
+		status = refuse(r, 500, "out of memory");
+		goto out;
+	}
+	scan_iter_init(&it, policy_route_scan_spec(route), (enum scan_format)fmt,
+		       policy_route_array_at(route), buf, len);
+	while ((rc = scan_iter_next(&it, rec)) == 1) {
+		struct policy_decision d;
+
+		policy_decide(route, t, rec->subjects, rec->nsubjects, now, &d);
+		r->records++;
+		if (!d.allow) {
+			r->dropped++;
+			if (policy_route_on_deny(route) == POLICY_ON_DENY_BLOCK) {
+				snprintf(r->error_json, sizeof(r->error_json),
+					 "\"rule\":\"%s\",\"index\":%u", d.rule_id, r->records - 1);
+				status = refuse(r, 403, "a record belongs to a person who has not consented to this purpose");
+				goto out;
+			}
+			continue;
+		}
+		if (fmt == SCAN_FORMAT_NDJSON) {
+			evbuffer_add(kept, buf + rec->start, rec->end - rec->start);
+			evbuffer_add(kept, "\n", 1);
+		} else if (fmt == SCAN_FORMAT_OBJECT) {
+			evbuffer_add(kept, buf + rec->start, rec->end - rec->start);
+		} else {
+			if (r->kept > 0)
+				evbuffer_add(kept, ",", 1);
+			evbuffer_add(kept, buf + rec->start, rec->end - rec->start);
+		}
+		r->kept++;
+		last_end = rec->end;
+	}
+	(void)last_end;
+	if (rc < 0) {
+		snprintf(r->error_json, sizeof(r->error_json), "\"index\":%u,\"offset\":%zu",
+			 it.index, it.offset);
+		status = refuse(r, 422, it.error ? it.error : "malformed record");
+		goto out;
+	}
+	if (fmt == SCAN_FORMAT_ARRAY || fmt == SCAN_FORMAT_ARRAY_AT) {
+		struct evbuffer *doc = evbuffer_new();
+
+		if (doc == NULL) {
+			status = refuse(r, 500, "out of memory");
+			goto out;
+		}
+		evbuffer_add(doc, buf, it.array_open + 1);
+		evbuffer_add_buffer(doc, kept);
+		evbuffer_add(doc, buf + it.array_close, len - it.array_close);
+		evbuffer_add_buffer(kept, doc);
+		evbuffer_free(doc);
+	}
+	evbuffer_drain(body, len);
+	evbuffer_add_buffer(body, kept);
+out:
+	if (status == 0 || status == 403)
+		finish_headers(r, snap, route, now);
+	if (kept)
+		evbuffer_free(kept);
+	free(rec);
+	return status;
+}
+
+void
+inspect_request_headers(const struct inspect_result *r, struct evbuffer *h)
+{
+	evbuffer_add(h, r->req_headers, strlen(r->req_headers));
+}
+
+void
+inspect_response_headers(const struct inspect_result *r, struct evbuffer *o)
+{
+	evbuffer_add(o, r->resp_headers, strlen(r->resp_headers));
+}
+
+bool
+inspect_drops_header(const struct inspect_result *r, struct cg_slice name)
+{
+	return (r->inflated && http1_slice_ieq(name, "Content-Encoding")) ||
+	       http1_slice_ieq(name, "Content-Usage");
+}

@@ -1,0 +1,45 @@
+/*
+ * inspect_internal.h: consent enforcement on an inspected route: decode the
+ * body, decide every record, rebuild the body from the kept records'
+ * original bytes, and the Consent-* headers that go with it.
+ */
+#ifndef CONSENTGATE_INSPECT_INTERNAL_H
+#define CONSENTGATE_INSPECT_INTERNAL_H
+
+#include <event2/buffer.h>
+
+#include "consentgate/policy.h"
+#include "http1_internal.h"
+
+struct inspect_result {
+	bool active;            /* an inspected route decided this request */
+	unsigned records, kept, dropped;
+	const char *error;      /* static detail for a refusal */
+	char error_json[256];   /* extra problem members (index, rule, counts) */
+	char req_headers[512];  /* Consent-* lines for the forwarded request */
+	char resp_headers[96];  /* Consent-Result line for the client */
+	bool inflated;          /* Content-Encoding was removed */
+};
+
+void inspect_result_init(struct inspect_result *r);
+void inspect_result_reset(struct inspect_result *r);
+
+/*
+ * Decide every record of body (complete, de-chunked) and replace body with
+ * the kept records. Returns 0, or the HTTP status of the refusal (403, 413,
+ * 415, 422, 503) with r->error and r->error_json set; nothing may be
+ * forwarded then.
+ */
+int inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
+		const struct policy_route *route, const struct http1_request *req,
+		struct evbuffer *body, size_t max_body, unsigned max_staleness_s);
+
+/* Append the Consent-* request headers (and Content-Usage when set). */
+void inspect_request_headers(const struct inspect_result *r, struct evbuffer *h);
+/* Append the Consent-Result response header. */
+void inspect_response_headers(const struct inspect_result *r, struct evbuffer *o);
+/* Client headers the inspection replaces (Content-Encoding after inflate,
+   Content-Usage). */
+bool inspect_drops_header(const struct inspect_result *r, struct cg_slice name);
+
+#endif

@@ -1,0 +1,153 @@
+/*
+ * proxy_internal.h: what the modules of proxy/ share with each other.
+ *
+ * Threading: one worker thread per core, each with its own event_base,
+ * listening socket (SO_REUSEPORT), connections and upstream pool. Nothing
+ * on the request path is shared between workers except the current policy
+ * snapshot, which is reference counted.
+ *
+ * I/O: sockets are registered once, edge-triggered, for read and write;
+ * we read and write with plain system calls into evbuffers and only wait
+ * for the kernel when it says EAGAIN. bufferevents cost an ioctl(FIONREAD)
+ * per read and two epoll_ctl per write burst; on a small GET that doubled
+ * the system calls, which are most of the cost per request here.
+ */
+#ifndef CONSENTGATE_PROXY_INTERNAL_H
+#define CONSENTGATE_PROXY_INTERNAL_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "consentgate/common.h"
+#include "consentgate/policy.h"
+#include "http1_internal.h"
+
+/* ---- config.c ---- */
+struct config {
+	char *listen;            /* HOST:PORT */
+	char *upstream;          /* http://HOST:PORT */
+	char *policy_path;
+	char *consent_path;
+	unsigned workers;        /* 0 = one per core */
+	size_t max_header_bytes;
+	unsigned max_header_count;
+	size_t max_body_bytes;
+	unsigned head_timeout_ms, body_timeout_ms, idle_timeout_ms;
+	unsigned connect_timeout_ms, response_timeout_ms, drain_timeout_ms;
+	unsigned max_conns, fd_reserve, pool_size;
+	unsigned max_staleness_s;
+	/* derived by config_resolve */
+	struct sockaddr_storage listen_addr;
+	socklen_t listen_addrlen;
+	struct sockaddr_storage upstream_addr;
+	socklen_t upstream_addrlen;
+	char upstream_hostport[300]; /* for logs */
+};
+
+void config_init(struct config *cfg);
+void config_reset(struct config *cfg);
+/* Merge a JSON config file; every problem goes to errs. 0 or -1. */
+int config_load_file(struct config *cfg, const char *path,
+		     struct cg_errors *errs);
+/* Resolve addresses and check values. 0 or -1 with errs. */
+int config_resolve(struct config *cfg, struct cg_errors *errs);
+/* Parse "HOST:PORT" ([v6]:port too) into a socket address. */
+int config_parse_hostport(const char *s, struct sockaddr_storage *ss,
+			  socklen_t *len, const char **err);
+
+/* ---- server.c ---- */
+struct worker;
+struct server;
+
+struct server *server_new(const struct config *cfg,
+			  struct policy_snapshot *snap);
+/* Run until SIGTERM/SIGINT and drained. 0 clean, -1 on startup failure. */
+int server_run(struct server *s);
+void server_free(struct server *s);
+/* The snapshot for a new request, with a reference the caller drops. */
+struct policy_snapshot *server_snapshot(struct server *s);
+/* The port actually bound (after --listen HOST:0). */
+int server_port(const struct server *s);
+
+struct worker {
+	struct server *server;
+	const struct config *cfg;
+	struct event_base *base;
+	pthread_t thread;
+	int listen_fd;
+	struct event *accept_ev;
+	struct event *accept_retry_ev;
+	bool accept_paused;
+	unsigned nconns;
+	bool draining;
+	struct conn *conns;           /* all client connections (list) */
+	struct upstream_conn *idle;   /* pooled upstream connections */
+	unsigned nidle;
+	uint64_t next_conn_id;
+	unsigned index;
+};
+
+void worker_conn_closed(struct worker *w);
+bool worker_fds_low(struct worker *w); /* true when the fd reserve is reached */
+void worker_fd_opened(struct worker *w);
+void worker_fd_closed(struct worker *w);
+
+/* ---- conn.c: one client connection ---- */
+struct conn;
+void conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
+		 socklen_t salen);
+/* Ask every connection to finish its current request and close. */
+void conn_drain_all(struct worker *w);
+
+/* ---- upstream.c: the pool and one upstream exchange ---- */
+struct upstream_conn;
+struct upstream_ops {
+	/* response head parsed: the connection relays from now on */
+	void (*on_head)(void *arg, const struct http1_response *res);
+	/* response body bytes to send on (moved out of src) */
+	void (*on_body)(void *arg, struct evbuffer *src, size_t n);
+	/* the exchange ended: 0 complete; else an HTTP status to report
+	   (502/504) when no response byte was relayed yet, or -1 when the
+	   response broke after it started */
+	void (*on_done)(void *arg, int result);
+};
+
+/*
+ * Send one request (head and body buffers are moved out) on a pooled or
+ * new connection. retryable: the request may be sent again on a fresh
+ * connection if a pooled one turns out dead before any response byte.
+ */
+struct upstream_conn *upstream_send(struct worker *w, struct evbuffer *head,
+				    struct evbuffer *body, bool retryable,
+				    bool head_request,
+				    const struct upstream_ops *ops, void *arg);
+/* Abandon the exchange: the connection is closed, callbacks stop. */
+void upstream_abort(struct upstream_conn *u);
+/* Backpressure from the client side. */
+void upstream_pause(struct upstream_conn *u);
+void upstream_resume(struct upstream_conn *u);
+/* Close every idle pooled connection of the worker. */
+void upstream_pool_clear(struct worker *w);
+
+/* ---- respond.c ---- */
+/* Append a complete problem+json response to out. */
+void respond_problem(struct evbuffer *out, int status, const char *detail,
+		     bool close, const char *extra_json);
+const char *respond_reason(int status);
+
+/* ---- log.c ---- */
+void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern int log_verbose;
+
+/* ---- sockio (in server.c): edge-triggered nonblocking helpers ---- */
+/* Read what is there into buf; returns bytes, 0 at EOF, -1 EAGAIN, -2 error. */
+ssize_t sock_read(int fd, struct evbuffer *buf, size_t max);
+/* Write as much of buf as the socket takes; -1 on error, else 0. */
+int sock_write(int fd, struct evbuffer *buf);
+
+#endif

@@ -1,0 +1,191 @@
+/* serve.c: `consentgate serve`: load, check and run the proxy. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd_internal.h"
+#include "proxy_internal.h"
+#include "serve_internal.h"
+
+static void
+serve_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: consentgate serve [OPTIONS]\n\n"
+		"Run the proxy: requests to --listen are checked against the policy and\n"
+		"the consent table and forwarded to --upstream.\n\n"
+		"  --listen HOST:PORT   where to accept clients (default 127.0.0.1:8000;\n"
+		"                       port 0 picks a free one)\n"
+		"  --upstream URL       the ML ingestion endpoint, http://HOST:PORT\n"
+		"  --policy FILE        the rule file\n"
+		"  --consent FILE       the consent table: CSV or snapshot (consent build)\n"
+		"  --workers N          worker threads (default: one per core)\n"
+		"  --config FILE        JSON file with these settings and every limit;\n"
+		"                       flags given here override it\n"
+		"  --check              load everything, print 'configuration OK' and exit\n"
+		"  -v, --verbose        log every request\n"
+		"  --help, --version\n\n"
+		"Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads policy and consent.\n");
+}
+
+static void
+print_errors(const struct cg_errors *errs)
+{
+	for (unsigned i = 0; i < errs->count; i++)
+		fprintf(stderr, "%s\n", errs->msgs[i]);
+	if (errs->dropped)
+		fprintf(stderr, "(%u more errors)\n", errs->dropped);
+}
+
+static void
+set_str(char **slot, const char *v)
+{
+	free(*slot);
+	*slot = strdup(v);
+}
+
+/*
+ * Parse serve's flags into cfg (file first, flags override).
+ * Returns 0, 1 for --help/--version (already printed), or -1 with errors
+ * printed. *check is set by --check.
+ */
+int
+serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "upstream", required_argument, NULL, 'u' },
+		{ "policy", required_argument, NULL, 'p' },
+		{ "consent", required_argument, NULL, 'c' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "config", required_argument, NULL, 'f' },
+		{ "check", no_argument, NULL, 'k' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cg_errors errs;
+	int ch, rc = 0;
+
+	cg_errors_init(&errs);
+	opterr = 0;
+	/* pass 1: --config, --help, --version */
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, ":v", opts, NULL)) != -1) {
+		if (ch == 'h') {
+			serve_usage(stdout);
+			return 1;
+		}
+		if (ch == 'V') {
+			printf("consentgate %s\n", CG_VERSION);
+			return 1;
+		}
+		if (ch == 'f' && config_load_file(cfg, optarg, &errs) != 0)
+			rc = -1;
+	}
+	/* pass 2: the flags override the file */
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, ":v", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'l': set_str(&cfg->listen, optarg); break;
+		case 'u': set_str(&cfg->upstream, optarg); break;
+		case 'p': set_str(&cfg->policy_path, optarg); break;
+		case 'c': set_str(&cfg->consent_path, optarg); break;
+		case 'w': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+
+			if (*optarg == '\0' || *end != '\0' || n < 1 || n > 256) {
+				cg_errors_add(&errs, "--workers", 0, 0,
+					      "'%s': must be a number from 1 to 256", optarg);
+				rc = -1;
+			} else {
+				cfg->workers = (unsigned)n;
+			}
+			break;
+		}
+		case 'k': *check = true; break;
+		case 'v': log_verbose = 1; break;
+		case 'f': case 'h': case 'V': break;
+		case ':':
+			cg_errors_add(&errs, argv[optind - 1], 0, 0, "needs a value");
+			rc = -1;
+			break;
+		default:
+			cg_errors_add(&errs, argv[optind - 1], 0, 0, "unknown option (see --help)");
+			rc = -1;
+			break;
+		}
+	}
+	if (optind < argc) {
+		cg_errors_add(&errs, argv[optind], 0, 0, "unexpected argument (see --help)");
+		rc = -1;
+	}
+	if (rc == 0 && config_resolve(cfg, &errs) != 0)
+		rc = -1;
+	if (rc != 0)
+		print_errors(&errs);
+	cg_errors_reset(&errs);
+	return rc;
+}
+
+struct policy_snapshot *
+serve_load(const struct config *cfg)
+{
+	struct cg_errors errs;
+	struct policy *p;
+	struct consent_table *t;
+	struct policy_snapshot *snap = NULL;
+
+	cg_errors_init(&errs);
+	p = policy_load(cfg->policy_path, &errs);
+	t = consent_open(cfg->consent_path, &errs);
+	if (p == NULL || t == NULL) {
+		print_errors(&errs);
+		policy_free(p);
+		consent_free(t);
+		goto out;
+	}
+	snap = policy_snapshot_new(p, t);
+out:
+	cg_errors_reset(&errs);
+	return snap;
+}
+
+int
+cmd_serve(int argc, char **argv)
+{
+	struct config cfg;
+	struct policy_snapshot *snap = NULL;
+	struct server *s = NULL;
+	bool check = false;
+	int rc, exit_code = 1;
+
+	config_init(&cfg);
+	rc = serve_parse_args(argc, argv, &cfg, &check);
+	if (rc != 0) {
+		exit_code = rc > 0 ? 0 : 2;
+		goto out;
+	}
+	snap = serve_load(&cfg);
+	if (snap == NULL)
+		goto out;
+	if (check) {
+		printf("configuration OK\n");
+		exit_code = 0;
+		goto out;
+	}
+	s = server_new(&cfg, snap);
+	if (s == NULL)
+		goto out;
+	snap = NULL; /* the server owns it */
+	exit_code = server_run(s) == 0 ? 0 : 1;
+out:
+	server_free(s);
+	if (snap)
+		policy_snapshot_unref(snap);
+	config_reset(&cfg);
+	return exit_code;
+}

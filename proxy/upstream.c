@@ -1,0 +1,532 @@
+/*
+ * upstream.c: connections to the upstream: a bounded keep-alive pool per
+ * worker, connect and response timeouts, and the relay of one response.
+ *
+ * A request is written only once it is complete and valid. A pooled
+ * connection that turns out dead before any response byte is retried on a
+ * fresh connection only when the caller says the request is retryable
+ * (idempotent, no body); a request that may have reached the upstream is
+ * otherwise never sent twice.
+ */
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proxy_internal.h"
+
+#define UP_HIGH_WATER (1u << 20) /* bytes buffered from upstream before pausing */
+
+enum up_state {
+	UP_IDLE,       /* in the pool */
+	UP_CONNECTING, /* waiting for connect() */
+	UP_WAITING,    /* request sent (or sending), no response head yet */
+	UP_BODY,       /* relaying the response body */
+	UP_CLOSED,
+};
+
+struct upstream_conn {
+	struct worker *w;
+	int fd;
+	struct event *ev;
+	struct event *old_ev; /* replaced on a retry */
+	struct event *timer;
+	struct evbuffer *in, *out;
+	struct upstream_conn *next; /* pool list */
+	enum up_state state;
+	bool can_read, rdhup, reused, paused;
+	/* the exchange */
+	const struct upstream_ops *ops;
+	void *arg;
+	bool head_request, retryable, got_bytes, retried;
+	struct evbuffer *retry_copy; /* the request, for one retry */
+	enum http1_framing framing;
+	uint64_t left;
+	struct http1_chunked chunked;
+	bool reusable;
+	int busy;
+	bool dead;
+};
+
+static void on_up_event(evutil_socket_t fd, short what, void *arg);
+static void on_up_timer(evutil_socket_t fd, short what, void *arg);
+static void up_step(struct upstream_conn *u);
+
+static void
+arm_timer(struct upstream_conn *u, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(u->timer, &tv);
+}
+
+static void
+up_free(struct upstream_conn *u)
+{
+	if (u->fd >= 0) {
+		close(u->fd);
+		worker_fd_closed(u->w);
+	}
+	if (u->ev)
+		event_free(u->ev);
+	if (u->old_ev)
+		event_free(u->old_ev);
+	if (u->timer)
+		event_free(u->timer);
+	evbuffer_free(u->in);
+	evbuffer_free(u->out);
+	if (u->retry_copy)
+		evbuffer_free(u->retry_copy);
+	free(u);
+}
+
+/* The single close path: safe to call from inside our own callbacks. */
+static void
+up_close(struct upstream_conn *u)
+{
+	if (u->state == UP_CLOSED)
+		return;
+	u->state = UP_CLOSED;
+	u->ops = NULL;
+	if (u->ev)
+		event_del(u->ev);
+	evtimer_del(u->timer);
+	if (u->busy)
+		u->dead = true;
+	else
+		up_free(u);
+}
+
+static void
+pool_remove(struct worker *w, struct upstream_conn *u)
+{
+	struct upstream_conn **pp;
+
+	for (pp = &w->idle; *pp; pp = &(*pp)->next)
+		if (*pp == u) {
+			*pp = u->next;
+			w->nidle--;
+			return;
+		}
+}
+
+/* Open a socket and start connecting; the timer bounds the connect. */
+static int
+up_connect(struct upstream_conn *u)
+{
+	const struct config *cfg = u->w->cfg;
+	int one = 1;
+
+	u->fd = socket(cfg->upstream_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u->fd < 0)
+		return -1;
+	worker_fd_opened(u->w);
+	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	u->ev = event_new(u->w->base, u->fd,
+			  EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED, on_up_event, u);
+	if (u->ev == NULL)
+		return -1;
+	u->state = UP_CONNECTING;
+	u->can_read = u->rdhup = false;
+	if (connect(u->fd, (const struct sockaddr *)&cfg->upstream_addr, cfg->upstream_addrlen) != 0 &&
+	    errno != EINPROGRESS)
+		return -1;
+	event_add(u->ev, NULL);
+	arm_timer(u, cfg->connect_timeout_ms);
+	return 0;
+}
+
+static struct upstream_conn *
+up_new(struct worker *w)
+{
+	struct upstream_conn *u = calloc(1, sizeof(*u));
+
+	if (u == NULL)
+		return NULL;
+	u->w = w;
+	u->fd = -1;
+	u->in = evbuffer_new();
+	u->out = evbuffer_new();
+	u->timer = evtimer_new(w->base, on_up_timer, u);
+	if (u->in == NULL || u->out == NULL || u->timer == NULL || up_connect(u) != 0) {
+		u->state = UP_CLOSED;
+		up_free(u);
+		return NULL;
+	}
+	return u;
+}
+
+/* End the exchange: hand the connection back to the pool or close it. */
+static void
+up_finish(struct upstream_conn *u, int result)
+{
+	const struct upstream_ops *ops = u->ops;
+	void *arg = u->arg;
+	struct worker *w = u->w;
+
+	u->ops = NULL;
+	evtimer_del(u->timer);
+	if (u->retry_copy) {
+		evbuffer_free(u->retry_copy);
+		u->retry_copy = NULL;
+	}
+	if (result == 0 && u->reusable && evbuffer_get_length(u->in) == 0 &&
+	    !w->draining && w->nidle < w->cfg->pool_size) {
+		u->state = UP_IDLE;
+		u->reused = true;
+		u->paused = false;
+		u->next = w->idle;
+		w->idle = u;
+		w->nidle++;
+	} else {
+		up_close(u);
+	}
+	if (ops)
+		ops->on_done(arg, result);
+}
+
+/* A dead connection before any response byte: retry once, or fail. */
+static void
+up_fail(struct upstream_conn *u, int status)
+{
+	if (u->state == UP_BODY || u->got_bytes) {
+		if (u->framing == HTTP1_FRAMING_CLOSE && u->state == UP_BODY) {
+			u->reusable = false;
+			up_finish(u, 0); /* close-delimited: EOF ends the body */
+			return;
+		}
+		u->reusable = false;
+		up_finish(u, -1);
+		return;
+	}
+	if (u->reused && u->retryable && !u->retried && u->retry_copy && status == 502) {
+		/* The pooled connection had died: same exchange, fresh socket. */
+		event_del(u->ev);
+		u->old_ev = u->ev; /* we may be inside its callback: free later */
+		u->ev = NULL;
+		close(u->fd);
+		worker_fd_closed(u->w);
+		u->fd = -1;
+		evbuffer_drain(u->in, evbuffer_get_length(u->in));
+		evbuffer_drain(u->out, evbuffer_get_length(u->out));
+		evbuffer_add_buffer(u->out, u->retry_copy);
+		u->retried = true;
+		u->reused = false;
+		if (up_connect(u) == 0)
+			return;
+	}
+	u->reusable = false;
+	up_finish(u, status);
+}
+
+static void
+relay_body(struct upstream_conn *u)
+{
+	size_t avail;
+
+	while (u->state == UP_BODY && u->ops && !u->paused &&
+	       (avail = evbuffer_get_length(u->in)) > 0) {
+		if (u->framing == HTTP1_FRAMING_LENGTH) {
+			size_t n = avail < u->left ? avail : (size_t)u->left;
+
+			u->ops->on_body(u->arg, u->in, n);
+			u->left -= n;
+			if (u->left == 0) {
+				if (evbuffer_get_length(u->in) > 0)
+					u->reusable = false; /* bytes after the body */
+				up_finish(u, 0);
+				return;
+			}
+		} else if (u->framing == HTTP1_FRAMING_CHUNKED) {
+			struct evbuffer_iovec vec[8];
+			int nv = evbuffer_peek(u->in, -1, NULL, vec, 8);
+			size_t consumed = 0;
+			const char *reason = NULL;
+
+			for (int i = 0; i < nv && !u->chunked.done; i++) {
+				const char *p = vec[i].iov_base;
+				size_t len = vec[i].iov_len;
+
+				while (len > 0 && !u->chunked.done) {
+					struct cg_slice data;
+					long k = http1_chunked_feed(&u->chunked, p, len, &data, &reason);
+
+					if (k < 0)
+						goto broken;
+					if (k == 0)
+						break;
+					p += k;
+					len -= (size_t)k;
+					consumed += (size_t)k;
+				}
+			}
+			if (consumed == 0)
+				return;
+			u->ops->on_body(u->arg, u->in, consumed);
+			if (u->chunked.done) {
+				if (evbuffer_get_length(u->in) > 0)
+					u->reusable = false;
+				up_finish(u, 0);
+				return;
+			}
+			continue;
+broken:
+			log_msg("upstream: bad chunked response: %s", reason);
+			u->reusable = false;
+			up_finish(u, -1);
+			return;
+		} else { /* CLOSE */
+			u->ops->on_body(u->arg, u->in, avail);
+		}
+	}
+}
+
+static void
+parse_head(struct upstream_conn *u)
+{
+	for (;;) {
+		size_t len = evbuffer_get_length(u->in);
+		size_t lim = CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES;
+		struct http1_response res;
+		const char *reason = NULL;
+		unsigned char *buf;
+		int rc;
+
+		if (len == 0)
+			return;
+		u->got_bytes = true;
+		buf = evbuffer_pullup(u->in, (ev_ssize_t)(len < lim ? len : lim));
+		rc = http1_parse_response((const char *)buf, len < lim ? len : lim,
+					  u->head_request, &res, &reason);
+		if (rc == 0) {
+			if (len >= lim) {
+				reason = "response head too large";
+				rc = -1;
+			} else {
+				return;
+			}
+		}
+		if (rc < 0) {
+			log_msg("upstream %s: %s", u->w->cfg->upstream_hostport,
+				reason ? reason : "bad response");
+			u->reusable = false;
+			u->got_bytes = false; /* nothing relayed: report 502 */
+			up_finish(u, 502);
+			return;
+		}
+		if (res.status >= 100 && res.status < 200) {
+			/* interim responses are not relayed; 101 we never asked for */
+			if (res.status == 101) {
+				u->reusable = false;
+				up_finish(u, 502);
+				return;
+			}
+			evbuffer_drain(u->in, res.head_len);
+			continue;
+		}
+		u->framing = res.framing;
+		u->left = res.content_length;
+		u->reusable = res.keep_alive && res.framing != HTTP1_FRAMING_CLOSE;
+		http1_chunked_init(&u->chunked);
+		u->state = UP_BODY;
+		u->ops->on_head(u->arg, &res);
+		if (u->ops == NULL || u->state != UP_BODY)
+			return;
+		evbuffer_drain(u->in, res.head_len);
+		if (u->framing == HTTP1_FRAMING_NONE ||
+		    (u->framing == HTTP1_FRAMING_LENGTH && u->left == 0)) {
+			up_finish(u, 0);
+			return;
+		}
+		relay_body(u);
+		return;
+	}
+}
+
+static void
+up_step(struct upstream_conn *u)
+{
+	ssize_t r;
+
+	if (u->state == UP_CONNECTING)
+		return;
+	if (evbuffer_get_length(u->out) > 0 && u->state != UP_IDLE) {
+		if (sock_write(u->fd, u->out) < 0) {
+			up_fail(u, 502);
+			return;
+		}
+	}
+	while (u->state != UP_CLOSED && u->can_read && !u->paused &&
+	       evbuffer_get_length(u->in) < UP_HIGH_WATER) {
+		r = sock_read(u->fd, u->in, UP_HIGH_WATER);
+		if (r == -1 || (r > 0 && !u->rdhup && r < 16384)) {
+			u->can_read = false;
+		} else if (r == 0 || r == -2) {
+			u->can_read = false;
+			if (u->state == UP_IDLE) {
+				pool_remove(u->w, u);
+				up_close(u);
+				return;
+			}
+			/* process what arrived before the close first */
+			if (u->state == UP_WAITING)
+				parse_head(u);
+			if (u->state == UP_BODY)
+				relay_body(u);
+			if (u->state == UP_WAITING || u->state == UP_BODY)
+				up_fail(u, 502);
+			return;
+		}
+		if (r > 0 && u->state == UP_IDLE) {
+			/* an idle upstream must not talk: drop it */
+			pool_remove(u->w, u);
+			up_close(u);
+			return;
+		}
+		if (r > 0 && u->ops)
+			arm_timer(u, u->w->cfg->response_timeout_ms);
+	}
+	if (u->state == UP_WAITING)
+		parse_head(u);
+	else if (u->state == UP_BODY)
+		relay_body(u);
+}
+
+static void
+on_up_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream_conn *u = arg;
+
+	u->busy++;
+	if (u->state == UP_CONNECTING && (what & (EV_WRITE | EV_READ | EV_CLOSED))) {
+		int err = 0;
+		socklen_t el = sizeof(err);
+
+		getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+		if (err != 0) {
+			log_msg("upstream %s: connect: %s", u->w->cfg->upstream_hostport,
+				strerror(err));
+			up_fail(u, 502);
+			goto out;
+		}
+		u->state = UP_WAITING;
+		arm_timer(u, u->w->cfg->response_timeout_ms);
+	}
+	if (what & EV_READ)
+		u->can_read = true;
+	if (what & EV_CLOSED)
+		u->rdhup = u->can_read = true;
+	up_step(u);
+out:
+	u->busy--;
+	if (u->dead && u->busy == 0)
+		up_free(u);
+}
+
+static void
+on_up_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream_conn *u = arg;
+
+	u->busy++;
+	if (u->state == UP_CONNECTING) {
+		log_msg("upstream %s: connect timed out", u->w->cfg->upstream_hostport);
+		u->reusable = false;
+		up_finish(u, 504);
+	} else if (u->state == UP_WAITING || u->state == UP_BODY) {
+		log_msg("upstream %s: no response for %u ms", u->w->cfg->upstream_hostport,
+			u->w->cfg->response_timeout_ms);
+		u->reusable = false;
+		up_finish(u, u->got_bytes ? -1 : 504);
+	}
+	u->busy--;
+	if (u->dead && u->busy == 0)
+		up_free(u);
+}
+
+struct upstream_conn *
+upstream_send(struct worker *w, struct evbuffer *head, struct evbuffer *body,
+	      bool retryable, bool head_request, const struct upstream_ops *ops,
+	      void *arg)
+{
+	struct upstream_conn *u = w->idle;
+
+	if (u != NULL) {
+		w->idle = u->next;
+		w->nidle--;
+		u->next = NULL;
+		u->state = UP_WAITING;
+	} else {
+		u = up_new(w);
+		if (u == NULL)
+			return NULL;
+	}
+	u->ops = ops;
+	u->arg = arg;
+	u->head_request = head_request;
+	u->retryable = retryable;
+	u->retried = false;
+	u->got_bytes = false;
+	u->paused = false;
+	evbuffer_add_buffer(u->out, head);
+	if (body)
+		evbuffer_add_buffer(u->out, body);
+	if (retryable && u->reused) {
+		u->retry_copy = evbuffer_new();
+		if (u->retry_copy)
+			evbuffer_add(u->retry_copy, evbuffer_pullup(u->out, -1),
+				     evbuffer_get_length(u->out));
+	}
+	if (u->state == UP_WAITING) {
+		arm_timer(u, w->cfg->response_timeout_ms);
+		/* write now: the caller holds the handle, callbacks come later */
+		if (sock_write(u->fd, u->out) < 0) {
+			/* a dead pooled connection: let the event loop report it */
+			u->can_read = true;
+			event_active(u->ev, EV_READ, 0);
+		}
+	}
+	return u;
+}
+
+void
+upstream_abort(struct upstream_conn *u)
+{
+	if (u == NULL)
+		return;
+	u->ops = NULL;
+	u->reusable = false;
+	up_close(u);
+}
+
+void
+upstream_pause(struct upstream_conn *u)
+{
+	u->paused = true;
+}
+
+void
+upstream_resume(struct upstream_conn *u)
+{
+	if (!u->paused)
+		return;
+	u->paused = false;
+	u->busy++;
+	up_step(u);
+	u->busy--;
+	if (u->dead && u->busy == 0)
+		up_free(u);
+}
+
+void
+upstream_pool_clear(struct worker *w)
+{
+	while (w->idle) {
+		struct upstream_conn *u = w->idle;
+
+		w->idle = u->next;
+		w->nidle--;
+		up_close(u);
+	}
+}
