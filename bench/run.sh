@@ -1,0 +1,455 @@
+#!/bin/sh
+# run.sh: consentgate against nginx and HAProxy on the same upstream.
+#
+# Called by `make bench` (env BUILD=<build dir>). Starts one upstream (nginx,
+# `return 200`), nginx and HAProxy as reverse proxies and consentgate, all on
+# loopback, runs the same wrk load against each in turn (A B C A B C ...),
+# counts system calls, measures memory and idle connections, runs the
+# micro-benchmarks, and writes bench/results/report-<date>.md + latest.md +
+# throughput.png. Everything it starts is stopped on exit.
+#
+# Knobs (environment): BENCH_RUNS (3), BENCH_DURATION (seconds, 5),
+# BENCH_PEOPLE (1000000), BENCH_IDLE_CONNS (10000), BENCH_WORKLOADS
+# ("get ndjson-64k ndjson-1m profile gzip-64k"), BENCH_PROXIES
+# ("nginx haproxy consentgate"), BENCH_MICRO (1), BENCH_QUICK=1 (1 run of 2 s,
+# 1000 idle connections, no micro-benchmarks: checks the harness itself).
+
+# The harness uses bash (arrays, ulimit -n, /proc arithmetic).
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
+set -u
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=$ROOT/bench
+BUILD=${BUILD:-$ROOT/build}
+CG=$BUILD/consentgate
+OUT=$BENCH/results
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+	RUNS=${BENCH_RUNS:-1}
+	DUR=${BENCH_DURATION:-2}
+	IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
+	MICRO=${BENCH_MICRO:-0}
+else
+	RUNS=${BENCH_RUNS:-3}
+	DUR=${BENCH_DURATION:-5}
+	IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+	MICRO=${BENCH_MICRO:-1}
+fi
+PEOPLE=${BENCH_PEOPLE:-1000000}
+WORKLOADS=${BENCH_WORKLOADS:-get ndjson-64k ndjson-1m profile gzip-64k}
+PROXIES=${BENCH_PROXIES:-nginx haproxy consentgate}
+PROXY_CPU=0
+LOAD_CPU=1
+
+log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
+
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/consentgate-bench.XXXXXX)
+STARTED=""      # pids to stop on exit
+declare -A PID  # the process to measure (nginx: the worker)
+declare -A MASTER
+declare -A PORT
+declare -A STATE # "ok" or why not
+
+cleanup() {
+	local p i
+	for p in $STARTED; do
+		kill "$p" 2>/dev/null
+	done
+	# Bounded wait, then force.
+	for i in $(seq 1 30); do
+		local alive=""
+		for p in $STARTED; do
+			kill -0 "$p" 2>/dev/null && alive="$alive $p"
+		done
+		[ -z "$alive" ] && break
+		sleep 0.1
+	done
+	for p in $STARTED; do
+		kill -9 "$p" 2>/dev/null
+	done
+	wait 2>/dev/null
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Tools. deps.sh installs haproxy wrk gnuplot-nox strace when CG_BENCH=1.
+CG_BENCH=1 sh "$ROOT/.ci/deps.sh" || log "deps.sh failed; continuing with what is installed"
+for tool in nginx wrk taskset python3 curl; do
+	command -v "$tool" >/dev/null 2>&1 || { log "missing $tool"; exit 1; }
+done
+
+# 10,000 idle connections need more descriptors than the default.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+log "open files limit: $(ulimit -n); work dir $WORK"
+
+free_ports() {
+	python3 -c '
+import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
+}
+read -r UP_PORT NGINX_PORT HAPROXY_PORT <<<"$(free_ports 3)"
+
+# Waits (bounded) until something accepts on 127.0.0.1:$1 while pid $2 lives.
+wait_port() {
+	local i
+	for i in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		[ -n "${2:-}" ] && ! kill -0 "$2" 2>/dev/null && return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+fill() { # template -> file, placeholders from the environment above
+	local user=""
+	[ "$(id -u)" = 0 ] && user="user root;"
+	sed -e "s|@DIR@|$WORK|g" -e "s|@UP_PORT@|$UP_PORT|g" \
+		-e "s|@NOFILE@|$(ulimit -n)|g" -e "s|@CONNS@|$(($(ulimit -n) - 200))|g" \
+		-e "s|@PORT@|$2|g" -e "s|@USER@|$user|g" "$1" >"$3"
+}
+
+cpu_ticks() { # utime+stime of a process (all threads), clock ticks
+	[ -r "/proc/$1/stat" ] || { echo 0; return; }
+	sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+status_kb() { # VmRSS / VmHWM of a process in KiB
+	awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# ---- data -----------------------------------------------------------------
+DATA=$OUT/data-$PEOPLE
+if [ ! -s "$DATA/meta.tsv" ] || [ "$BENCH/gen.py" -nt "$DATA/meta.tsv" ]; then
+	log "generating consent table ($PEOPLE people) and bodies in $DATA"
+	python3 "$BENCH/gen.py" "$DATA" "$PEOPLE" || { log "gen.py failed"; exit 1; }
+fi
+cp "$DATA/meta.tsv" "$WORK/meta.tsv"
+PROFILE_SUBJECT=$(awk -F'\t' '$1 == "profile" {print $6}' "$DATA/meta.tsv")
+
+# ---- processes ------------------------------------------------------------
+start_upstream() {
+	mkdir -p "$WORK/upstream-body"
+	fill "$BENCH/conf/upstream-nginx.conf" "" "$WORK/upstream.conf"
+	taskset -c $LOAD_CPU nginx -e "$WORK/upstream-error.log" -p "$WORK" \
+		-c "$WORK/upstream.conf" >"$WORK/upstream.out" 2>&1 &
+	STARTED="$STARTED $!"
+	wait_port "$UP_PORT" $! || { log "upstream did not start:"; cat "$WORK/upstream.out" "$WORK/upstream-error.log" >&2; exit 1; }
+	log "upstream nginx on 127.0.0.1:$UP_PORT"
+}
+
+start_nginx() {
+	mkdir -p "$WORK/nginx-body" "$WORK/nginx-proxy"
+	fill "$BENCH/conf/nginx.conf" "$NGINX_PORT" "$WORK/nginx.conf"
+	taskset -c $PROXY_CPU nginx -e "$WORK/nginx-error.log" -p "$WORK" \
+		-c "$WORK/nginx.conf" >"$WORK/nginx.out" 2>&1 &
+	local m=$!
+	STARTED="$STARTED $m"
+	PORT[nginx]=$NGINX_PORT
+	if ! wait_port "$NGINX_PORT" "$m"; then
+		STATE[nginx]="failed to start: $(tail -n 1 "$WORK/nginx-error.log" 2>/dev/null)"
+		return
+	fi
+	# Measure the worker, which does the proxying.
+	MASTER[nginx]=$m
+	PID[nginx]=$(pgrep -P "$m" | head -n 1)
+	STATE[nginx]=ok
+}
+
+start_haproxy() {
+	command -v haproxy >/dev/null 2>&1 || { STATE[haproxy]="failed to start: haproxy not installed"; return; }
+	fill "$BENCH/conf/haproxy.cfg" "$HAPROXY_PORT" "$WORK/haproxy.cfg"
+	taskset -c $PROXY_CPU haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.out" 2>&1 &
+	local p=$!
+	STARTED="$STARTED $p"
+	PORT[haproxy]=$HAPROXY_PORT
+	if ! wait_port "$HAPROXY_PORT" "$p"; then
+		STATE[haproxy]="failed to start: $(grep ALERT "$WORK/haproxy.out" | tail -n 1)"
+		return
+	fi
+	PID[haproxy]=$p
+	STATE[haproxy]=ok
+}
+
+start_consentgate() {
+	if [ ! -x "$CG" ]; then
+		STATE[consentgate]="failed to start: $CG not built"
+		return
+	fi
+	# A binary snapshot opens at once; fall back to the CSV if build fails.
+	local consent=$DATA/consent.csv
+	if [ ! -s "$DATA/consent.snap" ] || [ "$DATA/consent.csv" -nt "$DATA/consent.snap" ]; then
+		if timeout 300 "$CG" consent build "$DATA/consent.csv" -o "$DATA/consent.snap.tmp" \
+			>"$WORK/consent-build.out" 2>&1 && [ -s "$DATA/consent.snap.tmp" ]; then
+			mv "$DATA/consent.snap.tmp" "$DATA/consent.snap"
+		else
+			rm -f "$DATA/consent.snap.tmp"
+			log "consent build failed ($(tail -n 1 "$WORK/consent-build.out")); using the CSV"
+		fi
+	fi
+	[ -s "$DATA/consent.snap" ] && consent=$DATA/consent.snap
+	echo "$consent" >"$WORK/consent-used"
+	taskset -c $PROXY_CPU "$CG" serve --listen 127.0.0.1:0 \
+		--upstream "http://127.0.0.1:$UP_PORT" --policy "$BENCH/policy.json" \
+		--consent "$consent" --workers 1 --config "$BENCH/conf/consentgate.json" \
+		>"$WORK/consentgate.out" 2>"$WORK/consentgate.err" &
+	local p=$!
+	STARTED="$STARTED $p"
+	local i port=""
+	for i in $(seq 1 600); do # up to 60 s: a CSV of 1M people takes a while
+		port=$(sed -n 's/^consentgate: listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' \
+			"$WORK/consentgate.err" | head -n 1)
+		[ -n "$port" ] && break
+		kill -0 "$p" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ -z "$port" ]; then
+		local why
+		why=$(grep -v '^$' "$WORK/consentgate.err" | tail -n 1)
+		kill -0 "$p" 2>/dev/null && why="no 'listening on' line within 60 s ${why:+($why)}"
+		STATE[consentgate]="failed to start: ${why:-exited without a message}"
+		kill "$p" 2>/dev/null
+		return
+	fi
+	PORT[consentgate]=$port
+	PID[consentgate]=$p
+	STATE[consentgate]=ok
+}
+
+# ---- workloads ------------------------------------------------------------
+# name -> method path body headers concurrency-list
+wl_method() { [ "$1" = get ] && echo GET || echo POST; }
+wl_path() {
+	case $1 in get) echo /status ;; profile) echo /profile ;; *) echo /ingest ;; esac
+}
+wl_body() {
+	case $1 in
+	get) echo "" ;;
+	ndjson-64k) echo "$DATA/ndjson-64k.ndjson" ;;
+	ndjson-1m) echo "$DATA/ndjson-1m.ndjson" ;;
+	gzip-64k) echo "$DATA/ndjson-64k.ndjson.gz" ;;
+	profile) echo "$DATA/profile.json" ;;
+	esac
+}
+wl_headers() {
+	case $1 in
+	get) echo "" ;;
+	gzip-64k) echo "Content-Type: application/x-ndjson|Content-Encoding: gzip" ;;
+	profile) echo "Content-Type: application/json|X-Subject-Id: $PROFILE_SUBJECT" ;;
+	*) echo "Content-Type: application/x-ndjson" ;;
+	esac
+}
+wl_conns() {
+	if [ -n "${BENCH_CONNS:-}" ]; then echo "$BENCH_CONNS"; return; fi
+	case $1 in get | ndjson-64k) echo "1 64 1000" ;; *) echo 64 ;; esac
+}
+
+alive() { [ "${STATE[$1]}" = ok ] && kill -0 "${PID[$1]}" 2>/dev/null; }
+mark_dead() {
+	if [ "${STATE[$1]}" = ok ] && ! kill -0 "${PID[$1]}" 2>/dev/null; then
+		STATE[$1]="exited during $2 ($(grep -v '^$' "$WORK/$1.err" 2>/dev/null | tail -n 1))"
+		log "$1 ${STATE[$1]}"
+	fi
+}
+
+# One request with curl: status and Consent-Result, to show each proxy
+# really answered the workload (and what consentgate decided).
+sanity() { # proxy workload
+	local p=$1 w=$2 body hdr args=() h
+	body=$(wl_body "$w")
+	IFS='|' read -r -a hdr <<<"$(wl_headers "$w")"
+	for h in "${hdr[@]}"; do [ -n "$h" ] && args+=(-H "$h"); done
+	[ -n "$body" ] && args+=(--data-binary "@$body")
+	local code
+	code=$(curl -s -m 10 -o "$WORK/sanity-body" -D "$WORK/sanity-head" -w '%{http_code}' \
+		-X "$(wl_method "$w")" "${args[@]}" "http://127.0.0.1:${PORT[$p]}$(wl_path "$w")")
+	local cr
+	cr=$(tr -d '\r' <"$WORK/sanity-head" 2>/dev/null | awk -F': ' 'tolower($1) == "consent-result" {print $2}')
+	printf '%s\t%s\t%s\t%s\n' "$p" "$w" "${code:-000}" "${cr:--}" >>"$WORK/sanity.tsv"
+}
+
+wrk_env() { # workload -> exports for load.lua
+	export BENCH_METHOD BENCH_BODY BENCH_HEADERS
+	BENCH_METHOD=$(wl_method "$1")
+	BENCH_BODY=$(wl_body "$1")
+	BENCH_HEADERS=$(wl_headers "$1")
+}
+
+run_wrk() { # proxy workload conns duration -> WRKRESULT line on stdout
+	local p=$1 w=$2 c=$3 d=$4
+	wrk_env "$w"
+	taskset -c $LOAD_CPU wrk -t1 -c"$c" -d"${d}s" --latency --timeout 10s \
+		-s "$BENCH/wrk/load.lua" "http://127.0.0.1:${PORT[$p]}$(wl_path "$w")" \
+		2>&1 | tee -a "$WORK/wrk.log" | grep '^WRKRESULT' | tail -n 1
+}
+
+# runs.tsv: proxy workload conns round wrk_s cpu_s requests bytes_read
+#           socket_errors non2xx p50_us p99_us
+one_run() {
+	local p=$1 w=$2 c=$3 r=$4 c0 c1 res
+	echo "== $p $w c=$c round $r" >>"$WORK/wrk.log"
+	c0=$(cpu_ticks "${PID[$p]}")
+	res=$(run_wrk "$p" "$w" "$c" "$DUR")
+	c1=$(cpu_ticks "${PID[$p]}")
+	if [ -z "$res" ]; then
+		log "$p $w c=$c: wrk gave no result"
+		return
+	fi
+	# WRKRESULT requests duration_us bytes econn eread ewrite estatus etimeout p50 p99 mean
+	echo "$res" | awk -F'\t' -v p="$p" -v w="$w" -v c="$c" -v r="$r" \
+		-v cpu="$(((c1 - c0)))" -v hz="$(getconf CLK_TCK)" '
+		{ printf "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%.1f\t%.1f\n",
+			p, w, c, r, $3 / 1e6, cpu / hz, $2, $4, $5 + $6 + $7 + $9, $8, $10, $11 }' \
+		>>"$WORK/runs.tsv"
+	log "$p $w c=$c round $r: $(tail -n 1 "$WORK/runs.tsv" | cut -f7,9,10,11,12 | tr '\t' ' ') (req err non2xx p50 p99)"
+}
+
+# System calls per request over a short separate run: perf counts the
+# raw_syscalls:sys_enter tracepoint cheaply; strace -c is the fallback.
+SYSCALL_TOOL=none
+if perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
+	SYSCALL_TOOL=perf
+elif command -v strace >/dev/null 2>&1; then
+	SYSCALL_TOOL=strace
+fi
+count_syscalls() { # proxy workload
+	local p=$1 w=$2 pid=${PID[$1]} tp res calls
+	local f=$WORK/sc-$p-$w
+	case $SYSCALL_TOOL in
+	perf) perf stat -e raw_syscalls:sys_enter -x, -o "$f" -p "$pid" >/dev/null 2>&1 & ;;
+	strace) strace -c -f -q -o "$f" -p "$pid" >/dev/null 2>&1 & ;;
+	*) return ;;
+	esac
+	tp=$!
+	sleep 0.5
+	res=$(run_wrk "$p" "$w" 64 2)
+	kill -INT "$tp" 2>/dev/null
+	for _ in $(seq 1 50); do kill -0 "$tp" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$tp" 2>/dev/null
+	wait "$tp" 2>/dev/null
+	case $SYSCALL_TOOL in
+	perf) calls=$(awk -F, '/raw_syscalls:sys_enter/ {print $1}' "$f") ;;
+	strace) calls=$(awk '$NF == "total" {print ($4 ~ /^[0-9]+$/) ? $4 : $3}' "$f") ;;
+	esac
+	local reqs
+	reqs=$(echo "$res" | cut -f2)
+	printf '%s\t%s\t%s\t%s\t%s\n' "$p" "$w" "${calls:-0}" "${reqs:-0}" "$SYSCALL_TOOL" >>"$WORK/syscalls.tsv"
+}
+
+idle_test() { # proxy
+	local p=$1 pid=${PID[$1]} before during ready=$WORK/idle-ready-$1 ip
+	before=$(status_kb "$pid" VmRSS)
+	rm -f "$ready"
+	taskset -c $LOAD_CPU python3 "$BENCH/idle.py" 127.0.0.1 "${PORT[$p]}" "$IDLE_CONNS" "$ready" 120 &
+	ip=$!
+	STARTED="$STARTED $ip"
+	for _ in $(seq 1 1200); do
+		[ -s "$ready" ] && break
+		kill -0 "$ip" 2>/dev/null || break
+		sleep 0.1
+	done
+	sleep 1
+	during=$(status_kb "$pid" VmRSS)
+	local opened answered
+	read -r opened answered <"$ready" 2>/dev/null || { opened=0; answered=0; }
+	kill "$ip" 2>/dev/null
+	wait "$ip" 2>/dev/null
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$IDLE_CONNS" "$opened" "$answered" "$before" "$during" >>"$WORK/idle.tsv"
+	log "$p idle: $opened open, $answered answered, RSS $before -> $during KiB"
+	sleep 2 # let the proxy close them before the next one
+}
+
+# ---- run ------------------------------------------------------------------
+T_START=$(date +%s)
+start_upstream
+for p in $PROXIES; do
+	STATE[$p]="not run"
+	"start_$p"
+	log "$p: ${STATE[$p]}${PORT[$p]:+ (port ${PORT[$p]}, pid ${PID[$p]:-?})}"
+done
+
+: >"$WORK/runs.tsv"
+: >"$WORK/sanity.tsv"
+: >"$WORK/syscalls.tsv"
+: >"$WORK/idle.tsv"
+# Idle connections first, on fresh processes, so the RSS difference is
+# what the connections cost and not memory left over from the load.
+for p in $PROXIES; do
+	alive "$p" || continue
+	idle_test "$p"
+	mark_dead "$p" "idle connections"
+done
+for w in $WORKLOADS; do
+	for p in $PROXIES; do alive "$p" && sanity "$p" "$w"; done
+	for c in $(wl_conns "$w"); do
+		for r in $(seq 1 "$RUNS"); do
+			for p in $PROXIES; do
+				alive "$p" || continue
+				one_run "$p" "$w" "$c" "$r"
+				mark_dead "$p" "$w"
+			done
+		done
+	done
+done
+
+# Peak memory after the load, before the idle connections.
+: >"$WORK/mem.tsv"
+for p in $PROXIES; do
+	alive "$p" && printf '%s\t%s\n' "$p" "$(status_kb "${PID[$p]}" VmHWM)" >>"$WORK/mem.tsv"
+done
+
+for w in $WORKLOADS; do
+	for p in $PROXIES; do
+		alive "$p" || continue
+		count_syscalls "$p" "$w"
+		mark_dead "$p" "syscall count ($w)"
+	done
+done
+
+for p in $PROXIES; do
+	printf '%s\t%s\n' "$p" "${STATE[$p]}" >>"$WORK/state.tsv"
+done
+
+# Stop the servers before the micro-benchmarks so they have both cores.
+cleanup
+STARTED=""
+
+: >"$WORK/micro.tsv"
+if [ "$MICRO" = 1 ]; then
+	for b in bench_scan bench_consent; do
+		if [ -x "$BUILD/bench/$b" ]; then
+			log "running $b"
+			(cd "$BUILD/bench" && timeout 600 "./$b") 2>"$WORK/$b.err" |
+				grep -E '^(scan|consent)	' >>"$WORK/micro.tsv" ||
+				log "$b failed: $(tail -n 1 "$WORK/$b.err")"
+		else
+			printf 'missing\t%s\n' "$b" >>"$WORK/micro.tsv"
+		fi
+	done
+fi
+
+# ---- report ---------------------------------------------------------------
+DATE=$(date -u +%Y-%m-%dT%H%M%SZ)
+{
+	echo "date	$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+	echo "nproc	$(nproc)"
+	echo "cpu	$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+	echo "kernel	$(uname -srm)"
+	echo "command	${BENCH_COMMAND:-make bench} (BENCH_RUNS=$RUNS BENCH_DURATION=$DUR BENCH_PEOPLE=$PEOPLE BENCH_IDLE_CONNS=$IDLE_CONNS)"
+	echo "nginx	$(nginx -v 2>&1 | sed 's/^nginx version: //')"
+	echo "haproxy	$(haproxy -v 2>/dev/null | head -n 1 | awk '{print $3}')"
+	echo "wrk	$(wrk -v 2>&1 | head -n 1 | awk '{print $2}')"
+	echo "consentgate	$("$CG" --version 2>/dev/null || echo '?')"
+	echo "commit	$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)"
+	echo "consent	$(cat "$WORK/consent-used" 2>/dev/null || echo -)"
+	echo "syscall_tool	$SYSCALL_TOOL"
+	echo "elapsed_s	$(($(date +%s) - T_START))"
+} >"$WORK/machine.tsv"
+RAW=$OUT/raw-$DATE
+mkdir -p "$RAW"
+cp "$WORK"/*.tsv "$WORK/wrk.log" "$RAW/" 2>/dev/null
+cp "$WORK"/*.err "$WORK"/*.out "$RAW/" 2>/dev/null
+python3 "$BENCH/report.py" "$RAW" "$OUT/report-$DATE.md" "$OUT" || { log "report.py failed"; exit 1; }
+cp "$OUT/report-$DATE.md" "$OUT/latest.md"
+log "report: $OUT/report-$DATE.md (raw data in $RAW)"
+rm -rf "$WORK"
