@@ -900,12 +900,12 @@ snapshot_check(const uint8_t *base, size_t size)
 		return "not a consent snapshot (bad magic)";
 	if (h->endian != CONSENT_ENDIAN)
 		return "snapshot written on a machine of another byte order";
+	if (h->checksum != header_checksum(h))
+		return "header checksum mismatch (corrupt snapshot)";
 	if (h->format != CONSENT_FORMAT)
 		return "unsupported snapshot format version";
 	if (h->header_size != sizeof(*h))
 		return "bad header size";
-	if (h->checksum != header_checksum(h))
-		return "header checksum mismatch (corrupt snapshot)";
 	if (h->file_size != size)
 		return h->file_size > size ? "truncated snapshot (shorter than "
 					     "its header says)"
