@@ -1,0 +1,167 @@
+"""test_nginx.py: byte-exact GET and POST through consentgate to an upstream
+we did not write: Debian's nginx, started here on loopback with a generated
+configuration (a `return 200` location, a static 1 MiB file, and an upload
+location that keeps each request body in a file so it can be compared).
+"""
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from harness import free_port, main, request, test, wait_until
+
+MIB = 1 << 20
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+class Nginx:
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, "nginx")
+        for d in ("www/static", "body", "logs"):
+            os.makedirs(os.path.join(self.dir, d))
+        self.static = bytes(random.Random(7).getrandbits(8) for _ in range(MIB))
+        with open(os.path.join(self.dir, "www/static/file.bin"), "wb") as f:
+            f.write(self.static)
+        self.port = free_port()
+        d = self.dir
+        conf = f"""
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {d}/logs/error.log;
+pid {d}/nginx.pid;
+events {{ worker_connections 128; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  client_max_body_size 64m;
+  keepalive_requests 1000;
+  server {{
+    listen 127.0.0.1:{self.port};
+    location = /r200 {{ return 200 "ok\\n"; }}
+    location /static/ {{ root {d}/www; }}
+    location /upload {{
+      client_body_in_file_only on;
+      proxy_pass http://127.0.0.1:{self.port}/r200;
+    }}
+  }}
+}}
+"""
+        path = os.path.join(d, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        self.proc = subprocess.Popen([NGINX, "-c", path, "-p", d],
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.url = "http://127.0.0.1:%d" % self.port
+        if not wait_until(self._up, 5):
+            self.stop()
+            raise AssertionError("nginx did not start on port %d" % self.port)
+
+    def _up(self):
+        if self.proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def bodies(self):
+        """Request bodies nginx kept, oldest first."""
+        bd = os.path.join(self.dir, "body")
+        out = []
+        for name in sorted(os.listdir(bd)):
+            with open(os.path.join(bd, name), "rb") as f:
+                out.append(f.read())
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(3)
+
+
+def start(env):
+    ng = Nginx(env.workdir)
+    env.procs.append(ng)
+    return ng, env.proxy(ng.url)
+
+
+@test
+def nginx_get_static_1mib(env):
+    ng, px = start(env)
+    c = env.client(px)
+    c.send(request("GET", "/static/file.bin"))
+    r = c.read_response()
+    assert r.status == 200, r
+    assert r.body == ng.static, "1 MiB static file differs (len %d)" % len(r.body)
+
+
+@test
+def nginx_return_200_keepalive(env):
+    ng, px = start(env)
+    c = env.client(px)
+    for i in range(5):
+        c.send(request("GET", "/r200?i=%d" % i))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"ok\n", (i, r)
+
+
+@test
+def nginx_post_1mib_content_length(env):
+    ng, px = start(env)
+    body = bytes(random.Random(11).getrandbits(8) for _ in range(MIB))
+    c = env.client(px)
+    c.send(request("POST", "/upload", [("Content-Type", "application/octet-stream")],
+                   body))
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"ok\n", r
+    assert wait_until(lambda: len(ng.bodies()) == 1, 2), "nginx kept no body"
+    assert ng.bodies()[0] == body, "nginx received a different body"
+
+
+@test
+def nginx_post_1mib_chunked(env):
+    ng, px = start(env)
+    body = bytes(random.Random(12).getrandbits(8) for _ in range(MIB))
+    rng = random.Random(13)
+    c = env.client(px)
+    c.send(request("POST", "/upload", [("Content-Type", "application/octet-stream")],
+                   body, chunked=[rng.randint(1, 50000) for _ in range(100)]))
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"ok\n", r
+    assert wait_until(lambda: len(ng.bodies()) == 1, 2), "nginx kept no body"
+    assert ng.bodies()[0] == body, "nginx received a different body"
+
+
+@test
+def nginx_post_then_get_same_connection(env):
+    ng, px = start(env)
+    c = env.client(px)
+    bodies = [os.urandom(1000 * (i + 1)) for i in range(3)]
+    for b in bodies:
+        c.send(request("POST", "/upload", body=b))
+        r = c.read_response()
+        assert r.status == 200, r
+        c.send(request("GET", "/static/file.bin"))
+        r = c.read_response()
+        assert r.status == 200 and r.body == ng.static
+    assert wait_until(lambda: len(ng.bodies()) == 3, 2)
+    assert sorted(ng.bodies(), key=len) == bodies
+
+
+if __name__ == "__main__":
+    main()
