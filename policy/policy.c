@@ -1104,6 +1104,7 @@ load_rule(struct load *ld, json_t *v, unsigned idx)
 
 	a = json_object_get(v, "purposes");
 	if (a != NULL) {
+		ru->has_purposes = true;
 		snprintf(sub, sizeof(sub), "%s.purposes", path);
 		if (!json_is_array(a) || json_array_size(a) == 0)
 			err_at(ld, sub, false,
@@ -1159,7 +1160,7 @@ check_defaults(struct load *ld)
 		for (unsigned k = 0; k < p->nrules; k++) {
 			struct policy_rule *ru = &p->rules[k];
 			if (ru->is_default &&
-			    (ru->purposes == 0 ||
+			    (!ru->has_purposes ||
 			     (ru->purposes & (1ull << r->purpose))))
 				found = true;
 		}

@@ -52,7 +52,8 @@ struct policy_route {
 /* One compiled rule: every present condition must hold. */
 struct policy_rule {
 	char *id;
-	uint64_t purposes;           /* bit per purpose; 0 = every purpose */
+	bool has_purposes;           /* false: applies to every purpose */
+	uint64_t purposes;           /* bit per purpose */
 	bool has_known, known;
 	bool has_jurisdiction;
 	uint8_t countries[POLICY_COUNTRY_BITS / 8 + 1];

@@ -55,7 +55,7 @@ first_match(const struct policy *p, int purpose,
 
 	for (unsigned i = 0; i < p->nrules; i++) {
 		const struct policy_rule *ru = &p->rules[i];
-		if (ru->purposes != 0 && !(ru->purposes & bit))
+		if (ru->has_purposes && !(ru->purposes & bit))
 			continue;
 		if (rule_matches(ru, c, now))
 			return ru;
@@ -293,7 +293,7 @@ policy_lint(struct policy *p, const char *name)
 	}
 	for (unsigned k = 0; k < p->nrules; k++) {
 		const struct policy_rule *b = &p->rules[k];
-		uint64_t eb = (b->purposes ? b->purposes : used) & used;
+		uint64_t eb = (b->has_purposes ? b->purposes : used) & used;
 		const char *why;
 
 		named |= b->purposes;
@@ -312,7 +312,7 @@ policy_lint(struct policy *p, const char *name)
 		}
 		for (unsigned j = 0; j < k; j++) {
 			const struct policy_rule *a = &p->rules[j];
-			uint64_t ea = a->purposes ? a->purposes : used;
+			uint64_t ea = a->has_purposes ? a->purposes : used;
 			if ((eb & ~ea) != 0 || !implied_by(a, b))
 				continue;
 			if (a->is_default)

@@ -973,10 +973,12 @@ run_case(struct case_ctx *cc, json_t *file_root, json_t *c, size_t idx)
 				   res.recs[i].d.rule_id) == 0)
 				cc->hits[k]++;
 
+	/* a case that expects nothing would pass whatever happens */
 	expect = json_object_get(c, "expect");
-	if (expect != NULL && !json_is_object(expect)) {
+	if (!json_is_object(expect) || json_object_size(expect) == 0) {
 		snprintf(err, sizeof(err),
-			 "case '%s': 'expect' must be an object", name);
+			 "case '%s': 'expect' must be a non-empty object",
+			 name);
 		goto done;
 	}
 	json_object_foreach(expect, key, v) {
