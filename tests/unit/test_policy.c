@@ -1,0 +1,927 @@
+/*
+ * test_policy.c: rule files (loading, every kind of error with its
+ * position, lint), route matching, decisions of the example policy, age
+ * conditions, body formats and rebuilding, snapshots.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consentgate/policy.h"
+
+#define EXAMPLE "../../policy/examples/ai-training.json"
+#define CSV_HDR "subject,purpose,status,jurisdiction,updated_at,evidence\n"
+
+/* 2026-01-01T00:00:00Z */
+#define NOW 1767225600
+
+/* A valid policy around one route and rule list, for error tests. */
+#define PURPOSES "\"purposes\": {\"ai\": {\"aipref\": \"train-ai\"}}"
+#define ROUTE_OK                                                              \
+	"{\"method\": \"POST\", \"path\": \"/in\", \"action\": \"inspect\", " \
+	"\"purpose\": \"ai\", \"formats\": [\"ndjson\"], \"subjects\": "     \
+	"[\"/a\"], \"on_deny\": \"drop\"}"
+#define RULE_DEFAULT "{\"id\": \"d\", \"then\": \"deny\"}"
+
+static struct policy *
+load_str(const char *doc, struct cg_errors *errs)
+{
+	return policy_load_buf("t.json", doc, strlen(doc), errs);
+}
+
+static struct policy *
+load_ok(const char *doc)
+{
+	struct cg_errors errs;
+	struct policy *p;
+
+	cg_errors_init(&errs);
+	p = load_str(doc, &errs);
+	for (unsigned i = 0; i < errs.count; i++)
+		print_error("unexpected: %s\n", errs.msgs[i]);
+	assert_non_null(p);
+	assert_int_equal(errs.count, 0);
+	cg_errors_reset(&errs);
+	return p;
+}
+
+/*
+ * The load fails and one of the errors is exactly "t.json:L:C: " rest,
+ * where L:C is where needle first occurs in doc (lines and columns from 1).
+ */
+static void
+assert_error(const char *doc, const char *needle, const char *rest)
+{
+	struct cg_errors errs;
+	const char *at = strstr(doc, needle);
+	char want[1024];
+	int line = 1, col = 1;
+	bool found = false;
+
+	assert_non_null(at);
+	for (const char *c = doc; c < at; c++) {
+		if (*c == '\n') {
+			line++;
+			col = 1;
+		} else {
+			col++;
+		}
+	}
+	snprintf(want, sizeof(want), "t.json:%d:%d: %s", line, col, rest);
+	cg_errors_init(&errs);
+	assert_null(load_str(doc, &errs));
+	for (unsigned i = 0; i < errs.count; i++)
+		if (strcmp(errs.msgs[i], want) == 0)
+			found = true;
+	if (!found) {
+		print_error("wanted: %s\n", want);
+		for (unsigned i = 0; i < errs.count; i++)
+			print_error("got:    %s\n", errs.msgs[i]);
+	}
+	assert_true(found);
+	cg_errors_reset(&errs);
+}
+
+static struct consent_table *
+table(const char *rows)
+{
+	struct cg_errors errs;
+	struct consent_table *t;
+	char *csv;
+
+	cg_errors_init(&errs);
+	assert_true(asprintf(&csv, "%s%s", CSV_HDR, rows) > 0);
+	t = consent_import_csv("t.csv", csv, strlen(csv), &errs);
+	for (unsigned i = 0; i < errs.count; i++)
+		print_error("consent: %s\n", errs.msgs[i]);
+	assert_non_null(t);
+	free(csv);
+	cg_errors_reset(&errs);
+	return t;
+}
+
+static const struct policy_route *
+route(const struct policy *p, const char *method, const char *path)
+{
+	return policy_match(p, (struct cg_slice){ method, strlen(method) },
+			    (struct cg_slice){ path, strlen(path) });
+}
+
+/* ---- loading ---- */
+
+static void
+test_example_loads(void **state)
+{
+	struct cg_errors errs;
+	struct policy *p;
+	const struct policy_route *r;
+	FILE *f;
+	char buf[8192];
+	size_t n;
+	uint64_t h = 0xcbf29ce484222325ull;
+	char want[17];
+
+	cg_errors_init(&errs);
+	p = policy_load(EXAMPLE, &errs);
+	assert_non_null(p);
+	assert_int_equal(errs.count, 0);
+	assert_string_equal(policy_id(p), "ai-training-example");
+	assert_int_equal(policy_route_count(p), 2);
+	assert_int_equal(policy_rule_count(p), 5);
+	assert_string_equal(policy_rule_id(p, 0), "unknown-person");
+	assert_string_equal(policy_rule_id(p, 4), "default-allow");
+	assert_int_equal(policy_warnings(p)->count, 0);
+
+	/* the digest is FNV-1a 64 of the file bytes */
+	f = fopen(EXAMPLE, "rb");
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)buf[i];
+		h *= 0x100000001b3ull;
+	}
+	snprintf(want, sizeof(want), "%016llx", (unsigned long long)h);
+	assert_string_equal(policy_digest(p), want);
+
+	r = policy_route_at(p, 1);
+	assert_string_equal(policy_route_name(r), "ingest");
+	assert_int_equal(policy_route_action(r), POLICY_ACTION_INSPECT);
+	assert_string_equal(policy_route_purpose(r), "ai-training");
+	assert_int_equal(policy_route_formats(r), SCAN_FORMAT_NDJSON |
+							  SCAN_FORMAT_ARRAY |
+							  SCAN_FORMAT_OBJECT);
+	assert_int_equal(policy_route_scan_spec(r)->nlocators, 1);
+	assert_string_equal(policy_route_scan_spec(r)->locators[0].tok[0].name,
+			    "author_id");
+	assert_null(policy_route_array_at(r));
+	assert_null(policy_route_subject_header(r));
+	assert_int_equal(policy_route_on_deny(r), POLICY_ON_DENY_DROP);
+	assert_false(policy_route_content_usage(r));
+
+	r = policy_route_at(p, 0);
+	assert_string_equal(policy_route_name(r), "GET /status");
+	assert_int_equal(policy_route_action(r), POLICY_ACTION_PASS);
+	assert_null(policy_route_purpose(r));
+	policy_free(p);
+	cg_errors_reset(&errs);
+}
+
+static void
+test_full_route_options(void **state)
+{
+	struct policy *p = load_ok(
+		"{\"policy\": \"x\", " PURPOSES ", \"routes\": ["
+		"{\"method\": \"*\", \"path_prefix\": \"/b/\", \"action\": "
+		"\"inspect\", \"purpose\": \"ai\", \"formats\": [\"array_at\"], "
+		"\"array_at\": \"/data\", \"subjects\": [\"/a\", "
+		"\"/m/*/id\"], \"on_deny\": \"block\", \"content_usage\": "
+		"true},"
+		"{\"name\": \"one\", \"method\": \"PUT\", \"path\": \"/p\", "
+		"\"action\": \"inspect\", \"purpose\": \"ai\", \"formats\": "
+		"[\"object\"], \"subject_header\": \"X-Subject-Id\", "
+		"\"on_deny\": \"drop\"}], \"rules\": [" RULE_DEFAULT "]}");
+	const struct policy_route *r = policy_route_at(p, 0);
+
+	assert_string_equal(policy_route_name(r), "* /b/*");
+	assert_non_null(policy_route_array_at(r));
+	assert_int_equal(policy_route_array_at(r)->ntokens, 1);
+	assert_int_equal(policy_route_scan_spec(r)->nlocators, 2);
+	assert_true(policy_route_scan_spec(r)->locators[1].tok[1].wildcard);
+	assert_int_equal(policy_route_on_deny(r), POLICY_ON_DENY_BLOCK);
+	assert_true(policy_route_content_usage(r));
+	r = policy_route_at(p, 1);
+	assert_string_equal(policy_route_name(r), "one");
+	assert_string_equal(policy_route_subject_header(r), "X-Subject-Id");
+	policy_free(p);
+}
+
+/* Each kind of error, with its exact position and words. */
+static void
+test_errors_positions(void **state)
+{
+	assert_error("{\"policy\": \"x\",\n \"purposes\": {\"ai\": "
+		     "{\"aipref\": \"train-ai\"}},\n \"routes\": [\n"
+		     "  {\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+		     "\"inspect\",\n   \"purpose\": \"ai-trainig\", "
+		     "\"formats\": [\"ndjson\"], \"subjects\": [\"/a\"], "
+		     "\"on_deny\": \"drop\"}],\n"
+		     " \"rules\": [" RULE_DEFAULT "]}",
+		     "\"ai-trainig\"",
+		     "routes[0].purpose: unknown purpose "
+		     "'ai-trainig' (declared: ai)");
+	assert_error("{\"policy\": \"x\", " PURPOSES ",\n\"routes\": [" ROUTE_OK
+		     "],\n\"rules\": [" RULE_DEFAULT "], \"rulez\": []}",
+		     "\"rulez\"",
+		     "rulez: unknown key 'rulez' (expected one "
+		     "of: policy, purposes, jurisdictions, routes, rules)");
+	assert_error("{\"policy\": \"x\", \"purposes\": {\"ai\": {\"aipref\": "
+		     "\"train-llm\"}}, \"routes\": [" ROUTE_OK "], \"rules\": "
+		     "[" RULE_DEFAULT "]}",
+		     "\"train-llm\"",
+		     "purposes.ai.aipref: unknown AI Preferences "
+		     "category 'train-llm' (known: train-ai, train-genai, "
+		     "search, ai-use)");
+	assert_error("{\"policy\": \"x\", \"purposes\": {\"ai\": {\"aipref\": "
+		     "\"train-ai\", \"fideslang\": \"Train AI\"}}, \"routes\": "
+		     "[" ROUTE_OK "], \"rules\": [" RULE_DEFAULT "]}",
+		     "\"Train AI\"",
+		     "purposes.ai.fideslang: a fideslang data "
+		     "use is lower-case words joined by '_' and '.', like "
+		     "'train_ai_system'");
+	assert_error("{\"policy\": \"x\", " PURPOSES ",\n\"jurisdictions\": "
+		     "{\"EU\": [\"DE\"], \"EEA\": [\"DE\", \"de\"]},\n"
+		     "\"routes\": [" ROUTE_OK "], \"rules\": [" RULE_DEFAULT
+		     "]}",
+		     "\"EU\"",
+		     "jurisdictions.EU: group name 'EU' looks "
+		     "like a country code; use a longer name");
+	assert_error("{\"policy\": \"x\", " PURPOSES ",\n\"jurisdictions\": "
+		     "{\"EEA\": [\"DE\", \"de\"]},\n"
+		     "\"routes\": [" ROUTE_OK "], \"rules\": [" RULE_DEFAULT
+		     "]}",
+		     "\"de\"",
+		     "jurisdictions.EEA[1]: must be an ISO "
+		     "3166-1 alpha-2 country code (two upper-case letters)");
+	/* route errors, one route per line */
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
+		     "{\"method\": \"PO ST\", \"path\": \"in\", \"action\": "
+		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+		     "[\"ndjson\"], \"subjects\": [\"a\"], \"on_deny\": "
+		     "\"discard\"}], \"rules\": [" RULE_DEFAULT "]}",
+		     "\"PO ST\"",
+		     "routes[0].method: 'PO ST' is not an HTTP "
+		     "method (a token like POST, or \"*\" for any)");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
+		     "{\"method\": \"POST\", \"path\": \"in\", \"action\": "
+		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+		     "[\"ndjson\"], \"subjects\": [\"a\"], \"on_deny\": "
+		     "\"discard\"}], \"rules\": [" RULE_DEFAULT "]}",
+		     "\"in\"",
+		     "routes[0].path: must start with '/'");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
+		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+		     "[\"ndjson\"], \"subjects\": [\"a\"], \"on_deny\": "
+		     "\"discard\"}], \"rules\": [" RULE_DEFAULT "]}",
+		     "\"discard\"",
+		     "routes[0].on_deny: unknown value "
+		     "'discard' (expected drop or block)");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
+		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+		     "[\"ndjson\"], \"subjects\": [\"/a\", \"a\"], \"on_deny\": "
+		     "\"drop\"}], \"rules\": [" RULE_DEFAULT "]}",
+		     "\"a\"]",
+		     "routes[0].subjects[1]: bad JSON Pointer "
+		     "'a': JSON Pointer must start with '/'");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
+		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+		     "[\"ndjson\", \"csv\"], \"subject_header\": "
+		     "\"Consent-Id\", \"on_deny\": \"drop\"}], \"rules\": "
+		     "[" RULE_DEFAULT "]}",
+		     "\"csv\"",
+		     "routes[0].formats[1]: unknown format "
+		     "(expected ndjson, object, array or array_at)");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
+		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+		     "[\"ndjson\", \"csv\"], \"subject_header\": "
+		     "\"Consent-Id\", \"on_deny\": \"drop\"}], \"rules\": "
+		     "[" RULE_DEFAULT "]}",
+		     "\"Consent-Id\"",
+		     "routes[0].subject_header: Consent-* "
+		     "headers belong to the proxy and are removed from "
+		     "requests; choose another header");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
+		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+		     "[\"array\"], \"array_at\": \"/d\", \"subjects\": "
+		     "[\"/a\"], \"subject_header\": \"X-S\", \"on_deny\": "
+		     "\"drop\"}], \"rules\": [" RULE_DEFAULT "]}",
+		     "{\"method\"",
+		     "routes[0]: give either 'subjects' (JSON "
+		     "Pointers into each record) or 'subject_header', not "
+		     "both");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
+		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+		     "[\"array\"], \"array_at\": \"/d\", \"subjects\": "
+		     "[\"/a\"], \"on_deny\": \"drop\"}], \"rules\": "
+		     "[" RULE_DEFAULT "]}",
+		     "\"array_at\"",
+		     "routes[0].array_at: 'array_at' needs the "
+		     "format 'array_at' in 'formats'");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
+		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+		     "[\"array_at\", \"object\"], \"subjects\": "
+		     "[\"/a\"], \"on_deny\": \"drop\"}], \"rules\": "
+		     "[" RULE_DEFAULT "]}",
+		     "{\"method\"",
+		     "routes[0]: the format 'array_at' needs "
+		     "\"array_at\": a JSON Pointer to the array of records, "
+		     "like \"/data\"");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
+		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+		     "[\"array_at\", \"object\"], \"subjects\": "
+		     "[\"/a\"], \"on_deny\": \"drop\"}], \"rules\": "
+		     "[" RULE_DEFAULT "]}",
+		     "[\"array_at\"",
+		     "routes[0].formats: 'object' and "
+		     "'array_at' cannot both be accepted: a JSON object body "
+		     "would be ambiguous");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
+		     "{\"method\": \"GET\", \"path\": \"/s\", \"action\": "
+		     "\"pass\", \"purpose\": \"ai\"}, " ROUTE_OK "], "
+		     "\"rules\": [" RULE_DEFAULT "]}",
+		     "\"purpose\"",
+		     "routes[0].purpose: only inspected routes "
+		     "take 'purpose' (this route's action is pass)");
+	/* rule errors, one rule per line */
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
+		     "], \"rules\": [\n"
+		     "{\"id\": \"a\", \"if\": {\"jurisdicton\": [\"DE\"]}, "
+		     "\"then\": \"deny\"},\n"
+		     "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
+		     "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n"
+		     "{\"id\": \"b\", \"if\": {\"jurisdiction\": [\"EAA\"]}, "
+		     "\"then\": \"deny\"},\n" RULE_DEFAULT "]}",
+		     "\"jurisdicton\"",
+		     "rules[0].if.jurisdicton: unknown key "
+		     "'jurisdicton' (expected one of: known, jurisdiction, "
+		     "status, older_than, newer_than)");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
+		     "], \"rules\": [\n"
+		     "{\"id\": \"a\", \"if\": {\"jurisdicton\": [\"DE\"]}, "
+		     "\"then\": \"deny\"},\n"
+		     "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
+		     "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n"
+		     "{\"id\": \"b\", \"if\": {\"jurisdiction\": [\"EAA\"]}, "
+		     "\"then\": \"deny\"},\n" RULE_DEFAULT "]}",
+		     "\"a\", \"if\": {\"older",
+		     "rules[1].id: duplicate rule id 'a' (also "
+		     "rules[0])");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
+		     "], \"rules\": [\n"
+		     "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
+		     "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n"
+		     RULE_DEFAULT "]}",
+		     "\"13 months\"",
+		     "rules[0].if.older_than: must be a positive "
+		     "duration like \"400d\", \"12h\", \"30m\" or \"90s\"");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
+		     "], \"rules\": [\n"
+		     "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
+		     "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n"
+		     RULE_DEFAULT "]}",
+		     "\"given\"",
+		     "rules[0].if.status[0]: unknown status "
+		     "(expected granted, denied, withdrawn or none)");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
+		     "], \"rules\": [\n"
+		     "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
+		     "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n"
+		     RULE_DEFAULT "]}",
+		     "\"maybe\"",
+		     "rules[0].then: unknown outcome 'maybe' "
+		     "(expected allow or deny)");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
+		     "], \"rules\": [\n"
+		     "{\"id\": \"b\", \"if\": {\"jurisdiction\": [\"EAA\"]}, "
+		     "\"then\": \"deny\"},\n" RULE_DEFAULT "]}",
+		     "\"EAA\"",
+		     "rules[0].if.jurisdiction[0]: unknown "
+		     "jurisdiction 'EAA': neither a declared group (none) nor "
+		     "a two-letter upper-case country code");
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
+		     "], \"rules\": [\n"
+		     "{\"id\": \"b\", \"if\": {}, \"then\": \"deny\"},\n"
+		     RULE_DEFAULT "]}",
+		     "{}",
+		     "rules[0].if: no conditions: leave 'if' out "
+		     "for a default rule");
+	/* whole-file errors */
+	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
+		     "], \"rules\": [\n"
+		     "{\"id\": \"b\", \"if\": {\"known\": false}, \"then\": "
+		     "\"deny\"},\n"
+		     "{\"id\": \"c\", \"purposes\": [\"other\"], \"then\": "
+		     "\"allow\"}]}",
+		     "\"ai\", \"formats\"",
+		     "routes[0].purpose: no default rule for "
+		     "purpose 'ai': add a last rule without 'if' (like "
+		     "{\"id\": \"default\", \"then\": \"deny\"}) so every person "
+		     "gets a decision");
+	assert_error("{" PURPOSES ", \"routes\": [" ROUTE_OK "], \"rules\": "
+		     "[" RULE_DEFAULT "]}",
+		     "{",
+		     "missing \"policy\": the policy's id");
+	assert_error("[]", "[",
+		     "a rule file is a JSON object with "
+			   "\"policy\", \"purposes\", \"routes\" and \"rules\"");
+}
+
+static void
+test_many_errors_at_once(void **state)
+{
+	struct cg_errors errs;
+	const char *doc =
+		"{\"policy\": \"\", \"purposes\": {\"ai\": {\"aipref\": "
+		"\"x\"}}, \"routes\": [{\"method\": \"POST\", \"path\": "
+		"\"in\", \"action\": \"look\"}], \"rules\": [{\"id\": \"a\", "
+		"\"then\": \"no\"}, {\"id\": \"a\", \"then\": \"deny\"}], "
+		"\"extra\": 1}";
+
+	cg_errors_init(&errs);
+	assert_null(load_str(doc, &errs));
+	/* policy id, aipref, path, action, formats, subjects, on_deny,
+	 * then, duplicate id, unknown key */
+	assert_true(errs.count >= 10);
+	for (unsigned i = 0; i < errs.count; i++)
+		assert_int_equal(strncmp(errs.msgs[i], "t.json:1:", 9), 0);
+	cg_errors_reset(&errs);
+}
+
+static void
+test_syntax_and_duplicates(void **state)
+{
+	struct cg_errors errs;
+
+	cg_errors_init(&errs);
+	assert_null(load_str("{\"policy\": \"x\",\n \"policy\": \"y\"}", &errs));
+	assert_int_equal(errs.count, 1);
+	assert_non_null(strstr(errs.msgs[0], "duplicate object key"));
+	assert_int_equal(strncmp(errs.msgs[0], "t.json:2:", 9), 0);
+	cg_errors_reset(&errs);
+
+	assert_null(load_str("{\n  \"policy\": \"x\",\n}", &errs));
+	assert_int_equal(errs.count, 1);
+	assert_int_equal(strncmp(errs.msgs[0], "t.json:3:1: ", 12), 0);
+	cg_errors_reset(&errs);
+
+	/* a NUL inside the buffer is refused, not cut short */
+	assert_null(policy_load_buf("t.json", "{}\0{}", 5, &errs));
+	assert_true(errs.count >= 1);
+	cg_errors_reset(&errs);
+
+	assert_null(policy_load("no/such/file.json", &errs));
+	assert_int_equal(strncmp(errs.msgs[0], "no/such/file.json: cannot open",
+				 30),
+			 0);
+	cg_errors_reset(&errs);
+}
+
+static void
+test_lint_warnings(void **state)
+{
+	struct policy *p = load_ok(
+		"{\"policy\": \"x\", \"purposes\": {\"ai\": {\"aipref\": "
+		"\"train-ai\"}, \"s\": {\"aipref\": \"search\"}},\n"
+		"\"jurisdictions\": {\"EEA\": [\"DE\", \"FR\"], \"LATAM\": "
+		"[\"BR\"]},\n\"routes\": [" ROUTE_OK "],\n\"rules\": [\n"
+		"{\"id\": \"eea\", \"if\": {\"jurisdiction\": [\"EEA\"]}, "
+		"\"then\": \"allow\"},\n"
+		"{\"id\": \"de\", \"if\": {\"jurisdiction\": [\"DE\"], "
+		"\"status\": [\"granted\"]}, \"then\": \"deny\"},\n"
+		"{\"id\": \"never\", \"if\": {\"known\": false, \"status\": "
+		"[\"none\"]}, \"then\": \"deny\"},\n"
+		"{\"id\": \"d\", \"then\": \"deny\"},\n"
+		"{\"id\": \"late\", \"if\": {\"known\": true}, \"then\": "
+		"\"allow\"}]}");
+	const struct cg_errors *w = policy_warnings(p);
+
+	assert_int_equal(w->count, 5);
+	assert_string_equal(w->msgs[0],
+			    "t.json:6:1: warning: rule 'de' can never match: "
+			    "rule 'eea' (line 5) before it has the same or "
+			    "wider conditions");
+	assert_string_equal(w->msgs[1],
+			    "t.json:7:1: warning: rule 'never' can never "
+			    "match: unknown people (known: false) have no "
+			    "jurisdiction, status or consent age");
+	assert_string_equal(w->msgs[2],
+			    "t.json:9:1: warning: rule 'late' can never match: "
+			    "the default rule 'd' (line 8) before it decides "
+			    "every person");
+	assert_string_equal(w->msgs[3], "t.json:1:60: warning: purpose 's' is "
+					"declared but no inspected route "
+					"uses it");
+	assert_string_equal(w->msgs[4],
+			    "t.json:2:40: warning: jurisdiction group 'LATAM' "
+			    "is declared but no rule uses it");
+	policy_free(p);
+}
+
+/* ---- matching ---- */
+
+static void
+test_match(void **state)
+{
+	struct policy *p = load_ok(
+		"{\"policy\": \"m\", " PURPOSES ", \"routes\": ["
+		"{\"method\": \"GET\", \"path\": \"/status\", \"action\": "
+		"\"pass\"},"
+		"{\"name\": \"exact\", \"method\": \"POST\", \"path\": "
+		"\"/in\", \"action\": \"pass\"},"
+		"{\"name\": \"prefix\", \"method\": \"POST\", "
+		"\"path_prefix\": \"/in\", \"action\": \"pass\"},"
+		"{\"name\": \"any\", \"method\": \"*\", \"path_prefix\": "
+		"\"/any/\", \"action\": \"pass\"}],"
+		"\"rules\": [" RULE_DEFAULT "]}");
+	const struct policy_route *r;
+
+	assert_string_equal(policy_route_name(route(p, "GET", "/status")),
+			    "GET /status");
+	assert_null(route(p, "GET", "/status/x"));
+	assert_null(route(p, "get", "/status"));  /* methods are case-sensitive */
+	assert_null(route(p, "HEAD", "/status"));
+	/* first route wins: the exact route precedes the prefix */
+	assert_string_equal(policy_route_name(route(p, "POST", "/in")), "exact");
+	assert_string_equal(policy_route_name(route(p, "POST", "/in/x")),
+			    "prefix");
+	assert_string_equal(policy_route_name(route(p, "POST", "/inbox")),
+			    "prefix");
+	assert_null(route(p, "POST", "/i"));
+	assert_string_equal(policy_route_name(route(p, "DELETE", "/any/1")),
+			    "any");
+	assert_null(route(p, "DELETE", "/any"));
+	/* slices need not be NUL-terminated */
+	r = policy_match(p, (struct cg_slice){ "POSTX", 4 },
+			 (struct cg_slice){ "/in?q", 3 });
+	assert_string_equal(policy_route_name(r), "exact");
+	policy_free(p);
+}
+
+/* ---- decisions of the example policy ---- */
+
+struct want {
+	const char *subject;
+	bool allow;
+	const char *rule;
+};
+
+static void
+test_example_matrix(void **state)
+{
+	struct cg_errors errs;
+	struct policy *p;
+	struct consent_table *t;
+	const struct policy_route *r;
+	struct policy_decision d;
+	/* subject = jurisdiction-status; "none" = only another purpose */
+	const char *jur[] = { "DE", "NO", "GB", "CH", "US", "BR" };
+	const char *st[] = { "granted", "denied", "withdrawn", "none" };
+	char rows[4096] = "", subj[32];
+
+	for (unsigned j = 0; j < 6; j++)
+		for (unsigned s = 0; s < 4; s++) {
+			size_t n = strlen(rows);
+			snprintf(rows + n, sizeof(rows) - n,
+				 "%s-%s,%s,%s,%s,2025-01-01T00:00:00Z,ev-%u%u\n",
+				 jur[j], st[s], s == 3 ? "analytics" : "ai-training",
+				 s == 3 ? "granted" : st[s], jur[j], j, s);
+		}
+	cg_errors_init(&errs);
+	p = policy_load(EXAMPLE, &errs);
+	assert_non_null(p);
+	t = table(rows);
+	r = route(p, "POST", "/ingest");
+	assert_non_null(r);
+
+	for (unsigned j = 0; j < 6; j++)
+		for (unsigned s = 0; s < 4; s++) {
+			bool strict = j < 4;
+			bool allow = strict ? s == 0 : (s == 0 || s == 3);
+			const char *rule = strict ? (s == 0 ? "strict-granted"
+							    : "strict-otherwise")
+						  : (allow ? "default-allow"
+							   : "opted-out");
+			snprintf(subj, sizeof(subj), "%s-%s", jur[j], st[s]);
+			struct cg_slice sl = { subj, strlen(subj) };
+			policy_decide(r, t, &sl, 1, NOW, &d);
+			if (d.allow != allow || strcmp(d.rule_id, rule) != 0)
+				print_error("%s: got %d %s\n", subj, d.allow,
+					    d.rule_id);
+			assert_int_equal(d.allow, allow);
+			assert_string_equal(d.rule_id, rule);
+			assert_true(d.consent.known);
+			assert_string_equal(d.consent.jurisdiction, jur[j]);
+			assert_int_equal(d.consent.status,
+					 s == 3 ? CONSENT_STATUS_NONE
+						: (enum consent_status)(s + 1));
+		}
+
+	/* unknown person, and a record with no subject */
+	struct cg_slice unknown = CG_SLICE_LIT("nobody");
+	policy_decide(r, t, &unknown, 1, NOW, &d);
+	assert_false(d.allow);
+	assert_string_equal(d.rule_id, "unknown-person");
+	assert_false(d.consent.known);
+	policy_decide(r, t, NULL, 0, NOW, &d);
+	assert_false(d.allow);
+	assert_string_equal(d.rule_id, "unknown-person");
+
+	/* several subjects: all must be allowed; the first denial decides */
+	struct cg_slice many[3] = { CG_SLICE_LIT("DE-granted"),
+				    CG_SLICE_LIT("US-none"),
+				    CG_SLICE_LIT("GB-granted") };
+	policy_decide(r, t, many, 3, NOW, &d);
+	assert_true(d.allow);
+	assert_int_equal(d.subject, 2);
+	many[1] = (struct cg_slice)CG_SLICE_LIT("BR-withdrawn");
+	many[2] = (struct cg_slice)CG_SLICE_LIT("nobody");
+	policy_decide(r, t, many, 3, NOW, &d);
+	assert_false(d.allow);
+	assert_int_equal(d.subject, 1);
+	assert_string_equal(d.rule_id, "opted-out");
+	assert_int_equal(d.consent.evidence.len, 5);
+	assert_memory_equal(d.consent.evidence.ptr, "ev-52", 5);
+
+	/* pass routes are not decided record by record */
+	policy_decide(route(p, "GET", "/status"), t, NULL, 0, NOW, &d);
+	assert_true(d.allow);
+
+	consent_free(t);
+	policy_free(p);
+	cg_errors_reset(&errs);
+}
+
+static void
+test_age_and_jurisdiction_conditions(void **state)
+{
+	struct policy *p = load_ok(
+		"{\"policy\": \"age\", " PURPOSES ", \"routes\": [" ROUTE_OK
+		"], \"rules\": ["
+		"{\"id\": \"in-us\", \"if\": {\"jurisdiction\": [\"US\"]}, "
+		"\"then\": \"deny\"},"
+		"{\"id\": \"stale\", \"if\": {\"older_than\": \"400d\"}, "
+		"\"then\": \"deny\"},"
+		"{\"id\": \"fresh\", \"if\": {\"newer_than\": \"12h\"}, "
+		"\"then\": \"deny\"},"
+		"{\"id\": \"window\", \"if\": {\"older_than\": \"30m\", "
+		"\"newer_than\": \"90s\"}, \"then\": \"deny\"},"
+		"{\"id\": \"ok\", \"then\": \"allow\"}]}");
+	/* NOW - 401d, NOW - 399d, NOW - 1h, NOW - 2d, other purpose */
+	char rows[1024];
+	struct policy_decision d;
+	const struct policy_route *r = route(p, "POST", "/in");
+	struct {
+		const char *s;
+		const char *rule;
+	} cases[] = {
+		{ "old", "stale" },  { "young", "ok" },   { "fresh", "fresh" },
+		{ "mid", "ok" },     { "norow", "ok" },   { "us", "in-us" },
+		{ "nobody", "ok" },
+	};
+
+	snprintf(rows, sizeof(rows),
+		 "old,ai,granted,DE,2024-11-26T00:00:00Z,\n"
+		 "young,ai,granted,DE,2024-11-28T00:00:00Z,\n"
+		 "fresh,ai,granted,DE,2025-12-31T23:00:00Z,\n"
+		 "mid,ai,granted,DE,2025-12-30T00:00:00Z,\n"
+		 "norow,other,granted,DE,2020-01-01T00:00:00Z,\n"
+		 "us,ai,granted,US,2025-12-30T00:00:00Z,\n");
+	struct consent_table *t = table(rows);
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct cg_slice s = { cases[i].s, strlen(cases[i].s) };
+		policy_decide(r, t, &s, 1, NOW, &d);
+		if (strcmp(d.rule_id, cases[i].rule) != 0)
+			print_error("%s: got %s\n", cases[i].s, d.rule_id);
+		assert_string_equal(d.rule_id, cases[i].rule);
+	}
+	consent_free(t);
+	/* "window" (older than 30m, newer than 90s) can never match */
+	assert_int_equal(policy_warnings(p)->count, 1);
+	assert_non_null(strstr(policy_warnings(p)->msgs[0], "'window'"));
+	policy_free(p);
+}
+
+static void
+test_explain(void **state)
+{
+	struct policy *p = load_ok(
+		"{\"policy\": \"e\", " PURPOSES ", \"jurisdictions\": "
+		"{\"EEA\": [\"DE\"]}, \"routes\": [" ROUTE_OK "], \"rules\": ["
+		"{\"id\": \"g\", \"if\": {\"jurisdiction\": [\"EEA\", \"GB\"], "
+		"\"status\": [\"granted\", \"none\"], \"older_than\": \"1d\"}, "
+		"\"then\": \"allow\"}, " RULE_DEFAULT "]}");
+	struct consent_table *t =
+		table("7,ai,granted,DE,2025-12-30T00:00:00Z,ev-7\n");
+	const struct policy_route *r = route(p, "POST", "/in");
+	struct policy_decision d;
+	struct cg_slice s = CG_SLICE_LIT("7");
+	char buf[512];
+
+	policy_decide(r, t, &s, 1, NOW, &d);
+	assert_true(d.allow);
+	policy_explain(r, &d, NOW, buf, sizeof(buf));
+	assert_string_equal(buf, "jurisdiction=DE; rule g: jurisdiction in "
+				 "[EEA,GB] (DE), status in [none,granted] "
+				 "(granted), older_than 1d (2d); evidence=ev-7");
+	s = (struct cg_slice)CG_SLICE_LIT("8");
+	policy_decide(r, t, &s, 1, NOW, &d);
+	policy_explain(r, &d, NOW, buf, sizeof(buf));
+	assert_string_equal(buf, "unknown person (no consent row); rule d: "
+				 "default (no conditions)");
+	/* truncation keeps a terminated string */
+	policy_explain(r, &d, NOW, buf, 8);
+	assert_int_equal(strlen(buf), 7);
+	consent_free(t);
+	policy_free(p);
+}
+
+/* ---- body formats ---- */
+
+static void
+test_body_format(void **state)
+{
+	struct policy *p = load_ok(
+		"{\"policy\": \"f\", " PURPOSES ", \"routes\": ["
+		"{\"method\": \"POST\", \"path\": \"/all\", \"action\": "
+		"\"inspect\", \"purpose\": \"ai\", \"formats\": [\"ndjson\", "
+		"\"array\", \"object\"], \"subjects\": [\"/a\"], \"on_deny\": "
+		"\"drop\"},"
+		"{\"method\": \"POST\", \"path\": \"/at\", \"action\": "
+		"\"inspect\", \"purpose\": \"ai\", \"formats\": [\"array\", "
+		"\"array_at\"], \"array_at\": \"/data\", \"subjects\": "
+		"[\"/a\"], \"on_deny\": \"drop\"}], \"rules\": [" RULE_DEFAULT
+		"]}");
+	const struct policy_route *all = route(p, "POST", "/all");
+	const struct policy_route *at = route(p, "POST", "/at");
+	struct cg_slice json = CG_SLICE_LIT("application/json");
+	struct cg_slice none = { "", 0 };
+
+#define FMT(r, ct, body)                                                      \
+	policy_body_format(r, (struct cg_slice)CG_SLICE_LIT(ct), body,        \
+			   strlen(body))
+	assert_int_equal(policy_body_format(all, json, " [1]", 4),
+			 SCAN_FORMAT_ARRAY);
+	assert_int_equal(policy_body_format(all, json, "\n{}", 3),
+			 SCAN_FORMAT_OBJECT);
+	assert_int_equal(policy_body_format(all, json, "  ", 2), -1);
+	assert_int_equal(policy_body_format(all, json, "\"x\"", 3), -1);
+	assert_int_equal(policy_body_format(all, none, "[1]", 3),
+			 SCAN_FORMAT_NDJSON);
+	assert_int_equal(FMT(all, "Application/JSON ; charset=UTF-8", "{}"),
+			 SCAN_FORMAT_OBJECT);
+	assert_int_equal(FMT(all, "application/json; charset=\"utf-8\"", "{}"),
+			 SCAN_FORMAT_OBJECT);
+	assert_int_equal(FMT(all, "application/json; charset=latin1", "{}"),
+			 -1);
+	assert_int_equal(FMT(all, "application/x-ndjson", "{}"),
+			 SCAN_FORMAT_NDJSON);
+	assert_int_equal(FMT(all, "application/ndjson", "{}"),
+			 SCAN_FORMAT_NDJSON);
+	assert_int_equal(FMT(all, "application/jsonl", "{}"),
+			 SCAN_FORMAT_NDJSON);
+	assert_int_equal(FMT(all, "text/plain", "{}"), -1);
+	assert_int_equal(FMT(all, "application/jsonx", "{}"), -1);
+	assert_int_equal(FMT(at, "application/json", "{\"data\": []}"),
+			 SCAN_FORMAT_ARRAY_AT);
+	assert_int_equal(FMT(at, "application/json", "[]"), SCAN_FORMAT_ARRAY);
+	assert_int_equal(FMT(at, "application/x-ndjson", "{}"), -1);
+	/* no ndjson on this route: an absent type is sniffed as JSON */
+	assert_int_equal(policy_body_format(at, none, "[]", 2),
+			 SCAN_FORMAT_ARRAY);
+	assert_int_equal(FMT(route(p, "POST", "/all"), "", "[]"),
+			 SCAN_FORMAT_NDJSON);
+#undef FMT
+	policy_free(p);
+}
+
+static void
+test_body_rebuild(void **state)
+{
+	char out[256];
+	size_t n;
+	const char *nd = "{\"a\":1}\r\n{\"a\":2}\n\n{\"a\":3}";
+	struct policy_span k13[] = { { 0, 7 }, { 18, 25 } };
+	const char *arr = "[ {\"a\":1} , {\"a\":2},{\"a\":3} ]";
+	struct policy_span a13[] = { { 2, 9 }, { 20, 27 } };
+	const char *doc = "{\"n\": 1, \"data\": [{\"a\":1}, {\"a\":2}], \"z\": 0}";
+	struct policy_span d2[] = { { 27, 34 } };
+
+	n = policy_body_rebuild(SCAN_FORMAT_NDJSON, nd, strlen(nd), 0, 0, k13,
+				2, out);
+	assert_int_equal(n, 16);
+	assert_memory_equal(out, "{\"a\":1}\n{\"a\":3}\n", n);
+	n = policy_body_rebuild(SCAN_FORMAT_NDJSON, nd, strlen(nd), 0, 0, NULL,
+				0, out);
+	assert_int_equal(n, 0);
+
+	n = policy_body_rebuild(SCAN_FORMAT_ARRAY, arr, strlen(arr), 0,
+				strlen(arr) - 1, a13, 2, out);
+	assert_memory_equal(out, "[{\"a\":1},{\"a\":3}]", n);
+	assert_int_equal(n, 17);
+	n = policy_body_rebuild(SCAN_FORMAT_ARRAY, arr, strlen(arr), 0,
+				strlen(arr) - 1, NULL, 0, out);
+	assert_int_equal(n, 2);
+	assert_memory_equal(out, "[]", 2);
+
+	n = policy_body_rebuild(SCAN_FORMAT_ARRAY_AT, doc, strlen(doc), 17, 34,
+				d2, 1, out);
+	out[n] = '\0';
+	assert_string_equal(out, "{\"n\": 1, \"data\": [{\"a\":2}], \"z\": 0}");
+
+	n = policy_body_rebuild(SCAN_FORMAT_OBJECT, "  {\"a\":1} ", 10, 0, 0,
+				(struct policy_span[]){ { 2, 9 } }, 1, out);
+	assert_int_equal(n, 7);
+	assert_memory_equal(out, "{\"a\":1}", 7);
+	n = policy_body_rebuild(SCAN_FORMAT_OBJECT, "{}", 2, 0, 0, NULL, 0,
+				out);
+	assert_int_equal(n, 0);
+}
+
+/* ---- snapshots ---- */
+
+struct snap_arg {
+	struct policy_snapshot *s;
+	const struct policy *p;
+	bool ok;
+};
+
+static void *
+snap_worker(void *arg)
+{
+	struct snap_arg *a = arg;
+
+	a->ok = true;
+	for (int i = 0; i < 100000; i++) {
+		policy_snapshot_ref(a->s);
+		if (policy_snapshot_policy(a->s) != a->p)
+			a->ok = false;
+		policy_snapshot_unref(a->s);
+	}
+	return NULL;
+}
+
+static void
+test_snapshot_refcount(void **state)
+{
+	struct cg_errors errs;
+	struct policy *p;
+	struct consent_table *t = table("1,ai-training,granted,DE,"
+					"2025-01-01T00:00:00Z,e\n");
+	struct policy_snapshot *s;
+	pthread_t th[4];
+	struct snap_arg args[4];
+
+	cg_errors_init(&errs);
+	p = policy_load(EXAMPLE, &errs);
+	assert_non_null(p);
+	s = policy_snapshot_new(p, t);
+	assert_non_null(s);
+	assert_ptr_equal(policy_snapshot_policy(s), p);
+	assert_ptr_equal(policy_snapshot_consent(s), t);
+	/* concurrent holders; the creator's reference keeps it alive */
+	for (int i = 0; i < 4; i++) {
+		args[i] = (struct snap_arg){ s, p, false };
+		assert_int_equal(pthread_create(&th[i], NULL, snap_worker,
+						&args[i]),
+				 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_true(args[i].ok);
+	}
+	/* a request outlives the reload that dropped the creator's reference */
+	policy_snapshot_ref(s);
+	policy_snapshot_unref(s);
+	assert_ptr_equal(policy_snapshot_policy(s), p);
+	assert_string_equal(policy_id(policy_snapshot_policy(s)),
+			    "ai-training-example");
+	policy_snapshot_unref(s); /* frees p and t (checked by ASan/valgrind) */
+	policy_snapshot_unref(NULL);
+	policy_free(NULL);
+	cg_errors_reset(&errs);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_example_loads),
+		cmocka_unit_test(test_full_route_options),
+		cmocka_unit_test(test_errors_positions),
+		cmocka_unit_test(test_many_errors_at_once),
+		cmocka_unit_test(test_syntax_and_duplicates),
+		cmocka_unit_test(test_lint_warnings),
+		cmocka_unit_test(test_match),
+		cmocka_unit_test(test_example_matrix),
+		cmocka_unit_test(test_age_and_jurisdiction_conditions),
+		cmocka_unit_test(test_explain),
+		cmocka_unit_test(test_body_format),
+		cmocka_unit_test(test_body_rebuild),
+		cmocka_unit_test(test_snapshot_refcount),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
