@@ -80,52 +80,72 @@ hex4(const char *p)
 }
 
 /*
- * One UTF-8 sequence at p (p[0] >= 0x80): the byte after it, or NULL when
- * it is not well formed (RFC 3629: no overlongs, no surrogates, nothing
- * above U+10FFFF).
+ * UTF-8 validation as a shift DFA: a state is a bit offset into the row of
+ * the next byte, which holds the next state at that offset. One load and
+ * one shift a byte, no branch. Error is 0, so unlisted moves go there.
+ * RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF.
  */
-static inline const char *
-utf8_next(const char *p, const char *end)
-{
-	const uint8_t *u = (const uint8_t *)p;
-	size_t left = (size_t)(end - p);
-	uint8_t lo = 0x80, hi = 0xBF;
+#define U_ERR 0
+#define U_ACC 6   /* between characters */
+#define U_1 12    /* one continuation byte to go */
+#define U_2 18    /* two to go */
+#define U_3 24    /* three to go */
+#define U_E0 30   /* after E0: A0-BF (no overlong) */
+#define U_ED 36   /* after ED: 80-9F (no surrogate) */
+#define U_F0 42   /* after F0: 90-BF (no overlong) */
+#define U_F4 48   /* after F4: 80-8F (<= U+10FFFF) */
+#define U_T(from, to) ((uint64_t)(to) << (from))
 
-	if (u[0] < 0xC2)
-		return NULL;
-	if (u[0] < 0xE0)
-		return left >= 2 && (u[1] & 0xC0) == 0x80 ? p + 2 : NULL;
-	if (u[0] < 0xF0) {
-		if (u[0] == 0xE0)
-			lo = 0xA0;
-		else if (u[0] == 0xED)
-			hi = 0x9F;
-		if (left < 3 || u[1] < lo || u[1] > hi || (u[2] & 0xC0) != 0x80)
-			return NULL;
-		return p + 3;
+static const uint64_t utf8_row[256] = {
+	[0x00 ... 0x7F] = U_T(U_ACC, U_ACC),
+	[0x80 ... 0x8F] = U_T(U_1, U_ACC) | U_T(U_2, U_1) | U_T(U_3, U_2) |
+			  U_T(U_ED, U_1) | U_T(U_F4, U_2),
+	[0x90 ... 0x9F] = U_T(U_1, U_ACC) | U_T(U_2, U_1) | U_T(U_3, U_2) |
+			  U_T(U_ED, U_1) | U_T(U_F0, U_2),
+	[0xA0 ... 0xBF] = U_T(U_1, U_ACC) | U_T(U_2, U_1) | U_T(U_3, U_2) |
+			  U_T(U_E0, U_1) | U_T(U_F0, U_2),
+	[0xC2 ... 0xDF] = U_T(U_ACC, U_1),
+	[0xE0] = U_T(U_ACC, U_E0),
+	[0xE1 ... 0xEC] = U_T(U_ACC, U_2),
+	[0xED] = U_T(U_ACC, U_ED),
+	[0xEE ... 0xEF] = U_T(U_ACC, U_2),
+	[0xF0] = U_T(U_ACC, U_F0),
+	[0xF1 ... 0xF3] = U_T(U_ACC, U_3),
+	[0xF4] = U_T(U_ACC, U_F4),
+};
+
+static inline uint64_t
+utf8_run(const char *p, size_t n, uint64_t st)
+{
+	for (size_t i = 0; i < n; i++)
+		st = utf8_row[(uint8_t)p[i]] >> (st & 63);
+	return st & 63;
+}
+
+/* Where utf8_run from state st went wrong: the offending byte. */
+static const char *
+utf8_error_at(const char *p, size_t n, uint64_t st)
+{
+	for (size_t i = 0; i < n; i++) {
+		st = (utf8_row[(uint8_t)p[i]] >> (st & 63)) & 63;
+		if (st == U_ERR)
+			return p + i;
 	}
-	if (u[0] < 0xF5) {
-		if (u[0] == 0xF0)
-			lo = 0x90;
-		else if (u[0] == 0xF4)
-			hi = 0x8F;
-		if (left < 4 || u[1] < lo || u[1] > hi ||
-		    (u[2] & 0xC0) != 0x80 || (u[3] & 0xC0) != 0x80)
-			return NULL;
-		return p + 4;
-	}
-	return NULL;
+	return p + n;
 }
 
 /*
  * Skip a string body; p is just past the opening quote. Returns the closing
- * quote with *flags set, or NULL with c->err and c->errp set.
+ * quote with *flags set, or NULL with c->err and c->errp set. Blocks of 16
+ * bytes with no quote, backslash or control byte are skipped at once; the
+ * UTF-8 DFA runs only over blocks that hold a non-ASCII byte.
  */
-static inline const char *
+static inline __attribute__((always_inline)) const char *
 scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
 {
 	const char *end = c->end;
 	unsigned f = 0;
+	uint64_t st = U_ACC, st2;
 	int32_t cp, lo;
 
 	for (;;) {
@@ -137,86 +157,110 @@ scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
 
 		while (end - p >= 16) {
 			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-			__m128i m = _mm_or_si128(
-				_mm_or_si128(_mm_cmpeq_epi8(v, quote),
-					     _mm_cmpeq_epi8(v, bslash)),
-				_mm_cmplt_epi8(v, space));
-			unsigned bits = (unsigned)_mm_movemask_epi8(m);
+			unsigned hi = (unsigned)_mm_movemask_epi8(v);
+			unsigned sp = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+					      _mm_cmpeq_epi8(v, quote),
+					      _mm_cmpeq_epi8(v, bslash))) |
+				      ((unsigned)_mm_movemask_epi8(
+					       _mm_cmplt_epi8(v, space)) &
+				       ~hi);
+			unsigned k;
 
-			if (bits != 0) {
-				p += __builtin_ctz(bits);
-				goto special;
+			if (sp == 0) {
+				if ((hi | (unsigned)(st ^ U_ACC)) != 0) {
+					f |= SF_HIGH;
+					st2 = utf8_run(p, 16, st);
+					if (st2 == U_ERR) {
+						p = utf8_error_at(p, 16, st);
+						goto bad_utf8;
+					}
+					st = st2;
+				}
+				p += 16;
+				continue;
 			}
-			p += 16;
+			k = (unsigned)__builtin_ctz(sp);
+			if (((hi & ((1u << k) - 1)) | (unsigned)(st ^ U_ACC)) != 0) {
+				f |= SF_HIGH;
+				st2 = utf8_run(p, k, st);
+				if (st2 != U_ACC) {
+					p = utf8_error_at(p, k, st);
+					goto bad_utf8;
+				}
+				st = U_ACC;
+			}
+			p += k;
+			goto special;
 		}
 #endif
-		while (p < end && str_class[(uint8_t)*p] == 0)
+		/* the last bytes of the buffer, one at a time */
+		for (;;) {
+			uint8_t b;
+
+			if (p >= end) {
+				c->err = st == U_ACC ? "unterminated string"
+						     : "invalid UTF-8 in string";
+				goto fail;
+			}
+			b = (uint8_t)*p;
+			if (st == U_ACC && b < 0x80 && str_class[b] != 0)
+				break;
+			st = (utf8_row[b] >> st) & 63;
+			if (st == U_ERR)
+				goto bad_utf8;
+			f |= b >> 7 ? SF_HIGH : 0;
 			p++;
-		if (p >= end) {
-			c->err = "unterminated string";
-			goto fail;
 		}
 #ifdef __SSE2__
 special:
 #endif
-		switch (str_class[(uint8_t)*p]) {
-		case 1:
+		/* most often the closing quote */
+		if (*p == '"') {
 			*flags = f;
 			return p;
-		case 2:
-			f |= SF_ESC;
-			if (end - p < 2) {
-				c->err = "unterminated string";
-				goto fail;
-			}
-			switch (p[1]) {
-			case '"': case '\\': case '/': case 'b':
-			case 'f': case 'n': case 'r': case 't':
-				p += 2;
-				continue;
-			case 'u':
-				break;
-			default:
-				c->err = "invalid escape in string";
-				goto fail;
-			}
-			if (end - p < 6 || (cp = hex4(p + 2)) < 0) {
-				c->err = "invalid \\u escape in string";
-				goto fail;
-			}
-			if (cp == 0)
-				f |= SF_NUL;
-			if (cp >= 0xDC00 && cp <= 0xDFFF) {
+		}
+		if (*p != '\\') {
+			c->err = "control character in string";
+			goto fail;
+		}
+		f |= SF_ESC;
+		if (end - p < 2) {
+			c->err = "unterminated string";
+			goto fail;
+		}
+		switch (p[1]) {
+		case '"': case '\\': case '/': case 'b':
+		case 'f': case 'n': case 'r': case 't':
+			p += 2;
+			continue;
+		case 'u':
+			break;
+		default:
+			c->err = "invalid escape in string";
+			goto fail;
+		}
+		if (end - p < 6 || (cp = hex4(p + 2)) < 0) {
+			c->err = "invalid \\u escape in string";
+			goto fail;
+		}
+		if (cp == 0)
+			f |= SF_NUL;
+		if (cp >= 0xDC00 && cp <= 0xDFFF) {
+			c->err = "lone surrogate in \\u escape";
+			goto fail;
+		}
+		if (cp >= 0xD800 && cp <= 0xDBFF) {
+			if (end - p < 12 || p[6] != '\\' || p[7] != 'u' ||
+			    (lo = hex4(p + 8)) < 0xDC00 || lo > 0xDFFF) {
 				c->err = "lone surrogate in \\u escape";
 				goto fail;
 			}
-			if (cp >= 0xD800 && cp <= 0xDBFF) {
-				if (end - p < 12 || p[6] != '\\' || p[7] != 'u' ||
-				    (lo = hex4(p + 8)) < 0xDC00 || lo > 0xDFFF) {
-					c->err = "lone surrogate in \\u escape";
-					goto fail;
-				}
-				p += 6;
-			}
 			p += 6;
-			continue;
-		case 3:
-			c->err = "control character in string";
-			goto fail;
-		default:
-			f |= SF_HIGH;
-			{
-				const char *n = utf8_next(p, end);
-
-				if (n == NULL) {
-					c->err = "invalid UTF-8 in string";
-					goto fail;
-				}
-				p = n;
-			}
-			continue;
 		}
+		p += 6;
 	}
+bad_utf8:
+	c->err = "invalid UTF-8 in string";
 fail:
 	c->errp = p;
 	return NULL;
