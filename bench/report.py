@@ -82,13 +82,16 @@ def main():
             "cpu_us": cpu_s * 1e6 / reqs if reqs else None,
             "busy": 100.0 * cpu_s / wrk_s if wrk_s > 0 else None,
             "err": int(r[8]), "non2xx": int(r[9]), "reqs": reqs,
+            "other": (100.0 * float(r[12]) / wrk_s
+                      if len(r) > 12 and wrk_s > 0 else None),
         })
 
     summary = {}
     for key in order:
         for p, lst in runs[key].items():
             s = {k: med([x[k] for x in lst])
-                 for k in ("rps", "mbps", "recps", "p50", "p99", "cpu_us", "busy")}
+                 for k in ("rps", "mbps", "recps", "p50", "p99", "cpu_us", "busy",
+                           "other")}
             s["err"] = sum(x["err"] for x in lst)
             s["non2xx"] = sum(x["non2xx"] for x in lst)
             s["reqs"] = sum(x["reqs"] for x in lst)
@@ -102,7 +105,7 @@ def main():
     L.append("|---|---|")
     for k in ("date", "command", "nproc", "cpu", "kernel", "nginx", "haproxy",
               "wrk", "consentgate", "commit", "consent", "syscall_tool",
-              "elapsed_s"):
+              "elapsed_s", "loadavg_start", "loadavg_end"):
         L.append("| %s | %s |" % (k, machine.get(k, "?").replace("|", "/")))
     L.append("")
     L.append("Proxy under test pinned to CPU 0 (`taskset -c 0`), wrk and the "
@@ -142,7 +145,13 @@ def main():
                     cells.append("–")
                 else:
                     r = hit[0]
-                    cells.append(r[2] + ("" if r[3] == "-" else " `%s`" % r[3]))
+                    cell = r[2] + ("" if r[3] == "-" else " `%s`" % r[3])
+                    if p == "consentgate" and m:
+                        want = "kept=%s, dropped=%s" % (m[3], m[4])
+                        ok = r[3].replace(" ", "") == want.replace(" ", "")
+                        cell += " ✓" if ok and r[2].startswith("2") else \
+                            " ✗ (want `%s`)" % want
+                    cells.append(cell)
             L.append("| %s | %s | %s |" % (w, exp, " | ".join(cells)))
         L.append("")
 
@@ -152,7 +161,11 @@ def main():
              "requests/s × records per body. *busy* is the proxy's CPU time "
              "over the run's wall time: near 100% means the proxy core was the "
              "bottleneck, well below means the load generator or upstream "
-             "(sharing CPU 1) was. *errors* are socket errors + non-2xx "
+             "(sharing CPU 1) was. *other* is CPU time other processes took "
+             "on CPU 0 during the run (user+system, excluding interrupts): "
+             "above a few % the machine was not quiet and the figures are "
+             "noisy. *req per CPU-s* = 10⁶ / CPU µs per request: the capacity of "
+             "one core, the fairer comparison when the machine was busy. *errors* are socket errors + non-2xx "
              "responses summed over all runs: a run with errors is not a fair "
              "throughput figure.")
     L.append("")
@@ -162,27 +175,30 @@ def main():
                                                 "" if c == 1 else "s"))
         L.append("")
         L.append("| proxy | req/s | MB/s | records/s | p50 µs | p99 µs | "
-                 "CPU µs/req | busy % | errors | runs |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "CPU µs/req | req per CPU-s | busy % | other % | errors | runs |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for p in PROXIES:
             s = summary.get((key, p))
             if not s:
                 L.append("| %s | %s |" % (p, state.get(p, "not run")) +
-                         " |" * 8)
+                         " |" * 10)
                 continue
             errs = s["err"] + s["non2xx"]
-            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s%s | %d |" % (
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s%s | %d |" % (
                 p, fmt(s["rps"]), fmt(s["mbps"], 1), fmt(s["recps"]),
                 fmt(s["p50"]), fmt(s["p99"]), fmt(s["cpu_us"], 1),
-                fmt(s["busy"]), fmt(errs), " ⚠" if errs else "", s["n"]))
+                fmt(1e6 / s["cpu_us"] if s["cpu_us"] else None),
+                fmt(s["busy"]), fmt(s["other"]), fmt(errs),
+                " ⚠" if errs else "", s["n"]))
         cg = summary.get((key, "consentgate"))
         for peer in ("nginx", "haproxy"):
             ps = summary.get((key, peer))
             if cg and ps:
-                L.append("| *consentgate/%s* | %s | %s | %s | %s | %s | %s | | | |" % (
+                L.append("| *consentgate/%s* | %s | %s | %s | %s | %s | %s |" % (
                     peer, ratio(cg["rps"], ps["rps"]), ratio(cg["mbps"], ps["mbps"]),
                     ratio(cg["recps"], ps["recps"]), ratio(cg["p50"], ps["p50"]),
-                    ratio(cg["p99"], ps["p99"]), ratio(cg["cpu_us"], ps["cpu_us"])))
+                    ratio(cg["p99"], ps["p99"]), ratio(cg["cpu_us"], ps["cpu_us"])) +
+                    " %s | | | | |" % ratio(ps["cpu_us"], cg["cpu_us"]))
         L.append("")
 
     sc = read_tsv(raw, "syscalls.tsv")
@@ -283,11 +299,16 @@ def main():
         for p in PROXIES:
             s = summary.get((key, p))
             vals.append("%.3f" % (s["rps"] / base["rps"]) if s else "NaN")
+        for p in PROXIES:
+            s = summary.get((key, p))
+            ok = s and s["cpu_us"] and base["cpu_us"]
+            vals.append("%.3f" % (base["cpu_us"] / s["cpu_us"]) if ok else "NaN")
         rows.append("%s/c%d\t%s" % (key[0], key[1], "\t".join(vals)))
     png = os.path.join(out, "throughput.png")
     if rows:
         with open(dat, "w") as f:
-            f.write("workload\t" + "\t".join(PROXIES) + "\n")
+            f.write("workload\t" + "\t".join(PROXIES) + "\t" +
+                    "\t".join(PROXIES) + "\n")
             f.write("\n".join(rows) + "\n")
         gp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plot.gp")
         if shutil.which("gnuplot"):
@@ -297,7 +318,8 @@ def main():
             if res.returncode == 0:
                 L.append("## Plot")
                 L.append("")
-                L.append("![requests/s normalised to nginx](throughput.png)")
+                L.append("![requests/s and requests per CPU-second, normalised "
+                         "to nginx](throughput.png)")
                 L.append("")
             else:
                 L.append("gnuplot failed: %s" % res.stderr.strip()[:200])

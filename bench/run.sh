@@ -114,6 +114,9 @@ cpu_ticks() { # utime+stime of a process (all threads), clock ticks
 	[ -r "/proc/$1/stat" ] || { echo 0; return; }
 	sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
 }
+cpu0_ticks() { # user+nice+system ticks of the proxy's core, every process
+	awk -v c="cpu$PROXY_CPU" '$1 == c {print $2 + $3 + $4}' /proc/stat
+}
 status_kb() { # VmRSS / VmHWM of a process in KiB
 	awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
 }
@@ -284,12 +287,15 @@ run_wrk() { # proxy workload conns duration -> WRKRESULT line on stdout
 }
 
 # runs.tsv: proxy workload conns round wrk_s cpu_s requests bytes_read
-#           socket_errors non2xx p50_us p99_us
+#           socket_errors non2xx p50_us p99_us other_cpu0_s
+# other_cpu0_s: CPU time other processes took on the proxy's core.
 one_run() {
-	local p=$1 w=$2 c=$3 r=$4 c0 c1 res
+	local p=$1 w=$2 c=$3 r=$4 c0 c1 k0 k1 res
 	echo "== $p $w c=$c round $r" >>"$WORK/wrk.log"
 	c0=$(cpu_ticks "${PID[$p]}")
+	k0=$(cpu0_ticks)
 	res=$(run_wrk "$p" "$w" "$c" "$DUR")
+	k1=$(cpu0_ticks)
 	c1=$(cpu_ticks "${PID[$p]}")
 	if [ -z "$res" ]; then
 		log "$p $w c=$c: wrk gave no result"
@@ -297,9 +303,11 @@ one_run() {
 	fi
 	# WRKRESULT requests duration_us bytes econn eread ewrite estatus etimeout p50 p99 mean
 	echo "$res" | awk -F'\t' -v p="$p" -v w="$w" -v c="$c" -v r="$r" \
-		-v cpu="$(((c1 - c0)))" -v hz="$(getconf CLK_TCK)" '
-		{ printf "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%.1f\t%.1f\n",
-			p, w, c, r, $3 / 1e6, cpu / hz, $2, $4, $5 + $6 + $7 + $9, $8, $10, $11 }' \
+		-v cpu="$((c1 - c0))" -v core="$((k1 - k0))" -v hz="$(getconf CLK_TCK)" '
+		{ other = core - cpu; if (other < 0) other = 0
+		  printf "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.3f\n",
+			p, w, c, r, $3 / 1e6, cpu / hz, $2, $4, $5 + $6 + $7 + $9, $8, $10, $11,
+			other / hz }' \
 		>>"$WORK/runs.tsv"
 	log "$p $w c=$c round $r: $(tail -n 1 "$WORK/runs.tsv" | cut -f7,9,10,11,12 | tr '\t' ' ') (req err non2xx p50 p99)"
 }
@@ -361,6 +369,7 @@ idle_test() { # proxy
 
 # ---- run ------------------------------------------------------------------
 T_START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 start_upstream
 for p in $PROXIES; do
 	STATE[$p]="not run"
@@ -444,6 +453,8 @@ DATE=$(date -u +%Y-%m-%dT%H%M%SZ)
 	echo "consent	$(cat "$WORK/consent-used" 2>/dev/null || echo -)"
 	echo "syscall_tool	$SYSCALL_TOOL"
 	echo "elapsed_s	$(($(date +%s) - T_START))"
+	echo "loadavg_start	$LOAD_START"
+	echo "loadavg_end	$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$WORK/machine.tsv"
 RAW=$OUT/raw-$DATE
 mkdir -p "$RAW"
