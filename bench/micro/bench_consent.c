@@ -1,0 +1,230 @@
+/*
+ * bench_consent.c: consent table import, snapshot write/open and lookups.
+ *
+ *   bench_consent [--people N]   (default: 1000000 then 10000000)
+ *
+ * For each size it generates a CSV in memory (one ai-training row per
+ * person, numeric-looking ids, a 12-byte evidence id), imports it, writes a
+ * snapshot to /tmp, opens it and times lookups of random known people and
+ * of unknown ones: independent lookups in a loop (the CPU overlaps them),
+ * a dependent chain (pure latency), and consent_lookup_many (prefetching).
+ * Output: consent\t<people>\t<metric>\t<value>
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "consentgate/consent.h"
+
+#define QUERIES 2000000 /* lookups per measurement */
+#define ID_MUL 2654435761ull
+#define ID_BASE 1000000ull
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts); /* others share the cores */
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static uint64_t
+next_rand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+/* Person i's id; id + 1 is never anyone's (ids are ID_MUL apart). */
+static uint64_t
+person_id(uint64_t i)
+{
+	return i * ID_MUL + ID_BASE;
+}
+
+static void
+report(uint64_t people, const char *metric, double value)
+{
+	printf("consent\t%llu\t%s\t%.2f\n", (unsigned long long)people, metric,
+	       value);
+	fflush(stdout);
+}
+
+/* n query subjects: random known people (miss == 0) or unknown ones. */
+static struct cg_slice *
+make_queries(uint64_t people, size_t n, int miss, char **store)
+{
+	struct cg_slice *q = malloc(n * sizeof(*q));
+	char *s = malloc(n * 24);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t id = person_id(next_rand() % people) + (miss ? 1 : 0);
+		int len = sprintf(s + i * 24, "%llu", (unsigned long long)id);
+		q[i] = (struct cg_slice){ s + i * 24, (size_t)len };
+	}
+	*store = s;
+	return q;
+}
+
+/* Times lookups; where names the table ("mem", "snap"), NULL: no output. */
+static void
+bench_lookups(const struct consent_table *t, uint64_t people, int miss,
+	      const char *where)
+{
+	const char *kind = miss ? "miss" : "hit";
+	struct consent_lookup_result r, *out;
+	char *store, metric[64];
+	size_t n = QUERIES, found = 0;
+	struct cg_slice *q = make_queries(people, n, miss, &store);
+	int pid = consent_purpose_id(t, "ai-training", 11);
+	double t0, t1;
+
+	t0 = now_s();
+	for (size_t i = 0; i < n; i++) {
+		consent_lookup(t, q[i].ptr, q[i].len, pid, &r);
+		found += r.known;
+	}
+	t1 = now_s();
+	snprintf(metric, sizeof(metric), "%s_lookup_%s_loop_ns", where ? where : "", kind);
+	if (where)
+		report(people, metric, (t1 - t0) * 1e9 / (double)n);
+
+	/* Each lookup waits for the one before: latency, no overlap. */
+	t0 = now_s();
+	size_t j = 0;
+	for (size_t i = 0; i < n / 4; i++) {
+		consent_lookup(t, q[j].ptr, q[j].len, pid, &r);
+		found += r.known;
+		j = (j + 1 + (size_t)r.known + (size_t)r.updated_at % 2) % n;
+	}
+	t1 = now_s();
+	snprintf(metric, sizeof(metric), "%s_lookup_%s_dependent_ns", where ? where : "", kind);
+	if (where)
+		report(people, metric, (t1 - t0) * 1e9 / (double)(n / 4));
+
+	out = malloc(64 * sizeof(*out));
+	t0 = now_s();
+	for (size_t i = 0; i < n; i += 64) {
+		size_t m = n - i < 64 ? n - i : 64;
+		consent_lookup_many(t, q + i, m, pid, out);
+		for (size_t k = 0; k < m; k++)
+			found += out[k].known;
+	}
+	t1 = now_s();
+	snprintf(metric, sizeof(metric), "%s_lookup_%s_batched_ns", where ? where : "", kind);
+	if (where)
+		report(people, metric, (t1 - t0) * 1e9 / (double)n);
+
+	size_t want = miss ? 0 : n + n / 4 + n;
+	if (found != want) {
+		fprintf(stderr, "bench_consent: %zu found, want %zu\n", found,
+			want);
+		exit(1);
+	}
+	free(out);
+	free(q);
+	free(store);
+}
+
+static int
+run(uint64_t people)
+{
+	struct cg_errors errs;
+	char path[] = "/tmp/bench_consent.XXXXXX";
+	size_t cap = people * 96 + 128, len = 0;
+	char *csv = malloc(cap);
+	double t0, t1;
+	int fd;
+
+	if (csv == NULL)
+		return -1;
+	cg_errors_init(&errs);
+	len += (size_t)sprintf(csv, "subject,purpose,status,jurisdiction,"
+				    "updated_at,evidence\n");
+	static const char *const st[] = { "granted", "denied", "withdrawn" };
+	static const char *const ju[] = { "DE", "FR", "US", "GB", "BR", "JP" };
+	for (uint64_t i = 0; i < people; i++)
+		len += (size_t)sprintf(csv + len,
+				       "%llu,ai-training,%s,%s,"
+				       "2025-%02llu-%02lluT12:%02llu:00Z,"
+				       "cr-%09llu\n",
+				       (unsigned long long)person_id(i),
+				       st[i % 3], ju[i % 6],
+				       (unsigned long long)(i % 12 + 1),
+				       (unsigned long long)(i % 28 + 1),
+				       (unsigned long long)(i % 60),
+				       (unsigned long long)i);
+	report(people, "csv_bytes", (double)len);
+
+	t0 = now_s();
+	struct consent_table *t = consent_import_csv("bench.csv", csv, len,
+						     &errs);
+	t1 = now_s();
+	free(csv);
+	if (t == NULL) {
+		fprintf(stderr, "%s\n", errs.count ? errs.msgs[0] : "import failed");
+		return -1;
+	}
+	report(people, "import_s", t1 - t0);
+	report(people, "import_rows_per_s", (double)people / (t1 - t0));
+	report(people, "bytes_per_person", (double)consent_bytes(t) / (double)people);
+
+	fd = mkstemp(path);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	t0 = now_s();
+	if (consent_snapshot_write(t, path, &errs) < 0) {
+		fprintf(stderr, "%s\n", errs.msgs[0]);
+		return -1;
+	}
+	t1 = now_s();
+	report(people, "snapshot_write_s", t1 - t0);
+	bench_lookups(t, people, 0, NULL);
+	bench_lookups(t, people, 0, "mem");
+	bench_lookups(t, people, 1, "mem");
+	consent_free(t);
+
+	t0 = now_s();
+	t = consent_open(path, &errs);
+	t1 = now_s();
+	if (t == NULL) {
+		fprintf(stderr, "%s\n", errs.msgs[0]);
+		return -1;
+	}
+	report(people, "snapshot_open_ms", (t1 - t0) * 1e3);
+	/* First pass pages the file in; the second measures a warm table. */
+	bench_lookups(t, people, 0, NULL);
+	bench_lookups(t, people, 0, "snap");
+	bench_lookups(t, people, 1, "snap");
+	consent_free(t);
+	unlink(path);
+	cg_errors_reset(&errs);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	uint64_t sizes[2] = { 1000000, 10000000 };
+	int nsizes = 2;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--people") == 0 && i + 1 < argc) {
+			sizes[0] = strtoull(argv[++i], NULL, 10);
+			nsizes = 1;
+		} else {
+			fprintf(stderr, "usage: bench_consent [--people N]\n");
+			return 2;
+		}
+	}
+	for (int i = 0; i < nsizes; i++)
+		if (sizes[i] == 0 || run(sizes[i]) < 0)
+			return 1;
+	return 0;
+}
