@@ -35,7 +35,7 @@ PROXY_OBJ := $(PROXY_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 MICRO_BIN := $(MICRO_SRC:bench/micro/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test unit integration run bench micro fuzz clean format
+.PHONY: all deps test unit cli fuzz-regress integration run bench micro fuzz clean format
 
 all: $(BUILD)/consentgate
 
@@ -71,12 +71,24 @@ unit: deps $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
 		(cd tests/unit && ../../$$t); done
 
+# Golden tests of the policy author's CLI.
+cli: deps $(BUILD)/consentgate
+	@CONSENTGATE=$(CURDIR)/$(BUILD)/consentgate sh tests/cli/run.sh
+
+# Every fuzz corpus replayed through its driver (ASan+UBSan, any compiler).
+fuzz-regress: deps
+	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk BUILD=build/fuzz-regress regress
+
 integration: deps $(BUILD)/consentgate
 	@CONSENTGATE=$(CURDIR)/$(BUILD)/consentgate BUILD=$(CURDIR)/$(BUILD) \
 		sh tests/integration/run.sh
 
 test: deps
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory cli
+ifeq ($(SANITIZER),)
+	@$(MAKE) --no-print-directory fuzz-regress
+endif
 	@$(MAKE) --no-print-directory integration
 
 run: deps $(BUILD)/consentgate

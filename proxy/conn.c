@@ -21,6 +21,8 @@
 #define CONN_OUT_HIGH (1u << 20)   /* bytes queued to the client before pausing upstream */
 #define CONN_OUT_LOW (256u << 10)  /* ... and resuming it */
 #define CONN_PIPELINE_MAX (64u << 10) /* bytes read ahead while a request is in flight */
+#define STREAM_START (256u << 10)  /* kept NDJSON bytes before streaming upstream */
+#define STREAM_HIGH (1u << 20)     /* bytes queued upstream before pausing the client */
 
 enum conn_state {
 	CS_HEAD,     /* reading a request head (or idle between requests) */
@@ -52,6 +54,8 @@ struct conn {
 	struct http1_chunked chunked;
 	uint64_t body_left;
 	struct evbuffer *body;
+	struct evbuffer *kept;     /* streamed NDJSON: kept records not yet sent */
+	bool stream_started;       /* the upstream request is under way, chunked */
 	struct policy_snapshot *snap;
 	const struct policy_route *route;
 	struct inspect_result insp;
@@ -97,7 +101,9 @@ request_reset(struct conn *c)
 	c->response_started = false;
 	c->upstream_paused = false;
 	c->body_left = 0;
+	c->stream_started = false;
 	evbuffer_drain(c->body, evbuffer_get_length(c->body));
+	evbuffer_drain(c->kept, evbuffer_get_length(c->kept));
 }
 
 static void
@@ -117,6 +123,7 @@ conn_free(struct conn *c)
 	evbuffer_free(c->in);
 	evbuffer_free(c->out);
 	evbuffer_free(c->body);
+	evbuffer_free(c->kept);
 	free(c->head);
 	close(c->fd);
 	worker_fd_closed(w);
@@ -158,8 +165,8 @@ static void
 fail_request(struct conn *c, int status, const char *detail, const char *extra)
 {
 	log_msg("conn %llu: %d %s", (unsigned long long)c->id, status, detail);
-	request_reset(c);
 	respond_problem(c->out, status, detail, true, extra);
+	request_reset(c);
 	c->state = CS_CLOSING;
 	clear_timer(c);
 }
@@ -168,7 +175,8 @@ fail_request(struct conn *c, int status, const char *detail, const char *extra)
 static void
 reply_problem(struct conn *c, int status, const char *detail, const char *extra)
 {
-	bool close = !c->req.keep_alive || c->w->draining;
+	/* a body still unread (streaming cut short) cannot be skipped reliably */
+	bool close = !c->req.keep_alive || c->w->draining || c->state == CS_BODY;
 
 	respond_problem(c->out, status, detail, close, extra);
 	request_reset(c);
@@ -185,7 +193,7 @@ on_up_head(void *arg, const struct http1_response *res)
 	bool chunked = res->framing == HTTP1_FRAMING_CHUNKED;
 
 	c->response_started = true;
-	c->keep_alive = c->req.keep_alive && !c->w->draining &&
+	c->keep_alive = c->req.keep_alive && !c->w->draining && c->state != CS_BODY &&
 			res->framing != HTTP1_FRAMING_CLOSE &&
 			!(chunked && c->req.minor == 0);
 	if (chunked && c->req.minor == 0)
@@ -262,10 +270,26 @@ on_up_done(void *arg, int result)
 		conn_free(c);
 }
 
+static void
+on_up_writable(void *arg)
+{
+	struct conn *c = arg;
+
+	/* a streamed body drained upstream: read more from the client */
+	if (c->state == CS_BODY && c->can_read) {
+		c->busy++;
+		conn_step(c);
+		c->busy--;
+		if (c->dead && c->busy == 0)
+			conn_free(c);
+	}
+}
+
 static const struct upstream_ops conn_upstream_ops = {
 	on_up_head,
 	on_up_body,
 	on_up_done,
+	on_up_writable,
 };
 
 static bool
@@ -277,7 +301,7 @@ is_idempotent(struct cg_slice m)
 
 /* Our own request head: request line, end-to-end headers, Via, Forwarded. */
 static void
-build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len)
+build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len, bool streaming)
 {
 	const struct http1_request *r = &c->req;
 
@@ -303,51 +327,118 @@ build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len)
 	}
 	evbuffer_add_printf(h, "Via: 1.%d consentgate\r\nForwarded: for=%s;proto=http\r\n",
 			    r->minor, c->peer);
-	if (body_len > 0 || r->framing != HTTP1_FRAMING_NONE)
+	if (streaming)
+		evbuffer_add(h, "Transfer-Encoding: chunked\r\n", 28);
+	else if (body_len > 0 || r->framing != HTTP1_FRAMING_NONE)
 		evbuffer_add_printf(h, "Content-Length: %zu\r\n", body_len);
 	if (c->insp.active)
-		inspect_request_headers(&c->insp, h);
+		inspect_request_headers(&c->insp, h, streaming);
 	evbuffer_add(h, "\r\n", 2);
 }
 
 static void
 forward(struct conn *c)
 {
-	struct evbuffer *h = evbuffer_new();
+	struct evbuffer *h, *body = c->body;
 	size_t body_len;
 
 	if (policy_route_action(c->route) == POLICY_ACTION_INSPECT) {
-		int status = inspect_run(&c->insp, c->snap, c->route, &c->req, c->body,
-					 c->w->cfg->max_body_bytes, c->w->cfg->max_staleness_s);
+		if (c->insp.streaming) {
+			body = c->kept; /* decided line by line already */
+		} else {
+			int status = inspect_run(&c->insp, c->snap, c->route, &c->req, c->body,
+						 c->w->cfg->max_body_bytes, c->w->cfg->max_staleness_s);
 
-		if (status != 0) {
-			reply_problem(c, status, c->insp.error, c->insp.error_json);
-			evbuffer_free(h);
-			return;
+			if (status != 0) {
+				reply_problem(c, status, c->insp.error, c->insp.error_json);
+				return;
+			}
 		}
 		if (c->insp.kept == 0 && c->insp.records > 0) {
 			/* every record dropped: nothing to send upstream */
+			c->keep_alive = c->req.keep_alive && !c->w->draining;
 			evbuffer_add_printf(c->out, "HTTP/1.1 204 No Content\r\n");
 			inspect_response_headers(&c->insp, c->out);
-			evbuffer_add_printf(c->out, "%s\r\n",
-					    c->req.keep_alive && !c->w->draining ? "" :
-										   "Connection: close\r\n");
-			c->keep_alive = c->req.keep_alive && !c->w->draining;
+			evbuffer_add_printf(c->out, "%s\r\n", c->keep_alive ? "" : "Connection: close\r\n");
 			request_reset(c);
 			c->state = c->keep_alive ? CS_HEAD : CS_CLOSING;
-			evbuffer_free(h);
 			return;
 		}
 	}
-	body_len = evbuffer_get_length(c->body);
-	build_upstream_head(c, h, body_len);
+	h = evbuffer_new();
+	body_len = evbuffer_get_length(body);
+	build_upstream_head(c, h, body_len, false);
 	c->state = CS_UPSTREAM;
-	c->up = upstream_send(c->w, h, c->body,
+	c->up = upstream_send(c->w, h, body,
 			      is_idempotent(c->req.method) && body_len == 0,
 			      http1_slice_ieq(c->req.method, "HEAD"), &conn_upstream_ops, c);
 	evbuffer_free(h);
 	if (c->up == NULL)
 		reply_problem(c, 502, "the upstream could not be reached", NULL);
+}
+
+/* Send the kept records so far as one chunk of the streamed request. */
+static void
+stream_chunk(struct conn *c)
+{
+	struct evbuffer *chunk;
+	size_t n = evbuffer_get_length(c->kept);
+
+	if (n == 0 || c->up == NULL || (chunk = evbuffer_new()) == NULL)
+		return;
+	evbuffer_add_printf(chunk, "%zx\r\n", n);
+	evbuffer_add_buffer(chunk, c->kept);
+	evbuffer_add(chunk, "\r\n", 2);
+	upstream_write(c->up, chunk);
+	evbuffer_free(chunk);
+}
+
+/*
+ * Streaming NDJSON: decide the lines that arrived; start the upstream
+ * request once enough was kept (a small body still goes out in one piece
+ * with a Content-Length); on a bad record after streaming began, abort the
+ * upstream connection so that it never receives a complete request.
+ */
+static void
+stream_progress(struct conn *c, bool done)
+{
+	int status = inspect_feed(&c->insp, c->snap, c->route, c->body, c->kept, done,
+				  CG_DEFAULT_MAX_RECORD_BYTES);
+
+	if (status != 0) {
+		fail_request(c, status, c->insp.error, c->insp.error_json);
+		return;
+	}
+	if (!c->stream_started && !done && evbuffer_get_length(c->kept) >= STREAM_START) {
+		struct evbuffer *h = evbuffer_new();
+
+		build_upstream_head(c, h, 0, true);
+		c->up = upstream_send(c->w, h, NULL, false, false, &conn_upstream_ops, c);
+		evbuffer_free(h);
+		if (c->up == NULL) {
+			fail_request(c, 502, "the upstream could not be reached", NULL);
+			return;
+		}
+		c->stream_started = true;
+	}
+	if (!c->stream_started) {
+		if (done) {
+			clear_timer(c);
+			forward(c);
+		}
+		return;
+	}
+	stream_chunk(c);
+	if (done && c->up) {
+		struct evbuffer *end = evbuffer_new();
+
+		clear_timer(c);
+		evbuffer_add_printf(end, "0\r\nConsent-Result: kept=%u, dropped=%u\r\n\r\n",
+				    c->insp.kept, c->insp.dropped);
+		upstream_write(c->up, end);
+		evbuffer_free(end);
+		c->state = CS_UPSTREAM;
+	}
 }
 
 /* ---- reading the request ---- */
@@ -396,6 +487,18 @@ start_request(struct conn *c, const char *buf)
 		}
 		return;
 	}
+	if (policy_route_action(c->route) == POLICY_ACTION_INSPECT) {
+		int status = inspect_begin(&c->insp, c->snap, c->route, r,
+					   c->w->cfg->max_staleness_s);
+
+		if (status != 0) {
+			if (r->framing == HTTP1_FRAMING_NONE)
+				reply_problem(c, status, c->insp.error, c->insp.error_json);
+			else
+				fail_request(c, status, c->insp.error, c->insp.error_json);
+			return;
+		}
+	}
 	if (r->framing == HTTP1_FRAMING_LENGTH && r->content_length > c->w->cfg->max_body_bytes) {
 		fail_request(c, 413, "the request body is larger than the limit", NULL);
 		return;
@@ -440,7 +543,7 @@ read_body(struct conn *c)
 			return -1;
 		}
 		if (data.len > 0) {
-			if (evbuffer_get_length(c->body) + data.len > c->w->cfg->max_body_bytes) {
+			if (c->chunked.total > c->w->cfg->max_body_bytes) {
 				fail_request(c, 413, "the request body is larger than the limit", NULL);
 				return -1;
 			}
@@ -485,7 +588,8 @@ parse_head(struct conn *c)
 	start_request(c, (const char *)buf);
 }
 
-static void
+/* Read once if we may; true when bytes arrived. */
+static bool
 conn_read(struct conn *c)
 {
 	while (c->can_read && !c->eof && !c->dead) {
@@ -493,21 +597,24 @@ conn_read(struct conn *c)
 		ssize_t r;
 
 		if (c->state == CS_UPSTREAM && have >= CONN_PIPELINE_MAX)
-			return;
+			return false;
+		if (c->state == CS_BODY && c->up && upstream_pending(c->up) > STREAM_HIGH)
+			return false; /* backpressure: resumed by on_up_writable */
 		if (c->state == CS_HEAD && have > c->w->cfg->max_header_bytes + 2)
-			return;
+			return false;
 		r = sock_read(c->fd, c->in, 65536);
 		if (r > 0) {
 			if (!c->rdhup && r < 16384)
 				c->can_read = false; /* a short read drained the socket */
 			if (c->state == CS_BODY)
 				set_timer(c, TIMER_BODY, c->w->cfg->body_timeout_ms);
-			return; /* process before reading more */
+			return true; /* process before reading more */
 		}
 		c->can_read = false;
 		if (r == 0 || r == -2)
 			c->eof = true;
 	}
+	return false;
 }
 
 static void
@@ -515,9 +622,8 @@ conn_step(struct conn *c)
 {
 	for (int rounds = 0; !c->dead && rounds < 1000; rounds++) {
 		enum conn_state before = c->state;
-		size_t inlen = evbuffer_get_length(c->in);
+		bool got = conn_read(c);
 
-		conn_read(c);
 		if (c->dead)
 			return;
 		switch (c->state) {
@@ -539,7 +645,13 @@ conn_step(struct conn *c)
 		case CS_BODY: {
 			int done = read_body(c);
 
-			if (done == 1) {
+			if (done >= 0 && c->insp.streaming) {
+				stream_progress(c, done == 1);
+				if (c->state == CS_BODY && done == 0 && c->eof) {
+					conn_close(c); /* the upstream request stays incomplete */
+					return;
+				}
+			} else if (done == 1) {
 				clear_timer(c);
 				forward(c);
 			} else if (done == 0 && c->eof) {
@@ -576,7 +688,8 @@ conn_step(struct conn *c)
 			conn_close(c);
 			return;
 		}
-		if (c->state == before && evbuffer_get_length(c->in) == inlen && !c->can_read)
+		/* go round again only while something moved */
+		if (c->state == before && !got)
 			break;
 		if (c->state == before && c->state == CS_UPSTREAM)
 			break;
@@ -652,6 +765,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 	c->in = evbuffer_new();
 	c->out = evbuffer_new();
 	c->body = evbuffer_new();
+	c->kept = evbuffer_new();
 	c->ev = event_new(w->base, fd, EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED,
 			  on_conn_event, c);
 	c->timer = evtimer_new(w->base, on_conn_timer, c);
@@ -660,7 +774,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 		w->conns->prev = c;
 	w->conns = c;
 	inspect_result_init(&c->insp);
-	if (!c->in || !c->out || !c->body || !c->ev || !c->timer) {
+	if (!c->in || !c->out || !c->body || !c->kept || !c->ev || !c->timer) {
 		conn_close(c);
 		return;
 	}

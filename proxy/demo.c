@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/thread.h>
 #include <sys/queue.h>
 #include <signal.h>
 
@@ -117,6 +118,7 @@ cmd_demo(int argc, char **argv)
 	}
 	*colon = '\0';
 	port = atoi(colon + 1);
+	evthread_use_pthreads(); /* before any base: loopexit comes from another thread */
 	ub = event_base_new();
 	http = evhttp_new(ub);
 	if (evhttp_bind_socket(http, host, (ev_uint16_t)port) != 0) {

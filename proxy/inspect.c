@@ -25,6 +25,7 @@ inspect_result_init(struct inspect_result *r)
 void
 inspect_result_reset(struct inspect_result *r)
 {
+	free(r->rec);
 	inspect_result_init(r);
 }
 
@@ -140,16 +141,12 @@ finish_headers(struct inspect_result *r, const struct policy_snapshot *snap,
 	const struct consent_table *t = policy_snapshot_consent(snap);
 	int64_t age = now - consent_created_at(t);
 
-	snprintf(r->resp_headers, sizeof(r->resp_headers),
-		 "Consent-Result: kept=%u, dropped=%u\r\n", r->kept, r->dropped);
 	snprintf(r->req_headers, sizeof(r->req_headers),
 		 "Consent-Purpose: %s\r\n"
-		 "Consent-Result: kept=%u, dropped=%u\r\n"
 		 "Consent-Policy: id=\"%s\", digest=\"%s\"\r\n"
 		 "Consent-Snapshot: version=%llu, age=%lld\r\n%s",
-		 policy_route_purpose(route), r->kept, r->dropped, policy_id(p),
-		 policy_digest(p), (unsigned long long)consent_version(t),
-		 (long long)(age > 0 ? age : 0),
+		 policy_route_purpose(route), policy_id(p), policy_digest(p),
+		 (unsigned long long)consent_version(t), (long long)(age > 0 ? age : 0),
 		 policy_route_content_usage(route) ? "Content-Usage: train-ai=n\r\n" : "");
 }
 
@@ -185,6 +182,107 @@ run_header_subject(struct inspect_result *r, const struct policy_snapshot *snap,
 }
 
 int
+inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
+	      const struct policy_route *route, const struct http1_request *req,
+	      unsigned max_staleness_s)
+{
+	const struct consent_table *t = policy_snapshot_consent(snap);
+	const struct http1_header *ce, *ct;
+	int64_t now = (int64_t)time(NULL);
+
+	inspect_result_init(r);
+	r->active = true;
+	r->now = now;
+	finish_headers(r, snap, route, now);
+	if (max_staleness_s > 0 && now - consent_created_at(t) > (int64_t)max_staleness_s)
+		return refuse(r, 503, "the consent data is older than the configured staleness limit");
+	if (policy_route_subject_header(route) != NULL)
+		return 0;
+	ce = http1_find(req->headers, req->nheaders, "Content-Encoding");
+	ct = http1_find(req->headers, req->nheaders, "Content-Type");
+	if (ce != NULL && !http1_slice_ieq(ce->value, "identity") &&
+	    !http1_slice_ieq(ce->value, "gzip"))
+		return refuse(r, 415, "unsupported Content-Encoding on an inspected route (only gzip)");
+	r->streaming = ce == NULL && ct != NULL &&
+		       (policy_route_formats(route) & SCAN_FORMAT_NDJSON) &&
+		       (media_is(ct->value, "application/x-ndjson") ||
+			media_is(ct->value, "application/ndjson") ||
+			media_is(ct->value, "application/jsonl") ||
+			media_is(ct->value, "application/x-jsonlines"));
+	return 0;
+}
+
+/* Decide one NDJSON line; kept records go to out with a newline. */
+static int
+feed_line(struct inspect_result *r, const struct consent_table *t,
+	  const struct policy_route *route, const char *line, size_t len,
+	  struct evbuffer *out, struct scan_record *rec)
+{
+	struct policy_decision d;
+	const char *err = NULL;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
+			break;
+	if (i == len)
+		return 0; /* blank line: no record */
+	if (scan_record(policy_route_scan_spec(route), line, len, rec, &err) != 0) {
+		snprintf(r->error_json, sizeof(r->error_json), "\"index\":%u", r->records);
+		return refuse(r, 422, err ? err : "malformed record");
+	}
+	policy_decide(route, t, rec->subjects, rec->nsubjects, r->now, &d);
+	r->records++;
+	if (!d.allow) {
+		r->dropped++;
+		if (policy_route_on_deny(route) == POLICY_ON_DENY_BLOCK) {
+			snprintf(r->error_json, sizeof(r->error_json),
+				 "\"rule\":\"%s\",\"index\":%u", d.rule_id, r->records - 1);
+			return refuse(r, 403, "a record belongs to a person who has not consented to this purpose");
+		}
+		return 0;
+	}
+	evbuffer_add(out, line + rec->start, rec->end - rec->start);
+	evbuffer_add(out, "\n", 1);
+	r->kept++;
+	return 0;
+}
+
+int
+inspect_feed(struct inspect_result *r, struct policy_snapshot *snap,
+	     const struct policy_route *route, struct evbuffer *in,
+	     struct evbuffer *out, bool final, size_t max_record)
+{
+	const struct consent_table *t = policy_snapshot_consent(snap);
+	int status = 0;
+
+	if (r->rec == NULL && (r->rec = malloc(sizeof(*r->rec))) == NULL)
+		return refuse(r, 500, "out of memory");
+	for (;;) {
+		size_t len = evbuffer_get_length(in), n;
+		struct evbuffer_ptr nl = evbuffer_search(in, "\n", 1, NULL);
+		const char *line;
+
+		if (nl.pos < 0) {
+			if (len > max_record)
+				return refuse(r, 413, "a record is larger than the limit");
+			if (!final || len == 0)
+				return 0;
+			n = len;
+		} else {
+			n = (size_t)nl.pos;
+			if (n > max_record)
+				return refuse(r, 413, "a record is larger than the limit");
+		}
+		line = (const char *)evbuffer_pullup(in, (ev_ssize_t)(n + (nl.pos >= 0)));
+		status = feed_line(r, t, route, line, n, out, r->rec);
+		if (status != 0)
+			return status;
+		evbuffer_drain(in, n + (nl.pos >= 0));
+	}
+}
+
+int
 inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
 	    const struct policy_route *route, const struct http1_request *req,
 	    struct evbuffer *body, size_t max_body, unsigned max_staleness_s)
@@ -196,22 +294,15 @@ inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
 	struct scan_record *rec = NULL;
 	const char *buf;
 	size_t len, last_end = 0;
-	int64_t now = (int64_t)time(NULL);
+	int64_t now = r->now;
 	int fmt, rc, status = 0;
-
-	inspect_result_init(r);
-	r->active = true;
-	if (max_staleness_s > 0 && now - consent_created_at(t) > (int64_t)max_staleness_s)
-		return refuse(r, 503, "the consent data is older than the configured staleness limit");
 
 	if (policy_route_subject_header(route) != NULL) {
 		status = run_header_subject(r, snap, route, req, now);
 		goto out;
 	}
 	ce = http1_find(req->headers, req->nheaders, "Content-Encoding");
-	if (ce != NULL && !http1_slice_ieq(ce->value, "identity")) {
-		if (!http1_slice_ieq(ce->value, "gzip"))
-			return refuse(r, 415, "unsupported Content-Encoding on an inspected route (only gzip)");
+	if (ce != NULL && http1_slice_ieq(ce->value, "gzip")) {
 		if ((status = inflate_body(r, body, max_body)) != 0)
 			return status;
 	}
@@ -280,8 +371,6 @@ inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
 	evbuffer_drain(body, len);
 	evbuffer_add_buffer(body, kept);
 out:
-	if (status == 0 || status == 403)
-		finish_headers(r, snap, route, now);
 	if (kept)
 		evbuffer_free(kept);
 	free(rec);
@@ -289,15 +378,20 @@ out:
 }
 
 void
-inspect_request_headers(const struct inspect_result *r, struct evbuffer *h)
+inspect_request_headers(const struct inspect_result *r, struct evbuffer *h,
+			bool streaming)
 {
 	evbuffer_add(h, r->req_headers, strlen(r->req_headers));
+	if (streaming)
+		evbuffer_add(h, "Trailer: Consent-Result\r\n", 25);
+	else
+		inspect_response_headers(r, h);
 }
 
 void
 inspect_response_headers(const struct inspect_result *r, struct evbuffer *o)
 {
-	evbuffer_add(o, r->resp_headers, strlen(r->resp_headers));
+	evbuffer_add_printf(o, "Consent-Result: kept=%u, dropped=%u\r\n", r->kept, r->dropped);
 }
 
 bool

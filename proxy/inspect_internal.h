@@ -19,13 +19,34 @@ struct inspect_result {
 	char req_headers[512];  /* Consent-* lines for the forwarded request */
 	char resp_headers[96];  /* Consent-Result line for the client */
 	bool inflated;          /* Content-Encoding was removed */
+	bool streaming;         /* NDJSON decided line by line as it arrives */
+	int64_t now;            /* unix seconds the request is decided at */
+	struct scan_record *rec;/* scratch for streaming */
 };
 
 void inspect_result_init(struct inspect_result *r);
 void inspect_result_reset(struct inspect_result *r);
 
 /*
- * Decide every record of body (complete, de-chunked) and replace body with
+ * Start deciding a request once its head is read: staleness, encoding and
+ * whether the body streams (NDJSON, not compressed: r->streaming). Returns 0
+ * or the refusal status.
+ */
+int inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
+		  const struct policy_route *route, const struct http1_request *req,
+		  unsigned max_staleness_s);
+
+/*
+ * Streaming NDJSON: decide every complete line of in (consumed), append the
+ * kept records to out. final: the body ended, the last line needs no
+ * newline. A line longer than max_record is refused (413). 0 or a status.
+ */
+int inspect_feed(struct inspect_result *r, struct policy_snapshot *snap,
+		 const struct policy_route *route, struct evbuffer *in,
+		 struct evbuffer *out, bool final, size_t max_record);
+
+/*
+ * Buffered formats: decide every record of body (complete, de-chunked) and replace body with
  * the kept records. Returns 0, or the HTTP status of the refusal (403, 413,
  * 415, 422, 503) with r->error and r->error_json set; nothing may be
  * forwarded then.
@@ -34,8 +55,10 @@ int inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
 		const struct policy_route *route, const struct http1_request *req,
 		struct evbuffer *body, size_t max_body, unsigned max_staleness_s);
 
-/* Append the Consent-* request headers (and Content-Usage when set). */
-void inspect_request_headers(const struct inspect_result *r, struct evbuffer *h);
+/* Append the Consent-* request headers (and Content-Usage when set); when
+   streaming, Consent-Result comes in the trailer (announced here). */
+void inspect_request_headers(const struct inspect_result *r, struct evbuffer *h,
+			     bool streaming);
 /* Append the Consent-Result response header. */
 void inspect_response_headers(const struct inspect_result *r, struct evbuffer *o);
 /* Client headers the inspection replaces (Content-Encoding after inflate,

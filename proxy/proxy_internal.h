@@ -115,6 +115,8 @@ struct upstream_ops {
 	   (502/504) when no response byte was relayed yet, or -1 when the
 	   response broke after it started */
 	void (*on_done)(void *arg, int result);
+	/* everything queued so far was written (streamed request bodies) */
+	void (*on_writable)(void *arg);
 };
 
 /*
@@ -126,7 +128,12 @@ struct upstream_conn *upstream_send(struct worker *w, struct evbuffer *head,
 				    struct evbuffer *body, bool retryable,
 				    bool head_request,
 				    const struct upstream_ops *ops, void *arg);
-/* Abandon the exchange: the connection is closed, callbacks stop. */
+/* Append more request body (streaming); data is moved out. */
+void upstream_write(struct upstream_conn *u, struct evbuffer *data);
+/* Request bytes queued but not yet written. */
+size_t upstream_pending(const struct upstream_conn *u);
+/* Abandon the exchange: the connection is closed, callbacks stop, and a
+   streamed request stays incomplete at the upstream. */
 void upstream_abort(struct upstream_conn *u);
 /* Backpressure from the client side. */
 void upstream_pause(struct upstream_conn *u);

@@ -356,6 +356,11 @@ up_step(struct upstream_conn *u)
 			up_fail(u, 502);
 			return;
 		}
+		if (evbuffer_get_length(u->out) == 0 && u->ops && u->ops->on_writable) {
+			u->ops->on_writable(u->arg);
+			if (u->state == UP_CLOSED)
+				return;
+		}
 	}
 	while (u->state != UP_CLOSED && u->can_read && !u->paused &&
 	       evbuffer_get_length(u->in) < UP_HIGH_WATER) {
@@ -488,6 +493,22 @@ upstream_send(struct worker *w, struct evbuffer *head, struct evbuffer *body,
 		}
 	}
 	return u;
+}
+
+void
+upstream_write(struct upstream_conn *u, struct evbuffer *data)
+{
+	evbuffer_add_buffer(u->out, data);
+	if (u->state == UP_WAITING && sock_write(u->fd, u->out) < 0) {
+		u->can_read = true;
+		event_active(u->ev, EV_READ, 0); /* the event loop reports it */
+	}
+}
+
+size_t
+upstream_pending(const struct upstream_conn *u)
+{
+	return evbuffer_get_length(u->out);
 }
 
 void
