@@ -493,10 +493,16 @@ def chunk(body, sizes, trailers=b""):
     return b"".join(out)
 
 
+_PATTERN = {}
+
+
 def pattern(n, off=0):
     """The body the test upstream's /big and /chunked send."""
-    return bytes(ord("a") + ((k * 7 + k // 26) % 26)
-                 for k in range(off, off + n))
+    key = (n, off)
+    if key not in _PATTERN:
+        _PATTERN[key] = bytes(ord("a") + ((k * 7 + k // 26) % 26)
+                              for k in range(off, off + n))
+    return _PATTERN[key]
 
 
 def check_problem(resp, status):
@@ -602,6 +608,7 @@ def main(tests=None):
         workdir = tempfile.mkdtemp(prefix="cg-integ-")
         env = Env(workdir)
         fn_args = (env, res) if getattr(fn, "subtests", False) else (env,)
+        t0 = time.monotonic()
         try:
             if getattr(fn, "subtests", False):
                 # The test reports its own named checks through res.
@@ -612,8 +619,12 @@ def main(tests=None):
             else:
                 res.check(fn.__name__, fn, *fn_args)
         finally:
+            t1 = time.monotonic()
             env.close()
             shutil.rmtree(workdir, ignore_errors=True)
+            if os.environ.get("INTEG_TIMING"):
+                print("  time %s: %.2fs run, %.2fs teardown"
+                      % (fn.__name__, t1 - t0, time.monotonic() - t1))
     print("%d passed, %d failed" % (res.passed, res.failed), flush=True)
     sys.exit(1 if res.failed else 0)
 

@@ -19,8 +19,7 @@ MIB = 1 << 20
 
 
 def body_1mib(seed):
-    rng = random.Random(seed)
-    return bytes(rng.getrandbits(8) for _ in range(MIB))
+    return random.Random(seed).randbytes(MIB)
 
 
 def one_upstream_request(up, path_prefix=None):

@@ -23,7 +23,7 @@ class Nginx:
         self.dir = os.path.join(workdir, "nginx")
         for d in ("www/static", "body", "logs"):
             os.makedirs(os.path.join(self.dir, d))
-        self.static = bytes(random.Random(7).getrandbits(8) for _ in range(MIB))
+        self.static = random.Random(7).randbytes(MIB)
         with open(os.path.join(self.dir, "www/static/file.bin"), "wb") as f:
             f.write(self.static)
         self.port = free_port()
@@ -123,7 +123,7 @@ def nginx_return_200_keepalive(env):
 @test
 def nginx_post_1mib_content_length(env):
     ng, px = start(env)
-    body = bytes(random.Random(11).getrandbits(8) for _ in range(MIB))
+    body = random.Random(11).randbytes(MIB)
     c = env.client(px)
     c.send(request("POST", "/upload", [("Content-Type", "application/octet-stream")],
                    body))
@@ -136,7 +136,7 @@ def nginx_post_1mib_content_length(env):
 @test
 def nginx_post_1mib_chunked(env):
     ng, px = start(env)
-    body = bytes(random.Random(12).getrandbits(8) for _ in range(MIB))
+    body = random.Random(12).randbytes(MIB)
     rng = random.Random(13)
     c = env.client(px)
     c.send(request("POST", "/upload", [("Content-Type", "application/octet-stream")],
