@@ -20,7 +20,9 @@
 #include "policy_internal.h"
 
 /* Paths in messages are cut at PATH_MAX_LEN on purpose. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #define PATH_MAX_LEN 256 /* bytes of a value path in messages */
 #define POS_MAX_DEPTH 8  /* nesting recorded by the position pass */

@@ -46,7 +46,9 @@
 #include "consentgate/policy.h"
 
 /* Messages cut long file names on purpose. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #define BODY_MAX (256u << 20) /* bytes of a body or case file read */
 
