@@ -1,0 +1,34 @@
+# Fuzz drivers: `make fuzz` builds every libFuzzer driver (clang) into
+# build/fuzz/; `make -f tests/fuzz/fuzz.mk fuzz-regress` builds each driver
+# standalone (-DFUZZ_STANDALONE, any compiler) and replays its corpus.
+# Each engineer appends a marked section that adds to `all` and `regress`.
+
+BUILD ?= build/fuzz
+FUZZ_CC ?= clang
+CC ?= cc
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+REGRESS_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -DFUZZ_STANDALONE \
+	-Wall -Wextra -fsanitize=address,undefined -fno-sanitize-recover=all
+
+.PHONY: all regress fuzz-regress
+all:
+regress:
+fuzz-regress: regress
+
+# ---- http1 (owner: http1): strict HTTP/1.1 framing ----
+all: $(BUILD)/fuzz_http1
+regress: fuzz-regress-http1
+
+$(BUILD)/fuzz_http1: tests/fuzz/fuzz_http1.c proxy/http1.c proxy/http1_internal.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_http1.c proxy/http1.c
+
+$(BUILD)/fuzz_http1_standalone: tests/fuzz/fuzz_http1.c proxy/http1.c proxy/http1_internal.h
+	@mkdir -p $(dir $@)
+	$(CC) $(REGRESS_CFLAGS) -o $@ tests/fuzz/fuzz_http1.c proxy/http1.c
+
+.PHONY: fuzz-regress-http1
+fuzz-regress-http1: $(BUILD)/fuzz_http1_standalone
+	$(BUILD)/fuzz_http1_standalone tests/fuzz/corpus/http1/*
+# ---- end http1 ----
