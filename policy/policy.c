@@ -695,6 +695,8 @@ load_route(struct load *ld, json_t *v, unsigned idx)
 		err_at(ld, sub, false, "must start with '/'");
 	}
 	r->path = xstrdup(ld, s ? s : "/");
+	r->path_len = r->path ? strlen(r->path) : 0;
+	r->method_len = r->method ? strlen(r->method) : 0;
 
 	s = get_string(ld, v, path, "action", true);
 	if (s != NULL && strcmp(s, "pass") == 0) {

@@ -35,6 +35,7 @@ struct policy_route {
 	char *name;                  /* given or "METHOD path" */
 	char *method;                /* "*" = any */
 	char *path;
+	size_t method_len, path_len; /* for matching without strlen */
 	bool prefix;
 	enum policy_action action;
 	int purpose;                 /* index into purposes, -1 for pass */

@@ -14,10 +14,10 @@ policy_match(const struct policy *p, struct cg_slice method,
 {
 	for (unsigned i = 0; i < p->nroutes; i++) {
 		const struct policy_route *r = &p->routes[i];
-		size_t ml = strlen(r->method), pl = strlen(r->path);
+		size_t ml = r->method_len, pl = r->path_len;
 
 		/* methods are case-sensitive (RFC 9110, 9.1) */
-		if (strcmp(r->method, "*") != 0 &&
+		if (!(ml == 1 && r->method[0] == '*') &&
 		    (ml != method.len || memcmp(r->method, method.ptr, ml) != 0))
 			continue;
 		if (r->prefix ? path.len < pl : path.len != pl)
@@ -188,7 +188,8 @@ policy_body_format(const struct policy_route *r, struct cg_slice content_type,
 		return sniff_json(r->formats, body, len);
 	if (slice_ieq(s, tn, "application/x-ndjson") ||
 	    slice_ieq(s, tn, "application/ndjson") ||
-	    slice_ieq(s, tn, "application/jsonl"))
+	    slice_ieq(s, tn, "application/jsonl") ||
+	    slice_ieq(s, tn, "application/x-jsonlines"))
 		return (r->formats & SCAN_FORMAT_NDJSON) ? SCAN_FORMAT_NDJSON
 							 : -1;
 	return -1;

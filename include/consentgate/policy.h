@@ -120,7 +120,8 @@ void policy_explain(const struct policy_route *r,
  * when the route does not accept it (the proxy answers 415).
  * application/json is told apart by the first non-whitespace byte ('[' an
  * array, '{' an object, or ARRAY_AT when the route accepts that);
- * application/x-ndjson, application/ndjson and application/jsonl are NDJSON;
+ * application/x-ndjson, application/ndjson, application/jsonl and
+ * application/x-jsonlines are NDJSON;
  * an empty content type means NDJSON when the route accepts it, else it is
  * sniffed as application/json. A charset other than utf-8 gives -1.
  */
