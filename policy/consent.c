@@ -25,6 +25,7 @@
 #define MAX_COLUMNS 64            /* CSV columns in the header */
 #define BIG_IMAGE (1u << 20)      /* bytes from which images use mmap */
 #define BATCH 16                  /* lookups overlapped by lookup_many */
+#define PENDING 16                /* rows merged at once by the import */
 
 struct consent_table {
 	const uint8_t *base; /* the image: mmap'ed file, anonymous map or heap */
@@ -338,6 +339,18 @@ struct wrow {
 	uint8_t purpose, status, ev_len;
 };
 
+/* A validated row waiting to be merged (rows are merged in batches so
+ * their hash-slot fetches overlap). */
+struct pending {
+	uint64_t subj, ev, h;
+	int64_t sec;
+	uint32_t nsec;
+	int line;
+	uint16_t subj_len;
+	uint8_t purpose, status, ev_len;
+	char juris[2];
+};
+
 struct import {
 	const char *name;
 	const char *buf;
@@ -351,6 +364,8 @@ struct import {
 	uint64_t npeople, cap_people;
 	struct wrow *rows;
 	uint64_t nrows, cap_rows;
+	struct pending pend[PENDING];
+	unsigned npend;
 	char purpose[CONSENT_MAX_PURPOSES][CONSENT_MAX_PURPOSE_LEN + 1];
 	uint8_t purpose_len[CONSENT_MAX_PURPOSES];
 	unsigned npurposes;
@@ -423,12 +438,16 @@ later_or_equal(int64_t sec, uint32_t nsec, int64_t than_sec,
 
 /* Merge one valid row into the working table. -1: out of capacity. */
 static int
-merge_row(struct import *im, uint64_t subj, size_t subj_len, int purpose,
-	  int status, const char *juris, int64_t sec, uint32_t nsec,
-	  uint64_t ev, size_t ev_len)
+merge_row(struct import *im, const struct pending *pr)
 {
+	uint64_t subj = pr->subj, ev = pr->ev;
+	size_t subj_len = pr->subj_len, ev_len = pr->ev_len;
+	int purpose = pr->purpose, status = pr->status;
+	const char *juris = pr->juris;
+	int64_t sec = pr->sec;
+	uint32_t nsec = pr->nsec;
 	const char *sp = ref_ptr(im, subj);
-	uint64_t h = hash_bytes(sp, subj_len, HASH_SEED);
+	uint64_t h = pr->h;
 	uint64_t b = bucket_of(h, im->nwslots), tag = tag_of(h);
 	struct wperson *p = NULL;
 	struct wrow *r;
@@ -487,6 +506,15 @@ set:
 	r->ev = ev;
 	r->ev_len = (uint8_t)ev_len;
 	return 0;
+}
+
+static void
+flush_pending(struct import *im)
+{
+	for (unsigned i = 0; i < im->npend; i++)
+		if (merge_row(im, &im->pend[i]) < 0)
+			bad(im, im->pend[i].line, "out of memory");
+	im->npend = 0;
 }
 
 static bool
@@ -562,9 +590,21 @@ import_row(struct import *im, const struct field *f, int ev_col, int line)
 	}
 	if (im->nerr > 0)
 		return 0; /* the table is lost anyway; only keep validating */
-	if (merge_row(im, subj, subj_len, purpose, status, ju->ptr, sec, nsec,
-		      ev, ev_len) < 0)
-		goto nomem;
+	struct pending *pr = &im->pend[im->npend++];
+	pr->subj = subj;
+	pr->subj_len = (uint16_t)subj_len;
+	pr->h = hash_bytes(sp, subj_len, HASH_SEED);
+	pr->purpose = (uint8_t)purpose;
+	pr->status = (uint8_t)status;
+	memcpy(pr->juris, ju->ptr, 2);
+	pr->sec = sec;
+	pr->nsec = nsec;
+	pr->ev = ev;
+	pr->ev_len = (uint8_t)ev_len;
+	pr->line = line;
+	__builtin_prefetch(&im->wslots[bucket_of(pr->h, im->nwslots)]);
+	if (im->npend == PENDING)
+		flush_pending(im);
 	return 0;
 nomem:
 	return bad(im, line, "out of memory");
@@ -865,6 +905,7 @@ consent_import_csv(const char *name, const char *buf, size_t len,
 		}
 		(void)import_row(im, f, ev_col, line);
 	}
+	flush_pending(im);
 	if (im->nerr == 0) {
 		t = build_image(im, (int64_t)time(NULL));
 		if (t == NULL)
@@ -1293,11 +1334,22 @@ consent_lookup_many(const struct consent_table *t,
 			__builtin_prefetch(&t->slots[bucket_of(h[i], t->nbuckets)]);
 		}
 		for (size_t i = 0; i < m; i++) {
-			uint64_t s = t->slots[bucket_of(h[i], t->nbuckets)];
-			uint64_t off = (s & CONSENT_SLOT_OFF_MASK) * 8;
-			if (s >> CONSENT_SLOT_OFF_BITS == tag_of(h[i]) &&
-			    off < t->blobs_size)
-				__builtin_prefetch(t->blobs + off);
+			/* The person often sits a slot or two further on. */
+			uint64_t b = bucket_of(h[i], t->nbuckets);
+			uint64_t tag = tag_of(h[i]);
+			for (unsigned k = 0; k < 8; k++) {
+				uint64_t s = t->slots[b];
+				uint64_t off = (s & CONSENT_SLOT_OFF_MASK) * 8;
+				if (s == 0)
+					break;
+				if (s >> CONSENT_SLOT_OFF_BITS == tag) {
+					if (off < t->blobs_size)
+						__builtin_prefetch(t->blobs + off);
+					break;
+				}
+				if (++b == t->nbuckets)
+					b = 0;
+			}
 		}
 		for (size_t i = 0; i < m; i++)
 			probe(t, h[i], subjects[base + i].ptr,
