@@ -544,7 +544,7 @@ value:
 	switch (*p) {
 	case '{':
 		if (vmask != 0 && check_container(c, vmask, depth, true) < 0)
-			goto fail_ctx;
+			goto fail_ctx_p;
 		if (depth >= max_depth) {
 			err = "nesting deeper than the limit";
 			goto fail;
@@ -565,7 +565,7 @@ value:
 		goto key;
 	case '[':
 		if (vmask != 0 && check_container(c, vmask, depth, false) < 0)
-			goto fail_ctx;
+			goto fail_ctx_p;
 		if (depth >= max_depth) {
 			err = "nesting deeper than the limit";
 			goto fail;

@@ -32,3 +32,40 @@ $(BUILD)/fuzz_http1_standalone: tests/fuzz/fuzz_http1.c proxy/http1.c proxy/http
 fuzz-regress-http1: $(BUILD)/fuzz_http1_standalone
 	$(BUILD)/fuzz_http1_standalone tests/fuzz/corpus/http1/*
 # ---- end http1 ----
+
+# ---- policy (owner: policy): the rule-file loader ----
+POLICY_FUZZ_SRC := tests/fuzz/fuzz_policy.c policy/policy.c policy/rule.c \
+	policy/route.c policy/errors.c policy/jsonptr.c policy/consent.c
+all: $(BUILD)/fuzz_policy
+regress: fuzz-regress-policy
+
+$(BUILD)/fuzz_policy: $(POLICY_FUZZ_SRC) policy/policy_internal.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(POLICY_FUZZ_SRC) -ljansson
+
+$(BUILD)/fuzz_policy_standalone: $(POLICY_FUZZ_SRC) policy/policy_internal.h
+	@mkdir -p $(dir $@)
+	$(CC) $(REGRESS_CFLAGS) -o $@ $(POLICY_FUZZ_SRC) -ljansson
+
+.PHONY: fuzz-regress-policy
+fuzz-regress-policy: $(BUILD)/fuzz_policy_standalone
+	$(BUILD)/fuzz_policy_standalone tests/fuzz/corpus/policy/*
+# ---- end policy ----
+
+# ---- scan (owner: scan): the record scanner against jansson ----
+SCAN_FUZZ_SRC := tests/fuzz/fuzz_scan.c policy/scan.c policy/jsonptr.c
+all: $(BUILD)/fuzz_scan
+regress: fuzz-regress-scan
+
+$(BUILD)/fuzz_scan: $(SCAN_FUZZ_SRC) include/consentgate/scan.h include/consentgate/jsonptr.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(SCAN_FUZZ_SRC) -ljansson
+
+$(BUILD)/fuzz_scan_standalone: $(SCAN_FUZZ_SRC) include/consentgate/scan.h include/consentgate/jsonptr.h
+	@mkdir -p $(dir $@)
+	$(CC) $(REGRESS_CFLAGS) -o $@ $(SCAN_FUZZ_SRC) -ljansson
+
+.PHONY: fuzz-regress-scan
+fuzz-regress-scan: $(BUILD)/fuzz_scan_standalone
+	$(BUILD)/fuzz_scan_standalone tests/fuzz/corpus/scan/*
+# ---- end scan ----

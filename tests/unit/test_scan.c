@@ -630,7 +630,8 @@ static void
 test_array_format(void **state)
 {
 	struct spec_buf sb;
-	const struct scan_spec *s = mkspec(&sb, 0, "/author_id", NULL);
+	const struct scan_spec *s =
+		mkspec(&sb, 0, "/author_id", "/mentions/*/id");
 	struct scan_iter it;
 	const char *body = " [ {\"author_id\":1} ,\n{\"author_id\":\"x\"},7 ] ";
 
@@ -670,6 +671,11 @@ test_array_format(void **state)
 		{ "{\"a\":[]}", 0, 0, "not a JSON array" },
 		{ "[{} {}]", 1, 4, "expected ','" },
 		{ "[{},{\"author_id\":1.5}]", 1, 17, "not an integer" },
+		{ "[{\"mentions\":{}}]", 0, 13, "expects an array" },
+		{ "[{\"author_id\":[]}]", 0, 14, "not a string" },
+		{ "[{\"author_id\":\"\"}]", 0, 14, "empty" },
+		{ "[{\"author_id\":null}]", 0, 14, "not a string" },
+		{ "[{\"Author_id\":1}]", 0, 2, "ambiguous" },
 		{ "[{}", 1, 3, "end of input" },
 		{ "", 0, 0, "not a JSON array" },
 	};

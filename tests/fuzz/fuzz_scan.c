@@ -1,0 +1,253 @@
+/*
+ * fuzz_scan: the record scanner against jansson as the oracle.
+ *
+ * For each input: scan_record with the locators /author_id and
+ * /mentions/ * /id must agree with json_loadb (JSON_REJECT_DUPLICATES |
+ * JSON_DECODE_ANY | JSON_ALLOW_NUL):
+ *  - jansson refuses (not for a duplicate member, not for a numeric
+ *    overflow) and we accept: abort;
+ *  - jansson accepts and we refuse for a reason that is not a subject
+ *    rule or our depth limit: abort;
+ *  - both accept: the subjects must be the ones jansson finds.
+ * The iterators run on the same bytes as NDJSON, ARRAY and ARRAY_AT /data:
+ * every record range must lie inside the buffer and rescan alone to the
+ * same subjects.
+ *
+ * Built with -DFUZZ_STANDALONE it runs every file named on the command
+ * line, so a corpus replays as a regression test.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "consentgate/scan.h"
+
+#define ORACLE_FLAGS (JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct scan_record rec, rec2;
+static struct jsonptr loc[2], data_at;
+static struct scan_spec spec;
+
+static void
+setup(void)
+{
+	const char *err;
+
+	if (spec.locators != NULL)
+		return;
+	if (jsonptr_parse("/author_id", 10, &loc[0], &err) < 0 ||
+	    jsonptr_parse("/mentions/*/id", 14, &loc[1], &err) < 0 ||
+	    jsonptr_parse("/data", 5, &data_at, &err) < 0)
+		abort();
+	spec.locators = loc;
+	spec.nlocators = 2;
+}
+
+static void
+disagree(const char *what, const char *detail, const uint8_t *d, size_t n)
+{
+	fprintf(stderr, "fuzz_scan: %s (%s) on %zu bytes: %.*s\n", what,
+		detail ? detail : "", n, (int)(n < 300 ? n : 300),
+		(const char *)d);
+	abort();
+}
+
+/* 1: id collected; 0: nothing to collect; -1: we must refuse */
+static int
+collect(json_t *v, char ids[][300], unsigned *n)
+{
+	char tmp[300];
+	size_t len;
+
+	if (json_is_string(v)) {
+		len = json_string_length(v);
+		if (len == 0 || len > CG_MAX_SUBJECT_LEN ||
+		    memchr(json_string_value(v), '\0', len) != NULL)
+			return -1;
+		memcpy(tmp, json_string_value(v), len);
+		tmp[len] = '\0';
+	} else if (json_is_integer(v)) {
+		snprintf(tmp, sizeof(tmp), "%lld",
+			 (long long)json_integer_value(v));
+	} else {
+		return -1;
+	}
+	if (*n >= CG_MAX_SUBJECTS)
+		return -1;
+	strcpy(ids[(*n)++], tmp);
+	return 1;
+}
+
+static bool
+variant(const char *k, const char *tok)
+{
+	return strcasecmp(k, tok) == 0 && strcmp(k, tok) != 0;
+}
+
+/* The subjects jansson's tree holds, or -1 when the record is ambiguous. */
+static int
+oracle_subjects(json_t *root, char ids[][300], unsigned *n)
+{
+	const char *k;
+	json_t *v, *m, *id;
+	size_t i;
+
+	*n = 0;
+	if (!json_is_object(root))
+		return 0;
+	json_object_foreach(root, k, v) if (variant(k, "author_id") ||
+					    variant(k, "mentions")) return -1;
+	if ((v = json_object_get(root, "author_id")) != NULL &&
+	    collect(v, ids, n) < 0)
+		return -1;
+	if ((v = json_object_get(root, "mentions")) == NULL)
+		return 0;
+	if (!json_is_array(v))
+		return -1;
+	json_array_foreach(v, i, m) {
+		if (!json_is_object(m))
+			return -1;
+		json_object_foreach(m, k, id) if (variant(k, "id")) return -1;
+		if ((id = json_object_get(m, "id")) != NULL &&
+		    collect(id, ids, n) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static void
+check_oracle(const uint8_t *data, size_t size)
+{
+	const char *buf = (const char *)data, *err = NULL;
+	static char want[CG_MAX_SUBJECTS][300], got[CG_MAX_SUBJECTS][300];
+	unsigned nwant = 0;
+	json_error_t je;
+	json_t *j;
+	int ours = scan_record(&spec, buf, size, &rec, &err);
+
+	j = json_loadb(buf, size, ORACLE_FLAGS, &je);
+	if (j == NULL && json_error_code(&je) == json_error_duplicate_key)
+		j = json_loadb(buf, size, ORACLE_FLAGS & ~JSON_REJECT_DUPLICATES,
+			       &je);
+	if (j == NULL) {
+		if (json_error_code(&je) != json_error_numeric_overflow &&
+		    ours == 0)
+			disagree("jansson refuses, we accept", je.text, data, size);
+		return;
+	}
+	if (oracle_subjects(j, want, &nwant) < 0) {
+		json_decref(j);
+		if (ours == 0)
+			disagree("we accept an ambiguous record", NULL, data, size);
+		return;
+	}
+	json_decref(j);
+	if (ours != 0) {
+		if (strncmp(err, "ambiguous", 9) != 0 &&
+		    strncmp(err, "subject", 7) != 0 &&
+		    strncmp(err, "too many subjects", 17) != 0 &&
+		    strncmp(err, "nesting", 7) != 0)
+			disagree("jansson accepts, we refuse", err, data, size);
+		return;
+	}
+	if (rec.nsubjects != nwant)
+		disagree("subject count differs", NULL, data, size);
+	for (unsigned i = 0; i < nwant; i++) {
+		struct cg_slice s = rec.subjects[i];
+
+		if (s.len >= sizeof(got[0]))
+			disagree("subject too long", NULL, data, size);
+		memcpy(got[i], s.ptr, s.len);
+		got[i][s.len] = '\0';
+		if (strcmp(got[i], "-0") == 0) /* jansson reads 0; we keep text */
+			strcpy(got[i], "0");
+	}
+	qsort(want, nwant, sizeof(want[0]), cmp_id);
+	qsort(got, nwant, sizeof(got[0]), cmp_id);
+	for (unsigned i = 0; i < nwant; i++)
+		if (strcmp(want[i], got[i]) != 0)
+			disagree("subjects differ", got[i], data, size);
+}
+
+static void
+check_iter(const uint8_t *data, size_t size, enum scan_format fmt,
+	   const struct jsonptr *at)
+{
+	const char *buf = (const char *)data, *err;
+	struct scan_iter it;
+	int r;
+
+	scan_iter_init(&it, &spec, fmt, at, buf, size);
+	while ((r = scan_iter_next(&it, &rec)) == 1) {
+		if (rec.start >= rec.end || rec.end > size)
+			disagree("record range outside the buffer", NULL, data, size);
+		if (scan_record(&spec, buf + rec.start, rec.end - rec.start,
+				&rec2, &err) != 0)
+			disagree("record does not rescan", err, data, size);
+		if (rec2.nsubjects != rec.nsubjects)
+			disagree("rescan subjects differ", NULL, data, size);
+		for (unsigned i = 0; i < rec.nsubjects; i++)
+			if (rec.subjects[i].len != rec2.subjects[i].len ||
+			    memcmp(rec.subjects[i].ptr, rec2.subjects[i].ptr,
+				   rec.subjects[i].len) != 0)
+				disagree("rescan subjects differ", NULL, data, size);
+	}
+	if (r < 0 && (it.error == NULL || it.offset > size))
+		disagree("error without message or offset", NULL, data, size);
+	if (r == 0 && (fmt == SCAN_FORMAT_ARRAY || fmt == SCAN_FORMAT_ARRAY_AT) &&
+	    (it.array_open >= it.array_close || it.array_close >= size ||
+	     buf[it.array_open] != '[' || buf[it.array_close] != ']'))
+		disagree("array offsets", NULL, data, size);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	setup();
+	check_oracle(data, size);
+	check_iter(data, size, SCAN_FORMAT_NDJSON, NULL);
+	check_iter(data, size, SCAN_FORMAT_ARRAY, NULL);
+	check_iter(data, size, SCAN_FORMAT_ARRAY_AT, &data_at);
+	check_iter(data, size, SCAN_FORMAT_OBJECT, NULL);
+	return 0;
+}
+
+#ifdef FUZZ_STANDALONE
+int
+main(int argc, char **argv)
+{
+	int rc = 0;
+
+	for (int i = 1; i < argc; i++) {
+		FILE *f = fopen(argv[i], "rb");
+		uint8_t *buf = NULL;
+		long n;
+
+		if (f == NULL || fseek(f, 0, SEEK_END) != 0 ||
+		    (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0 ||
+		    (buf = malloc((size_t)n + 1)) == NULL ||
+		    fread(buf, 1, (size_t)n, f) != (size_t)n) {
+			fprintf(stderr, "fuzz_scan: cannot read %s\n", argv[i]);
+			rc = 1;
+		} else {
+			LLVMFuzzerTestOneInput(buf, (size_t)n);
+		}
+		free(buf);
+		if (f != NULL)
+			fclose(f);
+	}
+	printf("fuzz_scan: %d inputs\n", argc - 1);
+	return rc;
+}
+#endif
