@@ -1,0 +1,631 @@
+"""test_consent.py: consent enforcement end to end (issue "enforce consent").
+
+The invariant: for every request to an inspected route, the upstream receives
+exactly the records that an independent model of the policy allows, byte for
+byte and in order, and nothing else; the client's Consent-Result matches.
+Bodies are random batches (NDJSON and JSON arrays; Content-Length, chunked,
+gzip; split into random TCP writes) built from people in a generated consent
+CSV that covers every status x jurisdiction class, unknown people, people
+with several rows, records with several subjects and with none.
+Adversarial records must never be forwarded: 422 and nothing upstream.
+
+CONSENT_SEED=N CONSENT_BATCHES=N CONSENT_SECONDS=S narrow a run.
+"""
+
+import gzip
+import json
+import os
+import random
+import re
+import time
+
+from harness import (EEA, Incomplete, check_problem, main, subtests, test,
+                     test_policy, wait_until)
+
+SEED = int(os.environ.get("CONSENT_SEED", "20260301"))
+MAX_BATCHES = int(os.environ.get("CONSENT_BATCHES", "10000"))
+MAX_SECONDS = float(os.environ.get("CONSENT_SECONDS", "40"))
+
+STRICT = set(EEA) | {"GB", "CH"}
+JURISDICTIONS = {"eea": ["DE", "FR", "NO", "IS", "IE"], "gb": ["GB"],
+                 "ch": ["CH"], "elsewhere": ["US", "BR", "JP", "IN"]}
+STATUSES = ["granted", "denied", "withdrawn", "none"]
+NDJSON = "application/x-ndjson"
+JSON = "application/json"
+
+
+# ------------------------------------------------------------------ people
+
+class People:
+    """A generated consent table and the model's view of it."""
+
+    def __init__(self, rng):
+        self.rows = []
+        self.status = {}        # subject -> status for ai-training
+        self.jurisdiction = {}  # subject -> jurisdiction of the latest row
+        self._pools = {}
+        n = 0
+        for jclass, codes in JURISDICTIONS.items():
+            for st in STATUSES:
+                for k in range(6):
+                    n += 1
+                    # Half the ids are numeric: the record may carry them as
+                    # a JSON integer or as a string, the same subject.
+                    sid = str(70000 + n) if k % 2 else "p-%d" % n
+                    j = codes[k % len(codes)]
+                    self._person(sid, j, st, k, rng)
+        self.known = sorted(self.status)
+        self.unknown = ["ghost-%d" % i for i in range(20)] + \
+                       [str(90000 + i) for i in range(20)]
+        rng.shuffle(self.rows)
+        self.csv = ("subject,purpose,status,jurisdiction,updated_at,evidence\n"
+                    + "".join(self.rows))
+
+    def _row(self, sid, purpose, status, j, ts):
+        ev = "ev-%d" % len(self.rows)
+        self.rows.append("%s,%s,%s,%s,%s,%s\n" % (sid, purpose, status, j, ts, ev))
+
+    def _person(self, sid, j, st, k, rng):
+        if st == "none":
+            # Known, but no row for the route's purpose.
+            self._row(sid, "analytics", "granted", j, "2025-02-01T10:00:00Z")
+        elif k == 1:
+            # An older row with the opposite answer: the latest decides.
+            old = "denied" if st == "granted" else "granted"
+            self._row(sid, "ai-training", old, j, "2024-01-01T00:00:00Z")
+            self._row(sid, "ai-training", st, j, "2025-06-01T08:30:00+02:00")
+        elif k == 3:
+            # The jurisdiction comes from the latest row of any purpose.
+            other = "US" if j in STRICT else "DE"
+            self._row(sid, "ai-training", st, other, "2024-03-01T00:00:00Z")
+            self._row(sid, "analytics", "denied", j, "2025-09-01T00:00:00.5Z")
+        else:
+            self._row(sid, "ai-training", st, j, "2025-03-01T12:00:00Z")
+        self.status[sid] = st
+        self.jurisdiction[sid] = j
+
+    def rule(self, sid):
+        """The rule of the policy that decides this subject (model)."""
+        if sid not in self.status:
+            return "unknown-person", False
+        st = self.status[sid]
+        if self.jurisdiction[sid] in STRICT:
+            if st == "granted":
+                return "strict-granted", True
+            return "strict-otherwise", False
+        if st in ("denied", "withdrawn"):
+            return "opted-out", False
+        return "default-allow", True
+
+    def decide(self, subjects):
+        """(allow, deciding rule id): every subject must be allowed."""
+        if not subjects:
+            return False, "unknown-person"
+        rid = None
+        for s in subjects:
+            rid, ok = self.rule(s)
+            if not ok:
+                return False, rid
+        return True, rid
+
+    def pick(self, rng, want=None):
+        """A subject; want=True/False picks an allowed/denied known one."""
+        if want is None:
+            r = rng.random()
+            if r < 0.15:
+                return rng.choice(self.unknown)
+            if r < 0.6:
+                # Lean towards allowed people so that batches keep records.
+                return self.pick(rng, True)
+            return rng.choice(self.known)
+        key = bool(want)
+        if key not in self._pools:
+            self._pools[key] = [s for s in self.known if self.rule(s)[1] == key]
+        return rng.choice(self._pools[key])
+
+
+# ------------------------------------------------------------------ records
+
+TEXTS = ["hello", "caf\u00e9 \u2615", "emoji \U0001F600", "quote \" and \\",
+         "tab\tnew\nline", "\u00fcber \u4e2d\u6587", "", "x" * 300,
+         "</script>", "author_id"]
+NUMBERS = ["0.1", "1e5", "-0.0", "12345678901234567890", "3.141592653589793238",
+           "-7", "0", "2E-3"]
+
+
+def jstr(s, rng):
+    """A JSON string literal for s, sometimes with gratuitous escapes."""
+    out = json.dumps(s, ensure_ascii=rng.random() < 0.5)
+    if rng.random() < 0.2:
+        out = out.replace("-", "\\u002d").replace("p", "\\u0070", 1)
+    return out
+
+
+def subject_literal(sid, rng):
+    if sid.isdigit() and rng.random() < 0.6:
+        return sid
+    return jstr(sid, rng)
+
+
+def make_record(people, rng, idx):
+    """(record bytes, subjects) of one random record."""
+    colon = rng.choice([":", ": ", " : "])
+    comma = rng.choice([",", ", ", " ,\t"])
+    members = []
+    subjects = []
+    members.append(("id", str(idx)))
+    r = rng.random()
+    if r < 0.85:
+        sid = people.pick(rng)
+        subjects.append(sid)
+        members.append(("author_id", subject_literal(sid, rng)))
+    if rng.random() < 0.3:
+        ments = []
+        for _ in range(rng.randint(0, 3)):
+            sid = people.pick(rng)
+            subjects.append(sid)
+            extra = ', "name": "n"' if rng.random() < 0.5 else ""
+            ments.append('{"id"%s%s%s}' % (colon, subject_literal(sid, rng),
+                                           extra))
+        members.append(("mentions", "[" + comma.join(ments) + "]"))
+    if rng.random() < 0.2:
+        # Decoys off the locator paths never decide anything.
+        decoy = people.pick(rng)
+        members.append(("meta", '{"author_id"%s%s}' % (colon, jstr(decoy, rng))))
+    if rng.random() < 0.1:
+        members.append(("author_id_x", jstr(people.pick(rng), rng)))
+    members.append(("text", jstr(rng.choice(TEXTS), rng)))
+    if rng.random() < 0.4:
+        members.append(("score", rng.choice(NUMBERS)))
+    if rng.random() < 0.1:
+        members.append(("nested", "[" * 10 + "1" + "]" * 10))
+    rng.shuffle(members)
+    body = "{" + comma.join('"%s"%s%s' % (k, colon, v) for k, v in members) + "}"
+    return body.encode("utf-8"), subjects
+
+
+def make_batch(people, rng, fmt, n):
+    """(body bytes, record bytes list, subjects list)."""
+    recs = [make_record(people, rng, i) for i in range(n)]
+    texts = [r for r, _ in recs]
+    if fmt == "ndjson":
+        parts = []
+        for t in texts:
+            if rng.random() < 0.05:
+                parts.append(b"   ")  # a blank line is skipped
+            lead = b" " if rng.random() < 0.1 else b""
+            parts.append(lead + t)
+        eol = b"\r\n" if rng.random() < 0.2 else b"\n"
+        body = eol.join(parts)
+        if rng.random() < 0.8:
+            body += eol
+    else:
+        ws = [b"", b" ", b"\n", b"\n  "]
+        body = b"[" + rng.choice(ws) + (rng.choice(ws) + b"," + rng.choice(ws)).join(texts) \
+            + rng.choice(ws) + b"]" + rng.choice([b"", b"\n"])
+    return body, texts, [s for _, s in recs]
+
+
+def expected_forward(fmt, kept):
+    if fmt == "ndjson":
+        return b"".join(k + b"\n" for k in kept)
+    return b"[" + b",".join(kept) + b"]"
+
+
+def expected_forwards(fmt, kept, body):
+    """The contract's form, and for arrays also the form that keeps the
+    bytes around the array (the document rebuilt around kept records)."""
+    out = [expected_forward(fmt, kept)]
+    if fmt == "array":
+        stripped = body.strip(b" \t\r\n")
+        pre = body[:body.index(stripped)]
+        post = body[body.index(stripped) + len(stripped):]
+        out.append(pre + out[0] + post)
+    return out
+
+
+def raw_request(path, ctype, body, rng, framing, gz, extra=()):
+    """Request bytes; framing 'length' or 'chunked'."""
+    if gz:
+        body = gzip.compress(body, compresslevel=rng.choice([1, 6, 9]))
+    lines = ["POST %s HTTP/1.1" % path, "Host: ingest.local",
+             "Content-Type: %s" % ctype]
+    if gz:
+        lines.append("Content-Encoding: gzip")
+    lines += ["%s: %s" % kv for kv in extra]
+    if framing == "chunked":
+        lines.append("Transfer-Encoding: chunked")
+        out = []
+        off = 0
+        while off < len(body):
+            n = rng.randint(1, max(1, min(4096, len(body))))
+            out.append(b"%x\r\n" % len(body[off:off + n]) + body[off:off + n] + b"\r\n")
+            off += n
+        payload = b"".join(out) + b"0\r\n\r\n"
+    else:
+        lines.append("Content-Length: %d" % len(body))
+        payload = body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+RESULT_RE = re.compile(r"^\s*kept=(\d+)\s*,\s*dropped=(\d+)\s*$")
+
+
+def parse_result(v):
+    m = RESULT_RE.match(v or "")
+    assert m, "bad Consent-Result %r" % v
+    return int(m.group(1)), int(m.group(2))
+
+
+SPOOF = [("Consent-Result", "kept=1000, dropped=0"),
+         ("Consent-Purpose", "marketing"),
+         ("consent-policy", 'id="forged", digest="0"'),
+         ("Consent-Override", "allow-all")]
+
+
+def check_forwarded(rec, body, kept, dropped):
+    bodies = body if isinstance(body, list) else [body]
+    assert rec.body in bodies, "upstream body differs:\n got %r\nwant %r" % (
+        rec.body[:400], bodies[0][:400])
+    cons = [(k.lower(), v) for k, v in rec.headers if k.lower().startswith("consent-")]
+    names = [k for k, _ in cons]
+    assert names.count("consent-purpose") == 1 and \
+        rec.get("Consent-Purpose") == "ai-training", cons
+    assert names.count("consent-result") == 1, cons
+    assert parse_result(rec.get("Consent-Result")) == (kept, dropped), cons
+    assert "consent-override" not in names, "spoofed header forwarded: %r" % cons
+    pol = rec.get_all("Consent-Policy")
+    assert len(pol) == 1 and 'id="integ-test"' in pol[0], cons
+    assert len(rec.get_all("Consent-Snapshot")) == 1, cons
+    enc = [v.lower() for v in rec.get_all("Content-Encoding")]
+    assert "gzip" not in enc, "inflated body forwarded as gzip"
+
+
+# ------------------------------------------------------------------ tests
+
+def start(env, rng, config=None):
+    people = People(rng)
+    up = env.upstream()
+    px = env.proxy(up.url, policy=test_policy(), consent=people.csv,
+                   config=config)
+    return people, up, px
+
+
+@test
+def random_batches_invariant(env):
+    rng = random.Random(SEED)
+    people, up, px = start(env, rng)
+    c = env.client(px)
+    t0 = time.monotonic()
+    forwarded = 0
+    batches = 0
+    stats = {"kept": 0, "dropped": 0, "204": 0}
+    for b in range(MAX_BATCHES):
+        if time.monotonic() - t0 > MAX_SECONDS:
+            break
+        seed = rng.getrandbits(48)
+        brng = random.Random(seed)
+        fmt = brng.choice(["ndjson", "array"])
+        n = brng.choice([1, 1, 2, 3, 5, 8, 13, 40, 200])
+        body, texts, subjects = make_batch(people, brng, fmt, n)
+        framing = brng.choice(["length", "chunked"])
+        gz = brng.random() < 0.25
+        extra = brng.sample(SPOOF, brng.randint(0, 2))
+        raw = raw_request("/ingest", NDJSON if fmt == "ndjson" else JSON, body,
+                          brng, framing, gz, extra)
+        what = "batch %d (CONSENT_SEED=%d, batch seed %d: %s, %d records, %s%s)" % (
+            b, SEED, seed, fmt, n, framing, ", gzip" if gz else "")
+        kept = [t for t, s in zip(texts, subjects) if people.decide(s)[0]]
+        dropped = n - len(kept)
+        if brng.random() < 0.05:
+            c.close()
+            c = env.client(px)
+        c.send_pieces(raw, brng)
+        try:
+            r = c.read_response()
+        except Incomplete as e:
+            raise AssertionError("%s: %s" % (what, e))
+        try:
+            assert parse_result(r.get("Consent-Result")) == (len(kept), dropped), \
+                "client Consent-Result %r, want kept=%d, dropped=%d" % (
+                    r.get("Consent-Result"), len(kept), dropped)
+            if kept:
+                assert r.status == 200, "status %d: %r" % (r.status, r)
+                forwarded += 1
+                rec = up.request(forwarded)
+                assert rec is not None, "upstream has no request %d" % forwarded
+                check_forwarded(rec, expected_forwards(fmt, kept, body), len(kept),
+                                dropped)
+                stats["kept"] += len(kept)
+            else:
+                assert r.status == 204 and r.body == b"", "want 204: %r" % r
+                stats["204"] += 1
+            stats["dropped"] += dropped
+            assert up.request(forwarded + 1) is None, \
+                "upstream got an extra request: %r" % up.request(forwarded + 1)
+        except AssertionError as e:
+            raise AssertionError("%s: %s" % (what, e))
+        if "close" in [v.lower() for v in r.get_all("Connection")]:
+            c.close()
+            c = env.client(px)
+        batches += 1
+    took = time.monotonic() - t0
+    assert batches >= 200, "only %d batches in %.0fs" % (batches, took)
+    assert up.count() == forwarded
+    print("  random_batches: %d batches in %.1fs, %d forwarded, %d records kept, "
+          "%d dropped, %d answered 204" % (batches, took, forwarded,
+                                           stats["kept"], stats["dropped"],
+                                           stats["204"]))
+
+
+# Records that are ambiguous or malformed: refused with 422, never forwarded.
+# G is a person the policy allows, D one it denies: had the proxy read the
+# record loosely, the request would have been forwarded.
+ADVERSARIAL = [
+    ("dup_subject", '{"author_id":"G","author_id":"G"}'),
+    ("dup_subject_differs", '{"author_id":"D","author_id":"G"}'),
+    ("dup_escaped", '{"author_id":"D","\\u0061uthor_id":"G"}'),
+    ("dup_escaped_underscore", '{"author\\u005fid":"D","author_id":"G"}'),
+    ("dup_case", '{"author_id":"G","Author_Id":"D"}'),
+    ("dup_mention_id", '{"author_id":"G","mentions":[{"id":"G","id":"D"}]}'),
+    ("nested_decoy_object", '{"author_id":{"author_id":"G"}}'),
+    ("nested_decoy_array", '{"author_id":["G"]}'),
+    ("mentions_not_array", '{"author_id":"G","mentions":{"id":"D"}}'),
+    ("subject_true", '{"author_id":true}'),
+    ("subject_null", '{"author_id":null}'),
+    ("id_fraction", '{"author_id":70002.0}'),
+    ("id_exponent", '{"author_id":7e4}'),
+    ("id_exponent_upper", '{"author_id":7E4}'),
+    ("id_leading_zero", '{"author_id":070002}'),
+    ("invalid_utf8", b'{"author_id":"G","text":"\xff"}'),
+    ("overlong_utf8", b'{"author_id":"G","text":"\xc0\xaf"}'),
+    ("utf8_surrogate", b'{"author_id":"G","text":"\xed\xa0\x80"}'),
+    ("lone_surrogate", '{"author_id":"G","text":"\\ud800"}'),
+    ("lone_low_surrogate_subject", '{"author_id":"G\\udc00"}'),
+    ("deep_nesting", '{"author_id":"G","deep":' + "[" * 200 + "]" * 200 + "}"),
+    ("truncated", '{"author_id":"G"'),
+    ("trailing_comma", '{"author_id":"G",}'),
+    ("nan", '{"author_id":"G","x":NaN}'),
+    ("control_in_string", b'{"author_id":"G","text":"a\x01b"}'),
+    ("single_quotes", "{'author_id':'G'}"),
+    ("two_values_on_a_line", '{"author_id":"G"} {"author_id":"G"}'),
+]
+
+
+@subtests
+def adversarial_records_refused(env, res):
+    rng = random.Random(SEED + 1)
+    people, up, px = start(env, rng)
+    g = people.pick(rng, True)
+    d = people.pick(rng, False)
+    good = [make_record(people, rng, i)[0] for i in range(4)]
+
+    def one(name, text, fmt, framing, gz):
+        if isinstance(text, str):
+            text = text.encode()
+        text = text.replace(b"G", g.encode()).replace(b"D", d.encode())
+        # A digit id written as a string in the template stays a string.
+        k = rng.randint(0, 3)
+        records = good[:k] + [text] + good[k:]
+        if fmt == "ndjson":
+            body = b"\n".join(records) + b"\n"
+        else:
+            if name == "two_values_on_a_line":
+                return
+            body = b"[" + b",".join(records) + b"]"
+        before = up.count()
+        c = env.client(px)
+        try:
+            c.send_pieces(raw_request("/ingest", NDJSON if fmt == "ndjson" else JSON,
+                                      body, rng, framing, gz), rng)
+        except OSError:
+            pass  # refused and closed while streaming: the answer is there
+        r = c.read_response()
+        doc = check_problem(r, 422)
+        assert doc.get("index") == k, "index %r, want %d: %r" % (
+            doc.get("index"), k, doc)
+        raw = json.dumps(doc)
+        assert g not in raw and d not in raw, "problem carries personal data: %s" % raw
+        time.sleep(0.02)
+        assert up.count() == before, "upstream received a complete request: %r" % (
+            up.requests()[before:])
+        c.close()
+
+    for name, text in ADVERSARIAL:
+        for fmt, framing, gz in (("ndjson", "length", False),
+                                 ("ndjson", "chunked", False),
+                                 ("array", "length", False),
+                                 ("ndjson", "chunked", True)):
+            res.check("adversarial/%s/%s/%s%s" % (name, fmt, framing,
+                                                  "/gzip" if gz else ""),
+                      one, name, text, fmt, framing, gz)
+
+
+@test
+def valid_escapes_decide_by_decoded_subject(env):
+    """Escaped spellings of one id are the same subject; numbers and strings
+    with the same digits are the same subject."""
+    rng = random.Random(SEED + 2)
+    people, up, px = start(env, rng)
+    allowed = [s for s in people.known if people.rule(s)[1] and s.startswith("p-")][0]
+    denied = [s for s in people.known if not people.rule(s)[1] and s.startswith("p-")][0]
+    num_ok = [s for s in people.known if people.rule(s)[1] and s.isdigit()][0]
+    num_no = [s for s in people.known if not people.rule(s)[1] and s.isdigit()][0]
+    esc = lambda s: "".join("\\u%04x" % ord(ch) for ch in s)
+    recs = [
+        ('{"author_id":"%s"}' % esc(allowed), True),
+        ('{"author_id":"%s"}' % esc(denied), False),
+        ('{"author_id":%s}' % num_ok, True),
+        ('{"author_id":"%s"}' % num_ok, True),
+        ('{"author_id":%s}' % num_no, False),
+        ('{"author_id":"%s","meta":{"author_id":"%s"}}' % (allowed, denied), True),
+        ('{"author_id":"%s","meta":{"author_id":"%s"}}' % (denied, allowed), False),
+        ('{"author_id":"%s","mentions":[{"id":"%s"},{"id":%s}]}' % (allowed, allowed, num_no), False),
+        ('{"author_id":"%s","mentions":[]}' % allowed, True),
+        ('{"mentions":[{"id":"%s"}]}' % allowed, True),
+        ('{"text":"no subject at all"}', False),
+        ('[1,2,3]', False),
+    ]
+    body = b"\n".join(t.encode() for t, _ in recs) + b"\n"
+    c = env.client(px)
+    c.send(raw_request("/ingest", NDJSON, body, rng, "length", False))
+    r = c.read_response()
+    kept = [t.encode() for t, ok in recs if ok]
+    assert r.status == 200, r
+    assert parse_result(r.get("Consent-Result")) == (len(kept), len(recs) - len(kept)), r
+    rec = up.request(1)
+    assert rec is not None, "nothing forwarded"
+    check_forwarded(rec, expected_forward("ndjson", kept), len(kept), len(recs) - len(kept))
+
+
+@test
+def case_variant_alone_never_forwarded(env):
+    """{"Author_Id": allowed}: no subject (dropped) or refused (422)."""
+    rng = random.Random(SEED + 10)
+    people, up, px = start(env, rng)
+    body = ('{"Author_Id":"%s"}\n' % people.pick(rng, True)).encode()
+    c = env.client(px)
+    c.send(raw_request("/ingest", NDJSON, body, rng, "length", False))
+    r = c.read_response()
+    if r.status == 422:
+        check_problem(r, 422)
+    else:
+        assert r.status == 204 and parse_result(r.get("Consent-Result")) == (0, 1), r
+    time.sleep(0.05)
+    assert up.count() == 0, "forwarded: %r" % up.requests()
+
+
+@test
+def all_dropped_is_204_nothing_forwarded(env):
+    rng = random.Random(SEED + 3)
+    people, up, px = start(env, rng)
+    recs = [('{"author_id":"%s"}' % people.pick(rng, False)).encode() for _ in range(5)]
+    c = env.client(px)
+    c.send(raw_request("/ingest", JSON, b"[" + b",".join(recs) + b"]", rng, "length", False))
+    r = c.read_response()
+    assert r.status == 204 and r.body == b"", r
+    assert parse_result(r.get("Consent-Result")) == (0, 5), r
+    time.sleep(0.05)
+    assert up.count() == 0 and up.raw_bytes() == 0, "forwarded: %r" % up.requests()
+
+
+@test
+def object_body(env):
+    rng = random.Random(SEED + 4)
+    people, up, px = start(env, rng)
+    ok = ('{"author_id":"%s","text":"x"}' % people.pick(rng, True)).encode()
+    no = ('{"author_id":"%s","text":"x"}' % people.pick(rng, False)).encode()
+    c = env.client(px)
+    c.send(raw_request("/ingest", JSON, ok, rng, "length", False))
+    r = c.read_response()
+    assert r.status == 200 and parse_result(r.get("Consent-Result")) == (1, 0), r
+    check_forwarded(up.request(1), ok, 1, 0)
+    c.send(raw_request("/ingest", JSON, no, rng, "chunked", False))
+    r = c.read_response()
+    assert r.status == 204 and parse_result(r.get("Consent-Result")) == (0, 1), r
+    assert up.count() == 1
+
+
+@test
+def block_route_403(env):
+    rng = random.Random(SEED + 5)
+    people, up, px = start(env, rng)
+    g = people.pick(rng, True)
+    d = [s for s in people.known if people.rule(s) == ("opted-out", False)][0]
+    body = ('{"author_id":"%s"}\n{"author_id":"%s"}\n{"author_id":"%s"}\n'
+            % (g, d, g)).encode()
+    c = env.client(px)
+    c.send(raw_request("/ingest-block", NDJSON, body, rng, "length", False))
+    r = c.read_response()
+    doc = check_problem(r, 403)
+    assert "opted-out" in json.dumps(doc), "rule id missing: %r" % doc
+    assert d not in json.dumps(doc), "problem carries personal data"
+    time.sleep(0.05)
+    assert up.count() == 0, "forwarded: %r" % up.requests()
+    c2 = env.client(px)
+    ok = ('{"author_id":"%s"}\n' % g).encode()
+    c2.send(raw_request("/ingest-block", NDJSON, ok, rng, "length", False))
+    r = c2.read_response()
+    assert r.status == 200 and parse_result(r.get("Consent-Result")) == (1, 0), r
+    check_forwarded(up.request(1), ok, 1, 0)
+
+
+@test
+def unsupported_media_415(env):
+    rng = random.Random(SEED + 6)
+    people, up, px = start(env, rng)
+    body = ('{"author_id":"%s"}\n' % people.pick(rng, True)).encode()
+    c = env.client(px)
+    c.send(raw_request("/ingest", "text/plain", body, rng, "length", False))
+    check_problem(c.read_response(), 415)
+    c2 = env.client(px)
+    c2.send(raw_request("/ingest", NDJSON, body, rng, "length", False,
+                        [("Content-Encoding", "br")]))
+    check_problem(c2.read_response(), 415)
+    c3 = env.client(px)
+    c3.send(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+            % len(body) + body)
+    check_problem(c3.read_response(), 415)
+    time.sleep(0.05)
+    assert up.count() == 0, "forwarded: %r" % up.requests()
+
+
+@test
+def gzip_bomb_refused(env):
+    rng = random.Random(SEED + 7)
+    people, up, px = start(env, rng)
+    rec = ('{"author_id":"%s","pad":"' % people.pick(rng, True)).encode()
+    body = rec + b"a" * (8 << 20) + b'"}\n'
+    c = env.client(px)
+    c.send(raw_request("/ingest", NDJSON, body, rng, "length", True))
+    r = c.read_response()
+    check_problem(r, 413)
+    time.sleep(0.05)
+    assert up.count() == 0, "forwarded: %r" % up.requests()
+
+
+@test
+def content_length_lies_about_gzip(env):
+    """A corrupt or truncated gzip body is refused, not partly forwarded."""
+    rng = random.Random(SEED + 8)
+    people, up, px = start(env, rng)
+    body = b"".join(('{"author_id":"%s"}\n' % people.pick(rng, True)).encode()
+                    for _ in range(50))
+    z = gzip.compress(body)
+    cut = z[:len(z) // 2]
+    c = env.client(px)
+    c.send(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson"
+           b"\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(cut) + cut)
+    r = c.read_response()
+    assert 400 <= r.status < 500, r
+    check_problem(r, r.status)
+    time.sleep(0.05)
+    assert up.count() == 0, "forwarded: %r" % up.requests()
+
+
+@test
+def client_gone_mid_ndjson_stream(env):
+    """A streamed NDJSON body cut short never completes a request upstream."""
+    rng = random.Random(SEED + 9)
+    people, up, px = start(env, rng)
+    line = ('{"author_id":"%s","pad":"%s"}\n' % (people.pick(rng, True), "x" * 200)).encode()
+    body = line * 4000  # ~1 MB
+    c = env.client(px)
+    c.send(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson"
+           b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for i in range(0, len(body) // 2, 8192):
+        part = body[i:i + 8192]
+        c.send(b"%x\r\n" % len(part) + part + b"\r\n")
+    time.sleep(0.2)
+    c.close()
+    c2 = env.client(px)
+    c2.send(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson"
+            b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:len(body) // 3])
+    time.sleep(0.2)
+    c2.close()
+    time.sleep(0.5)
+    assert up.count() == 0, "upstream received a complete request: %r" % up.requests()
+
+
+if __name__ == "__main__":
+    main()
