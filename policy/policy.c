@@ -201,6 +201,38 @@ pos_string(struct pos_scan *ps, char *out, size_t cap)
 		out[o] = '\0';
 }
 
+/* Skip one value without recursion: nothing that deep is ever reported,
+ * and the stack stays small whatever the nesting. */
+static void
+pos_skip(struct pos_scan *ps)
+{
+	size_t depth = 0;
+	bool in_string = false;
+
+	do {
+		char c = ps->buf[ps->i];
+		if (in_string) {
+			if (c == '\\' && ps->i + 1 < ps->len)
+				pos_adv(ps);
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '{' || c == '[') {
+			depth++;
+		} else if (c == '}' || c == ']') {
+			if (depth == 0)
+				return; /* the parent's closer */
+			depth--;
+		} else if (c == ',' && depth == 0) {
+			return;
+		}
+		pos_adv(ps);
+	} while (ps->i < ps->len && (depth > 0 || in_string ||
+				     strchr(",]} \t\r\n", ps->buf[ps->i]) ==
+					     NULL));
+}
+
 static void pos_value(struct pos_scan *ps, const char *path, int depth, int kl,
 		      int kc);
 
@@ -268,16 +300,17 @@ pos_value(struct pos_scan *ps, const char *path, int depth, int kl, int kc)
 	pos_ws(ps);
 	if (ps->i >= ps->len)
 		return;
-	if (depth <= POS_MAX_DEPTH)
-		pos_add(ps->map, path, kl, kc, ps->line, ps->col);
+	if (depth > POS_MAX_DEPTH) {
+		pos_skip(ps);
+		return;
+	}
+	pos_add(ps->map, path, kl, kc, ps->line, ps->col);
 	switch (ps->buf[ps->i]) {
 	case '{':
-		if (depth < 2048)
-			pos_object(ps, path, depth);
+		pos_object(ps, path, depth);
 		break;
 	case '[':
-		if (depth < 2048)
-			pos_array(ps, path, depth);
+		pos_array(ps, path, depth);
 		break;
 	case '"':
 		pos_string(ps, skip, sizeof(skip));

@@ -480,6 +480,35 @@ test_syntax_and_duplicates(void **state)
 	cg_errors_reset(&errs);
 }
 
+/* Positions stay right after a value nested deeper than they are kept. */
+static void
+test_deep_nesting_positions(void **state)
+{
+	size_t depth = 1500, n = 0;
+	char *doc = malloc(2 * depth + 512);
+
+	assert_non_null(doc);
+	n += (size_t)sprintf(doc, "{\"policy\": \"x\", \"routes\": [{\"method\": "
+				  "\"GET\", \"path\": \"/s\", \"action\": "
+				  "\"pass\", \"deep\": ");
+	for (size_t i = 0; i < depth; i++)
+		doc[n++] = '[';
+	n += (size_t)sprintf(doc + n, "\"]\\\"[\"");
+	for (size_t i = 0; i < depth; i++)
+		doc[n++] = ']';
+	sprintf(doc + n, "}],\n \"rules\": [{\"id\": \"d\", \"then\": "
+			 "\"bogus\"}]}");
+	assert_error(doc, "\"deep\"",
+		     "routes[0].deep: unknown key 'deep' (expected one of: "
+		     "name, method, path, path_prefix, action, purpose, "
+		     "formats, array_at, subjects, subject_header, on_deny, "
+		     "content_usage)");
+	assert_error(doc, "\"bogus\"",
+		     "rules[0].then: unknown outcome 'bogus' (expected allow "
+		     "or deny)");
+	free(doc);
+}
+
 static void
 test_lint_warnings(void **state)
 {
@@ -914,6 +943,7 @@ main(void)
 		cmocka_unit_test(test_errors_positions),
 		cmocka_unit_test(test_many_errors_at_once),
 		cmocka_unit_test(test_syntax_and_duplicates),
+		cmocka_unit_test(test_deep_nesting_positions),
 		cmocka_unit_test(test_lint_warnings),
 		cmocka_unit_test(test_match),
 		cmocka_unit_test(test_example_matrix),
