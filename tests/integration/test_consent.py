@@ -358,6 +358,77 @@ def random_batches_invariant(env):
                                            stats["204"]))
 
 
+@test
+def random_batches_parallel_workers(env):
+    """Several clients at once against two workers: each forwarded request
+    carries exactly its own batch's kept records."""
+    import threading
+    rng = random.Random(SEED + 20)
+    people, up, px = start(env, rng, config={"workers": 2})
+    expect = {}   # marker -> expected forwarded bodies (kept > 0)
+    errors = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + min(MAX_SECONDS / 4, 10)
+
+    def client(t):
+        trng = random.Random(SEED * 31 + t)
+        c = px.connect()
+        try:
+            for b in range(500):
+                if time.monotonic() > deadline or errors:
+                    break
+                marker = "t%d-b%d" % (t, b)
+                fmt = trng.choice(["ndjson", "array"])
+                n = trng.choice([1, 2, 5, 20])
+                recs = []
+                for i in range(n):
+                    text, subj = make_record(people, trng, i)
+                    text = text[:-1] + b', "batch": "' + marker.encode() + b'"}'
+                    recs.append((text, subj))
+                texts = [x for x, _ in recs]
+                if fmt == "ndjson":
+                    body = b"\n".join(texts) + b"\n"
+                else:
+                    body = b"[" + b",".join(texts) + b"]"
+                kept = [x for x, s in recs if people.decide(s)[0]]
+                c.send_pieces(raw_request(
+                    "/ingest", NDJSON if fmt == "ndjson" else JSON, body, trng,
+                    trng.choice(["length", "chunked"]), trng.random() < 0.2), trng)
+                r = c.read_response()
+                got = parse_result(r.get("Consent-Result"))
+                if got != (len(kept), n - len(kept)):
+                    raise AssertionError("%s: Consent-Result %r, want %r" % (
+                        marker, got, (len(kept), n - len(kept))))
+                if kept:
+                    with lock:
+                        expect[marker] = expected_forwards(fmt, kept, body)
+        except Exception as e:
+            with lock:
+                errors.append("client %d: %s: %s" % (t, type(e).__name__, e))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert not errors, errors[0]
+    seen = {}
+    for rec in up.requests():
+        m = re.search(rb'"batch": "(t\d+-b\d+)"', rec.body)
+        assert m, "forwarded body without a batch marker: %r" % rec.body[:200]
+        marker = m.group(1).decode()
+        assert marker not in seen, "batch %s forwarded twice" % marker
+        seen[marker] = rec
+        assert marker in expect, "batch %s forwarded but all dropped" % marker
+        assert rec.body in expect[marker], "batch %s: body differs: %r" % (
+            marker, rec.body[:300])
+    missing = set(expect) - set(seen)
+    assert not missing, "batches not forwarded: %r" % sorted(missing)[:5]
+    assert len(expect) >= 20, "only %d batches forwarded" % len(expect)
+
+
 # Records that are ambiguous or malformed: refused with 422, never forwarded.
 # G is a person the policy allows, D one it denies: had the proxy read the
 # record loosely, the request would have been forwarded.
