@@ -271,10 +271,12 @@ run_request(const struct policy *p, const struct consent_table *t,
 		return 0;
 	}
 	if (policy_route_subject_header(r) != NULL) {
+		/* decided without reading the body, as the proxy does */
 		const char *v = header(hctx, policy_route_subject_header(r));
 		struct cg_slice s = { v, v ? strlen(v) : 0 };
-		policy_decide(r, t, &s, v ? 1 : 0, now, &d);
-		if (add_rec(res, 0, len, &s, v ? 1 : 0, &d) != 0)
+		unsigned ns = s.len > 0 ? 1 : 0;
+		policy_decide(r, t, &s, ns, now, &d);
+		if (add_rec(res, 0, len, &s, ns, &d) != 0)
 			return -1;
 		if ((res->out = malloc(len + 1)) == NULL)
 			return -1;
