@@ -796,3 +796,18 @@ conn_drain_all(struct worker *w)
 			conn_close(c);
 	}
 }
+
+void
+conn_close_all(struct worker *w)
+{
+	while (w->conns) {
+		struct conn *c = w->conns;
+
+		if (c->dead) {
+			c->busy = 0;
+			conn_free(c);
+		} else {
+			conn_close(c);
+		}
+	}
+}

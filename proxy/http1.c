@@ -627,7 +627,8 @@ http1_parse_request(const char *buf, size_t len,
 	}
 	req->keep_alive = req->minor == 1 ? !hf.conn_close
 					  : hf.conn_keep_alive && !hf.conn_close;
-	req->expect_continue = hf.expect_continue;
+	/* RFC 9110 10.1.1: HTTP/1.0 clients cannot wait for a 100 */
+	req->expect_continue = hf.expect_continue && req->minor == 1;
 	req->head_len = i;
 	rc = 1;
 	goto done;

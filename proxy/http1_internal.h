@@ -113,7 +113,10 @@ long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 
 /* Case-insensitive ASCII comparison of a slice with a C string. */
 bool http1_slice_ieq(struct cg_slice s, const char *lit);
-/* Hop-by-hop per RFC 9110 7.6.1 (plus Proxy-*), or named in Connection. */
+/*
+ * Hop-by-hop per RFC 9110 7.6.1 (plus Proxy-*). Fields named in Connection
+ * are hop-by-hop too: ask http1_connection_names with the request's fields.
+ */
 bool http1_is_hop_by_hop(struct cg_slice name);
 /* True when a Connection field among h[0,n) lists this name (any case). */
 bool http1_connection_names(const struct http1_header *h, unsigned n,

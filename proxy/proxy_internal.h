@@ -82,6 +82,7 @@ struct worker {
 	int listen_fd;
 	struct event *accept_ev;
 	struct event *accept_retry_ev;
+	struct event *drain_poll_ev, *drain_deadline_ev;
 	bool accept_paused;
 	unsigned nconns;
 	bool draining;
@@ -103,6 +104,8 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
 		 socklen_t salen);
 /* Ask every connection to finish its current request and close. */
 void conn_drain_all(struct worker *w);
+/* Close every connection at once (the worker is stopping). */
+void conn_close_all(struct worker *w);
 
 /* ---- upstream.c: the pool and one upstream exchange ---- */
 struct upstream_conn;

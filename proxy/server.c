@@ -246,8 +246,10 @@ on_drain(evutil_socket_t fd, short what, void *arg)
 	}
 	conn_drain_all(w);
 	upstream_pool_clear(w);
-	event_add(event_new(w->base, -1, EV_PERSIST, on_drain_poll, w), &poll);
-	event_add(evtimer_new(w->base, on_drain_deadline, w), &deadline);
+	w->drain_poll_ev = event_new(w->base, -1, EV_PERSIST, on_drain_poll, w);
+	w->drain_deadline_ev = evtimer_new(w->base, on_drain_deadline, w);
+	event_add(w->drain_poll_ev, &poll);
+	event_add(w->drain_deadline_ev, &deadline);
 }
 
 static void *
@@ -421,8 +423,21 @@ server_run(struct server *s)
 		event_active(drain_evs[i], EV_TIMEOUT, 0);
 	for (unsigned i = 0; i < s->nworkers; i++)
 		pthread_join(s->workers[i].thread, NULL);
-	for (unsigned i = 0; i < s->nworkers; i++)
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		struct worker *w = &s->workers[i];
+
+		conn_close_all(w);
+		upstream_pool_clear(w);
 		event_free(drain_evs[i]);
+		event_free(w->accept_ev);
+		event_free(w->accept_retry_ev);
+		if (w->drain_poll_ev)
+			event_free(w->drain_poll_ev);
+		if (w->drain_deadline_ev)
+			event_free(w->drain_deadline_ev);
+		event_base_free(w->base);
+		w->base = NULL;
+	}
 	free(drain_evs);
 	log_msg("stopped");
 	return 0;
