@@ -69,3 +69,22 @@ $(BUILD)/fuzz_scan_standalone: $(SCAN_FUZZ_SRC) include/consentgate/scan.h inclu
 fuzz-regress-scan: $(BUILD)/fuzz_scan_standalone
 	$(BUILD)/fuzz_scan_standalone tests/fuzz/corpus/scan/*
 # ---- end scan ----
+
+# ---- policy (owner: policy): the rule-file loader ----
+POLICY_FUZZ_SRC := tests/fuzz/fuzz_policy.c policy/policy.c policy/rule.c \
+	policy/route.c policy/errors.c policy/jsonptr.c policy/consent.c
+all: $(BUILD)/fuzz_policy
+regress: fuzz-regress-policy
+
+$(BUILD)/fuzz_policy: $(POLICY_FUZZ_SRC) policy/policy_internal.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(POLICY_FUZZ_SRC) -ljansson
+
+$(BUILD)/fuzz_policy_standalone: $(POLICY_FUZZ_SRC) policy/policy_internal.h
+	@mkdir -p $(dir $@)
+	$(CC) $(REGRESS_CFLAGS) -o $@ $(POLICY_FUZZ_SRC) -ljansson
+
+.PHONY: fuzz-regress-policy
+fuzz-regress-policy: $(BUILD)/fuzz_policy_standalone
+	$(BUILD)/fuzz_policy_standalone tests/fuzz/corpus/policy/*
+# ---- end policy ----
