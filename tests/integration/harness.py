@@ -43,6 +43,12 @@ def test_policy():
     """The example policy of the rule-file format plus pass routes for the
     upstream scenarios and a blocking variant of the ingest route."""
     routes = [{"method": "GET", "path": "/status", "action": "pass"}]
+    # Inspected routes whose upstream scenario fails (upstream.c matches
+    # by prefix): before the pass routes, which would match them first.
+    for p in ("/die-mid-ingest", "/hang-ingest", "/slow-ingest"):
+        routes.append({"method": "POST", "path": p, "action": "inspect",
+                       "purpose": "ai-training", "formats": ["ndjson"],
+                       "subjects": ["/author_id"], "on_deny": "drop"})
     for p in PASS_PREFIXES:
         routes.append({"method": "*", "path_prefix": p, "action": "pass"})
     routes.append({"name": "ingest", "method": "POST", "path": "/ingest",
@@ -115,7 +121,8 @@ class Upstream:
                 head = f.read()
             with open(os.path.join(self.dir, n + ".body"), "rb") as f:
                 body = f.read()
-            out.append(Recorded(int(n), head, body, meta))
+            out.append(Recorded(int(n), head, body, meta,
+                                _read(os.path.join(self.dir, n + ".trailers"))))
         return out
 
     def count(self):
@@ -135,7 +142,7 @@ class Upstream:
             head = f.read()
         with open(base + ".body", "rb") as f:
             body = f.read()
-        return Recorded(n, head, body, meta)
+        return Recorded(n, head, body, meta, _read(base + ".trailers"))
 
     def raw_streams(self):
         """Bytes received per upstream connection, by connection number."""
@@ -153,8 +160,26 @@ class Upstream:
         _stop(self.proc, signal.SIGKILL, 2)
 
 
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+def _fields(lines):
+    out = []
+    for ln in lines:
+        if not ln:
+            continue
+        k, _, v = ln.partition(b":")
+        out.append((k.decode("latin-1"), v.strip().decode("latin-1")))
+    return out
+
+
 class Recorded:
-    def __init__(self, n, head, body, meta):
+    def __init__(self, n, head, body, meta, trailers=b""):
         self.n = n
         self.head = head
         self.body = body
@@ -163,13 +188,9 @@ class Recorded:
         self.chunked = meta.get("chunked")
         lines = head.split(b"\r\n")
         self.request_line = lines[0]
-        self.headers = []
-        for ln in lines[1:]:
-            if not ln:
-                continue
-            k, _, v = ln.partition(b":")
-            self.headers.append((k.decode("latin-1"),
-                                 v.strip().decode("latin-1")))
+        self.headers = _fields(lines[1:])
+        self.trailer_bytes = trailers
+        self.trailers = _fields(trailers.split(b"\r\n"))
 
     def get_all(self, name):
         return [v for k, v in self.headers if k.lower() == name.lower()]
@@ -177,6 +198,9 @@ class Recorded:
     def get(self, name):
         v = self.get_all(name)
         return v[0] if v else None
+
+    def get_trailers(self, name):
+        return [v for k, v in self.trailers if k.lower() == name.lower()]
 
     def __repr__(self):
         return "<upstream request %d %r>" % (self.n, self.request_line)

@@ -48,6 +48,10 @@ http {{
     listen 127.0.0.1:{self.port};
     location = /r200 {{ return 200 "ok\\n"; }}
     location /static/ {{ root {d}/www; }}
+    location = /ingest {{
+      client_body_in_file_only on;
+      proxy_pass http://127.0.0.1:{self.port}/r200;
+    }}
     location /upload {{
       client_body_in_file_only on;
       proxy_pass http://127.0.0.1:{self.port}/r200;
@@ -161,6 +165,25 @@ def nginx_post_then_get_same_connection(env):
         assert r.status == 200 and r.body == ng.static
     assert wait_until(lambda: len(ng.bodies()) == 3, 2)
     assert sorted(ng.bodies(), key=len) == bodies
+
+
+@test
+def nginx_dot_segments_do_not_bypass_inspection(env):
+    """nginx resolves /static/../ingest to /ingest: through consentgate, a
+    pass route's prefix must not carry a denied person's record there."""
+    ng, px = start(env)  # DEFAULT_CONSENT: u1 is allowed, nobody else
+    rec = b'{"author_id":"unknown-person-7","text":"must not reach /ingest"}\n'
+    for target in ("/static/../ingest", "/static/%2e%2e/ingest",
+                   "/r200/../ingest"):
+        c = env.client(px)
+        c.send(request("POST", target, [("Content-Type", "application/x-ndjson")],
+                       rec))
+        r = c.read_response()
+        c.close()
+        time.sleep(0.05)
+        leaked = [b for b in ng.bodies() if b"unknown-person-7" in b]
+        assert not leaked, ("%s: status %d, nginx's /ingest received the "
+                            "record of a person without consent" % (target, r.status))
 
 
 if __name__ == "__main__":

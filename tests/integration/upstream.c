@@ -9,6 +9,7 @@
  * body received), three files named by a global sequence number:
  *   NNNNNN.head  the request head byte-exact (through the empty line)
  *   NNNNNN.body  the body, de-chunked when chunked
+ *   NNNNNN.trailers  the trailer field lines of a chunked body (often empty)
  *   NNNNNN.meta  "conn C\nseq S\nchunked 0|1\n" (S: index on its connection)
  * each written to a temporary name and renamed, so a reader never sees a
  * half-written request. Every byte received on connection C is appended to
@@ -197,7 +198,8 @@ write_file(const char *name, const char *data, size_t len)
 
 static void
 record(struct conn *c, unsigned long seq, const char *head, size_t hlen,
-       const char *body, size_t blen, int chunked)
+       const char *body, size_t blen, int chunked, const char *trailers,
+       size_t tlen)
 {
 	if (record_dir == NULL)
 		return;
@@ -209,6 +211,8 @@ record(struct conn *c, unsigned long seq, const char *head, size_t hlen,
 	write_file(name, head, hlen);
 	snprintf(name, sizeof(name), "%06lu.body", n);
 	write_file(name, body, blen);
+	snprintf(name, sizeof(name), "%06lu.trailers", n);
+	write_file(name, trailers ? trailers : "", tlen);
 	int ml = snprintf(meta, sizeof(meta), "conn %lu\nseq %lu\nchunked %d\n",
 			  c->id, seq, chunked);
 	snprintf(name, sizeof(name), "%06lu.meta", n);
@@ -233,10 +237,14 @@ msleep(long ms)
 		;
 }
 
-/* Read a chunked body; -1 on EOF or malformed framing. */
+/* Read a chunked body and its trailer section (*trailers, the field lines
+ * as received, CRLFs included); -1 on EOF or malformed framing. */
 static int
-read_chunked(struct conn *c, char **body, size_t *blen)
+read_chunked(struct conn *c, char **body, size_t *blen, char **trailers,
+	     size_t *tlen)
 {
+	char *t = NULL;
+	size_t tl = 0;
 	size_t cap = 65536, len = 0;
 	char *b = malloc(cap);
 	if (b == NULL)
@@ -280,15 +288,26 @@ read_chunked(struct conn *c, char **body, size_t *blen)
 			if (c->len > 65536 || fill(c) < 0)
 				goto fail;
 		size_t ll = (size_t)(eol - c->buf);
+		if (ll > 0) {
+			char *nt = realloc(t, tl + ll + 2);
+			if (nt == NULL)
+				goto fail;
+			t = nt;
+			memcpy(t + tl, c->buf, ll + 2);
+			tl += ll + 2;
+		}
 		consume(c, ll + 2);
 		if (ll == 0)
 			break;
 	}
 	*body = b;
 	*blen = len;
+	*trailers = t;
+	*tlen = tl;
 	return 0;
 fail:
 	free(b);
+	free(t);
 	return -1;
 }
 
@@ -440,13 +459,13 @@ serve(void *arg)
 			else if (strcasestr(v, "keep-alive"))
 				keep = 1;
 		}
-		char *body = NULL;
-		size_t blen = 0;
+		char *body = NULL, *trailers = NULL;
+		size_t blen = 0, tlen = 0;
 		int chunked = header_value(head, hlen, "Transfer-Encoding", v,
 					   sizeof(v)) &&
 			      strcasestr(v, "chunked") != NULL;
 		if (chunked) {
-			if (read_chunked(c, &body, &blen) < 0) {
+			if (read_chunked(c, &body, &blen, &trailers, &tlen) < 0) {
 				free(head);
 				goto done;
 			}
@@ -472,7 +491,8 @@ serve(void *arg)
 			memcpy(body, c->buf, blen);
 			consume(c, blen);
 		}
-		record(c, seq++, head, hlen, body, blen, chunked);
+		record(c, seq++, head, hlen, body, blen, chunked, trailers, tlen);
+		free(trailers);
 		int rc = respond(c, method, target, keep, body, blen);
 		free(head);
 		free(body);
