@@ -78,7 +78,8 @@ pos_add(struct pos_map *m, const char *path, int kl, int kc, int vl, int vc)
 		size_t cap = m->cap ? m->cap * 2 : 64;
 		nv = realloc(m->v, cap * sizeof(*nv));
 		if (nv == NULL)
-			return; /* positions are a courtesy; messages still work */
+			return; /* positions are a courtesy; messages still work
+			         */
 		m->v = nv;
 		m->cap = cap;
 	}
@@ -173,8 +174,9 @@ pos_string(struct pos_scan *ps, char *out, size_t cap)
 		pos_adv(ps);
 		if (c == 'u') {
 			uint32_t cp = pos_hex4(ps);
-			if (cp >= 0xD800 && cp < 0xDC00 && ps->i + 1 < ps->len &&
-			    ps->buf[ps->i] == '\\' && ps->buf[ps->i + 1] == 'u') {
+			if (cp >= 0xD800 && cp < 0xDC00 &&
+			    ps->i + 1 < ps->len && ps->buf[ps->i] == '\\' &&
+			    ps->buf[ps->i + 1] == 'u') {
 				pos_adv(ps);
 				pos_adv(ps);
 				uint32_t lo = pos_hex4(ps);
@@ -185,12 +187,23 @@ pos_string(struct pos_scan *ps, char *out, size_t cap)
 			continue;
 		}
 		switch (c) {
-		case 'b': c = '\b'; break;
-		case 'f': c = '\f'; break;
-		case 'n': c = '\n'; break;
-		case 'r': c = '\r'; break;
-		case 't': c = '\t'; break;
-		default: break; /* " \ / stand for themselves */
+		case 'b':
+			c = '\b';
+			break;
+		case 'f':
+			c = '\f';
+			break;
+		case 'n':
+			c = '\n';
+			break;
+		case 'r':
+			c = '\r';
+			break;
+		case 't':
+			c = '\t';
+			break;
+		default:
+			break; /* " \ / stand for themselves */
 		}
 		if (o + 1 < cap)
 			out[o++] = c;
@@ -228,13 +241,13 @@ pos_skip(struct pos_scan *ps)
 			return;
 		}
 		pos_adv(ps);
-	} while (ps->i < ps->len && (depth > 0 || in_string ||
-				     strchr(",]} \t\r\n", ps->buf[ps->i]) ==
-					     NULL));
+	} while (ps->i < ps->len &&
+	         (depth > 0 || in_string ||
+	          strchr(",]} \t\r\n", ps->buf[ps->i]) == NULL));
 }
 
 static void pos_value(struct pos_scan *ps, const char *path, int depth, int kl,
-		      int kc);
+                      int kc);
 
 static void
 pos_object(struct pos_scan *ps, const char *path, int depth)
@@ -378,7 +391,7 @@ err_at(struct load *ld, const char *path, bool key, const char *fmt, ...)
 	locate(ld, path, key, &line, &col);
 	if (path[0] != '\0')
 		cg_errors_add(ld->errs, ld->name, line, col, "%s: %s", path,
-			      text);
+		              text);
 	else
 		cg_errors_add(ld->errs, ld->name, line, col, "%s", text);
 	ld->failed = true;
@@ -387,13 +400,14 @@ err_at(struct load *ld, const char *path, bool key, const char *fmt, ...)
 /* Unknown keys are errors: a typo must not silently weaken a policy. */
 static void
 check_keys(struct load *ld, json_t *obj, const char *path,
-	   const char *const *allowed)
+           const char *const *allowed)
 {
 	const char *key;
 	json_t *v;
 	char sub[PATH_MAX_LEN], list[200];
 
-	json_object_foreach(obj, key, v) {
+	json_object_foreach(obj, key, v)
+	{
 		bool ok = false;
 		for (unsigned i = 0; allowed[i] != NULL; i++)
 			if (strcmp(key, allowed[i]) == 0)
@@ -404,7 +418,7 @@ check_keys(struct load *ld, json_t *obj, const char *path,
 		for (unsigned i = 0; allowed[i] != NULL; i++) {
 			size_t n = strlen(list);
 			snprintf(list + n, sizeof(list) - n, "%s%s",
-				 i ? ", " : "", allowed[i]);
+			         i ? ", " : "", allowed[i]);
 		}
 		if (path[0] != '\0')
 			snprintf(sub, sizeof(sub), "%s.%s", path, key);
@@ -464,7 +478,7 @@ policy_country_index(const char *cc)
 /* A string member: NULL when absent; an error when of another type. */
 static const char *
 get_string(struct load *ld, json_t *obj, const char *path, const char *key,
-	   bool required)
+           bool required)
 {
 	char sub[PATH_MAX_LEN];
 	json_t *v = json_object_get(obj, key);
@@ -523,20 +537,20 @@ purpose_list(const struct policy *p, char *buf, size_t cap)
 	for (unsigned i = 0; i < p->npurposes; i++) {
 		size_t n = strlen(buf);
 		snprintf(buf + n, cap - n, "%s%s", i ? ", " : "",
-			 p->purposes[i].name);
+		         p->purposes[i].name);
 	}
 	if (p->npurposes == 0)
 		snprintf(buf, cap, "none");
 }
 
 static const char *const aipref_categories[] = {
-	"train-ai", "train-genai", "search", "ai-use", NULL,
+    "train-ai", "train-genai", "search", "ai-use", NULL,
 };
 
 static void
 load_purposes(struct load *ld, json_t *obj)
 {
-	static const char *const keys[] = { "aipref", "fideslang", NULL };
+	static const char *const keys[] = {"aipref", "fideslang", NULL};
 	const char *name;
 	json_t *v;
 	char path[PATH_MAX_LEN];
@@ -552,7 +566,8 @@ load_purposes(struct load *ld, json_t *obj)
 		err_at(ld, "", false, "out of memory");
 		return;
 	}
-	json_object_foreach(obj, name, v) {
+	json_object_foreach(obj, name, v)
+	{
 		struct policy_purpose *pp;
 		const char *s;
 
@@ -594,12 +609,13 @@ load_purposes(struct load *ld, json_t *obj)
 			bool ok = *s != '\0';
 			for (const char *c = s; *c; c++)
 				if (!islower((unsigned char)*c) &&
-				    !isdigit((unsigned char)*c) &&
-				    *c != '_' && *c != '.')
+				    !isdigit((unsigned char)*c) && *c != '_' &&
+				    *c != '.')
 					ok = false;
 			if (!ok) {
 				char sub[PATH_MAX_LEN];
-				snprintf(sub, sizeof(sub), "%s.fideslang", path);
+				snprintf(sub, sizeof(sub), "%s.fideslang",
+				         path);
 				err_at(ld, sub, false,
 				       "a fideslang data use is lower-case "
 				       "words joined by '_' and '.', like "
@@ -628,7 +644,8 @@ load_groups(struct load *ld, json_t *obj)
 		err_at(ld, "", false, "out of memory");
 		return;
 	}
-	json_object_foreach(obj, name, v) {
+	json_object_foreach(obj, name, v)
+	{
 		struct policy_group *g;
 		size_t i;
 		json_t *e;
@@ -652,7 +669,8 @@ load_groups(struct load *ld, json_t *obj)
 		g = &ld->p->groups[ld->p->ngroups++];
 		g->name = xstrdup(ld, name);
 		locate(ld, path, true, &g->line, &g->col);
-		json_array_foreach(v, i, e) {
+		json_array_foreach(v, i, e)
+		{
 			const char *cc = json_string_value(e);
 			snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
 			if (cc == NULL || policy_country_index(cc) < 0) {
@@ -662,26 +680,27 @@ load_groups(struct load *ld, json_t *obj)
 				continue;
 			}
 			policy_bit_set(g->countries,
-				       (unsigned)policy_country_index(cc));
+			               (unsigned)policy_country_index(cc));
 		}
 	}
 }
 
 static const char *const format_names[] = {
-	"ndjson", "object", "array", "array_at", NULL,
+    "ndjson", "object", "array", "array_at", NULL,
 };
 
 static void
 load_route(struct load *ld, json_t *v, unsigned idx)
 {
 	static const char *const keys[] = {
-		"name", "method", "path", "path_prefix", "action", "purpose",
-		"formats", "array_at", "subjects", "subject_header", "on_deny",
-		"content_usage", NULL,
+	    "name",     "method",         "path",    "path_prefix",
+	    "action",   "purpose",        "formats", "array_at",
+	    "subjects", "subject_header", "on_deny", "content_usage",
+	    NULL,
 	};
 	static const char *const inspect_only[] = {
-		"purpose", "formats", "array_at", "subjects", "subject_header",
-		"on_deny", "content_usage", NULL,
+	    "purpose",        "formats", "array_at",      "subjects",
+	    "subject_header", "on_deny", "content_usage", NULL,
 	};
 	struct policy_route *r = &ld->p->routes[idx];
 	char path[PATH_MAX_LEN], sub[PATH_MAX_LEN], list[300];
@@ -724,7 +743,7 @@ load_route(struct load *ld, json_t *v, unsigned idx)
 	r->prefix = exact == NULL && prefix != NULL;
 	if (s != NULL && s[0] != '/') {
 		snprintf(sub, sizeof(sub), "%s.%s", path,
-			 r->prefix ? "path_prefix" : "path");
+		         r->prefix ? "path_prefix" : "path");
 		err_at(ld, sub, false, "must start with '/'");
 	}
 	r->path = xstrdup(ld, s ? s : "/");
@@ -765,7 +784,7 @@ load_route(struct load *ld, json_t *v, unsigned idx)
 	} else {
 		char nm[PATH_MAX_LEN * 2];
 		snprintf(nm, sizeof(nm), "%s %s%s", r->method, r->path,
-			 r->prefix ? "*" : "");
+		         r->prefix ? "*" : "");
 		r->name = xstrdup(ld, nm);
 	}
 
@@ -773,7 +792,7 @@ load_route(struct load *ld, json_t *v, unsigned idx)
 		for (unsigned k = 0; inspect_only[k]; k++)
 			if (json_object_get(v, inspect_only[k])) {
 				snprintf(sub, sizeof(sub), "%s.%s", path,
-					 inspect_only[k]);
+				         inspect_only[k]);
 				err_at(ld, sub, true,
 				       "only inspected routes take '%s' "
 				       "(this route's action is pass)",
@@ -806,14 +825,15 @@ load_route(struct load *ld, json_t *v, unsigned idx)
 		       "must be a non-empty list of ndjson, object, array, "
 		       "array_at");
 	} else {
-		json_array_foreach(a, i, e) {
+		json_array_foreach(a, i, e)
+		{
 			char esub[PATH_MAX_LEN];
 			unsigned bit = 0;
 			snprintf(esub, sizeof(esub), "%s[%zu]", sub, i);
 			for (unsigned k = 0; format_names[k]; k++)
 				if (json_is_string(e) &&
 				    strcmp(json_string_value(e),
-					   format_names[k]) == 0)
+				           format_names[k]) == 0)
 					bit = 1u << k;
 			if (bit == 0) {
 				err_at(ld, esub, false,
@@ -882,7 +902,8 @@ load_route(struct load *ld, json_t *v, unsigned idx)
 			err_at(ld, sub, false, "more than %d subject pointers",
 			       CG_MAX_LOCATORS);
 		} else {
-			json_array_foreach(a, i, e) {
+			json_array_foreach(a, i, e)
+			{
 				char esub[PATH_MAX_LEN];
 				const char *t = json_string_value(e);
 				snprintf(esub, sizeof(esub), "%s[%zu]", sub, i);
@@ -891,9 +912,10 @@ load_route(struct load *ld, json_t *v, unsigned idx)
 					       "must be a JSON Pointer string");
 					continue;
 				}
-				if (jsonptr_parse(t, json_string_length(e),
-						  &r->locators[r->spec.nlocators],
-						  &jerr) != 0) {
+				if (jsonptr_parse(
+				        t, json_string_length(e),
+				        &r->locators[r->spec.nlocators],
+				        &jerr) != 0) {
 					err_at(ld, esub, false,
 					       "bad JSON Pointer '%s': %s", t,
 					       jerr);
@@ -962,24 +984,28 @@ parse_duration(const char *s)
 	if (c[0] == '\0' || c[1] != '\0')
 		return -1;
 	switch (*c) {
-	case 'd': return v * 86400;
-	case 'h': return v * 3600;
-	case 'm': return v * 60;
-	case 's': return v;
-	default: return -1;
+	case 'd':
+		return v * 86400;
+	case 'h':
+		return v * 3600;
+	case 'm':
+		return v * 60;
+	case 's':
+		return v;
+	default:
+		return -1;
 	}
 }
 
 static void
 load_rule_if(struct load *ld, struct policy_rule *ru, json_t *cond,
-	     const char *path)
+             const char *path)
 {
 	static const char *const keys[] = {
-		"known", "jurisdiction", "status", "older_than", "newer_than",
-		NULL,
+	    "known", "jurisdiction", "status", "older_than", "newer_than", NULL,
 	};
 	static const char *const status_names[] = {
-		"none", "granted", "denied", "withdrawn", NULL,
+	    "none", "granted", "denied", "withdrawn", NULL,
 	};
 	char sub[PATH_MAX_LEN], esub[PATH_MAX_LEN], list[300];
 	json_t *a, *e;
@@ -1014,7 +1040,8 @@ load_rule_if(struct load *ld, struct policy_rule *ru, json_t *cond,
 			       "must be a non-empty list of group names or "
 			       "country codes");
 		list[0] = '\0';
-		json_array_foreach(a, i, e) {
+		json_array_foreach(a, i, e)
+		{
 			const char *t = json_string_value(e);
 			int g;
 			snprintf(esub, sizeof(esub), "%s[%zu]", sub, i);
@@ -1024,24 +1051,25 @@ load_rule_if(struct load *ld, struct policy_rule *ru, json_t *cond,
 			}
 			size_t n = strlen(list);
 			snprintf(list + n, sizeof(list) - n, "%s%s",
-				 i ? "," : "", t);
+			         i ? "," : "", t);
 			if ((g = group_index(ld->p, t)) >= 0) {
 				ld->p->groups_used |= 1ull << g;
 				for (unsigned b = 0; b < sizeof(ru->countries);
 				     b++)
 					ru->countries[b] |=
-						ld->p->groups[g].countries[b];
+					    ld->p->groups[g].countries[b];
 			} else if (policy_country_index(t) >= 0) {
-				policy_bit_set(ru->countries,
-					       (unsigned)policy_country_index(t));
+				policy_bit_set(
+				    ru->countries,
+				    (unsigned)policy_country_index(t));
 			} else {
 				char groups[300];
 				groups[0] = '\0';
 				for (unsigned k = 0; k < ld->p->ngroups; k++) {
 					size_t m = strlen(groups);
 					snprintf(groups + m, sizeof(groups) - m,
-						 "%s%s", k ? ", " : "",
-						 ld->p->groups[k].name);
+					         "%s%s", k ? ", " : "",
+					         ld->p->groups[k].name);
 				}
 				err_at(ld, esub, false,
 				       "unknown jurisdiction '%s': neither a "
@@ -1061,7 +1089,8 @@ load_rule_if(struct load *ld, struct policy_rule *ru, json_t *cond,
 			err_at(ld, sub, false,
 			       "must be a non-empty list of granted, denied, "
 			       "withdrawn, none");
-		json_array_foreach(a, i, e) {
+		json_array_foreach(a, i, e)
+		{
 			const char *t = json_string_value(e);
 			int st = -1;
 			snprintf(esub, sizeof(esub), "%s[%zu]", sub, i);
@@ -1078,15 +1107,15 @@ load_rule_if(struct load *ld, struct policy_rule *ru, json_t *cond,
 		}
 	}
 
-	const char *age_keys[2] = { "older_than", "newer_than" };
+	const char *age_keys[2] = {"older_than", "newer_than"};
 	for (int k = 0; k < 2; k++) {
 		a = json_object_get(cond, age_keys[k]);
 		if (a == NULL)
 			continue;
 		snprintf(sub, sizeof(sub), "%s.%s", path, age_keys[k]);
 		int64_t d = json_is_string(a)
-				    ? parse_duration(json_string_value(a))
-				    : -1;
+		                ? parse_duration(json_string_value(a))
+		                : -1;
 		if (d <= 0)
 			err_at(ld, sub, false,
 			       "must be a positive duration like \"400d\", "
@@ -1105,7 +1134,7 @@ static void
 load_rule(struct load *ld, json_t *v, unsigned idx)
 {
 	static const char *const keys[] = {
-		"id", "purposes", "if", "then", NULL,
+	    "id", "purposes", "if", "then", NULL,
 	};
 	struct policy_rule *ru = &ld->p->rules[idx];
 	char path[PATH_MAX_LEN], sub[PATH_MAX_LEN], list[300];
@@ -1147,7 +1176,8 @@ load_rule(struct load *ld, json_t *v, unsigned idx)
 			err_at(ld, sub, false,
 			       "must be a non-empty list of declared purposes "
 			       "(leave it out for every purpose)");
-		json_array_foreach(a, i, e) {
+		json_array_foreach(a, i, e)
+		{
 			char esub[PATH_MAX_LEN];
 			const char *t = json_string_value(e);
 			int pi = t ? purpose_index(ld->p, t) : -1;
@@ -1227,10 +1257,10 @@ fnv1a64(const char *buf, size_t len)
 
 struct policy *
 policy_load_buf(const char *name, const char *buf, size_t len,
-		struct cg_errors *errs)
+                struct cg_errors *errs)
 {
 	static const char *const keys[] = {
-		"policy", "purposes", "jurisdictions", "routes", "rules", NULL,
+	    "policy", "purposes", "jurisdictions", "routes", "rules", NULL,
 	};
 	struct load ld;
 	json_error_t jerr;
@@ -1245,7 +1275,7 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
 		cg_errors_add(errs, name, jerr.line, jerr.column, "%s",
-			      jerr.text);
+		              jerr.text);
 		goto fail;
 	}
 	if (memchr(buf, '\0', len) != NULL) {
@@ -1259,10 +1289,10 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 	}
 	ld.p = p;
 	snprintf(p->digest, sizeof(p->digest), "%016llx",
-		 (unsigned long long)fnv1a64(buf, len));
+	         (unsigned long long)fnv1a64(buf, len));
 	cg_errors_init(&p->warnings);
 	{
-		struct pos_scan ps = { buf, len, 0, 1, 1, &ld.pos };
+		struct pos_scan ps = {buf, len, 0, 1, 1, &ld.pos};
 		pos_value(&ps, "", 0, 0, 0);
 	}
 	if (!json_is_object(root)) {
@@ -1302,7 +1332,8 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 	if (v == NULL) {
 		err_at(&ld, "", false, "missing \"routes\"");
 	} else if (!json_is_array(v) || json_array_size(v) == 0) {
-		err_at(&ld, "routes", false, "must be a non-empty list of routes");
+		err_at(&ld, "routes", false,
+		       "must be a non-empty list of routes");
 	} else if (json_array_size(v) > POLICY_MAX_ROUTES) {
 		err_at(&ld, "routes", false, "more than %d routes",
 		       POLICY_MAX_ROUTES);
@@ -1312,7 +1343,8 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 			err_at(&ld, "", false, "out of memory");
 			goto fail;
 		}
-		json_array_foreach(v, i, e) {
+		json_array_foreach(v, i, e)
+		{
 			p->nroutes++;
 			load_route(&ld, e, (unsigned)i);
 		}
@@ -1322,7 +1354,8 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 	if (v == NULL) {
 		err_at(&ld, "", false, "missing \"rules\"");
 	} else if (!json_is_array(v) || json_array_size(v) == 0) {
-		err_at(&ld, "rules", false, "must be a non-empty list of rules");
+		err_at(&ld, "rules", false,
+		       "must be a non-empty list of rules");
 	} else if (json_array_size(v) > POLICY_MAX_RULES) {
 		err_at(&ld, "rules", false, "more than %d rules",
 		       POLICY_MAX_RULES);
@@ -1332,7 +1365,8 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 			err_at(&ld, "", false, "out of memory");
 			goto fail;
 		}
-		json_array_foreach(v, i, e) {
+		json_array_foreach(v, i, e)
+		{
 			p->nrules++;
 			load_rule(&ld, e, (unsigned)i);
 		}
@@ -1361,7 +1395,7 @@ policy_load(const char *path, struct cg_errors *errs)
 
 	if (f == NULL) {
 		cg_errors_add(errs, path, 0, 0, "cannot open: %s",
-			      strerror(errno));
+		              strerror(errno));
 		goto done;
 	}
 	for (;;) {
@@ -1370,12 +1404,13 @@ policy_load(const char *path, struct cg_errors *errs)
 			cap = cap ? cap * 2 : 65536;
 			if (cap > (64u << 20)) {
 				cg_errors_add(errs, path, 0, 0,
-					      "file larger than 64 MiB");
+				              "file larger than 64 MiB");
 				goto done;
 			}
 			nb = realloc(buf, cap);
 			if (nb == NULL) {
-				cg_errors_add(errs, path, 0, 0, "out of memory");
+				cg_errors_add(errs, path, 0, 0,
+				              "out of memory");
 				goto done;
 			}
 			buf = nb;
@@ -1387,7 +1422,7 @@ policy_load(const char *path, struct cg_errors *errs)
 	}
 	if (ferror(f)) {
 		cg_errors_add(errs, path, 0, 0, "read error: %s",
-			      strerror(errno));
+		              strerror(errno));
 		goto done;
 	}
 	p = policy_load_buf(path, buf ? buf : "", len, errs);

@@ -8,10 +8,10 @@
 
 #include "consentgate/policy.h"
 
-#define POLICY_MAX_PURPOSES 64   /* purposes per rule file (bit mask) */
-#define POLICY_MAX_GROUPS 64     /* jurisdiction groups per rule file */
-#define POLICY_MAX_ROUTES 256    /* routes per rule file */
-#define POLICY_MAX_RULES 1024    /* rules per rule file */
+#define POLICY_MAX_PURPOSES 64        /* purposes per rule file (bit mask) */
+#define POLICY_MAX_GROUPS 64          /* jurisdiction groups per rule file */
+#define POLICY_MAX_ROUTES 256         /* routes per rule file */
+#define POLICY_MAX_RULES 1024         /* rules per rule file */
 #define POLICY_COUNTRY_BITS (26 * 26) /* one bit per two-letter code */
 
 /* Status bits of a rule's "status" condition. */
@@ -38,8 +38,8 @@ struct policy_route {
 	size_t method_len, path_len; /* for matching without strlen */
 	bool prefix;
 	enum policy_action action;
-	int purpose;                 /* index into purposes, -1 for pass */
-	unsigned formats;            /* SCAN_FORMAT_* bits */
+	int purpose;      /* index into purposes, -1 for pass */
+	unsigned formats; /* SCAN_FORMAT_* bits */
 	bool has_array_at;
 	struct jsonptr array_at;
 	struct jsonptr locators[CG_MAX_LOCATORS];
@@ -53,17 +53,17 @@ struct policy_route {
 /* One compiled rule: every present condition must hold. */
 struct policy_rule {
 	char *id;
-	bool has_purposes;           /* false: applies to every purpose */
-	uint64_t purposes;           /* bit per purpose */
+	bool has_purposes; /* false: applies to every purpose */
+	uint64_t purposes; /* bit per purpose */
 	bool has_known, known;
 	bool has_jurisdiction;
 	uint8_t countries[POLICY_COUNTRY_BITS / 8 + 1];
 	bool has_status;
-	unsigned status;             /* POLICY_STATUS_BIT mask */
+	unsigned status; /* POLICY_STATUS_BIT mask */
 	bool has_older, has_newer;
 	int64_t older_than, newer_than; /* seconds */
 	bool allow;
-	bool is_default;             /* no "if" */
+	bool is_default; /* no "if" */
 	/* the source text of the conditions, for explanations */
 	char *jurisdiction_text;
 	int line, col;
@@ -80,8 +80,8 @@ struct policy {
 	unsigned nroutes;
 	struct policy_rule *rules;
 	unsigned nrules;
-	uint64_t groups_used;        /* bit per group named by a rule */
-	struct cg_errors warnings;   /* from policy_lint at load */
+	uint64_t groups_used;      /* bit per group named by a rule */
+	struct cg_errors warnings; /* from policy_lint at load */
 };
 
 /* rule.c: warnings (never-matching, shadowed, unused) into p->warnings. */

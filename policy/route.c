@@ -10,7 +10,7 @@
 
 const struct policy_route *
 policy_match(const struct policy *p, struct cg_slice method,
-	     struct cg_slice path)
+             struct cg_slice path)
 {
 	for (unsigned i = 0; i < p->nroutes; i++) {
 		const struct policy_route *r = &p->routes[i];
@@ -18,7 +18,8 @@ policy_match(const struct policy *p, struct cg_slice method,
 
 		/* methods are case-sensitive (RFC 9110, 9.1) */
 		if (!(ml == 1 && r->method[0] == '*') &&
-		    (ml != method.len || memcmp(r->method, method.ptr, ml) != 0))
+		    (ml != method.len ||
+		     memcmp(r->method, method.ptr, ml) != 0))
 			continue;
 		if (r->prefix ? path.len < pl : path.len != pl)
 			continue;
@@ -164,7 +165,7 @@ sniff_json(unsigned formats, const char *body, size_t len)
 
 int
 policy_body_format(const struct policy_route *r, struct cg_slice content_type,
-		   const char *body, size_t len)
+                   const char *body, size_t len)
 {
 	const char *s = content_type.ptr;
 	size_t n = content_type.len, tn;
@@ -191,14 +192,14 @@ policy_body_format(const struct policy_route *r, struct cg_slice content_type,
 	    slice_ieq(s, tn, "application/jsonl") ||
 	    slice_ieq(s, tn, "application/x-jsonlines"))
 		return (r->formats & SCAN_FORMAT_NDJSON) ? SCAN_FORMAT_NDJSON
-							 : -1;
+		                                         : -1;
 	return -1;
 }
 
 size_t
 policy_body_rebuild(enum scan_format format, const char *body, size_t len,
-		    size_t array_open, size_t array_close,
-		    const struct policy_span *kept, unsigned nkept, char *out)
+                    size_t array_open, size_t array_close,
+                    const struct policy_span *kept, unsigned nkept, char *out)
 {
 	size_t o = 0;
 

@@ -10,7 +10,10 @@
 #include "policy_internal.h"
 
 static const char *const status_words[] = {
-	"none", "granted", "denied", "withdrawn",
+    "none",
+    "granted",
+    "denied",
+    "withdrawn",
 };
 
 static bool
@@ -23,7 +26,7 @@ has_row(const struct consent_lookup_result *c)
  * no status and no consent age, so those conditions never match them. */
 static bool
 rule_matches(const struct policy_rule *ru,
-	     const struct consent_lookup_result *c, int64_t now)
+             const struct consent_lookup_result *c, int64_t now)
 {
 	if (ru->has_known && ru->known != c->known)
 		return false;
@@ -49,7 +52,7 @@ rule_matches(const struct policy_rule *ru,
 /* The first rule that applies to purpose and matches; NULL when none. */
 static const struct policy_rule *
 first_match(const struct policy *p, int purpose,
-	    const struct consent_lookup_result *c, int64_t now)
+            const struct consent_lookup_result *c, int64_t now)
 {
 	uint64_t bit = purpose >= 0 ? 1ull << purpose : 0;
 
@@ -65,8 +68,8 @@ first_match(const struct policy *p, int purpose,
 
 void
 policy_decide(const struct policy_route *r, const struct consent_table *t,
-	      const struct cg_slice *subjects, unsigned nsubjects, int64_t now,
-	      struct policy_decision *out)
+              const struct cg_slice *subjects, unsigned nsubjects, int64_t now,
+              struct policy_decision *out)
 {
 	const struct policy *p = r->policy;
 	const char *pname = r->purpose >= 0 ? p->purposes[r->purpose].name : "";
@@ -88,7 +91,7 @@ policy_decide(const struct policy_route *r, const struct consent_table *t,
 		memset(&c, 0, sizeof(c));
 		if (nsubjects > 0 && t != NULL)
 			consent_lookup(t, subjects[i].ptr, subjects[i].len, pid,
-				       &c);
+			               &c);
 		ru = first_match(p, r->purpose, &c, now);
 		out->subject = i;
 		out->consent = c;
@@ -109,9 +112,8 @@ rule_by_id(const struct policy *p, const char *id)
 	return NULL;
 }
 
-static void
-appendf(char *buf, size_t cap, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void appendf(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void
 appendf(char *buf, size_t cap, const char *fmt, ...)
@@ -141,7 +143,7 @@ format_duration(int64_t s, char *buf, size_t cap)
 
 void
 policy_explain(const struct policy_route *r, const struct policy_decision *d,
-	       int64_t now, char *buf, size_t cap)
+               int64_t now, char *buf, size_t cap)
 {
 	const struct consent_lookup_result *c = &d->consent;
 	const struct policy_rule *ru = rule_by_id(r->policy, d->rule_id);
@@ -155,7 +157,7 @@ policy_explain(const struct policy_route *r, const struct policy_decision *d,
 		appendf(buf, cap, "unknown person (no consent row)");
 	else
 		appendf(buf, cap, "jurisdiction=%s",
-			c->jurisdiction[0] ? c->jurisdiction : "(none)");
+		        c->jurisdiction[0] ? c->jurisdiction : "(none)");
 	if (ru == NULL) {
 		appendf(buf, cap, "; %s", d->rule_id ? d->rule_id : "");
 		goto evidence;
@@ -171,8 +173,8 @@ policy_explain(const struct policy_route *r, const struct policy_decision *d,
 	}
 	if (ru->has_jurisdiction) {
 		appendf(buf, cap, "%sjurisdiction in [%s] (%s)", sep,
-			ru->jurisdiction_text ? ru->jurisdiction_text : "",
-			c->jurisdiction);
+		        ru->jurisdiction_text ? ru->jurisdiction_text : "",
+		        c->jurisdiction);
 		sep = ", ";
 	}
 	if (ru->has_status) {
@@ -180,11 +182,13 @@ policy_explain(const struct policy_route *r, const struct policy_decision *d,
 		const char *ssep = "";
 		for (unsigned s = 0; s < 4; s++)
 			if (ru->status & POLICY_STATUS_BIT(s)) {
-				appendf(buf, cap, "%s%s", ssep, status_words[s]);
+				appendf(buf, cap, "%s%s", ssep,
+				        status_words[s]);
 				ssep = ",";
 			}
 		appendf(buf, cap, "] (%s)",
-			(unsigned)c->status < 4 ? status_words[c->status] : "?");
+		        (unsigned)c->status < 4 ? status_words[c->status]
+		                                : "?");
 		sep = ", ";
 	}
 	format_duration(now - c->updated_at, age, sizeof(age));
@@ -200,7 +204,7 @@ policy_explain(const struct policy_route *r, const struct policy_decision *d,
 evidence:
 	if (c->evidence.len > 0)
 		appendf(buf, cap, "; evidence=%.*s", (int)c->evidence.len,
-			c->evidence.ptr);
+		        c->evidence.ptr);
 }
 
 /* ---- lint ---- */
@@ -209,9 +213,8 @@ evidence:
 static bool
 implied_by(const struct policy_rule *a, const struct policy_rule *b)
 {
-	bool b_known_true = (b->has_known && b->known) ||
-			    b->has_jurisdiction || b->has_status ||
-			    b->has_older || b->has_newer;
+	bool b_known_true = (b->has_known && b->known) || b->has_jurisdiction ||
+	                    b->has_status || b->has_older || b->has_newer;
 
 	if (a->has_known) {
 		if (a->known && !b_known_true)
@@ -226,8 +229,7 @@ implied_by(const struct policy_rule *a, const struct policy_rule *b)
 			if (b->countries[i] & ~a->countries[i])
 				return false;
 	}
-	if (a->has_status &&
-	    (!b->has_status || (b->status & ~a->status) != 0))
+	if (a->has_status && (!b->has_status || (b->status & ~a->status) != 0))
 		return false;
 	if (a->has_older && (!b->has_older || b->older_than < a->older_than))
 		return false;
@@ -283,11 +285,11 @@ policy_lint(struct policy *p, const char *name)
 		for (unsigned j = 0; j < i; j++)
 			if (route_covers(&p->routes[j], r)) {
 				cg_errors_add(w, name, r->line, r->col,
-					      "warning: routes[%u] ('%s') is "
-					      "never used: routes[%u] ('%s') "
-					      "before it matches every request "
-					      "it would",
-					      i, r->name, j, p->routes[j].name);
+				              "warning: routes[%u] ('%s') is "
+				              "never used: routes[%u] ('%s') "
+				              "before it matches every request "
+				              "it would",
+				              i, r->name, j, p->routes[j].name);
 				break;
 			}
 	}
@@ -299,15 +301,15 @@ policy_lint(struct policy *p, const char *name)
 		named |= b->purposes;
 		if (never_matches(b, &why)) {
 			cg_errors_add(w, name, b->line, b->col,
-				      "warning: rule '%s' can never match: %s",
-				      b->id, why);
+			              "warning: rule '%s' can never match: %s",
+			              b->id, why);
 			continue;
 		}
 		if (eb == 0) {
 			cg_errors_add(w, name, b->line, b->col,
-				      "warning: rule '%s' applies to no "
-				      "purpose of an inspected route",
-				      b->id);
+			              "warning: rule '%s' applies to no "
+			              "purpose of an inspected route",
+			              b->id);
 			continue;
 		}
 		for (unsigned j = 0; j < k; j++) {
@@ -317,35 +319,34 @@ policy_lint(struct policy *p, const char *name)
 				continue;
 			if (a->is_default)
 				cg_errors_add(w, name, b->line, b->col,
-					      "warning: rule '%s' can never "
-					      "match: the default rule '%s' "
-					      "(line %d) before it decides "
-					      "every person",
-					      b->id, a->id, a->line);
+				              "warning: rule '%s' can never "
+				              "match: the default rule '%s' "
+				              "(line %d) before it decides "
+				              "every person",
+				              b->id, a->id, a->line);
 			else
 				cg_errors_add(w, name, b->line, b->col,
-					      "warning: rule '%s' can never "
-					      "match: rule '%s' (line %d) "
-					      "before it has the same or wider "
-					      "conditions",
-					      b->id, a->id, a->line);
+				              "warning: rule '%s' can never "
+				              "match: rule '%s' (line %d) "
+				              "before it has the same or wider "
+				              "conditions",
+				              b->id, a->id, a->line);
 			break;
 		}
 	}
 	for (unsigned i = 0; i < p->npurposes; i++)
 		if (!(used & (1ull << i)))
-			cg_errors_add(w, name, p->purposes[i].line,
-				      p->purposes[i].col,
-				      "warning: purpose '%s' is declared but "
-				      "no inspected route uses it%s",
-				      p->purposes[i].name,
-				      (named & (1ull << i)) ? " (only rules)"
-							     : "");
+			cg_errors_add(
+			    w, name, p->purposes[i].line, p->purposes[i].col,
+			    "warning: purpose '%s' is declared but "
+			    "no inspected route uses it%s",
+			    p->purposes[i].name,
+			    (named & (1ull << i)) ? " (only rules)" : "");
 	for (unsigned i = 0; i < p->ngroups; i++)
 		if (!(p->groups_used & (1ull << i)))
 			cg_errors_add(w, name, p->groups[i].line,
-				      p->groups[i].col,
-				      "warning: jurisdiction group '%s' is "
-				      "declared but no rule uses it",
-				      p->groups[i].name);
+			              p->groups[i].col,
+			              "warning: jurisdiction group '%s' is "
+			              "declared but no rule uses it",
+			              p->groups[i].name);
 }

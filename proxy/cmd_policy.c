@@ -72,7 +72,8 @@ read_all(FILE *f, size_t *len)
 	for (;;) {
 		if (n == cap) {
 			cap = cap ? cap * 2 : 65536;
-			if (cap > BODY_MAX + 1 || (nb = realloc(buf, cap)) == NULL)
+			if (cap > BODY_MAX + 1 ||
+			    (nb = realloc(buf, cap)) == NULL)
 				goto fail;
 			buf = nb;
 		}
@@ -115,7 +116,8 @@ parse_rfc3339(const char *s, int64_t *out)
 
 	memset(&tm, 0, sizeof(tm));
 	if (sscanf(s, "%4d-%2d-%2d%*[Tt ]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi,
-		   &sec, &n) != 6 || n == 0)
+	           &sec, &n) != 6 ||
+	    n == 0)
 		return -1;
 	c = s + n;
 	if (*c == '.')
@@ -160,15 +162,15 @@ struct rec_out {
 };
 
 struct run_result {
-	int status;        /* 200, 403, 404, 415, 400 */
-	char error[256];   /* why, when status is not 200 or 403 */
+	int status;      /* 200, 403, 404, 415, 400 */
+	char error[256]; /* why, when status is not 200 or 403 */
 	const struct policy_route *route;
 	int format;
 	struct rec_out *recs;
 	unsigned nrecs;
 	unsigned kept, dropped;
 	bool blocked;
-	char *out;         /* the body to forward */
+	char *out; /* the body to forward */
 	size_t out_len;
 };
 
@@ -205,8 +207,8 @@ join_subjects(const struct cg_slice *s, unsigned n)
 
 static int
 add_rec(struct run_result *res, size_t start, size_t end,
-	const struct cg_slice *subj, unsigned nsubj,
-	const struct policy_decision *d)
+        const struct cg_slice *subj, unsigned nsubj,
+        const struct policy_decision *d)
 {
 	struct rec_out *nr;
 
@@ -239,9 +241,9 @@ add_rec(struct run_result *res, size_t start, size_t end,
  */
 static int
 run_request(const struct policy *p, const struct consent_table *t,
-	    const char *method, const char *path, const char *ctype,
-	    const char *(*header)(void *, const char *), void *hctx,
-	    const char *body, size_t len, int64_t now, struct run_result *res)
+            const char *method, const char *path, const char *ctype,
+            const char *(*header)(void *, const char *), void *hctx,
+            const char *body, size_t len, int64_t now, struct run_result *res)
 {
 	struct scan_record *rec = NULL;
 	struct policy_span *spans = NULL;
@@ -252,14 +254,14 @@ run_request(const struct policy *p, const struct consent_table *t,
 	int rc = -1, n;
 
 	memset(res, 0, sizeof(*res));
-	r = policy_match(p, (struct cg_slice){ method, strlen(method) },
-			 (struct cg_slice){ path, q ? (size_t)(q - path)
-						   : strlen(path) });
+	r = policy_match(
+	    p, (struct cg_slice){method, strlen(method)},
+	    (struct cg_slice){path, q ? (size_t)(q - path) : strlen(path)});
 	res->route = r;
 	if (r == NULL) {
 		res->status = 404;
 		snprintf(res->error, sizeof(res->error),
-			 "no route covers %s %s", method, path);
+		         "no route covers %s %s", method, path);
 		return 0;
 	}
 	res->status = 200;
@@ -273,7 +275,7 @@ run_request(const struct policy *p, const struct consent_table *t,
 	if (policy_route_subject_header(r) != NULL) {
 		/* decided without reading the body, as the proxy does */
 		const char *v = header(hctx, policy_route_subject_header(r));
-		struct cg_slice s = { v, v ? strlen(v) : 0 };
+		struct cg_slice s = {v, v ? strlen(v) : 0};
 		unsigned ns = s.len > 0 ? 1 : 0;
 		policy_decide(r, t, &s, ns, now, &d);
 		if (add_rec(res, 0, len, &s, ns, &d) != 0)
@@ -287,31 +289,31 @@ run_request(const struct policy *p, const struct consent_table *t,
 		goto blocked;
 	}
 	res->format = policy_body_format(
-		r, (struct cg_slice){ ctype ? ctype : "", ctype ? strlen(ctype) : 0 },
-		body, len);
+	    r, (struct cg_slice){ctype ? ctype : "", ctype ? strlen(ctype) : 0},
+	    body, len);
 	if (res->format < 0) {
 		res->status = 415;
 		snprintf(res->error, sizeof(res->error),
-			 "route '%s' does not accept this body (content type "
-			 "'%s')",
-			 policy_route_name(r), ctype ? ctype : "");
+		         "route '%s' does not accept this body (content type "
+		         "'%s')",
+		         policy_route_name(r), ctype ? ctype : "");
 		return 0;
 	}
 	if ((rec = malloc(sizeof(*rec))) == NULL)
 		goto done;
 	scan_iter_init(&it, policy_route_scan_spec(r), res->format,
-		       policy_route_array_at(r), body, len);
+	               policy_route_array_at(r), body, len);
 	while ((n = scan_iter_next(&it, rec)) == 1) {
 		policy_decide(r, t, rec->subjects, rec->nsubjects, now, &d);
 		if (add_rec(res, rec->start, rec->end, rec->subjects,
-			    rec->nsubjects, &d) != 0)
+		            rec->nsubjects, &d) != 0)
 			goto done;
 	}
 	if (n < 0) {
 		res->status = 400;
 		snprintf(res->error, sizeof(res->error),
-			 "record %u: %s (byte %zu)", it.index,
-			 it.error ? it.error : "malformed", it.offset);
+		         "record %u: %s (byte %zu)", it.index,
+		         it.error ? it.error : "malformed", it.offset);
 		rc = 0;
 		goto done;
 	}
@@ -325,11 +327,12 @@ run_request(const struct policy *p, const struct consent_table *t,
 			spans[k].end = res->recs[i].end;
 			k++;
 		}
-	res->out_len = policy_body_rebuild(res->format, body, len,
-					   it.array_open, it.array_close, spans,
-					   k, res->out);
+	res->out_len =
+	    policy_body_rebuild(res->format, body, len, it.array_open,
+	                        it.array_close, spans, k, res->out);
 blocked:
-	if (res->dropped > 0 && policy_route_on_deny(r) == POLICY_ON_DENY_BLOCK) {
+	if (res->dropped > 0 &&
+	    policy_route_on_deny(r) == POLICY_ON_DENY_BLOCK) {
 		res->blocked = true;
 		res->status = 403;
 		res->out_len = 0;
@@ -359,16 +362,17 @@ cmd_check(int argc, char **argv)
 	int rc;
 
 	if (argc == 2 && is_help(argv[1])) {
-		printf("usage: consentgate check POLICY\n\n"
-		       "Validate a rule file. Prints every error and warning as "
-		       "file:line:col: message,\nthen \"POLICY: OK (N routes, "
-		       "N rules)\".\nExit 0 when valid (warnings allowed), 1 on "
-		       "errors, 2 on bad usage.\n");
+		printf(
+		    "usage: consentgate check POLICY\n\n"
+		    "Validate a rule file. Prints every error and warning as "
+		    "file:line:col: message,\nthen \"POLICY: OK (N routes, "
+		    "N rules)\".\nExit 0 when valid (warnings allowed), 1 on "
+		    "errors, 2 on bad usage.\n");
 		return 0;
 	}
 	if (argc != 2 || argv[1][0] == '-') {
 		fprintf(stderr, "consentgate check: expected one POLICY file "
-				"(see --help)\n");
+		                "(see --help)\n");
 		return 2;
 	}
 	cg_errors_init(&errs);
@@ -376,8 +380,8 @@ cmd_check(int argc, char **argv)
 	if (p == NULL) {
 		print_errors(&errs);
 		fprintf(stderr, "%s: %u error%s\n", argv[1],
-			errs.count + errs.dropped,
-			errs.count + errs.dropped == 1 ? "" : "s");
+		        errs.count + errs.dropped,
+		        errs.count + errs.dropped == 1 ? "" : "s");
 		rc = 1;
 		goto done;
 	}
@@ -417,21 +421,21 @@ static void
 eval_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: consentgate eval --policy P --consent C --route "
-		"'METHOD /path'\n"
-		"                        [--content-type T] [--now RFC3339] "
-		"[--header 'Name: value']\n"
-		"                        [--explain] [--output table|kept] "
-		"[FILE|-]\n\n"
-		"Decide every record of a request body (FILE, or stdin) as "
-		"the proxy would.\n"
-		"--output table (default) prints one line per record: index, "
-		"subject(s),\n  decision, rule id, consent status; --explain "
-		"adds why.\n"
-		"--output kept prints exactly the body that would be "
-		"forwarded.\n"
-		"Exit 0, 1 when the body cannot be decided (malformed, "
-		"unsupported), 2 on bad usage.\n");
+	        "usage: consentgate eval --policy P --consent C --route "
+	        "'METHOD /path'\n"
+	        "                        [--content-type T] [--now RFC3339] "
+	        "[--header 'Name: value']\n"
+	        "                        [--explain] [--output table|kept] "
+	        "[FILE|-]\n\n"
+	        "Decide every record of a request body (FILE, or stdin) as "
+	        "the proxy would.\n"
+	        "--output table (default) prints one line per record: index, "
+	        "subject(s),\n  decision, rule id, consent status; --explain "
+	        "adds why.\n"
+	        "--output kept prints exactly the body that would be "
+	        "forwarded.\n"
+	        "Exit 0, 1 when the body cannot be decided (malformed, "
+	        "unsupported), 2 on bad usage.\n");
 }
 
 int
@@ -482,8 +486,8 @@ cmd_eval(int argc, char **argv)
 		if (slot != NULL || strcmp(a, "--header") == 0) {
 			if (i + 1 >= argc) {
 				fprintf(stderr,
-					"consentgate eval: %s needs a value\n",
-					a);
+				        "consentgate eval: %s needs a value\n",
+				        a);
 				goto done;
 			}
 			if (slot != NULL) {
@@ -493,8 +497,8 @@ cmd_eval(int argc, char **argv)
 			if (nheaders == 16 ||
 			    strchr(argv[i + 1], ':') == NULL) {
 				fprintf(stderr,
-					"consentgate eval: --header takes "
-					"'Name: value' (at most 16)\n");
+				        "consentgate eval: --header takes "
+				        "'Name: value' (at most 16)\n");
 				goto done;
 			}
 			headers[nheaders].ptr = argv[++i];
@@ -503,41 +507,42 @@ cmd_eval(int argc, char **argv)
 		}
 		if (a[0] == '-' && a[1] != '\0') {
 			fprintf(stderr,
-				"consentgate eval: unknown option '%s' (see "
-				"--help)\n",
-				a);
+			        "consentgate eval: unknown option '%s' (see "
+			        "--help)\n",
+			        a);
 			goto done;
 		}
 		if (have_file) {
 			fprintf(stderr, "consentgate eval: one body FILE only "
-					"(see --help)\n");
+			                "(see --help)\n");
 			goto done;
 		}
 		file = a;
 		have_file = true;
 	}
 	if (ppath == NULL || cpath == NULL || route == NULL) {
-		fprintf(stderr, "consentgate eval: %s is required (see "
-				"--help)\n",
-			ppath == NULL ? "--policy"
-			: cpath == NULL ? "--consent"
-					: "--route");
+		fprintf(stderr,
+		        "consentgate eval: %s is required (see "
+		        "--help)\n",
+		        ppath == NULL   ? "--policy"
+		        : cpath == NULL ? "--consent"
+		                        : "--route");
 		goto done;
 	}
 	if (strcmp(output, "table") != 0 && strcmp(output, "kept") != 0) {
 		fprintf(stderr,
-			"consentgate eval: --output must be table or kept, "
-			"not '%s'\n",
-			output);
+		        "consentgate eval: --output must be table or kept, "
+		        "not '%s'\n",
+		        output);
 		goto done;
 	}
 	path = strchr(route, ' ');
 	if (path == NULL || (size_t)(path - route) >= sizeof(method) ||
 	    path[1] != '/') {
 		fprintf(stderr,
-			"consentgate eval: --route must be 'METHOD /path', "
-			"not '%s'\n",
-			route);
+		        "consentgate eval: --route must be 'METHOD /path', "
+		        "not '%s'\n",
+		        route);
 		goto done;
 	}
 	memcpy(method, route, (size_t)(path - route));
@@ -545,9 +550,9 @@ cmd_eval(int argc, char **argv)
 	path++;
 	if (nowtext != NULL && parse_rfc3339(nowtext, &now) != 0) {
 		fprintf(stderr,
-			"consentgate eval: --now must be an RFC 3339 time like "
-			"2026-01-01T00:00:00Z, not '%s'\n",
-			nowtext);
+		        "consentgate eval: --now must be an RFC 3339 time like "
+		        "2026-01-01T00:00:00Z, not '%s'\n",
+		        nowtext);
 		goto done;
 	}
 	if ((p = policy_load(ppath, &errs)) == NULL ||
@@ -557,12 +562,12 @@ cmd_eval(int argc, char **argv)
 	}
 	if ((body = read_file(file, &len)) == NULL) {
 		fprintf(stderr, "consentgate eval: cannot read %s: %s\n",
-			strcmp(file, "-") == 0 ? "stdin" : file,
-			strerror(errno));
+		        strcmp(file, "-") == 0 ? "stdin" : file,
+		        strerror(errno));
 		goto done;
 	}
 	if (run_request(p, t, method, path, ctype, no_header, headers, body,
-			len, now, &res) != 0) {
+	                len, now, &res) != 0) {
 		fprintf(stderr, "consentgate eval: out of memory\n");
 		goto done;
 	}
@@ -572,7 +577,7 @@ cmd_eval(int argc, char **argv)
 	}
 	if (res.status == 415 || res.status == 400) {
 		fprintf(stderr, "consentgate eval: %s (HTTP %d)\n", res.error,
-			res.status);
+		        res.status);
 		rc = 1;
 		goto done;
 	}
@@ -580,9 +585,9 @@ cmd_eval(int argc, char **argv)
 		fwrite(res.out, 1, res.out_len, stdout);
 		if (res.blocked)
 			fprintf(stderr,
-				"consentgate eval: request blocked (403): %u "
-				"record%s denied\n",
-				res.dropped, res.dropped == 1 ? "" : "s");
+			        "consentgate eval: request blocked (403): %u "
+			        "record%s denied\n",
+			        res.dropped, res.dropped == 1 ? "" : "s");
 		rc = 0;
 		goto done;
 	}
@@ -602,7 +607,8 @@ cmd_eval(int argc, char **argv)
 		       status_word(&ro->d));
 		if (explain) {
 			char why[512];
-			policy_explain(res.route, &ro->d, now, why, sizeof(why));
+			policy_explain(res.route, &ro->d, now, why,
+			               sizeof(why));
 			printf("\t%s", why);
 		}
 		printf("\n");
@@ -622,10 +628,10 @@ done:
 /* ---- test ---- */
 
 struct case_ctx {
-	const char *file;   /* the case file */
-	char dir[4096];     /* its directory, with a trailing '/' or "" */
+	const char *file; /* the case file */
+	char dir[4096];   /* its directory, with a trailing '/' or "" */
 	const struct policy *p;
-	unsigned *hits;     /* per rule */
+	unsigned *hits; /* per rule */
 	unsigned passed, failed;
 };
 
@@ -688,25 +694,26 @@ table_from_rows(const char *name, json_t *rows, char *err, size_t errcap)
 		snprintf(err, errcap, "'consent' must be a list of rows");
 		goto done;
 	}
-	json_array_foreach(rows, i, row) {
+	json_array_foreach(rows, i, row)
+	{
 		size_t n = json_array_size(row);
 		if (!json_is_array(row) || n < 5 || n > 6) {
 			snprintf(err, errcap,
-				 "consent[%zu]: a row is [subject, purpose, "
-				 "status, jurisdiction, updated_at, evidence?]",
-				 i);
+			         "consent[%zu]: a row is [subject, purpose, "
+			         "status, jurisdiction, updated_at, evidence?]",
+			         i);
 			goto done;
 		}
 		for (k = 0; k < 6; k++) {
 			f = json_array_get(row, k);
 			if (k < n && !json_is_string(f)) {
 				snprintf(err, errcap,
-					 "consent[%zu][%zu]: must be a string",
-					 i, k);
+				         "consent[%zu][%zu]: must be a string",
+				         i, k);
 				goto done;
 			}
 			csv_field(&csv, &len, &cap,
-				  k < n ? json_string_value(f) : "", k == 5);
+			          k < n ? json_string_value(f) : "", k == 5);
 		}
 	}
 	if (csv == NULL) {
@@ -716,7 +723,7 @@ table_from_rows(const char *name, json_t *rows, char *err, size_t errcap)
 	t = consent_import_csv(name, csv, len, &errs);
 	if (t == NULL)
 		snprintf(err, errcap, "%s",
-			 errs.count ? errs.msgs[0] : "bad consent rows");
+		         errs.count ? errs.msgs[0] : "bad consent rows");
 done:
 	free(csv);
 	cg_errors_reset(&errs);
@@ -732,7 +739,8 @@ json_header(void *ctx, const char *name)
 
 	if (h == NULL)
 		return NULL;
-	json_object_foreach(h, key, v) {
+	json_object_foreach(h, key, v)
+	{
 		if (strcasecmp(key, name) == 0)
 			return json_string_value(v);
 	}
@@ -751,7 +759,7 @@ dump_json(const char *label, json_t *v, FILE *out)
 /* Compare one expectation; print the difference when it fails. */
 static bool
 expect_eq(const char *case_name, bool *header, const char *key, json_t *want,
-	  json_t *got)
+          json_t *got)
 {
 	if (json_equal(want, got))
 		return true;
@@ -761,10 +769,10 @@ expect_eq(const char *case_name, bool *header, const char *key, json_t *want,
 	}
 	if (json_is_array(want) && json_is_array(got)) {
 		size_t n = json_array_size(want) > json_array_size(got)
-				   ? json_array_size(want)
-				   : json_array_size(got);
-		bool elementwise = strcmp(key, "rules") == 0 ||
-				   strcmp(key, "decisions") == 0;
+		               ? json_array_size(want)
+		               : json_array_size(got);
+		bool elementwise =
+		    strcmp(key, "rules") == 0 || strcmp(key, "decisions") == 0;
 		if (elementwise) {
 			printf("    %s:\n", key);
 			for (size_t i = 0; i < n; i++) {
@@ -798,8 +806,8 @@ kept_records_json(const struct run_result *res, const char *body)
 		if (!res->recs[i].d.allow)
 			continue;
 		json_t *v = json_loadb(body + res->recs[i].start,
-				       res->recs[i].end - res->recs[i].start,
-				       JSON_DECODE_ANY, NULL);
+		                       res->recs[i].end - res->recs[i].start,
+		                       JSON_DECODE_ANY, NULL);
 		json_array_append_new(a, v ? v : json_null());
 	}
 	return a;
@@ -810,13 +818,13 @@ static int
 run_case(struct case_ctx *cc, json_t *file_root, json_t *c, size_t idx)
 {
 	static const char *const keys[] = {
-		"name", "route", "now", "consent", "consent_file",
-		"content_type", "headers", "body", "body_file", "records",
-		"expect", NULL,
+	    "name",         "route",        "now",     "consent",
+	    "consent_file", "content_type", "headers", "body",
+	    "body_file",    "records",      "expect",  NULL,
 	};
 	static const char *const ekeys[] = {
-		"status", "kept", "kept_records", "dropped", "blocked",
-		"decisions", "rules", NULL,
+	    "status",  "kept",      "kept_records", "dropped",
+	    "blocked", "decisions", "rules",        NULL,
 	};
 	struct consent_table *t = NULL;
 	struct cg_errors errs;
@@ -834,16 +842,18 @@ run_case(struct case_ctx *cc, json_t *file_root, json_t *c, size_t idx)
 	cg_errors_init(&errs);
 	err[0] = '\0';
 	if (!json_is_object(c)) {
-		snprintf(err, sizeof(err), "cases[%zu]: must be an object", idx);
+		snprintf(err, sizeof(err), "cases[%zu]: must be an object",
+		         idx);
 		goto done;
 	}
-	json_object_foreach(c, key, v) {
+	json_object_foreach(c, key, v)
+	{
 		bool ok = false;
 		for (unsigned k = 0; keys[k]; k++)
 			ok |= strcmp(key, keys[k]) == 0;
 		if (!ok) {
 			snprintf(err, sizeof(err),
-				 "cases[%zu]: unknown key '%s'", idx, key);
+			         "cases[%zu]: unknown key '%s'", idx, key);
 			goto done;
 		}
 	}
@@ -851,14 +861,14 @@ run_case(struct case_ctx *cc, json_t *file_root, json_t *c, size_t idx)
 	route = json_string_value(json_object_get(c, "route"));
 	if (name == NULL || route == NULL) {
 		snprintf(err, sizeof(err),
-			 "cases[%zu]: 'name' and 'route' are required strings",
-			 idx);
+		         "cases[%zu]: 'name' and 'route' are required strings",
+		         idx);
 		goto done;
 	}
 	s = strchr(route, ' ');
 	if (s == NULL || (size_t)(s - route) >= sizeof(method) || s[1] != '/') {
 		snprintf(err, sizeof(err),
-			 "case '%s': route must be 'METHOD /path'", name);
+		         "case '%s': route must be 'METHOD /path'", name);
 		goto done;
 	}
 	memcpy(method, route, (size_t)(s - route));
@@ -869,37 +879,39 @@ run_case(struct case_ctx *cc, json_t *file_root, json_t *c, size_t idx)
 	if (v == NULL)
 		v = json_object_get(file_root, "now");
 	if (v != NULL && (!json_is_string(v) ||
-			  parse_rfc3339(json_string_value(v), &now) != 0)) {
+	                  parse_rfc3339(json_string_value(v), &now) != 0)) {
 		snprintf(err, sizeof(err),
-			 "case '%s': 'now' must be an RFC 3339 time", name);
+		         "case '%s': 'now' must be an RFC 3339 time", name);
 		goto done;
 	}
 
 	/* consent: the case's rows or file, else the file's defaults */
 	json_t *holder = c;
-	if (!json_object_get(c, "consent") && !json_object_get(c, "consent_file"))
+	if (!json_object_get(c, "consent") &&
+	    !json_object_get(c, "consent_file"))
 		holder = file_root;
 	consent = json_object_get(holder, "consent");
 	tmp = json_object_get(holder, "consent_file");
 	if (tmp != NULL) {
 		if (!json_is_string(tmp)) {
 			snprintf(err, sizeof(err),
-				 "case '%s': 'consent_file' must be a string",
-				 name);
+			         "case '%s': 'consent_file' must be a string",
+			         name);
 			goto done;
 		}
 		resolve(cc, json_string_value(tmp), fpath, sizeof(fpath));
 		t = consent_open(fpath, &errs);
 		if (t == NULL) {
 			snprintf(err, sizeof(err), "case '%s': %s", name,
-				 errs.count ? errs.msgs[0] : "bad consent file");
+			         errs.count ? errs.msgs[0]
+			                    : "bad consent file");
 			goto done;
 		}
 	} else {
 		json_t *none = json_array();
 		char e2[400];
 		t = table_from_rows(cc->file, consent ? consent : none, e2,
-				    sizeof(e2));
+		                    sizeof(e2));
 		json_decref(none);
 		if (t == NULL) {
 			snprintf(err, sizeof(err), "case '%s': %s", name, e2);
@@ -911,7 +923,7 @@ run_case(struct case_ctx *cc, json_t *file_root, json_t *c, size_t idx)
 	if ((v = json_object_get(c, "body")) != NULL) {
 		if (!json_is_string(v)) {
 			snprintf(err, sizeof(err),
-				 "case '%s': 'body' must be a string", name);
+			         "case '%s': 'body' must be a string", name);
 			goto done;
 		}
 		len = json_string_length(v);
@@ -921,14 +933,14 @@ run_case(struct case_ctx *cc, json_t *file_root, json_t *c, size_t idx)
 	} else if ((v = json_object_get(c, "body_file")) != NULL) {
 		if (!json_is_string(v)) {
 			snprintf(err, sizeof(err),
-				 "case '%s': 'body_file' must be a string",
-				 name);
+			         "case '%s': 'body_file' must be a string",
+			         name);
 			goto done;
 		}
 		resolve(cc, json_string_value(v), fpath, sizeof(fpath));
 		if ((body = read_file(fpath, &len)) == NULL) {
 			snprintf(err, sizeof(err), "case '%s': cannot read %s",
-				 name, fpath);
+			         name, fpath);
 			goto done;
 		}
 	} else if ((v = json_object_get(c, "records")) != NULL) {
@@ -936,11 +948,13 @@ run_case(struct case_ctx *cc, json_t *file_root, json_t *c, size_t idx)
 		json_t *r;
 		if (!json_is_array(v)) {
 			snprintf(err, sizeof(err),
-				 "case '%s': 'records' must be a list", name);
+			         "case '%s': 'records' must be a list", name);
 			goto done;
 		}
-		json_array_foreach(v, i, r) {
-			char *line = json_dumps(r, JSON_COMPACT | JSON_ENCODE_ANY);
+		json_array_foreach(v, i, r)
+		{
+			char *line =
+			    json_dumps(r, JSON_COMPACT | JSON_ENCODE_ANY);
 			size_t n = line ? strlen(line) : 0;
 			if (line == NULL || len + n + 2 > cap) {
 				cap = (len + n + 2) * 2;
@@ -963,29 +977,30 @@ run_case(struct case_ctx *cc, json_t *file_root, json_t *c, size_t idx)
 	headers = json_object_get(c, "headers");
 	if (headers != NULL && !json_is_object(headers)) {
 		snprintf(err, sizeof(err),
-			 "case '%s': 'headers' must be an object", name);
+		         "case '%s': 'headers' must be an object", name);
 		goto done;
 	}
 	s = json_string_value(json_object_get(c, "content_type"));
-	if (run_request(cc->p, t, method, rpath, s, json_header, headers,
-			body, len, now, &res) != 0)
+	if (run_request(cc->p, t, method, rpath, s, json_header, headers, body,
+	                len, now, &res) != 0)
 		goto done;
 
 	for (unsigned i = 0; i < res.nrecs; i++)
 		for (unsigned k = 0; k < policy_rule_count(cc->p); k++)
 			if (strcmp(policy_rule_id(cc->p, k),
-				   res.recs[i].d.rule_id) == 0)
+			           res.recs[i].d.rule_id) == 0)
 				cc->hits[k]++;
 
 	/* a case that expects nothing would pass whatever happens */
 	expect = json_object_get(c, "expect");
 	if (!json_is_object(expect) || json_object_size(expect) == 0) {
 		snprintf(err, sizeof(err),
-			 "case '%s': 'expect' must be a non-empty object",
-			 name);
+		         "case '%s': 'expect' must be a non-empty object",
+		         name);
 		goto done;
 	}
-	json_object_foreach(expect, key, v) {
+	json_object_foreach(expect, key, v)
+	{
 		json_t *got = NULL;
 		if (strcmp(key, "status") == 0) {
 			got = json_integer(res.status);
@@ -994,10 +1009,10 @@ run_case(struct case_ctx *cc, json_t *file_root, json_t *c, size_t idx)
 			for (unsigned i = 0; i < res.nrecs; i++)
 				if (res.recs[i].d.allow && !res.blocked)
 					json_array_append_new(got,
-							      json_integer(i));
+					                      json_integer(i));
 		} else if (strcmp(key, "kept_records") == 0) {
 			got = res.blocked ? json_array()
-					  : kept_records_json(&res, body);
+			                  : kept_records_json(&res, body);
 		} else if (strcmp(key, "dropped") == 0) {
 			got = json_integer(res.dropped);
 		} else if (strcmp(key, "blocked") == 0) {
@@ -1006,21 +1021,21 @@ run_case(struct case_ctx *cc, json_t *file_root, json_t *c, size_t idx)
 			got = json_array();
 			for (unsigned i = 0; i < res.nrecs; i++)
 				json_array_append_new(
-					got, json_string(res.recs[i].d.allow
-								 ? "allow"
-								 : "deny"));
+				    got,
+				    json_string(res.recs[i].d.allow ? "allow"
+				                                    : "deny"));
 		} else if (strcmp(key, "rules") == 0) {
 			got = json_array();
 			for (unsigned i = 0; i < res.nrecs; i++)
 				json_array_append_new(
-					got, json_string(res.recs[i].d.rule_id));
+				    got, json_string(res.recs[i].d.rule_id));
 		} else {
 			(void)ekeys;
 			snprintf(err, sizeof(err),
-				 "case '%s': unknown expectation '%s' "
-				 "(expected status, kept, kept_records, "
-				 "dropped, blocked, decisions, rules)",
-				 name, key);
+			         "case '%s': unknown expectation '%s' "
+			         "(expected status, kept, kept_records, "
+			         "dropped, blocked, decisions, rules)",
+			         name, key);
 			goto done;
 		}
 		if (!expect_eq(name, &failed, key, v, got))
@@ -1039,7 +1054,7 @@ run_case(struct case_ctx *cc, json_t *file_root, json_t *c, size_t idx)
 done:
 	if (rc != 0)
 		fprintf(stderr, "%s: %s\n", cc->file,
-			err[0] ? err : "out of memory");
+		        err[0] ? err : "out of memory");
 	run_result_reset(&res);
 	free(body);
 	consent_free(t);
@@ -1051,7 +1066,7 @@ static int
 run_case_file(struct case_ctx *cc, const char *path)
 {
 	static const char *const keys[] = {
-		"now", "consent", "consent_file", "cases", NULL,
+	    "now", "consent", "consent_file", "cases", NULL,
 	};
 	json_error_t jerr;
 	json_t *root, *cases, *c, *v;
@@ -1062,36 +1077,39 @@ run_case_file(struct case_ctx *cc, const char *path)
 	cc->file = path;
 	slash = strrchr(path, '/');
 	snprintf(cc->dir, sizeof(cc->dir), "%.*s",
-		 slash ? (int)(slash - path + 1) : 0, path);
+	         slash ? (int)(slash - path + 1) : 0, path);
 	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
 		fprintf(stderr, "%s:%d:%d: %s\n", path, jerr.line, jerr.column,
-			jerr.text);
+		        jerr.text);
 		return -1;
 	}
 	if (!json_is_object(root)) {
 		fprintf(stderr, "%s: a case file is an object with \"cases\"\n",
-			path);
+		        path);
 		goto done;
 	}
-	json_object_foreach(root, key, v) {
+	json_object_foreach(root, key, v)
+	{
 		bool ok = false;
 		for (unsigned k = 0; keys[k]; k++)
 			ok |= strcmp(key, keys[k]) == 0;
 		if (!ok) {
-			fprintf(stderr, "%s: unknown key '%s' (expected one of: "
-					"now, consent, consent_file, cases)\n",
-				path, key);
+			fprintf(stderr,
+			        "%s: unknown key '%s' (expected one of: "
+			        "now, consent, consent_file, cases)\n",
+			        path, key);
 			goto done;
 		}
 	}
 	cases = json_object_get(root, "cases");
 	if (!json_is_array(cases) || json_array_size(cases) == 0) {
 		fprintf(stderr, "%s: \"cases\" must be a non-empty list\n",
-			path);
+		        path);
 		goto done;
 	}
-	json_array_foreach(cases, i, c) {
+	json_array_foreach(cases, i, c)
+	{
 		if (run_case(cc, root, c, i) != 0)
 			goto done;
 	}
@@ -1136,8 +1154,8 @@ cmd_test(int argc, char **argv)
 			char *end;
 			if (i + 1 >= argc) {
 				fprintf(stderr, "consentgate test: "
-						"--coverage-min needs a "
-						"percentage\n");
+				                "--coverage-min needs a "
+				                "percentage\n");
 				goto done;
 			}
 			errno = 0;
@@ -1145,19 +1163,19 @@ cmd_test(int argc, char **argv)
 			if (*end != '\0' || end == argv[i] || errno != 0 ||
 			    min < 0 || min > 100) {
 				fprintf(stderr,
-					"consentgate test: --coverage-min "
-					"must be a number from 0 to 100, not "
-					"'%s'\n",
-					argv[i]);
+				        "consentgate test: --coverage-min "
+				        "must be a number from 0 to 100, not "
+				        "'%s'\n",
+				        argv[i]);
 				goto done;
 			}
 			continue;
 		}
 		if (argv[i][0] == '-' && argv[i][1] != '\0') {
 			fprintf(stderr,
-				"consentgate test: unknown option '%s' (see "
-				"--help)\n",
-				argv[i]);
+			        "consentgate test: unknown option '%s' (see "
+			        "--help)\n",
+			        argv[i]);
 			goto done;
 		}
 		if (nfiles == sizeof(files) / sizeof(files[0])) {
@@ -1168,7 +1186,7 @@ cmd_test(int argc, char **argv)
 	}
 	if (nfiles < 2) {
 		fprintf(stderr, "consentgate test: expected POLICY and at "
-				"least one CASES file (see --help)\n");
+		                "least one CASES file (see --help)\n");
 		goto done;
 	}
 	if ((p = policy_load(files[0], &errs)) == NULL) {
@@ -1196,7 +1214,8 @@ cmd_test(int argc, char **argv)
 	}
 	bool low = min >= 0 && pct + 1e-9 < min;
 	if (low)
-		printf("coverage %.0f%% is below --coverage-min %g\n", pct, min);
+		printf("coverage %.0f%% is below --coverage-min %g\n", pct,
+		       min);
 	printf("%u passed, %u failed\n", cc.passed, cc.failed);
 	rc = cc.failed > 0 || low ? 1 : 0;
 done:

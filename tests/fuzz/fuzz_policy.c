@@ -17,25 +17,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void
 exercise(const struct policy *p)
 {
-	static const char *const methods[] = { "GET", "POST", "PUT", "*" };
-	static const char *const paths[] = { "/", "/ingest", "/status",
-					     "/ingest/x", "" };
-	struct cg_slice subjects[2] = { CG_SLICE_LIT("1001"),
-					CG_SLICE_LIT("") };
+	static const char *const methods[] = {"GET", "POST", "PUT", "*"};
+	static const char *const paths[] = {"/", "/ingest", "/status",
+	                                    "/ingest/x", ""};
+	struct cg_slice subjects[2] = {CG_SLICE_LIT("1001"), CG_SLICE_LIT("")};
 	struct policy_decision d;
 	char why[256];
 
 	for (unsigned m = 0; m < 4; m++)
 		for (unsigned i = 0; i < 5; i++)
 			(void)policy_match(
-				p, (struct cg_slice){ methods[m],
-						      strlen(methods[m]) },
-				(struct cg_slice){ paths[i], strlen(paths[i]) });
+			    p,
+			    (struct cg_slice){methods[m], strlen(methods[m])},
+			    (struct cg_slice){paths[i], strlen(paths[i])});
 	for (unsigned i = 0; i < policy_route_count(p); i++) {
 		const struct policy_route *r = policy_route_at(p, i);
 		(void)policy_route_name(r);
 		(void)policy_body_format(r, CG_SLICE_LIT("application/json"),
-					 "{}", 2);
+		                         "{}", 2);
 		if (policy_route_action(r) != POLICY_ACTION_INSPECT)
 			continue;
 		/* no table: everyone is an unknown person */

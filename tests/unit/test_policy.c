@@ -3,10 +3,13 @@
  * position, lint), route matching, decisions of the example policy, age
  * conditions, body formats and rebuilding, snapshots.
  */
+/* cmocka.h needs these three before it */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <pthread.h>
 #include <stdio.h>
@@ -23,9 +26,9 @@
 
 /* A valid policy around one route and rule list, for error tests. */
 #define PURPOSES "\"purposes\": {\"ai\": {\"aipref\": \"train-ai\"}}"
-#define ROUTE_OK                                                              \
-	"{\"method\": \"POST\", \"path\": \"/in\", \"action\": \"inspect\", " \
-	"\"purpose\": \"ai\", \"formats\": [\"ndjson\"], \"subjects\": "     \
+#define ROUTE_OK                                                               \
+	"{\"method\": \"POST\", \"path\": \"/in\", \"action\": \"inspect\", "  \
+	"\"purpose\": \"ai\", \"formats\": [\"ndjson\"], \"subjects\": "       \
 	"[\"/a\"], \"on_deny\": \"drop\"}"
 #define RULE_DEFAULT "{\"id\": \"d\", \"then\": \"deny\"}"
 
@@ -109,8 +112,8 @@ table(const char *rows)
 static const struct policy_route *
 route(const struct policy *p, const char *method, const char *path)
 {
-	return policy_match(p, (struct cg_slice){ method, strlen(method) },
-			    (struct cg_slice){ path, strlen(path) });
+	return policy_match(p, (struct cg_slice){method, strlen(method)},
+	                    (struct cg_slice){path, strlen(path)});
 }
 
 /* ---- loading ---- */
@@ -155,11 +158,11 @@ test_example_loads(void **state)
 	assert_int_equal(policy_route_action(r), POLICY_ACTION_INSPECT);
 	assert_string_equal(policy_route_purpose(r), "ai-training");
 	assert_int_equal(policy_route_formats(r), SCAN_FORMAT_NDJSON |
-							  SCAN_FORMAT_ARRAY |
-							  SCAN_FORMAT_OBJECT);
+	                                              SCAN_FORMAT_ARRAY |
+	                                              SCAN_FORMAT_OBJECT);
 	assert_int_equal(policy_route_scan_spec(r)->nlocators, 1);
 	assert_string_equal(policy_route_scan_spec(r)->locators[0].tok[0].name,
-			    "author_id");
+	                    "author_id");
 	assert_null(policy_route_array_at(r));
 	assert_null(policy_route_subject_header(r));
 	assert_int_equal(policy_route_on_deny(r), POLICY_ON_DENY_DROP);
@@ -177,16 +180,16 @@ static void
 test_full_route_options(void **state)
 {
 	struct policy *p = load_ok(
-		"{\"policy\": \"x\", " PURPOSES ", \"routes\": ["
-		"{\"method\": \"*\", \"path_prefix\": \"/b/\", \"action\": "
-		"\"inspect\", \"purpose\": \"ai\", \"formats\": [\"array_at\"], "
-		"\"array_at\": \"/data\", \"subjects\": [\"/a\", "
-		"\"/m/*/id\"], \"on_deny\": \"block\", \"content_usage\": "
-		"true},"
-		"{\"name\": \"one\", \"method\": \"PUT\", \"path\": \"/p\", "
-		"\"action\": \"inspect\", \"purpose\": \"ai\", \"formats\": "
-		"[\"object\"], \"subject_header\": \"X-Subject-Id\", "
-		"\"on_deny\": \"drop\"}], \"rules\": [" RULE_DEFAULT "]}");
+	    "{\"policy\": \"x\", " PURPOSES ", \"routes\": ["
+	    "{\"method\": \"*\", \"path_prefix\": \"/b/\", \"action\": "
+	    "\"inspect\", \"purpose\": \"ai\", \"formats\": [\"array_at\"], "
+	    "\"array_at\": \"/data\", \"subjects\": [\"/a\", "
+	    "\"/m/*/id\"], \"on_deny\": \"block\", \"content_usage\": "
+	    "true},"
+	    "{\"name\": \"one\", \"method\": \"PUT\", \"path\": \"/p\", "
+	    "\"action\": \"inspect\", \"purpose\": \"ai\", \"formats\": "
+	    "[\"object\"], \"subject_header\": \"X-Subject-Id\", "
+	    "\"on_deny\": \"drop\"}], \"rules\": [" RULE_DEFAULT "]}");
 	const struct policy_route *r = policy_route_at(p, 0);
 
 	assert_string_equal(policy_route_name(r), "* /b/*");
@@ -207,227 +210,231 @@ static void
 test_errors_positions(void **state)
 {
 	assert_error("{\"policy\": \"x\",\n \"purposes\": {\"ai\": "
-		     "{\"aipref\": \"train-ai\"}},\n \"routes\": [\n"
-		     "  {\"method\": \"POST\", \"path\": \"/in\", \"action\": "
-		     "\"inspect\",\n   \"purpose\": \"ai-trainig\", "
-		     "\"formats\": [\"ndjson\"], \"subjects\": [\"/a\"], "
-		     "\"on_deny\": \"drop\"}],\n"
-		     " \"rules\": [" RULE_DEFAULT "]}",
-		     "\"ai-trainig\"",
-		     "routes[0].purpose: unknown purpose "
-		     "'ai-trainig' (declared: ai)");
+	             "{\"aipref\": \"train-ai\"}},\n \"routes\": [\n"
+	             "  {\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+	             "\"inspect\",\n   \"purpose\": \"ai-trainig\", "
+	             "\"formats\": [\"ndjson\"], \"subjects\": [\"/a\"], "
+	             "\"on_deny\": \"drop\"}],\n"
+	             " \"rules\": [" RULE_DEFAULT "]}",
+	             "\"ai-trainig\"",
+	             "routes[0].purpose: unknown purpose "
+	             "'ai-trainig' (declared: ai)");
 	assert_error("{\"policy\": \"x\", " PURPOSES ",\n\"routes\": [" ROUTE_OK
-		     "],\n\"rules\": [" RULE_DEFAULT "], \"rulez\": []}",
-		     "\"rulez\"",
-		     "rulez: unknown key 'rulez' (expected one "
-		     "of: policy, purposes, jurisdictions, routes, rules)");
+	             "],\n\"rules\": [" RULE_DEFAULT "], \"rulez\": []}",
+	             "\"rulez\"",
+	             "rulez: unknown key 'rulez' (expected one "
+	             "of: policy, purposes, jurisdictions, routes, rules)");
 	assert_error("{\"policy\": \"x\", \"purposes\": {\"ai\": {\"aipref\": "
-		     "\"train-llm\"}}, \"routes\": [" ROUTE_OK "], \"rules\": "
-		     "[" RULE_DEFAULT "]}",
-		     "\"train-llm\"",
-		     "purposes.ai.aipref: unknown AI Preferences "
-		     "category 'train-llm' (known: train-ai, train-genai, "
-		     "search, ai-use)");
+	             "\"train-llm\"}}, \"routes\": [" ROUTE_OK "], \"rules\": "
+	             "[" RULE_DEFAULT "]}",
+	             "\"train-llm\"",
+	             "purposes.ai.aipref: unknown AI Preferences "
+	             "category 'train-llm' (known: train-ai, train-genai, "
+	             "search, ai-use)");
 	assert_error("{\"policy\": \"x\", \"purposes\": {\"ai\": {\"aipref\": "
-		     "\"train-ai\", \"fideslang\": \"Train AI\"}}, \"routes\": "
-		     "[" ROUTE_OK "], \"rules\": [" RULE_DEFAULT "]}",
-		     "\"Train AI\"",
-		     "purposes.ai.fideslang: a fideslang data "
-		     "use is lower-case words joined by '_' and '.', like "
-		     "'train_ai_system'");
+	             "\"train-ai\", \"fideslang\": \"Train AI\"}}, \"routes\": "
+	             "[" ROUTE_OK "], \"rules\": [" RULE_DEFAULT "]}",
+	             "\"Train AI\"",
+	             "purposes.ai.fideslang: a fideslang data "
+	             "use is lower-case words joined by '_' and '.', like "
+	             "'train_ai_system'");
 	assert_error("{\"policy\": \"x\", " PURPOSES ",\n\"jurisdictions\": "
-		     "{\"EU\": [\"DE\"], \"EEA\": [\"DE\", \"de\"]},\n"
-		     "\"routes\": [" ROUTE_OK "], \"rules\": [" RULE_DEFAULT
-		     "]}",
-		     "\"EU\"",
-		     "jurisdictions.EU: group name 'EU' looks "
-		     "like a country code; use a longer name");
+	             "{\"EU\": [\"DE\"], \"EEA\": [\"DE\", \"de\"]},\n"
+	             "\"routes\": [" ROUTE_OK "], \"rules\": [" RULE_DEFAULT
+	             "]}",
+	             "\"EU\"",
+	             "jurisdictions.EU: group name 'EU' looks "
+	             "like a country code; use a longer name");
 	assert_error("{\"policy\": \"x\", " PURPOSES ",\n\"jurisdictions\": "
-		     "{\"EEA\": [\"DE\", \"de\"]},\n"
-		     "\"routes\": [" ROUTE_OK "], \"rules\": [" RULE_DEFAULT
-		     "]}",
-		     "\"de\"",
-		     "jurisdictions.EEA[1]: must be an ISO "
-		     "3166-1 alpha-2 country code (two upper-case letters)");
+	             "{\"EEA\": [\"DE\", \"de\"]},\n"
+	             "\"routes\": [" ROUTE_OK "], \"rules\": [" RULE_DEFAULT
+	             "]}",
+	             "\"de\"",
+	             "jurisdictions.EEA[1]: must be an ISO "
+	             "3166-1 alpha-2 country code (two upper-case letters)");
 	/* route errors, one route per line */
 	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
-		     "{\"method\": \"PO ST\", \"path\": \"in\", \"action\": "
-		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
-		     "[\"ndjson\"], \"subjects\": [\"a\"], \"on_deny\": "
-		     "\"discard\"}], \"rules\": [" RULE_DEFAULT "]}",
-		     "\"PO ST\"",
-		     "routes[0].method: 'PO ST' is not an HTTP "
-		     "method (a token like POST, or \"*\" for any)");
+	             "{\"method\": \"PO ST\", \"path\": \"in\", \"action\": "
+	             "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+	             "[\"ndjson\"], \"subjects\": [\"a\"], \"on_deny\": "
+	             "\"discard\"}], \"rules\": [" RULE_DEFAULT "]}",
+	             "\"PO ST\"",
+	             "routes[0].method: 'PO ST' is not an HTTP "
+	             "method (a token like POST, or \"*\" for any)");
 	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
-		     "{\"method\": \"POST\", \"path\": \"in\", \"action\": "
-		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
-		     "[\"ndjson\"], \"subjects\": [\"a\"], \"on_deny\": "
-		     "\"discard\"}], \"rules\": [" RULE_DEFAULT "]}",
-		     "\"in\"",
-		     "routes[0].path: must start with '/'");
+	             "{\"method\": \"POST\", \"path\": \"in\", \"action\": "
+	             "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+	             "[\"ndjson\"], \"subjects\": [\"a\"], \"on_deny\": "
+	             "\"discard\"}], \"rules\": [" RULE_DEFAULT "]}",
+	             "\"in\"", "routes[0].path: must start with '/'");
 	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
-		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
-		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
-		     "[\"ndjson\"], \"subjects\": [\"a\"], \"on_deny\": "
-		     "\"discard\"}], \"rules\": [" RULE_DEFAULT "]}",
-		     "\"discard\"",
-		     "routes[0].on_deny: unknown value "
-		     "'discard' (expected drop or block)");
+	             "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+	             "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+	             "[\"ndjson\"], \"subjects\": [\"a\"], \"on_deny\": "
+	             "\"discard\"}], \"rules\": [" RULE_DEFAULT "]}",
+	             "\"discard\"",
+	             "routes[0].on_deny: unknown value "
+	             "'discard' (expected drop or block)");
+	assert_error(
+	    "{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
+	    "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+	    "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+	    "[\"ndjson\"], \"subjects\": [\"/a\", \"a\"], \"on_deny\": "
+	    "\"drop\"}], \"rules\": [" RULE_DEFAULT "]}",
+	    "\"a\"]",
+	    "routes[0].subjects[1]: bad JSON Pointer "
+	    "'a': JSON Pointer must start with '/'");
 	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
-		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
-		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
-		     "[\"ndjson\"], \"subjects\": [\"/a\", \"a\"], \"on_deny\": "
-		     "\"drop\"}], \"rules\": [" RULE_DEFAULT "]}",
-		     "\"a\"]",
-		     "routes[0].subjects[1]: bad JSON Pointer "
-		     "'a': JSON Pointer must start with '/'");
+	             "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+	             "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+	             "[\"ndjson\", \"csv\"], \"subject_header\": "
+	             "\"Consent-Id\", \"on_deny\": \"drop\"}], \"rules\": "
+	             "[" RULE_DEFAULT "]}",
+	             "\"csv\"",
+	             "routes[0].formats[1]: unknown format "
+	             "(expected ndjson, object, array or array_at)");
 	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
-		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
-		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
-		     "[\"ndjson\", \"csv\"], \"subject_header\": "
-		     "\"Consent-Id\", \"on_deny\": \"drop\"}], \"rules\": "
-		     "[" RULE_DEFAULT "]}",
-		     "\"csv\"",
-		     "routes[0].formats[1]: unknown format "
-		     "(expected ndjson, object, array or array_at)");
+	             "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+	             "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+	             "[\"ndjson\", \"csv\"], \"subject_header\": "
+	             "\"Consent-Id\", \"on_deny\": \"drop\"}], \"rules\": "
+	             "[" RULE_DEFAULT "]}",
+	             "\"Consent-Id\"",
+	             "routes[0].subject_header: Consent-* "
+	             "headers belong to the proxy and are removed from "
+	             "requests; choose another header");
 	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
-		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
-		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
-		     "[\"ndjson\", \"csv\"], \"subject_header\": "
-		     "\"Consent-Id\", \"on_deny\": \"drop\"}], \"rules\": "
-		     "[" RULE_DEFAULT "]}",
-		     "\"Consent-Id\"",
-		     "routes[0].subject_header: Consent-* "
-		     "headers belong to the proxy and are removed from "
-		     "requests; choose another header");
+	             "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+	             "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+	             "[\"array\"], \"array_at\": \"/d\", \"subjects\": "
+	             "[\"/a\"], \"subject_header\": \"X-S\", \"on_deny\": "
+	             "\"drop\"}], \"rules\": [" RULE_DEFAULT "]}",
+	             "{\"method\"",
+	             "routes[0]: give either 'subjects' (JSON "
+	             "Pointers into each record) or 'subject_header', not "
+	             "both");
 	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
-		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
-		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
-		     "[\"array\"], \"array_at\": \"/d\", \"subjects\": "
-		     "[\"/a\"], \"subject_header\": \"X-S\", \"on_deny\": "
-		     "\"drop\"}], \"rules\": [" RULE_DEFAULT "]}",
-		     "{\"method\"",
-		     "routes[0]: give either 'subjects' (JSON "
-		     "Pointers into each record) or 'subject_header', not "
-		     "both");
+	             "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+	             "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+	             "[\"array\"], \"array_at\": \"/d\", \"subjects\": "
+	             "[\"/a\"], \"on_deny\": \"drop\"}], \"rules\": "
+	             "[" RULE_DEFAULT "]}",
+	             "\"array_at\"",
+	             "routes[0].array_at: 'array_at' needs the "
+	             "format 'array_at' in 'formats'");
 	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
-		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
-		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
-		     "[\"array\"], \"array_at\": \"/d\", \"subjects\": "
-		     "[\"/a\"], \"on_deny\": \"drop\"}], \"rules\": "
-		     "[" RULE_DEFAULT "]}",
-		     "\"array_at\"",
-		     "routes[0].array_at: 'array_at' needs the "
-		     "format 'array_at' in 'formats'");
+	             "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+	             "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+	             "[\"array_at\", \"object\"], \"subjects\": "
+	             "[\"/a\"], \"on_deny\": \"drop\"}], \"rules\": "
+	             "[" RULE_DEFAULT "]}",
+	             "{\"method\"",
+	             "routes[0]: the format 'array_at' needs "
+	             "\"array_at\": a JSON Pointer to the array of records, "
+	             "like \"/data\"");
 	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
-		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
-		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
-		     "[\"array_at\", \"object\"], \"subjects\": "
-		     "[\"/a\"], \"on_deny\": \"drop\"}], \"rules\": "
-		     "[" RULE_DEFAULT "]}",
-		     "{\"method\"",
-		     "routes[0]: the format 'array_at' needs "
-		     "\"array_at\": a JSON Pointer to the array of records, "
-		     "like \"/data\"");
+	             "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+	             "\"inspect\", \"purpose\": \"ai\", \"formats\": "
+	             "[\"array_at\", \"object\"], \"subjects\": "
+	             "[\"/a\"], \"on_deny\": \"drop\"}], \"rules\": "
+	             "[" RULE_DEFAULT "]}",
+	             "[\"array_at\"",
+	             "routes[0].formats: 'object' and "
+	             "'array_at' cannot both be accepted: a JSON object body "
+	             "would be ambiguous");
 	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
-		     "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
-		     "\"inspect\", \"purpose\": \"ai\", \"formats\": "
-		     "[\"array_at\", \"object\"], \"subjects\": "
-		     "[\"/a\"], \"on_deny\": \"drop\"}], \"rules\": "
-		     "[" RULE_DEFAULT "]}",
-		     "[\"array_at\"",
-		     "routes[0].formats: 'object' and "
-		     "'array_at' cannot both be accepted: a JSON object body "
-		     "would be ambiguous");
-	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [\n"
-		     "{\"method\": \"GET\", \"path\": \"/s\", \"action\": "
-		     "\"pass\", \"purpose\": \"ai\"}, " ROUTE_OK "], "
-		     "\"rules\": [" RULE_DEFAULT "]}",
-		     "\"purpose\"",
-		     "routes[0].purpose: only inspected routes "
-		     "take 'purpose' (this route's action is pass)");
+	             "{\"method\": \"GET\", \"path\": \"/s\", \"action\": "
+	             "\"pass\", \"purpose\": \"ai\"}, " ROUTE_OK "], "
+	             "\"rules\": [" RULE_DEFAULT "]}",
+	             "\"purpose\"",
+	             "routes[0].purpose: only inspected routes "
+	             "take 'purpose' (this route's action is pass)");
 	/* rule errors, one rule per line */
 	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
-		     "], \"rules\": [\n"
-		     "{\"id\": \"a\", \"if\": {\"jurisdicton\": [\"DE\"]}, "
-		     "\"then\": \"deny\"},\n"
-		     "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
-		     "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n"
-		     "{\"id\": \"b\", \"if\": {\"jurisdiction\": [\"EAA\"]}, "
-		     "\"then\": \"deny\"},\n" RULE_DEFAULT "]}",
-		     "\"jurisdicton\"",
-		     "rules[0].if.jurisdicton: unknown key "
-		     "'jurisdicton' (expected one of: known, jurisdiction, "
-		     "status, older_than, newer_than)");
+	             "], \"rules\": [\n"
+	             "{\"id\": \"a\", \"if\": {\"jurisdicton\": [\"DE\"]}, "
+	             "\"then\": \"deny\"},\n"
+	             "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
+	             "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n"
+	             "{\"id\": \"b\", \"if\": {\"jurisdiction\": [\"EAA\"]}, "
+	             "\"then\": \"deny\"},\n" RULE_DEFAULT "]}",
+	             "\"jurisdicton\"",
+	             "rules[0].if.jurisdicton: unknown key "
+	             "'jurisdicton' (expected one of: known, jurisdiction, "
+	             "status, older_than, newer_than)");
 	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
-		     "], \"rules\": [\n"
-		     "{\"id\": \"a\", \"if\": {\"jurisdicton\": [\"DE\"]}, "
-		     "\"then\": \"deny\"},\n"
-		     "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
-		     "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n"
-		     "{\"id\": \"b\", \"if\": {\"jurisdiction\": [\"EAA\"]}, "
-		     "\"then\": \"deny\"},\n" RULE_DEFAULT "]}",
-		     "\"a\", \"if\": {\"older",
-		     "rules[1].id: duplicate rule id 'a' (also "
-		     "rules[0])");
+	             "], \"rules\": [\n"
+	             "{\"id\": \"a\", \"if\": {\"jurisdicton\": [\"DE\"]}, "
+	             "\"then\": \"deny\"},\n"
+	             "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
+	             "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n"
+	             "{\"id\": \"b\", \"if\": {\"jurisdiction\": [\"EAA\"]}, "
+	             "\"then\": \"deny\"},\n" RULE_DEFAULT "]}",
+	             "\"a\", \"if\": {\"older",
+	             "rules[1].id: duplicate rule id 'a' (also "
+	             "rules[0])");
+	assert_error(
+	    "{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
+	    "], \"rules\": [\n"
+	    "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
+	    "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n" RULE_DEFAULT
+	    "]}",
+	    "\"13 months\"",
+	    "rules[0].if.older_than: must be a positive "
+	    "duration like \"400d\", \"12h\", \"30m\" or \"90s\"");
+	assert_error(
+	    "{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
+	    "], \"rules\": [\n"
+	    "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
+	    "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n" RULE_DEFAULT
+	    "]}",
+	    "\"given\"",
+	    "rules[0].if.status[0]: unknown status "
+	    "(expected granted, denied, withdrawn or none)");
+	assert_error(
+	    "{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
+	    "], \"rules\": [\n"
+	    "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
+	    "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n" RULE_DEFAULT
+	    "]}",
+	    "\"maybe\"",
+	    "rules[0].then: unknown outcome 'maybe' "
+	    "(expected allow or deny)");
 	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
-		     "], \"rules\": [\n"
-		     "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
-		     "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n"
-		     RULE_DEFAULT "]}",
-		     "\"13 months\"",
-		     "rules[0].if.older_than: must be a positive "
-		     "duration like \"400d\", \"12h\", \"30m\" or \"90s\"");
-	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
-		     "], \"rules\": [\n"
-		     "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
-		     "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n"
-		     RULE_DEFAULT "]}",
-		     "\"given\"",
-		     "rules[0].if.status[0]: unknown status "
-		     "(expected granted, denied, withdrawn or none)");
-	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
-		     "], \"rules\": [\n"
-		     "{\"id\": \"a\", \"if\": {\"older_than\": \"13 months\", "
-		     "\"status\": [\"given\"]}, \"then\": \"maybe\"},\n"
-		     RULE_DEFAULT "]}",
-		     "\"maybe\"",
-		     "rules[0].then: unknown outcome 'maybe' "
-		     "(expected allow or deny)");
-	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
-		     "], \"rules\": [\n"
-		     "{\"id\": \"b\", \"if\": {\"jurisdiction\": [\"EAA\"]}, "
-		     "\"then\": \"deny\"},\n" RULE_DEFAULT "]}",
-		     "\"EAA\"",
-		     "rules[0].if.jurisdiction[0]: unknown "
-		     "jurisdiction 'EAA': neither a declared group (none) nor "
-		     "a two-letter upper-case country code");
-	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
-		     "], \"rules\": [\n"
-		     "{\"id\": \"b\", \"if\": {}, \"then\": \"deny\"},\n"
-		     RULE_DEFAULT "]}",
-		     "{}",
-		     "rules[0].if: no conditions: leave 'if' out "
-		     "for a default rule");
+	             "], \"rules\": [\n"
+	             "{\"id\": \"b\", \"if\": {\"jurisdiction\": [\"EAA\"]}, "
+	             "\"then\": \"deny\"},\n" RULE_DEFAULT "]}",
+	             "\"EAA\"",
+	             "rules[0].if.jurisdiction[0]: unknown "
+	             "jurisdiction 'EAA': neither a declared group (none) nor "
+	             "a two-letter upper-case country code");
+	assert_error(
+	    "{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
+	    "], \"rules\": [\n"
+	    "{\"id\": \"b\", \"if\": {}, \"then\": \"deny\"},\n" RULE_DEFAULT
+	    "]}",
+	    "{}",
+	    "rules[0].if: no conditions: leave 'if' out "
+	    "for a default rule");
 	/* whole-file errors */
-	assert_error("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
-		     "], \"rules\": [\n"
-		     "{\"id\": \"b\", \"if\": {\"known\": false}, \"then\": "
-		     "\"deny\"},\n"
-		     "{\"id\": \"c\", \"purposes\": [\"other\"], \"then\": "
-		     "\"allow\"}]}",
-		     "\"ai\", \"formats\"",
-		     "routes[0].purpose: no default rule for "
-		     "purpose 'ai': add a last rule without 'if' (like "
-		     "{\"id\": \"default\", \"then\": \"deny\"}) so every person "
-		     "gets a decision");
+	assert_error(
+	    "{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
+	    "], \"rules\": [\n"
+	    "{\"id\": \"b\", \"if\": {\"known\": false}, \"then\": "
+	    "\"deny\"},\n"
+	    "{\"id\": \"c\", \"purposes\": [\"other\"], \"then\": "
+	    "\"allow\"}]}",
+	    "\"ai\", \"formats\"",
+	    "routes[0].purpose: no default rule for "
+	    "purpose 'ai': add a last rule without 'if' (like "
+	    "{\"id\": \"default\", \"then\": \"deny\"}) so every person "
+	    "gets a decision");
 	assert_error("{" PURPOSES ", \"routes\": [" ROUTE_OK "], \"rules\": "
-		     "[" RULE_DEFAULT "]}",
-		     "{",
-		     "missing \"policy\": the policy's id");
+	             "[" RULE_DEFAULT "]}",
+	             "{", "missing \"policy\": the policy's id");
 	assert_error("[]", "[",
-		     "a rule file is a JSON object with "
-			   "\"policy\", \"purposes\", \"routes\" and \"rules\"");
+	             "a rule file is a JSON object with "
+	             "\"policy\", \"purposes\", \"routes\" and \"rules\"");
 }
 
 static void
@@ -435,11 +442,11 @@ test_many_errors_at_once(void **state)
 {
 	struct cg_errors errs;
 	const char *doc =
-		"{\"policy\": \"\", \"purposes\": {\"ai\": {\"aipref\": "
-		"\"x\"}}, \"routes\": [{\"method\": \"POST\", \"path\": "
-		"\"in\", \"action\": \"look\"}], \"rules\": [{\"id\": \"a\", "
-		"\"then\": \"no\"}, {\"id\": \"a\", \"then\": \"deny\"}], "
-		"\"extra\": 1}";
+	    "{\"policy\": \"\", \"purposes\": {\"ai\": {\"aipref\": "
+	    "\"x\"}}, \"routes\": [{\"method\": \"POST\", \"path\": "
+	    "\"in\", \"action\": \"look\"}], \"rules\": [{\"id\": \"a\", "
+	    "\"then\": \"no\"}, {\"id\": \"a\", \"then\": \"deny\"}], "
+	    "\"extra\": 1}";
 
 	cg_errors_init(&errs);
 	assert_null(load_str(doc, &errs));
@@ -457,7 +464,8 @@ test_syntax_and_duplicates(void **state)
 	struct cg_errors errs;
 
 	cg_errors_init(&errs);
-	assert_null(load_str("{\"policy\": \"x\",\n \"policy\": \"y\"}", &errs));
+	assert_null(
+	    load_str("{\"policy\": \"x\",\n \"policy\": \"y\"}", &errs));
 	assert_int_equal(errs.count, 1);
 	assert_non_null(strstr(errs.msgs[0], "duplicate object key"));
 	assert_int_equal(strncmp(errs.msgs[0], "t.json:2:", 9), 0);
@@ -474,9 +482,8 @@ test_syntax_and_duplicates(void **state)
 	cg_errors_reset(&errs);
 
 	assert_null(policy_load("no/such/file.json", &errs));
-	assert_int_equal(strncmp(errs.msgs[0], "no/such/file.json: cannot open",
-				 30),
-			 0);
+	assert_int_equal(
+	    strncmp(errs.msgs[0], "no/such/file.json: cannot open", 30), 0);
 	cg_errors_reset(&errs);
 }
 
@@ -488,24 +495,25 @@ test_deep_nesting_positions(void **state)
 	char *doc = malloc(2 * depth + 512);
 
 	assert_non_null(doc);
-	n += (size_t)sprintf(doc, "{\"policy\": \"x\", \"routes\": [{\"method\": "
-				  "\"GET\", \"path\": \"/s\", \"action\": "
-				  "\"pass\", \"deep\": ");
+	n += (size_t)sprintf(doc,
+	                     "{\"policy\": \"x\", \"routes\": [{\"method\": "
+	                     "\"GET\", \"path\": \"/s\", \"action\": "
+	                     "\"pass\", \"deep\": ");
 	for (size_t i = 0; i < depth; i++)
 		doc[n++] = '[';
 	n += (size_t)sprintf(doc + n, "\"]\\\"[\"");
 	for (size_t i = 0; i < depth; i++)
 		doc[n++] = ']';
 	sprintf(doc + n, "}],\n \"rules\": [{\"id\": \"d\", \"then\": "
-			 "\"bogus\"}]}");
+	                 "\"bogus\"}]}");
 	assert_error(doc, "\"deep\"",
-		     "routes[0].deep: unknown key 'deep' (expected one of: "
-		     "name, method, path, path_prefix, action, purpose, "
-		     "formats, array_at, subjects, subject_header, on_deny, "
-		     "content_usage)");
+	             "routes[0].deep: unknown key 'deep' (expected one of: "
+	             "name, method, path, path_prefix, action, purpose, "
+	             "formats, array_at, subjects, subject_header, on_deny, "
+	             "content_usage)");
 	assert_error(doc, "\"bogus\"",
-		     "rules[0].then: unknown outcome 'bogus' (expected allow "
-		     "or deny)");
+	             "rules[0].then: unknown outcome 'bogus' (expected allow "
+	             "or deny)");
 	free(doc);
 }
 
@@ -513,40 +521,40 @@ static void
 test_lint_warnings(void **state)
 {
 	struct policy *p = load_ok(
-		"{\"policy\": \"x\", \"purposes\": {\"ai\": {\"aipref\": "
-		"\"train-ai\"}, \"s\": {\"aipref\": \"search\"}},\n"
-		"\"jurisdictions\": {\"EEA\": [\"DE\", \"FR\"], \"LATAM\": "
-		"[\"BR\"]},\n\"routes\": [" ROUTE_OK "],\n\"rules\": [\n"
-		"{\"id\": \"eea\", \"if\": {\"jurisdiction\": [\"EEA\"]}, "
-		"\"then\": \"allow\"},\n"
-		"{\"id\": \"de\", \"if\": {\"jurisdiction\": [\"DE\"], "
-		"\"status\": [\"granted\"]}, \"then\": \"deny\"},\n"
-		"{\"id\": \"never\", \"if\": {\"known\": false, \"status\": "
-		"[\"none\"]}, \"then\": \"deny\"},\n"
-		"{\"id\": \"d\", \"then\": \"deny\"},\n"
-		"{\"id\": \"late\", \"if\": {\"known\": true}, \"then\": "
-		"\"allow\"}]}");
+	    "{\"policy\": \"x\", \"purposes\": {\"ai\": {\"aipref\": "
+	    "\"train-ai\"}, \"s\": {\"aipref\": \"search\"}},\n"
+	    "\"jurisdictions\": {\"EEA\": [\"DE\", \"FR\"], \"LATAM\": "
+	    "[\"BR\"]},\n\"routes\": [" ROUTE_OK "],\n\"rules\": [\n"
+	    "{\"id\": \"eea\", \"if\": {\"jurisdiction\": [\"EEA\"]}, "
+	    "\"then\": \"allow\"},\n"
+	    "{\"id\": \"de\", \"if\": {\"jurisdiction\": [\"DE\"], "
+	    "\"status\": [\"granted\"]}, \"then\": \"deny\"},\n"
+	    "{\"id\": \"never\", \"if\": {\"known\": false, \"status\": "
+	    "[\"none\"]}, \"then\": \"deny\"},\n"
+	    "{\"id\": \"d\", \"then\": \"deny\"},\n"
+	    "{\"id\": \"late\", \"if\": {\"known\": true}, \"then\": "
+	    "\"allow\"}]}");
 	const struct cg_errors *w = policy_warnings(p);
 
 	assert_int_equal(w->count, 5);
 	assert_string_equal(w->msgs[0],
-			    "t.json:6:1: warning: rule 'de' can never match: "
-			    "rule 'eea' (line 5) before it has the same or "
-			    "wider conditions");
+	                    "t.json:6:1: warning: rule 'de' can never match: "
+	                    "rule 'eea' (line 5) before it has the same or "
+	                    "wider conditions");
 	assert_string_equal(w->msgs[1],
-			    "t.json:7:1: warning: rule 'never' can never "
-			    "match: unknown people (known: false) have no "
-			    "jurisdiction, status or consent age");
+	                    "t.json:7:1: warning: rule 'never' can never "
+	                    "match: unknown people (known: false) have no "
+	                    "jurisdiction, status or consent age");
 	assert_string_equal(w->msgs[2],
-			    "t.json:9:1: warning: rule 'late' can never match: "
-			    "the default rule 'd' (line 8) before it decides "
-			    "every person");
+	                    "t.json:9:1: warning: rule 'late' can never match: "
+	                    "the default rule 'd' (line 8) before it decides "
+	                    "every person");
 	assert_string_equal(w->msgs[3], "t.json:1:60: warning: purpose 's' is "
-					"declared but no inspected route "
-					"uses it");
+	                                "declared but no inspected route "
+	                                "uses it");
 	assert_string_equal(w->msgs[4],
-			    "t.json:2:40: warning: jurisdiction group 'LATAM' "
-			    "is declared but no rule uses it");
+	                    "t.json:2:40: warning: jurisdiction group 'LATAM' "
+	                    "is declared but no rule uses it");
 	policy_free(p);
 }
 
@@ -555,37 +563,39 @@ test_lint_warnings(void **state)
 static void
 test_match(void **state)
 {
-	struct policy *p = load_ok(
-		"{\"policy\": \"m\", " PURPOSES ", \"routes\": ["
-		"{\"method\": \"GET\", \"path\": \"/status\", \"action\": "
-		"\"pass\"},"
-		"{\"name\": \"exact\", \"method\": \"POST\", \"path\": "
-		"\"/in\", \"action\": \"pass\"},"
-		"{\"name\": \"prefix\", \"method\": \"POST\", "
-		"\"path_prefix\": \"/in\", \"action\": \"pass\"},"
-		"{\"name\": \"any\", \"method\": \"*\", \"path_prefix\": "
-		"\"/any/\", \"action\": \"pass\"}],"
-		"\"rules\": [" RULE_DEFAULT "]}");
+	struct policy *p =
+	    load_ok("{\"policy\": \"m\", " PURPOSES ", \"routes\": ["
+	            "{\"method\": \"GET\", \"path\": \"/status\", \"action\": "
+	            "\"pass\"},"
+	            "{\"name\": \"exact\", \"method\": \"POST\", \"path\": "
+	            "\"/in\", \"action\": \"pass\"},"
+	            "{\"name\": \"prefix\", \"method\": \"POST\", "
+	            "\"path_prefix\": \"/in\", \"action\": \"pass\"},"
+	            "{\"name\": \"any\", \"method\": \"*\", \"path_prefix\": "
+	            "\"/any/\", \"action\": \"pass\"}],"
+	            "\"rules\": [" RULE_DEFAULT "]}");
 	const struct policy_route *r;
 
 	assert_string_equal(policy_route_name(route(p, "GET", "/status")),
-			    "GET /status");
+	                    "GET /status");
 	assert_null(route(p, "GET", "/status/x"));
-	assert_null(route(p, "get", "/status"));  /* methods are case-sensitive */
+	assert_null(
+	    route(p, "get", "/status")); /* methods are case-sensitive */
 	assert_null(route(p, "HEAD", "/status"));
 	/* first route wins: the exact route precedes the prefix */
-	assert_string_equal(policy_route_name(route(p, "POST", "/in")), "exact");
+	assert_string_equal(policy_route_name(route(p, "POST", "/in")),
+	                    "exact");
 	assert_string_equal(policy_route_name(route(p, "POST", "/in/x")),
-			    "prefix");
+	                    "prefix");
 	assert_string_equal(policy_route_name(route(p, "POST", "/inbox")),
-			    "prefix");
+	                    "prefix");
 	assert_null(route(p, "POST", "/i"));
 	assert_string_equal(policy_route_name(route(p, "DELETE", "/any/1")),
-			    "any");
+	                    "any");
 	assert_null(route(p, "DELETE", "/any"));
 	/* slices need not be NUL-terminated */
-	r = policy_match(p, (struct cg_slice){ "POSTX", 4 },
-			 (struct cg_slice){ "/in?q", 3 });
+	r = policy_match(p, (struct cg_slice){"POSTX", 4},
+	                 (struct cg_slice){"/in?q", 3});
 	assert_string_equal(policy_route_name(r), "exact");
 	policy_free(p);
 }
@@ -607,17 +617,18 @@ test_example_matrix(void **state)
 	const struct policy_route *r;
 	struct policy_decision d;
 	/* subject = jurisdiction-status; "none" = only another purpose */
-	const char *jur[] = { "DE", "NO", "GB", "CH", "US", "BR" };
-	const char *st[] = { "granted", "denied", "withdrawn", "none" };
+	const char *jur[] = {"DE", "NO", "GB", "CH", "US", "BR"};
+	const char *st[] = {"granted", "denied", "withdrawn", "none"};
 	char rows[4096] = "", subj[32];
 
 	for (unsigned j = 0; j < 6; j++)
 		for (unsigned s = 0; s < 4; s++) {
 			size_t n = strlen(rows);
-			snprintf(rows + n, sizeof(rows) - n,
-				 "%s-%s,%s,%s,%s,2025-01-01T00:00:00Z,ev-%u%u\n",
-				 jur[j], st[s], s == 3 ? "analytics" : "ai-training",
-				 s == 3 ? "granted" : st[s], jur[j], j, s);
+			snprintf(
+			    rows + n, sizeof(rows) - n,
+			    "%s-%s,%s,%s,%s,2025-01-01T00:00:00Z,ev-%u%u\n",
+			    jur[j], st[s], s == 3 ? "analytics" : "ai-training",
+			    s == 3 ? "granted" : st[s], jur[j], j, s);
 		}
 	cg_errors_init(&errs);
 	p = policy_load(EXAMPLE, &errs);
@@ -630,23 +641,23 @@ test_example_matrix(void **state)
 		for (unsigned s = 0; s < 4; s++) {
 			bool strict = j < 4;
 			bool allow = strict ? s == 0 : (s == 0 || s == 3);
-			const char *rule = strict ? (s == 0 ? "strict-granted"
-							    : "strict-otherwise")
-						  : (allow ? "default-allow"
-							   : "opted-out");
+			const char *rule =
+			    strict ? (s == 0 ? "strict-granted"
+			                     : "strict-otherwise")
+			           : (allow ? "default-allow" : "opted-out");
 			snprintf(subj, sizeof(subj), "%s-%s", jur[j], st[s]);
-			struct cg_slice sl = { subj, strlen(subj) };
+			struct cg_slice sl = {subj, strlen(subj)};
 			policy_decide(r, t, &sl, 1, NOW, &d);
 			if (d.allow != allow || strcmp(d.rule_id, rule) != 0)
 				print_error("%s: got %d %s\n", subj, d.allow,
-					    d.rule_id);
+				            d.rule_id);
 			assert_int_equal(d.allow, allow);
 			assert_string_equal(d.rule_id, rule);
 			assert_true(d.consent.known);
 			assert_string_equal(d.consent.jurisdiction, jur[j]);
 			assert_int_equal(d.consent.status,
-					 s == 3 ? CONSENT_STATUS_NONE
-						: (enum consent_status)(s + 1));
+			                 s == 3 ? CONSENT_STATUS_NONE
+			                        : (enum consent_status)(s + 1));
 		}
 
 	/* unknown person, and a record with no subject */
@@ -660,9 +671,9 @@ test_example_matrix(void **state)
 	assert_string_equal(d.rule_id, "unknown-person");
 
 	/* several subjects: all must be allowed; the first denial decides */
-	struct cg_slice many[3] = { CG_SLICE_LIT("DE-granted"),
-				    CG_SLICE_LIT("US-none"),
-				    CG_SLICE_LIT("GB-granted") };
+	struct cg_slice many[3] = {CG_SLICE_LIT("DE-granted"),
+	                           CG_SLICE_LIT("US-none"),
+	                           CG_SLICE_LIT("GB-granted")};
 	policy_decide(r, t, many, 3, NOW, &d);
 	assert_true(d.allow);
 	assert_int_equal(d.subject, 2);
@@ -687,18 +698,18 @@ test_example_matrix(void **state)
 static void
 test_age_and_jurisdiction_conditions(void **state)
 {
-	struct policy *p = load_ok(
-		"{\"policy\": \"age\", " PURPOSES ", \"routes\": [" ROUTE_OK
-		"], \"rules\": ["
-		"{\"id\": \"in-us\", \"if\": {\"jurisdiction\": [\"US\"]}, "
-		"\"then\": \"deny\"},"
-		"{\"id\": \"stale\", \"if\": {\"older_than\": \"400d\"}, "
-		"\"then\": \"deny\"},"
-		"{\"id\": \"fresh\", \"if\": {\"newer_than\": \"12h\"}, "
-		"\"then\": \"deny\"},"
-		"{\"id\": \"window\", \"if\": {\"older_than\": \"30m\", "
-		"\"newer_than\": \"90s\"}, \"then\": \"deny\"},"
-		"{\"id\": \"ok\", \"then\": \"allow\"}]}");
+	struct policy *p =
+	    load_ok("{\"policy\": \"age\", " PURPOSES ", \"routes\": [" ROUTE_OK
+	            "], \"rules\": ["
+	            "{\"id\": \"in-us\", \"if\": {\"jurisdiction\": [\"US\"]}, "
+	            "\"then\": \"deny\"},"
+	            "{\"id\": \"stale\", \"if\": {\"older_than\": \"400d\"}, "
+	            "\"then\": \"deny\"},"
+	            "{\"id\": \"fresh\", \"if\": {\"newer_than\": \"12h\"}, "
+	            "\"then\": \"deny\"},"
+	            "{\"id\": \"window\", \"if\": {\"older_than\": \"30m\", "
+	            "\"newer_than\": \"90s\"}, \"then\": \"deny\"},"
+	            "{\"id\": \"ok\", \"then\": \"allow\"}]}");
 	/* NOW - 401d, NOW - 399d, NOW - 1h, NOW - 2d, other purpose */
 	char rows[1024];
 	struct policy_decision d;
@@ -707,21 +718,21 @@ test_age_and_jurisdiction_conditions(void **state)
 		const char *s;
 		const char *rule;
 	} cases[] = {
-		{ "old", "stale" },  { "young", "ok" },   { "fresh", "fresh" },
-		{ "mid", "ok" },     { "norow", "ok" },   { "us", "in-us" },
-		{ "nobody", "ok" },
+	    {"old", "stale"}, {"young", "ok"}, {"fresh", "fresh"},
+	    {"mid", "ok"},    {"norow", "ok"}, {"us", "in-us"},
+	    {"nobody", "ok"},
 	};
 
 	snprintf(rows, sizeof(rows),
-		 "old,ai,granted,DE,2024-11-26T00:00:00Z,\n"
-		 "young,ai,granted,DE,2024-11-28T00:00:00Z,\n"
-		 "fresh,ai,granted,DE,2025-12-31T23:00:00Z,\n"
-		 "mid,ai,granted,DE,2025-12-30T00:00:00Z,\n"
-		 "norow,other,granted,DE,2020-01-01T00:00:00Z,\n"
-		 "us,ai,granted,US,2025-12-30T00:00:00Z,\n");
+	         "old,ai,granted,DE,2024-11-26T00:00:00Z,\n"
+	         "young,ai,granted,DE,2024-11-28T00:00:00Z,\n"
+	         "fresh,ai,granted,DE,2025-12-31T23:00:00Z,\n"
+	         "mid,ai,granted,DE,2025-12-30T00:00:00Z,\n"
+	         "norow,other,granted,DE,2020-01-01T00:00:00Z,\n"
+	         "us,ai,granted,US,2025-12-30T00:00:00Z,\n");
 	struct consent_table *t = table(rows);
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct cg_slice s = { cases[i].s, strlen(cases[i].s) };
+		struct cg_slice s = {cases[i].s, strlen(cases[i].s)};
 		policy_decide(r, t, &s, 1, NOW, &d);
 		if (strcmp(d.rule_id, cases[i].rule) != 0)
 			print_error("%s: got %s\n", cases[i].s, d.rule_id);
@@ -738,13 +749,13 @@ static void
 test_explain(void **state)
 {
 	struct policy *p = load_ok(
-		"{\"policy\": \"e\", " PURPOSES ", \"jurisdictions\": "
-		"{\"EEA\": [\"DE\"]}, \"routes\": [" ROUTE_OK "], \"rules\": ["
-		"{\"id\": \"g\", \"if\": {\"jurisdiction\": [\"EEA\", \"GB\"], "
-		"\"status\": [\"granted\", \"none\"], \"older_than\": \"1d\"}, "
-		"\"then\": \"allow\"}, " RULE_DEFAULT "]}");
+	    "{\"policy\": \"e\", " PURPOSES ", \"jurisdictions\": "
+	    "{\"EEA\": [\"DE\"]}, \"routes\": [" ROUTE_OK "], \"rules\": ["
+	    "{\"id\": \"g\", \"if\": {\"jurisdiction\": [\"EEA\", \"GB\"], "
+	    "\"status\": [\"granted\", \"none\"], \"older_than\": \"1d\"}, "
+	    "\"then\": \"allow\"}, " RULE_DEFAULT "]}");
 	struct consent_table *t =
-		table("7,ai,granted,DE,2025-12-30T00:00:00Z,ev-7\n");
+	    table("7,ai,granted,DE,2025-12-30T00:00:00Z,ev-7\n");
 	const struct policy_route *r = route(p, "POST", "/in");
 	struct policy_decision d;
 	struct cg_slice s = CG_SLICE_LIT("7");
@@ -753,14 +764,15 @@ test_explain(void **state)
 	policy_decide(r, t, &s, 1, NOW, &d);
 	assert_true(d.allow);
 	policy_explain(r, &d, NOW, buf, sizeof(buf));
-	assert_string_equal(buf, "jurisdiction=DE; rule g: jurisdiction in "
-				 "[EEA,GB] (DE), status in [none,granted] "
-				 "(granted), older_than 1d (2d); evidence=ev-7");
+	assert_string_equal(buf,
+	                    "jurisdiction=DE; rule g: jurisdiction in "
+	                    "[EEA,GB] (DE), status in [none,granted] "
+	                    "(granted), older_than 1d (2d); evidence=ev-7");
 	s = (struct cg_slice)CG_SLICE_LIT("8");
 	policy_decide(r, t, &s, 1, NOW, &d);
 	policy_explain(r, &d, NOW, buf, sizeof(buf));
 	assert_string_equal(buf, "unknown person (no consent row); rule d: "
-				 "default (no conditions)");
+	                         "default (no conditions)");
 	/* truncation keeps a terminated string */
 	policy_explain(r, &d, NOW, buf, 8);
 	assert_int_equal(strlen(buf), 7);
@@ -774,55 +786,55 @@ static void
 test_body_format(void **state)
 {
 	struct policy *p = load_ok(
-		"{\"policy\": \"f\", " PURPOSES ", \"routes\": ["
-		"{\"method\": \"POST\", \"path\": \"/all\", \"action\": "
-		"\"inspect\", \"purpose\": \"ai\", \"formats\": [\"ndjson\", "
-		"\"array\", \"object\"], \"subjects\": [\"/a\"], \"on_deny\": "
-		"\"drop\"},"
-		"{\"method\": \"POST\", \"path\": \"/at\", \"action\": "
-		"\"inspect\", \"purpose\": \"ai\", \"formats\": [\"array\", "
-		"\"array_at\"], \"array_at\": \"/data\", \"subjects\": "
-		"[\"/a\"], \"on_deny\": \"drop\"}], \"rules\": [" RULE_DEFAULT
-		"]}");
+	    "{\"policy\": \"f\", " PURPOSES ", \"routes\": ["
+	    "{\"method\": \"POST\", \"path\": \"/all\", \"action\": "
+	    "\"inspect\", \"purpose\": \"ai\", \"formats\": [\"ndjson\", "
+	    "\"array\", \"object\"], \"subjects\": [\"/a\"], \"on_deny\": "
+	    "\"drop\"},"
+	    "{\"method\": \"POST\", \"path\": \"/at\", \"action\": "
+	    "\"inspect\", \"purpose\": \"ai\", \"formats\": [\"array\", "
+	    "\"array_at\"], \"array_at\": \"/data\", \"subjects\": "
+	    "[\"/a\"], \"on_deny\": \"drop\"}], \"rules\": [" RULE_DEFAULT
+	    "]}");
 	const struct policy_route *all = route(p, "POST", "/all");
 	const struct policy_route *at = route(p, "POST", "/at");
 	struct cg_slice json = CG_SLICE_LIT("application/json");
-	struct cg_slice none = { "", 0 };
+	struct cg_slice none = {"", 0};
 
-#define FMT(r, ct, body)                                                      \
-	policy_body_format(r, (struct cg_slice)CG_SLICE_LIT(ct), body,        \
-			   strlen(body))
+#define FMT(r, ct, body)                                                       \
+	policy_body_format(r, (struct cg_slice)CG_SLICE_LIT(ct), body,         \
+	                   strlen(body))
 	assert_int_equal(policy_body_format(all, json, " [1]", 4),
-			 SCAN_FORMAT_ARRAY);
+	                 SCAN_FORMAT_ARRAY);
 	assert_int_equal(policy_body_format(all, json, "\n{}", 3),
-			 SCAN_FORMAT_OBJECT);
+	                 SCAN_FORMAT_OBJECT);
 	assert_int_equal(policy_body_format(all, json, "  ", 2), -1);
 	assert_int_equal(policy_body_format(all, json, "\"x\"", 3), -1);
 	assert_int_equal(policy_body_format(all, none, "[1]", 3),
-			 SCAN_FORMAT_NDJSON);
+	                 SCAN_FORMAT_NDJSON);
 	assert_int_equal(FMT(all, "Application/JSON ; charset=UTF-8", "{}"),
-			 SCAN_FORMAT_OBJECT);
+	                 SCAN_FORMAT_OBJECT);
 	assert_int_equal(FMT(all, "application/json; charset=\"utf-8\"", "{}"),
-			 SCAN_FORMAT_OBJECT);
+	                 SCAN_FORMAT_OBJECT);
 	assert_int_equal(FMT(all, "application/json; charset=latin1", "{}"),
-			 -1);
+	                 -1);
 	assert_int_equal(FMT(all, "application/x-ndjson", "{}"),
-			 SCAN_FORMAT_NDJSON);
+	                 SCAN_FORMAT_NDJSON);
 	assert_int_equal(FMT(all, "application/ndjson", "{}"),
-			 SCAN_FORMAT_NDJSON);
+	                 SCAN_FORMAT_NDJSON);
 	assert_int_equal(FMT(all, "application/jsonl", "{}"),
-			 SCAN_FORMAT_NDJSON);
+	                 SCAN_FORMAT_NDJSON);
 	assert_int_equal(FMT(all, "text/plain", "{}"), -1);
 	assert_int_equal(FMT(all, "application/jsonx", "{}"), -1);
 	assert_int_equal(FMT(at, "application/json", "{\"data\": []}"),
-			 SCAN_FORMAT_ARRAY_AT);
+	                 SCAN_FORMAT_ARRAY_AT);
 	assert_int_equal(FMT(at, "application/json", "[]"), SCAN_FORMAT_ARRAY);
 	assert_int_equal(FMT(at, "application/x-ndjson", "{}"), -1);
 	/* no ndjson on this route: an absent type is sniffed as JSON */
 	assert_int_equal(policy_body_format(at, none, "[]", 2),
-			 SCAN_FORMAT_ARRAY);
+	                 SCAN_FORMAT_ARRAY);
 	assert_int_equal(FMT(route(p, "POST", "/all"), "", "[]"),
-			 SCAN_FORMAT_NDJSON);
+	                 SCAN_FORMAT_NDJSON);
 #undef FMT
 	policy_free(p);
 }
@@ -833,40 +845,41 @@ test_body_rebuild(void **state)
 	char out[256];
 	size_t n;
 	const char *nd = "{\"a\":1}\r\n{\"a\":2}\n\n{\"a\":3}";
-	struct policy_span k13[] = { { 0, 7 }, { 18, 25 } };
+	struct policy_span k13[] = {{0, 7}, {18, 25}};
 	const char *arr = "[ {\"a\":1} , {\"a\":2},{\"a\":3} ]";
-	struct policy_span a13[] = { { 2, 9 }, { 20, 27 } };
-	const char *doc = "{\"n\": 1, \"data\": [{\"a\":1}, {\"a\":2}], \"z\": 0}";
-	struct policy_span d2[] = { { 27, 34 } };
+	struct policy_span a13[] = {{2, 9}, {20, 27}};
+	const char *doc =
+	    "{\"n\": 1, \"data\": [{\"a\":1}, {\"a\":2}], \"z\": 0}";
+	struct policy_span d2[] = {{27, 34}};
 
 	n = policy_body_rebuild(SCAN_FORMAT_NDJSON, nd, strlen(nd), 0, 0, k13,
-				2, out);
+	                        2, out);
 	assert_int_equal(n, 16);
 	assert_memory_equal(out, "{\"a\":1}\n{\"a\":3}\n", n);
 	n = policy_body_rebuild(SCAN_FORMAT_NDJSON, nd, strlen(nd), 0, 0, NULL,
-				0, out);
+	                        0, out);
 	assert_int_equal(n, 0);
 
 	n = policy_body_rebuild(SCAN_FORMAT_ARRAY, arr, strlen(arr), 0,
-				strlen(arr) - 1, a13, 2, out);
+	                        strlen(arr) - 1, a13, 2, out);
 	assert_memory_equal(out, "[{\"a\":1},{\"a\":3}]", n);
 	assert_int_equal(n, 17);
 	n = policy_body_rebuild(SCAN_FORMAT_ARRAY, arr, strlen(arr), 0,
-				strlen(arr) - 1, NULL, 0, out);
+	                        strlen(arr) - 1, NULL, 0, out);
 	assert_int_equal(n, 2);
 	assert_memory_equal(out, "[]", 2);
 
 	n = policy_body_rebuild(SCAN_FORMAT_ARRAY_AT, doc, strlen(doc), 17, 34,
-				d2, 1, out);
+	                        d2, 1, out);
 	out[n] = '\0';
 	assert_string_equal(out, "{\"n\": 1, \"data\": [{\"a\":2}], \"z\": 0}");
 
 	n = policy_body_rebuild(SCAN_FORMAT_OBJECT, "  {\"a\":1} ", 10, 0, 0,
-				(struct policy_span[]){ { 2, 9 } }, 1, out);
+	                        (struct policy_span[]){{2, 9}}, 1, out);
 	assert_int_equal(n, 7);
 	assert_memory_equal(out, "{\"a\":1}", 7);
 	n = policy_body_rebuild(SCAN_FORMAT_OBJECT, "{}", 2, 0, 0, NULL, 0,
-				out);
+	                        out);
 	assert_int_equal(n, 0);
 }
 
@@ -899,7 +912,7 @@ test_snapshot_refcount(void **state)
 	struct cg_errors errs;
 	struct policy *p;
 	struct consent_table *t = table("1,ai-training,granted,DE,"
-					"2025-01-01T00:00:00Z,e\n");
+	                                "2025-01-01T00:00:00Z,e\n");
 	struct policy_snapshot *s;
 	pthread_t th[4];
 	struct snap_arg args[4];
@@ -913,10 +926,9 @@ test_snapshot_refcount(void **state)
 	assert_ptr_equal(policy_snapshot_consent(s), t);
 	/* concurrent holders; the creator's reference keeps it alive */
 	for (int i = 0; i < 4; i++) {
-		args[i] = (struct snap_arg){ s, p, false };
-		assert_int_equal(pthread_create(&th[i], NULL, snap_worker,
-						&args[i]),
-				 0);
+		args[i] = (struct snap_arg){s, p, false};
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, snap_worker, &args[i]), 0);
 	}
 	for (int i = 0; i < 4; i++) {
 		pthread_join(th[i], NULL);
@@ -927,7 +939,7 @@ test_snapshot_refcount(void **state)
 	policy_snapshot_unref(s);
 	assert_ptr_equal(policy_snapshot_policy(s), p);
 	assert_string_equal(policy_id(policy_snapshot_policy(s)),
-			    "ai-training-example");
+	                    "ai-training-example");
 	policy_snapshot_unref(s); /* frees p and t (checked by ASan/valgrind) */
 	policy_snapshot_unref(NULL);
 	policy_free(NULL);
@@ -938,20 +950,20 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_example_loads),
-		cmocka_unit_test(test_full_route_options),
-		cmocka_unit_test(test_errors_positions),
-		cmocka_unit_test(test_many_errors_at_once),
-		cmocka_unit_test(test_syntax_and_duplicates),
-		cmocka_unit_test(test_deep_nesting_positions),
-		cmocka_unit_test(test_lint_warnings),
-		cmocka_unit_test(test_match),
-		cmocka_unit_test(test_example_matrix),
-		cmocka_unit_test(test_age_and_jurisdiction_conditions),
-		cmocka_unit_test(test_explain),
-		cmocka_unit_test(test_body_format),
-		cmocka_unit_test(test_body_rebuild),
-		cmocka_unit_test(test_snapshot_refcount),
+	    cmocka_unit_test(test_example_loads),
+	    cmocka_unit_test(test_full_route_options),
+	    cmocka_unit_test(test_errors_positions),
+	    cmocka_unit_test(test_many_errors_at_once),
+	    cmocka_unit_test(test_syntax_and_duplicates),
+	    cmocka_unit_test(test_deep_nesting_positions),
+	    cmocka_unit_test(test_lint_warnings),
+	    cmocka_unit_test(test_match),
+	    cmocka_unit_test(test_example_matrix),
+	    cmocka_unit_test(test_age_and_jurisdiction_conditions),
+	    cmocka_unit_test(test_explain),
+	    cmocka_unit_test(test_body_format),
+	    cmocka_unit_test(test_body_rebuild),
+	    cmocka_unit_test(test_snapshot_refcount),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
