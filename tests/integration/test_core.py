@@ -538,6 +538,116 @@ def not_found_404(env):
     assert up.raw_bytes() == 0, "upstream received bytes"
 
 
+@test
+def idle_keepalive_closed(env):
+    up = env.upstream()
+    px = env.proxy(up.url, config={"idle_timeout_ms": 300})
+    c = env.client(px)
+    c.send(request("GET", "/ok"))
+    assert c.read_response().status == 200
+    t0 = time.monotonic()
+    assert c.wait_closed(3), "idle connection not closed"
+    took = time.monotonic() - t0
+    assert took < 1.5, "closed after %.2fs (idle_timeout_ms 300)" % took
+
+
+@test
+def body_timeout_408(env):
+    up = env.upstream()
+    px = env.proxy(up.url, config={"body_timeout_ms": 400})
+    c = env.client(px)
+    t0 = time.monotonic()
+    c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+           + b"a" * 10)
+    try:
+        r = c.read_response(timeout=3)
+    except Incomplete:
+        assert c.eof, "no answer and no close"
+    else:
+        check_problem(r, 408)
+    took = time.monotonic() - t0
+    assert took < 2, "took %.2fs" % took
+    assert up.count() == 0, up.requests()
+
+
+@test
+def stale_pooled_connection(env):
+    """The upstream closes an idle pooled connection; the next requests
+    (GET and POST) still succeed on a fresh one."""
+    up = env.upstream()
+    px = env.proxy(up.url)
+    c = env.client(px)
+    c.send(request("GET", "/close-after?ms=50"))
+    assert c.read_response().status == 200
+    time.sleep(0.3)
+    c.send(request("GET", "/ok"))
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"ok\n", r
+    c.send(request("GET", "/close-after?ms=50"))
+    assert c.read_response().status == 200
+    time.sleep(0.3)
+    c.send(request("POST", "/echo", body=b"after stale"))
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"after stale", r
+    lines = [q.request_line for q in up.requests()]
+    assert lines.count(b"POST /echo HTTP/1.1") == 1, lines
+
+
+@test
+def http10_client(env):
+    up = env.upstream()
+    px = env.proxy(up.url)
+    c = env.client(px)
+    c.send(b"GET /chunked?n=5000 HTTP/1.0\r\n\r\n")
+    r = c.read_response()
+    assert r.status == 200, r
+    assert r.get("Transfer-Encoding") is None, "chunked sent to an HTTP/1.0 client"
+    assert r.body == pattern(5000), \
+        "body differs (%d bytes, starts %r): chunk framing relayed?" % (
+            len(r.body), r.body[:20])
+    assert c.wait_closed(3), "HTTP/1.0 connection kept open"
+
+
+@test
+def http10_without_host_forwarded_with_host(env):
+    """HTTP/1.0 may omit Host; the HTTP/1.1 request we forward must not."""
+    up = env.upstream()
+    px = env.proxy(up.url)
+    c = env.client(px)
+    c.send(b"GET /ok HTTP/1.0\r\n\r\n")
+    r = c.read_response()
+    assert r.status == 200, r
+    rec = one_upstream_request(up)
+    if rec.request_line.endswith(b"HTTP/1.1"):
+        assert len(rec.get_all("Host")) == 1, \
+            "HTTP/1.1 request forwarded without Host: %r" % rec.head
+
+
+@test
+def connection_close_honoured(env):
+    up = env.upstream()
+    px = env.proxy(up.url)
+    c = env.client(px)
+    c.send(request("GET", "/ok", [("Connection", "close")]))
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"ok\n", r
+    assert c.wait_closed(3), "connection left open after Connection: close"
+
+
+@test
+def many_pipelined(env):
+    up = env.upstream()
+    px = env.proxy(up.url)
+    c = env.client(px)
+    n = 50
+    c.send(b"".join(request("POST", "/echo?i=%d" % i, body=b"body %d" % i)
+                    for i in range(n)))
+    for i in range(n):
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"body %d" % i, (i, r)
+    assert [q.body for q in up.requests()] == [b"body %d" % i for i in range(n)]
+
+
 # ------------------------------------------------------------ shutdown
 
 @test

@@ -25,6 +25,8 @@
  *   /hang              never answers (waits for the peer to close)
  *   /die-mid           Content-Length 100, sends 50 bytes, closes
  *   /big?n=N           200, N bytes of a known pattern, Content-Length
+ *   /close-after?ms=N  200 "ok" saying keep-alive, then closes after N ms
+ *                      (a pooled connection that goes stale)
  *   anything else      200 "ok"
  * HEAD gets the GET headers without a body. Keep-alive unless the request
  * says Connection: close or is HTTP/1.0.
@@ -410,6 +412,15 @@ respond(struct conn *c, const char *method, const char *target, int keep,
 			off += (long)k;
 		}
 		return 0;
+	}
+	if (strncmp(path, "/close-after", 12) == 0) {
+		if (sendf(c->fd,
+			  "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+			  "X-Upstream-Conn: %lu\r\nConnection: keep-alive\r\n\r\nok\n",
+			  c->id) < 0)
+			return -1;
+		msleep(query_num(target, "ms", 100));
+		return -1;
 	}
 	const char *text = strncmp(path, "/slow", 5) == 0 ? "slow\n" : "ok\n";
 	if (sendf(c->fd,
