@@ -32,7 +32,8 @@ IO_TIMEOUT = 5.0     # s for any socket operation
 # Paths the test upstream serves (see upstream.c); each is a pass route.
 PASS_PREFIXES = ["/echo", "/chunked", "/close-delimited", "/empty204",
                  "/not-modified", "/slow", "/hang", "/die-mid", "/big", "/ok",
-                 "/r200", "/static", "/upload", "/close-after"]
+                 "/r200", "/static", "/upload", "/close-after",
+                 "/resp-hop", "/early-hints", "/bad-cl", "/cl-te"]
 
 EEA = ["AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR",
        "HU", "IE", "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK",

@@ -648,6 +648,56 @@ def many_pipelined(env):
     assert [q.body for q in up.requests()] == [b"body %d" % i for i in range(n)]
 
 
+@test
+def response_hop_by_hop_removed(env):
+    up = env.upstream()
+    px = env.proxy(up.url)
+    c = env.client(px)
+    c.send(request("GET", "/resp-hop"))
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"ok\n", r
+    names = [k.lower() for k, _ in r.headers]
+    for gone in ("keep-alive", "x-secret-hop", "proxy-authenticate"):
+        assert gone not in names, "%s relayed to the client: %r" % (gone, r.headers)
+    assert r.get("X-End-To-End") == "yes", r.headers
+
+
+@test
+def upstream_1xx_then_final(env):
+    up = env.upstream()
+    px = env.proxy(up.url)
+    c = env.client(px)
+    c.send(request("GET", "/early-hints"))
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"ok\n", r
+    c.send(request("GET", "/ok"))
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"ok\n", r
+
+
+@test
+def broken_upstream_framing_not_relayed(env):
+    """Responses whose length is ambiguous are never relayed as if sound."""
+    up = env.upstream()
+    px = env.proxy(up.url)
+    for target in ("/bad-cl", "/cl-te"):
+        c = env.client(px)
+        c.send(request("GET", target))
+        try:
+            r = c.read_response(timeout=3)
+        except Incomplete:
+            assert c.eof, "%s: no answer, no close" % target
+            continue
+        cl = r.get_all("Content-Length")
+        te = r.get_all("Transfer-Encoding")
+        assert not (cl and te), "%s: relayed with both CL and TE: %r" % (target, r)
+        if r.status == 200:
+            assert target == "/cl-te" and r.body == b"ok\n", \
+                "%s relayed as a complete 200: %r" % (target, r)
+        else:
+            check_problem(r, 502)
+
+
 # ------------------------------------------------------------ shutdown
 
 @test

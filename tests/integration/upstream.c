@@ -25,6 +25,10 @@
  *   /hang              never answers (waits for the peer to close)
  *   /die-mid           Content-Length 100, sends 50 bytes, closes
  *   /big?n=N           200, N bytes of a known pattern, Content-Length
+ *   /resp-hop          200 with hop-by-hop response headers to strip
+ *   /early-hints       103 Early Hints, then 200 "ok"
+ *   /bad-cl            200 with two different Content-Length (broken)
+ *   /cl-te             200 with Content-Length and chunked (ambiguous)
  *   /close-after?ms=N  200 "ok" saying keep-alive, then closes after N ms
  *                      (a pooled connection that goes stale)
  *   anything else      200 "ok"
@@ -412,6 +416,31 @@ respond(struct conn *c, const char *method, const char *target, int keep,
 			off += (long)k;
 		}
 		return 0;
+	}
+	if (strncmp(path, "/resp-hop", 9) == 0)
+		return sendf(c->fd,
+			     "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+			     "Connection: keep-alive, X-Secret-Hop\r\n"
+			     "Keep-Alive: timeout=5\r\nX-Secret-Hop: 1\r\n"
+			     "Proxy-Authenticate: Basic\r\nX-End-To-End: yes\r\n"
+			     "\r\n%s",
+			     head ? "" : "ok\n");
+	if (strncmp(path, "/early-hints", 12) == 0)
+		return sendf(c->fd,
+			     "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; "
+			     "rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"
+			     "Content-Length: 3\r\nConnection: %s\r\n\r\n%s",
+			     conn_hdr, head ? "" : "ok\n");
+	if (strncmp(path, "/bad-cl", 7) == 0) {
+		sendf(c->fd, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+			     "Content-Length: 5\r\n\r\nok\nXY");
+		return -1;
+	}
+	if (strncmp(path, "/cl-te", 6) == 0) {
+		sendf(c->fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n"
+			     "Transfer-Encoding: chunked\r\n\r\n3\r\nok\n\r\n"
+			     "0\r\n\r\n");
+		return -1;
 	}
 	if (strncmp(path, "/close-after", 12) == 0) {
 		if (sendf(c->fd,
