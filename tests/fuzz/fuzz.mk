@@ -22,35 +22,16 @@ regress: fuzz-regress-http1
 
 $(BUILD)/fuzz_http1: tests/fuzz/fuzz_http1.c proxy/http1.c proxy/http1_internal.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_http1.c proxy/http1.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_http1.c proxy/http1.c -lhttp_parser
 
 $(BUILD)/fuzz_http1_standalone: tests/fuzz/fuzz_http1.c proxy/http1.c proxy/http1_internal.h
 	@mkdir -p $(dir $@)
-	$(CC) $(REGRESS_CFLAGS) -o $@ tests/fuzz/fuzz_http1.c proxy/http1.c
+	$(CC) $(REGRESS_CFLAGS) -o $@ tests/fuzz/fuzz_http1.c proxy/http1.c -lhttp_parser
 
 .PHONY: fuzz-regress-http1
 fuzz-regress-http1: $(BUILD)/fuzz_http1_standalone
 	$(BUILD)/fuzz_http1_standalone tests/fuzz/corpus/http1/*
 # ---- end http1 ----
-
-# ---- policy (owner: policy): the rule-file loader ----
-POLICY_FUZZ_SRC := tests/fuzz/fuzz_policy.c policy/policy.c policy/rule.c \
-	policy/route.c policy/errors.c policy/jsonptr.c policy/consent.c
-all: $(BUILD)/fuzz_policy
-regress: fuzz-regress-policy
-
-$(BUILD)/fuzz_policy: $(POLICY_FUZZ_SRC) policy/policy_internal.h
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(POLICY_FUZZ_SRC) -ljansson
-
-$(BUILD)/fuzz_policy_standalone: $(POLICY_FUZZ_SRC) policy/policy_internal.h
-	@mkdir -p $(dir $@)
-	$(CC) $(REGRESS_CFLAGS) -o $@ $(POLICY_FUZZ_SRC) -ljansson
-
-.PHONY: fuzz-regress-policy
-fuzz-regress-policy: $(BUILD)/fuzz_policy_standalone
-	$(BUILD)/fuzz_policy_standalone tests/fuzz/corpus/policy/*
-# ---- end policy ----
 
 # ---- scan (owner: scan): the record scanner against jansson ----
 SCAN_FUZZ_SRC := tests/fuzz/fuzz_scan.c policy/scan.c policy/jsonptr.c
@@ -69,6 +50,26 @@ $(BUILD)/fuzz_scan_standalone: $(SCAN_FUZZ_SRC) include/consentgate/scan.h inclu
 fuzz-regress-scan: $(BUILD)/fuzz_scan_standalone
 	$(BUILD)/fuzz_scan_standalone tests/fuzz/corpus/scan/*
 # ---- end scan ----
+
+# ---- consent (owner: consent): CSV import and snapshot checks ----
+CSV_FUZZ_SRC := tests/fuzz/fuzz_csv.c policy/errors.c
+CSV_FUZZ_DEPS := $(CSV_FUZZ_SRC) policy/consent.c policy/consent_internal.h \
+	include/consentgate/consent.h
+all: $(BUILD)/fuzz_csv
+regress: fuzz-regress-csv
+
+$(BUILD)/fuzz_csv: $(CSV_FUZZ_DEPS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(CSV_FUZZ_SRC)
+
+$(BUILD)/fuzz_csv_standalone: $(CSV_FUZZ_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(REGRESS_CFLAGS) -o $@ $(CSV_FUZZ_SRC)
+
+.PHONY: fuzz-regress-csv
+fuzz-regress-csv: $(BUILD)/fuzz_csv_standalone
+	$(BUILD)/fuzz_csv_standalone tests/fuzz/corpus/csv/*
+# ---- end consent ----
 
 # ---- policy (owner: policy): the rule-file loader ----
 POLICY_FUZZ_SRC := tests/fuzz/fuzz_policy.c policy/policy.c policy/rule.c \
