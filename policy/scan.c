@@ -266,6 +266,29 @@ fail:
 	return NULL;
 }
 
+/* The first byte at or after p that is not an ASCII digit. */
+static inline const char *
+skip_digits(const char *p, const char *end)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	/* 8 at a time: a digit has high nibble 3 and low nibble + 6 < 16 */
+	while (end - p >= 8) {
+		uint64_t x, nd;
+
+		memcpy(&x, p, 8);
+		nd = ((x & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull) |
+		     (((x + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) ^
+		      0x3030303030303030ull);
+		if (nd != 0)
+			return p + (__builtin_ctzll(nd) >> 3);
+		p += 8;
+	}
+#endif
+	while (p < end && (unsigned)(*p - '0') < 10)
+		p++;
+	return p;
+}
+
 /*
  * Decode a string body that scan_string accepted into out[0,cap). Returns
  * 0 with *outlen set, or -1 when it does not fit.
@@ -380,6 +403,10 @@ key_match(const struct jsonptr_token *t, const char *k, size_t klen,
 	}
 	if (klen == t->len && memcmp(k, t->name, klen) == 0)
 		return 1;
+	/* two ASCII first bytes that differ beyond case: no fold can match */
+	if (klen > 0 && t->len > 0 && ((uint8_t)k[0] | (uint8_t)t->name[0]) < 0x80 &&
+	    ((uint8_t)k[0] | 0x20) != ((uint8_t)t->name[0] | 0x20))
+		return 0;
 	return fold_equal(k, klen, t->name, t->len) ? 2 : 0;
 }
 
@@ -541,6 +568,8 @@ value:
 		err = "unexpected end of input";
 		goto fail;
 	}
+	if (*p == '"')
+		goto string; /* the most common value, before the jump table */
 	switch (*p) {
 	case '{':
 		if (vmask != 0 && check_container(c, vmask, depth, true) < 0)
@@ -586,6 +615,7 @@ value:
 		vmask = cmask != 0 ? elem_mask(c, cmask, depth - 1, 0) : 0;
 		goto value;
 	case '"':
+string:
 		s = p + 1;
 		q = scan_string(c, s, &flags);
 		if (q == NULL)
@@ -608,9 +638,7 @@ value:
 		if (p < end && *p == '0') {
 			p++;
 		} else if (p < end && *p >= '1' && *p <= '9') {
-			p++;
-			while (p < end && (unsigned)(*p - '0') < 10)
-				p++;
+			p = skip_digits(p + 1, end);
 		} else {
 			err = "invalid number";
 			goto fail;
@@ -622,8 +650,7 @@ value:
 				err = "invalid number";
 				goto fail;
 			}
-			while (p < end && (unsigned)(*p - '0') < 10)
-				p++;
+			p = skip_digits(p + 1, end);
 		}
 		if (p < end && (*p == 'e' || *p == 'E')) {
 			p++;
@@ -692,15 +719,18 @@ close:
 after_value:
 	if (depth == 0)
 		goto done;
-	SKIP_WS(p, end);
-	if (p >= end) {
-		err = "unexpected end of input";
-		goto fail;
+	if (p >= end || is_ws[(uint8_t)*p]) {
+		SKIP_WS(p, end);
+		if (p >= end) {
+			err = "unexpected end of input";
+			goto fail;
+		}
 	}
 	if (is_obj[depth - 1]) {
 		if (*p == ',') {
 			p++;
-			SKIP_WS(p, end);
+			if (p < end && is_ws[(uint8_t)*p])
+				SKIP_WS(p, end);
 			goto key;
 		}
 		if (*p == '}') {
@@ -745,13 +775,17 @@ key:
 			 &lseen[depth - 1], &vmask) < 0)
 		goto fail_ctx_p;
 	p = q + 1;
-	SKIP_WS(p, end);
-	if (p >= end || *p != ':') {
-		err = p >= end ? "unexpected end of input"
-			       : "expected ':' after member name";
-		goto fail;
+	if (p < end && *p == ':') {
+		p++; /* compact JSON: no whitespace around ':' */
+	} else {
+		SKIP_WS(p, end);
+		if (p >= end || *p != ':') {
+			err = p >= end ? "unexpected end of input"
+				       : "expected ':' after member name";
+			goto fail;
+		}
+		p++;
 	}
-	p++;
 	SKIP_WS(p, end);
 	goto value;
 done:

@@ -9,6 +9,8 @@
  *  - jansson accepts and we refuse for a reason that is not a subject
  *    rule or our depth limit: abort;
  *  - both accept: the subjects must be the ones jansson finds.
+ * A raw NUL byte is never valid JSON, but jansson stops reading at one
+ * ("0\0" passes): such inputs we must refuse, whatever jansson says.
  * The iterators run on the same bytes as NDJSON, ARRAY and ARRAY_AT /data:
  * every record range must lie inside the buffer and rescan alone to the
  * same subjects.
@@ -136,6 +138,12 @@ check_oracle(const uint8_t *data, size_t size)
 	json_t *j;
 	int ours = scan_record(&spec, buf, size, &rec, &err);
 
+	/* a raw NUL is never valid JSON; jansson stops reading at one */
+	if (memchr(buf, '\0', size) != NULL) {
+		if (ours == 0)
+			disagree("we accept a raw NUL byte", NULL, data, size);
+		return;
+	}
 	j = json_loadb(buf, size, ORACLE_FLAGS, &je);
 	if (j == NULL && json_error_code(&je) == json_error_duplicate_key)
 		j = json_loadb(buf, size, ORACLE_FLAGS & ~JSON_REJECT_DUPLICATES,

@@ -502,13 +502,16 @@ test_syntax(void **state)
 	expect_refused(s, "", "end of input");
 	expect_refused(s, "  ", "end of input");
 	expect_refused(s, "nul", "invalid literal");
+	/* a raw NUL after the value (jansson stops reading there) */
+	const char *err;
+	assert_int_equal(scan_record(s, "0\0", 2, &rec, &err), -1);
+	assert_int_equal(scan_record(s, "{}\0", 3, &rec, &err), -1);
+	assert_int_equal(scan_record(s, "\"a\0\"", 4, &rec, &err), -1);
 	expect_refused(s, "{\"author_id\":\"abc", "unterminated");
 	/* every truncation of a valid record is refused */
 	const char *full = "{\"author_id\":\"u\\u00e9\",\"m\":[1,{\"x\":null}],"
 			   "\"t\":true,\"n\":-1.5e3}";
 	for (size_t k = 0; k < strlen(full); k++) {
-		const char *err;
-
 		if (scan_record(s, full, k, &rec, &err) == 0)
 			fail_msg("accepted a truncation at %zu", k);
 	}
@@ -1066,6 +1069,13 @@ differential_one(const struct scan_spec *spec, const char *doc, size_t len,
 	struct expect e;
 
 	st->total++;
+	/* a raw NUL is never valid JSON; jansson stops reading at one */
+	if (memchr(doc, '\0', len) != NULL) {
+		if (ours == 0)
+			fail_msg("accepted a raw NUL: %.*s", (int)len, doc);
+		st->both_refused++;
+		return;
+	}
 	j = json_loadb(doc, len, JANSSON_FLAGS, &je);
 	if (j == NULL && json_error_code(&je) == json_error_duplicate_key)
 		j = json_loadb(doc, len, JANSSON_FLAGS & ~JSON_REJECT_DUPLICATES,
