@@ -1039,8 +1039,12 @@ consent_open(const char *path, struct cg_errors *errs)
 		goto done;
 	}
 	if (size >= 8 && memcmp(map, CONSENT_MAGIC, 8) == 0) {
-		/* Lookups land anywhere: read-ahead only wastes I/O. */
+		/* Lookups land anywhere: read-ahead only wastes I/O. Huge
+		 * pages, where the kernel maps files with them, cut TLB misses. */
 		(void)madvise(map, size, MADV_RANDOM);
+#ifdef MADV_HUGEPAGE
+		(void)madvise(map, size, MADV_HUGEPAGE);
+#endif
 		t = open_snapshot(path, map, size, errs);
 		if (t != NULL)
 			map = MAP_FAILED; /* the table owns it now */

@@ -10,6 +10,15 @@
  * A person's jurisdiction is the one on their latest row (any purpose).
  * A bad row fails the whole import with its line number: never a partial
  * table.
+ *
+ * CSV details: RFC 4180 quoting ("a,b", "" for a quote), LF or CRLF line
+ * ends, a leading UTF-8 BOM and blank lines are ignored, every row has the
+ * header's field count. Equal updated_at (same instant, fractions count):
+ * the later row in the file wins. subject: 1..CG_MAX_SUBJECT_LEN bytes, no
+ * leading/trailing space; purpose: 1..64 of [A-Za-z0-9._-], at most 255
+ * distinct; status: granted|denied|withdrawn; jurisdiction: two upper-case
+ * letters; updated_at: RFC 3339 with Z or an offset; evidence: <= 255
+ * bytes, may be empty. Extra columns are ignored.
  */
 #ifndef CONSENTGATE_CONSENT_H
 #define CONSENTGATE_CONSENT_H
