@@ -219,8 +219,12 @@ class Proxy:
             json.dump(policy if policy is not None else test_policy(), f,
                       indent=1)
         csv = os.path.join(workdir, "consent-%s.csv" % tag)
-        with open(csv, "w") as f:
-            f.write(consent if consent is not None else DEFAULT_CONSENT)
+        if isinstance(consent, str) and consent.startswith("@"):
+            csv = consent[1:]  # a file made elsewhere (a snapshot)
+        else:
+            with open(csv, "w") as f:
+                f.write(consent if consent is not None else DEFAULT_CONSENT)
+        self.policy_path, self.consent_path = pol, csv
         args = [CONSENTGATE, "serve", "--listen", "127.0.0.1:0",
                 "--upstream", upstream_url, "--policy", pol, "--consent", csv]
         if config:

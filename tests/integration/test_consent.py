@@ -877,14 +877,138 @@ def path_tricks_never_bypass_inspection(env, res):
         for q in new:
             assert d.encode() not in q.body, \
                 ("denied record forwarded uninspected via %r (status %d); an "
-                 "upstream that resolves dot-segments (nginx does) serves it "
-                 "as /ingest" % (target, r.status))
+                 "upstream that resolves dot-segments (nginx does; Tomcat "
+                 "also for ..;) serves it as /ingest" % (target, r.status))
         c.close()
 
     for t in ("/ok/../ingest", "/ok/%2e%2e/ingest", "/ok/%2E%2E/ingest",
               "/ok/..%2fingest", "/ok/./../ingest", "/echo/../ingest",
               "/ok%2f..%2fingest", "/ok/..;/ingest", "/ok\\..\\ingest"):
         res.check("path_tricks/%s" % t, one, t)
+
+
+def csv_of(rows):
+    return "subject,purpose,status,jurisdiction,updated_at\n" + "".join(
+        "%s,ai-training,%s,DE,2025-01-01T00:00:00Z\n" % (s, st) for s, st in rows)
+
+
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def ingest_count(c, subjects):
+    body = b"".join(('{"author_id":"%s"}\n' % s).encode() for s in subjects)
+    c.send(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson"
+           b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    r = c.read_response()
+    assert r.status in (200, 204), r
+    return parse_result(r.get("Consent-Result")), r
+
+
+@test
+def sighup_reload_and_failed_reload(env):
+    import signal
+    people = ["r-%d" % i for i in range(10)]
+    up = env.upstream()
+    px = env.proxy(up.url, policy=test_policy(),
+                   consent=csv_of([(p, "denied") for p in people]))
+    c = env.client(px)
+    assert ingest_count(c, people)[0] == (0, 10)
+    write_atomic(px.consent_path, csv_of([(p, "granted") for p in people]))
+    px.signal(signal.SIGHUP)
+    assert wait_until(lambda: ingest_count(c, people)[0] == (10, 0), 3, 0.1), \
+        "SIGHUP did not load the new consent table"
+    # A broken table must not replace the good one, nor stop the proxy.
+    write_atomic(px.consent_path, csv_of([(p, "granted") for p in people])
+                 + "r-x,ai-training,maybe,DE,not-a-date\n")
+    px.signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert px.proc.poll() is None, "proxy exited on a bad reload"
+    assert ingest_count(c, people)[0] == (10, 0), "bad reload changed decisions"
+    # A broken rule file neither.
+    write_atomic(px.policy_path, '{"policy": "broken", "routes": [')
+    px.signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert px.proc.poll() is None, "proxy exited on a bad policy reload"
+    assert ingest_count(c, people)[0] == (10, 0), "bad policy reload changed decisions"
+
+
+@test
+def reload_under_load_never_mixes_snapshots(env):
+    """Every request is decided by one snapshot: with table A (all granted)
+    and table B (all denied) swapped under load, each request keeps all of
+    its records or none."""
+    import signal
+    import threading
+    people = ["m-%d" % i for i in range(40)]
+    a = csv_of([(p, "granted") for p in people])
+    b = csv_of([(p, "denied") for p in people])
+    up = env.upstream()
+    px = env.proxy(up.url, policy=test_policy(), consent=a,
+                   config={"workers": 2})
+    stop = time.monotonic() + 4
+    bad = []
+    seen = set()
+
+    def load(t):
+        c = px.connect()
+        try:
+            for _ in range(5000):
+                if time.monotonic() > stop or bad:
+                    break
+                (k, d), r = ingest_count(c, people)
+                seen.add(k)
+                if k not in (0, len(people)):
+                    bad.append("kept=%d, dropped=%d in one request" % (k, d))
+        except Exception as e:
+            bad.append("%s: %s" % (type(e).__name__, e))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=load, args=(t,)) for t in range(3)]
+    for th in threads:
+        th.start()
+    flips = 0
+    while time.monotonic() < stop - 0.3 and not bad:
+        flips += 1
+        write_atomic(px.consent_path, b if flips % 2 else a)
+        px.signal(signal.SIGHUP)
+        time.sleep(0.25)
+    for th in threads:
+        th.join(10)
+    assert not bad, bad[0]
+    assert seen == {0, len(people)}, "reloads never took effect: %r" % seen
+    assert px.proc.poll() is None, "proxy died during reloads"
+
+
+@test
+def stale_consent_refused(env):
+    import subprocess
+    from harness import CONSENTGATE
+    people = ["s-1", "s-2"]
+    csv = os.path.join(env.workdir, "stale.csv")
+    snap = os.path.join(env.workdir, "stale.snap")
+    with open(csv, "w") as f:
+        f.write(csv_of([(p, "granted") for p in people]))
+    out = subprocess.run([CONSENTGATE, "consent", "build", csv, "-o", snap],
+                         capture_output=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    time.sleep(2.2)
+    up = env.upstream()
+    px = env.proxy(up.url, policy=test_policy(), consent="@" + snap,
+                   config={"max_staleness_s": 1})
+    c = env.client(px)
+    body = b'{"author_id":"s-1"}\n'
+    c.send(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson"
+           b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    r = c.read_response()
+    assert r.status >= 400, "stale consent data decided a request: %r" % r
+    check_problem(r, r.status)
+    time.sleep(0.05)
+    assert up.count() == 0, up.requests()
 
 
 if __name__ == "__main__":
