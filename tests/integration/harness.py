@@ -63,6 +63,14 @@ def test_policy():
                    "formats": ["ndjson", "array", "object"],
                    "subjects": ["/author_id", "/mentions/*/id"],
                    "on_deny": "block"})
+    routes.append({"name": "profile", "method": "POST", "path": "/profile",
+                   "action": "inspect", "purpose": "ai-training",
+                   "formats": ["object"], "subject_header": "X-Subject-Id",
+                   "on_deny": "block"})
+    routes.append({"name": "ingest-cu", "method": "POST", "path": "/ingest-cu",
+                   "action": "inspect", "purpose": "ai-training",
+                   "formats": ["ndjson"], "subjects": ["/author_id"],
+                   "on_deny": "drop", "content_usage": True})
     return {
         "policy": "integ-test",
         "purposes": {"ai-training": {"aipref": "train-ai",

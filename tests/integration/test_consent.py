@@ -887,6 +887,65 @@ def path_tricks_never_bypass_inspection(env, res):
         res.check("path_tricks/%s" % t, one, t)
 
 
+@subtests
+def subject_header_route(env, res):
+    rng = random.Random(SEED + 21)
+    people, up, px = start(env, rng)
+    g, d = people.pick(rng, True), people.pick(rng, False)
+    body = b'{"bio": "about me", "author_id": "someone-else"}'
+
+    def post(headers):
+        c = env.client(px)
+        hs = "".join("%s: %s\r\n" % kv for kv in headers)
+        c.send(("POST /profile HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                "\r\n%sContent-Length: %d\r\n\r\n" % (hs, len(body))).encode() + body)
+        return c.read_response()
+
+    def allowed():
+        before = up.count()
+        r = post([("X-Subject-Id", g)])
+        assert r.status == 200, r
+        rec = up.request(before + 1)
+        assert rec is not None and rec.body == body, rec
+        assert up.count() == before + 1
+
+    def refused(headers, statuses):
+        before = up.count()
+        r = post(headers)
+        assert r.status in statuses, "status %d, want %r: %r" % (r.status, statuses, r)
+        check_problem(r, r.status)
+        time.sleep(0.02)
+        assert up.count() == before, "forwarded: %r" % up.requests()[before:]
+
+    res.check("subject_header/allowed", allowed)
+    res.check("subject_header/denied_403", refused, [("X-Subject-Id", d)], (403,))
+    res.check("subject_header/unknown_403", refused, [("X-Subject-Id", "nobody-x")], (403,))
+    res.check("subject_header/missing", refused, [], (400, 403, 422))
+    res.check("subject_header/twice", refused,
+              [("X-Subject-Id", g), ("X-Subject-Id", d)], (400, 403, 422))
+    res.check("subject_header/twice_same", refused,
+              [("X-Subject-Id", g), ("x-subject-id", g)], (400, 403, 422))
+
+
+@test
+def content_usage_marked(env):
+    rng = random.Random(SEED + 22)
+    people, up, px = start(env, rng)
+    body, kept = ndjson_of(people, rng, 2, 1)
+    c = env.client(px)
+    c.send(raw_request("/ingest-cu", NDJSON, body, rng, "length", False,
+                       [("Content-Usage", "train-ai=y"), ("Sec-GPC", "1")]))
+    r = c.read_response()
+    assert r.status == 200, r
+    rec = up.request(1)
+    check_forwarded(rec, expected_forward("ndjson", kept), 2, 1)
+    assert rec.get_all("Content-Usage") == ["train-ai=n"], rec.head
+    assert rec.get_all("Sec-GPC") == ["1"], rec.head
+    c.send(raw_request("/ingest", NDJSON, body, rng, "length", False))
+    assert c.read_response().status == 200
+    assert up.request(2).get_all("Content-Usage") == [], "Content-Usage on a route without it"
+
+
 def csv_of(rows):
     return "subject,purpose,status,jurisdiction,updated_at\n" + "".join(
         "%s,ai-training,%s,DE,2025-01-01T00:00:00Z\n" % (s, st) for s, st in rows)
