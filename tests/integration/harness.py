@@ -71,6 +71,10 @@ def test_policy():
                    "action": "inspect", "purpose": "ai-training",
                    "formats": ["ndjson"], "subjects": ["/author_id"],
                    "on_deny": "drop", "content_usage": True})
+    routes.append({"name": "batch", "method": "POST", "path": "/batch",
+                   "action": "inspect", "purpose": "ai-training",
+                   "formats": ["array_at"], "array_at": "/data",
+                   "subjects": ["/author_id"], "on_deny": "drop"})
     return {
         "policy": "integ-test",
         "purposes": {"ai-training": {"aipref": "train-ai",

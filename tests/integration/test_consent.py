@@ -946,6 +946,58 @@ def content_usage_marked(env):
     assert up.request(2).get_all("Content-Usage") == [], "Content-Usage on a route without it"
 
 
+@subtests
+def array_at_route(env, res):
+    rng = random.Random(SEED + 23)
+    people, up, px = start(env, rng)
+    g1, g2 = people.pick(rng, True), people.pick(rng, True)
+    d = people.pick(rng, False)
+    recs = [('{"author_id":"%s","k":%d}' % (s, i)).encode()
+            for i, s in enumerate([g1, d, g2, d])]
+    kept = [recs[0], recs[2]]
+
+    def post(body):
+        c = env.client(px)
+        c.send(b"POST /batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+               b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        return c.read_response()
+
+    def rebuilt():
+        pre = b'{"source": "s1", "n": 0.10, "data": [ '
+        post_ = b' ], "tail": {"data": []}}'
+        body = pre + b" , ".join(recs) + post_
+        before = up.count()
+        r = post(body)
+        assert r.status == 200 and parse_result(r.get("Consent-Result")) == (2, 2), r
+        rec = up.request(before + 1)
+        want = pre.rstrip(b" ") + b",".join(kept) + post_.lstrip(b" ")
+        want2 = pre + b",".join(kept) + post_
+        want3 = b'{"source": "s1", "n": 0.10, "data": [' + b",".join(kept) + \
+            b'], "tail": {"data": []}}'
+        assert rec.body in (want, want2, want3), "rebuilt document %r" % rec.body
+
+    def refused(body):
+        before = up.count()
+        r = post(body)
+        assert r.status == 422, r
+        check_problem(r, 422)
+        time.sleep(0.02)
+        assert up.count() == before, "forwarded: %r" % up.requests()[before:]
+
+    res.check("array_at/rebuilt_around_kept", rebuilt)
+    res.check("array_at/data_twice", refused,
+              b'{"data":[' + recs[1] + b'],"data":[' + recs[0] + b']}')
+    res.check("array_at/data_escaped_twice", refused,
+              b'{"data":[' + recs[1] + b'],"\\u0064ata":[' + recs[0] + b']}')
+    res.check("array_at/data_case_twice", refused,
+              b'{"data":[' + recs[0] + b'],"Data":[' + recs[1] + b']}')
+    res.check("array_at/data_not_array", refused, b'{"data":' + recs[0] + b'}')
+    res.check("array_at/trailing_garbage", refused,
+              b'{"data":[' + recs[0] + b']} x')
+    res.check("array_at/invalid_outside_array", refused,
+              b'{"meta":"\xff","data":[' + recs[0] + b']}')
+
+
 def csv_of(rows):
     return "subject,purpose,status,jurisdiction,updated_at\n" + "".join(
         "%s,ai-training,%s,DE,2025-01-01T00:00:00Z\n" % (s, st) for s, st in rows)
