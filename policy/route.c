@@ -8,10 +8,50 @@
 
 #include "policy_internal.h"
 
+/*
+ * A path an upstream could read as another path is covered by no route:
+ * "/ok/../ingest" or "/ok/%2e%2e/ingest" matches a pass prefix "/ok/" here
+ * but nginx serves it as /ingest. Dot segments (also with ";" parameters),
+ * encoded dots, slashes, backslashes and NULs, and raw backslashes and NULs
+ * fail closed.
+ */
+static bool
+path_is_safe(struct cg_slice path)
+{
+	size_t seg = 0;
+
+	for (size_t i = 0; i <= path.len; i++) {
+		char c = i < path.len ? path.ptr[i] : '/';
+		if (c == '\\' || c == '\0')
+			return false;
+		if (c == '%' && i + 2 < path.len) {
+			char h = path.ptr[i + 1];
+			char l = (char)tolower((unsigned char)path.ptr[i + 2]);
+			if ((h == '2' && (l == 'e' || l == 'f')) ||
+			    (h == '5' && l == 'c') || (h == '0' && l == '0'))
+				return false;
+		}
+		if (c != '/')
+			continue;
+		/* the segment [seg, i): ".", "..", ".;x", "..;x" */
+		size_t n = i - seg;
+		const char *s = path.ptr + seg;
+		if ((n == 1 && s[0] == '.') ||
+		    (n == 2 && s[0] == '.' && s[1] == '.') ||
+		    (n >= 2 && s[0] == '.' && s[1] == ';') ||
+		    (n >= 3 && s[0] == '.' && s[1] == '.' && s[2] == ';'))
+			return false;
+		seg = i + 1;
+	}
+	return true;
+}
+
 const struct policy_route *
 policy_match(const struct policy *p, struct cg_slice method,
              struct cg_slice path)
 {
+	if (!path_is_safe(path))
+		return NULL;
 	for (unsigned i = 0; i < p->nroutes; i++) {
 		const struct policy_route *r = &p->routes[i];
 		size_t ml = r->method_len, pl = r->path_len;

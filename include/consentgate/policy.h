@@ -45,7 +45,9 @@ const char *policy_digest(const struct policy *p);
 /*
  * The route for a request: method and path (the request-target's path,
  * without the query). NULL when no route covers it (the proxy answers 404).
- * Routes are tried in file order; the first match wins.
+ * Routes are tried in file order; the first match wins. A path an
+ * upstream could resolve to another one (dot segments, also "..;"; %2e,
+ * %2f, %5c, %00; a backslash or NUL) is covered by no route: NULL.
  */
 const struct policy_route *policy_match(const struct policy *p,
 					struct cg_slice method,

@@ -593,6 +593,25 @@ test_match(void **state)
 	assert_string_equal(policy_route_name(route(p, "DELETE", "/any/1")),
 	                    "any");
 	assert_null(route(p, "DELETE", "/any"));
+	/* paths an upstream would resolve elsewhere fail closed */
+	const char *tricks[] = {
+	    "/any/../in",     "/any/./x",     "/any/%2e%2e/in",
+	    "/any/%2E%2e/in", "/any/..%2fin", "/any%2F..%2Fin",
+	    "/any/..;/in",    "/any/.;x/in",  "/any\\..\\in",
+	    "/any/..",        "/any/x%5cy",   "/any/x%00",
+	};
+	for (unsigned i = 0; i < sizeof(tricks) / sizeof(tricks[0]); i++) {
+		if (route(p, "DELETE", tricks[i]) != NULL)
+			print_error("matched: %s\n", tricks[i]);
+		assert_null(route(p, "DELETE", tricks[i]));
+	}
+	/* dots inside names and other escapes are fine */
+	assert_non_null(route(p, "DELETE", "/any/a.b/..c/.d/x%20y"));
+	assert_non_null(route(p, "DELETE", "/any/...;/x"));
+	r = policy_match(p, (struct cg_slice){"DELETE", 6},
+	                 (struct cg_slice){"/any/x/..", 7});
+	assert_non_null(r); /* the slice ends before the ".." */
+
 	/* slices need not be NUL-terminated */
 	r = policy_match(p, (struct cg_slice){"POSTX", 4},
 	                 (struct cg_slice){"/in?q", 3});
