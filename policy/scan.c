@@ -166,31 +166,34 @@ scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
 				       ~hi);
 			unsigned k;
 
-			if (sp == 0) {
-				if ((hi | (unsigned)(st ^ U_ACC)) != 0) {
-					f |= SF_HIGH;
-					st2 = utf8_run(p, 16, st);
+			k = sp != 0 ? (unsigned)__builtin_ctz(sp) : 16;
+			hi &= (1u << k) - 1;
+			if ((hi | (unsigned)(st ^ U_ACC)) != 0) {
+				/* ASCII keeps the DFA between characters, so it
+				 * runs only from the first to the last non-ASCII
+				 * byte of the block (or from 0 mid-character) */
+				unsigned from = st != U_ACC ? 0 : (unsigned)__builtin_ctz(hi);
+				unsigned to = hi != 0 ? 32 - (unsigned)__builtin_clz(hi) : 0;
+
+				f |= SF_HIGH;
+				if (to > from) {
+					st2 = utf8_run(p + from, to - from, st);
 					if (st2 == U_ERR) {
-						p = utf8_error_at(p, 16, st);
+						p = utf8_error_at(p + from, to - from, st);
 						goto bad_utf8;
 					}
 					st = st2;
 				}
-				p += 16;
-				continue;
-			}
-			k = (unsigned)__builtin_ctz(sp);
-			if (((hi & ((1u << k) - 1)) | (unsigned)(st ^ U_ACC)) != 0) {
-				f |= SF_HIGH;
-				st2 = utf8_run(p, k, st);
-				if (st2 != U_ACC) {
-					p = utf8_error_at(p, k, st);
+				/* a character cut by an ASCII byte (at "to",
+				 * perhaps the special one at k) */
+				if (st != U_ACC && to < 16) {
+					p += to;
 					goto bad_utf8;
 				}
-				st = U_ACC;
 			}
 			p += k;
-			goto special;
+			if (sp != 0)
+				goto special;
 		}
 #endif
 		/* the last bytes of the buffer, one at a time */

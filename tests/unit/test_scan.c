@@ -1158,6 +1158,67 @@ test_differential_jansson(void **state)
 	assert_true(st.we_refused_subject > 500);
 }
 
+/*
+ * UTF-8 in string bodies, at every alignment against the 16-byte blocks:
+ * random bytes, mostly non-ASCII, must be accepted exactly when jansson
+ * accepts them (both validate RFC 3629).
+ */
+static void
+test_utf8_differential(void **state)
+{
+	static const uint8_t pick[] = {
+		'a', ' ', 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2,
+		0xc3, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee, 0xef, 0xf0, 0xf1,
+		0xf3, 0xf4, 0xf5, 0xff, '"',
+	};
+	struct spec_buf sb;
+	const struct scan_spec *s = mkspec(&sb, 0, "/author_id", NULL);
+	unsigned agree_ok = 0, agree_bad = 0;
+	char doc[128];
+
+	for (unsigned i = 0; i < 30000; i++) {
+		size_t n = 0, pad = rnd(20), len = rnd(24);
+		const char *err;
+		json_error_t je;
+		json_t *j;
+		int ours;
+
+		n += (size_t)snprintf(doc, sizeof(doc), "{\"t\":\"");
+		for (size_t k = 0; k < pad; k++)
+			doc[n++] = 'x';
+		for (size_t k = 0; k < len; k++) {
+			/* mostly valid sequences, then random bytes */
+			if (rnd(12) != 0) {
+				static const char *const good[] = {
+					"a", "bc", " ",
+					"\xc3\xa9", "\xe6\x97\xa5", "\xf0\x9f\x98\x80",
+					"\xed\x9f\xbf", "\xf4\x8f\xbf\xbf", "\xee\x80\x80",
+				};
+				const char *g = good[rnd(9)];
+
+				memcpy(doc + n, g, strlen(g));
+				n += strlen(g);
+			} else {
+				doc[n++] = (char)pick[rnd(sizeof(pick) - 1 + (rnd(8) == 0))];
+			}
+		}
+		doc[n++] = '"';
+		doc[n++] = '}';
+		ours = scan_record(s, doc, n, &rec, &err);
+		j = json_loadb(doc, n, JANSSON_FLAGS, &je);
+		if ((ours == 0) != (j != NULL))
+			fail_msg("ours %d, jansson %d: %.*s", ours, j != NULL,
+				 (int)n, doc);
+		if (j != NULL)
+			agree_ok++;
+		else
+			agree_bad++;
+		json_decref(j);
+	}
+	printf("utf8: %u accepted, %u refused by both\n", agree_ok, agree_bad);
+	assert_true(agree_ok > 3000 && agree_bad > 3000);
+}
+
 int
 main(void)
 {
@@ -1174,6 +1235,7 @@ main(void)
 		cmocka_unit_test(test_array_format),
 		cmocka_unit_test(test_array_at_format),
 		cmocka_unit_test(test_differential_jansson),
+		cmocka_unit_test(test_utf8_differential),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
