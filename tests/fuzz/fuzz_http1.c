@@ -8,7 +8,11 @@
  *    or fails the same way (never a different success);
  *  - a refusal carries a status from the documented set and a reason;
  *  - the chunked decoder gives the same payload, consumed count and result
- *    whole and one byte at a time, and never hands out bytes outside input.
+ *    whole and one byte at a time, and never hands out bytes outside input;
+ *  - differential: whatever head we accept, Debian's lenient http-parser
+ *    (standing in for the upstream) reads with the same framing, length,
+ *    field count and keep-alive, so the two can never disagree on where a
+ *    message ends.
  *
  * Build with -fsanitize=fuzzer, or with -DFUZZ_STANDALONE to run the files
  * given as arguments (the corpus as a regression test).
@@ -17,7 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <http_parser.h>
+
 #include "../../proxy/http1_internal.h"
+
+/* exported by libhttp_parser 2.9.4 but missing from its header */
+int http_message_needs_eof(const http_parser *parser);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -49,6 +58,63 @@ check_headers(const struct http1_header *h, unsigned n, const char *buf,
 		check_inside(h[k].value, buf, head_len);
 		CHECK(h[k].name.len > 0);
 	}
+}
+
+struct hp_seen {
+	unsigned fields;
+	bool complete, skip_body;
+	uint64_t content_length;
+	bool chunked, keep_alive, needs_eof;
+};
+
+static int
+hp_on_field(http_parser *hp, const char *at, size_t len)
+{
+	(void)at;
+	(void)len;
+	((struct hp_seen *)hp->data)->fields++;
+	return 0;
+}
+
+static int
+hp_on_headers_complete(http_parser *hp)
+{
+	struct hp_seen *s = hp->data;
+
+	s->complete = true;
+	s->content_length = (hp->flags & F_CONTENTLENGTH) ? hp->content_length
+							 : 0;
+	s->chunked = (hp->flags & F_CHUNKED) != 0;
+	s->keep_alive = http_should_keep_alive(hp) != 0;
+	s->needs_eof = http_message_needs_eof(hp) != 0;
+	return s->skip_body ? 1 : 0;
+}
+
+/*
+ * Run http-parser over the head we accepted. Returns false when it refuses
+ * the head outright (it knows only a fixed list of methods, for one).
+ */
+static bool
+hp_parse(const char *buf, size_t head_len, enum http_parser_type type,
+	 bool skip_body, struct hp_seen *seen)
+{
+	http_parser hp;
+	http_parser_settings set;
+	size_t n;
+
+	memset(&set, 0, sizeof(set));
+	memset(seen, 0, sizeof(*seen));
+	set.on_header_field = hp_on_field;
+	set.on_headers_complete = hp_on_headers_complete;
+	seen->skip_body = skip_body;
+	http_parser_init(&hp, type);
+	hp.data = seen;
+	n = http_parser_execute(&hp, &set, buf, head_len);
+	if (HTTP_PARSER_ERRNO(&hp) != HPE_OK)
+		return false;
+	CHECK(n == head_len);
+	CHECK(seen->complete);
+	return true;
 }
 
 static void
@@ -101,6 +167,20 @@ fuzz_request(const char *buf, size_t len, const struct http1_limits *lim)
 	      again.keep_alive == req.keep_alive);
 	CHECK(http1_parse_request(buf, req.head_len - 1, lim, &again, &st2,
 				  &reason) == 0);
+	{
+		struct hp_seen hs;
+		if (hp_parse(buf, req.head_len, HTTP_REQUEST, false, &hs)) {
+			CHECK(hs.fields == req.nheaders);
+			CHECK(hs.chunked ==
+			      (req.framing == HTTP1_FRAMING_CHUNKED));
+			CHECK(hs.content_length == req.content_length);
+			/* its Connection list parsing is loose; we rebuild
+			 * Connection upstream, so only the default matters */
+			if (!http1_find(req.headers, req.nheaders,
+					"connection"))
+				CHECK(hs.keep_alive == req.keep_alive);
+		}
+	}
 }
 
 static void
@@ -131,6 +211,24 @@ fuzz_response(const char *buf, size_t len, bool head)
 	CHECK(again.head_len == res.head_len && again.framing == res.framing);
 	CHECK(http1_parse_response(buf, res.head_len - 1, head, &again,
 				   &reason) == 0);
+	if (res.status >= 200) {
+		struct hp_seen hs;
+		CHECK(hp_parse(buf, res.head_len, HTTP_RESPONSE, head, &hs));
+		CHECK(hs.fields == res.nheaders);
+		if (res.framing == HTTP1_FRAMING_CHUNKED)
+			CHECK(hs.chunked);
+		if (res.framing == HTTP1_FRAMING_LENGTH)
+			CHECK(hs.content_length == res.content_length &&
+			      !hs.chunked && !hs.needs_eof);
+		if (res.framing == HTTP1_FRAMING_CLOSE)
+			CHECK(hs.needs_eof);
+		/* its skip-body answer (HEAD) takes effect after the callback */
+		if (res.framing == HTTP1_FRAMING_NONE && !head)
+			CHECK(!hs.needs_eof);
+		if (!head && !http1_find(res.headers, res.nheaders,
+					 "connection"))
+			CHECK(hs.keep_alive == res.keep_alive);
+	}
 }
 
 struct ck_out {

@@ -328,6 +328,7 @@ test_valid_chunked_and_versions(void **state)
 				 "Transfer-Encoding: \tChunked \r\n\r\n";
 	static const char v10[] = "GET / HTTP/1.0\r\n\r\n";
 	static const char v10ka[] = "GET / HTTP/1.0\r\n"
+				    "Expect: 100-continue\r\n"
 				    "Connection: Keep-Alive\r\n\r\n";
 	static const char v10kac[] = "GET / HTTP/1.0\r\n"
 				     "Connection: keep-alive\r\n"
@@ -357,6 +358,7 @@ test_valid_chunked_and_versions(void **state)
 	assert_int_equal(
 		check_request(v10ka, sizeof(v10ka) - 1, &req, &st, &keep), 1);
 	assert_true(req.keep_alive);
+	assert_false(req.expect_continue); /* ignored in HTTP/1.0 */
 	free(keep);
 
 	assert_int_equal(
