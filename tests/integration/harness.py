@@ -295,6 +295,23 @@ class Proxy:
     def stop(self):
         return _stop(self.proc, signal.SIGTERM, 3)
 
+    def problems(self):
+        """A crash or sanitizer report seen during the test, or None."""
+        rc = self.proc.poll()
+        if rc is not None and getattr(self, "_drain", None) is not None:
+            self._drain.join(2)  # the whole report, up to the pipe's end
+        text = b"".join(self.stderr).decode("utf-8", "replace")
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                       "runtime error:", "WARNING: ThreadSanitizer"):
+            i = text.find(marker)
+            if i >= 0:
+                return "sanitizer: " + " ".join(text[i:i + 400].split())
+        if rc is not None and rc < 0 and rc not in (-signal.SIGTERM,
+                                                    -signal.SIGKILL):
+            return "proxy died by signal %d; stderr: %s" % (
+                -rc, " ".join(text[-300:].split()))
+        return None
+
 
 def _stop(proc, sig, grace):
     if proc.poll() is None:
@@ -594,10 +611,23 @@ class Env:
         return c
 
     def close(self):
+        """Stop everything; a list of crash or sanitizer reports."""
+        out = []
         for c in self.clients:
             c.close()
+        for p in self.procs:
+            if isinstance(p, Proxy) and p.proc.poll() is not None:
+                why = p.problems()  # died during the test
+                if why:
+                    out.append(why)
         for p in reversed(self.procs):
             p.stop()
+        for p in self.procs:
+            if isinstance(p, Proxy):
+                why = p.problems()
+                if why and why not in out:
+                    out.append(why)
+        return out
 
 
 TESTS = []
@@ -661,7 +691,8 @@ def main(tests=None):
                 res.check(fn.__name__, fn, *fn_args)
         finally:
             t1 = time.monotonic()
-            env.close()
+            for why in env.close():
+                res.fail(fn.__name__ + "/proxy-health", why)
             shutil.rmtree(workdir, ignore_errors=True)
             if os.environ.get("INTEG_TIMING"):
                 print("  time %s: %.2fs run, %.2fs teardown"
