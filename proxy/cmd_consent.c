@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "consentgate/consent.h"
@@ -97,6 +98,8 @@ cmd_build(int argc, char **argv)
 		goto done;
 	}
 	double t1 = now_s();
+	struct stat st;
+	double in_mb = stat(in, &st) == 0 ? (double)st.st_size / 1e6 : 0.0;
 	if (have_version)
 		consent_set_version(t, version);
 	if (consent_snapshot_write(t, out, &errs) < 0) {
@@ -107,13 +110,13 @@ cmd_build(int argc, char **argv)
 	double t2 = now_s();
 	uint64_t people = consent_people(t);
 	printf("%s: version %llu, %llu people, %llu rows, %llu bytes "
-	       "(%.1f bytes/person); import %.2f s (%.0f rows/s), write %.2f s\n",
+	       "(%.1f bytes/person); import %.2f s (%.0f MB/s), write %.2f s\n",
 	       out, (unsigned long long)consent_version(t),
 	       (unsigned long long)people,
 	       (unsigned long long)consent_rows(t),
 	       (unsigned long long)consent_bytes(t),
 	       people ? (double)consent_bytes(t) / (double)people : 0.0,
-	       t1 - t0, t1 > t0 ? (double)consent_rows(t) / (t1 - t0) : 0.0,
+	       t1 - t0, t1 > t0 ? in_mb / (t1 - t0) : 0.0,
 	       t2 - t1);
 	rc = 0;
 done:
