@@ -337,6 +337,34 @@ scan_connection(const unsigned char *v, size_t n, bool *close,
 	return 0;
 }
 
+/*
+ * Host = uri-host [ ":" port ] (RFC 9110 7.2): an IP literal in brackets or
+ * a reg-name, then digits after one colon. A comma is refused although
+ * reg-name allows it: a back end may read Host as a list.
+ */
+static bool
+host_ok(const unsigned char *v, size_t n)
+{
+	size_t i = 0;
+
+	if (n > 0 && v[0] == '[') {
+		for (i = 1; i < n && v[i] != ']'; i++)
+			if (!(cls[v[i]] & C_HOST) || v[i] == '[')
+				return false;
+		if (i == n || i == 1)
+			return false;
+		i++;
+	} else {
+		while (i < n && (cls[v[i]] & C_HOST) && v[i] != ':' &&
+		       v[i] != '[' && v[i] != ']' && v[i] != ',')
+			i++;
+	}
+	if (i < n && v[i] == ':')
+		for (i++; i < n && v[i] >= '0' && v[i] <= '9'; i++)
+			;
+	return i == n;
+}
+
 /* The framing and connection facts gathered from the fields of a head. */
 struct head_facts {
 	unsigned n_cl, n_te, n_host;
@@ -371,16 +399,14 @@ note_field(const struct field *f, struct head_facts *hf, const char **reason)
 	switch (len) {
 	case 4:
 		if (IEQ(n, len, "host")) {
-			size_t i;
 			if (++hf->n_host > 1) {
 				*reason = "duplicate Host";
 				return 400;
 			}
-			for (i = 0; i < f->value_len; i++)
-				if (!(cls[f->value[i]] & C_HOST)) {
-					*reason = "invalid Host";
-					return 400;
-				}
+			if (!host_ok(f->value, f->value_len)) {
+				*reason = "invalid Host";
+				return 400;
+			}
 			hf->host = f->value;
 			hf->host_len = f->value_len;
 		}
