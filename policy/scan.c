@@ -40,6 +40,7 @@ struct scan_ctx {
 	unsigned nloc;
 	unsigned all_mask; /* locators with at least one token */
 	unsigned max_depth;
+	const uint8_t *ws;       /* whitespace inside a value */
 	struct scan_record *rec; /* NULL: validate only */
 	const char *end;
 	const char *err;
@@ -63,9 +64,15 @@ static const uint8_t hex_val1[256] = {
 	['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
 };
 
-#define SKIP_WS(p, end)                                                        \
-	while ((p) < (end) && is_ws[(uint8_t)*(p)])                            \
+/* NDJSON: a line end ends the record, it is not whitespace inside it */
+static const uint8_t is_ws_line[256] = {
+	[' '] = 1, ['\t'] = 1, ['\r'] = 1,
+};
+
+#define SKIP_WS_IN(tab, p, end)                                                \
+	while ((p) < (end) && (tab)[(uint8_t)*(p)])                            \
 		(p)++
+#define SKIP_WS(p, end) SKIP_WS_IN(is_ws, p, end)
 
 /* The 4 hex digits at p (the caller checked they are there), or -1. */
 static inline int32_t
@@ -560,6 +567,7 @@ parse_value(struct scan_ctx *c, const char **pp, unsigned root_mask)
 	const char *err = NULL;
 	unsigned depth = 0, vmask, cmask = 0, flags, litlen;
 	unsigned max_depth = c->max_depth;
+	const uint8_t *ws = c->ws;
 	uint8_t is_obj[SCAN_DEPTH_CAP];
 	unsigned lmask[SCAN_TRACK], lseen[SCAN_TRACK];
 	uint32_t lidx[SCAN_TRACK];
@@ -589,7 +597,7 @@ value:
 		cmask = vmask;
 		depth++;
 		p++;
-		SKIP_WS(p, end);
+		SKIP_WS_IN(ws, p, end);
 		if (p < end && *p == '}') {
 			p++;
 			goto close;
@@ -610,7 +618,7 @@ value:
 		cmask = vmask;
 		depth++;
 		p++;
-		SKIP_WS(p, end);
+		SKIP_WS_IN(ws, p, end);
 		if (p < end && *p == ']') {
 			p++;
 			goto close;
@@ -722,8 +730,8 @@ close:
 after_value:
 	if (depth == 0)
 		goto done;
-	if (p >= end || is_ws[(uint8_t)*p]) {
-		SKIP_WS(p, end);
+	if (p >= end || ws[(uint8_t)*p]) {
+		SKIP_WS_IN(ws, p, end);
 		if (p >= end) {
 			err = "unexpected end of input";
 			goto fail;
@@ -732,8 +740,8 @@ after_value:
 	if (is_obj[depth - 1]) {
 		if (*p == ',') {
 			p++;
-			if (p < end && is_ws[(uint8_t)*p])
-				SKIP_WS(p, end);
+			if (p < end && ws[(uint8_t)*p])
+				SKIP_WS_IN(ws, p, end);
 			goto key;
 		}
 		if (*p == '}') {
@@ -745,7 +753,7 @@ after_value:
 	}
 	if (*p == ',') {
 		p++;
-		SKIP_WS(p, end);
+		SKIP_WS_IN(ws, p, end);
 		vmask = cmask != 0 ? elem_mask(c, cmask, depth - 1,
 					       ++lidx[depth - 1])
 				   : 0;
@@ -781,7 +789,7 @@ key:
 	if (p < end && *p == ':') {
 		p++; /* compact JSON: no whitespace around ':' */
 	} else {
-		SKIP_WS(p, end);
+		SKIP_WS_IN(ws, p, end);
 		if (p >= end || *p != ':') {
 			err = p >= end ? "unexpected end of input"
 				       : "expected ':' after member name";
@@ -789,7 +797,7 @@ key:
 		}
 		p++;
 	}
-	SKIP_WS(p, end);
+	SKIP_WS_IN(ws, p, end);
 	goto value;
 done:
 	*pp = p;
@@ -822,6 +830,7 @@ ctx_init(struct scan_ctx *c, const struct scan_spec *spec,
 	for (unsigned i = 0; i < c->nloc; i++)
 		if (c->loc[i].ntokens > 0)
 			c->all_mask |= 1u << i;
+	c->ws = is_ws;
 	c->rec = rec;
 	c->end = end;
 	c->err = NULL;
@@ -1023,26 +1032,44 @@ iter_leave(struct scan_iter *it, struct scan_ctx *c)
 	return 0;
 }
 
+/*
+ * NDJSON without a separate pass for line ends: the value is parsed with
+ * LF not counted as whitespace, so it must end on its own line; after it
+ * only spaces, tabs and CR may come before LF.
+ */
 static int
 iter_lines(struct scan_iter *it, struct scan_ctx *c, struct scan_record *rec)
 {
-	const char *buf = it->buf, *p, *nl, *eol;
+	const char *buf = it->buf, *end = buf + it->len, *p, *start;
 
+	c->ws = is_ws_line;
 	while (it->pos < it->len) {
 		p = buf + it->pos;
-		nl = memchr(p, '\n', it->len - it->pos);
-		eol = nl != NULL ? nl : buf + it->len;
-		it->pos = (size_t)(eol - buf) + (nl != NULL);
 		/* blank lines (CR, spaces, tabs) carry no record */
-		SKIP_WS(p, eol);
-		if (p == eol)
+		SKIP_WS_IN(is_ws_line, p, end);
+		if (p == end)
+			break;
+		if (*p == '\n') {
+			it->pos = (size_t)(p + 1 - buf);
 			continue;
-		c->end = eol;
-		if (scan_one(c, buf, p, rec) < 0)
+		}
+		start = p;
+		rec->nsubjects = 0;
+		if (parse_value(c, &p, c->all_mask) < 0) {
+			if (c->errp < end && *c->errp == '\n')
+				c->err = "unexpected end of line";
 			return iter_fail(it, c->err, c->errp);
+		}
+		rec->start = (size_t)(start - buf);
+		rec->end = (size_t)(p - buf);
+		SKIP_WS_IN(is_ws_line, p, end);
+		if (p < end && *p != '\n')
+			return iter_fail(it, "unexpected data after the JSON value", p);
+		it->pos = p < end ? (size_t)(p + 1 - buf) : it->len;
 		it->index++;
 		return 1;
 	}
+	it->pos = it->len;
 	it->state = IT_DONE;
 	return 0;
 }

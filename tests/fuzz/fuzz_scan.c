@@ -81,7 +81,8 @@ collect(json_t *v, char ids[][300], unsigned *n)
 	}
 	if (*n >= CG_MAX_SUBJECTS)
 		return -1;
-	strcpy(ids[(*n)++], tmp);
+	/* jansson reads the number -0 as 0; we keep "-0": compare both as 0 */
+	strcpy(ids[(*n)++], strcmp(tmp, "-0") == 0 ? "0" : tmp);
 	return 1;
 }
 
@@ -178,7 +179,7 @@ check_oracle(const uint8_t *data, size_t size)
 			disagree("subject too long", NULL, data, size);
 		memcpy(got[i], s.ptr, s.len);
 		got[i][s.len] = '\0';
-		if (strcmp(got[i], "-0") == 0) /* jansson reads 0; we keep text */
+		if (strcmp(got[i], "-0") == 0) /* see collect() */
 			strcpy(got[i], "0");
 	}
 	qsort(want, nwant, sizeof(want[0]), cmp_id);
