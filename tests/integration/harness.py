@@ -381,7 +381,7 @@ class Client:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout)
         self.sock.settimeout(timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
+        self.buf = bytearray()  # appends stay linear for large bodies
         self.eof = False
 
     def send(self, data):
@@ -426,7 +426,9 @@ class Client:
             if len(self.buf) > 1 << 20:
                 raise AssertionError("line too long")
             self._fill(deadline)
-        line, _, self.buf = self.buf.partition(b"\r\n")
+        i = self.buf.find(b"\r\n")
+        line = bytes(self.buf[:i])
+        del self.buf[:i + 2]
         return line
 
     def read_response(self, head_request=False, timeout=IO_TIMEOUT,
@@ -439,7 +441,9 @@ class Client:
                 if len(self.buf) > 1 << 20:
                     raise AssertionError("response head too long")
                 self._fill(deadline)
-            head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+            i = self.buf.find(b"\r\n\r\n")
+            head = bytes(self.buf[:i])
+            del self.buf[:i + 4]
             lines = head.split(b"\r\n")
             m = re.match(rb"HTTP/1\.([01]) (\d{3}) ?(.*)$", lines[0])
             if not m:
@@ -476,16 +480,17 @@ class Client:
                     break
                 while len(self.buf) < size + 2:
                     self._fill(deadline)
-                body.append(self.buf[:size])
+                body.append(bytes(self.buf[:size]))
                 if self.buf[size:size + 2] != b"\r\n":
                     raise AssertionError("chunk not followed by CRLF")
-                self.buf = self.buf[size + 2:]
+                del self.buf[:size + 2]
             r.body = b"".join(body)
         elif cl:
             n = int(cl[0])
             while len(self.buf) < n:
                 self._fill(deadline)
-            r.body, self.buf = self.buf[:n], self.buf[n:]
+            r.body = bytes(self.buf[:n])
+            del self.buf[:n]
         else:
             # Close-delimited: the body ends when the connection does.
             while True:
@@ -495,7 +500,8 @@ class Client:
                     if not self.eof:
                         raise
                     break
-            r.body, self.buf = self.buf, b""
+            r.body = bytes(self.buf)
+            self.buf = bytearray()
         r.raw += r.body
         return r
 

@@ -9,6 +9,7 @@ import os
 import random
 import select
 import signal
+import socket
 import subprocess
 import time
 
@@ -696,6 +697,110 @@ def broken_upstream_framing_not_relayed(env):
                 "%s relayed as a complete 200: %r" % (target, r)
         else:
             check_problem(r, 502)
+
+
+@test
+def client_gone_mid_response(env):
+    up = env.upstream()
+    px = env.proxy(up.url)
+    c = env.client(px)
+    c.send(request("GET", "/slow?ms=300"))
+    c.close()
+    c2 = env.client(px)
+    c2.send(request("GET", "/big?n=%d" % (32 << 20)))
+    c2.sock.recv(65536)
+    c2.close()
+    time.sleep(0.6)
+    for i in range(3):
+        c3 = env.client(px)
+        c3.send(request("GET", "/big?n=1000"))
+        r = c3.read_response()
+        assert r.status == 200 and r.body == pattern(1000), r
+        c3.close()
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@test
+def slow_reader_backpressure(env):
+    """A client that pauses (64 KiB receive buffer): the proxy must not
+    buffer a 48 MiB response in memory, and must resume relaying when the
+    client reads again; the data arrives intact."""
+    up = env.upstream()
+    px = env.proxy(up.url, config={"workers": 1})
+    c = env.client(px, timeout=10)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    base = rss_kib(px.proc.pid)
+    n = 48 << 20
+    c.send(request("GET", "/big?n=%d" % n))
+    time.sleep(1.5)
+    grown = rss_kib(px.proc.pid) - base
+    assert grown < 24 * 1024, "proxy RSS grew %d KiB for a client that does not read" % grown
+    try:
+        r = c.read_response(timeout=10)
+    except Incomplete:
+        raise AssertionError("relay stalled: %d of %d body bytes after 10 s "
+                             "(client paused 1.5 s, SO_RCVBUF 64 KiB)"
+                             % (len(c.buf), n))
+    assert r.status == 200 and len(r.body) == n, (r.status, len(r.body))
+    assert r.body[:1 << 20] == pattern(1 << 20), "body differs"
+
+
+@test
+def slow_reader_resumes_16mib(env):
+    """The same stall, smaller: a 0.5 s pause in the middle of 16 MiB."""
+    up = env.upstream()
+    px = env.proxy(up.url, config={"workers": 1})
+    for attempt in range(3):
+        c = env.client(px, timeout=5)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        n = 16 << 20
+        c.send(request("GET", "/big?n=%d" % n))
+        time.sleep(0.5)
+        try:
+            r = c.read_response(timeout=5)
+        except Incomplete:
+            raise AssertionError("attempt %d: relay stalled at %d of %d bytes"
+                                 % (attempt, len(c.buf), n))
+        assert len(r.body) == n
+        c.close()
+
+
+@test
+def many_concurrent_connections(env):
+    up = env.upstream()
+    px = env.proxy(up.url)
+    conns = [env.client(px) for _ in range(200)]
+    for i, c in enumerate(conns):
+        c.send(request("POST", "/echo", body=b"conn %d" % i))
+    for i, c in enumerate(conns):
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"conn %d" % i, (i, r)
+    assert up.count() == 200
+
+
+@test
+def methods_and_long_target(env):
+    up = env.upstream()
+    px = env.proxy(up.url)
+    c = env.client(px)
+    target = "/echo?" + "&".join("k%d=%s" % (i, "v" * 50) for i in range(100))
+    cases = [("PUT", "/echo/put", b"put body"), ("PATCH", "/echo/patch", b"{}"),
+             ("DELETE", "/echo/del", b""), ("OPTIONS", "/echo/opt", b""),
+             ("GET", target, b"")]
+    for m, t, b in cases:
+        c.send(request(m, t, body=b))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b, (m, r)
+    lines = [q.request_line for q in up.requests()]
+    assert lines == [("%s %s HTTP/1.1" % (m, t)).encode() for m, t, _ in cases], lines
+    assert [q.body for q in up.requests()] == [b for _, _, b in cases]
 
 
 # ------------------------------------------------------------ shutdown
