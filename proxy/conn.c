@@ -56,6 +56,7 @@ struct conn {
 	struct evbuffer *body;
 	struct evbuffer *kept;     /* streamed NDJSON: kept records not yet sent */
 	bool stream_started;       /* the upstream request is under way, chunked */
+	bool body_complete;        /* the whole request body has been read */
 	struct policy_snapshot *snap;
 	const struct policy_route *route;
 	struct inspect_result insp;
@@ -102,6 +103,7 @@ request_reset(struct conn *c)
 	c->upstream_paused = false;
 	c->body_left = 0;
 	c->stream_started = false;
+	c->body_complete = false;
 	evbuffer_drain(c->body, evbuffer_get_length(c->body));
 	evbuffer_drain(c->kept, evbuffer_get_length(c->kept));
 }
@@ -148,6 +150,14 @@ conn_close(struct conn *c)
 		conn_free(c);
 }
 
+/* Part of the request body is still unread: the connection cannot go on. */
+static bool
+body_pending(const struct conn *c)
+{
+	return (c->state == CS_BODY || c->state == CS_HEAD) && !c->body_complete &&
+	       c->req.framing != HTTP1_FRAMING_NONE;
+}
+
 /* Write what is queued; the kernel tells us (edge) when to try again. */
 static int
 conn_flush(struct conn *c)
@@ -175,12 +185,27 @@ fail_request(struct conn *c, int status, const char *detail, const char *extra)
 static void
 reply_problem(struct conn *c, int status, const char *detail, const char *extra)
 {
-	/* a body still unread (streaming cut short) cannot be skipped reliably */
-	bool close = !c->req.keep_alive || c->w->draining || c->state == CS_BODY;
+	/* a body still unread cannot be skipped reliably */
+	bool close = !c->req.keep_alive || c->w->draining || body_pending(c);
 
 	respond_problem(c->out, status, detail, close, extra);
 	request_reset(c);
 	c->state = close ? CS_CLOSING : CS_HEAD;
+}
+
+/*
+ * Every record was dropped: nothing goes upstream; the request succeeded.
+ * Called before the body was read (header subject), the connection closes.
+ */
+static void
+reply_all_dropped(struct conn *c)
+{
+	c->keep_alive = c->req.keep_alive && !c->w->draining && !body_pending(c);
+	ADD_LIT(c->out, "HTTP/1.1 204 No Content\r\n");
+	inspect_response_headers(&c->insp, c->out);
+	evbuffer_add_printf(c->out, "%s\r\n", c->keep_alive ? "" : "Connection: close\r\n");
+	request_reset(c);
+	c->state = c->keep_alive ? CS_HEAD : CS_CLOSING;
 }
 
 /* ---- the upstream exchange ---- */
@@ -193,7 +218,7 @@ on_up_head(void *arg, const struct http1_response *res)
 	bool chunked = res->framing == HTTP1_FRAMING_CHUNKED;
 
 	c->response_started = true;
-	c->keep_alive = c->req.keep_alive && !c->w->draining && c->state != CS_BODY &&
+	c->keep_alive = c->req.keep_alive && !c->w->draining && !body_pending(c) &&
 			res->framing != HTTP1_FRAMING_CLOSE &&
 			!(chunked && c->req.minor == 0);
 	if (chunked && c->req.minor == 0)
@@ -210,20 +235,20 @@ on_up_head(void *arg, const struct http1_response *res)
 		    strncasecmp(h->name.ptr, "consent-", 8) == 0)
 			continue;
 		evbuffer_add(o, h->name.ptr, h->name.len);
-		evbuffer_add(o, ": ", 2);
+		ADD_LIT(o, ": ");
 		evbuffer_add(o, h->value.ptr, h->value.len);
-		evbuffer_add(o, "\r\n", 2);
+		ADD_LIT(o, "\r\n");
 	}
 	if (chunked && c->req.minor == 1)
-		evbuffer_add(o, "Transfer-Encoding: chunked\r\n", 28);
+		ADD_LIT(o, "Transfer-Encoding: chunked\r\n");
 	if (c->insp.active)
 		inspect_response_headers(&c->insp, o);
 	if (!c->keep_alive)
-		evbuffer_add(o, "Connection: close\r\n\r\n", 21);
+		ADD_LIT(o, "Connection: close\r\n\r\n");
 	else if (c->req.minor == 0)
-		evbuffer_add(o, "Connection: keep-alive\r\n\r\n", 26);
+		ADD_LIT(o, "Connection: keep-alive\r\n\r\n");
 	else
-		evbuffer_add(o, "\r\n", 2);
+		ADD_LIT(o, "\r\n");
 }
 
 static void
@@ -306,9 +331,9 @@ build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len, bool st
 	const struct http1_request *r = &c->req;
 
 	evbuffer_add(h, r->method.ptr, r->method.len);
-	evbuffer_add(h, " ", 1);
+	ADD_LIT(h, " ");
 	evbuffer_add(h, r->target.ptr, r->target.len);
-	evbuffer_add(h, " HTTP/1.1\r\n", 11);
+	ADD_LIT(h, " HTTP/1.1\r\n");
 	for (unsigned i = 0; i < r->nheaders; i++) {
 		const struct http1_header *hd = &r->headers[i];
 		struct cg_slice n = hd->name;
@@ -321,19 +346,19 @@ build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len, bool st
 		if (c->insp.active && inspect_drops_header(&c->insp, n))
 			continue;
 		evbuffer_add(h, n.ptr, n.len);
-		evbuffer_add(h, ": ", 2);
+		ADD_LIT(h, ": ");
 		evbuffer_add(h, hd->value.ptr, hd->value.len);
-		evbuffer_add(h, "\r\n", 2);
+		ADD_LIT(h, "\r\n");
 	}
 	evbuffer_add_printf(h, "Via: 1.%d consentgate\r\nForwarded: for=%s;proto=http\r\n",
 			    r->minor, c->peer);
 	if (streaming)
-		evbuffer_add(h, "Transfer-Encoding: chunked\r\n", 28);
+		ADD_LIT(h, "Transfer-Encoding: chunked\r\n");
 	else if (body_len > 0 || r->framing != HTTP1_FRAMING_NONE)
 		evbuffer_add_printf(h, "Content-Length: %zu\r\n", body_len);
 	if (c->insp.active)
 		inspect_request_headers(&c->insp, h, streaming);
-	evbuffer_add(h, "\r\n", 2);
+	ADD_LIT(h, "\r\n");
 }
 
 static void
@@ -345,7 +370,7 @@ forward(struct conn *c)
 	if (policy_route_action(c->route) == POLICY_ACTION_INSPECT) {
 		if (c->insp.streaming) {
 			body = c->kept; /* decided line by line already */
-		} else {
+		} else if (!c->insp.decided) {
 			int status = inspect_run(&c->insp, c->snap, c->route, &c->req, c->body,
 						 c->w->cfg->max_body_bytes, c->w->cfg->max_staleness_s);
 
@@ -355,13 +380,7 @@ forward(struct conn *c)
 			}
 		}
 		if (c->insp.kept == 0 && c->insp.records > 0) {
-			/* every record dropped: nothing to send upstream */
-			c->keep_alive = c->req.keep_alive && !c->w->draining;
-			evbuffer_add_printf(c->out, "HTTP/1.1 204 No Content\r\n");
-			inspect_response_headers(&c->insp, c->out);
-			evbuffer_add_printf(c->out, "%s\r\n", c->keep_alive ? "" : "Connection: close\r\n");
-			request_reset(c);
-			c->state = c->keep_alive ? CS_HEAD : CS_CLOSING;
+			reply_all_dropped(c);
 			return;
 		}
 	}
@@ -388,7 +407,7 @@ stream_chunk(struct conn *c)
 		return;
 	evbuffer_add_printf(chunk, "%zx\r\n", n);
 	evbuffer_add_buffer(chunk, c->kept);
-	evbuffer_add(chunk, "\r\n", 2);
+	ADD_LIT(chunk, "\r\n");
 	upstream_write(c->up, chunk);
 	evbuffer_free(chunk);
 }
@@ -498,6 +517,10 @@ start_request(struct conn *c, const char *buf)
 				fail_request(c, status, c->insp.error, c->insp.error_json);
 			return;
 		}
+		if (c->insp.decided && c->insp.kept == 0) {
+			reply_all_dropped(c); /* the person in the header is denied */
+			return;
+		}
 	}
 	if (r->framing == HTTP1_FRAMING_LENGTH && r->content_length > c->w->cfg->max_body_bytes) {
 		fail_request(c, 413, "the request body is larger than the limit", NULL);
@@ -505,7 +528,7 @@ start_request(struct conn *c, const char *buf)
 	}
 	if (r->expect_continue && r->framing != HTTP1_FRAMING_NONE &&
 	    evbuffer_get_length(c->in) == 0)
-		evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		ADD_LIT(c->out, "HTTP/1.1 100 Continue\r\n\r\n");
 	if (r->framing == HTTP1_FRAMING_NONE) {
 		forward(c);
 		return;
@@ -527,7 +550,8 @@ read_body(struct conn *c)
 
 		evbuffer_remove_buffer(c->in, c->body, n);
 		c->body_left -= n;
-		return c->body_left == 0;
+		c->body_complete = c->body_left == 0;
+		return c->body_complete;
 	}
 	while (avail > 0 && !c->chunked.done) {
 		struct evbuffer_iovec vec;
@@ -554,6 +578,7 @@ read_body(struct conn *c)
 		if (k == 0)
 			break;
 	}
+	c->body_complete = c->chunked.done;
 	return c->chunked.done;
 }
 

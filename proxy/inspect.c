@@ -36,42 +36,20 @@ refuse(struct inspect_result *r, int status, const char *detail)
 	return status;
 }
 
-/* The media type of Content-Type, without parameters, lower-cased test. */
-static bool
-media_is(struct cg_slice ct, const char *type)
-{
-	size_t n = 0, tl = strlen(type);
-
-	while (n < ct.len && ct.ptr[n] != ';' && ct.ptr[n] != ' ' && ct.ptr[n] != '\t')
-		n++;
-	return n == tl && strncasecmp(ct.ptr, type, n) == 0;
-}
-
-/* The record format of this body, or -1 when the route does not take it. */
+/*
+ * The record format of this body, or -1 when the route does not take it.
+ * The same rules as the policy author's CLI (policy_body_format), except
+ * that a request without Content-Type is refused: doubt fails closed.
+ */
 static int
 body_format(const struct policy_route *route, const struct http1_request *req,
 	    const char *body, size_t len)
 {
 	const struct http1_header *h = http1_find(req->headers, req->nheaders, "Content-Type");
-	unsigned formats = policy_route_formats(route);
-	size_t i = 0;
 
-	if (h == NULL)
+	if (h == NULL || h->value.len == 0)
 		return -1;
-	if (media_is(h->value, "application/x-ndjson") || media_is(h->value, "application/ndjson") ||
-	    media_is(h->value, "application/jsonl") || media_is(h->value, "application/x-jsonlines"))
-		return (formats & SCAN_FORMAT_NDJSON) ? SCAN_FORMAT_NDJSON : -1;
-	if (!media_is(h->value, "application/json"))
-		return -1;
-	while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
-		i++;
-	if (i < len && body[i] == '[')
-		return (formats & SCAN_FORMAT_ARRAY) ? SCAN_FORMAT_ARRAY : -1;
-	if (formats & SCAN_FORMAT_ARRAY_AT)
-		return SCAN_FORMAT_ARRAY_AT;
-	if (formats & SCAN_FORMAT_OBJECT)
-		return SCAN_FORMAT_OBJECT;
-	return -1;
+	return policy_body_format(route, h->value, body, len);
 }
 
 /* Inflate a gzip body in place, bounded by size and by ratio. */
@@ -161,6 +139,14 @@ run_header_subject(struct inspect_result *r, const struct policy_snapshot *snap,
 	struct policy_decision d;
 	struct cg_slice subj;
 
+	const char *name = policy_route_subject_header(route);
+	unsigned seen = 0;
+
+	for (unsigned i = 0; i < req->nheaders; i++)
+		seen += http1_slice_ieq(req->headers[i].name, name);
+	/* two headers, or a list in one, could name two people: refuse */
+	if (seen > 1 || (h != NULL && memchr(h->value.ptr, ',', h->value.len) != NULL))
+		return refuse(r, 400, "the subject header must appear once and name one person");
 	if (h != NULL && h->value.len > 0) {
 		subj = h->value;
 		policy_decide(route, policy_snapshot_consent(snap), &subj, 1, now, &d);
@@ -187,7 +173,7 @@ inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
 	      unsigned max_staleness_s)
 {
 	const struct consent_table *t = policy_snapshot_consent(snap);
-	const struct http1_header *ce, *ct;
+	const struct http1_header *ce;
 	int64_t now = (int64_t)time(NULL);
 
 	inspect_result_init(r);
@@ -196,19 +182,17 @@ inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
 	finish_headers(r, snap, route, now);
 	if (max_staleness_s > 0 && now - consent_created_at(t) > (int64_t)max_staleness_s)
 		return refuse(r, 503, "the consent data is older than the configured staleness limit");
-	if (policy_route_subject_header(route) != NULL)
-		return 0;
+	if (policy_route_subject_header(route) != NULL) {
+		/* one person in a header: decided now, the body is never parsed */
+		r->decided = true;
+		return run_header_subject(r, snap, route, req, now);
+	}
 	ce = http1_find(req->headers, req->nheaders, "Content-Encoding");
-	ct = http1_find(req->headers, req->nheaders, "Content-Type");
+
 	if (ce != NULL && !http1_slice_ieq(ce->value, "identity") &&
 	    !http1_slice_ieq(ce->value, "gzip"))
 		return refuse(r, 415, "unsupported Content-Encoding on an inspected route (only gzip)");
-	r->streaming = ce == NULL && ct != NULL &&
-		       (policy_route_formats(route) & SCAN_FORMAT_NDJSON) &&
-		       (media_is(ct->value, "application/x-ndjson") ||
-			media_is(ct->value, "application/ndjson") ||
-			media_is(ct->value, "application/jsonl") ||
-			media_is(ct->value, "application/x-jsonlines"));
+	r->streaming = ce == NULL && body_format(route, req, "", 0) == SCAN_FORMAT_NDJSON;
 	return 0;
 }
 
@@ -243,7 +227,7 @@ feed_line(struct inspect_result *r, const struct consent_table *t,
 		return 0;
 	}
 	evbuffer_add(out, line + rec->start, rec->end - rec->start);
-	evbuffer_add(out, "\n", 1);
+	ADD_LIT(out, "\n");
 	r->kept++;
 	return 0;
 }
@@ -297,10 +281,6 @@ inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
 	int64_t now = r->now;
 	int fmt, rc, status = 0;
 
-	if (policy_route_subject_header(route) != NULL) {
-		status = run_header_subject(r, snap, route, req, now);
-		goto out;
-	}
 	ce = http1_find(req->headers, req->nheaders, "Content-Encoding");
 	if (ce != NULL && http1_slice_ieq(ce->value, "gzip")) {
 		if ((status = inflate_body(r, body, max_body)) != 0)
@@ -337,12 +317,12 @@ inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
 		}
 		if (fmt == SCAN_FORMAT_NDJSON) {
 			evbuffer_add(kept, buf + rec->start, rec->end - rec->start);
-			evbuffer_add(kept, "\n", 1);
+			ADD_LIT(kept, "\n");
 		} else if (fmt == SCAN_FORMAT_OBJECT) {
 			evbuffer_add(kept, buf + rec->start, rec->end - rec->start);
 		} else {
 			if (r->kept > 0)
-				evbuffer_add(kept, ",", 1);
+				ADD_LIT(kept, ",");
 			evbuffer_add(kept, buf + rec->start, rec->end - rec->start);
 		}
 		r->kept++;
@@ -383,7 +363,7 @@ inspect_request_headers(const struct inspect_result *r, struct evbuffer *h,
 {
 	evbuffer_add(h, r->req_headers, strlen(r->req_headers));
 	if (streaming)
-		evbuffer_add(h, "Trailer: Consent-Result\r\n", 25);
+		ADD_LIT(h, "Trailer: Consent-Result\r\n");
 	else
 		inspect_response_headers(r, h);
 }

@@ -20,6 +20,7 @@ struct inspect_result {
 	char resp_headers[96];  /* Consent-Result line for the client */
 	bool inflated;          /* Content-Encoding was removed */
 	bool streaming;         /* NDJSON decided line by line as it arrives */
+	bool decided;           /* subject in a header: decided from the head */
 	int64_t now;            /* unix seconds the request is decided at */
 	struct scan_record *rec;/* scratch for streaming */
 };

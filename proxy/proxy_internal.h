@@ -27,6 +27,9 @@
 #include "consentgate/policy.h"
 #include "http1_internal.h"
 
+/* Append a string literal (its length computed by the compiler). */
+#define ADD_LIT(buf, lit) evbuffer_add((buf), (lit), sizeof(lit) - 1)
+
 /* ---- config.c ---- */
 struct config {
 	char *listen;            /* HOST:PORT */

@@ -65,7 +65,7 @@ respond_problem(struct evbuffer *out, int status, const char *detail,
 	evbuffer_add(body, "\"", 1);
 	if (extra_json != NULL && *extra_json)
 		evbuffer_add_printf(body, ",%s", extra_json);
-	evbuffer_add(body, "}\n", 2);
+	ADD_LIT(body, "}\n");
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n"
 				 "Content-Type: application/problem+json\r\n"
 				 "Content-Length: %zu\r\n"
