@@ -3,11 +3,22 @@
  *
  * One pass over the bytes, no tree, nothing copied except decoded subject
  * ids. String bodies are skipped 16 bytes at a time (SSE2) up to a quote, a
- * backslash, a control byte or a non-ASCII byte; only non-ASCII runs are
- * decoded to validate UTF-8. Subject tracking costs nothing where no
+ * backslash or a control byte; a UTF-8 shift DFA runs only over the span of
+ * non-ASCII bytes in a block. Subject tracking costs nothing where no
  * locator reaches: each open container carries the bit set of the locators
  * whose path led to it, and member names are compared only when it is not
  * empty.
+ *
+ * Choices beyond RFC 8259 (all refuse more, never less):
+ *  - a member name holding \u0000 is refused anywhere (C decoders read a
+ *    shorter name), and so is a subject id holding one;
+ *  - a member name that equals a locator token under ASCII case folding,
+ *    or under the two non-ASCII folds to ASCII (U+017F, U+212A) that Go's
+ *    decoder applies, is a decoy and refuses the record;
+ *  - nesting is limited per record (spec->max_depth, capped at
+ *    SCAN_DEPTH_CAP); for ARRAY/ARRAY_AT the wrapper levels do not count;
+ *  - duplicate members off the locator paths are accepted: they cannot
+ *    change whose record it is.
  */
 #include <string.h>
 #ifdef __SSE2__
@@ -22,7 +33,6 @@
 
 /* what a string body holds, found while skipping it */
 #define SF_ESC 1  /* a backslash escape */
-#define SF_HIGH 2 /* a non-ASCII byte */
 #define SF_NUL 4  /* \u0000 */
 
 /* iterator states */
@@ -182,7 +192,6 @@ scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
 				unsigned from = st != U_ACC ? 0 : (unsigned)__builtin_ctz(hi);
 				unsigned to = hi != 0 ? 32 - (unsigned)__builtin_clz(hi) : 0;
 
-				f |= SF_HIGH;
 				if (to > from) {
 					st2 = utf8_run(p + from, to - from, st);
 					if (st2 == U_ERR) {
@@ -218,7 +227,6 @@ scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
 			st = (utf8_row[b] >> st) & 63;
 			if (st == U_ERR)
 				goto bad_utf8;
-			f |= b >> 7 ? SF_HIGH : 0;
 			p++;
 		}
 #ifdef __SSE2__
