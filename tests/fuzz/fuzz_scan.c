@@ -13,7 +13,8 @@
  * ("0\0" passes): such inputs we must refuse, whatever jansson says.
  * The iterators run on the same bytes as NDJSON, ARRAY and ARRAY_AT /data:
  * every record range must lie inside the buffer and rescan alone to the
- * same subjects.
+ * same subjects, and a whole array body we accept must be one jansson
+ * accepts, with as many records.
  *
  * Built with -DFUZZ_STANDALONE it runs every file named on the command
  * line, so a corpus replays as a regression test.
@@ -189,16 +190,48 @@ check_oracle(const uint8_t *data, size_t size)
 			disagree("subjects differ", got[i], data, size);
 }
 
+/*
+ * A whole ARRAY or ARRAY_AT body we accept: jansson accepts it too (unless
+ * only for a duplicate member or a number it cannot hold) and its records
+ * array holds as many elements as we yielded.
+ */
+static void
+check_wrapper(const uint8_t *data, size_t size, enum scan_format fmt,
+	      unsigned nrec)
+{
+	json_error_t je;
+	json_t *j, *a;
+
+	if (memchr(data, '\0', size) != NULL)
+		disagree("wrapper with a raw NUL accepted", NULL, data, size);
+	j = json_loadb((const char *)data, size, ORACLE_FLAGS, &je);
+	if (j == NULL && json_error_code(&je) == json_error_duplicate_key)
+		j = json_loadb((const char *)data, size,
+			       ORACLE_FLAGS & ~JSON_REJECT_DUPLICATES, &je);
+	if (j == NULL) {
+		if (json_error_code(&je) != json_error_numeric_overflow)
+			disagree("jansson refuses a body we accept", je.text,
+				 data, size);
+		return;
+	}
+	a = fmt == SCAN_FORMAT_ARRAY ? j : json_object_get(j, "data");
+	if (!json_is_array(a) || json_array_size(a) != nrec)
+		disagree("records array differs from jansson's", NULL, data, size);
+	json_decref(j);
+}
+
 static void
 check_iter(const uint8_t *data, size_t size, enum scan_format fmt,
 	   const struct jsonptr *at)
 {
 	const char *buf = (const char *)data, *err;
 	struct scan_iter it;
+	unsigned nrec = 0;
 	int r;
 
 	scan_iter_init(&it, &spec, fmt, at, buf, size);
 	while ((r = scan_iter_next(&it, &rec)) == 1) {
+		nrec++;
 		if (rec.start >= rec.end || rec.end > size)
 			disagree("record range outside the buffer", NULL, data, size);
 		if (scan_record(&spec, buf + rec.start, rec.end - rec.start,
@@ -218,6 +251,8 @@ check_iter(const uint8_t *data, size_t size, enum scan_format fmt,
 	    (it.array_open >= it.array_close || it.array_close >= size ||
 	     buf[it.array_open] != '[' || buf[it.array_close] != ']'))
 		disagree("array offsets", NULL, data, size);
+	if (r == 0 && (fmt == SCAN_FORMAT_ARRAY || fmt == SCAN_FORMAT_ARRAY_AT))
+		check_wrapper(data, size, fmt, nrec);
 }
 
 int
