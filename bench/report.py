@@ -188,8 +188,9 @@ def main():
                 p, fmt(s["rps"]), fmt(s["mbps"], 1), fmt(s["recps"]),
                 fmt(s["p50"]), fmt(s["p99"]), fmt(s["cpu_us"], 1),
                 fmt(1e6 / s["cpu_us"] if s["cpu_us"] else None),
-                fmt(s["busy"]), fmt(s["other"]), fmt(errs),
-                " ⚠" if errs else "", s["n"]))
+                fmt(s["busy"]), fmt(s["other"]),
+                fmt(errs) if s["reqs"] else "no response",
+                " ⚠" if errs or not s["reqs"] else "", s["n"]))
         cg = summary.get((key, "consentgate"))
         for peer in ("nginx", "haproxy"):
             ps = summary.get((key, peer))

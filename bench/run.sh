@@ -132,7 +132,8 @@ PROFILE_SUBJECT=$(awk -F'\t' '$1 == "profile" {print $6}' "$DATA/meta.tsv")
 
 # ---- processes ------------------------------------------------------------
 start_upstream() {
-	mkdir -p "$WORK/upstream-body"
+	mkdir -p "$WORK/upstream-body" "$WORK/www"
+	echo ok >"$WORK/www/status"
 	fill "$BENCH/conf/upstream-nginx.conf" "" "$WORK/upstream.conf"
 	taskset -c $LOAD_CPU nginx -e "$WORK/upstream-error.log" -p "$WORK" \
 		-c "$WORK/upstream.conf" >"$WORK/upstream.out" 2>&1 &
@@ -314,8 +315,10 @@ one_run() {
 
 # System calls per request over a short separate run: perf counts the
 # raw_syscalls:sys_enter tracepoint cheaply; strace -c is the fallback.
-SYSCALL_TOOL=none
-if perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
+SYSCALL_TOOL=${BENCH_SYSCALL_TOOL:-}
+if [ -n "$SYSCALL_TOOL" ]; then
+	:
+elif perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
 	SYSCALL_TOOL=perf
 elif command -v strace >/dev/null 2>&1; then
 	SYSCALL_TOOL=strace
