@@ -294,7 +294,8 @@ csv_record(struct csv *c, struct field *f, unsigned max, unsigned *n,
 		}
 		if (*n < max)
 			f[*n] = cur;
-		(*n)++;
+		if (*n < UINT32_MAX)
+			(*n)++; /* a 4 GB line of commas must not wrap */
 		if (p < end && *p == '\r') {
 			if (p + 1 >= end || p[1] != '\n') {
 				*why = "bare CR (line ends are LF or CRLF)";
