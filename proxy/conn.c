@@ -317,11 +317,20 @@ static const struct upstream_ops conn_upstream_ops = {
 	on_up_writable,
 };
 
-static bool
-is_idempotent(struct cg_slice m)
+static unsigned
+exchange_flags(const struct conn *c, size_t body_len)
 {
-	return http1_slice_ieq(m, "GET") || http1_slice_ieq(m, "HEAD") ||
-	       http1_slice_ieq(m, "OPTIONS");
+	struct cg_slice m = c->req.method;
+	unsigned flags = 0;
+
+	if (body_len == 0 && (http1_slice_ieq(m, "GET") || http1_slice_ieq(m, "HEAD") ||
+			      http1_slice_ieq(m, "OPTIONS")))
+		flags |= UPSTREAM_RETRYABLE;
+	if (http1_slice_ieq(m, "HEAD"))
+		flags |= UPSTREAM_HEAD;
+	if (c->req.minor == 0)
+		flags |= UPSTREAM_DECHUNK;
+	return flags;
 }
 
 /* Our own request head: request line, end-to-end headers, Via, Forwarded. */
@@ -350,6 +359,8 @@ build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len, bool st
 		evbuffer_add(h, hd->value.ptr, hd->value.len);
 		ADD_LIT(h, "\r\n");
 	}
+	if (r->host.ptr == NULL) /* HTTP/1.0 may omit it; HTTP/1.1 needs one */
+		evbuffer_add_printf(h, "Host: %s\r\n", c->w->cfg->upstream_hostport);
 	evbuffer_add_printf(h, "Via: 1.%d consentgate\r\nForwarded: for=%s;proto=http\r\n",
 			    r->minor, c->peer);
 	if (streaming)
@@ -388,9 +399,7 @@ forward(struct conn *c)
 	body_len = evbuffer_get_length(body);
 	build_upstream_head(c, h, body_len, false);
 	c->state = CS_UPSTREAM;
-	c->up = upstream_send(c->w, h, body,
-			      is_idempotent(c->req.method) && body_len == 0,
-			      http1_slice_ieq(c->req.method, "HEAD"), &conn_upstream_ops, c);
+	c->up = upstream_send(c->w, h, body, exchange_flags(c, body_len), &conn_upstream_ops, c);
 	evbuffer_free(h);
 	if (c->up == NULL)
 		reply_problem(c, 502, "the upstream could not be reached", NULL);
@@ -432,7 +441,7 @@ stream_progress(struct conn *c, bool done)
 		struct evbuffer *h = evbuffer_new();
 
 		build_upstream_head(c, h, 0, true);
-		c->up = upstream_send(c->w, h, NULL, false, false, &conn_upstream_ops, c);
+		c->up = upstream_send(c->w, h, NULL, exchange_flags(c, 1), &conn_upstream_ops, c);
 		evbuffer_free(h);
 		if (c->up == NULL) {
 			fail_request(c, 502, "the upstream could not be reached", NULL);

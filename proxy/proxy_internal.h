@@ -125,14 +125,23 @@ struct upstream_ops {
 	void (*on_writable)(void *arg);
 };
 
+/* How upstream_send treats one exchange. */
+enum upstream_flags {
+	UPSTREAM_RETRYABLE = 1, /* may be sent again on a fresh connection if a
+				   pooled one is found dead before any response
+				   byte (idempotent, no body) */
+	UPSTREAM_HEAD = 2,      /* a HEAD request: the response has no body */
+	UPSTREAM_DECHUNK = 4,   /* hand a chunked body over de-chunked (the
+				   client speaks HTTP/1.0) */
+};
+
 /*
- * Send one request (head and body buffers are moved out) on a pooled or
- * new connection. retryable: the request may be sent again on a fresh
- * connection if a pooled one turns out dead before any response byte.
+ * Send one request (head and body buffers are moved out; body may be NULL
+ * for a body streamed later with upstream_write) on a pooled or new
+ * connection. NULL when no connection could be started.
  */
 struct upstream_conn *upstream_send(struct worker *w, struct evbuffer *head,
-				    struct evbuffer *body, bool retryable,
-				    bool head_request,
+				    struct evbuffer *body, unsigned flags,
 				    const struct upstream_ops *ops, void *arg);
 /* Append more request body (streaming); data is moved out. */
 void upstream_write(struct upstream_conn *u, struct evbuffer *data);

@@ -39,7 +39,7 @@ struct upstream_conn {
 	/* the exchange */
 	const struct upstream_ops *ops;
 	void *arg;
-	bool head_request, retryable, got_bytes, retried;
+	bool head_request, retryable, dechunk, got_bytes, retried;
 	struct evbuffer *retry_copy; /* the request, for one retry */
 	enum http1_framing framing;
 	uint64_t left;
@@ -243,6 +243,7 @@ relay_body(struct upstream_conn *u)
 			int nv = evbuffer_peek(u->in, -1, NULL, vec, 8);
 			size_t consumed = 0;
 			const char *reason = NULL;
+			struct evbuffer *payload = u->dechunk ? evbuffer_new() : NULL;
 
 			for (int i = 0; i < nv && !u->chunked.done; i++) {
 				const char *p = vec[i].iov_base;
@@ -252,18 +253,31 @@ relay_body(struct upstream_conn *u)
 					struct cg_slice data;
 					long k = http1_chunked_feed(&u->chunked, p, len, &data, &reason);
 
-					if (k < 0)
+					if (k < 0) {
+						if (payload)
+							evbuffer_free(payload);
 						goto broken;
+					}
 					if (k == 0)
 						break;
+					if (payload && data.len > 0)
+						evbuffer_add(payload, data.ptr, data.len);
 					p += k;
 					len -= (size_t)k;
 					consumed += (size_t)k;
 				}
 			}
-			if (consumed == 0)
+			if (payload) {
+				/* HTTP/1.0 client: relay the payload only */
+				evbuffer_drain(u->in, consumed);
+				if (evbuffer_get_length(payload) > 0)
+					u->ops->on_body(u->arg, payload, evbuffer_get_length(payload));
+				evbuffer_free(payload);
+			} else if (consumed > 0) {
+				u->ops->on_body(u->arg, u->in, consumed);
+			}
+			if (consumed == 0 || u->ops == NULL)
 				return;
-			u->ops->on_body(u->arg, u->in, consumed);
 			if (u->chunked.done) {
 				if (evbuffer_get_length(u->in) > 0)
 					u->reusable = false;
@@ -362,40 +376,47 @@ up_step(struct upstream_conn *u)
 				return;
 		}
 	}
-	while (u->state != UP_CLOSED && u->can_read && !u->paused &&
-	       evbuffer_get_length(u->in) < UP_HIGH_WATER) {
-		r = sock_read(u->fd, u->in, UP_HIGH_WATER);
-		if (r == -1 || (r > 0 && !u->rdhup && r < 16384)) {
-			u->can_read = false;
-		} else if (r == 0 || r == -2) {
-			u->can_read = false;
-			if (u->state == UP_IDLE) {
+	/* read a batch, relay it, and go on while the socket has more */
+	for (;;) {
+		while (u->state != UP_CLOSED && u->can_read && !u->paused &&
+		       evbuffer_get_length(u->in) < UP_HIGH_WATER) {
+			r = sock_read(u->fd, u->in, UP_HIGH_WATER);
+			if (r == -1 || (r > 0 && !u->rdhup && r < 16384)) {
+				u->can_read = false;
+			} else if (r == 0 || r == -2) {
+				u->can_read = false;
+				if (u->state == UP_IDLE) {
+					pool_remove(u->w, u);
+					up_close(u);
+					return;
+				}
+				/* process what arrived before the close first */
+				if (u->state == UP_WAITING)
+					parse_head(u);
+				if (u->state == UP_BODY)
+					relay_body(u);
+				if (u->state == UP_WAITING || u->state == UP_BODY)
+					up_fail(u, 502);
+				return;
+			}
+			if (r > 0 && u->state == UP_IDLE) {
+				/* an idle upstream must not talk: drop it */
 				pool_remove(u->w, u);
 				up_close(u);
 				return;
 			}
-			/* process what arrived before the close first */
-			if (u->state == UP_WAITING)
-				parse_head(u);
-			if (u->state == UP_BODY)
-				relay_body(u);
-			if (u->state == UP_WAITING || u->state == UP_BODY)
-				up_fail(u, 502);
-			return;
+			if (r > 0 && u->ops)
+				arm_timer(u, u->w->cfg->response_timeout_ms);
 		}
-		if (r > 0 && u->state == UP_IDLE) {
-			/* an idle upstream must not talk: drop it */
-			pool_remove(u->w, u);
-			up_close(u);
+		if (u->state == UP_WAITING)
+			parse_head(u);
+		else if (u->state == UP_BODY)
+			relay_body(u);
+		if (u->state != UP_WAITING && u->state != UP_BODY)
 			return;
-		}
-		if (r > 0 && u->ops)
-			arm_timer(u, u->w->cfg->response_timeout_ms);
+		if (!u->can_read || u->paused || evbuffer_get_length(u->in) >= UP_HIGH_WATER)
+			return;
 	}
-	if (u->state == UP_WAITING)
-		parse_head(u);
-	else if (u->state == UP_BODY)
-		relay_body(u);
 }
 
 static void
@@ -452,8 +473,7 @@ on_up_timer(evutil_socket_t fd, short what, void *arg)
 
 struct upstream_conn *
 upstream_send(struct worker *w, struct evbuffer *head, struct evbuffer *body,
-	      bool retryable, bool head_request, const struct upstream_ops *ops,
-	      void *arg)
+	      unsigned flags, const struct upstream_ops *ops, void *arg)
 {
 	struct upstream_conn *u = w->idle;
 
@@ -469,15 +489,16 @@ upstream_send(struct worker *w, struct evbuffer *head, struct evbuffer *body,
 	}
 	u->ops = ops;
 	u->arg = arg;
-	u->head_request = head_request;
-	u->retryable = retryable;
+	u->head_request = (flags & UPSTREAM_HEAD) != 0;
+	u->retryable = (flags & UPSTREAM_RETRYABLE) != 0;
+	u->dechunk = (flags & UPSTREAM_DECHUNK) != 0;
 	u->retried = false;
 	u->got_bytes = false;
 	u->paused = false;
 	evbuffer_add_buffer(u->out, head);
 	if (body)
 		evbuffer_add_buffer(u->out, body);
-	if (retryable && u->reused) {
+	if (u->retryable && u->reused) {
 		u->retry_copy = evbuffer_new();
 		if (u->retry_copy)
 			evbuffer_add(u->retry_copy, evbuffer_pullup(u->out, -1),
