@@ -33,7 +33,8 @@ IO_TIMEOUT = 5.0     # s for any socket operation
 PASS_PREFIXES = ["/echo", "/chunked", "/close-delimited", "/empty204",
                  "/not-modified", "/slow", "/hang", "/die-mid", "/big", "/ok",
                  "/r200", "/static", "/upload", "/close-after",
-                 "/resp-hop", "/early-hints", "/bad-cl", "/cl-te"]
+                 "/resp-hop", "/early-hints", "/bad-cl", "/cl-te",
+                 "/slow-read"]
 
 EEA = ["AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR",
        "HU", "IE", "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK",

@@ -773,6 +773,29 @@ def slow_reader_resumes_16mib(env):
 
 
 @test
+def slow_upstream_reader(env):
+    """The upstream holds a 16 MiB request body back: the proxy must resume
+    sending when it reads again, and deliver every byte."""
+    up = env.upstream()
+    px = env.proxy(up.url, config={"workers": 1, "max_body_bytes": 64 << 20,
+                                   "response_timeout_ms": 10000})
+    body = random.Random(9).randbytes(16 << 20)
+    for framing in (None, [1 << 20]):
+        c = env.client(px, timeout=15)
+        c.send(request("POST", "/slow-read?ms=700", body=body, chunked=framing))
+        try:
+            r = c.read_response(timeout=15)
+        except Incomplete as e:
+            raise AssertionError("%s: %s; upstream recorded %d requests" % (
+                "chunked" if framing else "length", e, up.count()))
+        assert r.status == 200, r
+        c.close()
+    reqs = up.requests()
+    assert len(reqs) == 2 and all(q.body == body for q in reqs), \
+        "upstream bodies differ: %r" % [len(q.body) for q in reqs]
+
+
+@test
 def many_concurrent_connections(env):
     up = env.upstream()
     px = env.proxy(up.url)

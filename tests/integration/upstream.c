@@ -29,6 +29,7 @@
  *   /early-hints       103 Early Hints, then 200 "ok"
  *   /bad-cl            200 with two different Content-Length (broken)
  *   /cl-te             200 with Content-Length and chunked (ambiguous)
+ *   /slow-read?ms=N    waits N ms before reading the body, then 200 "ok"
  *   /close-after?ms=N  200 "ok" saying keep-alive, then closes after N ms
  *                      (a pooled connection that goes stale)
  *   anything else      200 "ok"
@@ -501,6 +502,9 @@ serve(void *arg)
 		}
 		char *body = NULL, *trailers = NULL;
 		size_t blen = 0, tlen = 0;
+		/* /slow-read: the peer must hold the body back for a while. */
+		if (strncmp(target, "/slow-read", 10) == 0)
+			msleep(query_num(target, "ms", 500));
 		int chunked = header_value(head, hlen, "Transfer-Encoding", v,
 					   sizeof(v)) &&
 			      strcasestr(v, "chunked") != NULL;
