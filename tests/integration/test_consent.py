@@ -468,6 +468,13 @@ ADVERSARIAL = [
     ("control_in_string", b'{"author_id":"G","text":"a\x01b"}'),
     ("single_quotes", "{'author_id':'G'}"),
     ("two_values_on_a_line", '{"author_id":"G"} {"author_id":"G"}'),
+    ("cr_only_separator", '{"author_id":"G"}\r{"author_id":"G"}'),
+    ("dup_mention_escaped", '{"author_id":"G","mentions":[{"id":"G","\\u0069d":"D"}]}'),
+    # A consumer that stops at NUL reads this key as a second author_id.
+    ("key_with_nul_escape", '{"author_id":"G","author_id\\u0000":"D"}'),
+    ("subject_too_long", '{"author_id":"' + "x" * 300 + '"}'),
+    ("too_many_subjects", '{"author_id":"G","mentions":['
+     + ",".join('{"id":"G"}' for _ in range(40)) + ']}'),
 ]
 
 
@@ -489,7 +496,7 @@ def adversarial_records_refused(env, res):
         if fmt == "ndjson":
             body = b"\n".join(records) + b"\n"
         else:
-            if name == "two_values_on_a_line":
+            if name in ("two_values_on_a_line", "cr_only_separator"):
                 return
             body = b"[" + b",".join(records) + b"]"
         before = up.count()
@@ -518,6 +525,22 @@ def adversarial_records_refused(env, res):
             res.check("adversarial/%s/%s/%s%s" % (name, fmt, framing,
                                                   "/gzip" if gz else ""),
                       one, name, text, fmt, framing, gz)
+
+
+@test
+def oversized_record_refused(env):
+    rng = random.Random(SEED + 24)
+    people, up, px = start(env, rng)
+    g = people.pick(rng, True)
+    big = ('{"author_id":"%s","pad":"%s"}' % (g, "z" * (3 << 19))).encode()
+    body = ('{"author_id":"%s"}\n' % g).encode() + big + b"\n"
+    c = env.client(px, timeout=10)
+    c.send(raw_request("/ingest", NDJSON, body, rng, "chunked", False))
+    r = c.read_response(timeout=10)
+    assert 400 <= r.status < 500, "a 1.5 MiB record: %r" % r
+    check_problem(r, r.status)
+    time.sleep(0.05)
+    assert up.count() == 0, "upstream received a complete request"
 
 
 @test
