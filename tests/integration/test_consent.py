@@ -1083,6 +1083,44 @@ def json_test_suite_bodies(env, res):
         assert not forwarded, "forwarded: %r" % forwarded[:5]
     res.check("json_test_suite/nothing_forwarded", nothing)
 
+    # The same files as one NDJSON line each (those without a line break):
+    # any valid value is a record without a subject (dropped, 204).
+    before = up.count()
+    wrong = []
+    for name in names:
+        with open(os.path.join(SUITE, name), "rb") as f:
+            line = f.read()
+        if b"\n" in line or b"\r" in line:
+            continue
+        c = env.client(px)
+        try:
+            c.send(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                   b"application/x-ndjson\r\nContent-Length: %d\r\n\r\n"
+                   % (len(line) + 1) + line + b"\n")
+        except OSError:
+            pass
+        try:
+            status = c.read_response(timeout=5).status
+        except Incomplete as e:
+            status = "no answer (%s)" % str(e)[:40]
+        c.close()
+        kind = name[:2]
+        blank = line.strip(b" \t") == b""
+        # A blank line is no record: nothing to drop, nothing personal.
+        if kind == "n_" and status != 422 and not (blank and status in (200, 204)):
+            wrong.append("%s: %s" % (name, status))
+        elif kind == "y_" and status != 204 and \
+                not (status == 422 and b"\\u0000" in line):
+            wrong.append("%s: %s" % (name, status))
+        elif kind == "i_" and status not in (204, 422, 413):
+            wrong.append("%s: %s" % (name, status))
+
+    def ndjson():
+        assert not wrong, "%d files: %s" % (len(wrong), "; ".join(wrong[:8]))
+        sent = [q.body for q in up.requests()[before:] if q.body.strip()]
+        assert not sent, "forwarded: %r" % sent[:5]
+    res.check("json_test_suite/as_ndjson_lines", ndjson)
+
 
 def csv_of(rows):
     return "subject,purpose,status,jurisdiction,updated_at\n" + "".join(
