@@ -16,7 +16,9 @@
  *  - no BWS anywhere in chunk extensions; empty list elements in
  *    Transfer-Encoding are refused (they are ignored in Connection);
  *  - field names that equal Host, Content-Length or Transfer-Encoding once
- *    '_' is read as '-' are refused: some back ends fold them together;
+ *    '_' is read as '-' are refused: some back ends fold them together; so
+ *    are names that merely begin with Transfer-Encoding (http-parser 2.9
+ *    lets them cancel chunked);
  *  - responses: any Transfer-Encoding other than exactly "chunked" is
  *    refused rather than read as close-delimited, and so is 101.
  */
@@ -387,6 +389,13 @@ note_field(const struct field *f, struct head_facts *hf, const char **reason)
 	const unsigned char *n = f->name;
 	size_t len = f->name_len;
 
+	/* http-parser 2.9 reads "Transfer-Encoding<more>" as a second
+	 * Transfer-Encoding that cancels chunked: a framing differential for
+	 * any peer built on it */
+	if (len > 17 && FOLD_EQ(n, 17, "transfer-encoding")) {
+		*reason = "ambiguous field name";
+		return 400;
+	}
 	if (f->underscore) {
 		if (FOLD_EQ(n, len, "content-length") ||
 		    FOLD_EQ(n, len, "transfer-encoding") ||

@@ -147,6 +147,10 @@ static const struct refusal refusals[] = {
 	R("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
 	R("POST / HTTP/1.1\r\n" H "Transfer_Encoding: chunked\r\n\r\n", 400),
 	R("POST / HTTP/1.1\r\n" H "content_length: 5\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n"
+	  "Transfer-Encodingx: chunked\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "transfer-encoding-foo: 1\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Content-Length-X: 1\r\n\r\n", 200),
 	R("GET / HTTP/1.1\r\n" H "HOST_: b\r\n" "Ho_st: b\r\nHos_t: c\r\n"
 	  "h_ost: d\r\n\r\n", 200 /* not refused: see test_valid_misc */),
 	/* field syntax */
@@ -564,6 +568,10 @@ static const struct resp_case resp_cases[] = {
 	RS("HTTP/1.1 200 OK\r\nContent_Length: 3\r\n\r\n", false, -1, HN, 0,
 	   false),
 	RS("HTTP/1.1 101 Switching Protocols\r\n\r\n", false, -1, HN, 0, false),
+	RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+	   "Transfer-Encoding_X: 1\r\n\r\n", false, -1, HN, 0, false),
+	RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+	   "Transfer-Encodingx: 1\r\n\r\n", false, -1, HN, 0, false),
 	RS("HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n", false, -1, HN, 0,
 	   false),
 	RS("HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n", false, -1, HN, 0,
