@@ -35,6 +35,7 @@ config_reset(struct config *cfg)
 	free(cfg->upstream);
 	free(cfg->policy_path);
 	free(cfg->consent_path);
+	free(cfg->decision_log);
 	config_init(cfg);
 }
 
@@ -69,6 +70,7 @@ static const struct {
 	{ "upstream", offsetof(struct config, upstream) },
 	{ "policy", offsetof(struct config, policy_path) },
 	{ "consent", offsetof(struct config, consent_path) },
+	{ "decision_log", offsetof(struct config, decision_log) },
 };
 
 int

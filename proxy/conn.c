@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "declog_internal.h"
 #include "inspect_internal.h"
 #include "proxy_internal.h"
 
@@ -170,11 +171,22 @@ conn_flush(struct conn *c)
 	return 0;
 }
 
+/* The proof of an inspected request's decisions, once its outcome is known. */
+static void
+log_decision(struct conn *c, const char *outcome, int status)
+{
+	if (c->insp.active && c->route && c->snap) {
+		declog_write(c->w, c->id, c->route, c->snap, &c->insp, outcome, status);
+		c->insp.active = false; /* one line per request */
+	}
+}
+
 /* Answer with a problem and close after it is flushed. */
 static void
 fail_request(struct conn *c, int status, const char *detail, const char *extra)
 {
 	log_msg("conn %llu: %d %s", (unsigned long long)c->id, status, detail);
+	log_decision(c, status == 403 ? "blocked" : "refused", status);
 	respond_problem(c->out, status, detail, true, extra);
 	request_reset(c);
 	c->state = CS_CLOSING;
@@ -188,6 +200,8 @@ reply_problem(struct conn *c, int status, const char *detail, const char *extra)
 	/* a body still unread cannot be skipped reliably */
 	bool close = !c->req.keep_alive || c->w->draining || body_pending(c);
 
+	log_decision(c, status == 403 ? "blocked" : status >= 502 ? "upstream-failed" : "refused",
+		     status);
 	respond_problem(c->out, status, detail, close, extra);
 	request_reset(c);
 	c->state = close ? CS_CLOSING : CS_HEAD;
@@ -201,6 +215,7 @@ static void
 reply_all_dropped(struct conn *c)
 {
 	c->keep_alive = c->req.keep_alive && !c->w->draining && !body_pending(c);
+	log_decision(c, "all-dropped", 204);
 	ADD_LIT(c->out, "HTTP/1.1 204 No Content\r\n");
 	inspect_response_headers(&c->insp, c->out);
 	evbuffer_add_printf(c->out, "%s\r\n", c->keep_alive ? "" : "Connection: close\r\n");
@@ -241,8 +256,10 @@ on_up_head(void *arg, const struct http1_response *res)
 	}
 	if (chunked && c->req.minor == 1)
 		ADD_LIT(o, "Transfer-Encoding: chunked\r\n");
-	if (c->insp.active)
+	if (c->insp.active) {
 		inspect_response_headers(&c->insp, o);
+		log_decision(c, "forwarded", res->status);
+	}
 	if (!c->keep_alive)
 		ADD_LIT(o, "Connection: close\r\n\r\n");
 	else if (c->req.minor == 0)

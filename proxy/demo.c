@@ -20,6 +20,7 @@
 
 #include "cmd_internal.h"
 #include "proxy_internal.h"
+#include "declog_internal.h"
 #include "serve_internal.h"
 
 #define DEMO_POLICY "policy/examples/ai-training.json"
@@ -162,6 +163,7 @@ cmd_demo(int argc, char **argv)
 	snap = serve_load(&cfg);
 	if (snap == NULL)
 		return 1;
+	declog_open("-"); /* show the proof next to what the upstream got */
 	printf("consentgate demo: proxy on http://%s, demo upstream on %s\n"
 	       "policy %s, consent table %s\n\n"
 	       "Try, from another terminal:\n"

@@ -11,6 +11,7 @@
 
 #include <zlib.h>
 
+#include "declog_internal.h"
 #include "inspect_internal.h"
 #include "proxy_internal.h"
 
@@ -26,6 +27,8 @@ void
 inspect_result_reset(struct inspect_result *r)
 {
 	free(r->rec);
+	if (r->trail)
+		evbuffer_free(r->trail);
 	inspect_result_init(r);
 }
 
@@ -154,6 +157,7 @@ run_header_subject(struct inspect_result *r, const struct policy_snapshot *snap,
 		policy_decide(route, policy_snapshot_consent(snap), NULL, 0, now, &d);
 	}
 	r->records = 1;
+	declog_record(r->trail, 0, &d);
 	if (d.allow) {
 		r->kept = 1;
 		return 0;
@@ -176,9 +180,11 @@ inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
 	const struct http1_header *ce;
 	int64_t now = (int64_t)time(NULL);
 
-	inspect_result_init(r);
+	inspect_result_reset(r);
 	r->active = true;
 	r->now = now;
+	if (declog_enabled())
+		r->trail = evbuffer_new();
 	finish_headers(r, snap, route, now);
 	if (max_staleness_s > 0 && now - consent_created_at(t) > (int64_t)max_staleness_s)
 		return refuse(r, 503, "the consent data is older than the configured staleness limit");
@@ -216,6 +222,7 @@ feed_line(struct inspect_result *r, const struct consent_table *t,
 		return refuse(r, 422, err ? err : "malformed record");
 	}
 	policy_decide(route, t, rec->subjects, rec->nsubjects, r->now, &d);
+	declog_record(r->trail, r->records, &d);
 	r->records++;
 	if (!d.allow) {
 		r->dropped++;
@@ -304,6 +311,7 @@ inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
 		struct policy_decision d;
 
 		policy_decide(route, t, rec->subjects, rec->nsubjects, now, &d);
+		declog_record(r->trail, r->records, &d);
 		r->records++;
 		if (!d.allow) {
 			r->dropped++;

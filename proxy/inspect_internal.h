@@ -23,6 +23,7 @@ struct inspect_result {
 	bool decided;           /* subject in a header: decided from the head */
 	int64_t now;            /* unix seconds the request is decided at */
 	struct scan_record *rec;/* scratch for streaming */
+	struct evbuffer *trail; /* decision-log entries, when the log is on */
 };
 
 void inspect_result_init(struct inspect_result *r);

@@ -44,6 +44,7 @@ struct config {
 	unsigned connect_timeout_ms, response_timeout_ms, drain_timeout_ms;
 	unsigned max_conns, fd_reserve, pool_size;
 	unsigned max_staleness_s;
+	char *decision_log;      /* path, "-" for stdout, NULL off */
 	/* derived by config_resolve */
 	struct sockaddr_storage listen_addr;
 	socklen_t listen_addrlen;
@@ -94,6 +95,9 @@ struct worker {
 	unsigned nidle;
 	uint64_t next_conn_id;
 	unsigned index;
+	struct evbuffer *declog;      /* decision-log lines not yet written */
+	struct event *declog_timer;
+	bool declog_timer_armed;
 };
 
 void worker_conn_closed(struct worker *w);

@@ -6,6 +6,7 @@
 
 #include "cmd_internal.h"
 #include "proxy_internal.h"
+#include "declog_internal.h"
 #include "serve_internal.h"
 
 static void
@@ -23,6 +24,9 @@ serve_usage(FILE *out)
 		"  --workers N          worker threads (default: one per core)\n"
 		"  --config FILE        JSON file with these settings and every limit;\n"
 		"                       flags given here override it\n"
+		"  --decision-log FILE  append one JSON line per inspected request: policy,\n"
+		"                       snapshot, and per record the rule and evidence id\n"
+		"                       ('-' for stdout)\n"
 		"  --check              load everything, print 'configuration OK' and exit\n"
 		"  -v, --verbose        log every request\n"
 		"  --help, --version\n\n"
@@ -61,6 +65,7 @@ serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
 		{ "workers", required_argument, NULL, 'w' },
 		{ "config", required_argument, NULL, 'f' },
 		{ "check", no_argument, NULL, 'k' },
+		{ "decision-log", required_argument, NULL, 'd' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -107,6 +112,7 @@ serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
 			break;
 		}
 		case 'k': *check = true; break;
+		case 'd': set_str(&cfg->decision_log, optarg); break;
 		case 'v': log_verbose = 1; break;
 		case 'f': case 'h': case 'V': break;
 		case ':':
@@ -175,6 +181,10 @@ cmd_serve(int argc, char **argv)
 	if (check) {
 		printf("configuration OK\n");
 		exit_code = 0;
+		goto out;
+	}
+	if (declog_open(cfg.decision_log) != 0) {
+		fprintf(stderr, "--decision-log: cannot open '%s': %m\n", cfg.decision_log);
 		goto out;
 	}
 	s = server_new(&cfg, snap);

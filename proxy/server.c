@@ -16,6 +16,7 @@
 
 #include <event2/thread.h>
 
+#include "declog_internal.h"
 #include "proxy_internal.h"
 
 #define ACCEPT_BURST 64          /* accepts per readiness event */
@@ -428,6 +429,7 @@ server_run(struct server *s)
 
 		conn_close_all(w);
 		upstream_pool_clear(w);
+		declog_worker_free(w);
 		event_free(drain_evs[i]);
 		event_free(w->accept_ev);
 		event_free(w->accept_retry_ev);
