@@ -151,6 +151,7 @@ struct field {
 	const unsigned char *name, *value;
 	size_t name_len, value_len;
 	bool underscore; /* the name holds a '_' */
+	bool trail_tab;  /* HTAB among the trailing OWS trimmed off */
 };
 
 /*
@@ -233,8 +234,11 @@ read_field(const unsigned char *p, size_t *pos, size_t end, struct field *f,
 		return FIELD_BAD;
 	}
 	vend = i;
-	while (vend > vstart && (p[vend - 1] == ' ' || p[vend - 1] == '\t'))
+	f->trail_tab = false;
+	while (vend > vstart && (p[vend - 1] == ' ' || p[vend - 1] == '\t')) {
+		f->trail_tab |= p[vend - 1] == '\t';
 		vend--;
+	}
 	f->value = p + vstart;
 	f->value_len = vend - vstart;
 	*pos = i + 2;
@@ -442,6 +446,8 @@ note_field(const struct field *f, struct head_facts *hf, const char **reason)
 		break;
 	case 14:
 		if (IEQ(n, len, "content-length")) {
+			if (f->trail_tab)
+				goto trail_tab;
 			if (++hf->n_cl > 1) {
 				*reason = "several Content-Length";
 				return 400;
@@ -455,6 +461,8 @@ note_field(const struct field *f, struct head_facts *hf, const char **reason)
 		break;
 	case 17:
 		if (IEQ(n, len, "transfer-encoding")) {
+			if (f->trail_tab)
+				goto trail_tab;
 			if (++hf->n_te > 1) {
 				*reason = "several Transfer-Encoding";
 				return 400;
@@ -474,6 +482,10 @@ note_field(const struct field *f, struct head_facts *hf, const char **reason)
 		break;
 	}
 	return 0;
+trail_tab:
+	/* http-parser 2.9 reads "chunked<HTAB>" as not chunked */
+	*reason = "HTAB after a framing field value";
+	return 400;
 }
 
 /*

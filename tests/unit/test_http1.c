@@ -151,6 +151,13 @@ static const struct refusal refusals[] = {
 	  "Transfer-Encodingx: chunked\r\n\r\n", 400),
 	R("POST / HTTP/1.1\r\n" H "transfer-encoding-foo: 1\r\n\r\n", 400),
 	R("POST / HTTP/1.1\r\n" H "Content-Length-X: 1\r\n\r\n", 200),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\t\r\n\r\n",
+	  400),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked \t \r\n\r\n",
+	  400),
+	R("POST / HTTP/1.1\r\n" H "Content-Length: 5\t\r\n\r\n", 400),
+	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding:\tchunked  \r\n\r\n",
+	  200),
 	R("GET / HTTP/1.1\r\n" H "HOST_: b\r\n" "Ho_st: b\r\nHos_t: c\r\n"
 	  "h_ost: d\r\n\r\n", 200 /* not refused: see test_valid_misc */),
 	/* field syntax */
@@ -568,6 +575,8 @@ static const struct resp_case resp_cases[] = {
 	RS("HTTP/1.1 200 OK\r\nContent_Length: 3\r\n\r\n", false, -1, HN, 0,
 	   false),
 	RS("HTTP/1.1 101 Switching Protocols\r\n\r\n", false, -1, HN, 0, false),
+	RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n", false,
+	   -1, HN, 0, false),
 	RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
 	   "Transfer-Encoding_X: 1\r\n\r\n", false, -1, HN, 0, false),
 	RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
