@@ -224,7 +224,7 @@ class Proxy:
     """consentgate serve on 127.0.0.1:0 against an upstream URL."""
 
     def __init__(self, workdir, upstream_url, policy=None, consent=None,
-                 config=None, extra=()):
+                 config=None, extra=(), nofile=None):
         self.workdir = workdir
         tag = "%d" % id(self)
         pol = os.path.join(workdir, "policy-%s.json" % tag)
@@ -248,8 +248,13 @@ class Proxy:
         args += list(extra)
         if not os.access(CONSENTGATE, os.X_OK):
             raise AssertionError("no consentgate binary at %s" % CONSENTGATE)
+        pre = None
+        if nofile:
+            import resource
+            pre = lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                             (nofile, nofile))
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, preexec_fn=pre)
         self.stderr = []
         self.port = None
         deadline = time.monotonic() + START_TIMEOUT

@@ -808,6 +808,68 @@ def many_concurrent_connections(env):
     assert up.count() == 200
 
 
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+@test
+def descriptor_exhaustion(env):
+    """With 64 descriptors and 100 idle clients: no busy loop, no crash,
+    and service resumes once the clients leave."""
+    up = env.upstream()
+    px = env.proxy(up.url, config={"workers": 1}, nofile=64)
+    conns = []
+    for _ in range(100):
+        try:
+            conns.append(px.connect(timeout=2))
+        except OSError:
+            break
+    time.sleep(0.3)
+    t0 = cpu_ticks(px.proc.pid)
+    time.sleep(1.0)
+    spent = cpu_ticks(px.proc.pid) - t0
+    assert spent < 30, "proxy burnt %d ticks of CPU in 1 s while out of descriptors" % spent
+    c = env.client(px, timeout=3)
+    try:
+        c.send(request("GET", "/ok"))
+        c.read_response(timeout=3)  # an answer or a refusal, both fine
+    except (Incomplete, OSError):
+        pass
+    c.close()
+    for k in conns:
+        k.close()
+    ok = False
+    for _ in range(30):  # up to about 3 s
+        time.sleep(0.1)
+        try:
+            c2 = px.connect(timeout=2)
+            c2.send(request("GET", "/ok"))
+            r = c2.read_response(timeout=2)
+            c2.close()
+            if r.status == 200:
+                ok = True
+                break
+        except (Incomplete, OSError):
+            continue
+    assert ok, "no service after the clients left"
+    assert px.proc.poll() is None, "proxy exited"
+
+
+@test
+def head_on_chunked_response(env):
+    up = env.upstream()
+    px = env.proxy(up.url)
+    c = env.client(px)
+    c.send(request("HEAD", "/chunked?n=1000"))
+    r = c.read_response(head_request=True)
+    assert r.status == 200, r
+    c.send(request("GET", "/ok"))
+    r = c.read_response()
+    assert r.status == 200 and r.body == b"ok\n", r
+
+
 @test
 def methods_and_long_target(env):
     up = env.upstream()
