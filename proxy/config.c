@@ -36,6 +36,7 @@ config_reset(struct config *cfg)
 	free(cfg->policy_path);
 	free(cfg->consent_path);
 	free(cfg->decision_log);
+	free(cfg->admin);
 	config_init(cfg);
 }
 
@@ -71,6 +72,7 @@ static const struct {
 	{ "policy", offsetof(struct config, policy_path) },
 	{ "consent", offsetof(struct config, consent_path) },
 	{ "decision_log", offsetof(struct config, decision_log) },
+	{ "admin", offsetof(struct config, admin) },
 };
 
 int

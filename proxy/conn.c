@@ -131,6 +131,7 @@ conn_free(struct conn *c)
 	close(c->fd);
 	worker_fd_closed(w);
 	free(c);
+	atomic_fetch_sub_explicit(&w->metrics.active_conns, 1, memory_order_relaxed);
 	worker_conn_closed(w);
 }
 
@@ -176,6 +177,15 @@ static void
 log_decision(struct conn *c, const char *outcome, int status)
 {
 	if (c->insp.active && c->route && c->snap) {
+		enum metric m = strcmp(outcome, "forwarded") == 0 ? METRIC_OUT_FORWARDED :
+				strcmp(outcome, "all-dropped") == 0 ? METRIC_OUT_ALL_DROPPED :
+				strcmp(outcome, "blocked") == 0 ? METRIC_OUT_BLOCKED :
+				strcmp(outcome, "refused") == 0 ? METRIC_OUT_REFUSED :
+								  METRIC_OUT_UPSTREAM_FAILED;
+
+		metrics_add(c->w, m, 1);
+		metrics_add(c->w, METRIC_RECORDS_KEPT, c->insp.kept);
+		metrics_add(c->w, METRIC_RECORDS_DROPPED, c->insp.dropped);
 		declog_write(c->w, c->id, c->route, c->snap, &c->insp, outcome, status);
 		c->insp.active = false; /* one line per request */
 	}
@@ -187,6 +197,7 @@ fail_request(struct conn *c, int status, const char *detail, const char *extra)
 {
 	log_msg("conn %llu: %d %s", (unsigned long long)c->id, status, detail);
 	log_decision(c, status == 403 ? "blocked" : "refused", status);
+	metrics_response(c->w, status);
 	respond_problem(c->out, status, detail, true, extra);
 	request_reset(c);
 	c->state = CS_CLOSING;
@@ -202,6 +213,7 @@ reply_problem(struct conn *c, int status, const char *detail, const char *extra)
 
 	log_decision(c, status == 403 ? "blocked" : status >= 502 ? "upstream-failed" : "refused",
 		     status);
+	metrics_response(c->w, status);
 	respond_problem(c->out, status, detail, close, extra);
 	request_reset(c);
 	c->state = close ? CS_CLOSING : CS_HEAD;
@@ -216,6 +228,7 @@ reply_all_dropped(struct conn *c)
 {
 	c->keep_alive = c->req.keep_alive && !c->w->draining && !body_pending(c);
 	log_decision(c, "all-dropped", 204);
+	metrics_response(c->w, 204);
 	ADD_LIT(c->out, "HTTP/1.1 204 No Content\r\n");
 	inspect_response_headers(&c->insp, c->out);
 	evbuffer_add_printf(c->out, "%s\r\n", c->keep_alive ? "" : "Connection: close\r\n");
@@ -233,6 +246,7 @@ on_up_head(void *arg, const struct http1_response *res)
 	bool chunked = res->framing == HTTP1_FRAMING_CHUNKED;
 
 	c->response_started = true;
+	metrics_response(c->w, res->status);
 	c->keep_alive = c->req.keep_alive && !c->w->draining && !body_pending(c) &&
 			res->framing != HTTP1_FRAMING_CLOSE &&
 			!(chunked && c->req.minor == 0);
@@ -521,6 +535,7 @@ start_request(struct conn *c, const char *buf)
 	evbuffer_drain(c->in, r->head_len);
 	clear_timer(c);
 
+	metrics_add(c->w, METRIC_REQUESTS, 1);
 	c->snap = server_snapshot(c->w->server);
 	c->route = policy_match(policy_snapshot_policy(c->snap), r->method, r->path);
 	if (c->route == NULL) {
@@ -799,6 +814,8 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 		return;
 	}
 	w->nconns++;
+	metrics_add(w, METRIC_ACCEPTS, 1);
+	atomic_fetch_add_explicit(&w->metrics.active_conns, 1, memory_order_relaxed);
 	c->w = w;
 	c->fd = fd;
 	c->id = ((uint64_t)w->index << 48) | ++w->next_conn_id;

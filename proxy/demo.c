@@ -77,10 +77,12 @@ cmd_demo(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "upstream-listen", required_argument, NULL, 'u' },
+		{ "admin", required_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *listen = "127.0.0.1:8000", *up_listen = "127.0.0.1:8080";
+	const char *admin = "127.0.0.1:8001";
 	char up_url[300], *host, *colon;
 	struct config cfg;
 	struct event_base *ub;
@@ -94,8 +96,10 @@ cmd_demo(int argc, char **argv)
 		switch (ch) {
 		case 'l': listen = optarg; break;
 		case 'u': up_listen = optarg; break;
+		case 'a': admin = optarg; break;
 		case 'h':
-			printf("usage: consentgate demo [--listen HOST:PORT] [--upstream-listen HOST:PORT]\n\n"
+			printf("usage: consentgate demo [--listen HOST:PORT] [--upstream-listen HOST:PORT]\n"
+			       "                        [--admin HOST:PORT]\n\n"
 			       "Runs consentgate on %s with %s, in front of a\n"
 			       "demo upstream that prints every request that reaches it.\n",
 			       DEMO_POLICY, DEMO_CONSENT);
@@ -148,6 +152,7 @@ cmd_demo(int argc, char **argv)
 	cfg.policy_path = strdup(DEMO_POLICY);
 	cfg.consent_path = strdup(DEMO_CONSENT);
 	cfg.workers = 1;
+	cfg.admin = strdup(admin);
 	{
 		struct cg_errors errs;
 
@@ -169,9 +174,11 @@ cmd_demo(int argc, char **argv)
 	       "Try, from another terminal:\n"
 	       "  curl -i http://%s/status\n"
 	       "  curl -i http://%s/ingest -H 'Content-Type: application/x-ndjson' \\\n"
-	       "       --data-binary @tests/data/demo-batch.ndjson\n\n"
+	       "       --data-binary @tests/data/demo-batch.ndjson\n"
+	       "  curl http://%s/metrics\n\n"
+	       "Each decided request prints its decision-log line (the proof).\n"
 	       "Ctrl-C stops it.\n",
-	       listen, up_url, DEMO_POLICY, DEMO_CONSENT, listen, listen);
+	       listen, up_url, DEMO_POLICY, DEMO_CONSENT, listen, listen, admin);
 	fflush(stdout);
 	s = server_new(&cfg, snap);
 	rc = s ? server_run(s) : 1;

@@ -26,6 +26,7 @@
 #include "consentgate/common.h"
 #include "consentgate/policy.h"
 #include "http1_internal.h"
+#include "metrics_internal.h"
 
 /* Append a string literal (its length computed by the compiler). */
 #define ADD_LIT(buf, lit) evbuffer_add((buf), (lit), sizeof(lit) - 1)
@@ -45,6 +46,7 @@ struct config {
 	unsigned max_conns, fd_reserve, pool_size;
 	unsigned max_staleness_s;
 	char *decision_log;      /* path, "-" for stdout, NULL off */
+	char *admin;             /* HOST:PORT for /metrics and /healthz, NULL off */
 	/* derived by config_resolve */
 	struct sockaddr_storage listen_addr;
 	socklen_t listen_addrlen;
@@ -98,6 +100,7 @@ struct worker {
 	struct evbuffer *declog;      /* decision-log lines not yet written */
 	struct event *declog_timer;
 	bool declog_timer_armed;
+	struct metrics metrics;
 };
 
 void worker_conn_closed(struct worker *w);

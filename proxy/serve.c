@@ -27,6 +27,7 @@ serve_usage(FILE *out)
 		"  --decision-log FILE  append one JSON line per inspected request: policy,\n"
 		"                       snapshot, and per record the rule and evidence id\n"
 		"                       ('-' for stdout)\n"
+		"  --admin HOST:PORT    serve /metrics (Prometheus) and /healthz there\n"
 		"  --check              load everything, print 'configuration OK' and exit\n"
 		"  -v, --verbose        log every request\n"
 		"  --help, --version\n\n"
@@ -66,6 +67,7 @@ serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
 		{ "config", required_argument, NULL, 'f' },
 		{ "check", no_argument, NULL, 'k' },
 		{ "decision-log", required_argument, NULL, 'd' },
+		{ "admin", required_argument, NULL, 'a' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -113,6 +115,7 @@ serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
 		}
 		case 'k': *check = true; break;
 		case 'd': set_str(&cfg->decision_log, optarg); break;
+		case 'a': set_str(&cfg->admin, optarg); break;
 		case 'v': log_verbose = 1; break;
 		case 'f': case 'h': case 'V': break;
 		case ':':

@@ -118,6 +118,7 @@ accept_pause(struct worker *w, bool retry_later)
 	if (!w->accept_paused) {
 		event_del(w->accept_ev);
 		w->accept_paused = true;
+		metrics_add(w, METRIC_ACCEPT_PAUSES, 1);
 	}
 	if (retry_later) {
 		struct timeval tv = { 0, ACCEPT_RETRY_MS * 1000 };
@@ -355,6 +356,7 @@ server_run(struct server *s)
 	sigset_t set;
 	int sig, port = 0;
 	struct event **drain_evs;
+	struct metrics_admin admin = { 0 };
 
 	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);
@@ -399,6 +401,10 @@ server_run(struct server *s)
 		event_add(drain_evs[i], NULL); /* keeps the loop alive; activated on SIGTERM */
 	}
 	s->port = port;
+	if (cfg->admin && metrics_admin_start(s, s->workers, s->nworkers, cfg, &admin) != 0) {
+		fprintf(stderr, "consentgate: --admin: cannot listen on %s\n", cfg->admin);
+		return -1;
+	}
 	for (unsigned i = 0; i < s->nworkers; i++)
 		pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
 	{
@@ -441,6 +447,7 @@ server_run(struct server *s)
 		w->base = NULL;
 	}
 	free(drain_evs);
+	metrics_admin_stop(&admin);
 	log_msg("stopped");
 	return 0;
 }

@@ -129,6 +129,7 @@ up_connect(struct upstream_conn *u)
 		return -1;
 	u->state = UP_CONNECTING;
 	u->can_read = u->rdhup = false;
+	metrics_add(u->w, METRIC_UPSTREAM_CONNECTS, 1);
 	if (connect(u->fd, (const struct sockaddr *)&cfg->upstream_addr, cfg->upstream_addrlen) != 0 &&
 	    errno != EINPROGRESS)
 		return -1;
@@ -167,6 +168,8 @@ up_finish(struct upstream_conn *u, int result)
 
 	u->ops = NULL;
 	evtimer_del(u->timer);
+	if (result != 0)
+		metrics_add(w, METRIC_UPSTREAM_ERRORS, 1);
 	if (u->retry_copy) {
 		evbuffer_free(u->retry_copy);
 		u->retry_copy = NULL;
