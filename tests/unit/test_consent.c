@@ -373,6 +373,43 @@ test_jurisdiction_latest_any_purpose(void **state)
 }
 
 static void
+test_many_purposes_per_person(void **state)
+{
+	struct consent_lookup_result r;
+	/* Rows reach the table in any purpose order; each answers for itself. */
+	struct consent_table *t = import_ok(
+		HDR "a,p3,denied,DE,2025-01-03T00:00:00Z,e3\n"
+		    "b,p1,granted,FR,2025-01-01T00:00:00Z,b1\n"
+		    "a,p1,granted,DE,2025-01-01T00:00:00Z,e1\n"
+		    "a,p2,withdrawn,DE,2025-01-02T00:00:00Z,e2\n");
+	assert_int_equal(consent_purpose_count(t), 3);
+	assert_slice(consent_purpose_name(t, 0), "p3");
+	assert_slice(consent_purpose_name(t, 2), "p2");
+	assert_int_equal(consent_purpose_name(t, 3).len, 0);
+	look(t, "a", "p1", &r);
+	assert_int_equal(r.status, CONSENT_STATUS_GRANTED);
+	assert_slice(r.evidence, "e1");
+	look(t, "a", "p2", &r);
+	assert_int_equal(r.status, CONSENT_STATUS_WITHDRAWN);
+	assert_slice(r.evidence, "e2");
+	look(t, "a", "p3", &r);
+	assert_int_equal(r.status, CONSENT_STATUS_DENIED);
+	assert_int_equal(r.updated_at, 1735862400);
+	look(t, "b", "p3", &r);
+	assert_true(r.known);
+	assert_int_equal(r.status, CONSENT_STATUS_NONE);
+	/* An id the table never gave out: known, status none. */
+	consent_lookup(t, "a", 1, 7, &r);
+	assert_true(r.known);
+	assert_int_equal(r.status, CONSENT_STATUS_NONE);
+	assert_int_equal(consent_rows(t), 4);
+	assert_string_equal(consent_status_name(CONSENT_STATUS_WITHDRAWN),
+			    "withdrawn");
+	assert_string_equal(consent_status_name(CONSENT_STATUS_NONE), "none");
+	consent_free(t);
+}
+
+static void
 assert_same_lookups(const struct consent_table *a,
 		    const struct consent_table *b, const char *subject)
 {
@@ -709,6 +746,7 @@ main(void)
 		cmocka_unit_test(test_latest_wins),
 		cmocka_unit_test(test_equal_timestamps_later_row_wins),
 		cmocka_unit_test(test_jurisdiction_latest_any_purpose),
+		cmocka_unit_test(test_many_purposes_per_person),
 		cmocka_unit_test(test_snapshot_roundtrip),
 		cmocka_unit_test(test_snapshot_corrupt_refused),
 		cmocka_unit_test(test_collisions_never_merge_people),
