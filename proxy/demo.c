@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -87,6 +88,7 @@ cmd_demo(int argc, char **argv)
 	struct config cfg;
 	struct event_base *ub;
 	struct evhttp *http;
+	struct evhttp_bound_socket *bound;
 	struct policy_snapshot *snap;
 	struct server *s;
 	pthread_t th;
@@ -99,7 +101,7 @@ cmd_demo(int argc, char **argv)
 		case 'a': admin = optarg; break;
 		case 'h':
 			printf("usage: consentgate demo [--listen HOST:PORT] [--upstream-listen HOST:PORT]\n"
-			       "                        [--admin HOST:PORT]\n\n"
+			       "                        [--admin HOST:PORT|off]\n\n"
 			       "Runs consentgate on %s with %s, in front of a\n"
 			       "demo upstream that prints every request that reaches it.\n",
 			       DEMO_POLICY, DEMO_CONSENT);
@@ -126,10 +128,20 @@ cmd_demo(int argc, char **argv)
 	evthread_use_pthreads(); /* before any base: loopexit comes from another thread */
 	ub = event_base_new();
 	http = evhttp_new(ub);
-	if (evhttp_bind_socket(http, host, (ev_uint16_t)port) != 0) {
+	bound = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port);
+	if (bound == NULL) {
 		fprintf(stderr, "consentgate demo: cannot listen on %s for the demo upstream\n", up_listen);
 		free(host);
 		return 1;
+	}
+	if (port == 0) {
+		/* an ephemeral port: tell the proxy the one the kernel chose */
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&ss, &sl);
+		port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
+							((struct sockaddr_in *)&ss)->sin_port);
 	}
 	evhttp_set_gencb(http, on_demo_request, NULL);
 	{
@@ -143,7 +155,7 @@ cmd_demo(int argc, char **argv)
 		pthread_sigmask(SIG_BLOCK, &set, NULL);
 	}
 	pthread_create(&th, NULL, demo_upstream_main, ub);
-	snprintf(up_url, sizeof(up_url), "http://%s", up_listen);
+	snprintf(up_url, sizeof(up_url), "http://%s:%d", host, port);
 	free(host);
 
 	config_init(&cfg);
@@ -152,7 +164,8 @@ cmd_demo(int argc, char **argv)
 	cfg.policy_path = strdup(DEMO_POLICY);
 	cfg.consent_path = strdup(DEMO_CONSENT);
 	cfg.workers = 1;
-	cfg.admin = strdup(admin);
+	if (strcmp(admin, "off") != 0)
+		cfg.admin = strdup(admin);
 	{
 		struct cg_errors errs;
 
@@ -175,10 +188,10 @@ cmd_demo(int argc, char **argv)
 	       "  curl -i http://%s/status\n"
 	       "  curl -i http://%s/ingest -H 'Content-Type: application/x-ndjson' \\\n"
 	       "       --data-binary @tests/data/demo-batch.ndjson\n"
-	       "  curl http://%s/metrics\n\n"
+	       "  curl http://%s/metrics    (the admin listener)\n\n"
 	       "Each decided request prints its decision-log line (the proof).\n"
 	       "Ctrl-C stops it.\n",
-	       listen, up_url, DEMO_POLICY, DEMO_CONSENT, listen, listen, admin);
+	       listen, up_url, DEMO_POLICY, DEMO_CONSENT, listen, listen, cfg.admin ? admin : "(admin off)");
 	fflush(stdout);
 	s = server_new(&cfg, snap);
 	rc = s ? server_run(s) : 1;
