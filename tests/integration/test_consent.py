@@ -315,6 +315,8 @@ def random_batches_invariant(env):
         brng = random.Random(seed)
         fmt = brng.choice(["ndjson", "array"])
         n = brng.choice([1, 1, 2, 3, 5, 8, 13, 40, 200])
+        if brng.random() < 0.004:
+            n = 15000  # over a megabyte: the streamed path
         body, texts, subjects = make_batch(people, brng, fmt, n)
         framing = brng.choice(["length", "chunked"])
         gz = brng.random() < 0.25
@@ -541,6 +543,56 @@ def oversized_record_refused(env):
     check_problem(r, r.status)
     time.sleep(0.05)
     assert up.count() == 0, "upstream received a complete request"
+
+
+def big_allowed_prefix(people, rng, size):
+    recs = []
+    total = 0
+    while total < size:
+        r = ('{"author_id":"%s","pad":"%s"}' % (people.pick(rng, True),
+                                                "q" * rng.randint(100, 900))).encode()
+        recs.append(r)
+        total += len(r) + 1
+    return recs
+
+
+@subtests
+def late_refusal_in_a_streamed_body(env, res):
+    """After megabytes of good records have been streamed upstream, a bad
+    record (422) or, on a block route, a denied one (403) must still keep
+    the upstream from ever receiving a complete request."""
+    rng = random.Random(SEED + 26)
+    people, up, px = start(env, rng)
+    prefix = big_allowed_prefix(people, rng, 3 << 20)
+    d = [s for s in people.known if people.rule(s) == ("opted-out", False)][0]
+
+    def one(path, bad, status, framing):
+        before = up.count()
+        body = b"\n".join(prefix + [bad] + prefix[:50]) + b"\n"
+        c = env.client(px, timeout=15)
+        try:
+            c.send_pieces(raw_request(path, NDJSON, body, rng, framing, False), rng)
+        except OSError:
+            pass
+        r = c.read_response(timeout=15)
+        doc = check_problem(r, status)
+        if status == 422:
+            assert doc.get("index") == len(prefix), doc
+        time.sleep(0.3)
+        assert up.count() == before, "upstream received a complete request " \
+            "(%d bytes)" % len(up.requests()[-1].body)
+        if os.environ.get("INTEG_TIMING"):
+            print("  %s %s: %d bytes had reached the upstream" % (
+                path, framing, up.raw_bytes()))
+        c.close()
+
+    for framing in ("length", "chunked"):
+        res.check("late_refusal/invalid_record_422/" + framing, one, "/ingest",
+                  b'{"author_id":"x","text":"\xff"}', 422, framing)
+        res.check("late_refusal/ambiguous_record_422/" + framing, one, "/ingest",
+                  b'{"author_id":"x","Author_ID":"y"}', 422, framing)
+        res.check("late_refusal/denied_on_block_route_403/" + framing, one,
+                  "/ingest-block", ('{"author_id":"%s"}' % d).encode(), 403, framing)
 
 
 @test
