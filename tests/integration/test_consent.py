@@ -738,6 +738,81 @@ def gzip_bomb_refused(env):
     assert up.count() == 0, "forwarded: %r" % up.requests()
 
 
+@subtests
+def gzip_edge_cases(env, res):
+    """Multi-member gzip (RFC 1952 allows it): every member's records are
+    decided, or the body is refused; never a 2xx that silently lost the
+    second member. Trailing garbage and double encodings are refused or
+    decoded right, never forwarded half-decoded."""
+    rng = random.Random(SEED + 27)
+    people, up, px = start(env, rng)
+    a = b"".join(('{"author_id":"%s","m":1}\n' % people.pick(rng, True)).encode()
+                 for _ in range(3))
+    b = b"".join(('{"author_id":"%s","m":2}\n' % people.pick(rng, True)).encode()
+                 for _ in range(4))
+
+    def post(payload, encoding):
+        before = up.count()
+        c = env.client(px)
+        c.send(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson"
+               b"\r\nContent-Encoding: %s\r\nContent-Length: %d\r\n\r\n"
+               % (encoding, len(payload)) + payload)
+        r = c.read_response()
+        c.close()
+        time.sleep(0.02)
+        return r, up.requests()[before:]
+
+    def multi_member():
+        r, fwd = post(gzip.compress(a) + gzip.compress(b), b"gzip")
+        if r.status >= 400:
+            check_problem(r, r.status)
+            assert not fwd, fwd
+            return
+        assert parse_result(r.get("Consent-Result")) == (7, 0), \
+            "second gzip member silently lost: %r" % r.get("Consent-Result")
+        assert len(fwd) == 1 and fwd[0].body == a + b, fwd
+
+    def trailing_garbage():
+        r, fwd = post(gzip.compress(a) + b"garbage", b"gzip")
+        assert r.status >= 400, "gzip with trailing garbage accepted: %r" % r
+        check_problem(r, r.status)
+        assert not fwd, fwd
+
+    def double_gzip():
+        r, fwd = post(gzip.compress(gzip.compress(a)), b"gzip, gzip")
+        if r.status >= 400:
+            check_problem(r, r.status)
+            assert not fwd, fwd
+            return
+        assert parse_result(r.get("Consent-Result")) == (3, 0), r
+        assert len(fwd) == 1 and fwd[0].body == a, fwd
+
+    def gzip_declared_not_gzip():
+        r, fwd = post(a, b"gzip")
+        assert r.status >= 400, r
+        check_problem(r, r.status)
+        assert not fwd, fwd
+
+    res.check("gzip/multi_member", multi_member)
+    res.check("gzip/trailing_garbage", trailing_garbage)
+    res.check("gzip/double", double_gzip)
+    res.check("gzip/declared_but_plain", gzip_declared_not_gzip)
+
+
+@test
+def pass_route_keeps_content_encoding(env):
+    rng = random.Random(SEED + 28)
+    people, up, px = start(env, rng)
+    z = gzip.compress(b"anything at all\n" * 100)
+    c = env.client(px)
+    c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson"
+           b"\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(z) + z)
+    r = c.read_response()
+    assert r.status == 200 and r.body == z, r
+    rec = up.request(1)
+    assert rec.body == z and rec.get("Content-Encoding") == "gzip", rec
+
+
 @test
 def content_length_lies_about_gzip(env):
     """A corrupt or truncated gzip body is refused, not partly forwarded."""
@@ -1269,6 +1344,47 @@ def reload_under_load_never_mixes_snapshots(env):
     assert not bad, bad[0]
     assert seen == {0, len(people)}, "reloads never took effect: %r" % seen
     assert px.proc.poll() is None, "proxy died during reloads"
+
+
+@test
+def snapshot_version_in_headers_and_reload(env):
+    """Consent-Snapshot names the snapshot that decided: the version given to
+    `consent build`, and the next one after SIGHUP."""
+    import signal
+    import subprocess
+    from harness import CONSENTGATE
+    people = ["v-1"]
+    csv = os.path.join(env.workdir, "v.csv")
+    with open(csv, "w") as f:
+        f.write(csv_of([(p, "granted") for p in people]))
+    snap = os.path.join(env.workdir, "v.snap")
+
+    def build(version):
+        tmp = snap + ".new"
+        out = subprocess.run([CONSENTGATE, "consent", "build", csv, "-o", tmp,
+                              "--version", str(version)],
+                             capture_output=True, timeout=10)
+        assert out.returncode == 0, out.stderr
+        os.replace(tmp, snap)
+
+    build(42)
+    up = env.upstream()
+    px = env.proxy(up.url, policy=test_policy(), consent="@" + snap)
+    c = env.client(px)
+
+    def version_seen():
+        (k, d), r = ingest_count(c, people)
+        assert (k, d) == (1, 0), r
+        v = up.requests()[-1].get("Consent-Snapshot") or ""
+        m = re.match(r"\s*version=(\d+)\s*,\s*age=(\d+)\s*$", v)
+        assert m, "Consent-Snapshot %r" % v
+        assert int(m.group(2)) < 60, "age %s s for a new snapshot" % m.group(2)
+        return int(m.group(1))
+
+    assert version_seen() == 42
+    build(43)
+    px.signal(signal.SIGHUP)
+    assert wait_until(lambda: version_seen() == 43, 3, 0.1), "still version %d" % version_seen()
 
 
 @test
