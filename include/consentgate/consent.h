@@ -43,12 +43,19 @@ struct consent_lookup_result {
 	struct cg_slice evidence;/* that row's evidence id, empty when none */
 };
 
-/* Open a CSV file or a snapshot file (told apart by the snapshot magic). */
+/*
+ * Open a CSV file or a snapshot file (told apart by the snapshot magic).
+ * A snapshot is mmap'ed and its header and section bounds checked (no
+ * per-entry work); a corrupt or truncated one is refused with the reason
+ * in errs. Replace a snapshot in use by rename (consent_snapshot_write
+ * does), never by rewriting it in place. NULL on error.
+ */
 struct consent_table *consent_open(const char *path, struct cg_errors *errs);
 /* Import CSV from memory; name is used in error messages. */
 struct consent_table *consent_import_csv(const char *name, const char *buf,
 					 size_t len, struct cg_errors *errs);
-/* Write a snapshot that consent_open can mmap. Returns 0 or -1 (errs). */
+/* Write a snapshot that consent_open can mmap: to a temporary file in the
+ * same directory, fsync'ed, then renamed over path. Returns 0 or -1 (errs). */
 int consent_snapshot_write(const struct consent_table *t, const char *path,
 			   struct cg_errors *errs);
 void consent_free(struct consent_table *t);
