@@ -530,6 +530,25 @@ def adversarial_records_refused(env, res):
 
 
 @test
+def body_limit_on_streamed_ingest(env):
+    """A body over max_body_bytes is refused with 413 even after part of it
+    was streamed; the upstream never gets a complete request."""
+    rng = random.Random(SEED + 29)
+    people, up, px = start(env, rng, config={"max_body_bytes": 1 << 20})
+    body = b"\n".join(big_allowed_prefix(people, rng, 3 << 20)) + b"\n"
+    for framing in ("chunked", "length"):
+        c = env.client(px, timeout=10)
+        try:
+            c.send_pieces(raw_request("/ingest", NDJSON, body, rng, framing, False), rng)
+        except OSError:
+            pass
+        check_problem(c.read_response(timeout=10), 413)
+        c.close()
+    time.sleep(0.3)
+    assert up.count() == 0, "upstream received a complete request"
+
+
+@test
 def oversized_record_refused(env):
     rng = random.Random(SEED + 24)
     people, up, px = start(env, rng)

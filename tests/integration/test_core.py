@@ -399,6 +399,24 @@ def hop_by_hop_and_forwarding_headers(env):
 
 
 @test
+def via_and_forwarded_appended(env):
+    """A client's Via and Forwarded are kept and ours appended (RFC 9110 7.6.3,
+    RFC 7239)."""
+    up = env.upstream()
+    px = env.proxy(up.url)
+    c = env.client(px)
+    c.send(request("GET", "/ok", [("Via", "1.0 edge"),
+                                  ("Forwarded", "for=192.0.2.60;proto=https")]))
+    assert c.read_response().status == 200
+    rec = one_upstream_request(up)
+    via = ", ".join(rec.get_all("Via"))
+    assert via.replace(" ", "") == "1.0edge,1.1consentgate", "Via %r" % via
+    fwd = ", ".join(rec.get_all("Forwarded"))
+    assert fwd.startswith("for=192.0.2.60;proto=https") and fwd.count("for=") == 2, \
+        "Forwarded %r" % fwd
+
+
+@test
 def consent_headers_from_client_removed(env):
     up = env.upstream()
     px = env.proxy(up.url)
