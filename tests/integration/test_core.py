@@ -917,6 +917,15 @@ def sigterm_drains_in_flight(env):
     assert wait_until(lambda: up.count() == 1, 2), "request not forwarded"
     t0 = time.monotonic()
     px.signal(signal.SIGTERM)
+    time.sleep(0.2)
+    # Draining: no new request is served.
+    try:
+        late = px.connect(timeout=2)
+        late.send(request("GET", "/ok"))
+        lr = late.read_response(timeout=2)
+        assert lr.status >= 500, "a new request was served while draining: %r" % lr
+    except (Incomplete, OSError):
+        pass
     r = c.read_response(timeout=5)
     assert r.status == 200 and r.body == b"slow\n", r
     assert "close" in [v.lower() for v in r.get_all("Connection")], \
@@ -926,6 +935,25 @@ def sigterm_drains_in_flight(env):
     assert rc is not None, "still running %.1fs after SIGTERM" % took
     assert rc == 0, "exit code %r" % rc
     assert took < 3.5, "exit %.2fs after SIGTERM (drain deadline 3s)" % took
+    assert [q.request_line for q in up.requests()] == [b"GET /slow?ms=1000 HTTP/1.1"]
+
+
+@test
+def sigint_with_idle_keepalive_client(env):
+    up = env.upstream()
+    px = env.proxy(up.url, config={"drain_timeout_ms": 3000})
+    c = env.client(px)
+    c.send(request("GET", "/ok"))
+    assert c.read_response().status == 200
+    t0 = time.monotonic()
+    px.signal(signal.SIGINT)
+    rc = px.wait(4.5)
+    took = time.monotonic() - t0
+    assert rc == 0, "exit code %r after %.1fs" % (rc, took)
+    assert took < 3.5, "exit %.2fs after SIGINT (drain deadline 3s)" % took
+    assert c.wait_closed(1), "idle client connection not closed"
+    if os.environ.get("INTEG_TIMING"):
+        print("  SIGINT with an idle client: exit after %.2fs" % took)
 
 
 if __name__ == "__main__":
