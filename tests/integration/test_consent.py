@@ -311,54 +311,64 @@ def random_batches_invariant(env):
     for b in range(MAX_BATCHES):
         if time.monotonic() - t0 > MAX_SECONDS:
             break
-        seed = rng.getrandbits(48)
-        brng = random.Random(seed)
-        fmt = brng.choice(["ndjson", "array"])
-        n = brng.choice([1, 1, 2, 3, 5, 8, 13, 40, 200])
-        if brng.random() < 0.004:
-            n = 15000  # over a megabyte: the streamed path
-        body, texts, subjects = make_batch(people, brng, fmt, n)
-        framing = brng.choice(["length", "chunked"])
-        gz = brng.random() < 0.25
-        extra = brng.sample(SPOOF, brng.randint(0, 2))
-        raw = raw_request("/ingest", NDJSON if fmt == "ndjson" else JSON, body,
-                          brng, framing, gz, extra)
-        what = "batch %d (CONSENT_SEED=%d, batch seed %d: %s, %d records, %s%s)" % (
-            b, SEED, seed, fmt, n, framing, ", gzip" if gz else "")
-        kept = [t for t, s in zip(texts, subjects) if people.decide(s)[0]]
-        dropped = n - len(kept)
-        if brng.random() < 0.05:
+        # Mostly one request at a time; sometimes two or three pipelined.
+        group = []
+        npipe = 1 if rng.random() < 0.9 else rng.choice([2, 3])
+        for _ in range(npipe):
+            seed = rng.getrandbits(48)
+            brng = random.Random(seed)
+            fmt = brng.choice(["ndjson", "array"])
+            n = brng.choice([1, 1, 2, 3, 5, 8, 13, 40, 200])
+            if brng.random() < 0.004:
+                n = 15000  # over a megabyte: the streamed path
+            body, texts, subjects = make_batch(people, brng, fmt, n)
+            framing = brng.choice(["length", "chunked"])
+            gz = brng.random() < 0.25
+            extra = brng.sample(SPOOF, brng.randint(0, 2))
+            raw = raw_request("/ingest", NDJSON if fmt == "ndjson" else JSON, body,
+                              brng, framing, gz, extra)
+            what = "batch %d (CONSENT_SEED=%d, batch seed %d: %s, %d records, %s%s%s)" % (
+                b, SEED, seed, fmt, n, framing, ", gzip" if gz else "",
+                ", %d pipelined" % npipe if npipe > 1 else "")
+            kept = [t for t, s in zip(texts, subjects) if people.decide(s)[0]]
+            group.append((raw, what, fmt, body, kept, n - len(kept)))
+        if rng.random() < 0.05:
             c.close()
             c = env.client(px)
-        c.send_pieces(raw, brng)
-        try:
-            r = c.read_response()
-        except Incomplete as e:
-            raise AssertionError("%s: %s" % (what, e))
-        try:
-            assert parse_result(r.get("Consent-Result")) == (len(kept), dropped), \
-                "client Consent-Result %r, want kept=%d, dropped=%d" % (
-                    r.get("Consent-Result"), len(kept), dropped)
-            if kept:
-                assert r.status == 200, "status %d: %r" % (r.status, r)
-                forwarded += 1
-                rec = up.request(forwarded)
-                assert rec is not None, "upstream has no request %d" % forwarded
-                check_forwarded(rec, expected_forwards(fmt, kept, body), len(kept),
-                                dropped)
-                stats["kept"] += len(kept)
-            else:
-                assert r.status == 204 and r.body == b"", "want 204: %r" % r
-                stats["204"] += 1
-            stats["dropped"] += dropped
-            assert up.request(forwarded + 1) is None, \
-                "upstream got an extra request: %r" % up.request(forwarded + 1)
-        except AssertionError as e:
-            raise AssertionError("%s: %s" % (what, e))
-        if "close" in [v.lower() for v in r.get_all("Connection")]:
+        c.send_pieces(b"".join(g[0] for g in group), rng)
+        closed = False
+        for raw, what, fmt, body, kept, dropped in group:
+            try:
+                r = c.read_response()
+            except Incomplete as e:
+                raise AssertionError("%s: %s" % (what, e))
+            try:
+                assert parse_result(r.get("Consent-Result")) == (len(kept), dropped), \
+                    "client Consent-Result %r, want kept=%d, dropped=%d" % (
+                        r.get("Consent-Result"), len(kept), dropped)
+                if kept:
+                    assert r.status == 200, "status %d: %r" % (r.status, r)
+                    forwarded += 1
+                    rec = up.request(forwarded)
+                    assert rec is not None, "upstream has no request %d" % forwarded
+                    check_forwarded(rec, expected_forwards(fmt, kept, body),
+                                    len(kept), dropped)
+                    stats["kept"] += len(kept)
+                else:
+                    assert r.status == 204 and r.body == b"", "want 204: %r" % r
+                    stats["204"] += 1
+                stats["dropped"] += dropped
+            except AssertionError as e:
+                raise AssertionError("%s: %s" % (what, e))
+            batches += 1
+            if "close" in [v.lower() for v in r.get_all("Connection")]:
+                closed = True
+                break
+        assert up.request(forwarded + 1) is None, \
+            "upstream got an extra request: %r" % up.request(forwarded + 1)
+        if closed:
             c.close()
             c = env.client(px)
-        batches += 1
     took = time.monotonic() - t0
     assert batches >= 200, "only %d batches in %.0fs" % (batches, took)
     assert up.count() == forwarded
