@@ -182,7 +182,9 @@ start_consentgate() {
 	fi
 	# A binary snapshot opens at once; fall back to the CSV if build fails.
 	local consent=$DATA/consent.csv
-	if [ ! -s "$DATA/consent.snap" ] || [ "$DATA/consent.csv" -nt "$DATA/consent.snap" ]; then
+	# Rebuilt when the binary is newer: the snapshot format may have changed.
+	if [ ! -s "$DATA/consent.snap" ] || [ "$DATA/consent.csv" -nt "$DATA/consent.snap" ] ||
+		[ "$CG" -nt "$DATA/consent.snap" ]; then
 		if timeout 300 "$CG" consent build "$DATA/consent.csv" -o "$DATA/consent.snap.tmp" \
 			>"$WORK/consent-build.out" 2>&1 && [ -s "$DATA/consent.snap.tmp" ]; then
 			mv "$DATA/consent.snap.tmp" "$DATA/consent.snap"
