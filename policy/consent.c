@@ -1080,7 +1080,8 @@ consent_open(const char *path, struct cg_errors *errs)
 			map = MAP_FAILED; /* the table owns it now */
 		goto done;
 	}
-	(void)madvise(map, size, MADV_SEQUENTIAL);
+	/* No MADV_SEQUENTIAL: the layout pass re-reads subjects from this map
+	 * in random order, and early reclaim would turn that into disk reads. */
 	t = consent_import_csv(path, map, size, errs);
 done:
 	if (map != MAP_FAILED)
