@@ -17,20 +17,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "consentgate/consent.h"
 #include "consent_internal.h"
+#include "consentgate/consent.h"
 
 #define HASH_SEED UINT64_C(0x8bb84b93962eacc9) /* tables we build */
 #define CHECKSUM_SEED UINT64_C(0x2d358dccaa6c78a5)
-#define MAX_COLUMNS 64            /* CSV columns in the header */
-#define BIG_IMAGE (1u << 20)      /* bytes from which images use mmap */
-#define BATCH 16                  /* lookups overlapped by lookup_many */
-#define PENDING 16                /* rows merged at once by the import */
+#define MAX_COLUMNS 64       /* CSV columns in the header */
+#define BIG_IMAGE (1u << 20) /* bytes from which images use mmap */
+#define BATCH 16             /* lookups overlapped by lookup_many */
+#define PENDING 16           /* rows merged at once by the import */
 
 struct consent_table {
-	const uint8_t *base; /* the image: mmap'ed file, anonymous map or heap */
+	const uint8_t
+	    *base; /* the image: mmap'ed file, anonymous map or heap */
 	size_t size;
-	int storage;         /* STORAGE_* */
+	int storage; /* STORAGE_* */
 	const struct consent_snap_header *h;
 	const uint8_t *purposes;
 	const uint64_t *slots;
@@ -38,7 +39,7 @@ struct consent_table {
 	uint64_t nbuckets;
 	uint64_t blobs_size;
 	uint64_t seed;
-	uint64_t version;    /* may differ from the image's until written */
+	uint64_t version; /* may differ from the image's until written */
 };
 
 enum { STORAGE_HEAP, STORAGE_ANON, STORAGE_FILE };
@@ -92,7 +93,8 @@ hash_raw(const void *data, size_t len, uint64_t seed)
 		a = rd32(p);
 		b = rd32(p + len - 4);
 	} else if (len > 0) {
-		a = (uint64_t)p[0] << 16 | (uint64_t)p[len / 2] << 8 | p[len - 1];
+		a = (uint64_t)p[0] << 16 | (uint64_t)p[len / 2] << 8 |
+		    p[len - 1];
 		b = 0;
 	} else {
 		a = b = 0;
@@ -158,8 +160,8 @@ digits(const char *s, int n)
 static int
 parse_rfc3339(const char *s, size_t len, int64_t *sec, uint32_t *nsec)
 {
-	static const unsigned mdays[] = { 31, 28, 31, 30, 31, 30,
-					  31, 31, 30, 31, 30, 31 };
+	static const unsigned mdays[] = {31, 28, 31, 30, 31, 30,
+	                                 31, 31, 30, 31, 30, 31};
 	int y, mo, d, hh, mi, ss, oh = 0, om = 0, sign = 0;
 	uint32_t frac = 0;
 	size_t i;
@@ -244,14 +246,14 @@ skip_line(struct csv *c)
  */
 static int
 csv_record(struct csv *c, struct field *f, unsigned max, unsigned *n,
-	   const char **why)
+           const char **why)
 {
 	*n = 0;
 	if (c->pos >= c->len)
 		return 0;
 	for (;;) {
 		const char *p = c->buf + c->pos, *end = c->buf + c->len;
-		struct field cur = { p, 0, false };
+		struct field cur = {p, 0, false};
 
 		if (p < end && *p == '"') {
 			const char *q = ++p;
@@ -281,7 +283,8 @@ csv_record(struct csv *c, struct field *f, unsigned max, unsigned *n,
 				return -1;
 			}
 		} else {
-			while (p < end && *p != ',' && *p != '\n' && *p != '\r') {
+			while (p < end && *p != ',' && *p != '\n' &&
+			       *p != '\r') {
 				if (*p == '"') {
 					*why = "quote inside an unquoted field";
 					c->pos = (size_t)(p - c->buf);
@@ -326,7 +329,7 @@ struct wperson {
 	uint64_t subj;      /* string ref */
 	int64_t latest_sec; /* newest row (any purpose); later: blob offset */
 	uint32_t latest_nsec;
-	uint32_t head;      /* first wrow + 1, 0 = none */
+	uint32_t head; /* first wrow + 1, 0 = none */
 	uint16_t subj_len;
 	uint8_t nrows;
 	char juris[2];
@@ -388,8 +391,7 @@ bad(struct import *im, int line, const char *msg)
 
 /* A ref to the field's bytes, unescaping "" into the arena. -1: no memory. */
 static int
-field_ref(struct import *im, const struct field *f, uint64_t *ref,
-	  size_t *len)
+field_ref(struct import *im, const struct field *f, uint64_t *ref, size_t *len)
 {
 	if (!f->escaped) {
 		*ref = (uint64_t)(f->ptr - im->buf);
@@ -397,7 +399,8 @@ field_ref(struct import *im, const struct field *f, uint64_t *ref,
 		return 0;
 	}
 	if (im->arena_len + f->len > im->arena_cap) {
-		size_t cap = (im->arena_cap ? im->arena_cap * 2 : 4096) + f->len;
+		size_t cap =
+		    (im->arena_cap ? im->arena_cap * 2 : 4096) + f->len;
 		char *a = realloc(im->arena, cap);
 		if (a == NULL)
 			return -1;
@@ -420,7 +423,8 @@ static int
 purpose_intern(struct import *im, const char *s, size_t len)
 {
 	for (unsigned i = 0; i < im->npurposes; i++)
-		if (im->purpose_len[i] == len && memcmp(im->purpose[i], s, len) == 0)
+		if (im->purpose_len[i] == len &&
+		    memcmp(im->purpose[i], s, len) == 0)
 			return (int)i;
 	if (im->npurposes >= CONSENT_MAX_PURPOSES)
 		return -1;
@@ -431,8 +435,7 @@ purpose_intern(struct import *im, const char *s, size_t len)
 }
 
 static bool
-later_or_equal(int64_t sec, uint32_t nsec, int64_t than_sec,
-	       uint32_t than_nsec)
+later_or_equal(int64_t sec, uint32_t nsec, int64_t than_sec, uint32_t than_nsec)
 {
 	return sec > than_sec || (sec == than_sec && nsec >= than_nsec);
 }
@@ -463,12 +466,13 @@ merge_row(struct import *im, const struct pending *pr)
 			p->subj = subj;
 			p->subj_len = (uint16_t)subj_len;
 			p->latest_sec = INT64_MIN;
-			im->wslots[b] = tag << CONSENT_SLOT_OFF_BITS | im->npeople;
+			im->wslots[b] =
+			    tag << CONSENT_SLOT_OFF_BITS | im->npeople;
 			break;
 		}
 		if (s >> CONSENT_SLOT_OFF_BITS == tag) {
 			struct wperson *q =
-				&im->people[(s & CONSENT_SLOT_OFF_MASK) - 1];
+			    &im->people[(s & CONSENT_SLOT_OFF_MASK) - 1];
 			if (q->subj_len == subj_len &&
 			    memcmp(ref_ptr(im, q->subj), sp, subj_len) == 0) {
 				p = q;
@@ -553,8 +557,8 @@ import_row(struct import *im, const struct field *f, int ev_col, int line)
 		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
 		      ch == '.'))
 			return bad(im, line,
-				   "purpose may hold only letters, digits, "
-				   "'-', '_' and '.'");
+			           "purpose may hold only letters, digits, "
+			           "'-', '_' and '.'");
 	}
 	purpose = purpose_intern(im, pf->ptr, pf->len);
 	if (purpose < 0)
@@ -569,19 +573,19 @@ import_row(struct import *im, const struct field *f, int ev_col, int line)
 		status = CONSENT_STATUS_WITHDRAWN;
 	else
 		return bad(im, line,
-			   "status must be granted, denied or withdrawn");
+		           "status must be granted, denied or withdrawn");
 
 	const struct field *ju = &f[3];
 	if (ju->len != 2 || ju->ptr[0] < 'A' || ju->ptr[0] > 'Z' ||
 	    ju->ptr[1] < 'A' || ju->ptr[1] > 'Z')
 		return bad(im, line,
-			   "jurisdiction must be an ISO 3166-1 alpha-2 code "
-			   "(two upper-case letters)");
+		           "jurisdiction must be an ISO 3166-1 alpha-2 code "
+		           "(two upper-case letters)");
 
 	if (parse_rfc3339(f[4].ptr, f[4].len, &sec, &nsec) < 0)
 		return bad(im, line,
-			   "updated_at is not a valid RFC 3339 timestamp "
-			   "(e.g. 2025-03-01T12:00:00Z)");
+		           "updated_at is not a valid RFC 3339 timestamp "
+		           "(e.g. 2025-03-01T12:00:00Z)");
 
 	if (ev_col >= 0) {
 		if (field_ref(im, &f[ev_col], &ev, &ev_len) < 0)
@@ -611,13 +615,14 @@ nomem:
 	return bad(im, line, "out of memory");
 }
 
-static const char *const header_cols[] = { "subject", "purpose", "status",
-					   "jurisdiction", "updated_at" };
+static const char *const header_cols[] = {"subject", "purpose", "status",
+                                          "jurisdiction", "updated_at"};
 
 static bool
 field_is(const struct field *f, const char *s)
 {
-	return !f->escaped && f->len == strlen(s) && memcmp(f->ptr, s, f->len) == 0;
+	return !f->escaped && f->len == strlen(s) &&
+	       memcmp(f->ptr, s, f->len) == 0;
 }
 
 /* ---- image layout ---- */
@@ -640,7 +645,7 @@ static uint64_t
 header_checksum(const struct consent_snap_header *h)
 {
 	return hash_raw(h, offsetof(struct consent_snap_header, checksum),
-			CHECKSUM_SEED);
+	                CHECKSUM_SEED);
 }
 
 /* Zeroed memory; large blocks come from huge-page maps (fewer faults
@@ -651,7 +656,7 @@ big_alloc(size_t size)
 	if (size < BIG_IMAGE)
 		return calloc(1, size ? size : 1);
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
 #ifdef MADV_HUGEPAGE
@@ -676,7 +681,7 @@ image_alloc(size_t size, int *storage)
 {
 	if (size >= BIG_IMAGE) {
 		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED)
 			return NULL;
 #ifdef MADV_HUGEPAGE
@@ -719,10 +724,9 @@ build_image(struct import *im, int64_t now)
 		for (uint32_t j = p->head; j != 0; j = im->rows[j - 1].next)
 			ev += im->rows[j - 1].ev_len;
 		p->latest_sec = (int64_t)blobs_size; /* now: the blob offset */
-		blobs_size += sizeof(struct consent_blob_head) +
-			      pad8(p->subj_len) +
-			      p->nrows * sizeof(struct consent_blob_row) +
-			      pad8(ev);
+		blobs_size +=
+		    sizeof(struct consent_blob_head) + pad8(p->subj_len) +
+		    p->nrows * sizeof(struct consent_blob_row) + pad8(ev);
 		rows += p->nrows;
 	}
 	if (blobs_size / 8 > CONSENT_SLOT_OFF_MASK)
@@ -764,7 +768,7 @@ build_image(struct import *im, int64_t now)
 	uint8_t *pp = img + purposes_off;
 	uint32_t name_off = im->npurposes * 8;
 	for (unsigned i = 0; i < im->npurposes; i++) {
-		uint32_t ent[2] = { name_off, im->purpose_len[i] };
+		uint32_t ent[2] = {name_off, im->purpose_len[i]};
 		memcpy(pp + i * 8, ent, 8);
 		memcpy(pp + name_off, im->purpose[i], im->purpose_len[i] + 1u);
 		name_off += im->purpose_len[i] + 1u;
@@ -777,9 +781,8 @@ build_image(struct import *im, int64_t now)
 		struct wperson *p = &im->people[i];
 		const char *subj = ref_ptr(im, p->subj);
 		uint8_t *blob = blobs + p->latest_sec;
-		struct consent_blob_head bh = { p->subj_len, p->nrows,
-						{ p->juris[0], p->juris[1] },
-						{ 0 } };
+		struct consent_blob_head bh = {
+		    p->subj_len, p->nrows, {p->juris[0], p->juris[1]}, {0}};
 		unsigned n = 0;
 
 		memcpy(blob, &bh, sizeof(bh));
@@ -791,11 +794,11 @@ build_image(struct import *im, int64_t now)
 		size_t ev_at = row_at + n * sizeof(struct consent_blob_row);
 		for (unsigned j = 0; j < n; j++) {
 			struct consent_blob_row br = {
-				.updated_at = sorted[j]->sec,
-				.ev_off = (uint32_t)ev_at,
-				.ev_len = sorted[j]->ev_len,
-				.purpose = sorted[j]->purpose,
-				.status = sorted[j]->status,
+			    .updated_at = sorted[j]->sec,
+			    .ev_off = (uint32_t)ev_at,
+			    .ev_len = sorted[j]->ev_len,
+			    .purpose = sorted[j]->purpose,
+			    .status = sorted[j]->status,
 			};
 			memcpy(blob + row_at + j * sizeof(br), &br, sizeof(br));
 			memcpy(blob + ev_at, ref_ptr(im, sorted[j]->ev),
@@ -809,7 +812,7 @@ build_image(struct import *im, int64_t now)
 			if (++b == nbuckets)
 				b = 0;
 		slots[b] = tag_of(hv) << CONSENT_SLOT_OFF_BITS |
-			   (uint64_t)p->latest_sec / 8;
+		           (uint64_t)p->latest_sec / 8;
 	}
 	t->base = img;
 	t->size = size;
@@ -836,13 +839,13 @@ import_reset(struct import *im)
 
 struct consent_table *
 consent_import_csv(const char *name, const char *buf, size_t len,
-		   struct cg_errors *errs)
+                   struct cg_errors *errs)
 {
 	struct import *im;
 	struct consent_table *t = NULL;
 	struct cg_errors local;
 	struct field f[MAX_COLUMNS];
-	struct csv c = { buf, len, 0, 1 };
+	struct csv c = {buf, len, 0, 1};
 	unsigned n, ncols;
 	int ev_col = -1, rc, line;
 	const char *why = NULL;
@@ -867,9 +870,9 @@ consent_import_csv(const char *name, const char *buf, size_t len,
 	rc = csv_record(&c, f, MAX_COLUMNS, &n, &why);
 	if (rc == 0) {
 		cg_errors_add(errs, name, 0, 0,
-			      "empty file: the header line "
-			      "subject,purpose,status,jurisdiction,updated_at "
-			      "is missing");
+		              "empty file: the header line "
+		              "subject,purpose,status,jurisdiction,updated_at "
+		              "is missing");
 		goto done;
 	}
 	if (rc < 0) {
@@ -878,32 +881,32 @@ consent_import_csv(const char *name, const char *buf, size_t len,
 	}
 	if (n > MAX_COLUMNS) {
 		cg_errors_add(errs, name, 1, 0, "more than %d columns",
-			      MAX_COLUMNS);
+		              MAX_COLUMNS);
 		goto done;
 	}
 	ncols = n;
 	for (unsigned i = 0; i < 5; i++)
 		if (i >= n || !field_is(&f[i], header_cols[i])) {
 			cg_errors_add(errs, name, 1, 0,
-				      "header must start with "
-				      "subject,purpose,status,jurisdiction,"
-				      "updated_at (column %u should be %s)",
-				      i + 1, header_cols[i]);
+			              "header must start with "
+			              "subject,purpose,status,jurisdiction,"
+			              "updated_at (column %u should be %s)",
+			              i + 1, header_cols[i]);
 			goto done;
 		}
 	for (unsigned i = 5; i < n; i++)
 		if (field_is(&f[i], "evidence")) {
 			if (ev_col >= 0) {
 				cg_errors_add(errs, name, 1, 0,
-					      "column evidence appears twice");
+				              "column evidence appears twice");
 				goto done;
 			}
 			ev_col = (int)i;
 		}
 
 	/* Rows cannot outnumber line feeds: size everything once. */
-	for (const char *p = buf + c.pos; (p = memchr(p, '\n', len - (size_t)(p - buf)));
-	     p++)
+	for (const char *p = buf + c.pos;
+	     (p = memchr(p, '\n', len - (size_t)(p - buf))); p++)
 		bound++;
 	im->cap_people = im->cap_rows = bound;
 	im->nwslots = bound * CONSENT_LOAD_NUM / CONSENT_LOAD_DEN + 1;
@@ -928,8 +931,8 @@ consent_import_csv(const char *name, const char *buf, size_t len,
 			continue; /* a blank line carries nothing */
 		if (n != ncols) {
 			char msg[64];
-			snprintf(msg, sizeof(msg), "%u fields, the header has %u",
-				 n, ncols);
+			snprintf(msg, sizeof(msg),
+			         "%u fields, the header has %u", n, ncols);
 			bad(im, line, msg);
 			continue;
 		}
@@ -940,7 +943,7 @@ consent_import_csv(const char *name, const char *buf, size_t len,
 		t = build_image(im, (int64_t)time(NULL));
 		if (t == NULL)
 			cg_errors_add(errs, name, 0, 0,
-				      "out of memory building the table");
+			              "out of memory building the table");
 	}
 done:
 	if (im != NULL)
@@ -979,9 +982,9 @@ snapshot_check(const uint8_t *base, size_t size)
 		return "bad header size";
 	if (h->file_size != size)
 		return h->file_size > size ? "truncated snapshot (shorter than "
-					     "its header says)"
-					   : "snapshot longer than its header "
-					     "says";
+		                             "its header says)"
+		                           : "snapshot longer than its header "
+		                             "says";
 	if (h->purposes_off % 8 || h->slots_off % 8 || h->blobs_off % 8 ||
 	    h->blobs_size % 8)
 		return "misaligned section";
@@ -1012,7 +1015,7 @@ snapshot_check(const uint8_t *base, size_t size)
 
 static struct consent_table *
 open_snapshot(const char *path, const uint8_t *base, size_t size,
-	      struct cg_errors *errs)
+              struct cg_errors *errs)
 {
 	const char *why = snapshot_check(base, size);
 	struct consent_table *t;
@@ -1050,7 +1053,7 @@ consent_open(const char *path, struct cg_errors *errs)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		cg_errors_add(errs, path, 0, 0, "cannot open: %s",
-			      strerror(errno));
+		              strerror(errno));
 		goto done;
 	}
 	if (!S_ISREG(st.st_mode)) {
@@ -1065,12 +1068,13 @@ consent_open(const char *path, struct cg_errors *errs)
 	map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED) {
 		cg_errors_add(errs, path, 0, 0, "cannot map: %s",
-			      strerror(errno));
+		              strerror(errno));
 		goto done;
 	}
 	if (size >= 8 && memcmp(map, CONSENT_MAGIC, 8) == 0) {
 		/* Lookups land anywhere: read-ahead only wastes I/O. Huge
-		 * pages, where the kernel maps files with them, cut TLB misses. */
+		 * pages, where the kernel maps files with them, cut TLB misses.
+		 */
 		(void)madvise(map, size, MADV_RANDOM);
 #ifdef MADV_HUGEPAGE
 		(void)madvise(map, size, MADV_HUGEPAGE);
@@ -1081,7 +1085,8 @@ consent_open(const char *path, struct cg_errors *errs)
 		goto done;
 	}
 	/* No MADV_SEQUENTIAL: the layout pass re-reads subjects from this map
-	 * in random order, and early reclaim would turn that into disk reads. */
+	 * in random order, and early reclaim would turn that into disk reads.
+	 */
 	t = consent_import_csv(path, map, size, errs);
 done:
 	if (map != MAP_FAILED)
@@ -1113,7 +1118,7 @@ write_all(int fd, const void *buf, size_t len)
 
 int
 consent_snapshot_write(const struct consent_table *t, const char *path,
-		       struct cg_errors *errs)
+                       struct cg_errors *errs)
 {
 	struct consent_snap_header h;
 	char *tmp = NULL;
@@ -1127,7 +1132,7 @@ consent_snapshot_write(const struct consent_table *t, const char *path,
 	fd = mkstemp(tmp);
 	if (fd < 0) {
 		cg_errors_add(errs, path, 0, 0, "cannot create %s: %s", tmp,
-			      strerror(errno));
+		              strerror(errno));
 		goto done;
 	}
 	memcpy(&h, t->h, sizeof(h));
@@ -1137,20 +1142,20 @@ consent_snapshot_write(const struct consent_table *t, const char *path,
 	    write_all(fd, t->base + sizeof(h), t->size - sizeof(h)) < 0 ||
 	    fchmod(fd, 0644) < 0 || fsync(fd) < 0) {
 		cg_errors_add(errs, path, 0, 0, "cannot write: %s",
-			      strerror(errno));
+		              strerror(errno));
 		goto done;
 	}
 	if (close(fd) < 0) {
 		fd = -1;
 		cg_errors_add(errs, path, 0, 0, "cannot write: %s",
-			      strerror(errno));
+		              strerror(errno));
 		goto done;
 	}
 	fd = -1;
 	/* Readers see the old file or the whole new one, never half. */
 	if (rename(tmp, path) < 0) {
 		cg_errors_add(errs, path, 0, 0, "cannot rename %s: %s", tmp,
-			      strerror(errno));
+		              strerror(errno));
 		goto done;
 	}
 	rc = 0;
@@ -1226,9 +1231,9 @@ consent_purpose_name(const struct consent_table *t, unsigned id)
 	uint32_t ent[2];
 
 	if (id >= t->h->npurposes)
-		return (struct cg_slice){ "", 0 };
+		return (struct cg_slice){"", 0};
 	memcpy(ent, t->purposes + id * 8, 8);
-	return (struct cg_slice){ (const char *)t->purposes + ent[0], ent[1] };
+	return (struct cg_slice){(const char *)t->purposes + ent[0], ent[1]};
 }
 
 int
@@ -1264,7 +1269,7 @@ static void
 result_unknown(struct consent_lookup_result *out)
 {
 	memset(out, 0, sizeof(*out));
-	out->evidence = (struct cg_slice){ "", 0 };
+	out->evidence = (struct cg_slice){"", 0};
 }
 
 /*
@@ -1273,7 +1278,7 @@ result_unknown(struct consent_lookup_result *out)
  */
 static int
 blob_match(const struct consent_table *t, uint64_t off, const char *subject,
-	   size_t len, int purpose_id, struct consent_lookup_result *out)
+           size_t len, int purpose_id, struct consent_lookup_result *out)
 {
 	struct consent_blob_head bh;
 	const uint8_t *blob = t->blobs + off;
@@ -1329,7 +1334,7 @@ probe(const struct consent_table *t, uint64_t h, const char *subject,
 			break;
 		if (s >> CONSENT_SLOT_OFF_BITS == tag) {
 			int m = blob_match(t, (s & CONSENT_SLOT_OFF_MASK) * 8,
-					   subject, len, purpose_id, out);
+			                   subject, len, purpose_id, out);
 			if (m == 1)
 				return;
 			if (m < 0)
@@ -1343,7 +1348,7 @@ probe(const struct consent_table *t, uint64_t h, const char *subject,
 
 void
 consent_lookup(const struct consent_table *t, const char *subject, size_t len,
-	       int purpose_id, struct consent_lookup_result *out)
+               int purpose_id, struct consent_lookup_result *out)
 {
 	if (purpose_id >= (int)t->h->npurposes)
 		purpose_id = -1;
@@ -1353,8 +1358,8 @@ consent_lookup(const struct consent_table *t, const char *subject, size_t len,
 
 void
 consent_lookup_many(const struct consent_table *t,
-		    const struct cg_slice *subjects, size_t n, int purpose_id,
-		    struct consent_lookup_result *out)
+                    const struct cg_slice *subjects, size_t n, int purpose_id,
+                    struct consent_lookup_result *out)
 {
 	uint64_t h[BATCH];
 
@@ -1366,7 +1371,8 @@ consent_lookup_many(const struct consent_table *t,
 		for (size_t i = 0; i < m; i++) {
 			const struct cg_slice *s = &subjects[base + i];
 			h[i] = hash_bytes(s->ptr, s->len, t->seed);
-			__builtin_prefetch(&t->slots[bucket_of(h[i], t->nbuckets)]);
+			__builtin_prefetch(
+			    &t->slots[bucket_of(h[i], t->nbuckets)]);
 		}
 		for (size_t i = 0; i < m; i++) {
 			/* The person often sits a slot or two further on. */
@@ -1379,7 +1385,8 @@ consent_lookup_many(const struct consent_table *t,
 					break;
 				if (s >> CONSENT_SLOT_OFF_BITS == tag) {
 					if (off < t->blobs_size)
-						__builtin_prefetch(t->blobs + off);
+						__builtin_prefetch(t->blobs +
+						                   off);
 					break;
 				}
 				if (++b == t->nbuckets)

@@ -22,23 +22,23 @@
 
 #include <stdint.h>
 
-#define CONSENT_MAGIC "CGCONSNP"          /* first 8 bytes of a snapshot */
-#define CONSENT_FORMAT 1                  /* snapshot format version */
-#define CONSENT_ENDIAN 0x01020304u        /* byte-order mark */
-#define CONSENT_MAX_PURPOSES 255          /* distinct purposes per table */
-#define CONSENT_MAX_PURPOSE_LEN 64        /* bytes of a purpose name */
-#define CONSENT_MAX_EVIDENCE_LEN 255      /* bytes of an evidence id */
-#define CONSENT_LOAD_NUM 4                /* buckets = people * 4 / 3 + 1 */
+#define CONSENT_MAGIC "CGCONSNP"     /* first 8 bytes of a snapshot */
+#define CONSENT_FORMAT 1             /* snapshot format version */
+#define CONSENT_ENDIAN 0x01020304u   /* byte-order mark */
+#define CONSENT_MAX_PURPOSES 255     /* distinct purposes per table */
+#define CONSENT_MAX_PURPOSE_LEN 64   /* bytes of a purpose name */
+#define CONSENT_MAX_EVIDENCE_LEN 255 /* bytes of an evidence id */
+#define CONSENT_LOAD_NUM 4           /* buckets = people * 4 / 3 + 1 */
 #define CONSENT_LOAD_DEN 3
-#define CONSENT_SLOT_OFF_BITS 40          /* blob offset / 8 in a slot */
+#define CONSENT_SLOT_OFF_BITS 40 /* blob offset / 8 in a slot */
 #define CONSENT_SLOT_OFF_MASK ((UINT64_C(1) << CONSENT_SLOT_OFF_BITS) - 1)
 
 struct consent_snap_header {
 	char magic[8];
 	uint32_t format;
 	uint32_t header_size;
-	uint64_t version;      /* snapshot version (build --version) */
-	int64_t created_at;    /* unix seconds */
+	uint64_t version;   /* snapshot version (build --version) */
+	int64_t created_at; /* unix seconds */
 	uint64_t people;
 	uint64_t rows;
 	uint64_t file_size;
@@ -51,7 +51,7 @@ struct consent_snap_header {
 	uint32_t npurposes;
 	uint32_t endian;
 	uint64_t hash_seed;
-	uint64_t checksum;     /* hash of the bytes before this field */
+	uint64_t checksum; /* hash of the bytes before this field */
 };
 
 struct consent_blob_head {
@@ -63,10 +63,10 @@ struct consent_blob_head {
 
 struct consent_blob_row {
 	int64_t updated_at;
-	uint32_t ev_off;       /* from the blob's start */
+	uint32_t ev_off; /* from the blob's start */
 	uint8_t ev_len;
 	uint8_t purpose;
-	uint8_t status;        /* enum consent_status */
+	uint8_t status; /* enum consent_status */
 	uint8_t pad;
 };
 

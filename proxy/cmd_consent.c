@@ -6,28 +6,29 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "consentgate/consent.h"
 #include "cmd_internal.h"
+#include "consentgate/consent.h"
 
 static void
 usage(FILE *out)
 {
-	fprintf(out,
-		"usage: consentgate consent build TABLE.csv -o TABLE.snap "
-		"[--version N]\n"
-		"       consentgate consent info FILE\n\n"
-		"build  imports a consent CSV (header subject,purpose,status,"
-		"jurisdiction,\n"
-		"       updated_at[,evidence,...]) and writes a binary snapshot "
-		"that the\n"
-		"       proxy maps in well under a second. A bad row fails the "
-		"whole build\n"
-		"       with file:line: reason. --version sets the snapshot "
-		"version\n"
-		"       (default: the creation time in unix seconds).\n"
-		"info   prints a CSV's or snapshot's version, creation time, "
-		"people,\n"
-		"       rows, purposes and size.\n");
+	fprintf(
+	    out,
+	    "usage: consentgate consent build TABLE.csv -o TABLE.snap "
+	    "[--version N]\n"
+	    "       consentgate consent info FILE\n\n"
+	    "build  imports a consent CSV (header subject,purpose,status,"
+	    "jurisdiction,\n"
+	    "       updated_at[,evidence,...]) and writes a binary snapshot "
+	    "that the\n"
+	    "       proxy maps in well under a second. A bad row fails the "
+	    "whole build\n"
+	    "       with file:line: reason. --version sets the snapshot "
+	    "version\n"
+	    "       (default: the creation time in unix seconds).\n"
+	    "info   prints a CSV's or snapshot's version, creation time, "
+	    "people,\n"
+	    "       rows, purposes and size.\n");
 }
 
 static void
@@ -59,7 +60,8 @@ cmd_build(int argc, char **argv)
 
 	cg_errors_init(&errs);
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+		if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
 			rc = 0;
 			goto done;
@@ -69,17 +71,18 @@ cmd_build(int argc, char **argv)
 			char *end;
 			errno = 0;
 			version = strtoull(argv[++i], &end, 10);
-			if (errno || *end || end == argv[i] || argv[i][0] == '-') {
+			if (errno || *end || end == argv[i] ||
+			    argv[i][0] == '-') {
 				fprintf(stderr, "consentgate consent build: "
-						"--version wants an unsigned "
-						"integer\n");
+				                "--version wants an unsigned "
+				                "integer\n");
 				goto done;
 			}
 			have_version = true;
 		} else if (argv[i][0] == '-' || in != NULL) {
 			fprintf(stderr,
-				"consentgate consent build: unexpected '%s'\n",
-				argv[i]);
+			        "consentgate consent build: unexpected '%s'\n",
+			        argv[i]);
 			usage(stderr);
 			goto done;
 		} else {
@@ -112,12 +115,10 @@ cmd_build(int argc, char **argv)
 	printf("%s: version %llu, %llu people, %llu rows, %llu bytes "
 	       "(%.1f bytes/person); import %.2f s (%.0f MB/s), write %.2f s\n",
 	       out, (unsigned long long)consent_version(t),
-	       (unsigned long long)people,
-	       (unsigned long long)consent_rows(t),
+	       (unsigned long long)people, (unsigned long long)consent_rows(t),
 	       (unsigned long long)consent_bytes(t),
 	       people ? (double)consent_bytes(t) / (double)people : 0.0,
-	       t1 - t0, t1 > t0 ? in_mb / (t1 - t0) : 0.0,
-	       t2 - t1);
+	       t1 - t0, t1 > t0 ? in_mb / (t1 - t0) : 0.0, t2 - t1);
 	rc = 0;
 done:
 	consent_free(t);
@@ -134,8 +135,8 @@ cmd_info(int argc, char **argv)
 	int rc = 2;
 
 	cg_errors_init(&errs);
-	if (argc == 2 && (strcmp(argv[1], "--help") == 0 ||
-			  strcmp(argv[1], "-h") == 0)) {
+	if (argc == 2 &&
+	    (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		usage(stdout);
 		rc = 0;
 		goto done;
@@ -168,8 +169,8 @@ cmd_info(int argc, char **argv)
 	printf("%s\n", consent_purpose_count(t) ? ")" : "");
 	printf("bytes:      %llu", (unsigned long long)consent_bytes(t));
 	if (consent_people(t))
-		printf(" (%.1f per person)", (double)consent_bytes(t) /
-						     (double)consent_people(t));
+		printf(" (%.1f per person)",
+		       (double)consent_bytes(t) / (double)consent_people(t));
 	printf("\n");
 	rc = 0;
 done:

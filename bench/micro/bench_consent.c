@@ -28,7 +28,8 @@ static double
 now_s(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts); /* others share the cores */
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID,
+	              &ts); /* others share the cores */
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
@@ -75,7 +76,7 @@ make_queries(uint64_t people, size_t n, int miss, char **store)
 	for (size_t i = 0; i < n; i++) {
 		uint64_t id = person_id(next_rand() % people) + (miss ? 1 : 0);
 		int len = sprintf(s + i * 24, "%llu", (unsigned long long)id);
-		q[i] = (struct cg_slice){ s + i * 24, (size_t)len };
+		q[i] = (struct cg_slice){s + i * 24, (size_t)len};
 	}
 	*store = s;
 	return q;
@@ -84,7 +85,7 @@ make_queries(uint64_t people, size_t n, int miss, char **store)
 /* Times lookups; where names the table ("mem", "snap"), NULL: no output. */
 static void
 bench_lookups(const struct consent_table *t, uint64_t people, int miss,
-	      const char *where)
+              const char *where)
 {
 	const char *kind = miss ? "miss" : "hit";
 	struct consent_lookup_result r, *out;
@@ -100,7 +101,8 @@ bench_lookups(const struct consent_table *t, uint64_t people, int miss,
 		found += r.known;
 	}
 	t1 = now_s();
-	snprintf(metric, sizeof(metric), "%s_lookup_%s_loop_ns", where ? where : "", kind);
+	snprintf(metric, sizeof(metric), "%s_lookup_%s_loop_ns",
+	         where ? where : "", kind);
 	if (where)
 		report(people, metric, (t1 - t0) * 1e9 / (double)n);
 
@@ -113,7 +115,8 @@ bench_lookups(const struct consent_table *t, uint64_t people, int miss,
 		j = (j + 1 + (size_t)r.known + (size_t)r.updated_at % 2) % n;
 	}
 	t1 = now_s();
-	snprintf(metric, sizeof(metric), "%s_lookup_%s_dependent_ns", where ? where : "", kind);
+	snprintf(metric, sizeof(metric), "%s_lookup_%s_dependent_ns",
+	         where ? where : "", kind);
 	if (where)
 		report(people, metric, (t1 - t0) * 1e9 / (double)(n / 4));
 
@@ -126,14 +129,15 @@ bench_lookups(const struct consent_table *t, uint64_t people, int miss,
 			found += out[k].known;
 	}
 	t1 = now_s();
-	snprintf(metric, sizeof(metric), "%s_lookup_%s_batched_ns", where ? where : "", kind);
+	snprintf(metric, sizeof(metric), "%s_lookup_%s_batched_ns",
+	         where ? where : "", kind);
 	if (where)
 		report(people, metric, (t1 - t0) * 1e9 / (double)n);
 
 	size_t want = miss ? 0 : n + n / 4 + n;
 	if (found != want) {
 		fprintf(stderr, "bench_consent: %zu found, want %zu\n", found,
-			want);
+		        want);
 		exit(1);
 	}
 	free(out);
@@ -147,8 +151,8 @@ run(uint64_t people)
 	struct cg_errors errs;
 	char path[] = "/tmp/bench_consent.XXXXXX";
 	char csv_path[] = "/tmp/bench_consent_csv.XXXXXX";
-	static const char *const st[] = { "granted", "denied", "withdrawn" };
-	static const char *const ju[] = { "DE", "FR", "US", "GB", "BR", "JP" };
+	static const char *const st[] = {"granted", "denied", "withdrawn"};
+	static const char *const ju[] = {"DE", "FR", "US", "GB", "BR", "JP"};
 	double t0, t1;
 	FILE *f;
 	int fd;
@@ -162,13 +166,14 @@ run(uint64_t people)
 	setvbuf(f, NULL, _IOFBF, 1 << 20);
 	fprintf(f, "subject,purpose,status,jurisdiction,updated_at,evidence\n");
 	for (uint64_t i = 0; i < people; i++)
-		fprintf(f,
-			"%llu,ai-training,%s,%s,2025-%02llu-%02lluT12:%02llu:00Z,"
-			"cr-%09llu\n",
-			(unsigned long long)person_id(i), st[i % 3], ju[i % 6],
-			(unsigned long long)(i % 12 + 1),
-			(unsigned long long)(i % 28 + 1),
-			(unsigned long long)(i % 60), (unsigned long long)i);
+		fprintf(
+		    f,
+		    "%llu,ai-training,%s,%s,2025-%02llu-%02lluT12:%02llu:00Z,"
+		    "cr-%09llu\n",
+		    (unsigned long long)person_id(i), st[i % 3], ju[i % 6],
+		    (unsigned long long)(i % 12 + 1),
+		    (unsigned long long)(i % 28 + 1),
+		    (unsigned long long)(i % 60), (unsigned long long)i);
 	report(people, "csv_bytes", (double)ftell(f));
 	if (fclose(f) != 0)
 		return -1;
@@ -180,12 +185,14 @@ run(uint64_t people)
 	report(people, "import_wall_s", wall_s() - w0);
 	unlink(csv_path);
 	if (t == NULL) {
-		fprintf(stderr, "%s\n", errs.count ? errs.msgs[0] : "import failed");
+		fprintf(stderr, "%s\n",
+		        errs.count ? errs.msgs[0] : "import failed");
 		return -1;
 	}
 	report(people, "import_s", t1 - t0);
 	report(people, "import_rows_per_s", (double)people / (t1 - t0));
-	report(people, "bytes_per_person", (double)consent_bytes(t) / (double)people);
+	report(people, "bytes_per_person",
+	       (double)consent_bytes(t) / (double)people);
 
 	fd = mkstemp(path);
 	if (fd < 0)
@@ -226,7 +233,7 @@ run(uint64_t people)
 int
 main(int argc, char **argv)
 {
-	uint64_t sizes[2] = { 1000000, 10000000 };
+	uint64_t sizes[2] = {1000000, 10000000};
 	int nsizes = 2;
 
 	for (int i = 1; i < argc; i++) {

@@ -61,7 +61,7 @@ newer_or_same(const struct orow *a, const struct orow *b)
 static int
 oracle_rows(const uint8_t *data, size_t size, struct orow *rows, size_t *n)
 {
-	struct csv c = { (const char *)data, size, 0, 1 };
+	struct csv c = {(const char *)data, size, 0, 1};
 	struct field f[MAX_COLUMNS];
 	unsigned nf;
 	const char *why;
@@ -135,8 +135,10 @@ check_import(const uint8_t *data, size_t size, struct consent_table *t)
 		if (pid < 0)
 			__builtin_trap();
 		consent_lookup(t, r->subj, r->subj_len, pid, &res);
-		if (!res.known || res.status != (enum consent_status)win->status ||
-		    res.updated_at != win->sec || res.evidence.len != win->ev_len ||
+		if (!res.known ||
+		    res.status != (enum consent_status)win->status ||
+		    res.updated_at != win->sec ||
+		    res.evidence.len != win->ev_len ||
 		    memcmp(res.evidence.ptr, win->ev, win->ev_len) != 0 ||
 		    strcmp(res.jurisdiction, latest->juris) != 0)
 			__builtin_trap();
@@ -172,11 +174,11 @@ check_snapshot_bytes(const uint8_t *data, size_t size)
 		t.base = img;
 		t.size = size;
 		table_bind(&t);
-		const char *subjects[] = { "1001", "u-anna", "", "a", "x" };
+		const char *subjects[] = {"1001", "u-anna", "", "a", "x"};
 		for (int p = -1; p < 3; p++)
 			for (size_t i = 0; i < 5; i++)
 				consent_lookup(&t, subjects[i],
-					       strlen(subjects[i]), p, &res);
+				               strlen(subjects[i]), p, &res);
 		for (unsigned i = 0; i < consent_purpose_count(&t); i++)
 			(void)consent_purpose_name(&t, i);
 	}
@@ -220,7 +222,8 @@ main(int argc, char **argv)
 		long len = ftell(f);
 		rewind(f);
 		uint8_t *buf = malloc(len > 0 ? (size_t)len : 1);
-		if (buf == NULL || fread(buf, 1, (size_t)len, f) != (size_t)len) {
+		if (buf == NULL ||
+		    fread(buf, 1, (size_t)len, f) != (size_t)len) {
 			fprintf(stderr, "%s: read error\n", argv[i]);
 			return 1;
 		}

@@ -1,8 +1,8 @@
 /* test_consent.c: the consent table: CSV import, lookups, snapshots. */
+#include <cmocka.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
 
 #include "../../policy/consent.c"
 
@@ -72,10 +72,10 @@ test_rfc3339(void **state)
 {
 	int64_t s;
 	uint32_t ns;
-#define OK(str, want)                                                         \
-	do {                                                                  \
+#define OK(str, want)                                                          \
+	do {                                                                   \
 		assert_int_equal(parse_rfc3339(str, strlen(str), &s, &ns), 0); \
-		assert_int_equal(s, want);                                    \
+		assert_int_equal(s, want);                                     \
 	} while (0)
 #define BAD(str) assert_int_equal(parse_rfc3339(str, strlen(str), &s, &ns), -1)
 	OK("1970-01-01T00:00:00Z", 0);
@@ -96,9 +96,9 @@ test_rfc3339(void **state)
 	BAD("2025-01-01T24:00:00Z");
 	BAD("2025-01-01T23:60:00Z");
 	BAD("2025-01-01T23:59:61Z");
-	BAD("2025-01-01T00:00:00");      /* no zone */
-	BAD("2025-01-01 00:00:00Z");     /* space */
-	BAD("2025-01-01T00:00:00.Z");    /* empty fraction */
+	BAD("2025-01-01T00:00:00");   /* no zone */
+	BAD("2025-01-01 00:00:00Z");  /* space */
+	BAD("2025-01-01T00:00:00.Z"); /* empty fraction */
 	BAD("2025-01-01T00:00:00+2:00");
 	BAD("2025-01-01T00:00:00+24:00");
 	BAD("2025-01-01T00:00:00Zjunk");
@@ -164,7 +164,7 @@ test_example_lookups(void **state)
 	assert_false(r.known);
 	assert_string_equal(r.jurisdiction, "");
 	assert_int_equal(r.status, CONSENT_STATUS_NONE);
-	look(t, "100", "ai-training", &r);  /* prefix of a subject */
+	look(t, "100", "ai-training", &r); /* prefix of a subject */
 	assert_false(r.known);
 	look(t, "10011", "ai-training", &r);
 	assert_false(r.known);
@@ -179,13 +179,13 @@ test_quoting_and_line_ends(void **state)
 {
 	struct consent_lookup_result r;
 	struct consent_table *t = import_ok(
-		"\xef\xbb\xbfsubject,purpose,status,jurisdiction,updated_at,"
-		"evidence,note\r\n"
-		"\"a,b\",p,granted,DE,2025-01-01T00:00:00Z,\"e\"\"1\",x\r\n"
-		"\"say \"\"hi\"\"\",p,denied,FR,2025-01-01T00:00:00Z,,\"multi\n"
-		"line\"\n"
-		"\r\n"
-		"plain,\"p\",withdrawn,GB,2025-01-01T00:00:00Z,\"\",y");
+	    "\xef\xbb\xbfsubject,purpose,status,jurisdiction,updated_at,"
+	    "evidence,note\r\n"
+	    "\"a,b\",p,granted,DE,2025-01-01T00:00:00Z,\"e\"\"1\",x\r\n"
+	    "\"say \"\"hi\"\"\",p,denied,FR,2025-01-01T00:00:00Z,,\"multi\n"
+	    "line\"\n"
+	    "\r\n"
+	    "plain,\"p\",withdrawn,GB,2025-01-01T00:00:00Z,\"\",y");
 	assert_int_equal(consent_people(t), 3);
 	look(t, "a,b", "p", &r);
 	assert_int_equal(r.status, CONSENT_STATUS_GRANTED);
@@ -200,7 +200,7 @@ test_quoting_and_line_ends(void **state)
 
 	/* No evidence column: evidence is empty. */
 	t = import_ok("subject,purpose,status,jurisdiction,updated_at\n"
-		      "123,p,granted,JP,2025-01-01T00:00:00Z\n");
+	              "123,p,granted,JP,2025-01-01T00:00:00Z\n");
 	look(t, "123", "p", &r);
 	assert_true(r.known);
 	assert_int_equal(r.evidence.len, 0);
@@ -213,54 +213,54 @@ static void
 test_bad_rows(void **state)
 {
 	assert_bad(HDR ",p,granted,DE,2025-01-01T00:00:00Z,e\n", 2,
-		   "empty subject");
+	           "empty subject");
 	assert_bad(HDR "a,p,granted,DE,2025-01-01T00:00:00Z,e\n"
-		       "\"\",p,granted,DE,2025-01-01T00:00:00Z,e\n",
-		   3, "empty subject");
+	               "\"\",p,granted,DE,2025-01-01T00:00:00Z,e\n",
+	           3, "empty subject");
 	assert_bad(HDR " a,p,granted,DE,2025-01-01T00:00:00Z,e\n", 2,
-		   "leading or trailing space");
+	           "leading or trailing space");
 	assert_bad(HDR "a,p,yes,DE,2025-01-01T00:00:00Z,e\n", 2, "status");
 	assert_bad(HDR "a,p,Granted,DE,2025-01-01T00:00:00Z,e\n", 2, "status");
 	assert_bad(HDR "a,p,granted,de,2025-01-01T00:00:00Z,e\n", 2,
-		   "jurisdiction");
+	           "jurisdiction");
 	assert_bad(HDR "a,p,granted,DEU,2025-01-01T00:00:00Z,e\n", 2,
-		   "jurisdiction");
+	           "jurisdiction");
 	assert_bad(HDR "a,p,granted,,2025-01-01T00:00:00Z,e\n", 2,
-		   "jurisdiction");
+	           "jurisdiction");
 	assert_bad(HDR "a,p,granted,DE,2025-02-30T00:00:00Z,e\n", 2,
-		   "RFC 3339");
+	           "RFC 3339");
 	assert_bad(HDR "a,p,granted,DE,yesterday,e\n", 2, "RFC 3339");
 	assert_bad(HDR "a,,granted,DE,2025-01-01T00:00:00Z,e\n", 2, "purpose");
 	assert_bad(HDR "a,p q,granted,DE,2025-01-01T00:00:00Z,e\n", 2,
-		   "purpose");
+	           "purpose");
 	assert_bad(HDR "a,p,granted,DE,2025-01-01T00:00:00Z\n", 2,
-		   "5 fields, the header has 6");
+	           "5 fields, the header has 6");
 	assert_bad(HDR "a,p,granted,DE,2025-01-01T00:00:00Z,e,x\n", 2,
-		   "7 fields");
+	           "7 fields");
 	assert_bad(HDR "a\"b,p,granted,DE,2025-01-01T00:00:00Z,e\n", 2,
-		   "quote inside");
+	           "quote inside");
 	assert_bad(HDR "\"a\"b,p,granted,DE,2025-01-01T00:00:00Z,e\n", 2,
-		   "after a closing quote");
+	           "after a closing quote");
 	assert_bad(HDR "a,p,granted,DE,2025-01-01T00:00:00Z,e\rb\n", 2,
-		   "bare CR");
+	           "bare CR");
 	assert_bad(HDR "a,p,granted,DE,2025-01-01T00:00:00Z,\"e\n", 2,
-		   "unterminated");
+	           "unterminated");
 
 	char big[600];
 	memset(big, 'x', 300);
 	snprintf(big + 300, sizeof(big) - 300,
-		 ",p,granted,DE,2025-01-01T00:00:00Z,e\n");
+	         ",p,granted,DE,2025-01-01T00:00:00Z,e\n");
 	char csv[1000];
 	snprintf(csv, sizeof(csv), HDR "%s", big);
 	assert_bad(csv, 2, "subject longer than 256");
-	snprintf(csv, sizeof(csv), HDR "a,p,granted,DE,2025-01-01T00:00:00Z,%.300s\n",
-		 big);
+	snprintf(csv, sizeof(csv),
+	         HDR "a,p,granted,DE,2025-01-01T00:00:00Z,%.300s\n", big);
 	assert_bad(csv, 2, "evidence longer than 255");
 
 	/* A quoted field spanning lines: later line numbers still right. */
 	assert_bad(HDR "a,p,granted,DE,2025-01-01T00:00:00Z,\"x\ny\"\n"
-		       "b,p,nope,DE,2025-01-01T00:00:00Z,e\n",
-		   4, "status");
+	               "b,p,nope,DE,2025-01-01T00:00:00Z,e\n",
+	           4, "status");
 }
 
 static void
@@ -269,11 +269,11 @@ test_all_bad_rows_reported(void **state)
 	struct cg_errors errs;
 	cg_errors_init(&errs);
 	assert_null(import(HDR "a,p,granted,DE,2025-01-01T00:00:00Z,e\n"
-			       "b,p,nope,DE,2025-01-01T00:00:00Z,e\n"
-			       "c,p,granted,DE,2025-01-01T00:00:00Z,e\n"
-			       ",p,granted,DE,2025-01-01T00:00:00Z,e\n"
-			       "d,p,granted,xx,2025-01-01T00:00:00Z,e\n",
-			   &errs));
+	                       "b,p,nope,DE,2025-01-01T00:00:00Z,e\n"
+	                       "c,p,granted,DE,2025-01-01T00:00:00Z,e\n"
+	                       ",p,granted,DE,2025-01-01T00:00:00Z,e\n"
+	                       "d,p,granted,xx,2025-01-01T00:00:00Z,e\n",
+	                   &errs));
 	assert_int_equal(errs.count, 3);
 	assert_non_null(strstr(errs.msgs[0], "t.csv:3: "));
 	assert_non_null(strstr(errs.msgs[1], "t.csv:5: "));
@@ -285,8 +285,8 @@ test_all_bad_rows_reported(void **state)
 	char *csv = malloc(64 * n + 100);
 	len += (size_t)sprintf(csv, HDR);
 	for (size_t i = 0; i < n; i++)
-		len += (size_t)sprintf(csv + len,
-				       "s%zu,p,bad,DE,2025-01-01T00:00:00Z,e\n", i);
+		len += (size_t)sprintf(
+		    csv + len, "s%zu,p,bad,DE,2025-01-01T00:00:00Z,e\n", i);
 	cg_errors_init(&errs);
 	assert_null(consent_import_csv("t.csv", csv, len, &errs));
 	assert_int_equal(errs.count, CG_MAX_ERRORS);
@@ -298,11 +298,11 @@ static void
 test_bad_header(void **state)
 {
 	assert_bad("subject,purpose,status,updated_at,jurisdiction\n", 1,
-		   "column 4 should be jurisdiction");
+	           "column 4 should be jurisdiction");
 	assert_bad("subject,purpose\n", 1, "column 3 should be status");
 	assert_bad("subject,purpose,status,jurisdiction,updated_at,evidence,"
-		   "evidence\n",
-		   1, "evidence appears twice");
+	           "evidence\n",
+	           1, "evidence appears twice");
 	struct cg_errors errs;
 	cg_errors_init(&errs);
 	assert_null(import("", &errs));
@@ -316,14 +316,14 @@ test_latest_wins(void **state)
 {
 	struct consent_lookup_result r;
 	/* File order must not matter, only updated_at. */
-	struct consent_table *t = import_ok(
-		HDR "a,p,withdrawn,DE,2025-04-01T00:00:00Z,e2\n"
-		    "a,p,granted,DE,2024-04-01T00:00:00Z,e1\n"
-		    "b,p,granted,DE,2024-04-01T00:00:00Z,e1\n"
-		    "b,p,denied,DE,2025-04-01T00:00:00Z,e2\n"
-		    /* fractions order rows within one second */
-		    "c,p,granted,DE,2025-04-01T00:00:00.9Z,late\n"
-		    "c,p,denied,DE,2025-04-01T00:00:00.1Z,early\n");
+	struct consent_table *t =
+	    import_ok(HDR "a,p,withdrawn,DE,2025-04-01T00:00:00Z,e2\n"
+	                  "a,p,granted,DE,2024-04-01T00:00:00Z,e1\n"
+	                  "b,p,granted,DE,2024-04-01T00:00:00Z,e1\n"
+	                  "b,p,denied,DE,2025-04-01T00:00:00Z,e2\n"
+	                  /* fractions order rows within one second */
+	                  "c,p,granted,DE,2025-04-01T00:00:00.9Z,late\n"
+	                  "c,p,denied,DE,2025-04-01T00:00:00.1Z,early\n");
 	look(t, "a", "p", &r);
 	assert_int_equal(r.status, CONSENT_STATUS_WITHDRAWN);
 	assert_slice(r.evidence, "e2");
@@ -341,11 +341,11 @@ static void
 test_equal_timestamps_later_row_wins(void **state)
 {
 	struct consent_lookup_result r;
-	struct consent_table *t = import_ok(
-		HDR "a,p,granted,DE,2025-01-01T12:00:00Z,first\n"
-		    "a,p,withdrawn,FR,2025-01-01T14:00:00+02:00,second\n"
-		    "b,p,withdrawn,FR,2025-01-01T12:00:00Z,first\n"
-		    "b,p,granted,DE,2025-01-01T12:00:00Z,second\n");
+	struct consent_table *t =
+	    import_ok(HDR "a,p,granted,DE,2025-01-01T12:00:00Z,first\n"
+	                  "a,p,withdrawn,FR,2025-01-01T14:00:00+02:00,second\n"
+	                  "b,p,withdrawn,FR,2025-01-01T12:00:00Z,first\n"
+	                  "b,p,granted,DE,2025-01-01T12:00:00Z,second\n");
 	look(t, "a", "p", &r);
 	assert_int_equal(r.status, CONSENT_STATUS_WITHDRAWN);
 	assert_slice(r.evidence, "second");
@@ -360,10 +360,10 @@ static void
 test_jurisdiction_latest_any_purpose(void **state)
 {
 	struct consent_lookup_result r;
-	struct consent_table *t = import_ok(
-		HDR "a,p,granted,DE,2025-01-01T00:00:00Z,e\n"
-		    "a,q,granted,GB,2025-06-01T00:00:00Z,e\n"
-		    "a,p,denied,FR,2024-01-01T00:00:00Z,e\n");
+	struct consent_table *t =
+	    import_ok(HDR "a,p,granted,DE,2025-01-01T00:00:00Z,e\n"
+	                  "a,q,granted,GB,2025-06-01T00:00:00Z,e\n"
+	                  "a,p,denied,FR,2024-01-01T00:00:00Z,e\n");
 	look(t, "a", "p", &r);
 	assert_string_equal(r.jurisdiction, "GB");
 	assert_int_equal(r.status, CONSENT_STATUS_GRANTED);
@@ -376,12 +376,13 @@ static void
 test_many_purposes_per_person(void **state)
 {
 	struct consent_lookup_result r;
-	/* Rows reach the table in any purpose order; each answers for itself. */
-	struct consent_table *t = import_ok(
-		HDR "a,p3,denied,DE,2025-01-03T00:00:00Z,e3\n"
-		    "b,p1,granted,FR,2025-01-01T00:00:00Z,b1\n"
-		    "a,p1,granted,DE,2025-01-01T00:00:00Z,e1\n"
-		    "a,p2,withdrawn,DE,2025-01-02T00:00:00Z,e2\n");
+	/* Rows reach the table in any purpose order; each answers for itself.
+	 */
+	struct consent_table *t =
+	    import_ok(HDR "a,p3,denied,DE,2025-01-03T00:00:00Z,e3\n"
+	                  "b,p1,granted,FR,2025-01-01T00:00:00Z,b1\n"
+	                  "a,p1,granted,DE,2025-01-01T00:00:00Z,e1\n"
+	                  "a,p2,withdrawn,DE,2025-01-02T00:00:00Z,e2\n");
 	assert_int_equal(consent_purpose_count(t), 3);
 	assert_slice(consent_purpose_name(t, 0), "p3");
 	assert_slice(consent_purpose_name(t, 2), "p2");
@@ -404,14 +405,14 @@ test_many_purposes_per_person(void **state)
 	assert_int_equal(r.status, CONSENT_STATUS_NONE);
 	assert_int_equal(consent_rows(t), 4);
 	assert_string_equal(consent_status_name(CONSENT_STATUS_WITHDRAWN),
-			    "withdrawn");
+	                    "withdrawn");
 	assert_string_equal(consent_status_name(CONSENT_STATUS_NONE), "none");
 	consent_free(t);
 }
 
 static void
 assert_same_lookups(const struct consent_table *a,
-		    const struct consent_table *b, const char *subject)
+                    const struct consent_table *b, const char *subject)
 {
 	struct consent_lookup_result x, y;
 	for (int p = -1; p < (int)consent_purpose_count(a); p++) {
@@ -423,14 +424,14 @@ assert_same_lookups(const struct consent_table *a,
 		assert_int_equal(x.updated_at, y.updated_at);
 		assert_int_equal(x.evidence.len, y.evidence.len);
 		assert_memory_equal(x.evidence.ptr, y.evidence.ptr,
-				    x.evidence.len);
+		                    x.evidence.len);
 	}
 }
 
 static const char *example_subjects[] = {
-	"1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008",
-	"1009", "1010", "1011", "1012", "1013", "1014", "1015", "1016",
-	"1017", "1018", "1019", "1020", "u-anna", "u-ben", "9999", "u-carl",
+    "1001", "1002", "1003", "1004", "1005",   "1006",  "1007", "1008",
+    "1009", "1010", "1011", "1012", "1013",   "1014",  "1015", "1016",
+    "1017", "1018", "1019", "1020", "u-anna", "u-ben", "9999", "u-carl",
 };
 
 static char snap_path[] = "/tmp/test_consent.XXXXXX";
@@ -460,8 +461,8 @@ test_snapshot_roundtrip(void **state)
 	struct cg_slice s[24];
 	struct consent_lookup_result many[24], one;
 	for (size_t i = 0; i < 24; i++)
-		s[i] = (struct cg_slice){ example_subjects[i],
-					  strlen(example_subjects[i]) };
+		s[i] = (struct cg_slice){example_subjects[i],
+		                         strlen(example_subjects[i])};
 	consent_lookup_many(b, s, 24, 0, many);
 	for (size_t i = 0; i < 24; i++) {
 		consent_lookup(b, s[i].ptr, s[i].len, 0, &one);
@@ -533,7 +534,7 @@ test_snapshot_corrupt_refused(void **state)
 	close(fd);
 
 	/* Truncated anywhere: refused. */
-	size_t cuts[] = { 8, 100, 127, 128, 200, len / 2, len - 1 };
+	size_t cuts[] = {8, 100, 127, 128, 200, len / 2, len - 1};
 	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
 		write_whole(bad_path, good, cuts[i]);
 		assert_refused(bad_path, "truncated");
@@ -550,7 +551,7 @@ test_snapshot_corrupt_refused(void **state)
 		write_whole(bad_path, buf, len);
 		size_t e = offsetof(struct consent_snap_header, endian);
 		assert_refused(bad_path,
-			       i >= e && i < e + 4 ? "byte order" : "checksum");
+		               i >= e && i < e + 4 ? "byte order" : "checksum");
 	}
 	memcpy(buf, good, len);
 	buf[0] = 'X'; /* no magic: read as CSV, which it is not */
@@ -558,9 +559,9 @@ test_snapshot_corrupt_refused(void **state)
 	assert_refused(bad_path, "");
 	/* A header with a valid checksum but sections out of bounds. */
 	struct consent_snap_header *h = (void *)buf;
-	uint64_t *fields[] = { &h->slots_off, &h->blobs_off, &h->blobs_size,
-			       &h->nbuckets, &h->purposes_off,
-			       &h->purposes_size, &h->people };
+	uint64_t *fields[] = {
+	    &h->slots_off,    &h->blobs_off,     &h->blobs_size, &h->nbuckets,
+	    &h->purposes_off, &h->purposes_size, &h->people};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		memcpy(buf, good, len);
 		*fields[i] = i % 2 ? UINT64_MAX - 7 : len * 8;
@@ -570,7 +571,7 @@ test_snapshot_corrupt_refused(void **state)
 	}
 	/* A purpose name offset pointing outside its section. */
 	memcpy(buf, good, len);
-	uint32_t ent[2] = { 1u << 30, 3 };
+	uint32_t ent[2] = {1u << 30, 3};
 	memcpy(buf + h->purposes_off, ent, 8);
 	write_whole(bad_path, buf, len);
 	assert_refused(bad_path, "purpose");
@@ -582,7 +583,7 @@ test_snapshot_corrupt_refused(void **state)
 		srand(round);
 		for (int k = 0; k < 8; k++) {
 			size_t at = h->slots_off +
-				    (size_t)rand() % (len - h->slots_off);
+			            (size_t)rand() % (len - h->slots_off);
 			buf[at] = (uint8_t)rand();
 		}
 		write_whole(bad_path, buf, len);
@@ -616,27 +617,30 @@ test_collisions_never_merge_people(void **state)
 
 	len += (size_t)sprintf(csv, HDR);
 	for (size_t i = 0; i < n; i++)
-		len += (size_t)sprintf(csv + len,
-				       "%zu,p,%s,DE,2025-01-01T00:00:%02zuZ,e%zu\n",
-				       i, i % 3 ? "granted" : "denied", i % 60, i);
+		len += (size_t)sprintf(
+		    csv + len, "%zu,p,%s,DE,2025-01-01T00:00:%02zuZ,e%zu\n", i,
+		    i % 3 ? "granted" : "denied", i % 60, i);
 	for (int pass = 0; pass < 2; pass++) {
 		/* Every subject gets the same hash (and tag), then 4 hashes. */
 		hash_mask = pass == 0 ? 0 : 3;
 		cg_errors_init(&errs);
-		struct consent_table *a = consent_import_csv("c.csv", csv, len,
-							     &errs);
+		struct consent_table *a =
+		    consent_import_csv("c.csv", csv, len, &errs);
 		assert_non_null(a);
 		assert_int_equal(consent_people(a), n);
-		assert_int_equal(consent_snapshot_write(a, snap_path, &errs), 0);
+		assert_int_equal(consent_snapshot_write(a, snap_path, &errs),
+		                 0);
 		struct consent_table *b = consent_open(snap_path, &errs);
 		assert_non_null(b);
 		for (size_t i = 0; i < n; i += 7) {
 			sprintf(s, "%zu", i);
 			consent_lookup(b, s, strlen(s), 0, &r);
 			assert_true(r.known);
-			assert_int_equal(r.status, i % 3 ? CONSENT_STATUS_GRANTED
-							 : CONSENT_STATUS_DENIED);
-			assert_int_equal(r.updated_at, 1735689600 + (int64_t)(i % 60));
+			assert_int_equal(r.status, i % 3
+			                               ? CONSENT_STATUS_GRANTED
+			                               : CONSENT_STATUS_DENIED);
+			assert_int_equal(r.updated_at,
+			                 1735689600 + (int64_t)(i % 60));
 			assert_int_equal(r.evidence.len, strlen(s) + 1);
 			assert_memory_equal(r.evidence.ptr + 1, s, strlen(s));
 			sprintf(s, "%zu ", i);
@@ -698,9 +702,9 @@ test_large_table(void **state)
 
 	len += (size_t)sprintf(csv, HDR);
 	for (size_t i = 0; i < n; i++)
-		len += (size_t)sprintf(csv + len,
-				       "u%zu,p,granted,DE,2025-01-01T00:00:00Z,\n",
-				       i * 7919);
+		len += (size_t)sprintf(
+		    csv + len, "u%zu,p,granted,DE,2025-01-01T00:00:00Z,\n",
+		    i * 7919);
 	struct consent_table *t = consent_import_csv("l.csv", csv, len, NULL);
 	assert_non_null(t);
 	assert_int_equal(consent_people(t), n);
@@ -737,22 +741,22 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rfc3339),
-		cmocka_unit_test(test_example_lookups),
-		cmocka_unit_test(test_quoting_and_line_ends),
-		cmocka_unit_test(test_bad_rows),
-		cmocka_unit_test(test_all_bad_rows_reported),
-		cmocka_unit_test(test_bad_header),
-		cmocka_unit_test(test_latest_wins),
-		cmocka_unit_test(test_equal_timestamps_later_row_wins),
-		cmocka_unit_test(test_jurisdiction_latest_any_purpose),
-		cmocka_unit_test(test_many_purposes_per_person),
-		cmocka_unit_test(test_snapshot_roundtrip),
-		cmocka_unit_test(test_snapshot_corrupt_refused),
-		cmocka_unit_test(test_collisions_never_merge_people),
-		cmocka_unit_test(test_empty_table),
-		cmocka_unit_test(test_open_errors),
-		cmocka_unit_test(test_large_table),
+	    cmocka_unit_test(test_rfc3339),
+	    cmocka_unit_test(test_example_lookups),
+	    cmocka_unit_test(test_quoting_and_line_ends),
+	    cmocka_unit_test(test_bad_rows),
+	    cmocka_unit_test(test_all_bad_rows_reported),
+	    cmocka_unit_test(test_bad_header),
+	    cmocka_unit_test(test_latest_wins),
+	    cmocka_unit_test(test_equal_timestamps_later_row_wins),
+	    cmocka_unit_test(test_jurisdiction_latest_any_purpose),
+	    cmocka_unit_test(test_many_purposes_per_person),
+	    cmocka_unit_test(test_snapshot_roundtrip),
+	    cmocka_unit_test(test_snapshot_corrupt_refused),
+	    cmocka_unit_test(test_collisions_never_merge_people),
+	    cmocka_unit_test(test_empty_table),
+	    cmocka_unit_test(test_open_errors),
+	    cmocka_unit_test(test_large_table),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
