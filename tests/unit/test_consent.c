@@ -1,8 +1,10 @@
 /* test_consent.c: the consent table: CSV import, lookups, snapshots. */
-#include <cmocka.h>
-#include <setjmp.h>
+/* clang-format off: cmocka.h needs these three before it */
 #include <stdarg.h>
 #include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+/* clang-format on */
 
 #include "../../policy/consent.c"
 
