@@ -1,5 +1,6 @@
 /* test_consent.c: the consent table: CSV import, lookups, snapshots. */
-/* clang-format off: cmocka.h needs these three before it */
+/* cmocka.h needs these three before it */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
