@@ -81,7 +81,12 @@ bool http1_head_too_long(size_t buffered, const struct http1_limits *lim);
 /*
  * Parse a response head; head_request tells that the request was HEAD
  * (no body whatever the headers say); 1xx, 204 and 304 have no body.
- * Same returns as http1_parse_request; -1 means a broken upstream (502).
+ * Same returns as http1_parse_request; -1 means a broken upstream (502):
+ * besides bad syntax, a 101, any Transfer-Encoding but exactly "chunked"
+ * (never read as close-delimited), Transfer-Encoding in HTTP/1.0 or with
+ * Content-Length, and a head over CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES or
+ * CG_MAX_HEADERS fields. A 1xx parses with framing NONE: skip head_len
+ * bytes and parse the next head.
  */
 int http1_parse_response(const char *buf, size_t len, bool head_request,
 			 struct http1_response *res, const char **reason);
