@@ -202,15 +202,38 @@ inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
 	return 0;
 }
 
-/* Decide one NDJSON line; kept records go to out with a newline. */
+/* Decide one scanned record: 1 keep it, 0 drop it, or a refusal status. */
+static int
+decide_record(struct inspect_result *r, const struct consent_table *t,
+	      const struct policy_route *route, const struct scan_record *rec)
+{
+	struct policy_decision d;
+
+	policy_decide(route, t, rec->subjects, rec->nsubjects, r->now, &d);
+	declog_record(r->trail, r->records, &d);
+	r->records++;
+	if (d.allow) {
+		r->kept++;
+		return 1;
+	}
+	r->dropped++;
+	if (policy_route_on_deny(route) == POLICY_ON_DENY_BLOCK) {
+		snprintf(r->error_json, sizeof(r->error_json), "\"rule\":\"%s\",\"index\":%u",
+			 d.rule_id, r->records - 1);
+		return refuse(r, 403, "a record belongs to a person who has not consented to this purpose");
+	}
+	return 0;
+}
+
+/* Decide one NDJSON line; a kept record goes to out with a newline. */
 static int
 feed_line(struct inspect_result *r, const struct consent_table *t,
 	  const struct policy_route *route, const char *line, size_t len,
 	  struct evbuffer *out, struct scan_record *rec)
 {
-	struct policy_decision d;
 	const char *err = NULL;
 	size_t i;
+	int keep;
 
 	for (i = 0; i < len; i++)
 		if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
@@ -221,22 +244,12 @@ feed_line(struct inspect_result *r, const struct consent_table *t,
 		snprintf(r->error_json, sizeof(r->error_json), "\"index\":%u", r->records);
 		return refuse(r, 422, err ? err : "malformed record");
 	}
-	policy_decide(route, t, rec->subjects, rec->nsubjects, r->now, &d);
-	declog_record(r->trail, r->records, &d);
-	r->records++;
-	if (!d.allow) {
-		r->dropped++;
-		if (policy_route_on_deny(route) == POLICY_ON_DENY_BLOCK) {
-			snprintf(r->error_json, sizeof(r->error_json),
-				 "\"rule\":\"%s\",\"index\":%u", d.rule_id, r->records - 1);
-			return refuse(r, 403, "a record belongs to a person who has not consented to this purpose");
-		}
-		return 0;
+	keep = decide_record(r, t, route, rec);
+	if (keep == 1) {
+		evbuffer_add(out, line + rec->start, rec->end - rec->start);
+		ADD_LIT(out, "\n");
 	}
-	evbuffer_add(out, line + rec->start, rec->end - rec->start);
-	ADD_LIT(out, "\n");
-	r->kept++;
-	return 0;
+	return keep > 1 ? keep : 0;
 }
 
 int
@@ -283,9 +296,11 @@ inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
 	struct evbuffer *kept = NULL;
 	struct scan_iter it;
 	struct scan_record *rec = NULL;
+	struct policy_span *spans = NULL;
+	unsigned nspans = 0, spans_cap = 0;
+	struct evbuffer_iovec vec;
 	const char *buf;
-	size_t len, last_end = 0;
-	int64_t now = r->now;
+	size_t len;
 	int fmt, rc, status = 0;
 
 	ce = http1_find(req->headers, req->nheaders, "Content-Encoding");
@@ -300,67 +315,57 @@ inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
 		return refuse(r, 415, "unsupported Content-Type for this route");
 
 	rec = malloc(sizeof(*rec));
-	kept = evbuffer_new();
-	if (rec == NULL || kept == NULL) {
+	if (rec == NULL) {
 		status = refuse(r, 500, "out of memory");
 		goto out;
 	}
 	scan_iter_init(&it, policy_route_scan_spec(route), (enum scan_format)fmt,
 		       policy_route_array_at(route), buf, len);
 	while ((rc = scan_iter_next(&it, rec)) == 1) {
-		struct policy_decision d;
+		int keep = decide_record(r, t, route, rec);
 
-		policy_decide(route, t, rec->subjects, rec->nsubjects, now, &d);
-		declog_record(r->trail, r->records, &d);
-		r->records++;
-		if (!d.allow) {
-			r->dropped++;
-			if (policy_route_on_deny(route) == POLICY_ON_DENY_BLOCK) {
-				snprintf(r->error_json, sizeof(r->error_json),
-					 "\"rule\":\"%s\",\"index\":%u", d.rule_id, r->records - 1);
-				status = refuse(r, 403, "a record belongs to a person who has not consented to this purpose");
+		if (keep > 1) {
+			status = keep;
+			goto out;
+		}
+		if (keep == 0)
+			continue;
+		if (nspans == spans_cap) {
+			struct policy_span *grown;
+
+			spans_cap = spans_cap ? spans_cap * 2 : 64;
+			grown = realloc(spans, spans_cap * sizeof(*spans));
+			if (grown == NULL) {
+				status = refuse(r, 500, "out of memory");
 				goto out;
 			}
-			continue;
+			spans = grown;
 		}
-		if (fmt == SCAN_FORMAT_NDJSON) {
-			evbuffer_add(kept, buf + rec->start, rec->end - rec->start);
-			ADD_LIT(kept, "\n");
-		} else if (fmt == SCAN_FORMAT_OBJECT) {
-			evbuffer_add(kept, buf + rec->start, rec->end - rec->start);
-		} else {
-			if (r->kept > 0)
-				ADD_LIT(kept, ",");
-			evbuffer_add(kept, buf + rec->start, rec->end - rec->start);
-		}
-		r->kept++;
-		last_end = rec->end;
+		spans[nspans].start = rec->start;
+		spans[nspans].end = rec->end;
+		nspans++;
 	}
-	(void)last_end;
 	if (rc < 0) {
 		snprintf(r->error_json, sizeof(r->error_json), "\"index\":%u,\"offset\":%zu",
 			 it.index, it.offset);
 		status = refuse(r, 422, it.error ? it.error : "malformed record");
 		goto out;
 	}
-	if (fmt == SCAN_FORMAT_ARRAY || fmt == SCAN_FORMAT_ARRAY_AT) {
-		struct evbuffer *doc = evbuffer_new();
-
-		if (doc == NULL) {
-			status = refuse(r, 500, "out of memory");
-			goto out;
-		}
-		evbuffer_add(doc, buf, it.array_open + 1);
-		evbuffer_add_buffer(doc, kept);
-		evbuffer_add(doc, buf + it.array_close, len - it.array_close);
-		evbuffer_add_buffer(kept, doc);
-		evbuffer_free(doc);
+	/* the same rebuild as `consentgate eval --output kept` */
+	kept = evbuffer_new();
+	if (kept == NULL || evbuffer_reserve_space(kept, (ev_ssize_t)len + 1, &vec, 1) < 1) {
+		status = refuse(r, 500, "out of memory");
+		goto out;
 	}
+	vec.iov_len = policy_body_rebuild((enum scan_format)fmt, buf, len, it.array_open,
+					  it.array_close, spans, nspans, vec.iov_base);
+	evbuffer_commit_space(kept, &vec, 1);
 	evbuffer_drain(body, len);
 	evbuffer_add_buffer(body, kept);
 out:
 	if (kept)
 		evbuffer_free(kept);
+	free(spans);
 	free(rec);
 	return status;
 }
