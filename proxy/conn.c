@@ -52,6 +52,7 @@ struct conn {
 	char *head;
 	size_t head_cap;
 	struct http1_request req;
+	size_t head_scanned;       /* bytes of a partial head already parsed */
 	struct http1_chunked chunked;
 	uint64_t body_left;
 	struct evbuffer *body;
@@ -636,6 +637,18 @@ parse_head(struct conn *c)
 
 	if (len > lim)
 		len = lim;
+	/* A head only changes meaning at a line end: parse again only when a
+	   new '\n' arrived (a head trickling in byte by byte stays linear). */
+	if (c->head_scanned > 0 && c->head_scanned < len && len < lim) {
+		struct evbuffer_ptr from;
+
+		evbuffer_ptr_set(c->in, &from, c->head_scanned, EVBUFFER_PTR_SET);
+		if (evbuffer_search(c->in, "\n", 1, &from).pos < 0) {
+			c->head_scanned = len;
+			return;
+		}
+	}
+	c->head_scanned = len;
 	buf = evbuffer_pullup(c->in, (ev_ssize_t)len);
 	rc = http1_parse_request((const char *)buf, len, &limits, &c->req, &status, &reason);
 	if (rc == 0) {
@@ -651,6 +664,7 @@ parse_head(struct conn *c)
 		fail_request(c, status, reason ? reason : "malformed request", NULL);
 		return;
 	}
+	c->head_scanned = 0;
 	start_request(c, (const char *)buf);
 }
 
