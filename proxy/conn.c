@@ -34,6 +34,13 @@ enum conn_state {
 
 enum timer_kind { TIMER_NONE, TIMER_IDLE, TIMER_HEAD, TIMER_BODY };
 
+struct conn_request {
+	struct http1_request req;
+	struct inspect_result insp;
+	char *head; /* the head's bytes: req's slices point here */
+	size_t head_cap;
+};
+
 struct conn {
 	struct worker *w;
 	struct conn *next, *prev;
@@ -48,10 +55,9 @@ struct conn {
 	bool can_read, rdhup, eof, write_blocked;
 	int busy;
 	bool dead;
-	/* the request in flight */
-	char *head;
-	size_t head_cap;
-	struct http1_request req;
+	/* the request in flight; NULL while the connection idles, so that an
+	   idle keep-alive connection costs a few hundred bytes, not kilobytes */
+	struct conn_request *rq;
 	size_t head_scanned;       /* bytes of a partial head already parsed */
 	struct http1_chunked chunked;
 	uint64_t body_left;
@@ -61,7 +67,6 @@ struct conn {
 	bool body_complete;        /* the whole request body has been read */
 	struct policy_snapshot *snap;
 	const struct policy_route *route;
-	struct inspect_result insp;
 	struct upstream_conn *up;
 	bool response_started, keep_alive, upstream_paused;
 };
@@ -88,6 +93,18 @@ clear_timer(struct conn *c)
 	}
 }
 
+/* Drop the per-request state of an idle connection. */
+static void
+rq_release(struct conn *c)
+{
+	if (c->rq == NULL)
+		return;
+	inspect_result_reset(&c->rq->insp);
+	free(c->rq->head);
+	free(c->rq);
+	c->rq = NULL;
+}
+
 static void
 request_reset(struct conn *c)
 {
@@ -99,7 +116,8 @@ request_reset(struct conn *c)
 		policy_snapshot_unref(c->snap);
 		c->snap = NULL;
 	}
-	inspect_result_reset(&c->insp);
+	if (c->rq)
+		inspect_result_reset(&c->rq->insp);
 	c->route = NULL;
 	c->response_started = false;
 	c->upstream_paused = false;
@@ -128,7 +146,7 @@ conn_free(struct conn *c)
 	evbuffer_free(c->out);
 	evbuffer_free(c->body);
 	evbuffer_free(c->kept);
-	free(c->head);
+	rq_release(c);
 	close(c->fd);
 	worker_fd_closed(w);
 	free(c);
@@ -157,8 +175,8 @@ conn_close(struct conn *c)
 static bool
 body_pending(const struct conn *c)
 {
-	return (c->state == CS_BODY || c->state == CS_HEAD) && !c->body_complete &&
-	       c->req.framing != HTTP1_FRAMING_NONE;
+	return c->rq && (c->state == CS_BODY || c->state == CS_HEAD) && !c->body_complete &&
+	       c->rq->req.framing != HTTP1_FRAMING_NONE;
 }
 
 /* Write what is queued; the kernel tells us (edge) when to try again. */
@@ -177,7 +195,7 @@ conn_flush(struct conn *c)
 static void
 log_decision(struct conn *c, const char *outcome, int status)
 {
-	if (c->insp.active && c->route && c->snap) {
+	if (c->rq && c->rq->insp.active && c->route && c->snap) {
 		enum metric m = strcmp(outcome, "forwarded") == 0 ? METRIC_OUT_FORWARDED :
 				strcmp(outcome, "all-dropped") == 0 ? METRIC_OUT_ALL_DROPPED :
 				strcmp(outcome, "blocked") == 0 ? METRIC_OUT_BLOCKED :
@@ -185,10 +203,10 @@ log_decision(struct conn *c, const char *outcome, int status)
 								  METRIC_OUT_UPSTREAM_FAILED;
 
 		metrics_add(c->w, m, 1);
-		metrics_add(c->w, METRIC_RECORDS_KEPT, c->insp.kept);
-		metrics_add(c->w, METRIC_RECORDS_DROPPED, c->insp.dropped);
-		declog_write(c->w, c->id, c->route, c->snap, &c->insp, outcome, status);
-		c->insp.active = false; /* one line per request */
+		metrics_add(c->w, METRIC_RECORDS_KEPT, c->rq->insp.kept);
+		metrics_add(c->w, METRIC_RECORDS_DROPPED, c->rq->insp.dropped);
+		declog_write(c->w, c->id, c->route, c->snap, &c->rq->insp, outcome, status);
+		c->rq->insp.active = false; /* one line per request */
 	}
 }
 
@@ -210,7 +228,7 @@ static void
 reply_problem(struct conn *c, int status, const char *detail, const char *extra)
 {
 	/* a body still unread cannot be skipped reliably */
-	bool close = !c->req.keep_alive || c->w->draining || body_pending(c);
+	bool close = !c->rq->req.keep_alive || c->w->draining || body_pending(c);
 
 	log_decision(c, status == 403 ? "blocked" : status >= 502 ? "upstream-failed" : "refused",
 		     status);
@@ -227,11 +245,11 @@ reply_problem(struct conn *c, int status, const char *detail, const char *extra)
 static void
 reply_all_dropped(struct conn *c)
 {
-	c->keep_alive = c->req.keep_alive && !c->w->draining && !body_pending(c);
+	c->keep_alive = c->rq->req.keep_alive && !c->w->draining && !body_pending(c);
 	log_decision(c, "all-dropped", 204);
 	metrics_response(c->w, 204);
 	ADD_LIT(c->out, "HTTP/1.1 204 No Content\r\n");
-	inspect_response_headers(&c->insp, c->out);
+	inspect_response_headers(&c->rq->insp, c->out);
 	evbuffer_add_printf(c->out, "%s\r\n", c->keep_alive ? "" : "Connection: close\r\n");
 	request_reset(c);
 	c->state = c->keep_alive ? CS_HEAD : CS_CLOSING;
@@ -248,10 +266,10 @@ on_up_head(void *arg, const struct http1_response *res)
 
 	c->response_started = true;
 	metrics_response(c->w, res->status);
-	c->keep_alive = c->req.keep_alive && !c->w->draining && !body_pending(c) &&
+	c->keep_alive = c->rq->req.keep_alive && !c->w->draining && !body_pending(c) &&
 			res->framing != HTTP1_FRAMING_CLOSE &&
-			!(chunked && c->req.minor == 0);
-	if (chunked && c->req.minor == 0)
+			!(chunked && c->rq->req.minor == 0);
+	if (chunked && c->rq->req.minor == 0)
 		c->keep_alive = false; /* relayed verbatim; a 1.0 client reads to close */
 	evbuffer_add_printf(o, "HTTP/1.1 %d %.*s\r\n", res->status,
 			    (int)res->reason.len, res->reason.ptr);
@@ -261,7 +279,7 @@ on_up_head(void *arg, const struct http1_response *res)
 		if (http1_is_hop_by_hop(h->name) ||
 		    http1_connection_names(res->headers, res->nheaders, h->name))
 			continue;
-		if (c->insp.active && h->name.len >= 8 &&
+		if (c->rq->insp.active && h->name.len >= 8 &&
 		    strncasecmp(h->name.ptr, "consent-", 8) == 0)
 			continue;
 		evbuffer_add(o, h->name.ptr, h->name.len);
@@ -269,15 +287,15 @@ on_up_head(void *arg, const struct http1_response *res)
 		evbuffer_add(o, h->value.ptr, h->value.len);
 		ADD_LIT(o, "\r\n");
 	}
-	if (chunked && c->req.minor == 1)
+	if (chunked && c->rq->req.minor == 1)
 		ADD_LIT(o, "Transfer-Encoding: chunked\r\n");
-	if (c->insp.active) {
-		inspect_response_headers(&c->insp, o);
+	if (c->rq->insp.active) {
+		inspect_response_headers(&c->rq->insp, o);
 		log_decision(c, "forwarded", res->status);
 	}
 	if (!c->keep_alive)
 		ADD_LIT(o, "Connection: close\r\n\r\n");
-	else if (c->req.minor == 0)
+	else if (c->rq->req.minor == 0)
 		ADD_LIT(o, "Connection: keep-alive\r\n\r\n");
 	else
 		ADD_LIT(o, "\r\n");
@@ -352,7 +370,7 @@ static const struct upstream_ops conn_upstream_ops = {
 static unsigned
 exchange_flags(const struct conn *c, size_t body_len)
 {
-	struct cg_slice m = c->req.method;
+	struct cg_slice m = c->rq->req.method;
 	unsigned flags = 0;
 
 	if (body_len == 0 && (http1_slice_ieq(m, "GET") || http1_slice_ieq(m, "HEAD") ||
@@ -360,7 +378,7 @@ exchange_flags(const struct conn *c, size_t body_len)
 		flags |= UPSTREAM_RETRYABLE;
 	if (http1_slice_ieq(m, "HEAD"))
 		flags |= UPSTREAM_HEAD;
-	if (c->req.minor == 0)
+	if (c->rq->req.minor == 0)
 		flags |= UPSTREAM_DECHUNK;
 	return flags;
 }
@@ -369,7 +387,7 @@ exchange_flags(const struct conn *c, size_t body_len)
 static void
 build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len, bool streaming)
 {
-	const struct http1_request *r = &c->req;
+	const struct http1_request *r = &c->rq->req;
 
 	evbuffer_add(h, r->method.ptr, r->method.len);
 	ADD_LIT(h, " ");
@@ -384,7 +402,7 @@ build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len, bool st
 		    http1_slice_ieq(n, "Content-Length") || http1_slice_ieq(n, "Expect") ||
 		    (n.len >= 8 && strncasecmp(n.ptr, "consent-", 8) == 0))
 			continue;
-		if (c->insp.active && inspect_drops_header(&c->insp, n))
+		if (c->rq->insp.active && inspect_drops_header(&c->rq->insp, n))
 			continue;
 		evbuffer_add(h, n.ptr, n.len);
 		ADD_LIT(h, ": ");
@@ -399,8 +417,8 @@ build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len, bool st
 		ADD_LIT(h, "Transfer-Encoding: chunked\r\n");
 	else if (body_len > 0 || r->framing != HTTP1_FRAMING_NONE)
 		evbuffer_add_printf(h, "Content-Length: %zu\r\n", body_len);
-	if (c->insp.active)
-		inspect_request_headers(&c->insp, h, streaming);
+	if (c->rq->insp.active)
+		inspect_request_headers(&c->rq->insp, h, streaming);
 	ADD_LIT(h, "\r\n");
 }
 
@@ -411,18 +429,18 @@ forward(struct conn *c)
 	size_t body_len;
 
 	if (policy_route_action(c->route) == POLICY_ACTION_INSPECT) {
-		if (c->insp.streaming) {
+		if (c->rq->insp.streaming) {
 			body = c->kept; /* decided line by line already */
-		} else if (!c->insp.decided) {
-			int status = inspect_run(&c->insp, c->snap, c->route, &c->req, c->body,
+		} else if (!c->rq->insp.decided) {
+			int status = inspect_run(&c->rq->insp, c->snap, c->route, &c->rq->req, c->body,
 						 c->w->cfg->max_body_bytes, c->w->cfg->max_staleness_s);
 
 			if (status != 0) {
-				reply_problem(c, status, c->insp.error, c->insp.error_json);
+				reply_problem(c, status, c->rq->insp.error, c->rq->insp.error_json);
 				return;
 			}
 		}
-		if (c->insp.kept == 0 && c->insp.records > 0) {
+		if (c->rq->insp.kept == 0 && c->rq->insp.records > 0) {
 			reply_all_dropped(c);
 			return;
 		}
@@ -462,11 +480,11 @@ stream_chunk(struct conn *c)
 static void
 stream_progress(struct conn *c, bool done)
 {
-	int status = inspect_feed(&c->insp, c->snap, c->route, c->body, c->kept, done,
+	int status = inspect_feed(&c->rq->insp, c->snap, c->route, c->body, c->kept, done,
 				  CG_DEFAULT_MAX_RECORD_BYTES);
 
 	if (status != 0) {
-		fail_request(c, status, c->insp.error, c->insp.error_json);
+		fail_request(c, status, c->rq->insp.error, c->rq->insp.error_json);
 		return;
 	}
 	if (!c->stream_started && !done && evbuffer_get_length(c->kept) >= STREAM_START) {
@@ -494,7 +512,7 @@ stream_progress(struct conn *c, bool done)
 
 		clear_timer(c);
 		evbuffer_add_printf(end, "0\r\nConsent-Result: kept=%u, dropped=%u\r\n\r\n",
-				    c->insp.kept, c->insp.dropped);
+				    c->rq->insp.kept, c->rq->insp.dropped);
 		upstream_write(c->up, end);
 		evbuffer_free(end);
 		c->state = CS_UPSTREAM;
@@ -506,31 +524,31 @@ stream_progress(struct conn *c, bool done)
 static void
 start_request(struct conn *c, const char *buf)
 {
-	const struct http1_request *r = &c->req;
+	const struct http1_request *r = &c->rq->req;
 	ptrdiff_t shift;
 
 	/* keep the head: the slices must outlive the input buffer */
-	if (c->head_cap < r->head_len) {
-		free(c->head);
-		c->head_cap = r->head_len < 4096 ? 4096 : r->head_len;
-		c->head = malloc(c->head_cap);
-		if (c->head == NULL) {
-			c->head_cap = 0;
+	if (c->rq->head_cap < r->head_len) {
+		free(c->rq->head);
+		c->rq->head_cap = r->head_len < 4096 ? 4096 : r->head_len;
+		c->rq->head = malloc(c->rq->head_cap);
+		if (c->rq->head == NULL) {
+			c->rq->head_cap = 0;
 			fail_request(c, 500, "out of memory", NULL);
 			return;
 		}
 	}
-	memcpy(c->head, buf, r->head_len);
-	shift = c->head - buf;
+	memcpy(c->rq->head, buf, r->head_len);
+	shift = c->rq->head - buf;
 #define MOVE(s) ((s).ptr = (s).ptr ? (s).ptr + shift : NULL)
-	MOVE(c->req.method);
-	MOVE(c->req.target);
-	MOVE(c->req.path);
-	MOVE(c->req.query);
-	MOVE(c->req.host);
-	for (unsigned i = 0; i < c->req.nheaders; i++) {
-		MOVE(c->req.headers[i].name);
-		MOVE(c->req.headers[i].value);
+	MOVE(c->rq->req.method);
+	MOVE(c->rq->req.target);
+	MOVE(c->rq->req.path);
+	MOVE(c->rq->req.query);
+	MOVE(c->rq->req.host);
+	for (unsigned i = 0; i < c->rq->req.nheaders; i++) {
+		MOVE(c->rq->req.headers[i].name);
+		MOVE(c->rq->req.headers[i].value);
 	}
 #undef MOVE
 	evbuffer_drain(c->in, r->head_len);
@@ -549,17 +567,17 @@ start_request(struct conn *c, const char *buf)
 		return;
 	}
 	if (policy_route_action(c->route) == POLICY_ACTION_INSPECT) {
-		int status = inspect_begin(&c->insp, c->snap, c->route, r,
+		int status = inspect_begin(&c->rq->insp, c->snap, c->route, r,
 					   c->w->cfg->max_staleness_s);
 
 		if (status != 0) {
 			if (r->framing == HTTP1_FRAMING_NONE)
-				reply_problem(c, status, c->insp.error, c->insp.error_json);
+				reply_problem(c, status, c->rq->insp.error, c->rq->insp.error_json);
 			else
-				fail_request(c, status, c->insp.error, c->insp.error_json);
+				fail_request(c, status, c->rq->insp.error, c->rq->insp.error_json);
 			return;
 		}
-		if (c->insp.decided && c->insp.kept == 0) {
+		if (c->rq->insp.decided && c->rq->insp.kept == 0) {
 			reply_all_dropped(c); /* the person in the header is denied */
 			return;
 		}
@@ -587,7 +605,7 @@ read_body(struct conn *c)
 {
 	size_t avail = evbuffer_get_length(c->in);
 
-	if (c->req.framing == HTTP1_FRAMING_LENGTH) {
+	if (c->rq->req.framing == HTTP1_FRAMING_LENGTH) {
 		size_t n = avail < c->body_left ? avail : (size_t)c->body_left;
 
 		evbuffer_remove_buffer(c->in, c->body, n);
@@ -635,6 +653,14 @@ parse_head(struct conn *c)
 	unsigned char *buf;
 	int status = 400, rc;
 
+	if (c->rq == NULL) {
+		c->rq = calloc(1, sizeof(*c->rq));
+		if (c->rq == NULL) {
+			conn_close(c);
+			return;
+		}
+		inspect_result_init(&c->rq->insp);
+	}
 	if (len > lim)
 		len = lim;
 	/* A head only changes meaning at a line end: parse again only when a
@@ -650,7 +676,7 @@ parse_head(struct conn *c)
 	}
 	c->head_scanned = len;
 	buf = evbuffer_pullup(c->in, (ev_ssize_t)len);
-	rc = http1_parse_request((const char *)buf, len, &limits, &c->req, &status, &reason);
+	rc = http1_parse_request((const char *)buf, len, &limits, &c->rq->req, &status, &reason);
 	if (rc == 0) {
 		if (len >= lim) {
 			fail_request(c, 431, "the request head is larger than the limit", NULL);
@@ -715,6 +741,7 @@ conn_step(struct conn *c)
 				return;
 			} else if (c->timer_kind == TIMER_NONE) {
 				set_timer(c, TIMER_IDLE, c->w->cfg->idle_timeout_ms);
+				rq_release(c);
 			}
 			if (c->state == CS_HEAD && c->eof && evbuffer_get_length(c->in) > 0) {
 				/* half a head and the client left */
@@ -725,7 +752,7 @@ conn_step(struct conn *c)
 		case CS_BODY: {
 			int done = read_body(c);
 
-			if (done >= 0 && c->insp.streaming) {
+			if (done >= 0 && c->rq->insp.streaming) {
 				stream_progress(c, done == 1);
 				if (c->state == CS_BODY && done == 0 && c->eof) {
 					conn_close(c); /* the upstream request stays incomplete */
@@ -855,7 +882,6 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 	if (w->conns)
 		w->conns->prev = c;
 	w->conns = c;
-	inspect_result_init(&c->insp);
 	if (!c->in || !c->out || !c->body || !c->kept || !c->ev || !c->timer) {
 		conn_close(c);
 		return;
