@@ -39,6 +39,7 @@ struct conn_request {
 	struct inspect_result insp;
 	char *head; /* the head's bytes: req's slices point here */
 	size_t head_cap;
+	struct conn_request *next_free; /* in the worker's free list */
 };
 
 struct conn {
@@ -93,16 +94,64 @@ clear_timer(struct conn *c)
 	}
 }
 
+/*
+ * Per-request state comes from a small per-worker free list: an idle
+ * connection holds none, and a busy worker does not pay malloc, free and a
+ * 5 KiB memset per request (4% of a small GET's CPU in perf).
+ */
+#define RQ_FREE_MAX 256 /* request states a worker keeps for reuse */
+
+static struct conn_request *
+rq_get(struct worker *w)
+{
+	struct conn_request *rq = w->rq_free;
+
+	if (rq != NULL) {
+		w->rq_free = rq->next_free;
+		w->nrq_free--;
+	} else if ((rq = malloc(sizeof(*rq))) != NULL) {
+		rq->head = NULL;
+		rq->head_cap = 0;
+	} else {
+		return NULL;
+	}
+	rq->next_free = NULL;
+	inspect_result_init(&rq->insp);
+	return rq;
+}
+
 /* Drop the per-request state of an idle connection. */
 static void
 rq_release(struct conn *c)
 {
-	if (c->rq == NULL)
+	struct conn_request *rq = c->rq;
+	struct worker *w = c->w;
+
+	if (rq == NULL)
 		return;
-	inspect_result_reset(&c->rq->insp);
-	free(c->rq->head);
-	free(c->rq);
 	c->rq = NULL;
+	inspect_result_reset(&rq->insp);
+	if (w->nrq_free < RQ_FREE_MAX) {
+		rq->next_free = w->rq_free;
+		w->rq_free = rq;
+		w->nrq_free++;
+		return;
+	}
+	free(rq->head);
+	free(rq);
+}
+
+void
+conn_free_cache(struct worker *w)
+{
+	while (w->rq_free) {
+		struct conn_request *rq = w->rq_free;
+
+		w->rq_free = rq->next_free;
+		free(rq->head);
+		free(rq);
+	}
+	w->nrq_free = 0;
 }
 
 static void
@@ -116,7 +165,7 @@ request_reset(struct conn *c)
 		policy_snapshot_unref(c->snap);
 		c->snap = NULL;
 	}
-	if (c->rq)
+	if (c->rq && (c->rq->insp.active || c->rq->insp.rec || c->rq->insp.trail))
 		inspect_result_reset(&c->rq->insp);
 	c->route = NULL;
 	c->response_started = false;
@@ -271,8 +320,18 @@ on_up_head(void *arg, const struct http1_response *res)
 			!(chunked && c->rq->req.minor == 0);
 	if (chunked && c->rq->req.minor == 0)
 		c->keep_alive = false; /* relayed verbatim; a 1.0 client reads to close */
-	evbuffer_add_printf(o, "HTTP/1.1 %d %.*s\r\n", res->status,
-			    (int)res->reason.len, res->reason.ptr);
+	{
+		/* the status line without printf: it is on every response */
+		char line[16] = "HTTP/1.1 ";
+
+		line[9] = (char)('0' + res->status / 100 % 10);
+		line[10] = (char)('0' + res->status / 10 % 10);
+		line[11] = (char)('0' + res->status % 10);
+		line[12] = ' ';
+		evbuffer_add(o, line, 13);
+		evbuffer_add(o, res->reason.ptr, res->reason.len);
+		ADD_LIT(o, "\r\n");
+	}
 	for (unsigned i = 0; i < res->nheaders; i++) {
 		const struct http1_header *h = &res->headers[i];
 
@@ -411,8 +470,12 @@ build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len, bool st
 	}
 	if (r->host.ptr == NULL) /* HTTP/1.0 may omit it; HTTP/1.1 needs one */
 		evbuffer_add_printf(h, "Host: %s\r\n", c->w->cfg->upstream_hostport);
-	evbuffer_add_printf(h, "Via: 1.%d consentgate\r\nForwarded: for=%s;proto=http\r\n",
-			    r->minor, c->peer);
+	if (r->minor == 0)
+		ADD_LIT(h, "Via: 1.0 consentgate\r\nForwarded: for=");
+	else
+		ADD_LIT(h, "Via: 1.1 consentgate\r\nForwarded: for=");
+	evbuffer_add(h, c->peer, strlen(c->peer));
+	ADD_LIT(h, ";proto=http\r\n");
 	if (streaming)
 		ADD_LIT(h, "Transfer-Encoding: chunked\r\n");
 	else if (body_len > 0 || r->framing != HTTP1_FRAMING_NONE)
@@ -654,12 +717,11 @@ parse_head(struct conn *c)
 	int status = 400, rc;
 
 	if (c->rq == NULL) {
-		c->rq = calloc(1, sizeof(*c->rq));
+		c->rq = rq_get(c->w);
 		if (c->rq == NULL) {
 			conn_close(c);
 			return;
 		}
-		inspect_result_init(&c->rq->insp);
 	}
 	if (len > lim)
 		len = lim;

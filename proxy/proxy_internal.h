@@ -101,6 +101,8 @@ struct worker {
 	struct event *declog_timer;
 	bool declog_timer_armed;
 	struct metrics metrics;
+	struct conn_request *rq_free; /* request states kept for reuse */
+	unsigned nrq_free;
 };
 
 void worker_conn_closed(struct worker *w);
@@ -116,6 +118,8 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
 void conn_drain_all(struct worker *w);
 /* Close every connection at once (the worker is stopping). */
 void conn_close_all(struct worker *w);
+/* Free the request states the worker keeps for reuse. */
+void conn_free_cache(struct worker *w);
 
 /* ---- upstream.c: the pool and one upstream exchange ---- */
 struct upstream_conn;

@@ -434,6 +434,7 @@ server_run(struct server *s)
 		struct worker *w = &s->workers[i];
 
 		conn_close_all(w);
+		conn_free_cache(w);
 		upstream_pool_clear(w);
 		declog_worker_free(w);
 		event_free(drain_evs[i]);
