@@ -103,7 +103,7 @@ fuzz:
 	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk BUILD=build/fuzz
 
 format:
-	clang-format -i $(POLICY_SRC) $(PROXY_SRC) proxy/main.c $(wildcard include/consentgate/*.h proxy/*.h policy/*.h) $(UNIT_SRC)
+	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
 	rm -rf build

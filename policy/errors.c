@@ -22,7 +22,7 @@ cg_errors_reset(struct cg_errors *e)
 
 void
 cg_errors_add(struct cg_errors *e, const char *file, int line, int col,
-	      const char *fmt, ...)
+              const char *fmt, ...)
 {
 	char text[512], *msg;
 	va_list ap;
@@ -35,7 +35,8 @@ cg_errors_add(struct cg_errors *e, const char *file, int line, int col,
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	if (line > 0 && col > 0)
-		msg = NULL, (void)asprintf(&msg, "%s:%d:%d: %s", file, line, col, text);
+		msg = NULL,
+		(void)asprintf(&msg, "%s:%d:%d: %s", file, line, col, text);
 	else if (line > 0)
 		msg = NULL, (void)asprintf(&msg, "%s:%d: %s", file, line, text);
 	else

@@ -27,7 +27,7 @@ classify_token(struct jsonptr_token *t)
 
 int
 jsonptr_parse(const char *text, size_t len, struct jsonptr *out,
-	      const char **err)
+              const char **err)
 {
 	struct jsonptr_token *t = NULL;
 	size_t i;
@@ -58,13 +58,16 @@ jsonptr_parse(const char *text, size_t len, struct jsonptr *out,
 			continue;
 		}
 		if (c == '\0') {
-			/* no record member can hold a NUL: the scanner refuses it */
+			/* no record member can hold a NUL: the scanner refuses
+			 * it */
 			*err = "JSON Pointer must not contain a NUL byte";
 			goto done;
 		}
 		if (c == '~') {
-			if (i + 1 >= len || (text[i + 1] != '0' && text[i + 1] != '1')) {
-				*err = "~ must be followed by 0 or 1 in a JSON Pointer";
+			if (i + 1 >= len ||
+			    (text[i + 1] != '0' && text[i + 1] != '1')) {
+				*err = "~ must be followed by 0 or 1 in a JSON "
+				       "Pointer";
 				goto done;
 			}
 			c = text[++i] == '0' ? '~' : '/';

@@ -27,13 +27,13 @@
 
 #include "consentgate/scan.h"
 
-#define SCAN_DEPTH_CAP 1024 /* containers; caps spec->max_depth */
+#define SCAN_DEPTH_CAP 1024          /* containers; caps spec->max_depth */
 #define SCAN_TRACK CG_MAX_PTR_TOKENS /* levels a locator can reach */
-#define SCAN_MAX_LOC 32     /* locators a mask can hold */
+#define SCAN_MAX_LOC 32              /* locators a mask can hold */
 
 /* what a string body holds, found while skipping it */
-#define SF_ESC 1  /* a backslash escape */
-#define SF_NUL 4  /* \u0000 */
+#define SF_ESC 1 /* a backslash escape */
+#define SF_NUL 4 /* \u0000 */
 
 /* iterator states */
 enum {
@@ -58,38 +58,48 @@ struct scan_ctx {
 };
 
 static const uint8_t is_ws[256] = {
-	[' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1,
+    [' '] = 1,
+    ['\t'] = 1,
+    ['\n'] = 1,
+    ['\r'] = 1,
 };
 
 /* 0 plain ASCII, 1 quote, 2 backslash, 3 control byte, 4 non-ASCII */
 static const uint8_t str_class[256] = {
-	[0 ... 31] = 3, ['"'] = 1, ['\\'] = 2, [128 ... 255] = 4,
+    [0 ... 31] = 3,
+    ['"'] = 1,
+    ['\\'] = 2,
+    [128 ... 255] = 4,
 };
 
 /* hex digit value + 1; 0 for any other byte */
 static const uint8_t hex_val1[256] = {
-	['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5,
-	['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
-	['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
-	['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,
+    ['6'] = 7,  ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12,
+    ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12,
+    ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
 };
 
 /* NDJSON: a line end ends the record, it is not whitespace inside it */
 static const uint8_t is_ws_line[256] = {
-	[' '] = 1, ['\t'] = 1, ['\r'] = 1,
+    [' '] = 1,
+    ['\t'] = 1,
+    ['\r'] = 1,
 };
 
 #define SKIP_WS_IN(tab, p, end)                                                \
-	while ((p) < (end) && (tab)[(uint8_t)*(p)])                            \
-		(p)++
+	while ((p) < (end) && (tab)[(uint8_t) * (p)])                          \
+	(p)++
 #define SKIP_WS(p, end) SKIP_WS_IN(is_ws, p, end)
 
 /* The 4 hex digits at p (the caller checked they are there), or -1. */
 static inline int32_t
 hex4(const char *p)
 {
-	int32_t a = hex_val1[(uint8_t)p[0]] - 1, b = hex_val1[(uint8_t)p[1]] - 1;
-	int32_t c = hex_val1[(uint8_t)p[2]] - 1, d = hex_val1[(uint8_t)p[3]] - 1;
+	int32_t a = hex_val1[(uint8_t)p[0]] - 1,
+	        b = hex_val1[(uint8_t)p[1]] - 1;
+	int32_t c = hex_val1[(uint8_t)p[2]] - 1,
+	        d = hex_val1[(uint8_t)p[3]] - 1;
 
 	if ((a | b | c | d) < 0)
 		return -1;
@@ -103,32 +113,32 @@ hex4(const char *p)
  * RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF.
  */
 #define U_ERR 0
-#define U_ACC 6   /* between characters */
-#define U_1 12    /* one continuation byte to go */
-#define U_2 18    /* two to go */
-#define U_3 24    /* three to go */
-#define U_E0 30   /* after E0: A0-BF (no overlong) */
-#define U_ED 36   /* after ED: 80-9F (no surrogate) */
-#define U_F0 42   /* after F0: 90-BF (no overlong) */
-#define U_F4 48   /* after F4: 80-8F (<= U+10FFFF) */
+#define U_ACC 6 /* between characters */
+#define U_1 12  /* one continuation byte to go */
+#define U_2 18  /* two to go */
+#define U_3 24  /* three to go */
+#define U_E0 30 /* after E0: A0-BF (no overlong) */
+#define U_ED 36 /* after ED: 80-9F (no surrogate) */
+#define U_F0 42 /* after F0: 90-BF (no overlong) */
+#define U_F4 48 /* after F4: 80-8F (<= U+10FFFF) */
 #define U_T(from, to) ((uint64_t)(to) << (from))
 
 static const uint64_t utf8_row[256] = {
-	[0x00 ... 0x7F] = U_T(U_ACC, U_ACC),
-	[0x80 ... 0x8F] = U_T(U_1, U_ACC) | U_T(U_2, U_1) | U_T(U_3, U_2) |
-			  U_T(U_ED, U_1) | U_T(U_F4, U_2),
-	[0x90 ... 0x9F] = U_T(U_1, U_ACC) | U_T(U_2, U_1) | U_T(U_3, U_2) |
-			  U_T(U_ED, U_1) | U_T(U_F0, U_2),
-	[0xA0 ... 0xBF] = U_T(U_1, U_ACC) | U_T(U_2, U_1) | U_T(U_3, U_2) |
-			  U_T(U_E0, U_1) | U_T(U_F0, U_2),
-	[0xC2 ... 0xDF] = U_T(U_ACC, U_1),
-	[0xE0] = U_T(U_ACC, U_E0),
-	[0xE1 ... 0xEC] = U_T(U_ACC, U_2),
-	[0xED] = U_T(U_ACC, U_ED),
-	[0xEE ... 0xEF] = U_T(U_ACC, U_2),
-	[0xF0] = U_T(U_ACC, U_F0),
-	[0xF1 ... 0xF3] = U_T(U_ACC, U_3),
-	[0xF4] = U_T(U_ACC, U_F4),
+    [0x00 ... 0x7F] = U_T(U_ACC, U_ACC),
+    [0x80 ... 0x8F] = U_T(U_1, U_ACC) | U_T(U_2, U_1) | U_T(U_3, U_2) |
+                      U_T(U_ED, U_1) | U_T(U_F4, U_2),
+    [0x90 ... 0x9F] = U_T(U_1, U_ACC) | U_T(U_2, U_1) | U_T(U_3, U_2) |
+                      U_T(U_ED, U_1) | U_T(U_F0, U_2),
+    [0xA0 ... 0xBF] = U_T(U_1, U_ACC) | U_T(U_2, U_1) | U_T(U_3, U_2) |
+                      U_T(U_E0, U_1) | U_T(U_F0, U_2),
+    [0xC2 ... 0xDF] = U_T(U_ACC, U_1),
+    [0xE0] = U_T(U_ACC, U_E0),
+    [0xE1 ... 0xEC] = U_T(U_ACC, U_2),
+    [0xED] = U_T(U_ACC, U_ED),
+    [0xEE ... 0xEF] = U_T(U_ACC, U_2),
+    [0xF0] = U_T(U_ACC, U_F0),
+    [0xF1 ... 0xF3] = U_T(U_ACC, U_3),
+    [0xF4] = U_T(U_ACC, U_F4),
 };
 
 static inline uint64_t
@@ -173,29 +183,36 @@ scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
 		const __m128i space = _mm_set1_epi8(0x20);
 
 		while (end - p >= 16) {
-			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+			__m128i v =
+			    _mm_loadu_si128((const __m128i *)(const void *)p);
 			unsigned hi = (unsigned)_mm_movemask_epi8(v);
 			unsigned sp = (unsigned)_mm_movemask_epi8(_mm_or_si128(
-					      _mm_cmpeq_epi8(v, quote),
-					      _mm_cmpeq_epi8(v, bslash))) |
-				      ((unsigned)_mm_movemask_epi8(
-					       _mm_cmplt_epi8(v, space)) &
-				       ~hi);
+			                  _mm_cmpeq_epi8(v, quote),
+			                  _mm_cmpeq_epi8(v, bslash))) |
+			              ((unsigned)_mm_movemask_epi8(
+			                   _mm_cmplt_epi8(v, space)) &
+			               ~hi);
 			unsigned k;
 
 			k = sp != 0 ? (unsigned)__builtin_ctz(sp) : 16;
 			hi &= (1u << k) - 1;
 			if ((hi | (unsigned)(st ^ U_ACC)) != 0) {
 				/* ASCII keeps the DFA between characters, so it
-				 * runs only from the first to the last non-ASCII
-				 * byte of the block (or from 0 mid-character) */
-				unsigned from = st != U_ACC ? 0 : (unsigned)__builtin_ctz(hi);
-				unsigned to = hi != 0 ? 32 - (unsigned)__builtin_clz(hi) : 0;
+				 * runs only from the first to the last
+				 * non-ASCII byte of the block (or from 0
+				 * mid-character) */
+				unsigned from =
+				    st != U_ACC ? 0
+				                : (unsigned)__builtin_ctz(hi);
+				unsigned to =
+				    hi != 0 ? 32 - (unsigned)__builtin_clz(hi)
+				            : 0;
 
 				if (to > from) {
 					st2 = utf8_run(p + from, to - from, st);
 					if (st2 == U_ERR) {
-						p = utf8_error_at(p + from, to - from, st);
+						p = utf8_error_at(
+						    p + from, to - from, st);
 						goto bad_utf8;
 					}
 					st = st2;
@@ -217,8 +234,9 @@ scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
 			uint8_t b;
 
 			if (p >= end) {
-				c->err = st == U_ACC ? "unterminated string"
-						     : "invalid UTF-8 in string";
+				c->err = st == U_ACC
+				             ? "unterminated string"
+				             : "invalid UTF-8 in string";
 				goto fail;
 			}
 			b = (uint8_t)*p;
@@ -230,7 +248,7 @@ scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
 			p++;
 		}
 #ifdef __SSE2__
-special:
+	special:
 #endif
 		/* most often the closing quote */
 		if (*p == '"') {
@@ -247,8 +265,14 @@ special:
 			goto fail;
 		}
 		switch (p[1]) {
-		case '"': case '\\': case '/': case 'b':
-		case 'f': case 'n': case 'r': case 't':
+		case '"':
+		case '\\':
+		case '/':
+		case 'b':
+		case 'f':
+		case 'n':
+		case 'r':
+		case 't':
 			p += 2;
 			continue;
 		case 'u':
@@ -326,13 +350,27 @@ decode_string(const char *s, size_t n, char *out, size_t cap, size_t *outlen)
 			continue;
 		}
 		switch (s[1]) {
-		case 'b': cp = '\b'; break;
-		case 'f': cp = '\f'; break;
-		case 'n': cp = '\n'; break;
-		case 'r': cp = '\r'; break;
-		case 't': cp = '\t'; break;
-		case 'u': cp = (uint32_t)hex4(s + 2); break;
-		default: cp = (uint8_t)s[1]; break;
+		case 'b':
+			cp = '\b';
+			break;
+		case 'f':
+			cp = '\f';
+			break;
+		case 'n':
+			cp = '\n';
+			break;
+		case 'r':
+			cp = '\r';
+			break;
+		case 't':
+			cp = '\t';
+			break;
+		case 'u':
+			cp = (uint32_t)hex4(s + 2);
+			break;
+		default:
+			cp = (uint8_t)s[1];
+			break;
 		}
 		s += s[1] == 'u' ? 6 : 2;
 		if (cp >= 0xD800 && cp <= 0xDBFF) {
@@ -409,7 +447,7 @@ fold_equal(const char *a, size_t an, const char *b, size_t bn)
  */
 static int
 key_match(const struct jsonptr_token *t, const char *k, size_t klen,
-	  unsigned flags)
+          unsigned flags)
 {
 	/* folding shrinks a name at most 3 to 1 */
 	char tmp[3 * CG_MAX_PTR_TOKEN_LEN];
@@ -422,7 +460,8 @@ key_match(const struct jsonptr_token *t, const char *k, size_t klen,
 	if (klen == t->len && memcmp(k, t->name, klen) == 0)
 		return 1;
 	/* two ASCII first bytes that differ beyond case: no fold can match */
-	if (klen > 0 && t->len > 0 && ((uint8_t)k[0] | (uint8_t)t->name[0]) < 0x80 &&
+	if (klen > 0 && t->len > 0 &&
+	    ((uint8_t)k[0] | (uint8_t)t->name[0]) < 0x80 &&
 	    ((uint8_t)k[0] | 0x20) != ((uint8_t)t->name[0] | 0x20))
 		return 0;
 	return fold_equal(k, klen, t->name, t->len) ? 2 : 0;
@@ -435,7 +474,7 @@ key_match(const struct jsonptr_token *t, const char *k, size_t klen,
  */
 static int
 match_member(struct scan_ctx *c, unsigned mask, unsigned d, const char *k,
-	     size_t klen, unsigned flags, unsigned *seen, unsigned *next)
+             size_t klen, unsigned flags, unsigned *seen, unsigned *next)
 {
 	unsigned out = 0;
 
@@ -446,7 +485,8 @@ match_member(struct scan_ctx *c, unsigned mask, unsigned d, const char *k,
 		if (r == 0)
 			continue;
 		if (r == 2) {
-			c->err = "ambiguous subject: member name differs only in case";
+			c->err = "ambiguous subject: member name differs only "
+			         "in case";
 			return -1;
 		}
 		if (*seen & (1u << i)) {
@@ -503,7 +543,7 @@ check_container(struct scan_ctx *c, unsigned mask, unsigned d, bool obj)
 	}
 	for (unsigned m = mask; m != 0; m &= m - 1) {
 		const struct jsonptr_token *t =
-			&c->loc[__builtin_ctz(m)].tok[d];
+		    &c->loc[__builtin_ctz(m)].tok[d];
 
 		if (obj && t->wildcard) {
 			c->err = "ambiguous subject: locator expects an array";
@@ -522,7 +562,8 @@ static int
 check_scalar(struct scan_ctx *c, unsigned mask, unsigned d)
 {
 	if (terminal_mask(c, mask, d) != mask) {
-		c->err = "ambiguous subject: locator expects an object or array";
+		c->err =
+		    "ambiguous subject: locator expects an object or array";
 		return -1;
 	}
 	return 0;
@@ -559,7 +600,7 @@ add_subject(struct scan_ctx *c, const char *s, size_t n, unsigned flags)
 		c->err = "subject id contains a NUL character";
 		return -1;
 	}
-	r->subjects[r->nsubjects++] = (struct cg_slice){ s, n };
+	r->subjects[r->nsubjects++] = (struct cg_slice){s, n};
 	return 0;
 }
 
@@ -634,7 +675,7 @@ value:
 		vmask = cmask != 0 ? elem_mask(c, cmask, depth - 1, 0) : 0;
 		goto value;
 	case '"':
-string:
+	string:
 		s = p + 1;
 		q = scan_string(c, s, &flags);
 		if (q == NULL)
@@ -648,8 +689,17 @@ string:
 		}
 		p = q + 1;
 		goto after_value;
-	case '-': case '0': case '1': case '2': case '3': case '4':
-	case '5': case '6': case '7': case '8': case '9':
+	case '-':
+	case '0':
+	case '1':
+	case '2':
+	case '3':
+	case '4':
+	case '5':
+	case '6':
+	case '7':
+	case '8':
+	case '9':
 		s = p;
 		is_int = true;
 		if (*p == '-')
@@ -762,9 +812,9 @@ after_value:
 	if (*p == ',') {
 		p++;
 		SKIP_WS_IN(ws, p, end);
-		vmask = cmask != 0 ? elem_mask(c, cmask, depth - 1,
-					       ++lidx[depth - 1])
-				   : 0;
+		vmask = cmask != 0
+		            ? elem_mask(c, cmask, depth - 1, ++lidx[depth - 1])
+		            : 0;
 		goto value;
 	}
 	if (*p == ']') {
@@ -776,7 +826,7 @@ after_value:
 key:
 	if (p >= end || *p != '"') {
 		err = p >= end ? "unexpected end of input"
-			       : "expected a member name";
+		               : "expected a member name";
 		goto fail;
 	}
 	s = p + 1;
@@ -789,9 +839,8 @@ key:
 		goto fail;
 	}
 	vmask = 0;
-	if (cmask != 0 &&
-	    match_member(c, cmask, depth - 1, s, (size_t)(q - s), flags,
-			 &lseen[depth - 1], &vmask) < 0)
+	if (cmask != 0 && match_member(c, cmask, depth - 1, s, (size_t)(q - s),
+	                               flags, &lseen[depth - 1], &vmask) < 0)
 		goto fail_ctx_p;
 	p = q + 1;
 	if (p < end && *p == ':') {
@@ -800,7 +849,7 @@ key:
 		SKIP_WS_IN(ws, p, end);
 		if (p >= end || *p != ':') {
 			err = p >= end ? "unexpected end of input"
-				       : "expected ':' after member name";
+			               : "expected ':' after member name";
 			goto fail;
 		}
 		p++;
@@ -820,7 +869,7 @@ fail_ctx:
 
 static void
 ctx_init(struct scan_ctx *c, const struct scan_spec *spec,
-	 struct scan_record *rec, const char *end)
+         struct scan_record *rec, const char *end)
 {
 	c->loc = NULL;
 	c->nloc = 0;
@@ -829,7 +878,7 @@ ctx_init(struct scan_ctx *c, const struct scan_spec *spec,
 	if (spec != NULL) {
 		c->loc = spec->locators;
 		c->nloc = spec->nlocators < SCAN_MAX_LOC ? spec->nlocators
-							 : SCAN_MAX_LOC;
+		                                         : SCAN_MAX_LOC;
 		if (spec->max_depth != 0)
 			c->max_depth = spec->max_depth;
 	}
@@ -851,7 +900,7 @@ ctx_init(struct scan_ctx *c, const struct scan_spec *spec,
  */
 static int
 scan_one(struct scan_ctx *c, const char *base, const char *p,
-	 struct scan_record *rec)
+         struct scan_record *rec)
 {
 	const char *start;
 
@@ -873,7 +922,7 @@ scan_one(struct scan_ctx *c, const char *base, const char *p,
 
 int
 scan_record(const struct scan_spec *spec, const char *buf, size_t len,
-	    struct scan_record *rec, const char **err)
+            struct scan_record *rec, const char **err)
 {
 	struct scan_ctx c;
 	int rc;
@@ -887,8 +936,8 @@ scan_record(const struct scan_spec *spec, const char *buf, size_t len,
 
 void
 scan_iter_init(struct scan_iter *it, const struct scan_spec *spec,
-	       enum scan_format format, const struct jsonptr *array_at,
-	       const char *buf, size_t len)
+               enum scan_format format, const struct jsonptr *array_at,
+               const char *buf, size_t len)
 {
 	memset(it, 0, sizeof(*it));
 	it->spec = spec;
@@ -936,30 +985,41 @@ iter_enter(struct scan_iter *it, struct scan_ctx *c)
 		const struct jsonptr_token *t = &it->array_at->tok[l];
 
 		if (t->wildcard)
-			return iter_fail(it, "records array pointer has a wildcard", p);
+			return iter_fail(
+			    it, "records array pointer has a wildcard", p);
 		if (p >= end || *p != '{')
-			return iter_fail(it, l == 0 ? "body is not a JSON object"
-						    : "records array not found", p);
+			return iter_fail(it,
+			                 l == 0 ? "body is not a JSON object"
+			                        : "records array not found",
+			                 p);
 		p++;
 		SKIP_WS(p, end);
 		if (p < end && *p == '}')
 			return iter_fail(it, "records array not found", p);
 		for (;;) {
 			if (p >= end || *p != '"')
-				return iter_fail(it, "expected a member name", p);
+				return iter_fail(it, "expected a member name",
+				                 p);
 			s = p + 1;
 			q = scan_string(c, s, &flags);
 			if (q == NULL)
 				return iter_fail(it, c->err, c->errp);
 			if (flags & SF_NUL)
-				return iter_fail(it, "member name contains a NUL character", p);
+				return iter_fail(
+				    it, "member name contains a NUL character",
+				    p);
 			m = key_match(t, s, (size_t)(q - s), flags);
 			if (m == 2)
-				return iter_fail(it, "ambiguous records array: member name differs only in case", p);
+				return iter_fail(
+				    it,
+				    "ambiguous records array: member name "
+				    "differs only in case",
+				    p);
 			p = q + 1;
 			SKIP_WS(p, end);
 			if (p >= end || *p != ':')
-				return iter_fail(it, "expected ':' after member name", p);
+				return iter_fail(
+				    it, "expected ':' after member name", p);
 			p++;
 			SKIP_WS(p, end);
 			if (m == 1)
@@ -972,15 +1032,18 @@ iter_enter(struct scan_iter *it, struct scan_ctx *c)
 				SKIP_WS(p, end);
 				continue;
 			}
-			return iter_fail(it, p < end && *p == '}'
-						     ? "records array not found"
-						     : "expected ',' or '}' in object",
-					 p);
+			return iter_fail(it,
+			                 p < end && *p == '}'
+			                     ? "records array not found"
+			                     : "expected ',' or '}' in object",
+			                 p);
 		}
 	}
 	if (p >= end || *p != '[')
-		return iter_fail(it, n == 0 ? "body is not a JSON array"
-					    : "records member is not an array", p);
+		return iter_fail(it,
+		                 n == 0 ? "body is not a JSON array"
+		                        : "records member is not an array",
+		                 p);
 	it->array_open = (size_t)(p - it->buf);
 	it->pos = it->array_open + 1;
 	it->state = IT_FIRST;
@@ -1007,25 +1070,34 @@ iter_leave(struct scan_iter *it, struct scan_ctx *c)
 				break;
 			}
 			if (p >= end || *p != ',')
-				return iter_fail(it, p >= end ? "unexpected end of input"
-							      : "expected ',' or '}' in object",
-						 p);
+				return iter_fail(
+				    it,
+				    p >= end ? "unexpected end of input"
+				             : "expected ',' or '}' in object",
+				    p);
 			p++;
 			SKIP_WS(p, end);
 			if (p >= end || *p != '"')
-				return iter_fail(it, "expected a member name", p);
+				return iter_fail(it, "expected a member name",
+				                 p);
 			s = p + 1;
 			q = scan_string(c, s, &flags);
 			if (q == NULL)
 				return iter_fail(it, c->err, c->errp);
 			if (flags & SF_NUL)
-				return iter_fail(it, "member name contains a NUL character", p);
+				return iter_fail(
+				    it, "member name contains a NUL character",
+				    p);
 			if (key_match(t, s, (size_t)(q - s), flags) != 0)
-				return iter_fail(it, "ambiguous records array: duplicate member", p);
+				return iter_fail(
+				    it,
+				    "ambiguous records array: duplicate member",
+				    p);
 			p = q + 1;
 			SKIP_WS(p, end);
 			if (p >= end || *p != ':')
-				return iter_fail(it, "expected ':' after member name", p);
+				return iter_fail(
+				    it, "expected ':' after member name", p);
 			p++;
 			SKIP_WS(p, end);
 			if (parse_value(c, &p, 0) < 0)
@@ -1072,7 +1144,8 @@ iter_lines(struct scan_iter *it, struct scan_ctx *c, struct scan_record *rec)
 		rec->end = (size_t)(p - buf);
 		SKIP_WS_IN(is_ws_line, p, end);
 		if (p < end && *p != '\n')
-			return iter_fail(it, "unexpected data after the JSON value", p);
+			return iter_fail(
+			    it, "unexpected data after the JSON value", p);
 		it->pos = p < end ? (size_t)(p + 1 - buf) : it->len;
 		it->index++;
 		return 1;
@@ -1101,7 +1174,8 @@ scan_iter_next(struct scan_iter *it, struct scan_record *rec)
 			p = it->buf;
 			SKIP_WS(p, c.end);
 			if (p >= c.end || *p != '{')
-				return iter_fail(it, "body is not a JSON object", p);
+				return iter_fail(
+				    it, "body is not a JSON object", p);
 			if (scan_one(&c, it->buf, p, rec) < 0)
 				return iter_fail(it, c.err, c.errp);
 			it->pos = it->len;
@@ -1125,9 +1199,11 @@ scan_iter_next(struct scan_iter *it, struct scan_record *rec)
 			p++;
 			SKIP_WS(p, c.end);
 		} else if (p >= c.end || *p != ']') {
-			return iter_fail(it, p >= c.end ? "unexpected end of input"
-							: "expected ',' or ']' in array",
-					 p);
+			return iter_fail(it,
+			                 p >= c.end
+			                     ? "unexpected end of input"
+			                     : "expected ',' or ']' in array",
+			                 p);
 		} else {
 			goto close;
 		}

@@ -47,32 +47,42 @@ static const struct {
 	int is_size; /* size_t, else unsigned */
 	uint64_t min, max;
 } numeric_keys[] = {
-	{ "workers", offsetof(struct config, workers), 0, 0, 256 },
-	{ "max_header_bytes", offsetof(struct config, max_header_bytes), 1, 256, 1u << 20 },
-	{ "max_header_count", offsetof(struct config, max_header_count), 0, 4, CG_MAX_HEADERS },
-	{ "max_body_bytes", offsetof(struct config, max_body_bytes), 1, 0, 1ull << 34 },
-	{ "head_timeout_ms", offsetof(struct config, head_timeout_ms), 0, 1, 3600000 },
-	{ "body_timeout_ms", offsetof(struct config, body_timeout_ms), 0, 1, 3600000 },
-	{ "idle_timeout_ms", offsetof(struct config, idle_timeout_ms), 0, 1, 3600000 },
-	{ "connect_timeout_ms", offsetof(struct config, connect_timeout_ms), 0, 1, 3600000 },
-	{ "response_timeout_ms", offsetof(struct config, response_timeout_ms), 0, 1, 3600000 },
-	{ "drain_timeout_ms", offsetof(struct config, drain_timeout_ms), 0, 0, 3600000 },
-	{ "max_conns", offsetof(struct config, max_conns), 0, 1, 1000000 },
-	{ "fd_reserve", offsetof(struct config, fd_reserve), 0, 0, 100000 },
-	{ "pool_size", offsetof(struct config, pool_size), 0, 0, 100000 },
-	{ "max_staleness_s", offsetof(struct config, max_staleness_s), 0, 0, 100000000 },
+    {"workers", offsetof(struct config, workers), 0, 0, 256},
+    {"max_header_bytes", offsetof(struct config, max_header_bytes), 1, 256,
+     1u << 20},
+    {"max_header_count", offsetof(struct config, max_header_count), 0, 4,
+     CG_MAX_HEADERS},
+    {"max_body_bytes", offsetof(struct config, max_body_bytes), 1, 0,
+     1ull << 34},
+    {"head_timeout_ms", offsetof(struct config, head_timeout_ms), 0, 1,
+     3600000},
+    {"body_timeout_ms", offsetof(struct config, body_timeout_ms), 0, 1,
+     3600000},
+    {"idle_timeout_ms", offsetof(struct config, idle_timeout_ms), 0, 1,
+     3600000},
+    {"connect_timeout_ms", offsetof(struct config, connect_timeout_ms), 0, 1,
+     3600000},
+    {"response_timeout_ms", offsetof(struct config, response_timeout_ms), 0, 1,
+     3600000},
+    {"drain_timeout_ms", offsetof(struct config, drain_timeout_ms), 0, 0,
+     3600000},
+    {"max_conns", offsetof(struct config, max_conns), 0, 1, 1000000},
+    {"fd_reserve", offsetof(struct config, fd_reserve), 0, 0, 100000},
+    {"pool_size", offsetof(struct config, pool_size), 0, 0, 100000},
+    {"max_staleness_s", offsetof(struct config, max_staleness_s), 0, 0,
+     100000000},
 };
 
 static const struct {
 	const char *key;
 	size_t offset;
 } string_keys[] = {
-	{ "listen", offsetof(struct config, listen) },
-	{ "upstream", offsetof(struct config, upstream) },
-	{ "policy", offsetof(struct config, policy_path) },
-	{ "consent", offsetof(struct config, consent_path) },
-	{ "decision_log", offsetof(struct config, decision_log) },
-	{ "admin", offsetof(struct config, admin) },
+    {"listen", offsetof(struct config, listen)},
+    {"upstream", offsetof(struct config, upstream)},
+    {"policy", offsetof(struct config, policy_path)},
+    {"consent", offsetof(struct config, consent_path)},
+    {"decision_log", offsetof(struct config, decision_log)},
+    {"admin", offsetof(struct config, admin)},
 };
 
 int
@@ -85,59 +95,73 @@ config_load_file(struct config *cfg, const char *path, struct cg_errors *errs)
 
 	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
-		cg_errors_add(errs, path, jerr.line, jerr.column, "%s", jerr.text);
+		cg_errors_add(errs, path, jerr.line, jerr.column, "%s",
+		              jerr.text);
 		return -1;
 	}
 	if (!json_is_object(root)) {
-		cg_errors_add(errs, path, 1, 1, "the configuration must be a JSON object");
+		cg_errors_add(errs, path, 1, 1,
+		              "the configuration must be a JSON object");
 		json_decref(root);
 		return -1;
 	}
-	json_object_foreach(root, key, value) {
+	json_object_foreach(root, key, value)
+	{
 		size_t i;
 		int found = 0;
 
-		for (i = 0; i < sizeof(string_keys) / sizeof(string_keys[0]); i++) {
+		for (i = 0; i < sizeof(string_keys) / sizeof(string_keys[0]);
+		     i++) {
 			char **slot;
 
 			if (strcmp(key, string_keys[i].key) != 0)
 				continue;
 			found = 1;
 			if (!json_is_string(value)) {
-				cg_errors_add(errs, path, 0, 0, "\"%s\" must be a string", key);
+				cg_errors_add(errs, path, 0, 0,
+				              "\"%s\" must be a string", key);
 				break;
 			}
 			slot = (char **)((char *)cfg + string_keys[i].offset);
 			free(*slot);
 			*slot = strdup(json_string_value(value));
 		}
-		for (i = 0; !found && i < sizeof(numeric_keys) / sizeof(numeric_keys[0]); i++) {
+		for (i = 0; !found &&
+		            i < sizeof(numeric_keys) / sizeof(numeric_keys[0]);
+		     i++) {
 			json_int_t v;
 
 			if (strcmp(key, numeric_keys[i].key) != 0)
 				continue;
 			found = 1;
 			if (!json_is_integer(value)) {
-				cg_errors_add(errs, path, 0, 0, "\"%s\" must be an integer", key);
+				cg_errors_add(errs, path, 0, 0,
+				              "\"%s\" must be an integer", key);
 				break;
 			}
 			v = json_integer_value(value);
 			if (v < 0 || (uint64_t)v < numeric_keys[i].min ||
 			    (uint64_t)v > numeric_keys[i].max) {
-				cg_errors_add(errs, path, 0, 0,
-					      "\"%s\" is %lld; it must be between %llu and %llu",
-					      key, (long long)v,
-					      (unsigned long long)numeric_keys[i].min,
-					      (unsigned long long)numeric_keys[i].max);
+				cg_errors_add(
+				    errs, path, 0, 0,
+				    "\"%s\" is %lld; it must be between %llu "
+				    "and %llu",
+				    key, (long long)v,
+				    (unsigned long long)numeric_keys[i].min,
+				    (unsigned long long)numeric_keys[i].max);
 				break;
 			}
 			if (numeric_keys[i].is_size)
-				*(size_t *)((char *)cfg + numeric_keys[i].offset) = (size_t)v;
+				*(size_t *)((char *)cfg +
+				            numeric_keys[i].offset) = (size_t)v;
 			else
-				*(unsigned *)((char *)cfg + numeric_keys[i].offset) = (unsigned)v;
+				*(unsigned *)((char *)cfg +
+				              numeric_keys[i].offset) =
+				    (unsigned)v;
 		}
 		if (!found)
-			cg_errors_add(errs, path, 0, 0, "unknown setting \"%s\"", key);
+			cg_errors_add(errs, path, 0, 0,
+			              "unknown setting \"%s\"", key);
 	}
 	json_decref(root);
 	return errs->count == before ? 0 : -1;
@@ -145,7 +169,7 @@ config_load_file(struct config *cfg, const char *path, struct cg_errors *errs)
 
 int
 config_parse_hostport(const char *s, struct sockaddr_storage *ss,
-		      socklen_t *len, const char **err)
+                      socklen_t *len, const char **err)
 {
 	char host[256];
 	const char *colon, *port;
@@ -211,13 +235,16 @@ config_resolve(struct config *cfg, struct cg_errors *errs)
 	if (cfg->listen == NULL)
 		cfg->listen = strdup("127.0.0.1:8000");
 	if (config_parse_hostport(cfg->listen, &cfg->listen_addr,
-				  &cfg->listen_addrlen, &err) != 0)
-		cg_errors_add(errs, "--listen", 0, 0, "'%s': %s", cfg->listen, err);
+	                          &cfg->listen_addrlen, &err) != 0)
+		cg_errors_add(errs, "--listen", 0, 0, "'%s': %s", cfg->listen,
+		              err);
 	if (cfg->upstream == NULL) {
-		cg_errors_add(errs, "--upstream", 0, 0, "missing: give the upstream as http://HOST:PORT");
+		cg_errors_add(errs, "--upstream", 0, 0,
+		              "missing: give the upstream as http://HOST:PORT");
 	} else if (strncmp(cfg->upstream, "http://", 7) != 0) {
 		cg_errors_add(errs, "--upstream", 0, 0,
-			      "'%s': only http:// upstreams are supported", cfg->upstream);
+		              "'%s': only http:// upstreams are supported",
+		              cfg->upstream);
 	} else {
 		char hostport[300];
 		size_t n;
@@ -226,26 +253,36 @@ config_resolve(struct config *cfg, struct cg_errors *errs)
 		n = strcspn(rest, "/");
 		if (rest[n] == '/' && rest[n + 1] != '\0')
 			cg_errors_add(errs, "--upstream", 0, 0,
-				      "'%s': a path is not supported; requests keep their own path",
-				      cfg->upstream);
+			              "'%s': a path is not supported; requests "
+			              "keep their own path",
+			              cfg->upstream);
 		if (n >= sizeof(hostport)) {
-			cg_errors_add(errs, "--upstream", 0, 0, "the host is too long");
+			cg_errors_add(errs, "--upstream", 0, 0,
+			              "the host is too long");
 		} else {
 			memcpy(hostport, rest, n);
 			hostport[n] = '\0';
-			if (strchr(hostport, ':') == NULL || hostport[n - 1] == ']')
-				snprintf(hostport + n, sizeof(hostport) - n, ":80");
-			snprintf(cfg->upstream_hostport, sizeof(cfg->upstream_hostport), "%s", hostport);
+			if (strchr(hostport, ':') == NULL ||
+			    hostport[n - 1] == ']')
+				snprintf(hostport + n, sizeof(hostport) - n,
+				         ":80");
+			snprintf(cfg->upstream_hostport,
+			         sizeof(cfg->upstream_hostport), "%s",
+			         hostport);
 			if (config_parse_hostport(hostport, &cfg->upstream_addr,
-						  &cfg->upstream_addrlen, &err) != 0)
-				cg_errors_add(errs, "--upstream", 0, 0, "'%s': %s",
-					      cfg->upstream, err);
+			                          &cfg->upstream_addrlen,
+			                          &err) != 0)
+				cg_errors_add(errs, "--upstream", 0, 0,
+				              "'%s': %s", cfg->upstream, err);
 		}
 	}
 	if (cfg->policy_path == NULL)
-		cg_errors_add(errs, "--policy", 0, 0, "missing: give the rule file");
+		cg_errors_add(errs, "--policy", 0, 0,
+		              "missing: give the rule file");
 	if (cfg->consent_path == NULL)
-		cg_errors_add(errs, "--consent", 0, 0, "missing: give the consent table (CSV or snapshot)");
+		cg_errors_add(
+		    errs, "--consent", 0, 0,
+		    "missing: give the consent table (CSV or snapshot)");
 	if (cfg->max_header_count > CG_MAX_HEADERS)
 		cfg->max_header_count = CG_MAX_HEADERS;
 	return errs->count == before ? 0 : -1;

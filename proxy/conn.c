@@ -19,11 +19,15 @@
 #include "inspect_internal.h"
 #include "proxy_internal.h"
 
-#define CONN_OUT_HIGH (1u << 20)   /* bytes queued to the client before pausing upstream */
-#define CONN_OUT_LOW (256u << 10)  /* ... and resuming it */
-#define CONN_PIPELINE_MAX (64u << 10) /* bytes read ahead while a request is in flight */
-#define STREAM_START (256u << 10)  /* kept NDJSON bytes before streaming upstream */
-#define STREAM_HIGH (1u << 20)     /* bytes queued upstream before pausing the client */
+#define CONN_OUT_HIGH                                                          \
+	(1u << 20) /* bytes queued to the client before pausing upstream */
+#define CONN_OUT_LOW (256u << 10) /* ... and resuming it */
+#define CONN_PIPELINE_MAX                                                      \
+	(64u << 10) /* bytes read ahead while a request is in flight */
+#define STREAM_START                                                           \
+	(256u << 10) /* kept NDJSON bytes before streaming upstream */
+#define STREAM_HIGH                                                            \
+	(1u << 20) /* bytes queued upstream before pausing the client */
 
 enum conn_state {
 	CS_HEAD,     /* reading a request head (or idle between requests) */
@@ -57,15 +61,16 @@ struct conn {
 	int busy;
 	bool dead;
 	/* the request in flight; NULL while the connection idles, so that an
-	   idle keep-alive connection costs a few hundred bytes, not kilobytes */
+	   idle keep-alive connection costs a few hundred bytes, not kilobytes
+	 */
 	struct conn_request *rq;
-	size_t head_scanned;       /* bytes of a partial head already parsed */
+	size_t head_scanned; /* bytes of a partial head already parsed */
 	struct http1_chunked chunked;
 	uint64_t body_left;
 	struct evbuffer *body;
-	struct evbuffer *kept;     /* streamed NDJSON: kept records not yet sent */
-	bool stream_started;       /* the upstream request is under way, chunked */
-	bool body_complete;        /* the whole request body has been read */
+	struct evbuffer *kept; /* streamed NDJSON: kept records not yet sent */
+	bool stream_started;   /* the upstream request is under way, chunked */
+	bool body_complete;    /* the whole request body has been read */
 	struct policy_snapshot *snap;
 	const struct policy_route *route;
 	struct upstream_conn *up;
@@ -79,7 +84,7 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg);
 static void
 set_timer(struct conn *c, enum timer_kind kind, unsigned ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
 	c->timer_kind = kind;
 	evtimer_add(c->timer, &tv);
@@ -165,7 +170,8 @@ request_reset(struct conn *c)
 		policy_snapshot_unref(c->snap);
 		c->snap = NULL;
 	}
-	if (c->rq && (c->rq->insp.active || c->rq->insp.rec || c->rq->insp.trail))
+	if (c->rq &&
+	    (c->rq->insp.active || c->rq->insp.rec || c->rq->insp.trail))
 		inspect_result_reset(&c->rq->insp);
 	c->route = NULL;
 	c->response_started = false;
@@ -199,7 +205,8 @@ conn_free(struct conn *c)
 	close(c->fd);
 	worker_fd_closed(w);
 	free(c);
-	atomic_fetch_sub_explicit(&w->metrics.active_conns, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&w->metrics.active_conns, 1,
+	                          memory_order_relaxed);
 	worker_conn_closed(w);
 }
 
@@ -224,8 +231,8 @@ conn_close(struct conn *c)
 static bool
 body_pending(const struct conn *c)
 {
-	return c->rq && (c->state == CS_BODY || c->state == CS_HEAD) && !c->body_complete &&
-	       c->rq->req.framing != HTTP1_FRAMING_NONE;
+	return c->rq && (c->state == CS_BODY || c->state == CS_HEAD) &&
+	       !c->body_complete && c->rq->req.framing != HTTP1_FRAMING_NONE;
 }
 
 /* Write what is queued; the kernel tells us (edge) when to try again. */
@@ -245,16 +252,20 @@ static void
 log_decision(struct conn *c, const char *outcome, int status)
 {
 	if (c->rq && c->rq->insp.active && c->route && c->snap) {
-		enum metric m = strcmp(outcome, "forwarded") == 0 ? METRIC_OUT_FORWARDED :
-				strcmp(outcome, "all-dropped") == 0 ? METRIC_OUT_ALL_DROPPED :
-				strcmp(outcome, "blocked") == 0 ? METRIC_OUT_BLOCKED :
-				strcmp(outcome, "refused") == 0 ? METRIC_OUT_REFUSED :
-								  METRIC_OUT_UPSTREAM_FAILED;
+		enum metric m =
+		    strcmp(outcome, "forwarded") == 0 ? METRIC_OUT_FORWARDED
+		    : strcmp(outcome, "all-dropped") == 0
+		        ? METRIC_OUT_ALL_DROPPED
+		    : strcmp(outcome, "blocked") == 0 ? METRIC_OUT_BLOCKED
+		    : strcmp(outcome, "refused") == 0
+		        ? METRIC_OUT_REFUSED
+		        : METRIC_OUT_UPSTREAM_FAILED;
 
 		metrics_add(c->w, m, 1);
 		metrics_add(c->w, METRIC_RECORDS_KEPT, c->rq->insp.kept);
 		metrics_add(c->w, METRIC_RECORDS_DROPPED, c->rq->insp.dropped);
-		declog_write(c->w, c->id, c->route, c->snap, &c->rq->insp, outcome, status);
+		declog_write(c->w, c->id, c->route, c->snap, &c->rq->insp,
+		             outcome, status);
 		c->rq->insp.active = false; /* one line per request */
 	}
 }
@@ -277,10 +288,14 @@ static void
 reply_problem(struct conn *c, int status, const char *detail, const char *extra)
 {
 	/* a body still unread cannot be skipped reliably */
-	bool close = !c->rq->req.keep_alive || c->w->draining || body_pending(c);
+	bool close =
+	    !c->rq->req.keep_alive || c->w->draining || body_pending(c);
 
-	log_decision(c, status == 403 ? "blocked" : status >= 502 ? "upstream-failed" : "refused",
-		     status);
+	log_decision(c,
+	             status == 403   ? "blocked"
+	             : status >= 502 ? "upstream-failed"
+	                             : "refused",
+	             status);
 	metrics_response(c->w, status);
 	respond_problem(c->out, status, detail, close, extra);
 	request_reset(c);
@@ -294,12 +309,14 @@ reply_problem(struct conn *c, int status, const char *detail, const char *extra)
 static void
 reply_all_dropped(struct conn *c)
 {
-	c->keep_alive = c->rq->req.keep_alive && !c->w->draining && !body_pending(c);
+	c->keep_alive =
+	    c->rq->req.keep_alive && !c->w->draining && !body_pending(c);
 	log_decision(c, "all-dropped", 204);
 	metrics_response(c->w, 204);
 	ADD_LIT(c->out, "HTTP/1.1 204 No Content\r\n");
 	inspect_response_headers(&c->rq->insp, c->out);
-	evbuffer_add_printf(c->out, "%s\r\n", c->keep_alive ? "" : "Connection: close\r\n");
+	evbuffer_add_printf(c->out, "%s\r\n",
+	                    c->keep_alive ? "" : "Connection: close\r\n");
 	request_reset(c);
 	c->state = c->keep_alive ? CS_HEAD : CS_CLOSING;
 }
@@ -315,11 +332,13 @@ on_up_head(void *arg, const struct http1_response *res)
 
 	c->response_started = true;
 	metrics_response(c->w, res->status);
-	c->keep_alive = c->rq->req.keep_alive && !c->w->draining && !body_pending(c) &&
-			res->framing != HTTP1_FRAMING_CLOSE &&
-			!(chunked && c->rq->req.minor == 0);
+	c->keep_alive = c->rq->req.keep_alive && !c->w->draining &&
+	                !body_pending(c) &&
+	                res->framing != HTTP1_FRAMING_CLOSE &&
+	                !(chunked && c->rq->req.minor == 0);
 	if (chunked && c->rq->req.minor == 0)
-		c->keep_alive = false; /* relayed verbatim; a 1.0 client reads to close */
+		c->keep_alive =
+		    false; /* relayed verbatim; a 1.0 client reads to close */
 	{
 		/* the status line without printf: it is on every response */
 		char line[16] = "HTTP/1.1 ";
@@ -336,7 +355,8 @@ on_up_head(void *arg, const struct http1_response *res)
 		const struct http1_header *h = &res->headers[i];
 
 		if (http1_is_hop_by_hop(h->name) ||
-		    http1_connection_names(res->headers, res->nheaders, h->name))
+		    http1_connection_names(res->headers, res->nheaders,
+		                           h->name))
 			continue;
 		if (c->rq->insp.active && h->name.len >= 8 &&
 		    strncasecmp(h->name.ptr, "consent-", 8) == 0)
@@ -370,7 +390,8 @@ on_up_body(void *arg, struct evbuffer *src, size_t n)
 		conn_close(c);
 		return;
 	}
-	if (evbuffer_get_length(c->out) > CONN_OUT_HIGH && c->up && !c->upstream_paused) {
+	if (evbuffer_get_length(c->out) > CONN_OUT_HIGH && c->up &&
+	    !c->upstream_paused) {
 		upstream_pause(c->up);
 		c->upstream_paused = true;
 	}
@@ -388,13 +409,17 @@ on_up_done(void *arg, int result)
 		c->state = c->keep_alive ? CS_HEAD : CS_CLOSING;
 	} else if (!c->response_started && result > 0) {
 		reply_problem(c, result,
-			      result == 504 ? "the upstream did not answer in time" :
-					      "the upstream could not be reached or sent a broken response",
-			      NULL);
+		              result == 504
+		                  ? "the upstream did not answer in time"
+		                  : "the upstream could not be reached or sent "
+		                    "a broken response",
+		              NULL);
 	} else {
 		/* the response broke after it started: the client must see it
-		   end early, never a truncated response presented as complete */
-		log_msg("conn %llu: upstream response broke; closing", (unsigned long long)c->id);
+		   end early, never a truncated response presented as complete
+		 */
+		log_msg("conn %llu: upstream response broke; closing",
+		        (unsigned long long)c->id);
 		request_reset(c);
 		c->state = CS_CLOSING;
 	}
@@ -420,10 +445,10 @@ on_up_writable(void *arg)
 }
 
 static const struct upstream_ops conn_upstream_ops = {
-	on_up_head,
-	on_up_body,
-	on_up_done,
-	on_up_writable,
+    on_up_head,
+    on_up_body,
+    on_up_done,
+    on_up_writable,
 };
 
 static unsigned
@@ -432,8 +457,9 @@ exchange_flags(const struct conn *c, size_t body_len)
 	struct cg_slice m = c->rq->req.method;
 	unsigned flags = 0;
 
-	if (body_len == 0 && (http1_slice_ieq(m, "GET") || http1_slice_ieq(m, "HEAD") ||
-			      http1_slice_ieq(m, "OPTIONS")))
+	if (body_len == 0 &&
+	    (http1_slice_ieq(m, "GET") || http1_slice_ieq(m, "HEAD") ||
+	     http1_slice_ieq(m, "OPTIONS")))
 		flags |= UPSTREAM_RETRYABLE;
 	if (http1_slice_ieq(m, "HEAD"))
 		flags |= UPSTREAM_HEAD;
@@ -444,7 +470,8 @@ exchange_flags(const struct conn *c, size_t body_len)
 
 /* Our own request head: request line, end-to-end headers, Via, Forwarded. */
 static void
-build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len, bool streaming)
+build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len,
+                    bool streaming)
 {
 	const struct http1_request *r = &c->rq->req;
 
@@ -458,7 +485,8 @@ build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len, bool st
 
 		if (http1_is_hop_by_hop(n) ||
 		    http1_connection_names(r->headers, r->nheaders, n) ||
-		    http1_slice_ieq(n, "Content-Length") || http1_slice_ieq(n, "Expect") ||
+		    http1_slice_ieq(n, "Content-Length") ||
+		    http1_slice_ieq(n, "Expect") ||
 		    (n.len >= 8 && strncasecmp(n.ptr, "consent-", 8) == 0))
 			continue;
 		if (c->rq->insp.active && inspect_drops_header(&c->rq->insp, n))
@@ -469,7 +497,8 @@ build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len, bool st
 		ADD_LIT(h, "\r\n");
 	}
 	if (r->host.ptr == NULL) /* HTTP/1.0 may omit it; HTTP/1.1 needs one */
-		evbuffer_add_printf(h, "Host: %s\r\n", c->w->cfg->upstream_hostport);
+		evbuffer_add_printf(h, "Host: %s\r\n",
+		                    c->w->cfg->upstream_hostport);
 	if (r->minor == 0)
 		ADD_LIT(h, "Via: 1.0 consentgate\r\nForwarded: for=");
 	else
@@ -495,11 +524,14 @@ forward(struct conn *c)
 		if (c->rq->insp.streaming) {
 			body = c->kept; /* decided line by line already */
 		} else if (!c->rq->insp.decided) {
-			int status = inspect_run(&c->rq->insp, c->snap, c->route, &c->rq->req, c->body,
-						 c->w->cfg->max_body_bytes, c->w->cfg->max_staleness_s);
+			int status = inspect_run(&c->rq->insp, c->snap,
+			                         c->route, &c->rq->req, c->body,
+			                         c->w->cfg->max_body_bytes,
+			                         c->w->cfg->max_staleness_s);
 
 			if (status != 0) {
-				reply_problem(c, status, c->rq->insp.error, c->rq->insp.error_json);
+				reply_problem(c, status, c->rq->insp.error,
+				              c->rq->insp.error_json);
 				return;
 			}
 		}
@@ -512,10 +544,12 @@ forward(struct conn *c)
 	body_len = evbuffer_get_length(body);
 	build_upstream_head(c, h, body_len, false);
 	c->state = CS_UPSTREAM;
-	c->up = upstream_send(c->w, h, body, exchange_flags(c, body_len), &conn_upstream_ops, c);
+	c->up = upstream_send(c->w, h, body, exchange_flags(c, body_len),
+	                      &conn_upstream_ops, c);
 	evbuffer_free(h);
 	if (c->up == NULL)
-		reply_problem(c, 502, "the upstream could not be reached", NULL);
+		reply_problem(c, 502, "the upstream could not be reached",
+		              NULL);
 }
 
 /* Send the kept records so far as one chunk of the streamed request. */
@@ -543,21 +577,25 @@ stream_chunk(struct conn *c)
 static void
 stream_progress(struct conn *c, bool done)
 {
-	int status = inspect_feed(&c->rq->insp, c->snap, c->route, c->body, c->kept, done,
-				  CG_DEFAULT_MAX_RECORD_BYTES);
+	int status = inspect_feed(&c->rq->insp, c->snap, c->route, c->body,
+	                          c->kept, done, CG_DEFAULT_MAX_RECORD_BYTES);
 
 	if (status != 0) {
-		fail_request(c, status, c->rq->insp.error, c->rq->insp.error_json);
+		fail_request(c, status, c->rq->insp.error,
+		             c->rq->insp.error_json);
 		return;
 	}
-	if (!c->stream_started && !done && evbuffer_get_length(c->kept) >= STREAM_START) {
+	if (!c->stream_started && !done &&
+	    evbuffer_get_length(c->kept) >= STREAM_START) {
 		struct evbuffer *h = evbuffer_new();
 
 		build_upstream_head(c, h, 0, true);
-		c->up = upstream_send(c->w, h, NULL, exchange_flags(c, 1), &conn_upstream_ops, c);
+		c->up = upstream_send(c->w, h, NULL, exchange_flags(c, 1),
+		                      &conn_upstream_ops, c);
 		evbuffer_free(h);
 		if (c->up == NULL) {
-			fail_request(c, 502, "the upstream could not be reached", NULL);
+			fail_request(c, 502,
+			             "the upstream could not be reached", NULL);
 			return;
 		}
 		c->stream_started = true;
@@ -574,8 +612,9 @@ stream_progress(struct conn *c, bool done)
 		struct evbuffer *end = evbuffer_new();
 
 		clear_timer(c);
-		evbuffer_add_printf(end, "0\r\nConsent-Result: kept=%u, dropped=%u\r\n\r\n",
-				    c->rq->insp.kept, c->rq->insp.dropped);
+		evbuffer_add_printf(
+		    end, "0\r\nConsent-Result: kept=%u, dropped=%u\r\n\r\n",
+		    c->rq->insp.kept, c->rq->insp.dropped);
 		upstream_write(c->up, end);
 		evbuffer_free(end);
 		c->state = CS_UPSTREAM;
@@ -619,34 +658,45 @@ start_request(struct conn *c, const char *buf)
 
 	metrics_add(c->w, METRIC_REQUESTS, 1);
 	c->snap = server_snapshot(c->w->server);
-	c->route = policy_match(policy_snapshot_policy(c->snap), r->method, r->path);
+	c->route =
+	    policy_match(policy_snapshot_policy(c->snap), r->method, r->path);
 	if (c->route == NULL) {
 		if (r->framing == HTTP1_FRAMING_NONE) {
-			reply_problem(c, 404, "no route covers this method and path", NULL);
+			reply_problem(c, 404,
+			              "no route covers this method and path",
+			              NULL);
 		} else {
-			/* the unread body would be taken for the next request */
-			fail_request(c, 404, "no route covers this method and path", NULL);
+			/* the unread body would be taken for the next request
+			 */
+			fail_request(c, 404,
+			             "no route covers this method and path",
+			             NULL);
 		}
 		return;
 	}
 	if (policy_route_action(c->route) == POLICY_ACTION_INSPECT) {
 		int status = inspect_begin(&c->rq->insp, c->snap, c->route, r,
-					   c->w->cfg->max_staleness_s);
+		                           c->w->cfg->max_staleness_s);
 
 		if (status != 0) {
 			if (r->framing == HTTP1_FRAMING_NONE)
-				reply_problem(c, status, c->rq->insp.error, c->rq->insp.error_json);
+				reply_problem(c, status, c->rq->insp.error,
+				              c->rq->insp.error_json);
 			else
-				fail_request(c, status, c->rq->insp.error, c->rq->insp.error_json);
+				fail_request(c, status, c->rq->insp.error,
+				             c->rq->insp.error_json);
 			return;
 		}
 		if (c->rq->insp.decided && c->rq->insp.kept == 0) {
-			reply_all_dropped(c); /* the person in the header is denied */
+			reply_all_dropped(
+			    c); /* the person in the header is denied */
 			return;
 		}
 	}
-	if (r->framing == HTTP1_FRAMING_LENGTH && r->content_length > c->w->cfg->max_body_bytes) {
-		fail_request(c, 413, "the request body is larger than the limit", NULL);
+	if (r->framing == HTTP1_FRAMING_LENGTH &&
+	    r->content_length > c->w->cfg->max_body_bytes) {
+		fail_request(c, 413,
+		             "the request body is larger than the limit", NULL);
 		return;
 	}
 	if (r->expect_continue && r->framing != HTTP1_FRAMING_NONE &&
@@ -684,14 +734,18 @@ read_body(struct conn *c)
 
 		if (evbuffer_peek(c->in, -1, NULL, &vec, 1) < 1)
 			break;
-		k = http1_chunked_feed(&c->chunked, vec.iov_base, vec.iov_len, &data, &reason);
+		k = http1_chunked_feed(&c->chunked, vec.iov_base, vec.iov_len,
+		                       &data, &reason);
 		if (k < 0) {
 			fail_request(c, 400, reason, NULL);
 			return -1;
 		}
 		if (data.len > 0) {
 			if (c->chunked.total > c->w->cfg->max_body_bytes) {
-				fail_request(c, 413, "the request body is larger than the limit", NULL);
+				fail_request(
+				    c, 413,
+				    "the request body is larger than the limit",
+				    NULL);
 				return -1;
 			}
 			evbuffer_add(c->body, data.ptr, data.len);
@@ -711,7 +765,8 @@ parse_head(struct conn *c)
 	const struct config *cfg = c->w->cfg;
 	size_t len = evbuffer_get_length(c->in);
 	size_t lim = cfg->max_header_bytes + 2;
-	struct http1_limits limits = { cfg->max_header_bytes, cfg->max_header_count };
+	struct http1_limits limits = {cfg->max_header_bytes,
+	                              cfg->max_header_count};
 	const char *reason = NULL;
 	unsigned char *buf;
 	int status = 400, rc;
@@ -730,7 +785,8 @@ parse_head(struct conn *c)
 	if (c->head_scanned > 0 && c->head_scanned < len && len < lim) {
 		struct evbuffer_ptr from;
 
-		evbuffer_ptr_set(c->in, &from, c->head_scanned, EVBUFFER_PTR_SET);
+		evbuffer_ptr_set(c->in, &from, c->head_scanned,
+		                 EVBUFFER_PTR_SET);
 		if (evbuffer_search(c->in, "\n", 1, &from).pos < 0) {
 			c->head_scanned = len;
 			return;
@@ -738,10 +794,13 @@ parse_head(struct conn *c)
 	}
 	c->head_scanned = len;
 	buf = evbuffer_pullup(c->in, (ev_ssize_t)len);
-	rc = http1_parse_request((const char *)buf, len, &limits, &c->rq->req, &status, &reason);
+	rc = http1_parse_request((const char *)buf, len, &limits, &c->rq->req,
+	                         &status, &reason);
 	if (rc == 0) {
 		if (len >= lim) {
-			fail_request(c, 431, "the request head is larger than the limit", NULL);
+			fail_request(
+			    c, 431, "the request head is larger than the limit",
+			    NULL);
 			return;
 		}
 		if (c->timer_kind != TIMER_HEAD)
@@ -749,7 +808,8 @@ parse_head(struct conn *c)
 		return;
 	}
 	if (rc < 0) {
-		fail_request(c, status, reason ? reason : "malformed request", NULL);
+		fail_request(c, status, reason ? reason : "malformed request",
+		             NULL);
 		return;
 	}
 	c->head_scanned = 0;
@@ -766,16 +826,21 @@ conn_read(struct conn *c)
 
 		if (c->state == CS_UPSTREAM && have >= CONN_PIPELINE_MAX)
 			return false;
-		if (c->state == CS_BODY && c->up && upstream_pending(c->up) > STREAM_HIGH)
-			return false; /* backpressure: resumed by on_up_writable */
-		if (c->state == CS_HEAD && have > c->w->cfg->max_header_bytes + 2)
+		if (c->state == CS_BODY && c->up &&
+		    upstream_pending(c->up) > STREAM_HIGH)
+			return false; /* backpressure: resumed by on_up_writable
+			               */
+		if (c->state == CS_HEAD &&
+		    have > c->w->cfg->max_header_bytes + 2)
 			return false;
 		r = sock_read(c->fd, c->in, 65536);
 		if (r > 0) {
 			if (!c->rdhup && r < 16384)
-				c->can_read = false; /* a short read drained the socket */
+				c->can_read =
+				    false; /* a short read drained the socket */
 			if (c->state == CS_BODY)
-				set_timer(c, TIMER_BODY, c->w->cfg->body_timeout_ms);
+				set_timer(c, TIMER_BODY,
+				          c->w->cfg->body_timeout_ms);
 			return true; /* process before reading more */
 		}
 		c->can_read = false;
@@ -802,10 +867,12 @@ conn_step(struct conn *c)
 				conn_close(c);
 				return;
 			} else if (c->timer_kind == TIMER_NONE) {
-				set_timer(c, TIMER_IDLE, c->w->cfg->idle_timeout_ms);
+				set_timer(c, TIMER_IDLE,
+				          c->w->cfg->idle_timeout_ms);
 				rq_release(c);
 			}
-			if (c->state == CS_HEAD && c->eof && evbuffer_get_length(c->in) > 0) {
+			if (c->state == CS_HEAD && c->eof &&
+			    evbuffer_get_length(c->in) > 0) {
 				/* half a head and the client left */
 				conn_close(c);
 				return;
@@ -816,15 +883,18 @@ conn_step(struct conn *c)
 
 			if (done >= 0 && c->rq->insp.streaming) {
 				stream_progress(c, done == 1);
-				if (c->state == CS_BODY && done == 0 && c->eof) {
-					conn_close(c); /* the upstream request stays incomplete */
+				if (c->state == CS_BODY && done == 0 &&
+				    c->eof) {
+					conn_close(c); /* the upstream request
+					                  stays incomplete */
 					return;
 				}
 			} else if (done == 1) {
 				clear_timer(c);
 				forward(c);
 			} else if (done == 0 && c->eof) {
-				/* client gone mid-request: nothing was forwarded */
+				/* client gone mid-request: nothing was
+				 * forwarded */
 				conn_close(c);
 				return;
 			}
@@ -832,7 +902,8 @@ conn_step(struct conn *c)
 		}
 		case CS_UPSTREAM:
 			if (c->eof && !c->response_started) {
-				/* the client left: abandon the upstream request */
+				/* the client left: abandon the upstream request
+				 */
 				conn_close(c);
 				return;
 			}
@@ -846,13 +917,15 @@ conn_step(struct conn *c)
 			conn_close(c);
 			return;
 		}
-		if (c->upstream_paused && c->up && evbuffer_get_length(c->out) < CONN_OUT_LOW) {
+		if (c->upstream_paused && c->up &&
+		    evbuffer_get_length(c->out) < CONN_OUT_LOW) {
 			c->upstream_paused = false;
 			upstream_resume(c->up);
 			if (c->dead)
 				return;
 		}
-		if (c->state == CS_CLOSING && evbuffer_get_length(c->out) == 0) {
+		if (c->state == CS_CLOSING &&
+		    evbuffer_get_length(c->out) == 0) {
 			shutdown(c->fd, SHUT_WR);
 			conn_close(c);
 			return;
@@ -892,7 +965,8 @@ on_conn_timer(evutil_socket_t fd, short what, void *arg)
 	c->busy++;
 	c->timer_kind = TIMER_NONE;
 	if (kind == TIMER_HEAD && c->state == CS_HEAD) {
-		fail_request(c, 408, "the request head did not arrive in time", NULL);
+		fail_request(c, 408, "the request head did not arrive in time",
+		             NULL);
 		conn_step(c);
 	} else if (kind == TIMER_BODY && c->state == CS_BODY) {
 		fail_request(c, 408, "the request body stalled", NULL);
@@ -906,7 +980,8 @@ on_conn_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 void
-conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
+            socklen_t salen)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	int one = 1;
@@ -918,17 +993,21 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 	}
 	w->nconns++;
 	metrics_add(w, METRIC_ACCEPTS, 1);
-	atomic_fetch_add_explicit(&w->metrics.active_conns, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->metrics.active_conns, 1,
+	                          memory_order_relaxed);
 	c->w = w;
 	c->fd = fd;
 	c->id = ((uint64_t)w->index << 48) | ++w->next_conn_id;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (sa->sa_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+		          c->peer, sizeof(c->peer));
 	} else if (sa->sa_family == AF_INET6) {
 		char a[INET6_ADDRSTRLEN];
 
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, a, sizeof(a));
+		inet_ntop(AF_INET6,
+		          &((const struct sockaddr_in6 *)sa)->sin6_addr, a,
+		          sizeof(a));
 		snprintf(c->peer, sizeof(c->peer), "\"[%s]\"", a);
 	} else {
 		snprintf(c->peer, sizeof(c->peer), "unknown");
@@ -937,8 +1016,9 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 	c->out = evbuffer_new();
 	c->body = evbuffer_new();
 	c->kept = evbuffer_new();
-	c->ev = event_new(w->base, fd, EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED,
-			  on_conn_event, c);
+	c->ev = event_new(w->base, fd,
+	                  EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED,
+	                  on_conn_event, c);
 	c->timer = evtimer_new(w->base, on_conn_timer, c);
 	c->next = w->conns;
 	if (w->conns)
@@ -948,7 +1028,8 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 		conn_close(c);
 		return;
 	}
-	/* edge-triggered: if bytes are already there, the first event says so */
+	/* edge-triggered: if bytes are already there, the first event says so
+	 */
 	event_add(c->ev, NULL);
 	set_timer(c, TIMER_HEAD, w->cfg->head_timeout_ms);
 }

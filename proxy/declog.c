@@ -61,12 +61,14 @@ add_json_str(struct evbuffer *b, const char *s, size_t n)
 }
 
 void
-declog_record(struct evbuffer *trail, unsigned index, const struct policy_decision *d)
+declog_record(struct evbuffer *trail, unsigned index,
+              const struct policy_decision *d)
 {
 	if (trail == NULL)
 		return;
-	evbuffer_add_printf(trail, "%s[%u,\"%s\",\"", evbuffer_get_length(trail) ? "," : "",
-			    index, d->allow ? "allow" : "deny");
+	evbuffer_add_printf(trail, "%s[%u,\"%s\",\"",
+	                    evbuffer_get_length(trail) ? "," : "", index,
+	                    d->allow ? "allow" : "deny");
 	add_json_str(trail, d->rule_id, strlen(d->rule_id));
 	ADD_LIT(trail, "\",\"");
 	add_json_str(trail, d->consent.evidence.ptr, d->consent.evidence.len);
@@ -84,8 +86,9 @@ declog_flush(struct worker *w)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			log_msg("decision log: write failed: %s; %zu bytes lost",
-				strerror(errno), evbuffer_get_length(b));
+			log_msg(
+			    "decision log: write failed: %s; %zu bytes lost",
+			    strerror(errno), evbuffer_get_length(b));
 			evbuffer_drain(b, evbuffer_get_length(b));
 		}
 	}
@@ -101,9 +104,10 @@ on_flush_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 void
-declog_write(struct worker *w, uint64_t conn_id, const struct policy_route *route,
-	     const struct policy_snapshot *snap, const struct inspect_result *r,
-	     const char *outcome, int status)
+declog_write(struct worker *w, uint64_t conn_id,
+             const struct policy_route *route,
+             const struct policy_snapshot *snap, const struct inspect_result *r,
+             const char *outcome, int status)
 {
 	const struct policy *p = policy_snapshot_policy(snap);
 	struct evbuffer *b;
@@ -124,24 +128,28 @@ declog_write(struct worker *w, uint64_t conn_id, const struct policy_route *rout
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-	evbuffer_add_printf(b, "{\"time\":\"%s.%03ldZ\",\"conn\":%llu,\"route\":\"", stamp,
-			    ts.tv_nsec / 1000000, (unsigned long long)conn_id);
+	evbuffer_add_printf(
+	    b, "{\"time\":\"%s.%03ldZ\",\"conn\":%llu,\"route\":\"", stamp,
+	    ts.tv_nsec / 1000000, (unsigned long long)conn_id);
 	add_json_str(b, name, strlen(name));
-	evbuffer_add_printf(b, "\",\"purpose\":\"%s\",\"policy\":\"", policy_route_purpose(route));
+	evbuffer_add_printf(b, "\",\"purpose\":\"%s\",\"policy\":\"",
+	                    policy_route_purpose(route));
 	add_json_str(b, policy_id(p), strlen(policy_id(p)));
-	evbuffer_add_printf(b, "\",\"digest\":\"%s\",\"snapshot\":%llu,\"outcome\":\"%s\","
-			       "\"status\":%d,\"records\":%u,\"kept\":%u,\"dropped\":%u,"
-			       "\"decisions\":[",
-			    policy_digest(p),
-			    (unsigned long long)consent_version(policy_snapshot_consent(snap)),
-			    outcome, status, r->records, r->kept, r->dropped);
+	evbuffer_add_printf(
+	    b,
+	    "\",\"digest\":\"%s\",\"snapshot\":%llu,\"outcome\":\"%s\","
+	    "\"status\":%d,\"records\":%u,\"kept\":%u,\"dropped\":%u,"
+	    "\"decisions\":[",
+	    policy_digest(p),
+	    (unsigned long long)consent_version(policy_snapshot_consent(snap)),
+	    outcome, status, r->records, r->kept, r->dropped);
 	if (r->trail)
 		evbuffer_add_buffer(b, r->trail);
 	ADD_LIT(b, "]}\n");
 	if (evbuffer_get_length(b) >= DECLOG_FLUSH_BYTES) {
 		declog_flush(w);
 	} else if (!w->declog_timer_armed) {
-		struct timeval tv = { 0, DECLOG_FLUSH_MS * 1000 };
+		struct timeval tv = {0, DECLOG_FLUSH_MS * 1000};
 
 		evtimer_add(w->declog_timer, &tv);
 		w->declog_timer_armed = true;

@@ -14,14 +14,14 @@ int declog_open(const char *path);
 bool declog_enabled(void);
 /* Add one record's decision to a request's trail (NULL: logging is off). */
 void declog_record(struct evbuffer *trail, unsigned index,
-		   const struct policy_decision *d);
+                   const struct policy_decision *d);
 /* Queue the line of one decided request. outcome: forwarded, all-dropped,
    blocked, refused. */
 void declog_write(struct worker *w, uint64_t conn_id,
-		  const struct policy_route *route,
-		  const struct policy_snapshot *snap,
-		  const struct inspect_result *r, const char *outcome,
-		  int status);
+                  const struct policy_route *route,
+                  const struct policy_snapshot *snap,
+                  const struct inspect_result *r, const char *outcome,
+                  int status);
 void declog_flush(struct worker *w);
 void declog_worker_free(struct worker *w);
 

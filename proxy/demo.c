@@ -42,12 +42,13 @@ on_demo_request(struct evhttp_request *req, void *arg)
 
 	pthread_mutex_lock(&print_lock);
 	printf("\n--- upstream received %s %s (%zu body bytes)\n",
-	       evhttp_request_get_command(req) == EVHTTP_REQ_GET ? "GET" : "POST",
+	       evhttp_request_get_command(req) == EVHTTP_REQ_GET ? "GET"
+	                                                         : "POST",
 	       evhttp_request_get_uri(req), len);
-	TAILQ_FOREACH (kv, hdrs, next)
-		if (strncasecmp(kv->key, "consent-", 8) == 0 ||
-		    strcasecmp(kv->key, "content-usage") == 0)
-			printf("    %s: %s\n", kv->key, kv->value);
+	TAILQ_FOREACH(kv, hdrs, next)
+	if (strncasecmp(kv->key, "consent-", 8) == 0 ||
+	    strcasecmp(kv->key, "content-usage") == 0)
+		printf("    %s: %s\n", kv->key, kv->value);
 	if (len > 0) {
 		const char *b = (const char *)evbuffer_pullup(in, -1);
 
@@ -59,8 +60,11 @@ on_demo_request(struct evhttp_request *req, void *arg)
 	printf("---\n");
 	fflush(stdout);
 	pthread_mutex_unlock(&print_lock);
-	evbuffer_add_printf(reply, "{\"received_bytes\":%zu,\"received_lines\":%u}\n", len, lines);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+	evbuffer_add_printf(reply,
+	                    "{\"received_bytes\":%zu,\"received_lines\":%u}\n",
+	                    len, lines);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	                  "Content-Type", "application/json");
 	evhttp_send_reply(req, 200, "OK", reply);
 	evbuffer_free(reply);
 }
@@ -76,11 +80,11 @@ int
 cmd_demo(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "listen", required_argument, NULL, 'l' },
-		{ "upstream-listen", required_argument, NULL, 'u' },
-		{ "admin", required_argument, NULL, 'a' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"listen", required_argument, NULL, 'l'},
+	    {"upstream-listen", required_argument, NULL, 'u'},
+	    {"admin", required_argument, NULL, 'a'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *listen = "127.0.0.1:8000", *up_listen = "127.0.0.1:8080";
 	const char *admin = "127.0.0.1:8001";
@@ -96,24 +100,37 @@ cmd_demo(int argc, char **argv)
 
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'l': listen = optarg; break;
-		case 'u': up_listen = optarg; break;
-		case 'a': admin = optarg; break;
+		case 'l':
+			listen = optarg;
+			break;
+		case 'u':
+			up_listen = optarg;
+			break;
+		case 'a':
+			admin = optarg;
+			break;
 		case 'h':
-			printf("usage: consentgate demo [--listen HOST:PORT] [--upstream-listen HOST:PORT]\n"
-			       "                        [--admin HOST:PORT|off]\n\n"
+			printf("usage: consentgate demo [--listen HOST:PORT] "
+			       "[--upstream-listen HOST:PORT]\n"
+			       "                        [--admin "
+			       "HOST:PORT|off]\n\n"
 			       "Runs consentgate on %s with %s, in front of a\n"
-			       "demo upstream that prints every request that reaches it.\n",
+			       "demo upstream that prints every request that "
+			       "reaches it.\n",
 			       DEMO_POLICY, DEMO_CONSENT);
 			return 0;
 		default:
-			fprintf(stderr, "consentgate demo: unknown option (see --help)\n");
+			fprintf(
+			    stderr,
+			    "consentgate demo: unknown option (see --help)\n");
 			return 2;
 		}
 	}
 	if (access(DEMO_POLICY, R_OK) != 0 || access(DEMO_CONSENT, R_OK) != 0) {
-		fprintf(stderr, "consentgate demo: run it from the repository root "
-				"(it reads %s and %s)\n", DEMO_POLICY, DEMO_CONSENT);
+		fprintf(stderr,
+		        "consentgate demo: run it from the repository root "
+		        "(it reads %s and %s)\n",
+		        DEMO_POLICY, DEMO_CONSENT);
 		return 1;
 	}
 	host = strdup(up_listen);
@@ -125,12 +142,16 @@ cmd_demo(int argc, char **argv)
 	}
 	*colon = '\0';
 	port = atoi(colon + 1);
-	evthread_use_pthreads(); /* before any base: loopexit comes from another thread */
+	evthread_use_pthreads(); /* before any base: loopexit comes from another
+	                            thread */
 	ub = event_base_new();
 	http = evhttp_new(ub);
 	bound = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port);
 	if (bound == NULL) {
-		fprintf(stderr, "consentgate demo: cannot listen on %s for the demo upstream\n", up_listen);
+		fprintf(stderr,
+		        "consentgate demo: cannot listen on %s for the demo "
+		        "upstream\n",
+		        up_listen);
 		free(host);
 		return 1;
 	}
@@ -139,13 +160,16 @@ cmd_demo(int argc, char **argv)
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 
-		getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&ss, &sl);
-		port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
-							((struct sockaddr_in *)&ss)->sin_port);
+		getsockname(evhttp_bound_socket_get_fd(bound),
+		            (struct sockaddr *)&ss, &sl);
+		port = ntohs(ss.ss_family == AF_INET6
+		                 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+		                 : ((struct sockaddr_in *)&ss)->sin_port);
 	}
 	evhttp_set_gencb(http, on_demo_request, NULL);
 	{
-		/* signals belong to the proxy's main thread, not the upstream's */
+		/* signals belong to the proxy's main thread, not the upstream's
+		 */
 		sigset_t set;
 
 		sigemptyset(&set);
@@ -182,16 +206,19 @@ cmd_demo(int argc, char **argv)
 	if (snap == NULL)
 		return 1;
 	declog_open("-"); /* show the proof next to what the upstream got */
-	printf("consentgate demo: proxy on http://%s, demo upstream on %s\n"
-	       "policy %s, consent table %s\n\n"
-	       "Try, from another terminal:\n"
-	       "  curl -i http://%s/status\n"
-	       "  curl -i http://%s/ingest -H 'Content-Type: application/x-ndjson' \\\n"
-	       "       --data-binary @tests/data/demo-batch.ndjson\n"
-	       "  curl http://%s/metrics    (the admin listener)\n\n"
-	       "Each decided request prints its decision-log line (the proof).\n"
-	       "Ctrl-C stops it.\n",
-	       listen, up_url, DEMO_POLICY, DEMO_CONSENT, listen, listen, cfg.admin ? admin : "(admin off)");
+	printf(
+	    "consentgate demo: proxy on http://%s, demo upstream on %s\n"
+	    "policy %s, consent table %s\n\n"
+	    "Try, from another terminal:\n"
+	    "  curl -i http://%s/status\n"
+	    "  curl -i http://%s/ingest -H 'Content-Type: "
+	    "application/x-ndjson' \\\n"
+	    "       --data-binary @tests/data/demo-batch.ndjson\n"
+	    "  curl http://%s/metrics    (the admin listener)\n\n"
+	    "Each decided request prints its decision-log line (the proof).\n"
+	    "Ctrl-C stops it.\n",
+	    listen, up_url, DEMO_POLICY, DEMO_CONSENT, listen, listen,
+	    cfg.admin ? admin : "(admin off)");
 	fflush(stdout);
 	s = server_new(&cfg, snap);
 	rc = s ? server_run(s) : 1;

@@ -30,46 +30,45 @@
 #define C_FVAL 0x02   /* field value byte: HTAB, SP, VCHAR, obs-text */
 #define C_TARGET 0x04 /* origin-form target byte (RFC 3986 pchar, / ? %) */
 #define C_HEX 0x08
-#define C_HOST 0x10   /* uri-host [ ":" port ], IP literals included */
+#define C_HOST 0x10 /* uri-host [ ":" port ], IP literals included */
 
-#define IS_ALNUM(c)                                                          \
-	(((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') ||          \
+#define IS_ALNUM(c)                                                            \
+	(((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') ||           \
 	 ((c) >= '0' && (c) <= '9'))
-#define IS_TCHAR(c)                                                          \
+#define IS_TCHAR(c)                                                            \
 	(IS_ALNUM(c) || (c) == '!' || (c) == '#' || (c) == '$' ||              \
 	 (c) == '%' || (c) == '&' || (c) == '\'' || (c) == '*' ||              \
-	 (c) == '+' || (c) == '-' || (c) == '.' || (c) == '^' ||               \
-	 (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
-#define IS_SUBDELIM(c)                                                       \
+	 (c) == '+' || (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' || \
+	 (c) == '`' || (c) == '|' || (c) == '~')
+#define IS_SUBDELIM(c)                                                         \
 	((c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' ||              \
 	 (c) == '(' || (c) == ')' || (c) == '*' || (c) == '+' || (c) == ',' || \
 	 (c) == ';' || (c) == '=')
-#define IS_UNRESERVED(c)                                                     \
+#define IS_UNRESERVED(c)                                                       \
 	(IS_ALNUM(c) || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~')
-#define IS_HEX(c)                                                            \
+#define IS_HEX(c)                                                              \
 	(((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'f') ||           \
 	 ((c) >= 'A' && (c) <= 'F'))
 
-#define CLASS_OF(c)                                                          \
-	((IS_TCHAR(c) ? C_TCHAR : 0) |                                       \
-	 (((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f)) ? C_FVAL : 0) |       \
-	 ((IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == ':' || (c) == '@' ||  \
-	   (c) == '/' || (c) == '?' || (c) == '%')                            \
-		  ? C_TARGET                                                 \
-		  : 0) |                                                     \
-	 (IS_HEX(c) ? C_HEX : 0) |                                            \
-	 ((IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == ':' || (c) == '%' ||  \
-	   (c) == '[' || (c) == ']')                                          \
-		  ? C_HOST                                                   \
-		  : 0))
+#define CLASS_OF(c)                                                            \
+	((IS_TCHAR(c) ? C_TCHAR : 0) |                                         \
+	 (((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f)) ? C_FVAL : 0) |        \
+	 ((IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == ':' || (c) == '@' ||   \
+	   (c) == '/' || (c) == '?' || (c) == '%')                             \
+	      ? C_TARGET                                                       \
+	      : 0) |                                                           \
+	 (IS_HEX(c) ? C_HEX : 0) |                                             \
+	 ((IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == ':' || (c) == '%' ||   \
+	   (c) == '[' || (c) == ']')                                           \
+	      ? C_HOST                                                         \
+	      : 0))
 
 #define T1(c) CLASS_OF(c)
 #define T4(c) T1(c), T1((c) + 1), T1((c) + 2), T1((c) + 3)
 #define T16(c) T4(c), T4((c) + 4), T4((c) + 8), T4((c) + 12)
 #define T64(c) T16(c), T16((c) + 16), T16((c) + 32), T16((c) + 48)
 
-static const unsigned char cls[256] = { T64(0), T64(64), T64(128),
-					T64(192) };
+static const unsigned char cls[256] = {T64(0), T64(64), T64(128), T64(192)};
 
 /* ASCII lower case, with '_' read as '-' (see fold_eq). */
 #define L1(c) (((c) >= 'A' && (c) <= 'Z') ? ((c) | 0x20) : (c))
@@ -77,8 +76,7 @@ static const unsigned char cls[256] = { T64(0), T64(64), T64(128),
 #define L16(c) L4(c), L4((c) + 4), L4((c) + 8), L4((c) + 12)
 #define L64(c) L16(c), L16((c) + 16), L16((c) + 32), L16((c) + 48)
 
-static const unsigned char lower[256] = { L64(0), L64(64), L64(128),
-					  L64(192) };
+static const unsigned char lower[256] = {L64(0), L64(64), L64(128), L64(192)};
 
 #define RESPONSE_MAX_HEAD CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES
 #define TRAILER_MAX 8192 /* bytes of a chunked trailer section */
@@ -161,7 +159,7 @@ struct field {
  */
 static inline __attribute__((always_inline)) enum field_rc
 read_field(const unsigned char *p, size_t *pos, size_t end, struct field *f,
-	   const char **reason)
+           const char **reason)
 {
 	size_t i = *pos, nstart, vstart, vend;
 	bool underscore = false;
@@ -224,7 +222,7 @@ read_field(const unsigned char *p, size_t *pos, size_t end, struct field *f,
 		return FIELD_MORE;
 	if (p[i] != '\r') {
 		*reason = p[i] == '\n' ? "bare LF in head"
-				       : "control byte in field value";
+		                       : "control byte in field value";
 		return FIELD_BAD;
 	}
 	if (i + 1 == end)
@@ -316,8 +314,7 @@ check_te(const unsigned char *v, size_t n)
  * Returns -1 when an element is not a token.
  */
 static int
-scan_connection(const unsigned char *v, size_t n, bool *close,
-		bool *keep_alive)
+scan_connection(const unsigned char *v, size_t n, bool *close, bool *keep_alive)
 {
 	size_t i = 0, s;
 
@@ -439,7 +436,7 @@ note_field(const struct field *f, struct head_facts *hf, const char **reason)
 	case 10:
 		if (IEQ(n, len, "connection") &&
 		    scan_connection(f->value, f->value_len, &hf->conn_close,
-				    &hf->conn_keep_alive) < 0) {
+		                    &hf->conn_keep_alive) < 0) {
 			*reason = "invalid Connection";
 			return 400;
 		}
@@ -453,7 +450,7 @@ note_field(const struct field *f, struct head_facts *hf, const char **reason)
 				return 400;
 			}
 			if (parse_length(f->value, f->value_len,
-					 &hf->content_length) < 0) {
+			                 &hf->content_length) < 0) {
 				*reason = "invalid Content-Length";
 				return 400;
 			}
@@ -502,7 +499,7 @@ target_ok(const unsigned char *t, size_t n)
 		return false;
 	for (i = 0; i < n; i++)
 		if (t[i] == '%' && (i + 2 >= n || !(cls[t[i + 1]] & C_HEX) ||
-				    !(cls[t[i + 2]] & C_HEX)))
+		                    !(cls[t[i + 2]] & C_HEX)))
 			return false;
 	return true;
 }
@@ -516,14 +513,14 @@ http1_head_too_long(size_t buffered, const struct http1_limits *lim)
 }
 
 int
-http1_parse_request(const char *buf, size_t len,
-		    const struct http1_limits *lim, struct http1_request *req,
-		    int *status, const char **reason)
+http1_parse_request(const char *buf, size_t len, const struct http1_limits *lim,
+                    struct http1_request *req, int *status, const char **reason)
 {
 	const unsigned char *p = (const unsigned char *)buf;
-	size_t max_bytes = lim ? lim->max_head_bytes
-			       : CG_DEFAULT_MAX_HEADER_BYTES;
-	unsigned max_hdrs = lim ? lim->max_headers : CG_DEFAULT_MAX_HEADER_COUNT;
+	size_t max_bytes =
+	    lim ? lim->max_head_bytes : CG_DEFAULT_MAX_HEADER_BYTES;
+	unsigned max_hdrs =
+	    lim ? lim->max_headers : CG_DEFAULT_MAX_HEADER_COUNT;
 	size_t end = len < max_bytes ? len : max_bytes;
 	size_t i = 0, s;
 	struct head_facts hf;
@@ -557,7 +554,7 @@ http1_parse_request(const char *buf, size_t len,
 		*reason = p[i] == '\n' ? "bare LF in head" : "invalid method";
 		goto bad;
 	}
-	req->method = (struct cg_slice){ buf + s, i - s };
+	req->method = (struct cg_slice){buf + s, i - s};
 	s = ++i;
 	while (i < end && (cls[p[i]] & C_TARGET))
 		i++;
@@ -567,7 +564,7 @@ http1_parse_request(const char *buf, size_t len,
 		*reason = "invalid request-target";
 		goto bad;
 	}
-	req->target = (struct cg_slice){ buf + s, i - s };
+	req->target = (struct cg_slice){buf + s, i - s};
 	i++;
 	for (k = 0; k < sizeof(vers) - 1; k++, i++) {
 		if (i == end)
@@ -597,7 +594,8 @@ http1_parse_request(const char *buf, size_t len,
 		goto bad;
 	}
 	i++;
-	if (req->method.len == 7 && memcmp(req->method.ptr, "CONNECT", 7) == 0) {
+	if (req->method.len == 7 &&
+	    memcmp(req->method.ptr, "CONNECT", 7) == 0) {
 		st = 501;
 		*reason = "CONNECT not supported";
 		goto bad;
@@ -621,9 +619,9 @@ http1_parse_request(const char *buf, size_t len,
 			goto bad;
 		}
 		req->headers[req->nheaders].name =
-			(struct cg_slice){ (const char *)f.name, f.name_len };
+		    (struct cg_slice){(const char *)f.name, f.name_len};
 		req->headers[req->nheaders].value =
-			(struct cg_slice){ (const char *)f.value, f.value_len };
+		    (struct cg_slice){(const char *)f.value, f.value_len};
 		req->nheaders++;
 		if ((st = note_field(&f, &hf, reason)) != 0)
 			goto bad;
@@ -654,14 +652,14 @@ http1_parse_request(const char *buf, size_t len,
 	}
 	{
 		const char *q = memchr(req->target.ptr, '?', req->target.len);
-		size_t plen = q ? (size_t)(q - req->target.ptr)
-				: req->target.len;
-		req->path = (struct cg_slice){ req->target.ptr, plen };
-		req->query = q ? (struct cg_slice){ q + 1,
-						    req->target.len - plen - 1 }
-			       : (struct cg_slice){ req->target.ptr + plen, 0 };
+		size_t plen =
+		    q ? (size_t)(q - req->target.ptr) : req->target.len;
+		req->path = (struct cg_slice){req->target.ptr, plen};
+		req->query =
+		    q ? (struct cg_slice){q + 1, req->target.len - plen - 1}
+		      : (struct cg_slice){req->target.ptr + plen, 0};
 	}
-	req->host = (struct cg_slice){ (const char *)hf.host, hf.host_len };
+	req->host = (struct cg_slice){(const char *)hf.host, hf.host_len};
 	if (hf.n_te) {
 		req->framing = HTTP1_FRAMING_CHUNKED;
 		req->content_length = 0;
@@ -672,8 +670,9 @@ http1_parse_request(const char *buf, size_t len,
 		req->framing = HTTP1_FRAMING_NONE;
 		req->content_length = 0;
 	}
-	req->keep_alive = req->minor == 1 ? !hf.conn_close
-					  : hf.conn_keep_alive && !hf.conn_close;
+	req->keep_alive = req->minor == 1
+	                      ? !hf.conn_close
+	                      : hf.conn_keep_alive && !hf.conn_close;
 	/* RFC 9110 10.1.1: HTTP/1.0 clients cannot wait for a 100 */
 	req->expect_continue = hf.expect_continue && req->minor == 1;
 	req->head_len = i;
@@ -697,7 +696,7 @@ done:
 
 int
 http1_parse_response(const char *buf, size_t len, bool head_request,
-		     struct http1_response *res, const char **reason)
+                     struct http1_response *res, const char **reason)
 {
 	const unsigned char *p = (const unsigned char *)buf;
 	size_t end = len < RESPONSE_MAX_HEAD ? len : RESPONSE_MAX_HEAD;
@@ -760,7 +759,7 @@ http1_parse_response(const char *buf, size_t len, bool head_request,
 		*reason = "invalid reason phrase";
 		goto bad;
 	}
-	res->reason = (struct cg_slice){ buf + s, i - s };
+	res->reason = (struct cg_slice){buf + s, i - s};
 	i += 2;
 
 	for (;;) {
@@ -776,9 +775,9 @@ http1_parse_response(const char *buf, size_t len, bool head_request,
 			goto bad;
 		}
 		res->headers[res->nheaders].name =
-			(struct cg_slice){ (const char *)f.name, f.name_len };
+		    (struct cg_slice){(const char *)f.name, f.name_len};
 		res->headers[res->nheaders].value =
-			(struct cg_slice){ (const char *)f.value, f.value_len };
+		    (struct cg_slice){(const char *)f.value, f.value_len};
 		res->nheaders++;
 		/* Host means nothing in a response: only its syntax is odd */
 		if (!f.underscore && IEQ(f.name, f.name_len, "host"))
@@ -801,10 +800,10 @@ http1_parse_response(const char *buf, size_t len, bool head_request,
 		res->content_length = hf.content_length;
 	} else
 		res->framing = HTTP1_FRAMING_CLOSE;
-	res->keep_alive = res->framing != HTTP1_FRAMING_CLOSE &&
-			  (res->minor == 1
-				   ? !hf.conn_close
-				   : hf.conn_keep_alive && !hf.conn_close);
+	res->keep_alive =
+	    res->framing != HTTP1_FRAMING_CLOSE &&
+	    (res->minor == 1 ? !hf.conn_close
+	                     : hf.conn_keep_alive && !hf.conn_close);
 	res->head_len = i;
 	rc = 1;
 	goto done;
@@ -825,24 +824,24 @@ done:
 /* ---- chunked decoder ---- */
 
 enum {
-	CK_SIZE_START,  /* first hex digit of a chunk size */
-	CK_SIZE,        /* more hex digits, ';' or CR */
-	CK_EXT_NAME0,   /* first byte of an extension name */
-	CK_EXT_NAME,    /* name bytes, '=', ';' or CR */
-	CK_EXT_VAL0,    /* first byte of a value: token or '"' */
-	CK_EXT_TOKEN,   /* token value bytes, ';' or CR */
-	CK_EXT_QUOTED,  /* inside a quoted string */
-	CK_EXT_QESC,    /* after a backslash in a quoted string */
-	CK_EXT_QEND,    /* after the closing quote: ';' or CR */
-	CK_SIZE_LF,     /* LF ending the size line */
-	CK_DATA,        /* chunk data */
-	CK_DATA_CR,     /* CR after chunk data */
-	CK_DATA_LF,     /* LF after chunk data */
-	CK_TR_START,    /* start of a trailer line or the final CRLF */
-	CK_TR_NAME,     /* trailer field name */
-	CK_TR_VALUE,    /* trailer field value */
-	CK_TR_LF,       /* LF after a trailer field */
-	CK_END_LF,      /* LF of the final CRLF */
+	CK_SIZE_START, /* first hex digit of a chunk size */
+	CK_SIZE,       /* more hex digits, ';' or CR */
+	CK_EXT_NAME0,  /* first byte of an extension name */
+	CK_EXT_NAME,   /* name bytes, '=', ';' or CR */
+	CK_EXT_VAL0,   /* first byte of a value: token or '"' */
+	CK_EXT_TOKEN,  /* token value bytes, ';' or CR */
+	CK_EXT_QUOTED, /* inside a quoted string */
+	CK_EXT_QESC,   /* after a backslash in a quoted string */
+	CK_EXT_QEND,   /* after the closing quote: ';' or CR */
+	CK_SIZE_LF,    /* LF ending the size line */
+	CK_DATA,       /* chunk data */
+	CK_DATA_CR,    /* CR after chunk data */
+	CK_DATA_LF,    /* LF after chunk data */
+	CK_TR_START,   /* start of a trailer line or the final CRLF */
+	CK_TR_NAME,    /* trailer field name */
+	CK_TR_VALUE,   /* trailer field value */
+	CK_TR_LF,      /* LF after a trailer field */
+	CK_END_LF,     /* LF of the final CRLF */
 	CK_DONE,
 	CK_ERROR,
 };
@@ -867,14 +866,14 @@ hexval(unsigned char c)
 
 long
 http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
-		   struct cg_slice *data, const char **reason)
+                   struct cg_slice *data, const char **reason)
 {
 	const unsigned char *p = (const unsigned char *)in;
 	size_t i = 0;
 	const char *why = NULL;
 	long rc;
 
-	*data = (struct cg_slice){ in, 0 };
+	*data = (struct cg_slice){in, 0};
 	if (c->state == CK_ERROR) {
 		why = "chunked body already failed";
 		goto bad;
@@ -899,7 +898,8 @@ http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 					why = "chunk size too long";
 					goto bad;
 				}
-				c->remaining = (c->remaining << 4) | (uint64_t)h;
+				c->remaining =
+				    (c->remaining << 4) | (uint64_t)h;
 			} else if (b == ';') {
 				c->count = 1;
 				c->state = CK_EXT_NAME0;
@@ -996,7 +996,7 @@ http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 			c->total += n;
 			if (c->remaining == 0)
 				c->state = CK_DATA_CR;
-			*data = (struct cg_slice){ in + i, n };
+			*data = (struct cg_slice){in + i, n};
 			i += n;
 			rc = (long)i;
 			goto done;
@@ -1090,7 +1090,8 @@ http1_slice_ieq(struct cg_slice s, const char *lit)
 	size_t j;
 
 	for (j = 0; j < s.len; j++)
-		if (lit[j] == '\0' || lower[a[j]] != lower[(unsigned char)lit[j]])
+		if (lit[j] == '\0' ||
+		    lower[a[j]] != lower[(unsigned char)lit[j]])
 			return false;
 	return lit[j] == '\0';
 }
@@ -1117,7 +1118,7 @@ http1_is_hop_by_hop(struct cg_slice name)
 
 bool
 http1_connection_names(const struct http1_header *h, unsigned n,
-		       struct cg_slice name)
+                       struct cg_slice name)
 {
 	const unsigned char *want = (const unsigned char *)name.ptr;
 	unsigned k;
@@ -1127,14 +1128,14 @@ http1_connection_names(const struct http1_header *h, unsigned n,
 		size_t i = 0, s, len;
 
 		if (!IEQ((const unsigned char *)h[k].name.ptr, h[k].name.len,
-			 "connection"))
+		         "connection"))
 			continue;
 		v = (const unsigned char *)h[k].value.ptr;
 		len = h[k].value.len;
 		while (i < len) {
 			size_t j;
-			while (i < len && (v[i] == ',' || v[i] == ' ' ||
-					   v[i] == '\t'))
+			while (i < len &&
+			       (v[i] == ',' || v[i] == ' ' || v[i] == '\t'))
 				i++;
 			s = i;
 			while (i < len && v[i] != ',' && v[i] != ' ' &&

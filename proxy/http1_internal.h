@@ -27,8 +27,8 @@ enum http1_framing {
 };
 
 struct http1_limits {
-	size_t max_head_bytes;  /* 431 above (request) */
-	unsigned max_headers;   /* 431 above (request) */
+	size_t max_head_bytes; /* 431 above (request) */
+	unsigned max_headers;  /* 431 above (request) */
 };
 
 struct http1_request {
@@ -38,11 +38,11 @@ struct http1_request {
 	unsigned nheaders;
 	struct http1_header headers[CG_MAX_HEADERS];
 	enum http1_framing framing;
-	uint64_t content_length;        /* HTTP1_FRAMING_LENGTH */
+	uint64_t content_length; /* HTTP1_FRAMING_LENGTH */
 	struct cg_slice host;
-	bool keep_alive;                /* after Connection and version */
-	bool expect_continue;           /* Expect: 100-continue */
-	size_t head_len;                /* bytes of the head, final CRLF included */
+	bool keep_alive;      /* after Connection and version */
+	bool expect_continue; /* Expect: 100-continue */
+	size_t head_len;      /* bytes of the head, final CRLF included */
 };
 
 /*
@@ -56,9 +56,9 @@ struct http1_request {
  * without the end of the head, the parse itself returns -1 with 431.
  */
 int http1_parse_request(const char *buf, size_t len,
-			const struct http1_limits *lim,
-			struct http1_request *req, int *status,
-			const char **reason);
+                        const struct http1_limits *lim,
+                        struct http1_request *req, int *status,
+                        const char **reason);
 
 struct http1_response {
 	int status;
@@ -89,7 +89,7 @@ bool http1_head_too_long(size_t buffered, const struct http1_limits *lim);
  * bytes and parse the next head.
  */
 int http1_parse_response(const char *buf, size_t len, bool head_request,
-			 struct http1_response *res, const char **reason);
+                         struct http1_response *res, const char **reason);
 
 /*
  * Incremental strict chunked decoder (RFC 9112 section 7.1). Chunk sizes are
@@ -114,7 +114,7 @@ void http1_chunked_init(struct http1_chunked *c);
  * consumed or c->done. Bytes after the end of the body are not consumed.
  */
 long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
-			struct cg_slice *data, const char **reason);
+                        struct cg_slice *data, const char **reason);
 
 /* Case-insensitive ASCII comparison of a slice with a C string. */
 bool http1_slice_ieq(struct cg_slice s, const char *lit);
@@ -125,9 +125,9 @@ bool http1_slice_ieq(struct cg_slice s, const char *lit);
 bool http1_is_hop_by_hop(struct cg_slice name);
 /* True when a Connection field among h[0,n) lists this name (any case). */
 bool http1_connection_names(const struct http1_header *h, unsigned n,
-			    struct cg_slice name);
+                            struct cg_slice name);
 /* The first header with this name, or NULL. */
-const struct http1_header *http1_find(const struct http1_header *h,
-				      unsigned n, const char *name);
+const struct http1_header *http1_find(const struct http1_header *h, unsigned n,
+                                      const char *name);
 
 #endif

@@ -46,9 +46,10 @@ refuse(struct inspect_result *r, int status, const char *detail)
  */
 static int
 body_format(const struct policy_route *route, const struct http1_request *req,
-	    const char *body, size_t len)
+            const char *body, size_t len)
 {
-	const struct http1_header *h = http1_find(req->headers, req->nheaders, "Content-Type");
+	const struct http1_header *h =
+	    http1_find(req->headers, req->nheaders, "Content-Type");
 
 	if (h == NULL || h->value.len == 0)
 		return -1;
@@ -86,12 +87,16 @@ inflate_body(struct inspect_result *r, struct evbuffer *body, size_t max_body)
 		v.iov_len = produced;
 		evbuffer_commit_space(out, &v, 1);
 		if (zrc != Z_OK && zrc != Z_STREAM_END) {
-			status = refuse(r, 400, "the gzip body is corrupt or truncated");
+			status = refuse(
+			    r, 400, "the gzip body is corrupt or truncated");
 			goto end;
 		}
 		if (evbuffer_get_length(out) > max_body ||
-		    evbuffer_get_length(out) > (inlen + 1) * CG_DEFAULT_MAX_INFLATE_RATIO) {
-			status = refuse(r, 413, "the inflated body is larger than the limit");
+		    evbuffer_get_length(out) >
+		        (inlen + 1) * CG_DEFAULT_MAX_INFLATE_RATIO) {
+			status = refuse(
+			    r, 413,
+			    "the inflated body is larger than the limit");
 			goto end;
 		}
 		if (zrc == Z_OK && produced == 0 && zs.avail_in == 0) {
@@ -116,29 +121,32 @@ done:
 
 static void
 finish_headers(struct inspect_result *r, const struct policy_snapshot *snap,
-	       const struct policy_route *route, int64_t now)
+               const struct policy_route *route, int64_t now)
 {
 	const struct policy *p = policy_snapshot_policy(snap);
 	const struct consent_table *t = policy_snapshot_consent(snap);
 	int64_t age = now - consent_created_at(t);
 
 	snprintf(r->req_headers, sizeof(r->req_headers),
-		 "Consent-Purpose: %s\r\n"
-		 "Consent-Policy: id=\"%s\", digest=\"%s\"\r\n"
-		 "Consent-Snapshot: version=%llu, age=%lld\r\n%s",
-		 policy_route_purpose(route), policy_id(p), policy_digest(p),
-		 (unsigned long long)consent_version(t), (long long)(age > 0 ? age : 0),
-		 policy_route_content_usage(route) ? "Content-Usage: train-ai=n\r\n" : "");
+	         "Consent-Purpose: %s\r\n"
+	         "Consent-Policy: id=\"%s\", digest=\"%s\"\r\n"
+	         "Consent-Snapshot: version=%llu, age=%lld\r\n%s",
+	         policy_route_purpose(route), policy_id(p), policy_digest(p),
+	         (unsigned long long)consent_version(t),
+	         (long long)(age > 0 ? age : 0),
+	         policy_route_content_usage(route)
+	             ? "Content-Usage: train-ai=n\r\n"
+	             : "");
 }
 
 /* One person in a header: decided without reading the body. */
 static int
 run_header_subject(struct inspect_result *r, const struct policy_snapshot *snap,
-		   const struct policy_route *route, const struct http1_request *req,
-		   int64_t now)
+                   const struct policy_route *route,
+                   const struct http1_request *req, int64_t now)
 {
-	const struct http1_header *h =
-		http1_find(req->headers, req->nheaders, policy_route_subject_header(route));
+	const struct http1_header *h = http1_find(
+	    req->headers, req->nheaders, policy_route_subject_header(route));
 	struct policy_decision d;
 	struct cg_slice subj;
 
@@ -148,13 +156,18 @@ run_header_subject(struct inspect_result *r, const struct policy_snapshot *snap,
 	for (unsigned i = 0; i < req->nheaders; i++)
 		seen += http1_slice_ieq(req->headers[i].name, name);
 	/* two headers, or a list in one, could name two people: refuse */
-	if (seen > 1 || (h != NULL && memchr(h->value.ptr, ',', h->value.len) != NULL))
-		return refuse(r, 400, "the subject header must appear once and name one person");
+	if (seen > 1 ||
+	    (h != NULL && memchr(h->value.ptr, ',', h->value.len) != NULL))
+		return refuse(
+		    r, 400,
+		    "the subject header must appear once and name one person");
 	if (h != NULL && h->value.len > 0) {
 		subj = h->value;
-		policy_decide(route, policy_snapshot_consent(snap), &subj, 1, now, &d);
+		policy_decide(route, policy_snapshot_consent(snap), &subj, 1,
+		              now, &d);
 	} else {
-		policy_decide(route, policy_snapshot_consent(snap), NULL, 0, now, &d);
+		policy_decide(route, policy_snapshot_consent(snap), NULL, 0,
+		              now, &d);
 	}
 	r->records = 1;
 	declog_record(r->trail, 0, &d);
@@ -165,16 +178,18 @@ run_header_subject(struct inspect_result *r, const struct policy_snapshot *snap,
 	r->dropped = 1;
 	if (policy_route_on_deny(route) == POLICY_ON_DENY_BLOCK) {
 		snprintf(r->error_json, sizeof(r->error_json),
-			 "\"rule\":\"%s\",\"kept\":0,\"dropped\":1", d.rule_id);
-		return refuse(r, 403, "the person this request is about has not consented to this purpose");
+		         "\"rule\":\"%s\",\"kept\":0,\"dropped\":1", d.rule_id);
+		return refuse(r, 403,
+		              "the person this request is about has not "
+		              "consented to this purpose");
 	}
 	return 0;
 }
 
 int
 inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
-	      const struct policy_route *route, const struct http1_request *req,
-	      unsigned max_staleness_s)
+              const struct policy_route *route, const struct http1_request *req,
+              unsigned max_staleness_s)
 {
 	const struct consent_table *t = policy_snapshot_consent(snap);
 	const struct http1_header *ce;
@@ -186,10 +201,14 @@ inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
 	if (declog_enabled())
 		r->trail = evbuffer_new();
 	finish_headers(r, snap, route, now);
-	if (max_staleness_s > 0 && now - consent_created_at(t) > (int64_t)max_staleness_s)
-		return refuse(r, 503, "the consent data is older than the configured staleness limit");
+	if (max_staleness_s > 0 &&
+	    now - consent_created_at(t) > (int64_t)max_staleness_s)
+		return refuse(r, 503,
+		              "the consent data is older than the configured "
+		              "staleness limit");
 	if (policy_route_subject_header(route) != NULL) {
-		/* one person in a header: decided now, the body is never parsed */
+		/* one person in a header: decided now, the body is never parsed
+		 */
 		r->decided = true;
 		return run_header_subject(r, snap, route, req, now);
 	}
@@ -197,15 +216,18 @@ inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
 
 	if (ce != NULL && !http1_slice_ieq(ce->value, "identity") &&
 	    !http1_slice_ieq(ce->value, "gzip"))
-		return refuse(r, 415, "unsupported Content-Encoding on an inspected route (only gzip)");
-	r->streaming = ce == NULL && body_format(route, req, "", 0) == SCAN_FORMAT_NDJSON;
+		return refuse(r, 415,
+		              "unsupported Content-Encoding on an inspected "
+		              "route (only gzip)");
+	r->streaming =
+	    ce == NULL && body_format(route, req, "", 0) == SCAN_FORMAT_NDJSON;
 	return 0;
 }
 
 /* Decide one scanned record: 1 keep it, 0 drop it, or a refusal status. */
 static int
 decide_record(struct inspect_result *r, const struct consent_table *t,
-	      const struct policy_route *route, const struct scan_record *rec)
+              const struct policy_route *route, const struct scan_record *rec)
 {
 	struct policy_decision d;
 
@@ -218,9 +240,12 @@ decide_record(struct inspect_result *r, const struct consent_table *t,
 	}
 	r->dropped++;
 	if (policy_route_on_deny(route) == POLICY_ON_DENY_BLOCK) {
-		snprintf(r->error_json, sizeof(r->error_json), "\"rule\":\"%s\",\"index\":%u",
-			 d.rule_id, r->records - 1);
-		return refuse(r, 403, "a record belongs to a person who has not consented to this purpose");
+		snprintf(r->error_json, sizeof(r->error_json),
+		         "\"rule\":\"%s\",\"index\":%u", d.rule_id,
+		         r->records - 1);
+		return refuse(r, 403,
+		              "a record belongs to a person who has not "
+		              "consented to this purpose");
 	}
 	return 0;
 }
@@ -228,8 +253,8 @@ decide_record(struct inspect_result *r, const struct consent_table *t,
 /* Decide one NDJSON line; a kept record goes to out with a newline. */
 static int
 feed_line(struct inspect_result *r, const struct consent_table *t,
-	  const struct policy_route *route, const char *line, size_t len,
-	  struct evbuffer *out, struct scan_record *rec)
+          const struct policy_route *route, const char *line, size_t len,
+          struct evbuffer *out, struct scan_record *rec)
 {
 	const char *err = NULL;
 	size_t i;
@@ -240,8 +265,10 @@ feed_line(struct inspect_result *r, const struct consent_table *t,
 			break;
 	if (i == len)
 		return 0; /* blank line: no record */
-	if (scan_record(policy_route_scan_spec(route), line, len, rec, &err) != 0) {
-		snprintf(r->error_json, sizeof(r->error_json), "\"index\":%u", r->records);
+	if (scan_record(policy_route_scan_spec(route), line, len, rec, &err) !=
+	    0) {
+		snprintf(r->error_json, sizeof(r->error_json), "\"index\":%u",
+		         r->records);
 		return refuse(r, 422, err ? err : "malformed record");
 	}
 	keep = decide_record(r, t, route, rec);
@@ -254,8 +281,8 @@ feed_line(struct inspect_result *r, const struct consent_table *t,
 
 int
 inspect_feed(struct inspect_result *r, struct policy_snapshot *snap,
-	     const struct policy_route *route, struct evbuffer *in,
-	     struct evbuffer *out, bool final, size_t max_record)
+             const struct policy_route *route, struct evbuffer *in,
+             struct evbuffer *out, bool final, size_t max_record)
 {
 	const struct consent_table *t = policy_snapshot_consent(snap);
 	int status = 0;
@@ -269,16 +296,21 @@ inspect_feed(struct inspect_result *r, struct policy_snapshot *snap,
 
 		if (nl.pos < 0) {
 			if (len > max_record)
-				return refuse(r, 413, "a record is larger than the limit");
+				return refuse(
+				    r, 413,
+				    "a record is larger than the limit");
 			if (!final || len == 0)
 				return 0;
 			n = len;
 		} else {
 			n = (size_t)nl.pos;
 			if (n > max_record)
-				return refuse(r, 413, "a record is larger than the limit");
+				return refuse(
+				    r, 413,
+				    "a record is larger than the limit");
 		}
-		line = (const char *)evbuffer_pullup(in, (ev_ssize_t)(n + (nl.pos >= 0)));
+		line = (const char *)evbuffer_pullup(
+		    in, (ev_ssize_t)(n + (nl.pos >= 0)));
 		status = feed_line(r, t, route, line, n, out, r->rec);
 		if (status != 0)
 			return status;
@@ -288,8 +320,8 @@ inspect_feed(struct inspect_result *r, struct policy_snapshot *snap,
 
 int
 inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
-	    const struct policy_route *route, const struct http1_request *req,
-	    struct evbuffer *body, size_t max_body, unsigned max_staleness_s)
+            const struct policy_route *route, const struct http1_request *req,
+            struct evbuffer *body, size_t max_body, unsigned max_staleness_s)
 {
 	const struct consent_table *t = policy_snapshot_consent(snap);
 	const struct http1_header *ce;
@@ -312,15 +344,17 @@ inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
 	buf = len ? (const char *)evbuffer_pullup(body, -1) : "";
 	fmt = body_format(route, req, buf, len);
 	if (fmt < 0)
-		return refuse(r, 415, "unsupported Content-Type for this route");
+		return refuse(r, 415,
+		              "unsupported Content-Type for this route");
 
 	rec = malloc(sizeof(*rec));
 	if (rec == NULL) {
 		status = refuse(r, 500, "out of memory");
 		goto out;
 	}
-	scan_iter_init(&it, policy_route_scan_spec(route), (enum scan_format)fmt,
-		       policy_route_array_at(route), buf, len);
+	scan_iter_init(&it, policy_route_scan_spec(route),
+	               (enum scan_format)fmt, policy_route_array_at(route), buf,
+	               len);
 	while ((rc = scan_iter_next(&it, rec)) == 1) {
 		int keep = decide_record(r, t, route, rec);
 
@@ -346,19 +380,22 @@ inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
 		nspans++;
 	}
 	if (rc < 0) {
-		snprintf(r->error_json, sizeof(r->error_json), "\"index\":%u,\"offset\":%zu",
-			 it.index, it.offset);
-		status = refuse(r, 422, it.error ? it.error : "malformed record");
+		snprintf(r->error_json, sizeof(r->error_json),
+		         "\"index\":%u,\"offset\":%zu", it.index, it.offset);
+		status =
+		    refuse(r, 422, it.error ? it.error : "malformed record");
 		goto out;
 	}
 	/* the same rebuild as `consentgate eval --output kept` */
 	kept = evbuffer_new();
-	if (kept == NULL || evbuffer_reserve_space(kept, (ev_ssize_t)len + 1, &vec, 1) < 1) {
+	if (kept == NULL ||
+	    evbuffer_reserve_space(kept, (ev_ssize_t)len + 1, &vec, 1) < 1) {
 		status = refuse(r, 500, "out of memory");
 		goto out;
 	}
-	vec.iov_len = policy_body_rebuild((enum scan_format)fmt, buf, len, it.array_open,
-					  it.array_close, spans, nspans, vec.iov_base);
+	vec.iov_len =
+	    policy_body_rebuild((enum scan_format)fmt, buf, len, it.array_open,
+	                        it.array_close, spans, nspans, vec.iov_base);
 	evbuffer_commit_space(kept, &vec, 1);
 	evbuffer_drain(body, len);
 	evbuffer_add_buffer(body, kept);
@@ -372,7 +409,7 @@ out:
 
 void
 inspect_request_headers(const struct inspect_result *r, struct evbuffer *h,
-			bool streaming)
+                        bool streaming)
 {
 	evbuffer_add(h, r->req_headers, strlen(r->req_headers));
 	if (streaming)
@@ -384,7 +421,8 @@ inspect_request_headers(const struct inspect_result *r, struct evbuffer *h,
 void
 inspect_response_headers(const struct inspect_result *r, struct evbuffer *o)
 {
-	evbuffer_add_printf(o, "Consent-Result: kept=%u, dropped=%u\r\n", r->kept, r->dropped);
+	evbuffer_add_printf(o, "Consent-Result: kept=%u, dropped=%u\r\n",
+	                    r->kept, r->dropped);
 }
 
 bool

@@ -12,18 +12,18 @@
 #include "http1_internal.h"
 
 struct inspect_result {
-	bool active;            /* an inspected route decided this request */
+	bool active; /* an inspected route decided this request */
 	unsigned records, kept, dropped;
-	const char *error;      /* static detail for a refusal */
-	char error_json[256];   /* extra problem members (index, rule, counts) */
-	char req_headers[512];  /* Consent-* lines for the forwarded request */
-	char resp_headers[96];  /* Consent-Result line for the client */
-	bool inflated;          /* Content-Encoding was removed */
-	bool streaming;         /* NDJSON decided line by line as it arrives */
-	bool decided;           /* subject in a header: decided from the head */
-	int64_t now;            /* unix seconds the request is decided at */
-	struct scan_record *rec;/* scratch for streaming */
-	struct evbuffer *trail; /* decision-log entries, when the log is on */
+	const char *error;     /* static detail for a refusal */
+	char error_json[256];  /* extra problem members (index, rule, counts) */
+	char req_headers[512]; /* Consent-* lines for the forwarded request */
+	char resp_headers[96]; /* Consent-Result line for the client */
+	bool inflated;         /* Content-Encoding was removed */
+	bool streaming;        /* NDJSON decided line by line as it arrives */
+	bool decided;          /* subject in a header: decided from the head */
+	int64_t now;           /* unix seconds the request is decided at */
+	struct scan_record *rec; /* scratch for streaming */
+	struct evbuffer *trail;  /* decision-log entries, when the log is on */
 };
 
 void inspect_result_init(struct inspect_result *r);
@@ -35,8 +35,8 @@ void inspect_result_reset(struct inspect_result *r);
  * or the refusal status.
  */
 int inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
-		  const struct policy_route *route, const struct http1_request *req,
-		  unsigned max_staleness_s);
+                  const struct policy_route *route,
+                  const struct http1_request *req, unsigned max_staleness_s);
 
 /*
  * Streaming NDJSON: decide every complete line of in (consumed), append the
@@ -44,25 +44,27 @@ int inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
  * newline. A line longer than max_record is refused (413). 0 or a status.
  */
 int inspect_feed(struct inspect_result *r, struct policy_snapshot *snap,
-		 const struct policy_route *route, struct evbuffer *in,
-		 struct evbuffer *out, bool final, size_t max_record);
+                 const struct policy_route *route, struct evbuffer *in,
+                 struct evbuffer *out, bool final, size_t max_record);
 
 /*
- * Buffered formats: decide every record of body (complete, de-chunked) and replace body with
- * the kept records. Returns 0, or the HTTP status of the refusal (403, 413,
- * 415, 422, 503) with r->error and r->error_json set; nothing may be
- * forwarded then.
+ * Buffered formats: decide every record of body (complete, de-chunked) and
+ * replace body with the kept records. Returns 0, or the HTTP status of the
+ * refusal (403, 413, 415, 422, 503) with r->error and r->error_json set;
+ * nothing may be forwarded then.
  */
 int inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
-		const struct policy_route *route, const struct http1_request *req,
-		struct evbuffer *body, size_t max_body, unsigned max_staleness_s);
+                const struct policy_route *route,
+                const struct http1_request *req, struct evbuffer *body,
+                size_t max_body, unsigned max_staleness_s);
 
 /* Append the Consent-* request headers (and Content-Usage when set); when
    streaming, Consent-Result comes in the trailer (announced here). */
 void inspect_request_headers(const struct inspect_result *r, struct evbuffer *h,
-			     bool streaming);
+                             bool streaming);
 /* Append the Consent-Result response header. */
-void inspect_response_headers(const struct inspect_result *r, struct evbuffer *o);
+void inspect_response_headers(const struct inspect_result *r,
+                              struct evbuffer *o);
 /* Client headers the inspection replaces (Content-Encoding after inflate,
    Content-Usage). */
 bool inspect_drops_header(const struct inspect_result *r, struct cg_slice name);

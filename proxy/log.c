@@ -21,5 +21,6 @@ log_msg(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "%s.%03ldZ consentgate: %s\n", stamp, ts.tv_nsec / 1000000, line);
+	fprintf(stderr, "%s.%03ldZ consentgate: %s\n", stamp,
+	        ts.tv_nsec / 1000000, line);
 }

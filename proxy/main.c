@@ -10,22 +10,24 @@ static const struct {
 	int (*run)(int, char **);
 	const char *summary;
 } commands[] = {
-	{ "serve", cmd_serve, "run the proxy" },
-	{ "demo", cmd_demo, "run the proxy on the example policy with a local upstream" },
-	{ "check", cmd_check, "validate a rule file" },
-	{ "test", cmd_test, "run table-driven test cases against a rule file" },
-	{ "eval", cmd_eval, "decide every record of a body, offline" },
-	{ "consent", cmd_consent, "build or inspect a consent snapshot" },
+    {"serve", cmd_serve, "run the proxy"},
+    {"demo", cmd_demo,
+     "run the proxy on the example policy with a local upstream"},
+    {"check", cmd_check, "validate a rule file"},
+    {"test", cmd_test, "run table-driven test cases against a rule file"},
+    {"eval", cmd_eval, "decide every record of a body, offline"},
+    {"consent", cmd_consent, "build or inspect a consent snapshot"},
 };
 
 static void
 usage(FILE *out)
 {
 	fprintf(out, "usage: consentgate COMMAND [OPTIONS]\n\n"
-		     "consentgate enforces opt-in consent between content "
-		     "services and ML ingestion.\n\ncommands:\n");
+	             "consentgate enforces opt-in consent between content "
+	             "services and ML ingestion.\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+		fprintf(out, "  %-8s %s\n", commands[i].name,
+		        commands[i].summary);
 	fprintf(out, "\n`consentgate COMMAND --help` describes a command.\n");
 }
 
@@ -41,7 +43,8 @@ main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+	if (strcmp(argv[1], "--version") == 0 ||
+	    strcmp(argv[1], "version") == 0) {
 		printf("consentgate %s\n", CG_VERSION);
 		return 0;
 	}

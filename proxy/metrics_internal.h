@@ -43,7 +43,7 @@ void metrics_add(struct worker *w, enum metric m, uint64_t n);
 void metrics_response(struct worker *w, int status);
 /* Sum the workers' counters into out, in the Prometheus text format. */
 void metrics_render(struct server *s, struct worker *workers, unsigned n,
-		    struct evbuffer *out);
+                    struct evbuffer *out);
 
 struct metrics_admin {
 	struct event_base *base;
@@ -53,7 +53,7 @@ struct metrics_admin {
 
 /* Serve /metrics and /healthz on cfg->admin in a thread of its own. */
 int metrics_admin_start(struct server *s, struct worker *workers, unsigned n,
-			const struct config *cfg, struct metrics_admin *out);
+                        const struct config *cfg, struct metrics_admin *out);
 void metrics_admin_stop(struct metrics_admin *m);
 
 #endif

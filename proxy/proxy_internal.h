@@ -33,11 +33,11 @@
 
 /* ---- config.c ---- */
 struct config {
-	char *listen;            /* HOST:PORT */
-	char *upstream;          /* http://HOST:PORT */
+	char *listen;   /* HOST:PORT */
+	char *upstream; /* http://HOST:PORT */
 	char *policy_path;
 	char *consent_path;
-	unsigned workers;        /* 0 = one per core */
+	unsigned workers; /* 0 = one per core */
 	size_t max_header_bytes;
 	unsigned max_header_count;
 	size_t max_body_bytes;
@@ -45,8 +45,8 @@ struct config {
 	unsigned connect_timeout_ms, response_timeout_ms, drain_timeout_ms;
 	unsigned max_conns, fd_reserve, pool_size;
 	unsigned max_staleness_s;
-	char *decision_log;      /* path, "-" for stdout, NULL off */
-	char *admin;             /* HOST:PORT for /metrics and /healthz, NULL off */
+	char *decision_log; /* path, "-" for stdout, NULL off */
+	char *admin;        /* HOST:PORT for /metrics and /healthz, NULL off */
 	/* derived by config_resolve */
 	struct sockaddr_storage listen_addr;
 	socklen_t listen_addrlen;
@@ -59,19 +59,19 @@ void config_init(struct config *cfg);
 void config_reset(struct config *cfg);
 /* Merge a JSON config file; every problem goes to errs. 0 or -1. */
 int config_load_file(struct config *cfg, const char *path,
-		     struct cg_errors *errs);
+                     struct cg_errors *errs);
 /* Resolve addresses and check values. 0 or -1 with errs. */
 int config_resolve(struct config *cfg, struct cg_errors *errs);
 /* Parse "HOST:PORT" ([v6]:port too) into a socket address. */
 int config_parse_hostport(const char *s, struct sockaddr_storage *ss,
-			  socklen_t *len, const char **err);
+                          socklen_t *len, const char **err);
 
 /* ---- server.c ---- */
 struct worker;
 struct server;
 
 struct server *server_new(const struct config *cfg,
-			  struct policy_snapshot *snap);
+                          struct policy_snapshot *snap);
 /* Run until SIGTERM/SIGINT and drained. 0 clean, -1 on startup failure. */
 int server_run(struct server *s);
 void server_free(struct server *s);
@@ -92,12 +92,12 @@ struct worker {
 	bool accept_paused;
 	unsigned nconns;
 	bool draining;
-	struct conn *conns;           /* all client connections (list) */
-	struct upstream_conn *idle;   /* pooled upstream connections */
+	struct conn *conns;         /* all client connections (list) */
+	struct upstream_conn *idle; /* pooled upstream connections */
 	unsigned nidle;
 	uint64_t next_conn_id;
 	unsigned index;
-	struct evbuffer *declog;      /* decision-log lines not yet written */
+	struct evbuffer *declog; /* decision-log lines not yet written */
 	struct event *declog_timer;
 	bool declog_timer_armed;
 	struct metrics metrics;
@@ -113,7 +113,7 @@ void worker_fd_closed(struct worker *w);
 /* ---- conn.c: one client connection ---- */
 struct conn;
 void conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
-		 socklen_t salen);
+                 socklen_t salen);
 /* Ask every connection to finish its current request and close. */
 void conn_drain_all(struct worker *w);
 /* Close every connection at once (the worker is stopping). */
@@ -139,11 +139,11 @@ struct upstream_ops {
 /* How upstream_send treats one exchange. */
 enum upstream_flags {
 	UPSTREAM_RETRYABLE = 1, /* may be sent again on a fresh connection if a
-				   pooled one is found dead before any response
-				   byte (idempotent, no body) */
+	                           pooled one is found dead before any response
+	                           byte (idempotent, no body) */
 	UPSTREAM_HEAD = 2,      /* a HEAD request: the response has no body */
 	UPSTREAM_DECHUNK = 4,   /* hand a chunked body over de-chunked (the
-				   client speaks HTTP/1.0) */
+	                           client speaks HTTP/1.0) */
 };
 
 /*
@@ -152,8 +152,8 @@ enum upstream_flags {
  * connection. NULL when no connection could be started.
  */
 struct upstream_conn *upstream_send(struct worker *w, struct evbuffer *head,
-				    struct evbuffer *body, unsigned flags,
-				    const struct upstream_ops *ops, void *arg);
+                                    struct evbuffer *body, unsigned flags,
+                                    const struct upstream_ops *ops, void *arg);
 /* Append more request body (streaming); data is moved out. */
 void upstream_write(struct upstream_conn *u, struct evbuffer *data);
 /* Request bytes queued but not yet written. */
@@ -170,7 +170,7 @@ void upstream_pool_clear(struct worker *w);
 /* ---- respond.c ---- */
 /* Append a complete problem+json response to out. */
 void respond_problem(struct evbuffer *out, int status, const char *detail,
-		     bool close, const char *extra_json);
+                     bool close, const char *extra_json);
 const char *respond_reason(int status);
 
 /* ---- log.c ---- */

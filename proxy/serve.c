@@ -12,26 +12,37 @@
 static void
 serve_usage(FILE *out)
 {
-	fprintf(out,
-		"usage: consentgate serve [OPTIONS]\n\n"
-		"Run the proxy: requests to --listen are checked against the policy and\n"
-		"the consent table and forwarded to --upstream.\n\n"
-		"  --listen HOST:PORT   where to accept clients (default 127.0.0.1:8000;\n"
-		"                       port 0 picks a free one)\n"
-		"  --upstream URL       the ML ingestion endpoint, http://HOST:PORT\n"
-		"  --policy FILE        the rule file\n"
-		"  --consent FILE       the consent table: CSV or snapshot (consent build)\n"
-		"  --workers N          worker threads (default: one per core)\n"
-		"  --config FILE        JSON file with these settings and every limit;\n"
-		"                       flags given here override it\n"
-		"  --decision-log FILE  append one JSON line per inspected request: policy,\n"
-		"                       snapshot, and per record the rule and evidence id\n"
-		"                       ('-' for stdout)\n"
-		"  --admin HOST:PORT    serve /metrics (Prometheus) and /healthz there\n"
-		"  --check              load everything, print 'configuration OK' and exit\n"
-		"  -v, --verbose        log every request\n"
-		"  --help, --version\n\n"
-		"Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads policy and consent.\n");
+	fprintf(
+	    out,
+	    "usage: consentgate serve [OPTIONS]\n\n"
+	    "Run the proxy: requests to --listen are checked against the "
+	    "policy and\n"
+	    "the consent table and forwarded to --upstream.\n\n"
+	    "  --listen HOST:PORT   where to accept clients (default "
+	    "127.0.0.1:8000;\n"
+	    "                       port 0 picks a free one)\n"
+	    "  --upstream URL       the ML ingestion endpoint, "
+	    "http://HOST:PORT\n"
+	    "  --policy FILE        the rule file\n"
+	    "  --consent FILE       the consent table: CSV or snapshot "
+	    "(consent build)\n"
+	    "  --workers N          worker threads (default: one per core)\n"
+	    "  --config FILE        JSON file with these settings and every "
+	    "limit;\n"
+	    "                       flags given here override it\n"
+	    "  --decision-log FILE  append one JSON line per inspected "
+	    "request: policy,\n"
+	    "                       snapshot, and per record the rule and "
+	    "evidence id\n"
+	    "                       ('-' for stdout)\n"
+	    "  --admin HOST:PORT    serve /metrics (Prometheus) and /healthz "
+	    "there\n"
+	    "  --check              load everything, print 'configuration OK' "
+	    "and exit\n"
+	    "  -v, --verbose        log every request\n"
+	    "  --help, --version\n\n"
+	    "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads policy and "
+	    "consent.\n");
 }
 
 static void
@@ -59,19 +70,19 @@ int
 serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
 {
 	static const struct option opts[] = {
-		{ "listen", required_argument, NULL, 'l' },
-		{ "upstream", required_argument, NULL, 'u' },
-		{ "policy", required_argument, NULL, 'p' },
-		{ "consent", required_argument, NULL, 'c' },
-		{ "workers", required_argument, NULL, 'w' },
-		{ "config", required_argument, NULL, 'f' },
-		{ "check", no_argument, NULL, 'k' },
-		{ "decision-log", required_argument, NULL, 'd' },
-		{ "admin", required_argument, NULL, 'a' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
+	    {"listen", required_argument, NULL, 'l'},
+	    {"upstream", required_argument, NULL, 'u'},
+	    {"policy", required_argument, NULL, 'p'},
+	    {"consent", required_argument, NULL, 'c'},
+	    {"workers", required_argument, NULL, 'w'},
+	    {"config", required_argument, NULL, 'f'},
+	    {"check", no_argument, NULL, 'k'},
+	    {"decision-log", required_argument, NULL, 'd'},
+	    {"admin", required_argument, NULL, 'a'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct cg_errors errs;
 	int ch, rc = 0;
@@ -96,40 +107,65 @@ serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, ":v", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'l': set_str(&cfg->listen, optarg); break;
-		case 'u': set_str(&cfg->upstream, optarg); break;
-		case 'p': set_str(&cfg->policy_path, optarg); break;
-		case 'c': set_str(&cfg->consent_path, optarg); break;
+		case 'l':
+			set_str(&cfg->listen, optarg);
+			break;
+		case 'u':
+			set_str(&cfg->upstream, optarg);
+			break;
+		case 'p':
+			set_str(&cfg->policy_path, optarg);
+			break;
+		case 'c':
+			set_str(&cfg->consent_path, optarg);
+			break;
 		case 'w': {
 			char *end;
 			long n = strtol(optarg, &end, 10);
 
-			if (*optarg == '\0' || *end != '\0' || n < 1 || n > 256) {
-				cg_errors_add(&errs, "--workers", 0, 0,
-					      "'%s': must be a number from 1 to 256", optarg);
+			if (*optarg == '\0' || *end != '\0' || n < 1 ||
+			    n > 256) {
+				cg_errors_add(
+				    &errs, "--workers", 0, 0,
+				    "'%s': must be a number from 1 to 256",
+				    optarg);
 				rc = -1;
 			} else {
 				cfg->workers = (unsigned)n;
 			}
 			break;
 		}
-		case 'k': *check = true; break;
-		case 'd': set_str(&cfg->decision_log, optarg); break;
-		case 'a': set_str(&cfg->admin, optarg); break;
-		case 'v': log_verbose = 1; break;
-		case 'f': case 'h': case 'V': break;
+		case 'k':
+			*check = true;
+			break;
+		case 'd':
+			set_str(&cfg->decision_log, optarg);
+			break;
+		case 'a':
+			set_str(&cfg->admin, optarg);
+			break;
+		case 'v':
+			log_verbose = 1;
+			break;
+		case 'f':
+		case 'h':
+		case 'V':
+			break;
 		case ':':
-			cg_errors_add(&errs, argv[optind - 1], 0, 0, "needs a value");
+			cg_errors_add(&errs, argv[optind - 1], 0, 0,
+			              "needs a value");
 			rc = -1;
 			break;
 		default:
-			cg_errors_add(&errs, argv[optind - 1], 0, 0, "unknown option (see --help)");
+			cg_errors_add(&errs, argv[optind - 1], 0, 0,
+			              "unknown option (see --help)");
 			rc = -1;
 			break;
 		}
 	}
 	if (optind < argc) {
-		cg_errors_add(&errs, argv[optind], 0, 0, "unexpected argument (see --help)");
+		cg_errors_add(&errs, argv[optind], 0, 0,
+		              "unexpected argument (see --help)");
 		rc = -1;
 	}
 	if (rc == 0 && config_resolve(cfg, &errs) != 0)
@@ -187,7 +223,8 @@ cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	if (declog_open(cfg.decision_log) != 0) {
-		fprintf(stderr, "--decision-log: cannot open '%s': %m\n", cfg.decision_log);
+		fprintf(stderr, "--decision-log: cannot open '%s': %m\n",
+		        cfg.decision_log);
 		goto out;
 	}
 	s = server_new(&cfg, snap);

@@ -19,10 +19,10 @@
 #include "declog_internal.h"
 #include "proxy_internal.h"
 
-#define ACCEPT_BURST 64          /* accepts per readiness event */
-#define ACCEPT_RETRY_MS 100      /* ms before retrying after EMFILE */
-#define DRAIN_POLL_MS 20         /* ms between checks while draining */
-#define READ_CHUNK (64 * 1024)   /* bytes asked of one read */
+#define ACCEPT_BURST 64        /* accepts per readiness event */
+#define ACCEPT_RETRY_MS 100    /* ms before retrying after EMFILE */
+#define DRAIN_POLL_MS 20       /* ms between checks while draining */
+#define READ_CHUNK (64 * 1024) /* bytes asked of one read */
 
 struct server {
 	const struct config *cfg;
@@ -121,7 +121,7 @@ accept_pause(struct worker *w, bool retry_later)
 		metrics_add(w, METRIC_ACCEPT_PAUSES, 1);
 	}
 	if (retry_later) {
-		struct timeval tv = { 0, ACCEPT_RETRY_MS * 1000 };
+		struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
 
 		evtimer_add(w->accept_retry_ev, &tv);
 	}
@@ -154,15 +154,18 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 			accept_pause(w, true);
 			return;
 		}
-		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
+		             SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
-				log_msg("worker %u: accept: %s; pausing accepts",
-					w->index, strerror(errno));
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				log_msg(
+				    "worker %u: accept: %s; pausing accepts",
+				    w->index, strerror(errno));
 				accept_pause(w, true);
 			}
-			return; /* EAGAIN, ECONNABORTED, ...: wait for the next event */
+			return; /* EAGAIN, ECONNABORTED, ...: wait for the next
+			           event */
 		}
 		worker_fd_opened(w);
 		conn_accept(w, fd, (struct sockaddr *)&ss, sl);
@@ -179,7 +182,8 @@ void
 worker_conn_closed(struct worker *w)
 {
 	w->nconns--;
-	if (w->accept_paused && w->nconns < w->cfg->max_conns && !worker_fds_low(w))
+	if (w->accept_paused && w->nconns < w->cfg->max_conns &&
+	    !worker_fds_low(w))
 		accept_resume(w);
 }
 
@@ -191,11 +195,14 @@ listen_socket(const struct config *cfg, int port_override)
 
 	if (port_override > 0) {
 		if (ss.ss_family == AF_INET)
-			((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port_override);
+			((struct sockaddr_in *)&ss)->sin_port =
+			    htons((uint16_t)port_override);
 		else
-			((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port_override);
+			((struct sockaddr_in6 *)&ss)->sin6_port =
+			    htons((uint16_t)port_override);
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd =
+	    socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -224,8 +231,9 @@ on_drain_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 
-	log_msg("worker %u: drain deadline reached with %u connections; closing them",
-		w->index, w->nconns);
+	log_msg("worker %u: drain deadline reached with %u connections; "
+	        "closing them",
+	        w->index, w->nconns);
 	event_base_loopbreak(w->base);
 }
 
@@ -233,9 +241,9 @@ static void
 on_drain(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	struct timeval poll = { 0, DRAIN_POLL_MS * 1000 };
-	struct timeval deadline = { w->cfg->drain_timeout_ms / 1000,
-				    (w->cfg->drain_timeout_ms % 1000) * 1000 };
+	struct timeval poll = {0, DRAIN_POLL_MS * 1000};
+	struct timeval deadline = {w->cfg->drain_timeout_ms / 1000,
+	                           (w->cfg->drain_timeout_ms % 1000) * 1000};
 
 	w->draining = true;
 	if (!w->accept_paused)
@@ -327,7 +335,8 @@ reload(struct server *s)
 	if (p == NULL || t == NULL) {
 		for (unsigned i = 0; i < errs.count; i++)
 			log_msg("reload: %s", errs.msgs[i]);
-		log_msg("reload failed; keeping the running policy and consent table");
+		log_msg("reload failed; keeping the running policy and consent "
+		        "table");
 		policy_free(p);
 		goto out;
 	}
@@ -339,10 +348,11 @@ reload(struct server *s)
 	s->snap = snap;
 	pthread_mutex_unlock(&s->snap_lock);
 	policy_snapshot_unref(old);
-	log_msg("reloaded: policy %s (%s), consent snapshot version %llu, %llu people",
-		policy_id(p), policy_digest(p),
-		(unsigned long long)consent_version(t),
-		(unsigned long long)consent_people(t));
+	log_msg("reloaded: policy %s (%s), consent snapshot version %llu, %llu "
+	        "people",
+	        policy_id(p), policy_digest(p),
+	        (unsigned long long)consent_version(t),
+	        (unsigned long long)consent_people(t));
 	rc = 0;
 out:
 	cg_errors_reset(&errs);
@@ -356,7 +366,7 @@ server_run(struct server *s)
 	sigset_t set;
 	int sig, port = 0;
 	struct event **drain_evs;
-	struct metrics_admin admin = { 0 };
+	struct metrics_admin admin = {0};
 
 	evthread_use_pthreads();
 	signal(SIGPIPE, SIG_IGN);
@@ -377,11 +387,13 @@ server_run(struct server *s)
 		w->cfg = cfg;
 		w->index = i;
 		w->base = event_base_new();
-		/* All workers bind the port the first one got (for --listen :0). */
+		/* All workers bind the port the first one got (for --listen
+		 * :0). */
 		w->listen_fd = listen_socket(cfg, port);
 		if (w->base == NULL || w->listen_fd < 0) {
-			fprintf(stderr, "consentgate: cannot listen on %s: %s\n",
-				cfg->listen, strerror(errno));
+			fprintf(stderr,
+			        "consentgate: cannot listen on %s: %s\n",
+			        cfg->listen, strerror(errno));
 			return -1;
 		}
 		worker_fd_opened(w);
@@ -390,31 +402,39 @@ server_run(struct server *s)
 			socklen_t sl = sizeof(ss);
 
 			getsockname(w->listen_fd, (struct sockaddr *)&ss, &sl);
-			port = ntohs(ss.ss_family == AF_INET ?
-					     ((struct sockaddr_in *)&ss)->sin_port :
-					     ((struct sockaddr_in6 *)&ss)->sin6_port);
+			port = ntohs(
+			    ss.ss_family == AF_INET
+			        ? ((struct sockaddr_in *)&ss)->sin_port
+			        : ((struct sockaddr_in6 *)&ss)->sin6_port);
 		}
-		w->accept_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, on_accept, w);
+		w->accept_ev = event_new(w->base, w->listen_fd,
+		                         EV_READ | EV_PERSIST, on_accept, w);
 		w->accept_retry_ev = evtimer_new(w->base, on_accept_retry, w);
 		event_add(w->accept_ev, NULL);
 		drain_evs[i] = event_new(w->base, -1, 0, on_drain, w);
-		event_add(drain_evs[i], NULL); /* keeps the loop alive; activated on SIGTERM */
+		event_add(
+		    drain_evs[i],
+		    NULL); /* keeps the loop alive; activated on SIGTERM */
 	}
 	s->port = port;
-	if (cfg->admin && metrics_admin_start(s, s->workers, s->nworkers, cfg, &admin) != 0) {
-		fprintf(stderr, "consentgate: --admin: cannot listen on %s\n", cfg->admin);
+	if (cfg->admin &&
+	    metrics_admin_start(s, s->workers, s->nworkers, cfg, &admin) != 0) {
+		fprintf(stderr, "consentgate: --admin: cannot listen on %s\n",
+		        cfg->admin);
 		return -1;
 	}
 	for (unsigned i = 0; i < s->nworkers; i++)
-		pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+		pthread_create(&s->workers[i].thread, NULL, worker_main,
+		               &s->workers[i]);
 	{
 		char host[128];
 		const char *colon = strrchr(cfg->listen, ':');
 		size_t hl = colon ? (size_t)(colon - cfg->listen) : 0;
 
 		snprintf(host, sizeof(host), "%.*s", (int)hl, cfg->listen);
-		fprintf(stderr, "consentgate: listening on %s:%d (%u workers) -> %s\n",
-			host, port, s->nworkers, cfg->upstream);
+		fprintf(stderr,
+		        "consentgate: listening on %s:%d (%u workers) -> %s\n",
+		        host, port, s->nworkers, cfg->upstream);
 	}
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
@@ -425,7 +445,8 @@ server_run(struct server *s)
 		}
 		break;
 	}
-	log_msg("signal %d: draining (deadline %u ms)", sig, cfg->drain_timeout_ms);
+	log_msg("signal %d: draining (deadline %u ms)", sig,
+	        cfg->drain_timeout_ms);
 	for (unsigned i = 0; i < s->nworkers; i++)
 		event_active(drain_evs[i], EV_TIMEOUT, 0);
 	for (unsigned i = 0; i < s->nworkers; i++)

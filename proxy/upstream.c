@@ -16,7 +16,8 @@
 
 #include "proxy_internal.h"
 
-#define UP_HIGH_WATER (1u << 20) /* bytes buffered from upstream before pausing */
+#define UP_HIGH_WATER                                                          \
+	(1u << 20) /* bytes buffered from upstream before pausing */
 
 enum up_state {
 	UP_IDLE,       /* in the pool */
@@ -56,7 +57,7 @@ static void up_step(struct upstream_conn *u);
 static void
 arm_timer(struct upstream_conn *u, unsigned ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
 	evtimer_add(u->timer, &tv);
 }
@@ -118,19 +119,22 @@ up_connect(struct upstream_conn *u)
 	const struct config *cfg = u->w->cfg;
 	int one = 1;
 
-	u->fd = socket(cfg->upstream_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	u->fd = socket(cfg->upstream_addr.ss_family,
+	               SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (u->fd < 0)
 		return -1;
 	worker_fd_opened(u->w);
 	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	u->ev = event_new(u->w->base, u->fd,
-			  EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED, on_up_event, u);
+	                  EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED,
+	                  on_up_event, u);
 	if (u->ev == NULL)
 		return -1;
 	u->state = UP_CONNECTING;
 	u->can_read = u->rdhup = false;
 	metrics_add(u->w, METRIC_UPSTREAM_CONNECTS, 1);
-	if (connect(u->fd, (const struct sockaddr *)&cfg->upstream_addr, cfg->upstream_addrlen) != 0 &&
+	if (connect(u->fd, (const struct sockaddr *)&cfg->upstream_addr,
+	            cfg->upstream_addrlen) != 0 &&
 	    errno != EINPROGRESS)
 		return -1;
 	event_add(u->ev, NULL);
@@ -150,7 +154,8 @@ up_new(struct worker *w)
 	u->in = evbuffer_new();
 	u->out = evbuffer_new();
 	u->timer = evtimer_new(w->base, on_up_timer, u);
-	if (u->in == NULL || u->out == NULL || u->timer == NULL || up_connect(u) != 0) {
+	if (u->in == NULL || u->out == NULL || u->timer == NULL ||
+	    up_connect(u) != 0) {
 		u->state = UP_CLOSED;
 		up_free(u);
 		return NULL;
@@ -196,17 +201,21 @@ up_fail(struct upstream_conn *u, int status)
 	if (u->state == UP_BODY || u->got_bytes) {
 		if (u->framing == HTTP1_FRAMING_CLOSE && u->state == UP_BODY) {
 			u->reusable = false;
-			up_finish(u, 0); /* close-delimited: EOF ends the body */
+			up_finish(u,
+			          0); /* close-delimited: EOF ends the body */
 			return;
 		}
 		u->reusable = false;
 		up_finish(u, -1);
 		return;
 	}
-	if (u->reused && u->retryable && !u->retried && u->retry_copy && status == 502) {
-		/* The pooled connection had died: same exchange, fresh socket. */
+	if (u->reused && u->retryable && !u->retried && u->retry_copy &&
+	    status == 502) {
+		/* The pooled connection had died: same exchange, fresh socket.
+		 */
 		event_del(u->ev);
-		u->old_ev = u->ev; /* we may be inside its callback: free later */
+		u->old_ev =
+		    u->ev; /* we may be inside its callback: free later */
 		u->ev = NULL;
 		close(u->fd);
 		worker_fd_closed(u->w);
@@ -237,7 +246,8 @@ relay_body(struct upstream_conn *u)
 			u->left -= n;
 			if (u->left == 0) {
 				if (evbuffer_get_length(u->in) > 0)
-					u->reusable = false; /* bytes after the body */
+					u->reusable =
+					    false; /* bytes after the body */
 				up_finish(u, 0);
 				return;
 			}
@@ -246,7 +256,8 @@ relay_body(struct upstream_conn *u)
 			int nv = evbuffer_peek(u->in, -1, NULL, vec, 8);
 			size_t consumed = 0;
 			const char *reason = NULL;
-			struct evbuffer *payload = u->dechunk ? evbuffer_new() : NULL;
+			struct evbuffer *payload =
+			    u->dechunk ? evbuffer_new() : NULL;
 
 			for (int i = 0; i < nv && !u->chunked.done; i++) {
 				const char *p = vec[i].iov_base;
@@ -254,7 +265,9 @@ relay_body(struct upstream_conn *u)
 
 				while (len > 0 && !u->chunked.done) {
 					struct cg_slice data;
-					long k = http1_chunked_feed(&u->chunked, p, len, &data, &reason);
+					long k = http1_chunked_feed(
+					    &u->chunked, p, len, &data,
+					    &reason);
 
 					if (k < 0) {
 						if (payload)
@@ -264,7 +277,8 @@ relay_body(struct upstream_conn *u)
 					if (k == 0)
 						break;
 					if (payload && data.len > 0)
-						evbuffer_add(payload, data.ptr, data.len);
+						evbuffer_add(payload, data.ptr,
+						             data.len);
 					p += k;
 					len -= (size_t)k;
 					consumed += (size_t)k;
@@ -274,7 +288,9 @@ relay_body(struct upstream_conn *u)
 				/* HTTP/1.0 client: relay the payload only */
 				evbuffer_drain(u->in, consumed);
 				if (evbuffer_get_length(payload) > 0)
-					u->ops->on_body(u->arg, payload, evbuffer_get_length(payload));
+					u->ops->on_body(
+					    u->arg, payload,
+					    evbuffer_get_length(payload));
 				evbuffer_free(payload);
 			} else if (consumed > 0) {
 				u->ops->on_body(u->arg, u->in, consumed);
@@ -288,7 +304,7 @@ relay_body(struct upstream_conn *u)
 				return;
 			}
 			continue;
-broken:
+		broken:
 			log_msg("upstream: bad chunked response: %s", reason);
 			u->reusable = false;
 			up_finish(u, -1);
@@ -313,9 +329,11 @@ parse_head(struct upstream_conn *u)
 		if (len == 0)
 			return;
 		u->got_bytes = true;
-		buf = evbuffer_pullup(u->in, (ev_ssize_t)(len < lim ? len : lim));
-		rc = http1_parse_response((const char *)buf, len < lim ? len : lim,
-					  u->head_request, &res, &reason);
+		buf =
+		    evbuffer_pullup(u->in, (ev_ssize_t)(len < lim ? len : lim));
+		rc = http1_parse_response((const char *)buf,
+		                          len < lim ? len : lim,
+		                          u->head_request, &res, &reason);
 		if (rc == 0) {
 			if (len >= lim) {
 				reason = "response head too large";
@@ -326,14 +344,15 @@ parse_head(struct upstream_conn *u)
 		}
 		if (rc < 0) {
 			log_msg("upstream %s: %s", u->w->cfg->upstream_hostport,
-				reason ? reason : "bad response");
+			        reason ? reason : "bad response");
 			u->reusable = false;
 			u->got_bytes = false; /* nothing relayed: report 502 */
 			up_finish(u, 502);
 			return;
 		}
 		if (res.status >= 100 && res.status < 200) {
-			/* interim responses are not relayed; 101 we never asked for */
+			/* interim responses are not relayed; 101 we never asked
+			 * for */
 			if (res.status == 101) {
 				u->reusable = false;
 				up_finish(u, 502);
@@ -344,7 +363,8 @@ parse_head(struct upstream_conn *u)
 		}
 		u->framing = res.framing;
 		u->left = res.content_length;
-		u->reusable = res.keep_alive && res.framing != HTTP1_FRAMING_CLOSE;
+		u->reusable =
+		    res.keep_alive && res.framing != HTTP1_FRAMING_CLOSE;
 		http1_chunked_init(&u->chunked);
 		u->state = UP_BODY;
 		u->ops->on_head(u->arg, &res);
@@ -373,7 +393,8 @@ up_step(struct upstream_conn *u)
 			up_fail(u, 502);
 			return;
 		}
-		if (evbuffer_get_length(u->out) == 0 && u->ops && u->ops->on_writable) {
+		if (evbuffer_get_length(u->out) == 0 && u->ops &&
+		    u->ops->on_writable) {
 			u->ops->on_writable(u->arg);
 			if (u->state == UP_CLOSED)
 				return;
@@ -393,12 +414,14 @@ up_step(struct upstream_conn *u)
 					up_close(u);
 					return;
 				}
-				/* process what arrived before the close first */
+				/* process what arrived before the close first
+				 */
 				if (u->state == UP_WAITING)
 					parse_head(u);
 				if (u->state == UP_BODY)
 					relay_body(u);
-				if (u->state == UP_WAITING || u->state == UP_BODY)
+				if (u->state == UP_WAITING ||
+				    u->state == UP_BODY)
 					up_fail(u, 502);
 				return;
 			}
@@ -417,7 +440,8 @@ up_step(struct upstream_conn *u)
 			relay_body(u);
 		if (u->state != UP_WAITING && u->state != UP_BODY)
 			return;
-		if (!u->can_read || u->paused || evbuffer_get_length(u->in) >= UP_HIGH_WATER)
+		if (!u->can_read || u->paused ||
+		    evbuffer_get_length(u->in) >= UP_HIGH_WATER)
 			return;
 	}
 }
@@ -428,14 +452,15 @@ on_up_event(evutil_socket_t fd, short what, void *arg)
 	struct upstream_conn *u = arg;
 
 	u->busy++;
-	if (u->state == UP_CONNECTING && (what & (EV_WRITE | EV_READ | EV_CLOSED))) {
+	if (u->state == UP_CONNECTING &&
+	    (what & (EV_WRITE | EV_READ | EV_CLOSED))) {
 		int err = 0;
 		socklen_t el = sizeof(err);
 
 		getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &el);
 		if (err != 0) {
-			log_msg("upstream %s: connect: %s", u->w->cfg->upstream_hostport,
-				strerror(err));
+			log_msg("upstream %s: connect: %s",
+			        u->w->cfg->upstream_hostport, strerror(err));
 			up_fail(u, 502);
 			goto out;
 		}
@@ -460,12 +485,14 @@ on_up_timer(evutil_socket_t fd, short what, void *arg)
 
 	u->busy++;
 	if (u->state == UP_CONNECTING) {
-		log_msg("upstream %s: connect timed out", u->w->cfg->upstream_hostport);
+		log_msg("upstream %s: connect timed out",
+		        u->w->cfg->upstream_hostport);
 		u->reusable = false;
 		up_finish(u, 504);
 	} else if (u->state == UP_WAITING || u->state == UP_BODY) {
-		log_msg("upstream %s: no response for %u ms", u->w->cfg->upstream_hostport,
-			u->w->cfg->response_timeout_ms);
+		log_msg("upstream %s: no response for %u ms",
+		        u->w->cfg->upstream_hostport,
+		        u->w->cfg->response_timeout_ms);
 		u->reusable = false;
 		up_finish(u, u->got_bytes ? -1 : 504);
 	}
@@ -476,7 +503,7 @@ on_up_timer(evutil_socket_t fd, short what, void *arg)
 
 struct upstream_conn *
 upstream_send(struct worker *w, struct evbuffer *head, struct evbuffer *body,
-	      unsigned flags, const struct upstream_ops *ops, void *arg)
+              unsigned flags, const struct upstream_ops *ops, void *arg)
 {
 	struct upstream_conn *u = w->idle;
 
@@ -505,13 +532,15 @@ upstream_send(struct worker *w, struct evbuffer *head, struct evbuffer *body,
 		u->retry_copy = evbuffer_new();
 		if (u->retry_copy)
 			evbuffer_add(u->retry_copy, evbuffer_pullup(u->out, -1),
-				     evbuffer_get_length(u->out));
+			             evbuffer_get_length(u->out));
 	}
 	if (u->state == UP_WAITING) {
 		arm_timer(u, w->cfg->response_timeout_ms);
-		/* write now: the caller holds the handle, callbacks come later */
+		/* write now: the caller holds the handle, callbacks come later
+		 */
 		if (sock_write(u->fd, u->out) < 0) {
-			/* a dead pooled connection: let the event loop report it */
+			/* a dead pooled connection: let the event loop report
+			 * it */
 			u->can_read = true;
 			event_active(u->ev, EV_READ, 0);
 		}

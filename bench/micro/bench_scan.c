@@ -37,12 +37,32 @@ rng(void)
 }
 
 static const char *const words[] = {
-	"the", "model", "consent", "data", "training", "river", "coffee",
-	"morning", "release", "build", "proxy", "night", "week", "city",
-	"caf\xc3\xa9", "na\xc3\xafve", "\xe6\x97\xa5\xe6\x9c\xac",
-	"\xf0\x9f\x98\x80", "\\\"quoted\\\"", "line\\nbreak", "\\u00e9t\\u00e9",
-	"M\xc3\xbcnchen", "\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82",
-	"#ai", "@friend", "https://example.com/x/y?z=1",
+    "the",
+    "model",
+    "consent",
+    "data",
+    "training",
+    "river",
+    "coffee",
+    "morning",
+    "release",
+    "build",
+    "proxy",
+    "night",
+    "week",
+    "city",
+    "caf\xc3\xa9",
+    "na\xc3\xafve",
+    "\xe6\x97\xa5\xe6\x9c\xac",
+    "\xf0\x9f\x98\x80",
+    "\\\"quoted\\\"",
+    "line\\nbreak",
+    "\\u00e9t\\u00e9",
+    "M\xc3\xbcnchen",
+    "\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82",
+    "#ai",
+    "@friend",
+    "https://example.com/x/y?z=1",
 };
 
 /* words[0, nwords): --ascii keeps the first 14 (plain ASCII text) */
@@ -66,25 +86,26 @@ gen_record(char *out, size_t cap)
 		text[tn++] = ' ';
 	}
 	text[tn] = '\0';
-	n = snprintf(out, cap,
-		     "{\"id\":%llu,\"author_id\":\"%llu\",\"created_at\":"
-		     "\"2024-%02u-%02uT%02u:%02u:%02u.000Z\",\"text\":\"%s\","
-		     "\"lang\":\"en\",\"public_metrics\":{\"retweet_count\":%u,"
-		     "\"reply_count\":%u,\"like_count\":%u,\"quote_count\":%u},"
-		     "\"entities\":{\"hashtags\":[{\"start\":%u,\"end\":%u,"
-		     "\"tag\":\"ai\"}],\"mentions\":[{\"start\":0,\"end\":7,"
-		     "\"username\":\"friend\",\"id\":\"%llu\"}]},"
-		     "\"possibly_sensitive\":false,\"geo\":null,\"score\":0.%03u}\n",
-		     (unsigned long long)(rng() >> 4),
-		     (unsigned long long)(rng() % 100000000000ull),
-		     (unsigned)(1 + rng() % 12), (unsigned)(1 + rng() % 28),
-		     (unsigned)(rng() % 24), (unsigned)(rng() % 60),
-		     (unsigned)(rng() % 60), text, (unsigned)(rng() % 1000),
-		     (unsigned)(rng() % 100), (unsigned)(rng() % 10000),
-		     (unsigned)(rng() % 50), (unsigned)(rng() % 100),
-		     (unsigned)(rng() % 100),
-		     (unsigned long long)(rng() % 100000000000ull),
-		     (unsigned)(rng() % 1000));
+	n = snprintf(
+	    out, cap,
+	    "{\"id\":%llu,\"author_id\":\"%llu\",\"created_at\":"
+	    "\"2024-%02u-%02uT%02u:%02u:%02u.000Z\",\"text\":\"%s\","
+	    "\"lang\":\"en\",\"public_metrics\":{\"retweet_count\":%u,"
+	    "\"reply_count\":%u,\"like_count\":%u,\"quote_count\":%u},"
+	    "\"entities\":{\"hashtags\":[{\"start\":%u,\"end\":%u,"
+	    "\"tag\":\"ai\"}],\"mentions\":[{\"start\":0,\"end\":7,"
+	    "\"username\":\"friend\",\"id\":\"%llu\"}]},"
+	    "\"possibly_sensitive\":false,\"geo\":null,\"score\":0.%03u}\n",
+	    (unsigned long long)(rng() >> 4),
+	    (unsigned long long)(rng() % 100000000000ull),
+	    (unsigned)(1 + rng() % 12), (unsigned)(1 + rng() % 28),
+	    (unsigned)(rng() % 24), (unsigned)(rng() % 60),
+	    (unsigned)(rng() % 60), text, (unsigned)(rng() % 1000),
+	    (unsigned)(rng() % 100), (unsigned)(rng() % 10000),
+	    (unsigned)(rng() % 50), (unsigned)(rng() % 100),
+	    (unsigned)(rng() % 100),
+	    (unsigned long long)(rng() % 100000000000ull),
+	    (unsigned)(rng() % 1000));
 	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
@@ -112,7 +133,7 @@ run_scanner(const char *buf, size_t len)
 {
 	static struct scan_record rec;
 	struct jsonptr loc;
-	struct scan_spec spec = { &loc, 1, 0 };
+	struct scan_spec spec = {&loc, 1, 0};
 	struct scan_iter it;
 	const char *err;
 	size_t n = 0, idlen = 0;
@@ -129,7 +150,7 @@ run_scanner(const char *buf, size_t len)
 	}
 	if (r < 0) {
 		fprintf(stderr, "scanner: record %u at %zu: %s\n", it.index,
-			it.offset, it.error);
+		        it.offset, it.error);
 		return 0;
 	}
 	return idlen > 0 ? n : 0;
@@ -219,7 +240,7 @@ main(int argc, char **argv)
 	while (len < want && (k = gen_record(buf + len, cap - len)) > 0)
 		len += k;
 	fprintf(stderr, "generated %zu bytes, %zu records\n", len,
-		run_memchr(buf, len));
+	        run_memchr(buf, len));
 	if (bench("scanner", run_scanner, buf, len) < 0)
 		goto done;
 	if (argc < 2 || strcmp(argv[argc - 1], "--scanner-only") != 0) {

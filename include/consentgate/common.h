@@ -20,36 +20,42 @@ struct cg_slice {
 	size_t len;
 };
 
-#define CG_SLICE_LIT(s) ((struct cg_slice){ (s), sizeof(s) - 1 })
+#define CG_SLICE_LIT(s) ((struct cg_slice){(s), sizeof(s) - 1})
 
 /* ---- hard caps (size fixed arrays) ---- */
-#define CG_MAX_HEADERS 128          /* header fields per request or response */
-#define CG_MAX_SUBJECTS 32          /* subject values per record */
-#define CG_MAX_SUBJECT_LEN 256      /* bytes of one decoded subject id */
-#define CG_MAX_LOCATORS 8           /* subject locators per route */
-#define CG_MAX_PTR_TOKENS 16        /* reference tokens in one JSON Pointer */
-#define CG_MAX_PTR_TOKEN_LEN 128    /* bytes of one decoded pointer token */
-#define CG_MAX_CHUNK_EXT 256        /* bytes of chunk extensions per chunk */
-#define CG_MAX_ERRORS 100           /* errors a loader reports before it stops */
+#define CG_MAX_HEADERS 128       /* header fields per request or response */
+#define CG_MAX_SUBJECTS 32       /* subject values per record */
+#define CG_MAX_SUBJECT_LEN 256   /* bytes of one decoded subject id */
+#define CG_MAX_LOCATORS 8        /* subject locators per route */
+#define CG_MAX_PTR_TOKENS 16     /* reference tokens in one JSON Pointer */
+#define CG_MAX_PTR_TOKEN_LEN 128 /* bytes of one decoded pointer token */
+#define CG_MAX_CHUNK_EXT 256     /* bytes of chunk extensions per chunk */
+#define CG_MAX_ERRORS 100        /* errors a loader reports before it stops */
 
 /* ---- defaults the configuration may change ---- */
-#define CG_DEFAULT_MAX_HEADER_BYTES 16384       /* bytes of a request head; 431 */
-#define CG_DEFAULT_MAX_HEADER_COUNT 100         /* header fields; 431 */
-#define CG_DEFAULT_MAX_BODY_BYTES (16u << 20)   /* bytes of a request body; 413 */
-#define CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES 65536 /* bytes of a response head; 502 */
-#define CG_DEFAULT_HEAD_TIMEOUT_MS 10000        /* ms to read a whole request head; 408 */
-#define CG_DEFAULT_BODY_TIMEOUT_MS 60000        /* ms of silence while reading a body; 408 */
-#define CG_DEFAULT_IDLE_TIMEOUT_MS 60000        /* ms a keep-alive client may idle */
-#define CG_DEFAULT_CONNECT_TIMEOUT_MS 5000      /* ms to connect upstream; 504 */
-#define CG_DEFAULT_RESPONSE_TIMEOUT_MS 30000    /* ms of upstream silence; 504 */
-#define CG_DEFAULT_MAX_CONNS 10000              /* client connections per worker */
-#define CG_DEFAULT_FD_RESERVE 32                /* descriptors kept free per process */
-#define CG_DEFAULT_POOL_SIZE 64                 /* idle upstream connections per worker */
-#define CG_DEFAULT_DRAIN_TIMEOUT_MS 10000       /* ms to finish in-flight on SIGTERM */
-#define CG_DEFAULT_MAX_DEPTH 64                 /* JSON nesting depth of a record */
-#define CG_DEFAULT_MAX_RECORD_BYTES (1u << 20)  /* bytes of one NDJSON record */
-#define CG_DEFAULT_MAX_INFLATE_RATIO 100        /* gzip output/input ratio; 413 */
-#define CG_DEFAULT_MAX_STALENESS_S 0            /* s of consent age; 0 = unchecked */
+#define CG_DEFAULT_MAX_HEADER_BYTES 16384     /* bytes of a request head; 431 */
+#define CG_DEFAULT_MAX_HEADER_COUNT 100       /* header fields; 431 */
+#define CG_DEFAULT_MAX_BODY_BYTES (16u << 20) /* bytes of a request body; 413  \
+	                                       */
+#define CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES                                   \
+	65536 /* bytes of a response head; 502 */
+#define CG_DEFAULT_HEAD_TIMEOUT_MS                                             \
+	10000 /* ms to read a whole request head; 408 */
+#define CG_DEFAULT_BODY_TIMEOUT_MS                                             \
+	60000 /* ms of silence while reading a body; 408 */
+#define CG_DEFAULT_IDLE_TIMEOUT_MS 60000   /* ms a keep-alive client may idle */
+#define CG_DEFAULT_CONNECT_TIMEOUT_MS 5000 /* ms to connect upstream; 504 */
+#define CG_DEFAULT_RESPONSE_TIMEOUT_MS 30000 /* ms of upstream silence; 504 */
+#define CG_DEFAULT_MAX_CONNS 10000           /* client connections per worker */
+#define CG_DEFAULT_FD_RESERVE 32 /* descriptors kept free per process */
+#define CG_DEFAULT_POOL_SIZE 64  /* idle upstream connections per worker */
+#define CG_DEFAULT_DRAIN_TIMEOUT_MS                                            \
+	10000                   /* ms to finish in-flight on SIGTERM */
+#define CG_DEFAULT_MAX_DEPTH 64 /* JSON nesting depth of a record */
+#define CG_DEFAULT_MAX_RECORD_BYTES (1u << 20) /* bytes of one NDJSON record   \
+	                                        */
+#define CG_DEFAULT_MAX_INFLATE_RATIO 100 /* gzip output/input ratio; 413 */
+#define CG_DEFAULT_MAX_STALENESS_S 0     /* s of consent age; 0 = unchecked */
 
 /*
  * Errors found while loading a file. Each message reads
@@ -66,6 +72,6 @@ void cg_errors_init(struct cg_errors *e);
 void cg_errors_reset(struct cg_errors *e);
 /* Add one error; line/col 0 leaves them out ("file: message"). */
 void cg_errors_add(struct cg_errors *e, const char *file, int line, int col,
-		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 #endif

@@ -26,7 +26,7 @@
 #include "consentgate/common.h"
 
 enum consent_status {
-	CONSENT_STATUS_NONE = 0,  /* known person, no row for this purpose */
+	CONSENT_STATUS_NONE = 0, /* known person, no row for this purpose */
 	CONSENT_STATUS_GRANTED,
 	CONSENT_STATUS_DENIED,
 	CONSENT_STATUS_WITHDRAWN,
@@ -36,11 +36,11 @@ struct consent_table;
 
 /* What a lookup found. Slices point into the table: valid while it lives. */
 struct consent_lookup_result {
-	bool known;              /* the subject has at least one row */
-	char jurisdiction[3];    /* ISO 3166-1 alpha-2, "" when unknown */
+	bool known;                 /* the subject has at least one row */
+	char jurisdiction[3];       /* ISO 3166-1 alpha-2, "" when unknown */
 	enum consent_status status; /* for the purpose asked */
-	int64_t updated_at;      /* unix seconds of that row, 0 when none */
-	struct cg_slice evidence;/* that row's evidence id, empty when none */
+	int64_t updated_at;         /* unix seconds of that row, 0 when none */
+	struct cg_slice evidence; /* that row's evidence id, empty when none */
 };
 
 /*
@@ -53,37 +53,37 @@ struct consent_lookup_result {
 struct consent_table *consent_open(const char *path, struct cg_errors *errs);
 /* Import CSV from memory; name is used in error messages. */
 struct consent_table *consent_import_csv(const char *name, const char *buf,
-					 size_t len, struct cg_errors *errs);
+                                         size_t len, struct cg_errors *errs);
 /* Write a snapshot that consent_open can mmap: to a temporary file in the
  * same directory, fsync'ed, then renamed over path. Returns 0 or -1 (errs). */
 int consent_snapshot_write(const struct consent_table *t, const char *path,
-			   struct cg_errors *errs);
+                           struct cg_errors *errs);
 void consent_free(struct consent_table *t);
 
-uint64_t consent_version(const struct consent_table *t);   /* snapshot version */
+uint64_t consent_version(const struct consent_table *t); /* snapshot version */
 int64_t consent_created_at(const struct consent_table *t); /* unix seconds */
-uint64_t consent_people(const struct consent_table *t);    /* distinct subjects */
-uint64_t consent_rows(const struct consent_table *t);      /* rows kept */
+uint64_t consent_people(const struct consent_table *t); /* distinct subjects */
+uint64_t consent_rows(const struct consent_table *t);   /* rows kept */
 
 /* The id of a purpose name in this table, or -1 when no row names it. */
 int consent_purpose_id(const struct consent_table *t, const char *name,
-		       size_t len);
+                       size_t len);
 
 /*
  * Look subject[0,len) up for purpose_id (-1: none). Never fails: an
  * unknown subject gives known == false. No allocation; thread-safe.
  */
 void consent_lookup(const struct consent_table *t, const char *subject,
-		    size_t len, int purpose_id,
-		    struct consent_lookup_result *out);
+                    size_t len, int purpose_id,
+                    struct consent_lookup_result *out);
 
 /*
  * Look n subjects up at once, overlapping their memory fetches (several
  * times faster than n calls on a large table). out has n entries.
  */
 void consent_lookup_many(const struct consent_table *t,
-			 const struct cg_slice *subjects, size_t n,
-			 int purpose_id, struct consent_lookup_result *out);
+                         const struct cg_slice *subjects, size_t n,
+                         int purpose_id, struct consent_lookup_result *out);
 
 const char *consent_status_name(enum consent_status s);
 
@@ -95,6 +95,6 @@ uint64_t consent_bytes(const struct consent_table *t);
 /* Purposes named in the table: ids 0..count-1 and their names. */
 unsigned consent_purpose_count(const struct consent_table *t);
 struct cg_slice consent_purpose_name(const struct consent_table *t,
-				     unsigned id);
+                                     unsigned id);
 
 #endif

@@ -14,9 +14,9 @@
 struct jsonptr_token {
 	char name[CG_MAX_PTR_TOKEN_LEN]; /* decoded (~0 -> ~, ~1 -> /) */
 	size_t len;
-	bool wildcard;                   /* the token "*" */
-	bool is_index;                   /* all digits, no leading zero */
-	uint32_t index;                  /* valid when is_index */
+	bool wildcard;  /* the token "*" */
+	bool is_index;  /* all digits, no leading zero */
+	uint32_t index; /* valid when is_index */
 };
 
 struct jsonptr {
@@ -30,7 +30,7 @@ struct jsonptr {
  * followed by 0 or 1", "too many tokens", ...).
  */
 int jsonptr_parse(const char *text, size_t len, struct jsonptr *out,
-		  const char **err);
+                  const char **err);
 
 /* Write the pointer back in RFC 6901 form into buf (NUL-terminated). */
 void jsonptr_format(const struct jsonptr *p, char *buf, size_t cap);

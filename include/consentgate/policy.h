@@ -35,7 +35,7 @@ struct policy_route;
 struct policy *policy_load(const char *path, struct cg_errors *errs);
 /* The same from memory; name is used in error messages. */
 struct policy *policy_load_buf(const char *name, const char *buf, size_t len,
-			       struct cg_errors *errs);
+                               struct cg_errors *errs);
 void policy_free(struct policy *p);
 
 /* The file's "policy" id, and a hex digest of its bytes (16 hex digits). */
@@ -50,19 +50,23 @@ const char *policy_digest(const struct policy *p);
  * %2f, %5c, %00; a backslash or NUL) is covered by no route: NULL.
  */
 const struct policy_route *policy_match(const struct policy *p,
-					struct cg_slice method,
-					struct cg_slice path);
+                                        struct cg_slice method,
+                                        struct cg_slice path);
 
 /* Number of routes and the i-th route, in file order (for tools). */
 unsigned policy_route_count(const struct policy *p);
 const struct policy_route *policy_route_at(const struct policy *p, unsigned i);
 
-const char *policy_route_name(const struct policy_route *r);   /* "POST /ingest" if unnamed */
+const char *
+policy_route_name(const struct policy_route *r); /* "POST /ingest" if unnamed */
 enum policy_action policy_route_action(const struct policy_route *r);
-const char *policy_route_purpose(const struct policy_route *r);/* NULL for pass */
-unsigned policy_route_formats(const struct policy_route *r);   /* SCAN_FORMAT_* bits */
+const char *
+policy_route_purpose(const struct policy_route *r); /* NULL for pass */
+unsigned
+policy_route_formats(const struct policy_route *r); /* SCAN_FORMAT_* bits */
 const struct scan_spec *policy_route_scan_spec(const struct policy_route *r);
-const struct jsonptr *policy_route_array_at(const struct policy_route *r); /* NULL if none */
+const struct jsonptr *
+policy_route_array_at(const struct policy_route *r); /* NULL if none */
 /* Header that names the one subject of the request, NULL when in the body. */
 const char *policy_route_subject_header(const struct policy_route *r);
 enum policy_on_deny policy_route_on_deny(const struct policy_route *r);
@@ -72,10 +76,11 @@ bool policy_route_content_usage(const struct policy_route *r);
 /* The outcome for one record. */
 struct policy_decision {
 	bool allow;
-	const char *rule_id;       /* the rule that decided; owned by the policy */
-	unsigned subject;          /* index of the subject that decided a deny
-				      (or the last one checked on allow) */
-	struct consent_lookup_result consent; /* the row used for that subject */
+	const char *rule_id; /* the rule that decided; owned by the policy */
+	unsigned subject;    /* index of the subject that decided a deny
+	                        (or the last one checked on allow) */
+	struct consent_lookup_result
+	    consent; /* the row used for that subject */
 };
 
 /*
@@ -84,19 +89,20 @@ struct policy_decision {
  * now is unix seconds (consent age conditions). Pure; no allocation.
  */
 void policy_decide(const struct policy_route *r, const struct consent_table *t,
-		   const struct cg_slice *subjects, unsigned nsubjects,
-		   int64_t now, struct policy_decision *out);
+                   const struct cg_slice *subjects, unsigned nsubjects,
+                   int64_t now, struct policy_decision *out);
 
 /* ---- snapshots ---- */
 struct policy_snapshot;
 
 /* Takes ownership of p and t. NULL on allocation failure (p, t freed). */
 struct policy_snapshot *policy_snapshot_new(struct policy *p,
-					    struct consent_table *t);
+                                            struct consent_table *t);
 void policy_snapshot_ref(struct policy_snapshot *s);   /* thread-safe */
 void policy_snapshot_unref(struct policy_snapshot *s); /* frees at zero */
 const struct policy *policy_snapshot_policy(const struct policy_snapshot *s);
-const struct consent_table *policy_snapshot_consent(const struct policy_snapshot *s);
+const struct consent_table *
+policy_snapshot_consent(const struct policy_snapshot *s);
 
 /* ---- for tools and the proxy (added by the policy engineer) ---- */
 
@@ -114,8 +120,8 @@ const char *policy_rule_id(const struct policy *p, unsigned i);
  * the values that met them, and the evidence id. now as for policy_decide.
  */
 void policy_explain(const struct policy_route *r,
-		    const struct policy_decision *d, int64_t now, char *buf,
-		    size_t cap);
+                    const struct policy_decision *d, int64_t now, char *buf,
+                    size_t cap);
 
 /*
  * The body format of a request to an inspected route: SCAN_FORMAT_* or -1
@@ -128,8 +134,8 @@ void policy_explain(const struct policy_route *r,
  * sniffed as application/json. A charset other than utf-8 gives -1.
  */
 int policy_body_format(const struct policy_route *r,
-		       struct cg_slice content_type, const char *body,
-		       size_t len);
+                       struct cg_slice content_type, const char *body,
+                       size_t len);
 
 /* A kept record's byte range [start, end) in the body. */
 struct policy_span {
@@ -144,8 +150,8 @@ struct policy_span {
  * from scan_iter); OBJECT: the record or nothing. Returns the length.
  */
 size_t policy_body_rebuild(enum scan_format format, const char *body,
-			   size_t len, size_t array_open, size_t array_close,
-			   const struct policy_span *kept, unsigned nkept,
-			   char *out);
+                           size_t len, size_t array_open, size_t array_close,
+                           const struct policy_span *kept, unsigned nkept,
+                           char *out);
 
 #endif

@@ -45,10 +45,13 @@ struct scan_spec {
 
 /* One record found in a buffer. */
 struct scan_record {
-	size_t start, end;    /* [start, end) in the scanned buffer, no whitespace */
+	size_t start,
+	    end; /* [start, end) in the scanned buffer, no whitespace */
 	unsigned nsubjects;
-	struct cg_slice subjects[CG_MAX_SUBJECTS]; /* into the buffer or scratch */
-	char scratch[CG_MAX_SUBJECTS * CG_MAX_SUBJECT_LEN]; /* decoded escapes */
+	struct cg_slice
+	    subjects[CG_MAX_SUBJECTS]; /* into the buffer or scratch */
+	char
+	    scratch[CG_MAX_SUBJECTS * CG_MAX_SUBJECT_LEN]; /* decoded escapes */
 };
 
 /*
@@ -58,7 +61,7 @@ struct scan_record {
  * valid value has no subject.
  */
 int scan_record(const struct scan_spec *spec, const char *buf, size_t len,
-		struct scan_record *rec, const char **err);
+                struct scan_record *rec, const char **err);
 
 /*
  * Iterate the records of a whole body buffer in one of the formats.
@@ -70,11 +73,12 @@ int scan_record(const struct scan_spec *spec, const char *buf, size_t len,
  */
 struct scan_iter {
 	/* read-only for callers */
-	unsigned index;        /* index of the next record (of the failing one on -1) */
-	size_t offset;         /* byte offset of the failure on -1 */
-	const char *error;     /* static message on -1 */
-	size_t array_open;     /* ARRAY/ARRAY_AT: offset of '[' */
-	size_t array_close;    /* ARRAY/ARRAY_AT: offset of ']' */
+	unsigned
+	    index;     /* index of the next record (of the failing one on -1) */
+	size_t offset; /* byte offset of the failure on -1 */
+	const char *error;  /* static message on -1 */
+	size_t array_open;  /* ARRAY/ARRAY_AT: offset of '[' */
+	size_t array_close; /* ARRAY/ARRAY_AT: offset of ']' */
 	/* private */
 	const struct scan_spec *spec;
 	enum scan_format format;
@@ -85,8 +89,8 @@ struct scan_iter {
 };
 
 void scan_iter_init(struct scan_iter *it, const struct scan_spec *spec,
-		    enum scan_format format, const struct jsonptr *array_at,
-		    const char *buf, size_t len);
+                    enum scan_format format, const struct jsonptr *array_at,
+                    const char *buf, size_t len);
 /* 1: a record in *rec; 0: end, the whole body is valid; -1: error. */
 int scan_iter_next(struct scan_iter *it, struct scan_record *rec);
 

@@ -30,13 +30,13 @@ int http_message_needs_eof(const http_parser *parser);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                          \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",     \
-				__FILE__, __LINE__, #cond);                  \
-			abort();                                             \
-		}                                                            \
+#define CHECK(cond)                                                            \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "%s:%d: invariant failed: %s\n",       \
+			        __FILE__, __LINE__, #cond);                    \
+			abort();                                               \
+		}                                                              \
 	} while (0)
 
 static void
@@ -48,7 +48,7 @@ check_inside(struct cg_slice s, const char *buf, size_t head_len)
 
 static void
 check_headers(const struct http1_header *h, unsigned n, const char *buf,
-	      size_t head_len)
+              size_t head_len)
 {
 	unsigned k;
 
@@ -82,8 +82,8 @@ hp_on_headers_complete(http_parser *hp)
 	struct hp_seen *s = hp->data;
 
 	s->complete = true;
-	s->content_length = (hp->flags & F_CONTENTLENGTH) ? hp->content_length
-							 : 0;
+	s->content_length =
+	    (hp->flags & F_CONTENTLENGTH) ? hp->content_length : 0;
 	s->chunked = (hp->flags & F_CHUNKED) != 0;
 	s->keep_alive = http_should_keep_alive(hp) != 0;
 	s->needs_eof = http_message_needs_eof(hp) != 0;
@@ -96,7 +96,7 @@ hp_on_headers_complete(http_parser *hp)
  */
 static bool
 hp_parse(const char *buf, size_t head_len, enum http_parser_type type,
-	 bool skip_body, struct hp_seen *seen)
+         bool skip_body, struct hp_seen *seen)
 {
 	http_parser hp;
 	http_parser_settings set;
@@ -132,7 +132,7 @@ fuzz_request(const char *buf, size_t len, const struct http1_limits *lim)
 		      st == 505);
 		/* the prefix cut in half fails the same way or needs more */
 		rc = http1_parse_request(buf, len / 2, lim, &again, &st2,
-					 &reason);
+		                         &reason);
 		CHECK(rc == 0 || (rc == -1 && st2 == st));
 		return;
 	}
@@ -141,8 +141,8 @@ fuzz_request(const char *buf, size_t len, const struct http1_limits *lim)
 		return;
 	}
 	CHECK(req.head_len <= len);
-	CHECK(req.head_len <= (lim ? lim->max_head_bytes
-				   : CG_DEFAULT_MAX_HEADER_BYTES));
+	CHECK(req.head_len <=
+	      (lim ? lim->max_head_bytes : CG_DEFAULT_MAX_HEADER_BYTES));
 	CHECK(req.minor == 0 || req.minor == 1);
 	check_inside(req.method, buf, req.head_len);
 	check_inside(req.target, buf, req.head_len);
@@ -160,13 +160,13 @@ fuzz_request(const char *buf, size_t len, const struct http1_limits *lim)
 	CHECK(req.minor == 0 || req.host.ptr != NULL);
 	/* the head alone parses to the same head; one byte less does not */
 	CHECK(http1_parse_request(buf, req.head_len, lim, &again, &st2,
-				  &reason) == 1);
+	                          &reason) == 1);
 	CHECK(again.head_len == req.head_len && again.framing == req.framing &&
 	      again.nheaders == req.nheaders &&
 	      again.content_length == req.content_length &&
 	      again.keep_alive == req.keep_alive);
 	CHECK(http1_parse_request(buf, req.head_len - 1, lim, &again, &st2,
-				  &reason) == 0);
+	                          &reason) == 0);
 	{
 		struct hp_seen hs;
 		if (hp_parse(buf, req.head_len, HTTP_REQUEST, false, &hs)) {
@@ -177,7 +177,7 @@ fuzz_request(const char *buf, size_t len, const struct http1_limits *lim)
 			/* its Connection list parsing is loose; we rebuild
 			 * Connection upstream, so only the default matters */
 			if (!http1_find(req.headers, req.nheaders,
-					"connection"))
+			                "connection"))
 				CHECK(hs.keep_alive == req.keep_alive);
 		}
 	}
@@ -206,11 +206,11 @@ fuzz_response(const char *buf, size_t len, bool head)
 	CHECK(res.framing == HTTP1_FRAMING_LENGTH || res.content_length == 0);
 	CHECK(!head || res.framing == HTTP1_FRAMING_NONE);
 	CHECK(res.framing != HTTP1_FRAMING_CLOSE || !res.keep_alive);
-	CHECK(http1_parse_response(buf, res.head_len, head, &again,
-				   &reason) == 1);
+	CHECK(http1_parse_response(buf, res.head_len, head, &again, &reason) ==
+	      1);
 	CHECK(again.head_len == res.head_len && again.framing == res.framing);
 	CHECK(http1_parse_response(buf, res.head_len - 1, head, &again,
-				   &reason) == 0);
+	                           &reason) == 0);
 	if (res.status >= 200) {
 		struct hp_seen hs;
 		CHECK(hp_parse(buf, res.head_len, HTTP_RESPONSE, head, &hs));
@@ -222,11 +222,12 @@ fuzz_response(const char *buf, size_t len, bool head)
 			      !hs.chunked && !hs.needs_eof);
 		if (res.framing == HTTP1_FRAMING_CLOSE)
 			CHECK(hs.needs_eof);
-		/* its skip-body answer (HEAD) takes effect after the callback */
+		/* its skip-body answer (HEAD) takes effect after the callback
+		 */
 		if (res.framing == HTTP1_FRAMING_NONE && !head)
 			CHECK(!hs.needs_eof);
-		if (!head && !http1_find(res.headers, res.nheaders,
-					 "connection"))
+		if (!head &&
+		    !http1_find(res.headers, res.nheaders, "connection"))
 			CHECK(hs.keep_alive == res.keep_alive);
 	}
 }
@@ -239,16 +240,15 @@ struct ck_out {
 };
 
 static void
-ck_feed(struct http1_chunked *c, const char *in, size_t len,
-	struct ck_out *o)
+ck_feed(struct http1_chunked *c, const char *in, size_t len, struct ck_out *o)
 {
 	size_t off = 0;
 
 	while (off < len && o->rc == 0) {
 		struct cg_slice d;
 		const char *reason = NULL;
-		long n = http1_chunked_feed(c, in + off, len - off, &d,
-					    &reason);
+		long n =
+		    http1_chunked_feed(c, in + off, len - off, &d, &reason);
 		size_t k;
 
 		if (n < 0) {
@@ -258,8 +258,8 @@ ck_feed(struct http1_chunked *c, const char *in, size_t len,
 			break;
 		}
 		CHECK(n > 0 && (size_t)n <= len - off);
-		CHECK(d.len == 0 || (d.ptr >= in + off &&
-				     d.ptr + d.len <= in + off + n));
+		CHECK(d.len == 0 ||
+		      (d.ptr >= in + off && d.ptr + d.len <= in + off + n));
 		for (k = 0; k < d.len; k++)
 			o->sum = o->sum * 31 + (unsigned char)d.ptr[k];
 		o->outlen += d.len;
@@ -301,9 +301,9 @@ static void
 hp_check_chunked(const char *body, size_t len, const struct ck_out *o)
 {
 	static const char head[] = "POST / HTTP/1.1\r\nHost: a\r\n"
-				   "Transfer-Encoding: chunked\r\n\r\n";
+	                           "Transfer-Encoding: chunked\r\n\r\n";
 	static char msg[sizeof(head) + 4096];
-	struct hp_body b = { 0, 0, false };
+	struct hp_body b = {0, 0, false};
 	http_parser hp;
 	http_parser_settings set;
 	size_t n, total = sizeof(head) - 1 + len;
@@ -332,7 +332,7 @@ static void
 fuzz_chunked(const char *buf, size_t len)
 {
 	struct http1_chunked a, b;
-	struct ck_out whole = { 0 }, bytes = { 0 };
+	struct ck_out whole = {0}, bytes = {0};
 	size_t k;
 
 	http1_chunked_init(&a);
@@ -353,7 +353,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *buf = (const char *)data;
-	struct http1_limits small = { 256, 8 };
+	struct http1_limits small = {256, 8};
 
 	fuzz_request(buf, size, NULL);
 	fuzz_request(buf, size, &small);

@@ -55,8 +55,8 @@ static void
 disagree(const char *what, const char *detail, const uint8_t *d, size_t n)
 {
 	fprintf(stderr, "fuzz_scan: %s (%s) on %zu bytes: %.*s\n", what,
-		detail ? detail : "", n, (int)(n < 300 ? n : 300),
-		(const char *)d);
+	        detail ? detail : "", n, (int)(n < 300 ? n : 300),
+	        (const char *)d);
 	abort();
 }
 
@@ -76,7 +76,7 @@ collect(json_t *v, char ids[][300], unsigned *n)
 		tmp[len] = '\0';
 	} else if (json_is_integer(v)) {
 		snprintf(tmp, sizeof(tmp), "%lld",
-			 (long long)json_integer_value(v));
+		         (long long)json_integer_value(v));
 	} else {
 		return -1;
 	}
@@ -105,7 +105,7 @@ oracle_subjects(json_t *root, char ids[][300], unsigned *n)
 	if (!json_is_object(root))
 		return 0;
 	json_object_foreach(root, k, v) if (variant(k, "author_id") ||
-					    variant(k, "mentions")) return -1;
+	                                    variant(k, "mentions")) return -1;
 	if ((v = json_object_get(root, "author_id")) != NULL &&
 	    collect(v, ids, n) < 0)
 		return -1;
@@ -113,7 +113,8 @@ oracle_subjects(json_t *root, char ids[][300], unsigned *n)
 		return 0;
 	if (!json_is_array(v))
 		return -1;
-	json_array_foreach(v, i, m) {
+	json_array_foreach(v, i, m)
+	{
 		if (!json_is_object(m))
 			return -1;
 		json_object_foreach(m, k, id) if (variant(k, "id")) return -1;
@@ -148,18 +149,20 @@ check_oracle(const uint8_t *data, size_t size)
 	}
 	j = json_loadb(buf, size, ORACLE_FLAGS, &je);
 	if (j == NULL && json_error_code(&je) == json_error_duplicate_key)
-		j = json_loadb(buf, size, ORACLE_FLAGS & ~JSON_REJECT_DUPLICATES,
-			       &je);
+		j = json_loadb(buf, size,
+		               ORACLE_FLAGS & ~JSON_REJECT_DUPLICATES, &je);
 	if (j == NULL) {
 		if (json_error_code(&je) != json_error_numeric_overflow &&
 		    ours == 0)
-			disagree("jansson refuses, we accept", je.text, data, size);
+			disagree("jansson refuses, we accept", je.text, data,
+			         size);
 		return;
 	}
 	if (oracle_subjects(j, want, &nwant) < 0) {
 		json_decref(j);
 		if (ours == 0)
-			disagree("we accept an ambiguous record", NULL, data, size);
+			disagree("we accept an ambiguous record", NULL, data,
+			         size);
 		return;
 	}
 	json_decref(j);
@@ -197,7 +200,7 @@ check_oracle(const uint8_t *data, size_t size)
  */
 static void
 check_wrapper(const uint8_t *data, size_t size, enum scan_format fmt,
-	      unsigned nrec)
+              unsigned nrec)
 {
 	json_error_t je;
 	json_t *j, *a;
@@ -207,22 +210,23 @@ check_wrapper(const uint8_t *data, size_t size, enum scan_format fmt,
 	j = json_loadb((const char *)data, size, ORACLE_FLAGS, &je);
 	if (j == NULL && json_error_code(&je) == json_error_duplicate_key)
 		j = json_loadb((const char *)data, size,
-			       ORACLE_FLAGS & ~JSON_REJECT_DUPLICATES, &je);
+		               ORACLE_FLAGS & ~JSON_REJECT_DUPLICATES, &je);
 	if (j == NULL) {
 		if (json_error_code(&je) != json_error_numeric_overflow)
 			disagree("jansson refuses a body we accept", je.text,
-				 data, size);
+			         data, size);
 		return;
 	}
 	a = fmt == SCAN_FORMAT_ARRAY ? j : json_object_get(j, "data");
 	if (!json_is_array(a) || json_array_size(a) != nrec)
-		disagree("records array differs from jansson's", NULL, data, size);
+		disagree("records array differs from jansson's", NULL, data,
+		         size);
 	json_decref(j);
 }
 
 static void
 check_iter(const uint8_t *data, size_t size, enum scan_format fmt,
-	   const struct jsonptr *at)
+           const struct jsonptr *at)
 {
 	const char *buf = (const char *)data, *err;
 	struct scan_iter it;
@@ -233,21 +237,24 @@ check_iter(const uint8_t *data, size_t size, enum scan_format fmt,
 	while ((r = scan_iter_next(&it, &rec)) == 1) {
 		nrec++;
 		if (rec.start >= rec.end || rec.end > size)
-			disagree("record range outside the buffer", NULL, data, size);
+			disagree("record range outside the buffer", NULL, data,
+			         size);
 		if (scan_record(&spec, buf + rec.start, rec.end - rec.start,
-				&rec2, &err) != 0)
+		                &rec2, &err) != 0)
 			disagree("record does not rescan", err, data, size);
 		if (rec2.nsubjects != rec.nsubjects)
 			disagree("rescan subjects differ", NULL, data, size);
 		for (unsigned i = 0; i < rec.nsubjects; i++)
 			if (rec.subjects[i].len != rec2.subjects[i].len ||
 			    memcmp(rec.subjects[i].ptr, rec2.subjects[i].ptr,
-				   rec.subjects[i].len) != 0)
-				disagree("rescan subjects differ", NULL, data, size);
+			           rec.subjects[i].len) != 0)
+				disagree("rescan subjects differ", NULL, data,
+				         size);
 	}
 	if (r < 0 && (it.error == NULL || it.offset > size))
 		disagree("error without message or offset", NULL, data, size);
-	if (r == 0 && (fmt == SCAN_FORMAT_ARRAY || fmt == SCAN_FORMAT_ARRAY_AT) &&
+	if (r == 0 &&
+	    (fmt == SCAN_FORMAT_ARRAY || fmt == SCAN_FORMAT_ARRAY_AT) &&
 	    (it.array_open >= it.array_close || it.array_close >= size ||
 	     buf[it.array_open] != '[' || buf[it.array_close] != ']'))
 		disagree("array offsets", NULL, data, size);

@@ -143,7 +143,7 @@ sendf(int fd, const char *fmt, ...)
 /* Value of header name in head[0,len) (case-insensitive), copied into out. */
 static int
 header_value(const char *head, size_t len, const char *name, char *out,
-	     size_t outsz)
+             size_t outsz)
 {
 	size_t nl = strlen(name);
 	const char *p = memchr(head, '\n', len);
@@ -160,7 +160,7 @@ header_value(const char *head, size_t len, const char *name, char *out,
 			while (v < ve && (*v == ' ' || *v == '\t'))
 				v++;
 			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' ||
-					  ve[-1] == '\t'))
+			                  ve[-1] == '\t'))
 				ve--;
 			size_t vl = (size_t)(ve - v);
 			if (vl >= outsz)
@@ -221,7 +221,7 @@ record(struct conn *c, unsigned long seq, const char *head, size_t hlen,
 	snprintf(name, sizeof(name), "%06lu.trailers", n);
 	write_file(name, trailers ? trailers : "", tlen);
 	int ml = snprintf(meta, sizeof(meta), "conn %lu\nseq %lu\nchunked %d\n",
-			  c->id, seq, chunked);
+	                  c->id, seq, chunked);
 	snprintf(name, sizeof(name), "%06lu.meta", n);
 	write_file(name, meta, (size_t)ml);
 	pthread_mutex_unlock(&seq_lock);
@@ -239,7 +239,7 @@ pattern(char *p, size_t n, size_t off)
 static void
 msleep(long ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
 }
@@ -248,7 +248,7 @@ msleep(long ms)
  * as received, CRLFs included); -1 on EOF or malformed framing. */
 static int
 read_chunked(struct conn *c, char **body, size_t *blen, char **trailers,
-	     size_t *tlen)
+             size_t *tlen)
 {
 	char *t = NULL;
 	size_t tl = 0;
@@ -320,7 +320,7 @@ fail:
 
 static int
 respond(struct conn *c, const char *method, const char *target, int keep,
-	const char *body, size_t blen)
+        const char *body, size_t blen)
 {
 	int head = strcmp(method, "HEAD") == 0;
 	const char *conn_hdr = keep ? "keep-alive" : "close";
@@ -333,19 +333,19 @@ respond(struct conn *c, const char *method, const char *target, int keep,
 
 	if (strncmp(path, "/echo", 5) == 0) {
 		if (sendf(c->fd,
-			  "HTTP/1.1 200 OK\r\nContent-Type: "
-			  "application/octet-stream\r\nContent-Length: %zu\r\n"
-			  "X-Upstream-Conn: %lu\r\nConnection: %s\r\n\r\n",
-			  blen, c->id, conn_hdr) < 0)
+		          "HTTP/1.1 200 OK\r\nContent-Type: "
+		          "application/octet-stream\r\nContent-Length: %zu\r\n"
+		          "X-Upstream-Conn: %lu\r\nConnection: %s\r\n\r\n",
+		          blen, c->id, conn_hdr) < 0)
 			return -1;
 		return head ? 0 : send_all(c->fd, body, blen);
 	}
 	if (strncmp(path, "/chunked", 8) == 0) {
 		long n = query_num(target, "n", 1000);
 		if (sendf(c->fd,
-			  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
-			  "X-Upstream-Conn: %lu\r\nConnection: %s\r\n\r\n",
-			  c->id, conn_hdr) < 0)
+		          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+		          "X-Upstream-Conn: %lu\r\nConnection: %s\r\n\r\n",
+		          c->id, conn_hdr) < 0)
 			return -1;
 		if (head)
 			return 0;
@@ -368,20 +368,22 @@ respond(struct conn *c, const char *method, const char *target, int keep,
 		return send_all(c->fd, "0\r\n\r\n", 5);
 	}
 	if (strncmp(path, "/close-delimited", 16) == 0) {
-		if (sendf(c->fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n") < 0)
+		if (sendf(c->fd,
+		          "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n") < 0)
 			return -1;
 		if (!head)
 			sendf(c->fd, "close-delimited body\n");
 		return -1; /* the end of the body is the close */
 	}
 	if (strncmp(path, "/empty204", 9) == 0)
-		return sendf(c->fd, "HTTP/1.1 204 No Content\r\nConnection: %s\r\n\r\n",
-			     conn_hdr);
+		return sendf(
+		    c->fd, "HTTP/1.1 204 No Content\r\nConnection: %s\r\n\r\n",
+		    conn_hdr);
 	if (strncmp(path, "/not-modified", 13) == 0)
 		return sendf(c->fd,
-			     "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n"
-			     "Connection: %s\r\n\r\n",
-			     conn_hdr);
+		             "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n"
+		             "Connection: %s\r\n\r\n",
+		             conn_hdr);
 	if (strncmp(path, "/slow", 5) == 0)
 		msleep(query_num(target, "ms", 1000));
 	if (strncmp(path, "/hang", 5) == 0) {
@@ -400,9 +402,9 @@ respond(struct conn *c, const char *method, const char *target, int keep,
 	if (strncmp(path, "/big", 4) == 0) {
 		long n = query_num(target, "n", 1 << 20);
 		if (sendf(c->fd,
-			  "HTTP/1.1 200 OK\r\nContent-Length: %ld\r\n"
-			  "X-Upstream-Conn: %lu\r\nConnection: %s\r\n\r\n",
-			  n, c->id, conn_hdr) < 0)
+		          "HTTP/1.1 200 OK\r\nContent-Length: %ld\r\n"
+		          "X-Upstream-Conn: %lu\r\nConnection: %s\r\n\r\n",
+		          n, c->id, conn_hdr) < 0)
 			return -1;
 		if (head)
 			return 0;
@@ -419,45 +421,47 @@ respond(struct conn *c, const char *method, const char *target, int keep,
 		return 0;
 	}
 	if (strncmp(path, "/resp-hop", 9) == 0)
-		return sendf(c->fd,
-			     "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
-			     "Connection: keep-alive, X-Secret-Hop\r\n"
-			     "Keep-Alive: timeout=5\r\nX-Secret-Hop: 1\r\n"
-			     "Proxy-Authenticate: Basic\r\nX-End-To-End: yes\r\n"
-			     "\r\n%s",
-			     head ? "" : "ok\n");
+		return sendf(
+		    c->fd,
+		    "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+		    "Connection: keep-alive, X-Secret-Hop\r\n"
+		    "Keep-Alive: timeout=5\r\nX-Secret-Hop: 1\r\n"
+		    "Proxy-Authenticate: Basic\r\nX-End-To-End: yes\r\n"
+		    "\r\n%s",
+		    head ? "" : "ok\n");
 	if (strncmp(path, "/early-hints", 12) == 0)
 		return sendf(c->fd,
-			     "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; "
-			     "rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"
-			     "Content-Length: 3\r\nConnection: %s\r\n\r\n%s",
-			     conn_hdr, head ? "" : "ok\n");
+		             "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; "
+		             "rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"
+		             "Content-Length: 3\r\nConnection: %s\r\n\r\n%s",
+		             conn_hdr, head ? "" : "ok\n");
 	if (strncmp(path, "/bad-cl", 7) == 0) {
 		sendf(c->fd, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
-			     "Content-Length: 5\r\n\r\nok\nXY");
+		             "Content-Length: 5\r\n\r\nok\nXY");
 		return -1;
 	}
 	if (strncmp(path, "/cl-te", 6) == 0) {
 		sendf(c->fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n"
-			     "Transfer-Encoding: chunked\r\n\r\n3\r\nok\n\r\n"
-			     "0\r\n\r\n");
+		             "Transfer-Encoding: chunked\r\n\r\n3\r\nok\n\r\n"
+		             "0\r\n\r\n");
 		return -1;
 	}
 	if (strncmp(path, "/close-after", 12) == 0) {
 		if (sendf(c->fd,
-			  "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
-			  "X-Upstream-Conn: %lu\r\nConnection: keep-alive\r\n\r\nok\n",
-			  c->id) < 0)
+		          "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+		          "X-Upstream-Conn: %lu\r\nConnection: "
+		          "keep-alive\r\n\r\nok\n",
+		          c->id) < 0)
 			return -1;
 		msleep(query_num(target, "ms", 100));
 		return -1;
 	}
 	const char *text = strncmp(path, "/slow", 5) == 0 ? "slow\n" : "ok\n";
 	if (sendf(c->fd,
-		  "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-		  "Content-Length: %zu\r\nX-Upstream-Conn: %lu\r\n"
-		  "Connection: %s\r\n\r\n",
-		  strlen(text), c->id, conn_hdr) < 0)
+	          "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+	          "Content-Length: %zu\r\nX-Upstream-Conn: %lu\r\n"
+	          "Connection: %s\r\n\r\n",
+	          strlen(text), c->id, conn_hdr) < 0)
 		return -1;
 	return head ? 0 : sendf(c->fd, "%s", text);
 }
@@ -470,7 +474,7 @@ serve(void *arg)
 	if (record_dir != NULL) {
 		char name[4096];
 		snprintf(name, sizeof(name), "%s/conn-%06lu.raw", record_dir,
-			 c->id);
+		         c->id);
 		c->raw = fopen(name, "wb");
 	}
 	for (;;) {
@@ -488,7 +492,8 @@ serve(void *arg)
 		consume(c, hlen);
 
 		char method[32] = "", target[2048] = "", version[32] = "";
-		if (sscanf(head, "%31s %2047s %31s", method, target, version) != 3) {
+		if (sscanf(head, "%31s %2047s %31s", method, target, version) !=
+		    3) {
 			free(head);
 			goto done;
 		}
@@ -506,16 +511,18 @@ serve(void *arg)
 		if (strncmp(target, "/slow-read", 10) == 0)
 			msleep(query_num(target, "ms", 500));
 		int chunked = header_value(head, hlen, "Transfer-Encoding", v,
-					   sizeof(v)) &&
-			      strcasestr(v, "chunked") != NULL;
+		                           sizeof(v)) &&
+		              strcasestr(v, "chunked") != NULL;
 		if (chunked) {
-			if (read_chunked(c, &body, &blen, &trailers, &tlen) < 0) {
+			if (read_chunked(c, &body, &blen, &trailers, &tlen) <
+			    0) {
 				free(head);
 				goto done;
 			}
 		} else {
 			unsigned long long cl = 0;
-			if (header_value(head, hlen, "Content-Length", v, sizeof(v)))
+			if (header_value(head, hlen, "Content-Length", v,
+			                 sizeof(v)))
 				cl = strtoull(v, NULL, 10);
 			if (cl > MAX_BODY) {
 				free(head);
@@ -535,7 +542,8 @@ serve(void *arg)
 			memcpy(body, c->buf, blen);
 			consume(c, blen);
 		}
-		record(c, seq++, head, hlen, body, blen, chunked, trailers, tlen);
+		record(c, seq++, head, hlen, body, blen, chunked, trailers,
+		       tlen);
 		free(trailers);
 		int rc = respond(c, method, target, keep, body, blen);
 		free(head);
@@ -563,7 +571,9 @@ main(int argc, char **argv)
 		else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
 			port = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: test-upstream [--record DIR] [--port N]\n");
+			fprintf(
+			    stderr,
+			    "usage: test-upstream [--record DIR] [--port N]\n");
 			return 2;
 		}
 	}
@@ -575,7 +585,7 @@ main(int argc, char **argv)
 		die("socket");
 	int one = 1;
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	struct sockaddr_in sa = { 0 };
+	struct sockaddr_in sa = {0};
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((unsigned short)port);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

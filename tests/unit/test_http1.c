@@ -20,8 +20,8 @@
 
 #include "../../proxy/http1_internal.h"
 
-static const struct http1_limits deflim = { CG_DEFAULT_MAX_HEADER_BYTES,
-					    CG_DEFAULT_MAX_HEADER_COUNT };
+static const struct http1_limits deflim = {CG_DEFAULT_MAX_HEADER_BYTES,
+                                           CG_DEFAULT_MAX_HEADER_COUNT};
 
 static char *
 dup_bytes(const char *s, size_t n)
@@ -47,7 +47,7 @@ assert_inside(struct cg_slice s, const char *buf, size_t head_len)
  */
 static int
 check_request_lim(const char *raw, size_t len, const struct http1_limits *lim,
-		  struct http1_request *req, int *status, char **keep)
+                  struct http1_request *req, int *status, char **keep)
 {
 	const char *reason = NULL;
 	char *full = dup_bytes(raw, len);
@@ -60,9 +60,9 @@ check_request_lim(const char *raw, size_t len, const struct http1_limits *lim,
 		assert_true(req->head_len <= len);
 		for (h = 0; h < req->nheaders; h++) {
 			assert_inside(req->headers[h].name, full,
-				      req->head_len);
+			              req->head_len);
 			assert_inside(req->headers[h].value, full,
-				      req->head_len);
+			              req->head_len);
 		}
 		assert_inside(req->method, full, req->head_len);
 		assert_inside(req->target, full, req->head_len);
@@ -82,8 +82,8 @@ check_request_lim(const char *raw, size_t len, const struct http1_limits *lim,
 		} else if (rc2 != 0) {
 			if (rc2 != -1 || st2 != st)
 				fail_msg("prefix %zu of %zu gave %d/%d, full "
-					 "gives %d/%d",
-					 k, len, rc2, st2, rc, st);
+				         "gives %d/%d",
+				         k, len, rc2, st2, rc, st);
 		}
 		free(part);
 	}
@@ -94,7 +94,7 @@ check_request_lim(const char *raw, size_t len, const struct http1_limits *lim,
 
 static int
 check_request(const char *raw, size_t len, struct http1_request *req,
-	      int *status, char **keep)
+              int *status, char **keep)
 {
 	return check_request_lim(raw, len, &deflim, req, status, keep);
 }
@@ -105,144 +105,154 @@ struct refusal {
 	int status;
 };
 
-#define R(s, st) { s, sizeof(s) - 1, st }
+#define R(s, st)                                                               \
+	{                                                                      \
+		s, sizeof(s) - 1, st                                           \
+	}
 #define H "Host: a\r\n"
 
 static const struct refusal refusals[] = {
-	/* framing */
-	R("POST / HTTP/1.1\r\n" H "Content-Length: 5\r\n"
-	  "Transfer-Encoding: chunked\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n"
-	  "Content-Length: 5\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Content-Length: 5\r\n"
-	  "Content-Length: 5\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Content-Length: 5, 5\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Content-Length: +5\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Content-Length: -1\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Content-Length: 0x5\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Content-Length: 5a\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Content-Length: 5 5\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Content-Length: \r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H
-	  "Content-Length: 18446744073709551616\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H
-	  "Content-Length: 99999999999999999999999\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: gzip\r\n\r\n", 501),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: identity\r\n\r\n", 501),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: gzip, chunked\r\n\r\n",
-	  501),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked, gzip\r\n\r\n",
-	  501),
-	R("POST / HTTP/1.1\r\n" H
-	  "Transfer-Encoding: chunked, chunked\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n"
-	  "Transfer-Encoding: chunked\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked,\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: ,chunked\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked;q=1\r\n\r\n",
-	  400),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: \r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: \"chunked\"\r\n\r\n",
-	  400),
-	R("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Transfer_Encoding: chunked\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "content_length: 5\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n"
-	  "Transfer-Encodingx: chunked\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "transfer-encoding-foo: 1\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Content-Length-X: 1\r\n\r\n", 200),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\t\r\n\r\n",
-	  400),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked \t \r\n\r\n",
-	  400),
-	R("POST / HTTP/1.1\r\n" H "Content-Length: 5\t\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Transfer-Encoding:\tchunked  \r\n\r\n",
-	  200),
-	R("GET / HTTP/1.1\r\n" H "HOST_: b\r\n" "Ho_st: b\r\nHos_t: c\r\n"
-	  "h_ost: d\r\n\r\n", 200 /* not refused: see test_valid_misc */),
-	/* field syntax */
-	R("GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
-	R("POST / HTTP/1.1\r\n" H "Content-Length : 5\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\n\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\n\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\n\r\r\n", 400),
-	R("GET / HTTP/1.1\nHost: a\r\n\r\n", 400),
-	R("GET / HTTP/1.1\rHost: a\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n\tc\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\nX: a\x7f" "b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\nX: a\x01" "b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\nX: a\x1b" "b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\nX\0: b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\nX\x7f: b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\nX(y: b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\nX@y: b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\nX\xc3\xa9: b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\n: b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", 400),
-	/* Host */
-	R("GET / HTTP/1.1\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nX: a\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a,b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a:b\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a:80:80\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: []\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a]\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\nHost: a:80\r\n\r\n", 200),
-	R("GET / HTTP/1.1\r\nHost: a:\r\n\r\n", 200),
-	R("GET / HTTP/1.1\r\nHost:\r\n\r\n", 200),
-	R("GET / HTTP/1.1\r\nHost: [v1.x]:8\r\n\r\n", 200),
-	/* request line */
-	R("GET / HTTP/2.0\r\n" H "\r\n", 400),
-	R("GET / http/1.1\r\n" H "\r\n", 400),
-	R("GET / HTTP/1.10\r\n" H "\r\n", 400),
-	R("GET / HTTP/1\r\n" H "\r\n", 400),
-	R("GET / HTTP/1.1 \r\n" H "\r\n", 400),
-	R("GET / HTTP/1.x\r\n" H "\r\n", 400),
-	R("GET /\r\n" H "\r\n", 400),
-	R("GET / HTTP/1.2\r\n" H "\r\n", 505),
-	R("GET / HTTP/1.9\r\n" H "\r\n", 505),
-	R("G(T / HTTP/1.1\r\n" H "\r\n", 400),
-	R("G\x01T / HTTP/1.1\r\n" H "\r\n", 400),
-	R(" GET / HTTP/1.1\r\n" H "\r\n", 400),
-	R("GET  / HTTP/1.1\r\n" H "\r\n", 400),
-	R("GET /  HTTP/1.1\r\n" H "\r\n", 400),
-	R("GET\t/ HTTP/1.1\r\n" H "\r\n", 400),
-	R("GET /a b HTTP/1.1\r\n" H "\r\n", 400),
-	R("GET /a\x01 HTTP/1.1\r\n" H "\r\n", 400),
-	R("GET /a\x7f HTTP/1.1\r\n" H "\r\n", 400),
-	R("GET /\xc3\xa9 HTTP/1.1\r\n" H "\r\n", 400),
-	R("GET /a\0b HTTP/1.1\r\n" H "\r\n", 400),
-	R("GET /a#f HTTP/1.1\r\n" H "\r\n", 400),
-	R("GET /a%zz HTTP/1.1\r\n" H "\r\n", 400),
-	R("GET /a% HTTP/1.1\r\n" H "\r\n", 400),
-	R("GET /a\"b HTTP/1.1\r\n" H "\r\n", 400),
-	R("GET http://a/ HTTP/1.1\r\n" H "\r\n", 400),
-	R("GET a HTTP/1.1\r\n" H "\r\n", 400),
-	R("OPTIONS * HTTP/1.1\r\n" H "\r\n", 400),
-	R("CONNECT a:443 HTTP/1.1\r\n" H "\r\n", 501),
-	R("\nGET / HTTP/1.1\r\n" H "\r\n", 400),
-	R("\r\n\nGET / HTTP/1.1\r\n" H "\r\n", 400),
-	R("\r\rGET / HTTP/1.1\r\n" H "\r\n", 400),
-	/* Upgrade, Expect, Connection */
-	R("GET / HTTP/1.1\r\n" H "Upgrade: websocket\r\n"
-	  "Connection: Upgrade\r\n\r\n", 501),
-	R("POST / HTTP/1.1\r\n" H "Expect: 200-ok\r\n\r\n", 417),
-	R("POST / HTTP/1.1\r\n" H "Expect: 100-continue, x\r\n\r\n", 417),
-	R("GET / HTTP/1.1\r\n" H "Connection: close;x\r\n\r\n", 400),
-	R("GET / HTTP/1.1\r\n" H "Connection: \"close\"\r\n\r\n", 400),
+    /* framing */
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 5\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n",
+      400),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n"
+      "Content-Length: 5\r\n\r\n",
+      400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 5\r\n"
+      "Content-Length: 5\r\n\r\n",
+      400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 5, 5\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: +5\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: -1\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 0x5\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 5a\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 5 5\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: \r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 18446744073709551616\r\n\r\n",
+      400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 99999999999999999999999\r\n\r\n",
+      400),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: gzip\r\n\r\n", 501),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: identity\r\n\r\n", 501),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked, gzip\r\n\r\n", 501),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked, chunked\r\n\r\n",
+      400),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n",
+      400),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked,\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: ,chunked\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked;q=1\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: \r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: \"chunked\"\r\n\r\n", 400),
+    R("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Transfer_Encoding: chunked\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "content_length: 5\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\n"
+      "Transfer-Encodingx: chunked\r\n\r\n",
+      400),
+    R("POST / HTTP/1.1\r\n" H "transfer-encoding-foo: 1\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length-X: 1\r\n\r\n", 200),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\t\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked \t \r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 5\t\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding:\tchunked  \r\n\r\n", 200),
+    R("GET / HTTP/1.1\r\n" H "HOST_: b\r\n"
+      "Ho_st: b\r\nHos_t: c\r\n"
+      "h_ost: d\r\n\r\n",
+      200 /* not refused: see test_valid_misc */),
+    /* field syntax */
+    R("GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length : 5\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\r\n\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\n\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\r\n\r\r\n", 400),
+    R("GET / HTTP/1.1\nHost: a\r\n\r\n", 400),
+    R("GET / HTTP/1.1\rHost: a\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n\tc\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\r\nX: a\x7f"
+      "b\r\n\r\n",
+      400),
+    R("GET / HTTP/1.1\r\nHost: a\r\nX: a\x01"
+      "b\r\n\r\n",
+      400),
+    R("GET / HTTP/1.1\r\nHost: a\r\nX: a\x1b"
+      "b\r\n\r\n",
+      400),
+    R("GET / HTTP/1.1\r\nHost: a\r\nX\0: b\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\r\nX\x7f: b\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\r\nX(y: b\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\r\nX@y: b\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\r\nX\xc3\xa9: b\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\r\n: b\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", 400),
+    /* Host */
+    R("GET / HTTP/1.1\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nX: a\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a,b\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a:b\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a:80:80\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: []\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a]\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\nHost: a:80\r\n\r\n", 200),
+    R("GET / HTTP/1.1\r\nHost: a:\r\n\r\n", 200),
+    R("GET / HTTP/1.1\r\nHost:\r\n\r\n", 200),
+    R("GET / HTTP/1.1\r\nHost: [v1.x]:8\r\n\r\n", 200),
+    /* request line */
+    R("GET / HTTP/2.0\r\n" H "\r\n", 400),
+    R("GET / http/1.1\r\n" H "\r\n", 400),
+    R("GET / HTTP/1.10\r\n" H "\r\n", 400),
+    R("GET / HTTP/1\r\n" H "\r\n", 400),
+    R("GET / HTTP/1.1 \r\n" H "\r\n", 400),
+    R("GET / HTTP/1.x\r\n" H "\r\n", 400),
+    R("GET /\r\n" H "\r\n", 400),
+    R("GET / HTTP/1.2\r\n" H "\r\n", 505),
+    R("GET / HTTP/1.9\r\n" H "\r\n", 505),
+    R("G(T / HTTP/1.1\r\n" H "\r\n", 400),
+    R("G\x01T / HTTP/1.1\r\n" H "\r\n", 400),
+    R(" GET / HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET  / HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /  HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET\t/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a b HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a\x01 HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a\x7f HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /\xc3\xa9 HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a\0b HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a#f HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a%zz HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a% HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a\"b HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://a/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET a HTTP/1.1\r\n" H "\r\n", 400),
+    R("OPTIONS * HTTP/1.1\r\n" H "\r\n", 400),
+    R("CONNECT a:443 HTTP/1.1\r\n" H "\r\n", 501),
+    R("\nGET / HTTP/1.1\r\n" H "\r\n", 400),
+    R("\r\n\nGET / HTTP/1.1\r\n" H "\r\n", 400),
+    R("\r\rGET / HTTP/1.1\r\n" H "\r\n", 400),
+    /* Upgrade, Expect, Connection */
+    R("GET / HTTP/1.1\r\n" H "Upgrade: websocket\r\n"
+      "Connection: Upgrade\r\n\r\n",
+      501),
+    R("POST / HTTP/1.1\r\n" H "Expect: 200-ok\r\n\r\n", 417),
+    R("POST / HTTP/1.1\r\n" H "Expect: 100-continue, x\r\n\r\n", 417),
+    R("GET / HTTP/1.1\r\n" H "Connection: close;x\r\n\r\n", 400),
+    R("GET / HTTP/1.1\r\n" H "Connection: \"close\"\r\n\r\n", 400),
 };
 
 static void
@@ -255,14 +265,14 @@ test_refusals(void **state)
 		char *keep;
 		int st = 0;
 		int rc = check_request(refusals[i].raw, refusals[i].len, &req,
-				       &st, &keep);
+		                       &st, &keep);
 
 		if (refusals[i].status == 200) {
 			if (rc != 1)
 				fail_msg("case %zu: expected a parse", i);
 		} else if (rc != -1 || st != refusals[i].status) {
-			fail_msg("case %zu: expected %d, got rc %d status %d", i,
-				 refusals[i].status, rc, st);
+			fail_msg("case %zu: expected %d, got rc %d status %d",
+			         i, refusals[i].status, rc, st);
 		}
 		free(keep);
 	}
@@ -279,19 +289,19 @@ static void
 test_valid_get(void **state)
 {
 	static const char raw[] = "GET /v1/items?id=7&x=%2F HTTP/1.1\r\n"
-				  "Host: api.example:8080\r\n"
-				  "User-Agent: t\r\n"
-				  "Accept:*/*\r\n"
-				  "X-Pad: \t v a l \t \r\n"
-				  "X-Obs: caf\xc3\xa9\r\n"
-				  "X-Empty:\r\n"
-				  "\r\n";
+	                          "Host: api.example:8080\r\n"
+	                          "User-Agent: t\r\n"
+	                          "Accept:*/*\r\n"
+	                          "X-Pad: \t v a l \t \r\n"
+	                          "X-Obs: caf\xc3\xa9\r\n"
+	                          "X-Empty:\r\n"
+	                          "\r\n";
 	struct http1_request req;
 	char *keep;
 	int st;
 
 	assert_int_equal(check_request(raw, sizeof(raw) - 1, &req, &st, &keep),
-			 1);
+	                 1);
 	assert_slice(req.method, "GET");
 	assert_slice(req.target, "/v1/items?id=7&x=%2F");
 	assert_slice(req.path, "/v1/items");
@@ -319,18 +329,18 @@ static void
 test_valid_post_length(void **state)
 {
 	static const char raw[] = "\r\n\r\nPOST /ingest HTTP/1.1\r\n"
-				  "host: h\r\n"
-				  "content-length: 0042\r\n"
-				  "Connection: foo, , Close\r\n"
-				  "Expect: 100-Continue\r\n"
-				  "\r\n"
-				  "{\"a\":1}";
+	                          "host: h\r\n"
+	                          "content-length: 0042\r\n"
+	                          "Connection: foo, , Close\r\n"
+	                          "Expect: 100-Continue\r\n"
+	                          "\r\n"
+	                          "{\"a\":1}";
 	struct http1_request req;
 	char *keep;
 	int st;
 
 	assert_int_equal(check_request(raw, sizeof(raw) - 1, &req, &st, &keep),
-			 1);
+	                 1);
 	assert_slice(req.method, "POST");
 	assert_slice(req.path, "/ingest");
 	assert_int_equal(req.query.len, 0);
@@ -347,22 +357,23 @@ static void
 test_valid_chunked_and_versions(void **state)
 {
 	static const char te[] = "POST /x? HTTP/1.1\r\nHost: h\r\n"
-				 "Transfer-Encoding: \tChunked \r\n\r\n";
+	                         "Transfer-Encoding: \tChunked \r\n\r\n";
 	static const char v10[] = "GET / HTTP/1.0\r\n\r\n";
 	static const char v10ka[] = "GET / HTTP/1.0\r\n"
-				    "Expect: 100-continue\r\n"
-				    "Connection: Keep-Alive\r\n\r\n";
+	                            "Expect: 100-continue\r\n"
+	                            "Connection: Keep-Alive\r\n\r\n";
 	static const char v10kac[] = "GET / HTTP/1.0\r\n"
-				     "Connection: keep-alive\r\n"
-				     "Connection: close\r\n\r\n";
-	static const char big[] = "POST / HTTP/1.1\r\nHost: h\r\n"
-				  "Content-Length: 18446744073709551615\r\n\r\n";
+	                             "Connection: keep-alive\r\n"
+	                             "Connection: close\r\n\r\n";
+	static const char big[] =
+	    "POST / HTTP/1.1\r\nHost: h\r\n"
+	    "Content-Length: 18446744073709551615\r\n\r\n";
 	struct http1_request req;
 	char *keep;
 	int st;
 
 	assert_int_equal(check_request(te, sizeof(te) - 1, &req, &st, &keep),
-			 1);
+	                 1);
 	assert_int_equal(req.framing, HTTP1_FRAMING_CHUNKED);
 	assert_slice(req.path, "/x");
 	assert_int_equal(req.query.len, 0);
@@ -370,7 +381,7 @@ test_valid_chunked_and_versions(void **state)
 	free(keep);
 
 	assert_int_equal(check_request(v10, sizeof(v10) - 1, &req, &st, &keep),
-			 1);
+	                 1);
 	assert_int_equal(req.minor, 0);
 	assert_false(req.keep_alive);
 	assert_int_equal(req.host.len, 0);
@@ -378,18 +389,18 @@ test_valid_chunked_and_versions(void **state)
 	free(keep);
 
 	assert_int_equal(
-		check_request(v10ka, sizeof(v10ka) - 1, &req, &st, &keep), 1);
+	    check_request(v10ka, sizeof(v10ka) - 1, &req, &st, &keep), 1);
 	assert_true(req.keep_alive);
 	assert_false(req.expect_continue); /* ignored in HTTP/1.0 */
 	free(keep);
 
 	assert_int_equal(
-		check_request(v10kac, sizeof(v10kac) - 1, &req, &st, &keep), 1);
+	    check_request(v10kac, sizeof(v10kac) - 1, &req, &st, &keep), 1);
 	assert_false(req.keep_alive);
 	free(keep);
 
 	assert_int_equal(check_request(big, sizeof(big) - 1, &req, &st, &keep),
-			 1);
+	                 1);
 	assert_int_equal(req.framing, HTTP1_FRAMING_LENGTH);
 	assert_int_equal(req.content_length, UINT64_MAX);
 	free(keep);
@@ -399,8 +410,8 @@ static void
 test_limits(void **state)
 {
 	static const char raw[] = "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\n"
-				  "B: 2\r\nC: 3\r\n\r\n"; /* 44 bytes */
-	struct http1_limits lim = { 1024, 3 };
+	                          "B: 2\r\nC: 3\r\n\r\n"; /* 44 bytes */
+	struct http1_limits lim = {1024, 3};
 	struct http1_request req;
 	const char *reason;
 	char *keep;
@@ -408,28 +419,26 @@ test_limits(void **state)
 
 	/* four fields over a limit of three */
 	assert_int_equal(
-		check_request_lim(raw, sizeof(raw) - 1, &lim, &req, &st, &keep),
-		-1);
+	    check_request_lim(raw, sizeof(raw) - 1, &lim, &req, &st, &keep),
+	    -1);
 	assert_int_equal(st, 431);
 	free(keep);
 	lim.max_headers = 4;
 	assert_int_equal(
-		check_request_lim(raw, sizeof(raw) - 1, &lim, &req, &st, &keep),
-		1);
+	    check_request_lim(raw, sizeof(raw) - 1, &lim, &req, &st, &keep), 1);
 	free(keep);
 
 	/* a head of exactly max_head_bytes fits; one byte less does not */
 	lim.max_head_bytes = sizeof(raw) - 1;
 	assert_int_equal(
-		check_request_lim(raw, sizeof(raw) - 1, &lim, &req, &st, &keep),
-		1);
+	    check_request_lim(raw, sizeof(raw) - 1, &lim, &req, &st, &keep), 1);
 	free(keep);
 	assert_false(http1_head_too_long(sizeof(raw) - 2, &lim));
 	assert_true(http1_head_too_long(sizeof(raw) - 1, &lim));
 	lim.max_head_bytes = sizeof(raw) - 2;
 	assert_int_equal(
-		check_request_lim(raw, sizeof(raw) - 1, &lim, &req, &st, &keep),
-		-1);
+	    check_request_lim(raw, sizeof(raw) - 1, &lim, &req, &st, &keep),
+	    -1);
 	assert_int_equal(st, 431);
 	free(keep);
 
@@ -439,12 +448,11 @@ test_limits(void **state)
 		char *buf = malloc(n);
 		memset(buf, 'a', n);
 		memcpy(buf, "GET / HTTP/1.1\r\nX: ", 19);
-		assert_int_equal(http1_parse_request(buf, n - 200, NULL, &req,
-						     &st, &reason),
-				 0);
 		assert_int_equal(
-			http1_parse_request(buf, n, NULL, &req, &st, &reason),
-			-1);
+		    http1_parse_request(buf, n - 200, NULL, &req, &st, &reason),
+		    0);
+		assert_int_equal(
+		    http1_parse_request(buf, n, NULL, &req, &st, &reason), -1);
 		assert_int_equal(st, 431);
 		free(buf);
 	}
@@ -461,8 +469,7 @@ test_limits(void **state)
 			n += (size_t)sprintf(buf + n, "X%d: y\r\n", k);
 		n += (size_t)sprintf(buf + n, "\r\n");
 		assert_int_equal(
-			http1_parse_request(buf, n, &lim, &req, &st, &reason),
-			-1);
+		    http1_parse_request(buf, n, &lim, &req, &st, &reason), -1);
 		assert_int_equal(st, 431);
 	}
 }
@@ -471,17 +478,17 @@ static void
 test_valid_misc(void **state)
 {
 	static const char raw[] = "GET /a/b;c=d/@:!$&'()*+,=-._~ HTTP/1.1\r\n"
-				  "Host: [::1]:80\r\n"
-				  "X-Tab: a\tb\r\n"
-				  "!#$%&'*+-.^_`|~09aZ: v\r\n"
-				  "X_Under: ok\r\n"
-				  "\r\n";
+	                          "Host: [::1]:80\r\n"
+	                          "X-Tab: a\tb\r\n"
+	                          "!#$%&'*+-.^_`|~09aZ: v\r\n"
+	                          "X_Under: ok\r\n"
+	                          "\r\n";
 	struct http1_request req;
 	char *keep;
 	int st;
 
 	assert_int_equal(check_request(raw, sizeof(raw) - 1, &req, &st, &keep),
-			 1);
+	                 1);
 	assert_slice(req.host, "[::1]:80");
 	assert_slice(req.headers[1].value, "a\tb");
 	assert_slice(req.headers[2].name, "!#$%&'*+-.^_`|~09aZ");
@@ -493,7 +500,7 @@ test_valid_misc(void **state)
 
 static int
 check_response(const char *raw, size_t len, bool head,
-	       struct http1_response *res, char **keep)
+               struct http1_response *res, char **keep)
 {
 	const char *reason = NULL;
 	char *full = dup_bytes(raw, len);
@@ -513,7 +520,7 @@ check_response(const char *raw, size_t len, bool head,
 			assert_int_equal(rc2, 1);
 		else if (rc2 != 0 && rc2 != rc)
 			fail_msg("response prefix %zu gave %d, full %d", k, rc2,
-				 rc);
+			         rc);
 		free(part);
 	}
 	*keep = full;
@@ -530,72 +537,74 @@ struct resp_case {
 	bool keep_alive;
 };
 
-#define RS(s, head, rc, fr, cl, ka) { s, sizeof(s) - 1, head, rc, fr, cl, ka }
+#define RS(s, head, rc, fr, cl, ka)                                            \
+	{                                                                      \
+		s, sizeof(s) - 1, head, rc, fr, cl, ka                         \
+	}
 #define HN HTTP1_FRAMING_NONE
 #define HL HTTP1_FRAMING_LENGTH
 #define HC HTTP1_FRAMING_CHUNKED
 #define HX HTTP1_FRAMING_CLOSE
 
 static const struct resp_case resp_cases[] = {
-	RS("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false, 1, HL,
-	   5, true),
-	RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, 1,
-	   HC, 0, true),
-	RS("HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", false, 1, HX, 0, false),
-	RS("HTTP/1.1 204 No Content\r\n\r\n", false, 1, HN, 0, true),
-	RS("HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n", false,
-	   1, HN, 0, true),
-	RS("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", true, 1, HN, 0,
-	   true),
-	RS("HTTP/1.1 100 Continue\r\n\r\n", false, 1, HN, 0, true),
-	RS("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false, 1, HL, 1,
-	   false),
-	RS("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n"
-	   "Connection: keep-alive\r\n\r\n", false, 1, HL, 1, true),
-	RS("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n"
-	   "Connection: close\r\n\r\n", false, 1, HL, 1, false),
-	RS("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", false, 1, HL, 0, true),
-	RS("HTTP/1.1 503 \r\nContent-Length: 0\r\n\r\n", false, 1, HL, 0,
-	   true),
-	RS("HTTP/1.1 404 Not \xc3\xa9 found\r\nHost: a\r\nHost: b\r\n"
-	   "Content-Length: 0\r\n\r\n", false, 1, HL, 0, true),
-	/* refused: framing ambiguity and broken syntax */
-	RS("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
-	   false, -1, HN, 0, false),
-	RS("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
-	   "Transfer-Encoding: chunked\r\n\r\n", false, -1, HN, 0, false),
-	RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-	   false, -1, HN, 0, false),
-	RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false, -1, HN,
-	   0, false),
-	RS("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, -1,
-	   HN, 0, false),
-	RS("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, -1, HN, 0,
-	   false),
-	RS("HTTP/1.1 200 OK\r\nContent_Length: 3\r\n\r\n", false, -1, HN, 0,
-	   false),
-	RS("HTTP/1.1 101 Switching Protocols\r\n\r\n", false, -1, HN, 0, false),
-	RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n", false,
-	   -1, HN, 0, false),
-	RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
-	   "Transfer-Encoding_X: 1\r\n\r\n", false, -1, HN, 0, false),
-	RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
-	   "Transfer-Encodingx: 1\r\n\r\n", false, -1, HN, 0, false),
-	RS("HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n", false, -1, HN, 0,
-	   false),
-	RS("HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n", false, -1, HN, 0,
-	   false),
-	RS("HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", false, -1, HN, 0, false),
-	RS("HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n", false, -1, HN, 0,
-	   false),
-	RS("HTTP/1.1 200 O\x01K\r\n\r\n", false, -1, HN, 0, false),
-	RS("HTTP/2 200 OK\r\n\r\n", false, -1, HN, 0, false),
-	RS("HTTP/1.2 200 OK\r\n\r\n", false, -1, HN, 0, false),
-	RS("HTTP/1.1 20 OK\r\n\r\n", false, -1, HN, 0, false),
-	RS("HTTP/1.1 2000 OK\r\n\r\n", false, -1, HN, 0, false),
-	RS("HTTP/1.1 999 OK\r\n\r\n", false, -1, HN, 0, false),
-	RS("HTTP/1.1 099 OK\r\n\r\n", false, -1, HN, 0, false),
-	RS("http/1.1 200 OK\r\n\r\n", false, -1, HN, 0, false),
+    RS("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false, 1, HL, 5,
+       true),
+    RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, 1, HC, 0,
+       true),
+    RS("HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", false, 1, HX, 0, false),
+    RS("HTTP/1.1 204 No Content\r\n\r\n", false, 1, HN, 0, true),
+    RS("HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n", false, 1, HN,
+       0, true),
+    RS("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", true, 1, HN, 0, true),
+    RS("HTTP/1.1 100 Continue\r\n\r\n", false, 1, HN, 0, true),
+    RS("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false, 1, HL, 1, false),
+    RS("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n"
+       "Connection: keep-alive\r\n\r\n",
+       false, 1, HL, 1, true),
+    RS("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n"
+       "Connection: close\r\n\r\n",
+       false, 1, HL, 1, false),
+    RS("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", false, 1, HL, 0, true),
+    RS("HTTP/1.1 503 \r\nContent-Length: 0\r\n\r\n", false, 1, HL, 0, true),
+    RS("HTTP/1.1 404 Not \xc3\xa9 found\r\nHost: a\r\nHost: b\r\n"
+       "Content-Length: 0\r\n\r\n",
+       false, 1, HL, 0, true),
+    /* refused: framing ambiguity and broken syntax */
+    RS("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+       false, -1, HN, 0, false),
+    RS("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+       "Transfer-Encoding: chunked\r\n\r\n",
+       false, -1, HN, 0, false),
+    RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false, -1,
+       HN, 0, false),
+    RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false, -1, HN, 0,
+       false),
+    RS("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, -1, HN,
+       0, false),
+    RS("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, -1, HN, 0, false),
+    RS("HTTP/1.1 200 OK\r\nContent_Length: 3\r\n\r\n", false, -1, HN, 0, false),
+    RS("HTTP/1.1 101 Switching Protocols\r\n\r\n", false, -1, HN, 0, false),
+    RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\t\r\n\r\n", false, -1, HN,
+       0, false),
+    RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+       "Transfer-Encoding_X: 1\r\n\r\n",
+       false, -1, HN, 0, false),
+    RS("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+       "Transfer-Encodingx: 1\r\n\r\n",
+       false, -1, HN, 0, false),
+    RS("HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n", false, -1, HN, 0, false),
+    RS("HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n", false, -1, HN, 0, false),
+    RS("HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", false, -1, HN, 0, false),
+    RS("HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n", false, -1, HN, 0,
+       false),
+    RS("HTTP/1.1 200 O\x01K\r\n\r\n", false, -1, HN, 0, false),
+    RS("HTTP/2 200 OK\r\n\r\n", false, -1, HN, 0, false),
+    RS("HTTP/1.2 200 OK\r\n\r\n", false, -1, HN, 0, false),
+    RS("HTTP/1.1 20 OK\r\n\r\n", false, -1, HN, 0, false),
+    RS("HTTP/1.1 2000 OK\r\n\r\n", false, -1, HN, 0, false),
+    RS("HTTP/1.1 999 OK\r\n\r\n", false, -1, HN, 0, false),
+    RS("HTTP/1.1 099 OK\r\n\r\n", false, -1, HN, 0, false),
+    RS("http/1.1 200 OK\r\n\r\n", false, -1, HN, 0, false),
 };
 
 static void
@@ -611,14 +620,14 @@ test_responses(void **state)
 
 		if (rc != c->rc)
 			fail_msg("response case %zu: rc %d, want %d", i, rc,
-				 c->rc);
+			         c->rc);
 		if (rc == 1 && (res.framing != c->framing ||
-				res.content_length != c->content_length ||
-				res.keep_alive != c->keep_alive))
+		                res.content_length != c->content_length ||
+		                res.keep_alive != c->keep_alive))
 			fail_msg("response case %zu: framing %d cl %llu ka %d",
-				 i, res.framing,
-				 (unsigned long long)res.content_length,
-				 res.keep_alive);
+			         i, res.framing,
+			         (unsigned long long)res.content_length,
+			         res.keep_alive);
 		free(keep);
 	}
 }
@@ -626,16 +635,17 @@ test_responses(void **state)
 static void
 test_response_fields(void **state)
 {
-	static const char raw[] = "HTTP/1.1 201 Created Now\r\n"
-				  "Location: /x\r\nContent-Length: 3\r\n\r\nabc";
+	static const char raw[] =
+	    "HTTP/1.1 201 Created Now\r\n"
+	    "Location: /x\r\nContent-Length: 3\r\n\r\nabc";
 	struct http1_response res;
 	const char *reason;
 	char *big;
 	size_t n = CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES + 10;
 
 	assert_int_equal(
-		http1_parse_response(raw, sizeof(raw) - 1, false, &res, &reason),
-		1);
+	    http1_parse_response(raw, sizeof(raw) - 1, false, &res, &reason),
+	    1);
 	assert_int_equal(res.status, 201);
 	assert_int_equal(res.minor, 1);
 	assert_slice(res.reason, "Created Now");
@@ -647,11 +657,10 @@ test_response_fields(void **state)
 	big = malloc(n);
 	memset(big, 'a', n);
 	memcpy(big, "HTTP/1.1 200 OK\r\nX: ", 20);
-	assert_int_equal(http1_parse_response(big, n - 100, false, &res,
-					      &reason),
-			 0);
+	assert_int_equal(
+	    http1_parse_response(big, n - 100, false, &res, &reason), 0);
 	assert_int_equal(http1_parse_response(big, n, false, &res, &reason),
-			 -1);
+	                 -1);
 	free(big);
 }
 
@@ -668,7 +677,7 @@ struct ck_result {
 /* Feed one piece until it is consumed, the body ends or an error. */
 static void
 feed_piece(struct http1_chunked *c, const char *raw, size_t len,
-	   struct ck_result *r)
+           struct ck_result *r)
 {
 	char *piece = dup_bytes(raw, len);
 	size_t off = 0;
@@ -676,8 +685,8 @@ feed_piece(struct http1_chunked *c, const char *raw, size_t len,
 	while (off < len && !c->done && r->rc != -1) {
 		struct cg_slice d;
 		const char *reason = NULL;
-		long n = http1_chunked_feed(c, piece + off, len - off, &d,
-					    &reason);
+		long n =
+		    http1_chunked_feed(c, piece + off, len - off, &d, &reason);
 
 		if (n < 0) {
 			assert_non_null(reason);
@@ -703,7 +712,7 @@ feed_piece(struct http1_chunked *c, const char *raw, size_t len,
 /* Decode raw cut at the given offsets (cuts[0..ncuts) ascending). */
 static void
 decode_cut(const char *raw, size_t len, const size_t *cuts, size_t ncuts,
-	   struct ck_result *r)
+           struct ck_result *r)
 {
 	struct http1_chunked c;
 	size_t prev = 0, k;
@@ -721,22 +730,21 @@ decode_cut(const char *raw, size_t len, const size_t *cuts, size_t ncuts,
 		/* a failed decoder stays failed */
 		struct cg_slice d;
 		const char *reason = NULL;
-		assert_int_equal(http1_chunked_feed(&c, "0\r\n\r\n", 5, &d,
-						    &reason),
-				 -1);
+		assert_int_equal(
+		    http1_chunked_feed(&c, "0\r\n\r\n", 5, &d, &reason), -1);
 	}
 }
 
 static void
 assert_same(const struct ck_result *a, const struct ck_result *b,
-	    const char *how, size_t at)
+            const char *how, size_t at)
 {
 	if (a->rc != b->rc || a->outlen != b->outlen ||
 	    memcmp(a->out, b->out, a->outlen) != 0 ||
 	    (a->rc == 1 && a->consumed != b->consumed) ||
 	    (a->rc == -1 && strcmp(a->reason, b->reason) != 0))
 		fail_msg("chunked %s %zu differs: rc %d/%d out %zu/%zu", how,
-			 at, a->rc, b->rc, a->outlen, b->outlen);
+		         at, a->rc, b->rc, a->outlen, b->outlen);
 }
 
 /* Whole, split at every offset, one byte at a time: all the same. */
@@ -765,12 +773,12 @@ static void
 test_chunked_valid(void **state)
 {
 	static const char body[] =
-		"5\r\nhello\r\n"
-		"6;a=b;c=\"x y\\\" z\";flag\r\n world\r\n"
-		"A\r\n0123456789\r\n"
-		"0000000000000001\r\n!\r\n"
-		"0\r\nX-Trailer: 1\r\nContent-Length: 99\r\n"
-		"Transfer-Encoding: gzip\r\n\r\nNEXT REQUEST";
+	    "5\r\nhello\r\n"
+	    "6;a=b;c=\"x y\\\" z\";flag\r\n world\r\n"
+	    "A\r\n0123456789\r\n"
+	    "0000000000000001\r\n!\r\n"
+	    "0\r\nX-Trailer: 1\r\nContent-Length: 99\r\n"
+	    "Transfer-Encoding: gzip\r\n\r\nNEXT REQUEST";
 	static const char empty[] = "0\r\n\r\n";
 	static const char ext0[] = "000;x=\"\"\r\n\r\n";
 	struct ck_result r;
@@ -806,42 +814,42 @@ static void
 test_chunked_errors(void **state)
 {
 	static const char *const bad[] = {
-		"0x5\r\nhello\r\n0\r\n\r\n",
-		"+5\r\nhello\r\n0\r\n\r\n",
-		"-5\r\nhello\r\n0\r\n\r\n",
-		" 5\r\nhello\r\n0\r\n\r\n",
-		"5 \r\nhello\r\n0\r\n\r\n",
-		"5 ;a\r\nhello\r\n0\r\n\r\n",
-		"5; a\r\nhello\r\n0\r\n\r\n",
-		"5;a \r\nhello\r\n0\r\n\r\n",
-		"5;a =b\r\nhello\r\n0\r\n\r\n",
-		"5;a=\r\nhello\r\n0\r\n\r\n",
-		"5;=b\r\nhello\r\n0\r\n\r\n",
-		"5;\r\nhello\r\n0\r\n\r\n",
-		"5;a=b c\r\nhello\r\n0\r\n\r\n",
-		"5;a=\"b\x01\"\r\nhello\r\n0\r\n\r\n",
-		"5;a=\"b\r\nhello\r\n0\r\n\r\n",
-		"5;a=\"b\"c\r\nhello\r\n0\r\n\r\n",
-		"5;a\0\r\nhello\r\n0\r\n\r\n",
-		"\r\nhello\r\n0\r\n\r\n",
-		"g\r\nhello\r\n0\r\n\r\n",
-		"5\nhello\r\n0\r\n\r\n",
-		"5\r\rhello\r\n0\r\n\r\n",
-		"5\r\nhelloX\r\n0\r\n\r\n",
-		"5\r\nhello\n0\r\n\r\n",
-		"5\r\nhello\r0\r\n\r\n",
-		"5\r\nhello0\r\n\r\n",
-		"00000000000000005\r\nhello\r\n0\r\n\r\n",
-		"10000000000000000\r\n",
-		"0\r\nX: a\r\n b\r\n\r\n",
-		"0\r\n X: a\r\n\r\n",
-		"0\r\nX : a\r\n\r\n",
-		"0\r\nX: a\nY: b\r\n\r\n",
-		"0\r\nX: a\x01\r\n\r\n",
-		"0\r\n: a\r\n\r\n",
-		"0\r\nX\r\n\r\n",
-		"0\r\n\r\r",
-		"0\r\n\n",
+	    "0x5\r\nhello\r\n0\r\n\r\n",
+	    "+5\r\nhello\r\n0\r\n\r\n",
+	    "-5\r\nhello\r\n0\r\n\r\n",
+	    " 5\r\nhello\r\n0\r\n\r\n",
+	    "5 \r\nhello\r\n0\r\n\r\n",
+	    "5 ;a\r\nhello\r\n0\r\n\r\n",
+	    "5; a\r\nhello\r\n0\r\n\r\n",
+	    "5;a \r\nhello\r\n0\r\n\r\n",
+	    "5;a =b\r\nhello\r\n0\r\n\r\n",
+	    "5;a=\r\nhello\r\n0\r\n\r\n",
+	    "5;=b\r\nhello\r\n0\r\n\r\n",
+	    "5;\r\nhello\r\n0\r\n\r\n",
+	    "5;a=b c\r\nhello\r\n0\r\n\r\n",
+	    "5;a=\"b\x01\"\r\nhello\r\n0\r\n\r\n",
+	    "5;a=\"b\r\nhello\r\n0\r\n\r\n",
+	    "5;a=\"b\"c\r\nhello\r\n0\r\n\r\n",
+	    "5;a\0\r\nhello\r\n0\r\n\r\n",
+	    "\r\nhello\r\n0\r\n\r\n",
+	    "g\r\nhello\r\n0\r\n\r\n",
+	    "5\nhello\r\n0\r\n\r\n",
+	    "5\r\rhello\r\n0\r\n\r\n",
+	    "5\r\nhelloX\r\n0\r\n\r\n",
+	    "5\r\nhello\n0\r\n\r\n",
+	    "5\r\nhello\r0\r\n\r\n",
+	    "5\r\nhello0\r\n\r\n",
+	    "00000000000000005\r\nhello\r\n0\r\n\r\n",
+	    "10000000000000000\r\n",
+	    "0\r\nX: a\r\n b\r\n\r\n",
+	    "0\r\n X: a\r\n\r\n",
+	    "0\r\nX : a\r\n\r\n",
+	    "0\r\nX: a\nY: b\r\n\r\n",
+	    "0\r\nX: a\x01\r\n\r\n",
+	    "0\r\n: a\r\n\r\n",
+	    "0\r\nX\r\n\r\n",
+	    "0\r\n\r\r",
+	    "0\r\n\n",
 	};
 	size_t i;
 
@@ -895,20 +903,20 @@ static void
 test_helpers(void **state)
 {
 	static const char raw[] = "GET / HTTP/1.1\r\nHost: h\r\n"
-				  "Connection: keep-alive, X-Secret ,Foo\r\n"
-				  "connection: bar\r\nX-Secret: 1\r\n\r\n";
+	                          "Connection: keep-alive, X-Secret ,Foo\r\n"
+	                          "connection: bar\r\nX-Secret: 1\r\n\r\n";
 	struct http1_request req;
 	const char *reason;
 	int st;
 
-	assert_true(http1_slice_ieq(CG_SLICE_LIT("Content-Length"),
-				    "content-length"));
+	assert_true(
+	    http1_slice_ieq(CG_SLICE_LIT("Content-Length"), "content-length"));
 	assert_true(http1_slice_ieq(CG_SLICE_LIT("x"), "X"));
-	assert_false(http1_slice_ieq(CG_SLICE_LIT("Content-Lengt"),
-				     "content-length"));
-	assert_false(http1_slice_ieq(CG_SLICE_LIT("Content-Lengthx"),
-				     "content-length"));
-	assert_true(http1_slice_ieq((struct cg_slice){ "", 0 }, ""));
+	assert_false(
+	    http1_slice_ieq(CG_SLICE_LIT("Content-Lengt"), "content-length"));
+	assert_false(
+	    http1_slice_ieq(CG_SLICE_LIT("Content-Lengthx"), "content-length"));
+	assert_true(http1_slice_ieq((struct cg_slice){"", 0}, ""));
 
 	assert_true(http1_is_hop_by_hop(CG_SLICE_LIT("Connection")));
 	assert_true(http1_is_hop_by_hop(CG_SLICE_LIT("keep-alive")));
@@ -925,26 +933,26 @@ test_helpers(void **state)
 	assert_false(http1_is_hop_by_hop(CG_SLICE_LIT("Sec-GPC")));
 
 	assert_int_equal(http1_parse_request(raw, sizeof(raw) - 1, &deflim,
-					     &req, &st, &reason),
-			 1);
+	                                     &req, &st, &reason),
+	                 1);
 	assert_true(http1_connection_names(req.headers, req.nheaders,
-					   CG_SLICE_LIT("x-secret")));
+	                                   CG_SLICE_LIT("x-secret")));
 	assert_true(http1_connection_names(req.headers, req.nheaders,
-					   CG_SLICE_LIT("FOO")));
+	                                   CG_SLICE_LIT("FOO")));
 	assert_true(http1_connection_names(req.headers, req.nheaders,
-					   CG_SLICE_LIT("bar")));
+	                                   CG_SLICE_LIT("bar")));
 	assert_false(http1_connection_names(req.headers, req.nheaders,
-					    CG_SLICE_LIT("X-Secre")));
+	                                    CG_SLICE_LIT("X-Secre")));
 	assert_false(http1_connection_names(req.headers, req.nheaders,
-					    CG_SLICE_LIT("Host")));
+	                                    CG_SLICE_LIT("Host")));
 	assert_false(http1_connection_names(req.headers, req.nheaders,
-					    (struct cg_slice){ "", 0 }));
+	                                    (struct cg_slice){"", 0}));
 	assert_true(req.keep_alive);
 
 	assert_ptr_equal(http1_find(req.headers, req.nheaders, "CONNECTION"),
-			 &req.headers[1]);
+	                 &req.headers[1]);
 	assert_ptr_equal(http1_find(req.headers, req.nheaders, "x-secret"),
-			 &req.headers[3]);
+	                 &req.headers[3]);
 	assert_null(http1_find(req.headers, req.nheaders, "x-secre"));
 	assert_null(http1_find(req.headers, 0, "host"));
 }
@@ -953,18 +961,18 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_valid_get),
-		cmocka_unit_test(test_valid_post_length),
-		cmocka_unit_test(test_valid_chunked_and_versions),
-		cmocka_unit_test(test_valid_misc),
-		cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_responses),
-		cmocka_unit_test(test_response_fields),
-		cmocka_unit_test(test_chunked_valid),
-		cmocka_unit_test(test_chunked_errors),
-		cmocka_unit_test(test_chunked_limits),
-		cmocka_unit_test(test_helpers),
+	    cmocka_unit_test(test_refusals),
+	    cmocka_unit_test(test_valid_get),
+	    cmocka_unit_test(test_valid_post_length),
+	    cmocka_unit_test(test_valid_chunked_and_versions),
+	    cmocka_unit_test(test_valid_misc),
+	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_responses),
+	    cmocka_unit_test(test_response_fields),
+	    cmocka_unit_test(test_chunked_valid),
+	    cmocka_unit_test(test_chunked_errors),
+	    cmocka_unit_test(test_chunked_limits),
+	    cmocka_unit_test(test_helpers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

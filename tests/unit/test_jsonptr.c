@@ -185,11 +185,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_root_and_simple),
-		cmocka_unit_test(test_escapes),
-		cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_wildcard_and_index),
-		cmocka_unit_test(test_format),
+	    cmocka_unit_test(test_root_and_simple),
+	    cmocka_unit_test(test_escapes),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_wildcard_and_index),
+	    cmocka_unit_test(test_format),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -44,7 +44,8 @@
 #include "consentgate/scan.h"
 
 #define SUITE_DIR "../../../shared/conformance/JSONTestSuite/test_parsing/"
-#define JANSSON_FLAGS (JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL)
+#define JANSSON_FLAGS                                                          \
+	(JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL)
 
 static struct scan_record rec;
 
@@ -59,16 +60,16 @@ struct spec_buf {
 static struct scan_spec *
 mkspec(struct spec_buf *b, unsigned max_depth, const char *p0, const char *p1)
 {
-	const char *ptrs[2] = { p0, p1 };
+	const char *ptrs[2] = {p0, p1};
 	const char *err;
 
 	memset(&b->spec, 0, sizeof(b->spec));
 	b->spec.locators = b->loc;
 	b->spec.max_depth = max_depth;
 	for (unsigned i = 0; i < 2 && ptrs[i] != NULL; i++) {
-		assert_int_equal(jsonptr_parse(ptrs[i], strlen(ptrs[i]),
-					       &b->loc[i], &err),
-				 0);
+		assert_int_equal(
+		    jsonptr_parse(ptrs[i], strlen(ptrs[i]), &b->loc[i], &err),
+		    0);
 		b->spec.nlocators++;
 	}
 	return &b->spec;
@@ -98,8 +99,8 @@ expect_subjects(const struct scan_spec *spec, const char *json, ...)
 		if (rec.subjects[n].len != strlen(want) ||
 		    memcmp(rec.subjects[n].ptr, want, strlen(want)) != 0)
 			fail_msg("%s: subject %u is %.*s, want %s", json, n,
-				 (int)rec.subjects[n].len, rec.subjects[n].ptr,
-				 want);
+			         (int)rec.subjects[n].len, rec.subjects[n].ptr,
+			         want);
 		n++;
 	}
 	va_end(ap);
@@ -130,7 +131,8 @@ read_file(const char *path, size_t *len)
 	if (f == NULL)
 		return NULL;
 	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
-	    fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) != NULL &&
+	    fseek(f, 0, SEEK_SET) == 0 &&
+	    (buf = malloc((size_t)n + 1)) != NULL &&
 	    fread(buf, 1, (size_t)n, f) == (size_t)n) {
 		*len = (size_t)n;
 	} else {
@@ -149,53 +151,53 @@ struct i_choice {
 };
 
 static const struct i_choice i_choices[] = {
-	{ "i_number_double_huge_neg_exp.json", true },
-	{ "i_number_huge_exp.json", true },
-	{ "i_number_neg_int_huge_exp.json", true },
-	{ "i_number_pos_double_huge_exp.json", true },
-	{ "i_number_real_neg_overflow.json", true },
-	{ "i_number_real_pos_overflow.json", true },
-	{ "i_number_real_underflow.json", true },
-	{ "i_number_too_big_neg_int.json", true },
-	{ "i_number_too_big_pos_int.json", true },
-	{ "i_number_very_big_negative_int.json", true },
-	{ "i_object_key_lone_2nd_surrogate.json", false },
-	{ "i_string_1st_surrogate_but_2nd_missing.json", false },
-	{ "i_string_1st_valid_surrogate_2nd_invalid.json", false },
-	{ "i_string_UTF-16LE_with_BOM.json", false },
-	{ "i_string_UTF-8_invalid_sequence.json", false },
-	{ "i_string_UTF8_surrogate_U+D800.json", false },
-	{ "i_string_incomplete_surrogate_and_escape_valid.json", false },
-	{ "i_string_incomplete_surrogate_pair.json", false },
-	{ "i_string_incomplete_surrogates_escape_valid.json", false },
-	{ "i_string_invalid_lonely_surrogate.json", false },
-	{ "i_string_invalid_surrogate.json", false },
-	{ "i_string_invalid_utf-8.json", false },
-	{ "i_string_inverted_surrogates_U+1D11E.json", false },
-	{ "i_string_iso_latin_1.json", false },
-	{ "i_string_lone_second_surrogate.json", false },
-	{ "i_string_lone_utf8_continuation_byte.json", false },
-	{ "i_string_not_in_unicode_range.json", false },
-	{ "i_string_overlong_sequence_2_bytes.json", false },
-	{ "i_string_overlong_sequence_6_bytes.json", false },
-	{ "i_string_overlong_sequence_6_bytes_null.json", false },
-	{ "i_string_truncated-utf-8.json", false },
-	{ "i_string_utf16BE_no_BOM.json", false },
-	{ "i_string_utf16LE_no_BOM.json", false },
-	{ "i_structure_500_nested_arrays.json", false },
-	{ "i_structure_UTF-8_BOM_empty_object.json", false },
+    {"i_number_double_huge_neg_exp.json", true},
+    {"i_number_huge_exp.json", true},
+    {"i_number_neg_int_huge_exp.json", true},
+    {"i_number_pos_double_huge_exp.json", true},
+    {"i_number_real_neg_overflow.json", true},
+    {"i_number_real_pos_overflow.json", true},
+    {"i_number_real_underflow.json", true},
+    {"i_number_too_big_neg_int.json", true},
+    {"i_number_too_big_pos_int.json", true},
+    {"i_number_very_big_negative_int.json", true},
+    {"i_object_key_lone_2nd_surrogate.json", false},
+    {"i_string_1st_surrogate_but_2nd_missing.json", false},
+    {"i_string_1st_valid_surrogate_2nd_invalid.json", false},
+    {"i_string_UTF-16LE_with_BOM.json", false},
+    {"i_string_UTF-8_invalid_sequence.json", false},
+    {"i_string_UTF8_surrogate_U+D800.json", false},
+    {"i_string_incomplete_surrogate_and_escape_valid.json", false},
+    {"i_string_incomplete_surrogate_pair.json", false},
+    {"i_string_incomplete_surrogates_escape_valid.json", false},
+    {"i_string_invalid_lonely_surrogate.json", false},
+    {"i_string_invalid_surrogate.json", false},
+    {"i_string_invalid_utf-8.json", false},
+    {"i_string_inverted_surrogates_U+1D11E.json", false},
+    {"i_string_iso_latin_1.json", false},
+    {"i_string_lone_second_surrogate.json", false},
+    {"i_string_lone_utf8_continuation_byte.json", false},
+    {"i_string_not_in_unicode_range.json", false},
+    {"i_string_overlong_sequence_2_bytes.json", false},
+    {"i_string_overlong_sequence_6_bytes.json", false},
+    {"i_string_overlong_sequence_6_bytes_null.json", false},
+    {"i_string_truncated-utf-8.json", false},
+    {"i_string_utf16BE_no_BOM.json", false},
+    {"i_string_utf16LE_no_BOM.json", false},
+    {"i_structure_500_nested_arrays.json", false},
+    {"i_structure_UTF-8_BOM_empty_object.json", false},
 };
 
 /* y_ files we refuse on purpose (see the top of this file) */
 static const char *const y_refused[] = {
-	"y_object_escaped_null_in_key.json",
+    "y_object_escaped_null_in_key.json",
 };
 
 /* y_ files jansson (with our flags) refuses */
 static const char *const y_jansson_refused[] = {
-	"y_object_duplicated_key.json",
-	"y_object_duplicated_key_and_value.json",
-	"y_object_escaped_null_in_key.json",
+    "y_object_duplicated_key.json",
+    "y_object_duplicated_key_and_value.json",
+    "y_object_escaped_null_in_key.json",
 };
 
 static bool
@@ -238,11 +240,12 @@ test_json_test_suite(void **state)
 		json_decref(j);
 		free(buf);
 		if (name[0] == 'y') {
-			bool want = !listed(name, y_refused,
-					    sizeof(y_refused) / sizeof(y_refused[0]));
+			bool want =
+			    !listed(name, y_refused,
+			            sizeof(y_refused) / sizeof(y_refused[0]));
 			bool jwant = !listed(name, y_jansson_refused,
-					     sizeof(y_jansson_refused) /
-						     sizeof(y_jansson_refused[0]));
+			                     sizeof(y_jansson_refused) /
+			                         sizeof(y_jansson_refused[0]));
 
 			ny++;
 			if ((ours == 0) != want) {
@@ -281,7 +284,8 @@ test_json_test_suite(void **state)
 	}
 	closedir(d);
 	printf("JSONTestSuite: %u y, %u n, %u i files\n", ny, nn, ni);
-	assert_true(ny > 90 && nn > 180 && ni == sizeof(i_choices) / sizeof(i_choices[0]));
+	assert_true(ny > 90 && nn > 180 &&
+	            ni == sizeof(i_choices) / sizeof(i_choices[0]));
 	assert_int_equal(bad, 0);
 }
 
@@ -293,7 +297,8 @@ test_subject_basics(void **state)
 	struct spec_buf sb;
 	const struct scan_spec *s = mkspec(&sb, 0, "/author_id", NULL);
 
-	expect_subjects(s, "{\"author_id\":\"u1\",\"text\":\"hi\"}", "u1", NULL);
+	expect_subjects(s, "{\"author_id\":\"u1\",\"text\":\"hi\"}", "u1",
+	                NULL);
 	/* the number 123 and the string "123" are the same subject */
 	expect_subjects(s, "{\"author_id\":123}", "123", NULL);
 	expect_subjects(s, "{\"author_id\":\"123\"}", "123", NULL);
@@ -301,12 +306,12 @@ test_subject_basics(void **state)
 	expect_subjects(s, " {\"author_id\" : 0 } ", "0", NULL);
 	/* beyond 64 bits: exact text, never converted */
 	expect_subjects(s, "{\"author_id\":123456789012345678901234567890}",
-			"123456789012345678901234567890", NULL);
+	                "123456789012345678901234567890", NULL);
 	/* escapes are decoded */
 	expect_subjects(s, "{\"author_id\":\"a\\u00e9\\n\\/\\\"\"}",
-			"a\xc3\xa9\n/\"", NULL);
+	                "a\xc3\xa9\n/\"", NULL);
 	expect_subjects(s, "{\"author_id\":\"\\ud83d\\ude00\"}",
-			"\xf0\x9f\x98\x80", NULL);
+	                "\xf0\x9f\x98\x80", NULL);
 	/* no subject: an unknown person, not an error */
 	expect_subjects(s, "{\"text\":\"hi\"}", NULL);
 	expect_subjects(s, "{}", NULL);
@@ -315,8 +320,10 @@ test_subject_basics(void **state)
 	expect_subjects(s, "\"author_id\"", NULL);
 	expect_subjects(s, "17", NULL);
 	/* nested decoys are not the subject and not duplicates */
-	expect_subjects(s, "{\"x\":{\"author_id\":1},\"author_id\":2}", "2", NULL);
-	expect_subjects(s, "{\"x\":[{\"author_id\":1}],\"author_idx\":3}", NULL);
+	expect_subjects(s, "{\"x\":{\"author_id\":1},\"author_id\":2}", "2",
+	                NULL);
+	expect_subjects(s, "{\"x\":[{\"author_id\":1}],\"author_idx\":3}",
+	                NULL);
 }
 
 static void
@@ -330,9 +337,11 @@ test_subject_types(void **state)
 	expect_refused(s, "{\"author_id\":1E+3}", "not an integer");
 	expect_refused(s, "{\"author_id\":10.0}", "not an integer");
 	expect_refused(s, "{\"author_id\":true}", "not a string or an integer");
-	expect_refused(s, "{\"author_id\":false}", "not a string or an integer");
+	expect_refused(s, "{\"author_id\":false}",
+	               "not a string or an integer");
 	expect_refused(s, "{\"author_id\":null}", "not a string or an integer");
-	expect_refused(s, "{\"author_id\":{\"id\":1}}", "not a string or an integer");
+	expect_refused(s, "{\"author_id\":{\"id\":1}}",
+	               "not a string or an integer");
 	expect_refused(s, "{\"author_id\":[1]}", "not a string or an integer");
 	expect_refused(s, "{\"author_id\":\"\"}", "empty");
 	expect_refused(s, "{\"author_id\":\"a\\u0000b\"}", "NUL");
@@ -342,7 +351,7 @@ test_subject_types(void **state)
 	int n = snprintf(big, sizeof(big), "{\"author_id\":\"");
 	memset(big + n, 'x', CG_MAX_SUBJECT_LEN);
 	strcpy(big + n + CG_MAX_SUBJECT_LEN, "\"}");
-	assert_int_equal(scan_str(s, big, &(const char *){ NULL }), 0);
+	assert_int_equal(scan_str(s, big, &(const char *){NULL}), 0);
 	assert_int_equal(rec.subjects[0].len, CG_MAX_SUBJECT_LEN);
 	memset(big + n, 'x', CG_MAX_SUBJECT_LEN + 1);
 	strcpy(big + n + CG_MAX_SUBJECT_LEN + 1, "\"}");
@@ -365,8 +374,10 @@ test_ambiguity(void **state)
 	expect_refused(s, "{\"author_id\":1,\"author_id\":2}", "duplicate");
 	expect_refused(s, "{\"author_id\":1,\"author_id\":1}", "duplicate");
 	/* one spelling with \u escapes */
-	expect_refused(s, "{\"author_id\":1,\"\\u0061uthor_id\":2}", "ambiguous");
-	expect_refused(s, "{\"author\\u005fid\":1,\"author_id\":2}", "ambiguous");
+	expect_refused(s, "{\"author_id\":1,\"\\u0061uthor_id\":2}",
+	               "ambiguous");
+	expect_refused(s, "{\"author\\u005fid\":1,\"author_id\":2}",
+	               "ambiguous");
 	/* escapes alone are fine: it is the same member name */
 	expect_subjects(s, "{\"\\u0061uthor_id\":\"u7\"}", "u7", NULL);
 	/* case variants, with or without the exact one */
@@ -379,15 +390,17 @@ test_ambiguity(void **state)
 	expect_refused(s, "{\"\xc5\xbf\xe2\x84\xaa\":1}", "ambiguous");
 	s = mkspec(&sb, 0, "/author_id", NULL);
 	/* the subject member appears with a different value type */
-	expect_refused(s, "{\"author_id\":\"1\",\"author_id\":{\"x\":1}}", "duplicate");
+	expect_refused(s, "{\"author_id\":\"1\",\"author_id\":{\"x\":1}}",
+	               "duplicate");
 	/* a NUL in a member name is refused everywhere */
 	expect_refused(s, "{\"author_id\\u0000x\":1}", "NUL");
 	expect_refused(s, "{\"x\":{\"a\\u0000\":1}}", "NUL");
 	/* duplicates off the subject paths are not our business */
 	expect_subjects(s, "{\"a\":1,\"a\":2,\"author_id\":3}", "3", NULL);
-	expect_subjects(s, "{\"x\":{\"author_id\":1,\"author_id\":2},"
-			   "\"author_id\":3}",
-			"3", NULL);
+	expect_subjects(s,
+	                "{\"x\":{\"author_id\":1,\"author_id\":2},"
+	                "\"author_id\":3}",
+	                "3", NULL);
 }
 
 static void
@@ -395,24 +408,25 @@ test_nested_and_wildcards(void **state)
 {
 	struct spec_buf sb;
 	const struct scan_spec *s =
-		mkspec(&sb, 0, "/author_id", "/mentions/*/id");
+	    mkspec(&sb, 0, "/author_id", "/mentions/*/id");
 
-	expect_subjects(s, "{\"author_id\":1,\"mentions\":[{\"id\":2},"
-			   "{\"id\":\"b\"},{\"x\":1}]}",
-			"1", "2", "b", NULL);
+	expect_subjects(s,
+	                "{\"author_id\":1,\"mentions\":[{\"id\":2},"
+	                "{\"id\":\"b\"},{\"x\":1}]}",
+	                "1", "2", "b", NULL);
 	/* document order */
 	expect_subjects(s, "{\"mentions\":[{\"id\":2}],\"author_id\":1}", "2",
-			"1", NULL);
+	                "1", NULL);
 	expect_subjects(s, "{\"mentions\":[],\"author_id\":1}", "1", NULL);
 	/* a duplicate inside one mention */
 	expect_refused(s, "{\"mentions\":[{\"id\":2,\"id\":3}]}", "duplicate");
 	expect_refused(s, "{\"mentions\":[{\"ID\":2}]}", "ambiguous");
 	/* the same id in two mentions is two subjects, not a duplicate */
 	expect_subjects(s, "{\"mentions\":[{\"id\":2},{\"id\":2}]}", "2", "2",
-			NULL);
+	                NULL);
 	/* mentions twice, or in another case */
 	expect_refused(s, "{\"mentions\":[],\"mentions\":[{\"id\":1}]}",
-		       "duplicate");
+	               "duplicate");
 	expect_refused(s, "{\"Mentions\":[{\"id\":1}]}", "ambiguous");
 	/* wrong intermediate types */
 	expect_refused(s, "{\"mentions\":{\"id\":1}}", "expects an array");
@@ -423,15 +437,17 @@ test_nested_and_wildcards(void **state)
 	expect_refused(s, "{\"mentions\":[{\"id\":1.5}]}", "not an integer");
 	/* nested decoys deeper down */
 	expect_subjects(s, "{\"mentions\":[{\"u\":{\"id\":9},\"id\":1}]}", "1",
-			NULL);
+	                NULL);
 
 	s = mkspec(&sb, 0, "/user/profile/id", "/thread/1/author");
-	expect_subjects(s, "{\"user\":{\"profile\":{\"id\":\"p\"}},"
-			   "\"thread\":[{\"author\":\"a0\"},{\"author\":\"a1\"}]}",
-			"p", "a1", NULL);
-	expect_subjects(s, "{\"thread\":{\"1\":{\"author\":\"x\"}}}", "x", NULL);
+	expect_subjects(s,
+	                "{\"user\":{\"profile\":{\"id\":\"p\"}},"
+	                "\"thread\":[{\"author\":\"a0\"},{\"author\":\"a1\"}]}",
+	                "p", "a1", NULL);
+	expect_subjects(s, "{\"thread\":{\"1\":{\"author\":\"x\"}}}", "x",
+	                NULL);
 	expect_refused(s, "{\"user\":{\"profile\":{\"id\":1},\"Profile\":{}}}",
-		       "ambiguous");
+	               "ambiguous");
 	expect_refused(s, "{\"user\":[]}", "expects an object");
 
 	/* too many subjects */
@@ -442,9 +458,9 @@ test_nested_and_wildcards(void **state)
 	n = snprintf(buf, sizeof(buf), "{\"mentions\":[");
 	for (int i = 0; i < CG_MAX_SUBJECTS; i++)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s{\"id\":%d}",
-			      i ? "," : "", i);
+		              i ? "," : "", i);
 	strcpy(buf + n, "]}");
-	assert_int_equal(scan_str(s, buf, &(const char *){ NULL }), 0);
+	assert_int_equal(scan_str(s, buf, &(const char *){NULL}), 0);
 	assert_int_equal(rec.nsubjects, CG_MAX_SUBJECTS);
 	assert_int_equal(rec.subjects[CG_MAX_SUBJECTS - 1].len, 2);
 	assert_memory_equal(rec.subjects[CG_MAX_SUBJECTS - 1].ptr, "31", 2);
@@ -459,21 +475,24 @@ test_syntax(void **state)
 	const struct scan_spec *s = mkspec(&sb, 0, "/author_id", NULL);
 
 	/* UTF-8 */
-	expect_subjects(s, "{\"t\":\"caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80 "
-			   "\xf4\x8f\xbf\xbf\"}",
-			NULL);
-	expect_refused(s, "{\"t\":\"\xc0\xaf\"}", "UTF-8");         /* overlong */
-	expect_refused(s, "{\"t\":\"\xe0\x80\xaf\"}", "UTF-8");     /* overlong */
-	expect_refused(s, "{\"t\":\"\xed\xa0\x80\"}", "UTF-8");     /* surrogate */
-	expect_refused(s, "{\"t\":\"\xf4\x90\x80\x80\"}", "UTF-8"); /* > U+10FFFF */
+	expect_subjects(s,
+	                "{\"t\":\"caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80 "
+	                "\xf4\x8f\xbf\xbf\"}",
+	                NULL);
+	expect_refused(s, "{\"t\":\"\xc0\xaf\"}", "UTF-8");     /* overlong */
+	expect_refused(s, "{\"t\":\"\xe0\x80\xaf\"}", "UTF-8"); /* overlong */
+	expect_refused(s, "{\"t\":\"\xed\xa0\x80\"}", "UTF-8"); /* surrogate */
+	expect_refused(s, "{\"t\":\"\xf4\x90\x80\x80\"}",
+	               "UTF-8"); /* > U+10FFFF */
 	expect_refused(s, "{\"t\":\"\x80\"}", "UTF-8");
 	expect_refused(s, "{\"t\":\"\xc3\"}", "UTF-8");
 	expect_refused(s, "{\"t\":\"\xff\"}", "UTF-8");
 	/* the same inside long strings (the 16-byte path) */
-	expect_refused(s, "{\"t\":\"0123456789abcdef0123\xc3\x28xyz0123456789abcdef\"}",
-		       "UTF-8");
+	expect_refused(
+	    s, "{\"t\":\"0123456789abcdef0123\xc3\x28xyz0123456789abcdef\"}",
+	    "UTF-8");
 	expect_refused(s, "{\"t\":\"0123456789abcdef012345678901234\xe6\x97\"}",
-		       "UTF-8");
+	               "UTF-8");
 	/* surrogates in escapes */
 	expect_refused(s, "{\"t\":\"\\ud800\"}", "surrogate");
 	expect_refused(s, "{\"t\":\"\\udc00\\ud800\"}", "surrogate");
@@ -510,7 +529,7 @@ test_syntax(void **state)
 	expect_refused(s, "{\"author_id\":\"abc", "unterminated");
 	/* every truncation of a valid record is refused */
 	const char *full = "{\"author_id\":\"u\\u00e9\",\"m\":[1,{\"x\":null}],"
-			   "\"t\":true,\"n\":-1.5e3}";
+	                   "\"t\":true,\"n\":-1.5e3}";
 	for (size_t k = 0; k < strlen(full); k++) {
 		if (scan_record(s, full, k, &rec, &err) == 0)
 			fail_msg("accepted a truncation at %zu", k);
@@ -527,12 +546,13 @@ test_depth(void **state)
 	const char *err;
 
 	/* CG_DEFAULT_MAX_DEPTH containers pass, one more does not */
-	for (unsigned d = CG_DEFAULT_MAX_DEPTH; d <= CG_DEFAULT_MAX_DEPTH + 1; d++) {
+	for (unsigned d = CG_DEFAULT_MAX_DEPTH; d <= CG_DEFAULT_MAX_DEPTH + 1;
+	     d++) {
 		memset(buf, '[', d);
 		memset(buf + d, ']', d);
 		buf[2 * d] = '\0';
 		assert_int_equal(scan_str(s, buf, &err),
-				 d <= CG_DEFAULT_MAX_DEPTH ? 0 : -1);
+		                 d <= CG_DEFAULT_MAX_DEPTH ? 0 : -1);
 	}
 	assert_non_null(strstr(err, "nesting"));
 	/* the limit is configurable */
@@ -556,12 +576,12 @@ test_ndjson(void **state)
 	const struct scan_spec *s = mkspec(&sb, 0, "/author_id", NULL);
 	struct scan_iter it;
 	const char *body = "{\"author_id\":1}\r\n"
-			   "\r\n"
-			   "   \n"
-			   "\t{\"author_id\":\"b\"} \r\n"
-			   "[1,2]\n"
-			   "{\"x\":1}";
-	size_t want[][2] = { { 0, 15 }, { 24, 41 }, { 44, 49 }, { 50, 57 } };
+	                   "\r\n"
+	                   "   \n"
+	                   "\t{\"author_id\":\"b\"} \r\n"
+	                   "[1,2]\n"
+	                   "{\"x\":1}";
+	size_t want[][2] = {{0, 15}, {24, 41}, {44, 49}, {50, 57}};
 
 	scan_iter_init(&it, s, SCAN_FORMAT_NDJSON, NULL, body, strlen(body));
 	for (unsigned i = 0; i < 4; i++) {
@@ -654,7 +674,7 @@ test_array_format(void **state)
 {
 	struct spec_buf sb;
 	const struct scan_spec *s =
-		mkspec(&sb, 0, "/author_id", "/mentions/*/id");
+	    mkspec(&sb, 0, "/author_id", "/mentions/*/id");
 	struct scan_iter it;
 	const char *body = " [ {\"author_id\":1} ,\n{\"author_id\":\"x\"},7 ] ";
 
@@ -688,33 +708,34 @@ test_array_format(void **state)
 		size_t offset;
 		const char *what;
 	} bad[] = {
-		{ "[{},]", 1, 4, "unexpected character" },
-		{ "[{}] x", 1, 5, "after the JSON value" },
-		{ "[{}][]", 1, 4, "after the JSON value" },
-		{ "{\"a\":[]}", 0, 0, "not a JSON array" },
-		{ "[{} {}]", 1, 4, "expected ','" },
-		{ "[{},{\"author_id\":1.5}]", 1, 17, "not an integer" },
-		{ "[{\"mentions\":{}}]", 0, 13, "expects an array" },
-		{ "[{\"author_id\":[]}]", 0, 14, "not a string" },
-		{ "[{\"author_id\":\"\"}]", 0, 14, "empty" },
-		{ "[{\"author_id\":null}]", 0, 14, "not a string" },
-		{ "[{\"Author_id\":1}]", 0, 2, "ambiguous" },
-		{ "[{}", 1, 3, "end of input" },
-		{ "", 0, 0, "not a JSON array" },
+	    {"[{},]", 1, 4, "unexpected character"},
+	    {"[{}] x", 1, 5, "after the JSON value"},
+	    {"[{}][]", 1, 4, "after the JSON value"},
+	    {"{\"a\":[]}", 0, 0, "not a JSON array"},
+	    {"[{} {}]", 1, 4, "expected ','"},
+	    {"[{},{\"author_id\":1.5}]", 1, 17, "not an integer"},
+	    {"[{\"mentions\":{}}]", 0, 13, "expects an array"},
+	    {"[{\"author_id\":[]}]", 0, 14, "not a string"},
+	    {"[{\"author_id\":\"\"}]", 0, 14, "empty"},
+	    {"[{\"author_id\":null}]", 0, 14, "not a string"},
+	    {"[{\"Author_id\":1}]", 0, 2, "ambiguous"},
+	    {"[{}", 1, 3, "end of input"},
+	    {"", 0, 0, "not a JSON array"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int r;
 		unsigned n = 0;
 
 		scan_iter_init(&it, s, SCAN_FORMAT_ARRAY, NULL, bad[i].body,
-			       strlen(bad[i].body));
+		               strlen(bad[i].body));
 		while ((r = scan_iter_next(&it, &rec)) == 1)
 			n++;
-		if (r != -1 || n != bad[i].records || it.index != bad[i].records ||
-		    it.offset != bad[i].offset || strstr(it.error, bad[i].what) == NULL)
+		if (r != -1 || n != bad[i].records ||
+		    it.index != bad[i].records || it.offset != bad[i].offset ||
+		    strstr(it.error, bad[i].what) == NULL)
 			fail_msg("%s: r=%d n=%u index=%u offset=%zu error=%s",
-				 bad[i].body, r, n, it.index, it.offset,
-				 it.error ? it.error : "");
+			         bad[i].body, r, n, it.index, it.offset,
+			         it.error ? it.error : "");
 	}
 }
 
@@ -726,9 +747,10 @@ test_array_at_format(void **state)
 	struct jsonptr at;
 	struct scan_iter it;
 	const char *err;
-	const char *body = "{\"meta\":{\"data\":[9]},\"batch\":{\"n\":2,\"data\":"
-			   "[{\"author_id\":1}, {\"author_id\":2}],\"z\":[{}]},"
-			   "\"tail\":\"data\"}";
+	const char *body =
+	    "{\"meta\":{\"data\":[9]},\"batch\":{\"n\":2,\"data\":"
+	    "[{\"author_id\":1}, {\"author_id\":2}],\"z\":[{}]},"
+	    "\"tail\":\"data\"}";
 
 	assert_int_equal(jsonptr_parse("/batch/data", 11, &at, &err), 0);
 	scan_iter_init(&it, s, SCAN_FORMAT_ARRAY_AT, &at, body, strlen(body));
@@ -750,35 +772,35 @@ test_array_at_format(void **state)
 		unsigned records;
 		const char *what;
 	} bad[] = {
-		/* the records member twice, or in another case */
-		{ "{\"batch\":{\"data\":[{}],\"data\":[]}}", 1, "duplicate" },
-		{ "{\"batch\":{\"data\":[{}]},\"batch\":{}}", 1, "duplicate" },
-		{ "{\"batch\":{\"Data\":[],\"data\":[{}]}}", 0, "case" },
-		{ "{\"batch\":{\"data\":[{}],\"DATA\":[]}}", 1, "duplicate" },
-		{ "{\"batch\":{\"dat\\u0061\":[{}],\"data\":[]}}", 1, "duplicate" },
-		/* missing or of the wrong type */
-		{ "{\"batch\":{\"n\":[]}}", 0, "not found" },
-		{ "{\"batch\":[]}", 0, "not found" },
-		{ "{\"batch\":{\"data\":{}}}", 0, "not an array" },
-		{ "[]", 0, "not a JSON object" },
-		/* the rest of the document is validated */
-		{ "{\"batch\":{\"data\":[{}],\"x\":01}}", 1, "" },
-		{ "{\"batch\":{\"data\":[{}]}} {}", 1, "after the JSON value" },
-		{ "{\"x\":tru,\"batch\":{\"data\":[{}]}}", 0, "invalid literal" },
-		{ "{\"batch\":{\"data\":[{}]}", 1, "end of input" },
+	    /* the records member twice, or in another case */
+	    {"{\"batch\":{\"data\":[{}],\"data\":[]}}", 1, "duplicate"},
+	    {"{\"batch\":{\"data\":[{}]},\"batch\":{}}", 1, "duplicate"},
+	    {"{\"batch\":{\"Data\":[],\"data\":[{}]}}", 0, "case"},
+	    {"{\"batch\":{\"data\":[{}],\"DATA\":[]}}", 1, "duplicate"},
+	    {"{\"batch\":{\"dat\\u0061\":[{}],\"data\":[]}}", 1, "duplicate"},
+	    /* missing or of the wrong type */
+	    {"{\"batch\":{\"n\":[]}}", 0, "not found"},
+	    {"{\"batch\":[]}", 0, "not found"},
+	    {"{\"batch\":{\"data\":{}}}", 0, "not an array"},
+	    {"[]", 0, "not a JSON object"},
+	    /* the rest of the document is validated */
+	    {"{\"batch\":{\"data\":[{}],\"x\":01}}", 1, ""},
+	    {"{\"batch\":{\"data\":[{}]}} {}", 1, "after the JSON value"},
+	    {"{\"x\":tru,\"batch\":{\"data\":[{}]}}", 0, "invalid literal"},
+	    {"{\"batch\":{\"data\":[{}]}", 1, "end of input"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int r;
 		unsigned n = 0;
 
 		scan_iter_init(&it, s, SCAN_FORMAT_ARRAY_AT, &at, bad[i].body,
-			       strlen(bad[i].body));
+		               strlen(bad[i].body));
 		while ((r = scan_iter_next(&it, &rec)) == 1)
 			n++;
 		if (r != -1 || n != bad[i].records ||
 		    strstr(it.error, bad[i].what) == NULL)
 			fail_msg("%s: r=%d n=%u error=%s", bad[i].body, r, n,
-				 it.error ? it.error : "");
+			         it.error ? it.error : "");
 		assert_true(it.offset <= strlen(bad[i].body));
 	}
 }
@@ -816,9 +838,24 @@ static void
 gen_string(struct gen *g)
 {
 	static const char *const parts[] = {
-		"a", "b", "Z", "0", " ", "\\\"", "\\\\", "\\/", "\\n", "\\t",
-		"\\u00e9", "\\u0000", "\\ud83d\\ude00", "\xc3\xa9",
-		"\xe6\x97\xa5", "\xf0\x9f\x98\x80", "id", "author_id",
+	    "a",
+	    "b",
+	    "Z",
+	    "0",
+	    " ",
+	    "\\\"",
+	    "\\\\",
+	    "\\/",
+	    "\\n",
+	    "\\t",
+	    "\\u00e9",
+	    "\\u0000",
+	    "\\ud83d\\ude00",
+	    "\xc3\xa9",
+	    "\xe6\x97\xa5",
+	    "\xf0\x9f\x98\x80",
+	    "id",
+	    "author_id",
 	};
 	unsigned n = rnd(6);
 
@@ -832,8 +869,9 @@ static void
 gen_number(struct gen *g)
 {
 	static const char *const nums[] = {
-		"0", "7", "-3", "123456", "-0", "1.5", "-2.25e3", "1E+2",
-		"9007199254740993", "0.001", "42",
+	    "0",   "7",       "-3",   "123456",           "-0",
+	    "1.5", "-2.25e3", "1E+2", "9007199254740993", "0.001",
+	    "42",
 	};
 	put(g, nums[rnd(sizeof(nums) / sizeof(nums[0]))]);
 }
@@ -841,8 +879,8 @@ gen_number(struct gen *g)
 static void gen_value(struct gen *g, int depth);
 
 static const char *const keys[] = {
-	"author_id", "mentions", "id", "text", "x", "user", "Author_ID",
-	"author\\u005fid", "ID", "m\\u0065ntions", "lang", "n",
+    "author_id", "mentions",        "id", "text",           "x",    "user",
+    "Author_ID", "author\\u005fid", "ID", "m\\u0065ntions", "lang", "n",
 };
 
 static void
@@ -897,11 +935,24 @@ gen_value(struct gen *g, int depth)
 	unsigned k = rnd(depth > 4 ? 6 : 9);
 
 	switch (k) {
-	case 0: case 1: gen_string(g); break;
-	case 2: case 3: gen_number(g); break;
-	case 4: put(g, "true"); break;
-	case 5: put(g, rnd(2) ? "null" : "false"); break;
-	case 6: case 7: gen_object(g, depth, false); break;
+	case 0:
+	case 1:
+		gen_string(g);
+		break;
+	case 2:
+	case 3:
+		gen_number(g);
+		break;
+	case 4:
+		put(g, "true");
+		break;
+	case 5:
+		put(g, rnd(2) ? "null" : "false");
+		break;
+	case 6:
+	case 7:
+		gen_object(g, depth, false);
+		break;
 	default: {
 		unsigned n = rnd(4);
 
@@ -921,7 +972,8 @@ gen_value(struct gen *g, int depth)
 static void
 mutate(struct gen *g)
 {
-	static const char bytes[] = "\"\\{}[],:0-e.+ uaE1\x80\xc3\xed\xf4\xff\t";
+	static const char bytes[] =
+	    "\"\\{}[],:0-e.+ uaE1\x80\xc3\xed\xf4\xff\t";
 	unsigned ops = 1 + rnd(3);
 
 	for (unsigned o = 0; o < ops && g->n > 0; o++) {
@@ -937,7 +989,8 @@ mutate(struct gen *g)
 			break;
 		case 2:
 			if (g->n + 1 < sizeof(g->buf)) {
-				memmove(g->buf + at + 1, g->buf + at, g->n - at);
+				memmove(g->buf + at + 1, g->buf + at,
+				        g->n - at);
 				g->buf[at] = bytes[rnd(sizeof(bytes) - 1)];
 				g->n++;
 			}
@@ -950,7 +1003,8 @@ mutate(struct gen *g)
 				char tmp[16];
 
 				memcpy(tmp, g->buf + at, len);
-				memmove(g->buf + to + len, g->buf + to, g->n - to);
+				memmove(g->buf + to + len, g->buf + to,
+				        g->n - to);
 				memcpy(g->buf + to, tmp, len);
 				g->n += len;
 			}
@@ -995,7 +1049,7 @@ expect_from(json_t *v, const char *tok, struct expect *e)
 	} else if (json_is_integer(v)) {
 		if (e->n < CG_MAX_SUBJECTS + 8)
 			snprintf(e->ids[e->n++], sizeof(e->ids[0]), "%lld",
-				 (long long)json_integer_value(v));
+			         (long long)json_integer_value(v));
 	} else {
 		(void)tok;
 		e->must_refuse = true;
@@ -1011,7 +1065,8 @@ jansson_subjects(json_t *root, struct expect *e)
 	memset(e, 0, sizeof(*e));
 	if (!json_is_object(root))
 		return;
-	json_object_foreach(root, k, v) {
+	json_object_foreach(root, k, v)
+	{
 		if (case_variant(k, "author_id") || case_variant(k, "mentions"))
 			e->must_refuse = true;
 	}
@@ -1025,14 +1080,16 @@ jansson_subjects(json_t *root, struct expect *e)
 			e->must_refuse = true;
 			return;
 		}
-		json_array_foreach(v, i, m) {
+		json_array_foreach(v, i, m)
+		{
 			json_t *id;
 
 			if (!json_is_object(m)) {
 				e->must_refuse = true;
 				continue;
 			}
-			json_object_foreach(m, k, id) {
+			json_object_foreach(m, k, id)
+			{
 				if (case_variant(k, "id"))
 					e->must_refuse = true;
 			}
@@ -1084,7 +1141,7 @@ struct diff_stats {
 
 static void
 differential_one(const struct scan_spec *spec, const char *doc, size_t len,
-		 struct diff_stats *st)
+                 struct diff_stats *st)
 {
 	json_error_t je;
 	json_t *j;
@@ -1102,8 +1159,8 @@ differential_one(const struct scan_spec *spec, const char *doc, size_t len,
 	}
 	j = json_loadb(doc, len, JANSSON_FLAGS, &je);
 	if (j == NULL && json_error_code(&je) == json_error_duplicate_key)
-		j = json_loadb(doc, len, JANSSON_FLAGS & ~JSON_REJECT_DUPLICATES,
-			       &je);
+		j = json_loadb(doc, len,
+		               JANSSON_FLAGS & ~JSON_REJECT_DUPLICATES, &je);
 	if (j == NULL) {
 		if (json_error_code(&je) == json_error_numeric_overflow) {
 			st->skipped++;
@@ -1111,7 +1168,7 @@ differential_one(const struct scan_spec *spec, const char *doc, size_t len,
 		}
 		if (ours == 0)
 			fail_msg("jansson refuses (%s), we accept: %.*s",
-				 je.text, (int)len, doc);
+			         je.text, (int)len, doc);
 		st->both_refused++;
 		return;
 	}
@@ -1123,7 +1180,7 @@ differential_one(const struct scan_spec *spec, const char *doc, size_t len,
 		 * subject rule */
 		if (!subject_error(err))
 			fail_msg("jansson accepts, we refuse (%s): %.*s", err,
-				 (int)len, doc);
+			         (int)len, doc);
 		st->we_refused_subject++;
 		return;
 	}
@@ -1131,7 +1188,7 @@ differential_one(const struct scan_spec *spec, const char *doc, size_t len,
 		fail_msg("we accept an ambiguous record: %.*s", (int)len, doc);
 	if (rec.nsubjects != e.n)
 		fail_msg("%u subjects, jansson %u: %.*s", rec.nsubjects, e.n,
-			 (int)len, doc);
+		         (int)len, doc);
 	/* compare as sorted lists: we give document order */
 	char ours_txt[CG_MAX_SUBJECTS][CG_MAX_SUBJECT_LEN + 32];
 	for (unsigned i = 0; i < rec.nsubjects; i++) {
@@ -1143,11 +1200,11 @@ differential_one(const struct scan_spec *spec, const char *doc, size_t len,
 	qsort(ours_txt, rec.nsubjects, sizeof(ours_txt[0]), cmp_str);
 	qsort(e.ids, e.n, sizeof(e.ids[0]), cmp_str);
 	for (unsigned i = 0; i < e.n; i++) {
-		struct cg_slice s = { ours_txt[i], strlen(ours_txt[i]) };
+		struct cg_slice s = {ours_txt[i], strlen(ours_txt[i])};
 
 		if (!same_id(s, e.ids[i]))
 			fail_msg("subject %s, jansson %s: %.*s", ours_txt[i],
-				 e.ids[i], (int)len, doc);
+			         e.ids[i], (int)len, doc);
 	}
 	st->both_ok++;
 }
@@ -1157,8 +1214,8 @@ test_differential_jansson(void **state)
 {
 	struct spec_buf sb;
 	const struct scan_spec *s =
-		mkspec(&sb, 0, "/author_id", "/mentions/*/id");
-	struct diff_stats st = { 0 };
+	    mkspec(&sb, 0, "/author_id", "/mentions/*/id");
+	struct diff_stats st = {0};
 	struct gen g;
 
 	for (unsigned i = 0; i < 4000; i++) {
@@ -1191,9 +1248,9 @@ static void
 test_utf8_differential(void **state)
 {
 	static const uint8_t pick[] = {
-		'a', ' ', 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2,
-		0xc3, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee, 0xef, 0xf0, 0xf1,
-		0xf3, 0xf4, 0xf5, 0xff, '"',
+	    'a',  ' ',  0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0,
+	    0xc1, 0xc2, 0xc3, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee,
+	    0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xff, '"',
 	};
 	struct spec_buf sb;
 	const struct scan_spec *s = mkspec(&sb, 0, "/author_id", NULL);
@@ -1214,16 +1271,23 @@ test_utf8_differential(void **state)
 			/* mostly valid sequences, then random bytes */
 			if (rnd(12) != 0) {
 				static const char *const good[] = {
-					"a", "bc", " ",
-					"\xc3\xa9", "\xe6\x97\xa5", "\xf0\x9f\x98\x80",
-					"\xed\x9f\xbf", "\xf4\x8f\xbf\xbf", "\xee\x80\x80",
+				    "a",
+				    "bc",
+				    " ",
+				    "\xc3\xa9",
+				    "\xe6\x97\xa5",
+				    "\xf0\x9f\x98\x80",
+				    "\xed\x9f\xbf",
+				    "\xf4\x8f\xbf\xbf",
+				    "\xee\x80\x80",
 				};
 				const char *g = good[rnd(9)];
 
 				memcpy(doc + n, g, strlen(g));
 				n += strlen(g);
 			} else {
-				doc[n++] = (char)pick[rnd(sizeof(pick) - 1 + (rnd(8) == 0))];
+				doc[n++] = (char)
+				    pick[rnd(sizeof(pick) - 1 + (rnd(8) == 0))];
 			}
 		}
 		doc[n++] = '"';
@@ -1232,7 +1296,7 @@ test_utf8_differential(void **state)
 		j = json_loadb(doc, n, JANSSON_FLAGS, &je);
 		if ((ours == 0) != (j != NULL))
 			fail_msg("ours %d, jansson %d: %.*s", ours, j != NULL,
-				 (int)n, doc);
+			         (int)n, doc);
 		if (j != NULL)
 			agree_ok++;
 		else
@@ -1247,19 +1311,19 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_json_test_suite),
-		cmocka_unit_test(test_subject_basics),
-		cmocka_unit_test(test_subject_types),
-		cmocka_unit_test(test_ambiguity),
-		cmocka_unit_test(test_nested_and_wildcards),
-		cmocka_unit_test(test_syntax),
-		cmocka_unit_test(test_depth),
-		cmocka_unit_test(test_ndjson),
-		cmocka_unit_test(test_object_format),
-		cmocka_unit_test(test_array_format),
-		cmocka_unit_test(test_array_at_format),
-		cmocka_unit_test(test_differential_jansson),
-		cmocka_unit_test(test_utf8_differential),
+	    cmocka_unit_test(test_json_test_suite),
+	    cmocka_unit_test(test_subject_basics),
+	    cmocka_unit_test(test_subject_types),
+	    cmocka_unit_test(test_ambiguity),
+	    cmocka_unit_test(test_nested_and_wildcards),
+	    cmocka_unit_test(test_syntax),
+	    cmocka_unit_test(test_depth),
+	    cmocka_unit_test(test_ndjson),
+	    cmocka_unit_test(test_object_format),
+	    cmocka_unit_test(test_array_format),
+	    cmocka_unit_test(test_array_at_format),
+	    cmocka_unit_test(test_differential_jansson),
+	    cmocka_unit_test(test_utf8_differential),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
