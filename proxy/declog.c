@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #define DECLOG_FLUSH_MS 200            /* ms at most a line waits */
 
 static int declog_fd = -1;
+static char *declog_path; /* for reopening after rotation */
 
 int
 declog_open(const char *path)
@@ -35,7 +37,31 @@ declog_open(const char *path)
 		return 0;
 	}
 	declog_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-	return declog_fd < 0 ? -1 : 0;
+	if (declog_fd < 0)
+		return -1;
+	free(declog_path);
+	declog_path = strdup(path);
+	return 0;
+}
+
+int
+declog_reopen(void)
+{
+	int fd;
+
+	if (declog_path == NULL || declog_fd < 0)
+		return 0;
+	fd = open(declog_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -1;
+	/* dup2 swaps the file under the same descriptor atomically: a worker
+	   writing right now finishes its line in the old file */
+	if (dup3(fd, declog_fd, O_CLOEXEC) < 0) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
 }
 
 bool

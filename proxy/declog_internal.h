@@ -12,6 +12,8 @@ struct inspect_result;
 /* Open the log (a path, or "-" for stdout); NULL leaves it off. 0 or -1. */
 int declog_open(const char *path);
 bool declog_enabled(void);
+/* Open the path again (after logrotate moved the file); 0 or -1. */
+int declog_reopen(void);
 /* Add one record's decision to a request's trail (NULL: logging is off). */
 void declog_record(struct evbuffer *trail, unsigned index,
                    const struct policy_decision *d);

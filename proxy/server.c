@@ -440,6 +440,10 @@ server_run(struct server *s)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
+			if (declog_reopen() != 0)
+				log_msg("reload: cannot reopen the decision "
+				        "log: %s",
+				        strerror(errno));
 			reload(s);
 			continue;
 		}

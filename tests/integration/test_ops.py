@@ -58,6 +58,24 @@ def decision_log_proves_every_record_without_personal_data(env):
 
 
 @test
+def decision_log_reopens_on_sighup_for_rotation(env):
+    import signal
+    up = env.upstream()
+    log = os.path.join(env.workdir, "rotate.jsonl")
+    px = env.proxy(up.url, consent=CONSENT, extra=["--decision-log", log])
+    c = env.client(px)
+    assert ingest(c, BATCH).status == 200
+    read_log(log, 1)
+    os.rename(log, log + ".1")
+    px.signal(signal.SIGHUP)
+    assert wait_until(lambda: os.path.exists(log), 5), "log not reopened"
+    assert ingest(c, b'{"author_id":1006}\n').status == 200
+    lines = read_log(log, 1)
+    assert len(lines) == 1 and lines[0]["kept"] == 1, lines
+    assert len(open(log + ".1").read().splitlines()) == 1
+
+
+@test
 def metrics_and_healthz_on_the_admin_listener(env):
     up = env.upstream()
     port = free_port()
