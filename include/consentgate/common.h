@@ -33,29 +33,40 @@ struct cg_slice {
 #define CG_MAX_ERRORS 100        /* errors a loader reports before it stops */
 
 /* ---- defaults the configuration may change ---- */
-#define CG_DEFAULT_MAX_HEADER_BYTES 16384     /* bytes of a request head; 431 */
-#define CG_DEFAULT_MAX_HEADER_COUNT 100       /* header fields; 431 */
-#define CG_DEFAULT_MAX_BODY_BYTES (16u << 20) /* bytes of a request body; 413  \
-	                                       */
-#define CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES                                   \
-	65536 /* bytes of a response head; 502 */
-#define CG_DEFAULT_HEAD_TIMEOUT_MS                                             \
-	10000 /* ms to read a whole request head; 408 */
-#define CG_DEFAULT_BODY_TIMEOUT_MS                                             \
-	60000 /* ms of silence while reading a body; 408 */
-#define CG_DEFAULT_IDLE_TIMEOUT_MS 60000   /* ms a keep-alive client may idle */
-#define CG_DEFAULT_CONNECT_TIMEOUT_MS 5000 /* ms to connect upstream; 504 */
-#define CG_DEFAULT_RESPONSE_TIMEOUT_MS 30000 /* ms of upstream silence; 504 */
-#define CG_DEFAULT_MAX_CONNS 10000           /* client connections per worker */
-#define CG_DEFAULT_FD_RESERVE 32 /* descriptors kept free per process */
-#define CG_DEFAULT_POOL_SIZE 64  /* idle upstream connections per worker */
-#define CG_DEFAULT_DRAIN_TIMEOUT_MS                                            \
-	10000                   /* ms to finish in-flight on SIGTERM */
-#define CG_DEFAULT_MAX_DEPTH 64 /* JSON nesting depth of a record */
-#define CG_DEFAULT_MAX_RECORD_BYTES (1u << 20) /* bytes of one NDJSON record   \
-	                                        */
-#define CG_DEFAULT_MAX_INFLATE_RATIO 100 /* gzip output/input ratio; 413 */
-#define CG_DEFAULT_MAX_STALENESS_S 0     /* s of consent age; 0 = unchecked */
+/* bytes of a request head; 431 */
+#define CG_DEFAULT_MAX_HEADER_BYTES 16384
+/* header fields; 431 */
+#define CG_DEFAULT_MAX_HEADER_COUNT 100
+/* bytes of a request body; 413 */
+#define CG_DEFAULT_MAX_BODY_BYTES (16u << 20)
+/* bytes of a response head; 502 */
+#define CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES 65536
+/* ms to read a whole request head; 408 */
+#define CG_DEFAULT_HEAD_TIMEOUT_MS 10000
+/* ms of silence while reading a body; 408 */
+#define CG_DEFAULT_BODY_TIMEOUT_MS 60000
+/* ms a keep-alive client may idle */
+#define CG_DEFAULT_IDLE_TIMEOUT_MS 60000
+/* ms to connect upstream; 504 */
+#define CG_DEFAULT_CONNECT_TIMEOUT_MS 5000
+/* ms of upstream silence; 504 */
+#define CG_DEFAULT_RESPONSE_TIMEOUT_MS 30000
+/* client connections per worker */
+#define CG_DEFAULT_MAX_CONNS 10000
+/* descriptors kept free per process */
+#define CG_DEFAULT_FD_RESERVE 32
+/* idle upstream connections per worker */
+#define CG_DEFAULT_POOL_SIZE 64
+/* ms to finish in-flight on SIGTERM */
+#define CG_DEFAULT_DRAIN_TIMEOUT_MS 10000
+/* JSON nesting depth of a record */
+#define CG_DEFAULT_MAX_DEPTH 64
+/* bytes of one NDJSON record */
+#define CG_DEFAULT_MAX_RECORD_BYTES (1u << 20)
+/* gzip output/input ratio; 413 */
+#define CG_DEFAULT_MAX_INFLATE_RATIO 100
+/* s of consent age; 0 = unchecked */
+#define CG_DEFAULT_MAX_STALENESS_S 0
 
 /*
  * Errors found while loading a file. Each message reads
