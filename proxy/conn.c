@@ -526,8 +526,7 @@ forward(struct conn *c)
 		} else if (!c->rq->insp.decided) {
 			int status = inspect_run(&c->rq->insp, c->snap,
 			                         c->route, &c->rq->req, c->body,
-			                         c->w->cfg->max_body_bytes,
-			                         c->w->cfg->max_staleness_s);
+			                         c->w->cfg->max_body_bytes);
 
 			if (status != 0) {
 				reply_problem(c, status, c->rq->insp.error,

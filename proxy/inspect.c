@@ -321,7 +321,7 @@ inspect_feed(struct inspect_result *r, struct policy_snapshot *snap,
 int
 inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
             const struct policy_route *route, const struct http1_request *req,
-            struct evbuffer *body, size_t max_body, unsigned max_staleness_s)
+            struct evbuffer *body, size_t max_body)
 {
 	const struct consent_table *t = policy_snapshot_consent(snap);
 	const struct http1_header *ce;

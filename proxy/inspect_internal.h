@@ -56,7 +56,7 @@ int inspect_feed(struct inspect_result *r, struct policy_snapshot *snap,
 int inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
                 const struct policy_route *route,
                 const struct http1_request *req, struct evbuffer *body,
-                size_t max_body, unsigned max_staleness_s);
+                size_t max_body);
 
 /* Append the Consent-* request headers (and Content-Usage when set); when
    streaming, Consent-Result comes in the trailer (announced here). */
