@@ -3,7 +3,7 @@
 # benchmark, when any is missing. Runs apt-get only as root; otherwise it
 # prints the command to run.
 PKGS="build-essential pkg-config libevent-dev libssl-dev libhttp-parser-dev
-libjansson-dev libcmocka-dev zlib1g-dev curl python3 openssl nginx-light"
+libjansson-dev libcmocka-dev zlib1g-dev libutf8proc-dev curl python3 openssl nginx-light"
 [ "${CG_BENCH:-}" = 1 ] && PKGS="$PKGS haproxy wrk gnuplot-nox strace"
 missing=""
 for p in $PKGS; do
