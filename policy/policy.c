@@ -905,15 +905,35 @@ load_route(struct load *ld, json_t *v, unsigned idx)
 			json_array_foreach(a, i, e)
 			{
 				char esub[PATH_MAX_LEN];
-				const char *t = json_string_value(e);
+				json_t *ptr = e, *opt = NULL;
+				const char *t;
 				snprintf(esub, sizeof(esub), "%s[%zu]", sub, i);
+				/* {"pointer": "/reply_to/id", "optional": true}:
+				 * its absence is not an unknown person */
+				if (json_is_object(e)) {
+					static const char *const skeys[] = {
+					    "pointer", "optional", NULL};
+					check_keys(ld, e, esub, skeys);
+					ptr = json_object_get(e, "pointer");
+					opt = json_object_get(e, "optional");
+					if (opt != NULL && !json_is_boolean(opt))
+						err_at(ld, esub, false,
+						       "'optional' must be true "
+						       "or false");
+				}
+				t = json_string_value(ptr);
 				if (t == NULL) {
 					err_at(ld, esub, false,
-					       "must be a JSON Pointer string");
+					       "must be a JSON Pointer string, "
+					       "or {\"pointer\": ..., "
+					       "\"optional\": true}");
 					continue;
 				}
+				if (json_is_true(opt))
+					r->spec.optional |=
+					    1u << r->spec.nlocators;
 				if (jsonptr_parse(
-				        t, json_string_length(e),
+				        t, json_string_length(ptr),
 				        &r->locators[r->spec.nlocators],
 				        &jerr) != 0) {
 					err_at(ld, esub, false,

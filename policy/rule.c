@@ -103,6 +103,23 @@ policy_decide(const struct policy_route *r, const struct consent_table *t,
 	}
 }
 
+void
+policy_decide_record(const struct policy_route *r,
+                     const struct consent_table *t,
+                     const struct scan_record *rec, int64_t now,
+                     struct policy_decision *out)
+{
+	if (rec->missing != 0) {
+		/* a required locator found nobody: an unknown person, decided
+		 * before the people who are there */
+		policy_decide(r, t, NULL, 0, now, out);
+		out->subject = rec->nsubjects;
+		if (!out->allow || rec->nsubjects == 0)
+			return;
+	}
+	policy_decide(r, t, rec->subjects, rec->nsubjects, now, out);
+}
+
 static const struct policy_rule *
 rule_by_id(const struct policy *p, const char *id)
 {

@@ -25,6 +25,8 @@
 #include <emmintrin.h>
 #endif
 
+#include <utf8proc.h>
+
 #include "consentgate/scan.h"
 
 #define SCAN_DEPTH_CAP 1024          /* containers; caps spec->max_depth */
@@ -49,19 +51,31 @@ struct scan_ctx {
 	const struct jsonptr *loc;
 	unsigned nloc;
 	unsigned all_mask; /* locators with at least one token */
+	unsigned required; /* locators whose absence is an unknown person */
+	unsigned found;    /* locators that gave a subject in this record */
 	unsigned max_depth;
 	const uint8_t *ws;       /* whitespace inside a value */
+	bool ndjson;             /* one record per line: line-end rules */
+	unsigned guard_from; /* containers this deep may not start a line */
 	struct scan_record *rec; /* NULL: validate only */
+	const char *begin;       /* the buffer, for looking back */
 	const char *end;
 	const char *err;
 	const char *errp;
 };
 
+/*
+ * Whitespace tables: 1 whitespace, 2 a CR, whitespace only directly before
+ * LF or as the last byte of the buffer (a caller stripped the LF). A CR
+ * anywhere else is a line end to readers that split on CR (Spark's
+ * LineReader, Python universal newlines, Java readLine, Node readline)
+ * and to nobody else: they would read the record as other lines.
+ */
 static const uint8_t is_ws[256] = {
     [' '] = 1,
     ['\t'] = 1,
     ['\n'] = 1,
-    ['\r'] = 1,
+    ['\r'] = 2,
 };
 
 /* 0 plain ASCII, 1 quote, 2 backslash, 3 control byte, 4 non-ASCII */
@@ -84,13 +98,41 @@ static const uint8_t hex_val1[256] = {
 static const uint8_t is_ws_line[256] = {
     [' '] = 1,
     ['\t'] = 1,
-    ['\r'] = 1,
 };
 
-#define SKIP_WS_IN(tab, p, end)                                                \
-	while ((p) < (end) && (tab)[(uint8_t) * (p)])                          \
-	(p)++
+/* NDJSON after a record and on blank lines: a CR only before the LF */
+static const uint8_t is_ws_tail[256] = {
+    [' '] = 1,
+    ['\t'] = 1,
+    ['\r'] = 2,
+};
+
+static inline const char *
+skip_ws(const uint8_t *tab, const char *p, const char *end)
+{
+	while (p < end) {
+		uint8_t k = tab[(uint8_t)*p];
+
+		if (k == 0 || (k == 2 && p + 1 < end && p[1] != '\n'))
+			break;
+		p++;
+	}
+	return p;
+}
+
+#define SKIP_WS_IN(tab, p, end) ((p) = skip_ws((tab), (p), (end)))
 #define SKIP_WS(p, end) SKIP_WS_IN(is_ws, p, end)
+
+#define CR_ERROR                                                               \
+	"carriage return not directly before a line feed: readers that "      \
+	"split lines on CR would read a line end inside the record"
+
+/* A refusal at a CR is about line ends, whatever the grammar expected. */
+static const char *
+cr_error(const char *err, const char *at, const char *end)
+{
+	return at != NULL && at < end && *at == '\r' ? CR_ERROR : err;
+}
 
 /* The 4 hex digits at p (the caller checked they are there), or -1. */
 static inline int32_t
@@ -162,6 +204,30 @@ utf8_error_at(const char *p, size_t n, uint64_t st)
 }
 
 /*
+ * U+2028, U+2029 and U+0085 (NEL) at p, raw: Python's str.splitlines and
+ * other Unicode-aware line splitters end a line there, so the record would
+ * reach the pipeline in pieces. JSON writers that escape them (\u2028)
+ * produce bytes every reader agrees on.
+ */
+static inline bool
+is_unicode_line_end(const char *p, const char *end)
+{
+	const uint8_t *u = (const uint8_t *)p;
+
+	if (end - p < 2)
+		return false;
+	if (u[0] == 0xC2)
+		return u[1] == 0x85;
+	return u[0] == 0xE2 && end - p >= 3 && u[1] == 0x80 &&
+	       (u[2] == 0xA8 || u[2] == 0xA9);
+}
+
+#define LINE_END_ERROR                                                         \
+	"raw U+2028, U+2029 or U+0085 in a string: line splitters such as "   \
+	"Python's splitlines break the record there; send it escaped, "       \
+	"as \\u2028"
+
+/*
  * Skip a string body; p is just past the opening quote. Returns the closing
  * quote with *flags set, or NULL with c->err and c->errp set. Blocks of 16
  * bytes with no quote, backslash or control byte are skipped at once; the
@@ -181,6 +247,8 @@ scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
 		const __m128i bslash = _mm_set1_epi8('\\');
 		/* signed compare: bytes < 0x20 and bytes >= 0x80 at once */
 		const __m128i space = _mm_set1_epi8(0x20);
+		const __m128i lead2 = _mm_set1_epi8((char)0xC2);
+		const __m128i lead3 = _mm_set1_epi8((char)0xE2);
 
 		while (end - p >= 16) {
 			__m128i v =
@@ -217,6 +285,18 @@ scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
 					}
 					st = st2;
 				}
+				/* lead bytes of the Unicode line ends */
+				for (unsigned m = !c->ndjson ? 0 : hi &
+				                  (unsigned)_mm_movemask_epi8(
+				                      _mm_or_si128(
+				                          _mm_cmpeq_epi8(v, lead2),
+				                          _mm_cmpeq_epi8(v, lead3)));
+				     m != 0; m &= m - 1)
+					if (is_unicode_line_end(
+					        p + __builtin_ctz(m), end)) {
+						p += __builtin_ctz(m);
+						goto line_end;
+					}
 				/* a character cut by an ASCII byte (at "to",
 				 * perhaps the special one at k) */
 				if (st != U_ACC && to < 16) {
@@ -242,6 +322,9 @@ scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
 			b = (uint8_t)*p;
 			if (st == U_ACC && b < 0x80 && str_class[b] != 0)
 				break;
+			if (st == U_ACC && (b == 0xC2 || b == 0xE2) &&
+			    c->ndjson && is_unicode_line_end(p, end))
+				goto line_end;
 			st = (utf8_row[b] >> st) & 63;
 			if (st == U_ERR)
 				goto bad_utf8;
@@ -303,6 +386,9 @@ scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
 	}
 bad_utf8:
 	c->err = "invalid UTF-8 in string";
+	goto fail;
+line_end:
+	c->err = LINE_END_ERROR;
 fail:
 	c->errp = p;
 	return NULL;
@@ -441,9 +527,69 @@ fold_equal(const char *a, size_t an, const char *b, size_t bn)
 	return i == an && j == bn;
 }
 
+static bool
+has_non_ascii(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((uint8_t)s[i] >= 0x80)
+			return true;
+	return false;
+}
+
+/* Java's equalsIgnoreCase and Jackson under a Turkish locale read both
+ * Turkish i's as ASCII i; Unicode case folding keeps them apart. */
+static utf8proc_int32_t
+fold_turkish_i(utf8proc_int32_t cp, void *data)
+{
+	(void)data;
+	return cp == 0x130 || cp == 0x131 ? 'i' : cp;
+}
+
+#define UFOLD_CAP (4 * CG_MAX_PTR_TOKEN_LEN) /* code points of a fold */
+
+/*
+ * s[0,n) as the pipelines that fold keys could see it: NFKC, full Unicode
+ * case folding, default-ignorable code points removed, both Turkish i's as
+ * i. Returns the number of code points in out, or -1 when the fold is
+ * longer than UFOLD_CAP (then it cannot equal a pointer token).
+ */
+static utf8proc_ssize_t
+unicode_fold(const char *s, size_t n, utf8proc_int32_t *out)
+{
+	const utf8proc_option_t opt = UTF8PROC_STABLE | UTF8PROC_COMPAT |
+	                              UTF8PROC_COMPOSE | UTF8PROC_CASEFOLD |
+	                              UTF8PROC_IGNORE;
+	utf8proc_ssize_t k;
+
+	k = utf8proc_decompose_custom((const utf8proc_uint8_t *)s,
+	                              (utf8proc_ssize_t)n, out, UFOLD_CAP, opt,
+	                              fold_turkish_i, NULL);
+	if (k < 0 || k > UFOLD_CAP)
+		return -1;
+	return utf8proc_normalize_utf32(out, k, opt);
+}
+
+/*
+ * A non-ASCII member name that some decoder could still match to the
+ * token: Java equalsIgnoreCase ("author_ıd"), NFKC-normalising pipelines
+ * (fullwidth or mathematical letters), Go's folding (U+017F, U+212A).
+ * Only names with a non-ASCII byte get here, so ASCII keys never pay.
+ */
+static bool
+unicode_fold_equal(const char *k, size_t klen, const char *t, size_t tlen)
+{
+	utf8proc_int32_t a[UFOLD_CAP], b[UFOLD_CAP];
+	utf8proc_ssize_t na = unicode_fold(k, klen, a),
+	                 nb = unicode_fold(t, tlen, b);
+
+	return na >= 0 && na == nb &&
+	       memcmp(a, b, (size_t)na * sizeof(a[0])) == 0;
+}
+
 /*
  * Compare a member name (raw string body) with a pointer token: 0 another
- * name, 1 the same name, 2 the same name to a case-blind decoder.
+ * name, 1 the same name, 2 the same name to a case-blind or normalising
+ * decoder.
  */
 static int
 key_match(const struct jsonptr_token *t, const char *k, size_t klen,
@@ -464,7 +610,12 @@ key_match(const struct jsonptr_token *t, const char *k, size_t klen,
 	    ((uint8_t)k[0] | (uint8_t)t->name[0]) < 0x80 &&
 	    ((uint8_t)k[0] | 0x20) != ((uint8_t)t->name[0] | 0x20))
 		return 0;
-	return fold_equal(k, klen, t->name, t->len) ? 2 : 0;
+	if (fold_equal(k, klen, t->name, t->len))
+		return 2;
+	if ((has_non_ascii(k, klen) || has_non_ascii(t->name, t->len)) &&
+	    unicode_fold_equal(k, klen, t->name, t->len))
+		return 2;
+	return 0;
 }
 
 /*
@@ -486,7 +637,7 @@ match_member(struct scan_ctx *c, unsigned mask, unsigned d, const char *k,
 			continue;
 		if (r == 2) {
 			c->err = "ambiguous subject: member name differs only "
-			         "in case";
+			         "in case or Unicode form";
 			return -1;
 		}
 		if (*seen & (1u << i)) {
@@ -605,6 +756,49 @@ add_subject(struct scan_ctx *c, const char *s, size_t n, unsigned flags)
 }
 
 /*
+ * A numeric subject id [s, e) that readers holding numbers as doubles
+ * (JavaScript, Go's interface{}, jq, orjson beyond 64 bits) would read as
+ * another id: beyond 2^53 a double rounds (9007199254740993 becomes
+ * ...992), and -0 prints as 0. Returns the refusal, or NULL when every
+ * reader reads the integer as written.
+ */
+static const char *
+unsafe_integer(const char *s, const char *e)
+{
+	bool neg = *s == '-';
+	const char *d = s + neg;
+	size_t n = (size_t)(e - d);
+
+	if (neg && n == 1 && *d == '0')
+		return "subject id -0: readers read it as 0; send the id as a "
+		       "JSON string";
+	if (n > 16 || (n == 16 && memcmp(d, "9007199254740992", 16) > 0))
+		return "subject id is a number beyond 2^53: readers that "
+		       "hold numbers as doubles (JavaScript, Go, jq) round it "
+		       "to another id; send the id as a JSON string";
+	return NULL;
+}
+
+/*
+ * True when p is the first non-blank byte of a line. A line reader (one
+ * that splits an object or array body on LF) would read a container that
+ * starts a line as a value of its own: if it closes on that line, as a
+ * record of whoever it names, a person consentgate never decided.
+ */
+static inline bool
+starts_line(const char *begin, const char *p)
+{
+	while (p > begin && (p[-1] == ' ' || p[-1] == '\t' || p[-1] == '\r'))
+		p--;
+	return p > begin && p[-1] == '\n';
+}
+
+#define NESTED_LINE_ERROR                                                      \
+	"a nested object or array starts a line: line readers would read it "  \
+	"as a record of its own; keep each record's nested values on the "     \
+	"line of their member name (or send the record on one line)"
+
+/*
  * Parse one JSON value at *pp (no whitespace before it). On success *pp is
  * just past it. Locators in root_mask resolve when the value is an object;
  * subjects go to c->rec. Returns 0, or -1 with c->err and c->errp set.
@@ -634,6 +828,10 @@ value:
 	case '{':
 		if (vmask != 0 && check_container(c, vmask, depth, true) < 0)
 			goto fail_ctx_p;
+		if (depth >= c->guard_from && starts_line(c->begin, p)) {
+			err = NESTED_LINE_ERROR;
+			goto fail;
+		}
 		if (depth >= max_depth) {
 			err = "nesting deeper than the limit";
 			goto fail;
@@ -655,6 +853,10 @@ value:
 	case '[':
 		if (vmask != 0 && check_container(c, vmask, depth, false) < 0)
 			goto fail_ctx_p;
+		if (depth >= c->guard_from && starts_line(c->begin, p)) {
+			err = NESTED_LINE_ERROR;
+			goto fail;
+		}
 		if (depth >= max_depth) {
 			err = "nesting deeper than the limit";
 			goto fail;
@@ -686,6 +888,7 @@ value:
 				c->errp = p;
 				goto fail_ctx;
 			}
+			c->found |= vmask;
 		}
 		p = q + 1;
 		goto after_value;
@@ -743,10 +946,15 @@ value:
 				c->errp = s;
 				goto fail_ctx;
 			}
+			if ((c->err = unsafe_integer(s, p)) != NULL) {
+				c->errp = s;
+				goto fail_ctx;
+			}
 			if (add_subject(c, s, (size_t)(p - s), 0) < 0) {
 				c->errp = s;
 				goto fail_ctx;
 			}
+			c->found |= vmask;
 		}
 		goto after_value;
 	case 't':
@@ -869,7 +1077,7 @@ fail_ctx:
 
 static void
 ctx_init(struct scan_ctx *c, const struct scan_spec *spec,
-         struct scan_record *rec, const char *end)
+         struct scan_record *rec, const char *begin, const char *end)
 {
 	c->loc = NULL;
 	c->nloc = 0;
@@ -884,11 +1092,24 @@ ctx_init(struct scan_ctx *c, const struct scan_spec *spec,
 	}
 	if (c->max_depth > SCAN_DEPTH_CAP)
 		c->max_depth = SCAN_DEPTH_CAP;
-	for (unsigned i = 0; i < c->nloc; i++)
-		if (c->loc[i].ntokens > 0)
-			c->all_mask |= 1u << i;
+	c->required = 0;
+	for (unsigned i = 0; i < c->nloc; i++) {
+		bool wild = false;
+
+		if (c->loc[i].ntokens == 0)
+			continue;
+		c->all_mask |= 1u << i;
+		for (unsigned t = 0; t < c->loc[i].ntokens; t++)
+			wild |= c->loc[i].tok[t].wildcard;
+		/* a locator without '*' names someone who must be there */
+		if (!wild && !(spec->optional & (1u << i)))
+			c->required |= 1u << i;
+	}
 	c->ws = is_ws;
+	c->ndjson = false;
+	c->guard_from = 1; /* a record itself may start a line */
 	c->rec = rec;
+	c->begin = begin;
 	c->end = end;
 	c->err = NULL;
 	c->errp = NULL;
@@ -900,18 +1121,20 @@ ctx_init(struct scan_ctx *c, const struct scan_spec *spec,
  */
 static int
 scan_one(struct scan_ctx *c, const char *base, const char *p,
-         struct scan_record *rec)
+         struct scan_record *rec, const uint8_t *outer)
 {
 	const char *start;
 
-	SKIP_WS(p, c->end);
+	SKIP_WS_IN(outer, p, c->end);
 	start = p;
 	rec->nsubjects = 0;
+	c->found = 0;
 	if (parse_value(c, &p, c->all_mask) < 0)
 		return -1;
+	rec->missing = c->required & ~c->found;
 	rec->start = (size_t)(start - base);
 	rec->end = (size_t)(p - base);
-	SKIP_WS(p, c->end);
+	SKIP_WS_IN(outer, p, c->end);
 	if (p != c->end) {
 		c->err = "unexpected data after the JSON value";
 		c->errp = p;
@@ -927,10 +1150,28 @@ scan_record(const struct scan_spec *spec, const char *buf, size_t len,
 	struct scan_ctx c;
 	int rc;
 
-	ctx_init(&c, spec, rec, buf + len);
-	rc = scan_one(&c, buf, buf, rec);
+	ctx_init(&c, spec, rec, buf, buf + len);
+	rc = scan_one(&c, buf, buf, rec, is_ws);
 	if (rc < 0)
-		*err = c.err;
+		*err = cr_error(c.err, c.errp, c.end);
+	return rc;
+}
+
+int
+scan_line(const struct scan_spec *spec, const char *buf, size_t len,
+          struct scan_record *rec, const char **err)
+{
+	struct scan_ctx c;
+	int rc;
+
+	ctx_init(&c, spec, rec, buf, buf + len);
+	c.ws = is_ws_line;
+	c.ndjson = true;
+	rc = scan_one(&c, buf, buf, rec, is_ws_tail);
+	if (rc < 0)
+		*err = c.errp < c.end && *c.errp == '\n'
+		           ? "line feed inside an NDJSON record"
+		           : cr_error(c.err, c.errp, c.end);
 	return rc;
 }
 
@@ -951,7 +1192,7 @@ scan_iter_init(struct scan_iter *it, const struct scan_spec *spec,
 static int
 iter_fail(struct scan_iter *it, const char *err, const char *at)
 {
-	it->error = err;
+	it->error = cr_error(err, at, it->buf + it->len);
 	it->offset = (size_t)(at - it->buf);
 	it->state = IT_FAILED;
 	return -1;
@@ -992,6 +1233,8 @@ iter_enter(struct scan_iter *it, struct scan_ctx *c)
 			                 l == 0 ? "body is not a JSON object"
 			                        : "records array not found",
 			                 p);
+		if (l > 0 && starts_line(it->buf, p))
+			return iter_fail(it, NESTED_LINE_ERROR, p);
 		p++;
 		SKIP_WS(p, end);
 		if (p < end && *p == '}')
@@ -1024,8 +1267,10 @@ iter_enter(struct scan_iter *it, struct scan_ctx *c)
 			SKIP_WS(p, end);
 			if (m == 1)
 				break;
+			c->guard_from = 0; /* not a record: no line of its own */
 			if (parse_value(c, &p, 0) < 0)
 				return iter_fail(it, c->err, c->errp);
+			c->guard_from = 1;
 			SKIP_WS(p, end);
 			if (p < end && *p == ',') {
 				p++;
@@ -1044,6 +1289,8 @@ iter_enter(struct scan_iter *it, struct scan_ctx *c)
 		                 n == 0 ? "body is not a JSON array"
 		                        : "records member is not an array",
 		                 p);
+	if (n > 0 && starts_line(it->buf, p))
+		return iter_fail(it, NESTED_LINE_ERROR, p);
 	it->array_open = (size_t)(p - it->buf);
 	it->pos = it->array_open + 1;
 	it->state = IT_FIRST;
@@ -1100,8 +1347,10 @@ iter_leave(struct scan_iter *it, struct scan_ctx *c)
 				    it, "expected ':' after member name", p);
 			p++;
 			SKIP_WS(p, end);
+			c->guard_from = 0; /* not a record: no line of its own */
 			if (parse_value(c, &p, 0) < 0)
 				return iter_fail(it, c->err, c->errp);
+			c->guard_from = 1;
 		}
 	}
 	SKIP_WS(p, end);
@@ -1114,8 +1363,8 @@ iter_leave(struct scan_iter *it, struct scan_ctx *c)
 
 /*
  * NDJSON without a separate pass for line ends: the value is parsed with
- * LF not counted as whitespace, so it must end on its own line; after it
- * only spaces, tabs and CR may come before LF.
+ * neither LF nor CR counted as whitespace, so it must end on its own line;
+ * after it only spaces, tabs and one CR may come before LF.
  */
 static int
 iter_lines(struct scan_iter *it, struct scan_ctx *c, struct scan_record *rec)
@@ -1123,10 +1372,11 @@ iter_lines(struct scan_iter *it, struct scan_ctx *c, struct scan_record *rec)
 	const char *buf = it->buf, *end = buf + it->len, *p, *start;
 
 	c->ws = is_ws_line;
+	c->ndjson = true;
 	while (it->pos < it->len) {
 		p = buf + it->pos;
-		/* blank lines (CR, spaces, tabs) carry no record */
-		SKIP_WS_IN(is_ws_line, p, end);
+		/* blank lines (spaces, tabs, CRLF) carry no record */
+		SKIP_WS_IN(is_ws_tail, p, end);
 		if (p == end)
 			break;
 		if (*p == '\n') {
@@ -1135,14 +1385,16 @@ iter_lines(struct scan_iter *it, struct scan_ctx *c, struct scan_record *rec)
 		}
 		start = p;
 		rec->nsubjects = 0;
+		c->found = 0;
 		if (parse_value(c, &p, c->all_mask) < 0) {
 			if (c->errp < end && *c->errp == '\n')
 				c->err = "unexpected end of line";
 			return iter_fail(it, c->err, c->errp);
 		}
+		rec->missing = c->required & ~c->found;
 		rec->start = (size_t)(start - buf);
 		rec->end = (size_t)(p - buf);
-		SKIP_WS_IN(is_ws_line, p, end);
+		SKIP_WS_IN(is_ws_tail, p, end);
 		if (p < end && *p != '\n')
 			return iter_fail(
 			    it, "unexpected data after the JSON value", p);
@@ -1161,7 +1413,7 @@ scan_iter_next(struct scan_iter *it, struct scan_record *rec)
 	struct scan_ctx c;
 	const char *p, *start;
 
-	ctx_init(&c, it->spec, rec, it->buf + it->len);
+	ctx_init(&c, it->spec, rec, it->buf, it->buf + it->len);
 	switch (it->state) {
 	case IT_DONE:
 		return 0;
@@ -1176,7 +1428,7 @@ scan_iter_next(struct scan_iter *it, struct scan_record *rec)
 			if (p >= c.end || *p != '{')
 				return iter_fail(
 				    it, "body is not a JSON object", p);
-			if (scan_one(&c, it->buf, p, rec) < 0)
+			if (scan_one(&c, it->buf, p, rec, is_ws) < 0)
 				return iter_fail(it, c.err, c.errp);
 			it->pos = it->len;
 			it->state = IT_DONE;
@@ -1212,8 +1464,10 @@ scan_iter_next(struct scan_iter *it, struct scan_record *rec)
 	}
 	start = p;
 	rec->nsubjects = 0;
+	c.found = 0;
 	if (parse_value(&c, &p, c.all_mask) < 0)
 		return iter_fail(it, c.err, c.errp);
+	rec->missing = c.required & ~c.found;
 	rec->start = (size_t)(start - it->buf);
 	rec->end = (size_t)(p - it->buf);
 	it->pos = rec->end;

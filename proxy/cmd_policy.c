@@ -304,7 +304,7 @@ run_request(const struct policy *p, const struct consent_table *t,
 	scan_iter_init(&it, policy_route_scan_spec(r), res->format,
 	               policy_route_array_at(r), body, len);
 	while ((n = scan_iter_next(&it, rec)) == 1) {
-		policy_decide(r, t, rec->subjects, rec->nsubjects, now, &d);
+		policy_decide_record(r, t, rec, now, &d);
 		if (add_rec(res, rec->start, rec->end, rec->subjects,
 		            rec->nsubjects, &d) != 0)
 			goto done;

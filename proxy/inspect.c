@@ -231,7 +231,7 @@ decide_record(struct inspect_result *r, const struct consent_table *t,
 {
 	struct policy_decision d;
 
-	policy_decide(route, t, rec->subjects, rec->nsubjects, r->now, &d);
+	policy_decide_record(route, t, rec, r->now, &d);
 	declog_record(r->trail, r->records, &d);
 	r->records++;
 	if (d.allow) {
@@ -261,11 +261,11 @@ feed_line(struct inspect_result *r, const struct consent_table *t,
 	int keep;
 
 	for (i = 0; i < len; i++)
-		if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
+		if (line[i] != ' ' && line[i] != '\t')
 			break;
-	if (i == len)
-		return 0; /* blank line: no record */
-	if (scan_record(policy_route_scan_spec(route), line, len, rec, &err) !=
+	if (i == len || (i + 1 == len && line[i] == '\r'))
+		return 0; /* blank line (CRLF counts as one line end) */
+	if (scan_line(policy_route_scan_spec(route), line, len, rec, &err) !=
 	    0) {
 		snprintf(r->error_json, sizeof(r->error_json), "\"index\":%u",
 		         r->records);

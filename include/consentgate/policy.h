@@ -92,6 +92,18 @@ void policy_decide(const struct policy_route *r, const struct consent_table *t,
                    const struct cg_slice *subjects, unsigned nsubjects,
                    int64_t now, struct policy_decision *out);
 
+/*
+ * Decide one scanned record: as policy_decide over its subjects, and a
+ * required locator that found nobody (rec->missing) counts as one unknown
+ * person, so a post without its author is never kept for a mention. Then
+ * out->subject is rec->nsubjects. The proxy and the CLI both decide with
+ * this. Pure; no allocation.
+ */
+void policy_decide_record(const struct policy_route *r,
+                          const struct consent_table *t,
+                          const struct scan_record *rec, int64_t now,
+                          struct policy_decision *out);
+
 /* ---- snapshots ---- */
 struct policy_snapshot;
 

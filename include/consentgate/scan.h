@@ -7,14 +7,27 @@
  * surrogates, number grammar, depth limit) and refuses a record whose
  * subject is ambiguous (DESIGN.md, "Parser differentials"):
  *  - a member on a locator's path present twice in one object, also when one
- *    spelling uses \u escapes or differs only in ASCII letter case;
+ *    spelling uses \u escapes or differs only in letter case;
  *  - a subject that is not a string or an integer (object, array, bool,
  *    null, a number with a fraction or exponent);
  *  - a locator's intermediate member that has the wrong type (e.g. the
  *    wildcard's member is not an array);
- *  - a subject longer than CG_MAX_SUBJECT_LEN or more than CG_MAX_SUBJECTS.
- * A locator that resolves to nothing contributes no subject; a record with
- * no subject at all is decided as an unknown person by the policy.
+ *  - a subject longer than CG_MAX_SUBJECT_LEN or more than CG_MAX_SUBJECTS;
+ *  - a numeric subject a double cannot hold exactly (beyond 2^53) or -0.
+ * It also refuses what real pipeline readers would read as other records
+ * (DESIGN.md, contract item 5), in every format:
+ *  - a CR that is not directly before LF (or the buffer's last byte);
+ *  - NDJSON: raw U+2028, U+2029 or U+0085 in a string (splitlines breaks
+ *    the record there: a loss);
+ *  - in object and array bodies, a nested object or array that starts a
+ *    line (a line reader would read it as a record of its own);
+ *  - a member name on a locator's path that equals the token under NFKC
+ *    and full case folding, Go's folding or Java's Turkish-i rules.
+ * A locator without '*' that resolves to nothing sets its bit in
+ * rec->missing unless spec->optional has it: the policy decides such a
+ * record as an unknown person. A wildcard locator that resolves to
+ * nothing contributes no subject; a record with no subject at all is
+ * decided as an unknown person by the policy.
  *
  * Subjects are compared by exact text: the number 123 and the string "123"
  * yield the same subject "123"; string escapes are decoded.
@@ -41,6 +54,7 @@ struct scan_spec {
 	const struct jsonptr *locators;
 	unsigned nlocators;
 	unsigned max_depth; /* nesting limit; 0 = CG_DEFAULT_MAX_DEPTH */
+	unsigned optional;  /* bit per locator whose absence is allowed */
 };
 
 /* One record found in a buffer. */
@@ -48,6 +62,10 @@ struct scan_record {
 	size_t start,
 	    end; /* [start, end) in the scanned buffer, no whitespace */
 	unsigned nsubjects;
+	/* bit per required locator (no '*', not optional) that resolved to
+	 * nothing: the record names someone who is not there, an unknown
+	 * person to the policy */
+	unsigned missing;
 	struct cg_slice
 	    subjects[CG_MAX_SUBJECTS]; /* into the buffer or scratch */
 	char
@@ -62,6 +80,15 @@ struct scan_record {
  */
 int scan_record(const struct scan_spec *spec, const char *buf, size_t len,
                 struct scan_record *rec, const char **err);
+
+/*
+ * Validate one NDJSON line buf[0,len) (its LF stripped) as scan_record
+ * does, with the NDJSON rules of SCAN_FORMAT_NDJSON: no LF inside, a CR
+ * only as the last byte, no raw U+2028, U+2029 or U+0085 in a string.
+ * The streamed NDJSON path uses it, so it decides as scan_iter does.
+ */
+int scan_line(const struct scan_spec *spec, const char *buf, size_t len,
+              struct scan_record *rec, const char **err);
 
 /*
  * Iterate the records of a whole body buffer in one of the formats.

@@ -40,11 +40,11 @@ regress: fuzz-regress-scan
 
 $(BUILD)/fuzz_scan: $(SCAN_FUZZ_SRC) include/consentgate/scan.h include/consentgate/jsonptr.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(SCAN_FUZZ_SRC) -ljansson
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(SCAN_FUZZ_SRC) -ljansson -lutf8proc
 
 $(BUILD)/fuzz_scan_standalone: $(SCAN_FUZZ_SRC) include/consentgate/scan.h include/consentgate/jsonptr.h
 	@mkdir -p $(dir $@)
-	$(CC) $(REGRESS_CFLAGS) -o $@ $(SCAN_FUZZ_SRC) -ljansson
+	$(CC) $(REGRESS_CFLAGS) -o $@ $(SCAN_FUZZ_SRC) -ljansson -lutf8proc
 
 .PHONY: fuzz-regress-scan
 fuzz-regress-scan: $(BUILD)/fuzz_scan_standalone

@@ -305,8 +305,21 @@ test_subject_basics(void **state)
 	expect_subjects(s, "{\"author_id\":-42}", "-42", NULL);
 	expect_subjects(s, " {\"author_id\" : 0 } ", "0", NULL);
 	/* beyond 64 bits: exact text, never converted */
-	expect_subjects(s, "{\"author_id\":123456789012345678901234567890}",
-	                "123456789012345678901234567890", NULL);
+	/* a double holds every integer up to 2^53 exactly, and no more:
+	 * beyond it readers round to another id, so it must come quoted */
+	expect_subjects(s, "{\"author_id\":9007199254740992}",
+	                "9007199254740992", NULL);
+	expect_subjects(s, "{\"author_id\":-9007199254740992}",
+	                "-9007199254740992", NULL);
+	expect_refused(s, "{\"author_id\":9007199254740993}", "beyond 2^53");
+	expect_refused(s, "{\"author_id\":-9007199254740993}", "beyond 2^53");
+	expect_refused(s, "{\"author_id\":18446744073709551617}",
+	               "send the id as a JSON string");
+	expect_refused(s, "{\"author_id\":123456789012345678901234567890}",
+	               "beyond 2^53");
+	expect_refused(s, "{\"author_id\":-0}", "-0");
+	expect_subjects(s, "{\"author_id\":\"9007199254740993\"}",
+	                "9007199254740993", NULL);
 	/* escapes are decoded */
 	expect_subjects(s, "{\"author_id\":\"a\\u00e9\\n\\/\\\"\"}",
 	                "a\xc3\xa9\n/\"", NULL);
@@ -634,11 +647,37 @@ test_ndjson(void **state)
 	assert_int_equal(it.offset, strlen(body));
 	assert_non_null(strstr(it.error, "end of input"));
 
-	/* a bare CR inside a record is whitespace; empty body: no records */
+	/* a CR not directly before LF is a line end to CR-splitting
+	 * readers: refused inside a record, between records and on blank
+	 * lines; CRLF is one line end */
 	body = "{\"author_id\":\r1}";
 	scan_iter_init(&it, s, SCAN_FORMAT_NDJSON, NULL, body, strlen(body));
+	assert_int_equal(scan_iter_next(&it, &rec), -1);
+	assert_non_null(strstr(it.error, "carriage return"));
+	body = "{\"author_id\":\"1001\",\"q\":\r{\"author_id\":\"1002\"}\r}\n";
+	scan_iter_init(&it, s, SCAN_FORMAT_NDJSON, NULL, body, strlen(body));
+	assert_int_equal(scan_iter_next(&it, &rec), -1);
+	assert_int_equal(it.offset, 24);
+	body = "{\"author_id\":1}\r\r\n";
+	scan_iter_init(&it, s, SCAN_FORMAT_NDJSON, NULL, body, strlen(body));
+	assert_int_equal(scan_iter_next(&it, &rec), -1);
+	body = "{\"author_id\":1} \r\n\r\n{\"author_id\":2}\r";
+	scan_iter_init(&it, s, SCAN_FORMAT_NDJSON, NULL, body, strlen(body));
 	assert_int_equal(scan_iter_next(&it, &rec), 1);
-	assert_int_equal(rec.nsubjects, 1);
+	assert_int_equal(scan_iter_next(&it, &rec), 1);
+	assert_int_equal(scan_iter_next(&it, &rec), 0);
+	/* raw Unicode line ends break NDJSON records in splitlines */
+	body = "{\"author_id\":1,\"t\":\"a\xe2\x80\xa8" "b\"}\n";
+	scan_iter_init(&it, s, SCAN_FORMAT_NDJSON, NULL, body, strlen(body));
+	assert_int_equal(scan_iter_next(&it, &rec), -1);
+	assert_non_null(strstr(it.error, "U+2028"));
+	body = "{\"author_id\":1,\"t\":\"a\xc2\x85\"}";
+	scan_iter_init(&it, s, SCAN_FORMAT_NDJSON, NULL, body, strlen(body));
+	assert_int_equal(scan_iter_next(&it, &rec), -1);
+	body = "{\"author_id\":1,\"t\":\"a\\u2028\xe2\x80\xaa\xc2\x86" "\"}";
+	scan_iter_init(&it, s, SCAN_FORMAT_NDJSON, NULL, body, strlen(body));
+	assert_int_equal(scan_iter_next(&it, &rec), 1);
+	/* empty body: no records */
 	scan_iter_init(&it, s, SCAN_FORMAT_NDJSON, NULL, "", 0);
 	assert_int_equal(scan_iter_next(&it, &rec), 0);
 	assert_int_equal(it.index, 0);
@@ -1209,6 +1248,144 @@ differential_one(const struct scan_spec *spec, const char *doc, size_t len,
 	st->both_ok++;
 }
 
+/* Iterate body in format and return the first refusal (NULL: accepted). */
+static const char *
+iter_error(const struct scan_spec *spec, enum scan_format fmt,
+           const struct jsonptr *at, const char *body)
+{
+	struct scan_iter it;
+	int n;
+
+	scan_iter_init(&it, spec, fmt, at, body, strlen(body));
+	while ((n = scan_iter_next(&it, &rec)) == 1)
+		;
+	return n < 0 ? it.error : NULL;
+}
+
+/*
+ * What real pipeline readers would read as another record (issue 8): line
+ * ends that only some readers split on, nested objects that a line reader
+ * takes for records, decoy keys under Unicode folding, rounded ids.
+ */
+static void
+test_reader_safety(void **state)
+{
+	struct spec_buf b;
+	const struct scan_spec *s = mkspec(&b, 0, "/author_id", NULL);
+	struct jsonptr at;
+	const char *err;
+	(void)state;
+
+	/* CR only directly before LF, in every format */
+	assert_non_null(iter_error(s, SCAN_FORMAT_OBJECT, NULL,
+	                           "{\"author_id\":\"1001\",\"q\":\r"
+	                           "{\"x\":1}}"));
+	assert_non_null(strstr(iter_error(s, SCAN_FORMAT_ARRAY, NULL,
+	                                  "[{\"author_id\":1}\r,{}]"),
+	                       "carriage return"));
+	assert_null(iter_error(s, SCAN_FORMAT_ARRAY, NULL,
+	                       "[\r\n{\"author_id\":1},\r\n{\"author_id\":2}"
+	                       "\r\n]\r\n"));
+	assert_int_equal(scan_str(s, "{\"author_id\":1}\r", &err), 0);
+	assert_int_not_equal(scan_str(s, "{\"author_id\":\r1}", &err), 0);
+
+	/* a nested object or array that starts a line is a record to a line
+	 * reader: refused; pretty-printing that opens them at the end of the
+	 * member's line is fine */
+	err = iter_error(s, SCAN_FORMAT_OBJECT, NULL,
+	                 "{\"author_id\":\"1001\",\"quoted\":\n"
+	                 "{\"author_id\":\"1002\"}\n}");
+	assert_non_null(err);
+	assert_non_null(strstr(err, "starts a line"));
+	assert_non_null(iter_error(s, SCAN_FORMAT_OBJECT, NULL,
+	                           "{\"author_id\":\"1001\",\"q\":\n"
+	                           "  \t[{\"author_id\":\"1002\"}]}"));
+	assert_null(iter_error(s, SCAN_FORMAT_OBJECT, NULL,
+	                       "{\n  \"author_id\": \"1001\",\n  \"quoted\": {\n"
+	                       "    \"author_id\": \"1002\"\n  },\n"
+	                       "  \"tags\": [\n    \"a\",\n    1\n  ]\n}\n"));
+	assert_null(iter_error(s, SCAN_FORMAT_ARRAY, NULL,
+	                       "[\n  {\"author_id\": 1},\n  {\"author_id\": 2}\n]"));
+	assert_non_null(iter_error(s, SCAN_FORMAT_ARRAY, NULL,
+	                           "[\n  {\"author_id\": 1, \"m\": [\n"
+	                           "    {\"author_id\": 2}]}\n]"));
+	/* around an array_at array nothing is decided: no line of its own
+	 * either, at any depth */
+	assert_int_equal(jsonptr_parse("/data", 5, &at, &err), 0);
+	assert_non_null(iter_error(s, SCAN_FORMAT_ARRAY_AT, &at,
+	                           "{\"meta\":\n{\"author_id\":\"1002\"},"
+	                           "\"data\":[{\"author_id\":1}]}"));
+	assert_non_null(iter_error(s, SCAN_FORMAT_ARRAY_AT, &at,
+	                           "{\"data\":[{\"author_id\":1}],\"meta\":\n"
+	                           "{\"author_id\":\"1002\"}}"));
+	assert_null(iter_error(s, SCAN_FORMAT_ARRAY_AT, &at,
+	                       "{\n \"meta\": {\"n\": 1},\n \"data\": [\n"
+	                       "  {\"author_id\": 1}\n ]\n}"));
+	/* U+2028 in an object body: json readers of a document do not split
+	 * lines; only NDJSON refuses it */
+	assert_null(iter_error(s, SCAN_FORMAT_OBJECT, NULL,
+	                       "{\"author_id\":1,\"t\":\"\xe2\x80\xa8\"}"));
+	assert_non_null(strstr(iter_error(s, SCAN_FORMAT_NDJSON, NULL,
+	                                  "{\"author_id\":1,\"t\":\"\xe2\x80\xa9"
+	                                  "\"}"),
+	                       "U+2028"));
+	assert_int_not_equal(scan_line(s, "{\"t\":\"\xe2\x80\xa8\"}", 11, &rec,
+	                               &err),
+	                     0);
+	assert_int_not_equal(scan_line(s, "{\"t\":\r1}", 8, &rec, &err), 0);
+	assert_non_null(strstr(err, "carriage return"));
+	assert_int_equal(scan_line(s, "{\"author_id\":7}\r", 16, &rec, &err),
+	                 0);
+
+	/* decoy keys: Java's equalsIgnoreCase (also Turkish i's), NFKC
+	 * pipelines, Go's folding; raw and \u-escaped */
+	expect_refused(s, "{\"author_\xc4\xb1" "d\":\"1002\",\"author_id\":1}",
+	               "Unicode form");
+	expect_refused(s, "{\"author_id\":1,\"author_\xc4\xb0" "d\":\"1002\"}",
+	               "ambiguous");
+	expect_refused(s, "{\"author_id\":1,\"author_\\u0131d\":\"1002\"}",
+	               "ambiguous");
+	expect_refused(s,
+	               "{\"\xef\xbd\x81\xef\xbd\x95\xef\xbd\x94\xef\xbd\x88"
+	               "\xef\xbd\x8f\xef\xbd\x92\xef\xbc\xbf\xef\xbd\x89"
+	               "\xef\xbd\x84\":\"1002\",\"author_id\":1}",
+	               "ambiguous"); /* fullwidth */
+	expect_refused(s, "{\"author_id\":1,\"\xf0\x9d\x90\x9a" "uthor_id\":2}",
+	               "ambiguous"); /* mathematical bold a */
+	expect_refused(s, "{\"author_id\":1,\"author\xe2\x80\x8b_id\":2}",
+	               "ambiguous"); /* a zero-width space NFKC_Casefold drops */
+	expect_refused(s, "{\"author_id\":1,\"\xe1\xb5\x83uthor_id\":2}",
+	               "ambiguous"); /* modifier letter small a */
+	/* look-alikes no decoder folds are other names */
+	expect_subjects(s, "{\"author_id\":1,\"\xd0\xb0uthor_id\":2}", "1",
+	                NULL); /* Cyrillic a */
+	expect_subjects(s, "{\"author_id\":1,\"auth\xc3\xb6r_id\":2}", "1",
+	                NULL);
+}
+
+static void
+test_required_locators(void **state)
+{
+	struct spec_buf b;
+	struct scan_spec *s = mkspec(&b, 0, "/author_id", "/mentions/*/id");
+	const char *err;
+	(void)state;
+
+	/* no author: the required locator's bit is missing */
+	assert_int_equal(scan_str(s, "{\"mentions\":[{\"id\":\"1001\"}]}", &err),
+	                 0);
+	assert_int_equal(rec.nsubjects, 1);
+	assert_int_equal(rec.missing, 1u);
+	assert_int_equal(scan_str(s, "{\"author_id\":2}", &err), 0);
+	assert_int_equal(rec.missing, 0u);
+	assert_int_equal(scan_str(s, "[1,2]", &err), 0);
+	assert_int_equal(rec.missing, 1u);
+	/* marked optional: its absence names nobody */
+	s->optional = 1;
+	assert_int_equal(scan_str(s, "{\"mentions\":[]}", &err), 0);
+	assert_int_equal(rec.missing, 0u);
+}
+
 static void
 test_differential_jansson(void **state)
 {
@@ -1322,6 +1499,8 @@ main(void)
 	    cmocka_unit_test(test_object_format),
 	    cmocka_unit_test(test_array_format),
 	    cmocka_unit_test(test_array_at_format),
+	    cmocka_unit_test(test_reader_safety),
+	    cmocka_unit_test(test_required_locators),
 	    cmocka_unit_test(test_differential_jansson),
 	    cmocka_unit_test(test_utf8_differential),
 	};
