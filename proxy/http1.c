@@ -486,6 +486,46 @@ trail_tab:
 }
 
 /*
+ * The request fields consentgate decides by (Content-Type, Content-Encoding)
+ * or writes as proof (Consent-*, Content-Usage) must reach the upstream
+ * exactly once, as consentgate meant them. WSGI and CGI servers keep the
+ * last of repeated fields and read '_' as '-' (Content_Type becomes
+ * CONTENT_TYPE), so a second one, or a '_' twin, could make the upstream
+ * read the body, or the proof, differently. Both are refused. (Client
+ * Consent-* fields themselves are removed when the request is rebuilt.)
+ */
+static int
+note_request_field(const struct field *f, unsigned *n_ctype, unsigned *n_cenc,
+                   const char **reason)
+{
+	const unsigned char *n = f->name;
+	size_t len = f->name_len;
+
+	if (len < 8 || (lower[n[0]] != 'c'))
+		return 0;
+	if (f->underscore) {
+		if (FOLD_EQ(n, len, "content-type") ||
+		    FOLD_EQ(n, len, "content-encoding") ||
+		    FOLD_EQ(n, len, "content-usage") ||
+		    FOLD_EQ(n, 8, "consent-")) {
+			*reason = "ambiguous field name (a '_' twin of a field "
+			          "consentgate decides by or writes)";
+			return 400;
+		}
+		return 0;
+	}
+	if (IEQ(n, len, "content-type") && ++*n_ctype > 1) {
+		*reason = "several Content-Type";
+		return 400;
+	}
+	if (IEQ(n, len, "content-encoding") && ++*n_cenc > 1) {
+		*reason = "several Content-Encoding";
+		return 400;
+	}
+	return 0;
+}
+
+/*
  * Origin-form check beyond the byte class: a leading '/' and %HH escapes.
  * http_parser_parse_url accepted every target this accepts (3 million
  * random ones tried) at about 50 ns a call, so it is not consulted.
@@ -524,6 +564,7 @@ http1_parse_request(const char *buf, size_t len, const struct http1_limits *lim,
 	size_t end = len < max_bytes ? len : max_bytes;
 	size_t i = 0, s;
 	struct head_facts hf;
+	unsigned n_ctype = 0, n_cenc = 0;
 	struct field f;
 	static const char vers[] = "HTTP/1.";
 	int rc = 0, st = 400;
@@ -623,7 +664,9 @@ http1_parse_request(const char *buf, size_t len, const struct http1_limits *lim,
 		req->headers[req->nheaders].value =
 		    (struct cg_slice){(const char *)f.value, f.value_len};
 		req->nheaders++;
-		if ((st = note_field(&f, &hf, reason)) != 0)
+		if ((st = note_field(&f, &hf, reason)) != 0 ||
+		    (st = note_request_field(&f, &n_ctype, &n_cenc, reason)) !=
+		        0)
 			goto bad;
 		st = 400;
 		if (hf.n_te && req->minor == 0) {

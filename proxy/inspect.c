@@ -3,6 +3,7 @@
  * the body if gzip, pick the record format from Content-Type, scan and
  * decide every record, and keep only the allowed records' original bytes.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +140,24 @@ finish_headers(struct inspect_result *r, const struct policy_snapshot *snap,
 	             : "");
 }
 
+/* name equals lit case-insensitively with '_' read as '-' (as WSGI does) */
+static bool
+same_field(struct cg_slice name, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	if (name.len != n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		int a = name.ptr[i] == '_' ? '-' : tolower((uint8_t)name.ptr[i]);
+		int b = lit[i] == '_' ? '-' : tolower((uint8_t)lit[i]);
+
+		if (a != b)
+			return false;
+	}
+	return true;
+}
+
 /* One person in a header: decided without reading the body. */
 static int
 run_header_subject(struct inspect_result *r, const struct policy_snapshot *snap,
@@ -153,8 +172,10 @@ run_header_subject(struct inspect_result *r, const struct policy_snapshot *snap,
 	const char *name = policy_route_subject_header(route);
 	unsigned seen = 0;
 
+	/* X_Subject_Id is X-Subject-Id to a WSGI server, which keeps the
+	 * last: every spelling counts */
 	for (unsigned i = 0; i < req->nheaders; i++)
-		seen += http1_slice_ieq(req->headers[i].name, name);
+		seen += same_field(req->headers[i].name, name);
 	/* two headers, or a list in one, could name two people: refuse */
 	if (seen > 1 ||
 	    (h != NULL && memchr(h->value.ptr, ',', h->value.len) != NULL))

@@ -245,6 +245,28 @@ static const struct refusal refusals[] = {
     R("\nGET / HTTP/1.1\r\n" H "\r\n", 400),
     R("\r\n\nGET / HTTP/1.1\r\n" H "\r\n", 400),
     R("\r\rGET / HTTP/1.1\r\n" H "\r\n", 400),
+    /* fields consentgate decides by or writes as proof: once, no '_'
+     * twin (a WSGI server keeps the last and reads '_' as '-') */
+    R("POST / HTTP/1.1\r\n" H "Content-Type: application/x-ndjson\r\n"
+      "Content-Type: application/json\r\n\r\n",
+      400),
+    R("POST / HTTP/1.1\r\n" H "Content-Type: application/json\r\n"
+      "content-type: application/json\r\n\r\n",
+      400),
+    R("POST / HTTP/1.1\r\n" H "Content-Type: application/json\r\n"
+      "Content_Type: application/x-ndjson\r\n\r\n",
+      400),
+    R("POST / HTTP/1.1\r\n" H "Content-Encoding: gzip\r\n"
+      "Content-Encoding: identity\r\n\r\n",
+      400),
+    R("POST / HTTP/1.1\r\n" H "content_encoding: gzip\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Consent_Result: kept=9\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "CONSENT_PURPOSE: x\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Consent_Policy: x\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content_Usage: train-ai=y\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Type: a\r\nContent-Usage: x\r\n"
+      "Consent-Result: x\r\nX_Other_Name: y\r\nContent_Typo: z\r\n\r\n",
+      200),
     /* Upgrade, Expect, Connection */
     R("GET / HTTP/1.1\r\n" H "Upgrade: websocket\r\n"
       "Connection: Upgrade\r\n\r\n",
