@@ -40,6 +40,11 @@ struct consent_table {
 	uint64_t blobs_size;
 	uint64_t seed;
 	uint64_t version; /* may differ from the image's until written */
+	char *source;     /* the file name, for messages */
+	/* imported from CSV: each purpose's first line and rows */
+	int purpose_line[CONSENT_MAX_PURPOSES];
+	uint64_t purpose_rows[CONSENT_MAX_PURPOSES];
+	bool from_csv;
 };
 
 enum { STORAGE_HEAP, STORAGE_ANON, STORAGE_FILE };
@@ -372,6 +377,8 @@ struct import {
 	unsigned npend;
 	char purpose[CONSENT_MAX_PURPOSES][CONSENT_MAX_PURPOSE_LEN + 1];
 	uint8_t purpose_len[CONSENT_MAX_PURPOSES];
+	int purpose_line[CONSENT_MAX_PURPOSES];      /* first row naming it */
+	uint64_t purpose_rows[CONSENT_MAX_PURPOSES]; /* rows naming it */
 	unsigned npurposes;
 };
 
@@ -419,18 +426,23 @@ field_ref(struct import *im, const struct field *f, uint64_t *ref, size_t *len)
 	return 0;
 }
 
+/* The id of a purpose name, counting the row on line that names it. */
 static int
-purpose_intern(struct import *im, const char *s, size_t len)
+purpose_intern(struct import *im, const char *s, size_t len, int line)
 {
 	for (unsigned i = 0; i < im->npurposes; i++)
 		if (im->purpose_len[i] == len &&
-		    memcmp(im->purpose[i], s, len) == 0)
+		    memcmp(im->purpose[i], s, len) == 0) {
+			im->purpose_rows[i]++;
 			return (int)i;
+		}
 	if (im->npurposes >= CONSENT_MAX_PURPOSES)
 		return -1;
 	memcpy(im->purpose[im->npurposes], s, len);
 	im->purpose[im->npurposes][len] = '\0';
 	im->purpose_len[im->npurposes] = (uint8_t)len;
+	im->purpose_line[im->npurposes] = line;
+	im->purpose_rows[im->npurposes] = 1;
 	return (int)im->npurposes++;
 }
 
@@ -560,7 +572,7 @@ import_row(struct import *im, const struct field *f, int ev_col, int line)
 			           "purpose may hold only letters, digits, "
 			           "'-', '_' and '.'");
 	}
-	purpose = purpose_intern(im, pf->ptr, pf->len);
+	purpose = purpose_intern(im, pf->ptr, pf->len, line);
 	if (purpose < 0)
 		return bad(im, line, "more than 255 distinct purposes");
 
@@ -941,9 +953,20 @@ consent_import_csv(const char *name, const char *buf, size_t len,
 	flush_pending(im);
 	if (im->nerr == 0) {
 		t = build_image(im, (int64_t)time(NULL));
+		if (t != NULL && (t->source = strdup(name)) == NULL) {
+			consent_free(t);
+			t = NULL;
+		}
 		if (t == NULL)
 			cg_errors_add(errs, name, 0, 0,
 			              "out of memory building the table");
+	}
+	if (t != NULL) {
+		t->from_csv = true;
+		memcpy(t->purpose_line, im->purpose_line,
+		       sizeof(t->purpose_line));
+		memcpy(t->purpose_rows, im->purpose_rows,
+		       sizeof(t->purpose_rows));
 	}
 done:
 	if (im != NULL)
@@ -1025,7 +1048,8 @@ open_snapshot(const char *path, const uint8_t *base, size_t size,
 		return NULL;
 	}
 	t = calloc(1, sizeof(*t));
-	if (t == NULL) {
+	if (t == NULL || (t->source = strdup(path)) == NULL) {
+		free(t);
 		cg_errors_add(errs, path, 0, 0, "out of memory");
 		return NULL;
 	}
@@ -1177,6 +1201,7 @@ consent_free(struct consent_table *t)
 		free((void *)(uintptr_t)t->base);
 	else
 		munmap((void *)(uintptr_t)t->base, t->size);
+	free(t->source);
 	free(t);
 }
 
@@ -1234,6 +1259,50 @@ consent_purpose_name(const struct consent_table *t, unsigned id)
 		return (struct cg_slice){"", 0};
 	memcpy(ent, t->purposes + id * 8, 8);
 	return (struct cg_slice){(const char *)t->purposes + ent[0], ent[1]};
+}
+
+const char *
+consent_source(const struct consent_table *t)
+{
+	return t->source ? t->source : "";
+}
+
+int
+consent_purpose_line(const struct consent_table *t, unsigned id)
+{
+	return t->from_csv && id < t->h->npurposes ? t->purpose_line[id] : 0;
+}
+
+uint64_t
+consent_purpose_rows(const struct consent_table *t, unsigned id)
+{
+	uint64_t n = 0, off = 0;
+
+	if (id >= t->h->npurposes)
+		return 0;
+	if (t->from_csv)
+		return t->purpose_rows[id];
+	/* the blobs lie end to end (build_image); stop at anything odd */
+	while (off + sizeof(struct consent_blob_head) <= t->blobs_size) {
+		struct consent_blob_head bh;
+		const uint8_t *blob = t->blobs + off;
+		uint64_t rows_at, ev = 0;
+
+		memcpy(&bh, blob, sizeof(bh));
+		rows_at = sizeof(bh) + pad8(bh.subj_len);
+		if (bh.nrows == 0 ||
+		    rows_at + (uint64_t)bh.nrows * 16 > t->blobs_size - off)
+			break;
+		for (unsigned i = 0; i < bh.nrows; i++) {
+			struct consent_blob_row br;
+			memcpy(&br, blob + rows_at + i * sizeof(br),
+			       sizeof(br));
+			n += br.purpose == id;
+			ev += br.ev_len;
+		}
+		off += rows_at + (uint64_t)bh.nrows * 16 + pad8(ev);
+	}
+	return n;
 }
 
 int

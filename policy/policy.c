@@ -626,6 +626,55 @@ load_purposes(struct load *ld, json_t *obj)
 	}
 }
 
+/* "ignored_purposes": consent-table purposes this policy knowingly skips. */
+static void
+load_ignored(struct load *ld, json_t *a)
+{
+	char sub[PATH_MAX_LEN];
+	json_t *e;
+	size_t i;
+
+	if (!json_is_array(a) || json_array_size(a) > POLICY_MAX_IGNORED) {
+		err_at(ld, "ignored_purposes", false,
+		       "must be a list of purpose names (at most %d) that the "
+		       "consent table holds and this policy ignores",
+		       POLICY_MAX_IGNORED);
+		return;
+	}
+	ld->p->ignored = calloc(json_array_size(a) + 1, sizeof(char *));
+	if (ld->p->ignored == NULL) {
+		err_at(ld, "", false, "out of memory");
+		return;
+	}
+	json_array_foreach(a, i, e)
+	{
+		const char *t = json_string_value(e);
+		bool dup = false;
+
+		snprintf(sub, sizeof(sub), "ignored_purposes[%zu]", i);
+		if (t == NULL || !is_name(t)) {
+			err_at(ld, sub, false,
+			       "a purpose name is 1-64 letters, digits, '-', "
+			       "'_' or '.', starting with a letter or digit");
+			continue;
+		}
+		if (purpose_index(ld->p, t) >= 0) {
+			err_at(ld, sub, false,
+			       "'%s' is declared in \"purposes\": a purpose is "
+			       "either decided or ignored, not both",
+			       t);
+			continue;
+		}
+		for (unsigned k = 0; k < ld->p->nignored; k++)
+			dup |= strcmp(ld->p->ignored[k], t) == 0;
+		if (dup) {
+			err_at(ld, sub, false, "'%s' is listed twice", t);
+			continue;
+		}
+		ld->p->ignored[ld->p->nignored++] = xstrdup(ld, t);
+	}
+}
+
 static void
 load_groups(struct load *ld, json_t *obj)
 {
@@ -1280,7 +1329,8 @@ policy_load_buf(const char *name, const char *buf, size_t len,
                 struct cg_errors *errs)
 {
 	static const char *const keys[] = {
-	    "policy", "purposes", "jurisdictions", "routes", "rules", NULL,
+	    "policy", "purposes", "ignored_purposes", "jurisdictions", "routes",
+	    "rules",  NULL,
 	};
 	struct load ld;
 	json_error_t jerr;
@@ -1341,6 +1391,10 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 	else if (v != NULL)
 		load_purposes(&ld, v);
 
+	v = json_object_get(root, "ignored_purposes");
+	if (v != NULL)
+		load_ignored(&ld, v);
+
 	v = json_object_get(root, "jurisdictions");
 	if (v != NULL && !json_is_object(v))
 		err_at(&ld, "jurisdictions", false,
@@ -1395,6 +1449,10 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 	if (ld.failed)
 		goto fail;
 	policy_lint(p, name);
+	if (policy_routes_compile(p, name) != 0) {
+		cg_errors_add(errs, name, 0, 0, "out of memory");
+		goto fail;
+	}
 	json_decref(root);
 	pos_free(&ld.pos);
 	return p;
@@ -1473,8 +1531,12 @@ policy_free(struct policy *p)
 		free(p->routes[i].method);
 		free(p->routes[i].path);
 		free(p->routes[i].subject_header);
+		free(p->routes[i].canon);
 	}
 	free(p->routes);
+	for (unsigned i = 0; i < p->nignored; i++)
+		free(p->ignored[i]);
+	free(p->ignored);
 	for (unsigned i = 0; i < p->nrules; i++) {
 		free(p->rules[i].id);
 		free(p->rules[i].jurisdiction_text);
@@ -1500,6 +1562,78 @@ const struct cg_errors *
 policy_warnings(const struct policy *p)
 {
 	return &p->warnings;
+}
+
+/* Equal but for letter case and the separators '-', '_', '.'? */
+static bool
+near_name(const char *a, size_t alen, const char *b)
+{
+	size_t blen = strlen(b);
+
+	if (alen != blen)
+		return false;
+	for (size_t i = 0; i < alen; i++) {
+		bool sa = strchr("-_.", a[i]) != NULL;
+		bool sb = strchr("-_.", b[i]) != NULL;
+		if (sa != sb || (!sa && tolower((unsigned char)a[i]) !=
+		                            tolower((unsigned char)b[i])))
+			return false;
+	}
+	return true;
+}
+
+int
+policy_check_consent(const struct policy *p, const struct consent_table *t,
+                     struct cg_errors *errs)
+{
+	const char *src = consent_source(t);
+	char declared[300], ignored[300], hint[120];
+	int rc = 0;
+
+	purpose_list(p, declared, sizeof(declared));
+	ignored[0] = '\0';
+	for (unsigned i = 0; i < p->nignored; i++) {
+		size_t n = strlen(ignored);
+		snprintf(ignored + n, sizeof(ignored) - n, "%s%s",
+		         i ? ", " : "", p->ignored[i]);
+	}
+	for (unsigned id = 0; id < consent_purpose_count(t); id++) {
+		struct cg_slice s = consent_purpose_name(t, id);
+		bool seen = false;
+		int line = consent_purpose_line(t, id);
+
+		for (unsigned i = 0; i < p->npurposes && !seen; i++)
+			seen = strlen(p->purposes[i].name) == s.len &&
+			       memcmp(p->purposes[i].name, s.ptr, s.len) == 0;
+		for (unsigned i = 0; i < p->nignored && !seen; i++)
+			seen = strlen(p->ignored[i]) == s.len &&
+			       memcmp(p->ignored[i], s.ptr, s.len) == 0;
+		if (seen)
+			continue;
+		hint[0] = '\0';
+		for (unsigned i = 0; i < p->npurposes; i++)
+			if (near_name(s.ptr, s.len, p->purposes[i].name)) {
+				snprintf(hint, sizeof(hint),
+				         " (did you mean '%s'?)",
+				         p->purposes[i].name);
+				break;
+			}
+		uint64_t rows = consent_purpose_rows(t, id);
+		cg_errors_add(errs, src, line, 0,
+		              "purpose '%.*s' is not declared by policy '%s' "
+		              "(declared: %s; ignored_purposes: %s)%s: its "
+		              "%llu row%s%s would be silently ignored, so an "
+		              "opt-out there would never take effect; correct "
+		              "the rows, or list the purpose in "
+		              "\"ignored_purposes\" if the policy is meant not "
+		              "to see them",
+		              (int)s.len, s.ptr, p->id, declared,
+		              p->nignored ? ignored : "none", hint,
+		              (unsigned long long)rows, rows == 1 ? "" : "s",
+		              line > 0 ? ", the first on this line," : "");
+		rc = -1;
+	}
+	return rc;
 }
 
 unsigned

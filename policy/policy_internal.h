@@ -9,6 +9,7 @@
 #include "consentgate/policy.h"
 
 #define POLICY_MAX_PURPOSES 64        /* purposes per rule file (bit mask) */
+#define POLICY_MAX_IGNORED 255        /* ignored_purposes per rule file */
 #define POLICY_MAX_GROUPS 64          /* jurisdiction groups per rule file */
 #define POLICY_MAX_ROUTES 256         /* routes per rule file */
 #define POLICY_MAX_RULES 1024         /* rules per rule file */
@@ -47,6 +48,11 @@ struct policy_route {
 	char *subject_header;
 	enum policy_on_deny on_deny;
 	bool content_usage;
+	/* the path as upstream frameworks route it (route.c canon_path):
+	 * the exact form for a path, the full form for a prefix */
+	char *canon;
+	size_t canon_len;
+	bool may_alias; /* can take a request that means an inspected route */
 	int line, col;
 };
 
@@ -80,12 +86,20 @@ struct policy {
 	unsigned nroutes;
 	struct policy_rule *rules;
 	unsigned nrules;
+	char **ignored; /* "ignored_purposes": consent rows loading skips */
+	unsigned nignored;
+	bool has_inspect;          /* some route is inspected */
 	uint64_t groups_used;      /* bit per group named by a rule */
 	struct cg_errors warnings; /* from policy_lint at load */
 };
 
 /* rule.c: warnings (never-matching, shadowed, unused) into p->warnings. */
 void policy_lint(struct policy *p, const char *name);
+
+/* route.c: the routes' normalised paths and alias flags, and warnings for
+ * routes that can take a request meaning an inspected route. -1: out of
+ * memory. */
+int policy_routes_compile(struct policy *p, const char *name);
 
 /* A country code "DE" to its bit index, -1 when not two upper-case letters. */
 int policy_country_index(const char *cc);

@@ -249,6 +249,7 @@ run_request(const struct policy *p, const struct consent_table *t,
 	struct policy_span *spans = NULL;
 	struct scan_iter it;
 	struct policy_decision d;
+	struct policy_refusal why;
 	const struct policy_route *r;
 	const char *q = strchr(path, '?');
 	int rc = -1, n;
@@ -256,12 +257,22 @@ run_request(const struct policy *p, const struct consent_table *t,
 	memset(res, 0, sizeof(*res));
 	r = policy_match(
 	    p, (struct cg_slice){method, strlen(method)},
-	    (struct cg_slice){path, q ? (size_t)(q - path) : strlen(path)});
+	    (struct cg_slice){path, q ? (size_t)(q - path) : strlen(path)},
+	    &why);
 	res->route = r;
 	if (r == NULL) {
-		res->status = 404;
-		snprintf(res->error, sizeof(res->error),
-		         "no route covers %s %s", method, path);
+		/* the proxy's status, and its detail after the request */
+		char detail[CG_MAX_DETAIL];
+
+		res->status = why.status;
+		policy_refusal_detail(&why, detail, sizeof(detail));
+		if (why.route == NULL && why.status == 404)
+			snprintf(res->error, sizeof(res->error),
+			         "no route covers %s %s", method, path);
+		else
+			snprintf(res->error, sizeof(res->error),
+			         "%s %s refused (HTTP %d): %s", method, path,
+			         why.status, detail);
 		return 0;
 	}
 	res->status = 200;
@@ -556,7 +567,8 @@ cmd_eval(int argc, char **argv)
 		goto done;
 	}
 	if ((p = policy_load(ppath, &errs)) == NULL ||
-	    (t = consent_open(cpath, &errs)) == NULL) {
+	    (t = consent_open(cpath, &errs)) == NULL ||
+	    policy_check_consent(p, t, &errs) != 0) {
 		print_errors(&errs);
 		goto done;
 	}
@@ -571,7 +583,7 @@ cmd_eval(int argc, char **argv)
 		fprintf(stderr, "consentgate eval: out of memory\n");
 		goto done;
 	}
-	if (res.status == 404) {
+	if (res.route == NULL) {
 		fprintf(stderr, "consentgate eval: --route: %s\n", res.error);
 		goto done;
 	}
@@ -917,6 +929,11 @@ run_case(struct case_ctx *cc, json_t *file_root, json_t *c, size_t idx)
 			snprintf(err, sizeof(err), "case '%s': %s", name, e2);
 			goto done;
 		}
+	}
+	/* rows the policy cannot see: refused as the proxy refuses them */
+	if (policy_check_consent(cc->p, t, &errs) != 0) {
+		snprintf(err, sizeof(err), "case '%s': %s", name, errs.msgs[0]);
+		goto done;
 	}
 
 	/* body */

@@ -657,19 +657,19 @@ start_request(struct conn *c, const char *buf)
 
 	metrics_add(c->w, METRIC_REQUESTS, 1);
 	c->snap = server_snapshot(c->w->server);
-	c->route =
-	    policy_match(policy_snapshot_policy(c->snap), r->method, r->path);
+	struct policy_refusal why;
+	c->route = policy_match(policy_snapshot_policy(c->snap), r->method,
+	                        r->path, &why);
 	if (c->route == NULL) {
+		char detail[CG_MAX_DETAIL];
+
+		policy_refusal_detail(&why, detail, sizeof(detail));
 		if (r->framing == HTTP1_FRAMING_NONE) {
-			reply_problem(c, 404,
-			              "no route covers this method and path",
-			              NULL);
+			reply_problem(c, why.status, detail, NULL);
 		} else {
 			/* the unread body would be taken for the next request
 			 */
-			fail_request(c, 404,
-			             "no route covers this method and path",
-			             NULL);
+			fail_request(c, why.status, detail, NULL);
 		}
 		return;
 	}

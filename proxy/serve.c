@@ -187,7 +187,7 @@ serve_load(const struct config *cfg)
 	cg_errors_init(&errs);
 	p = policy_load(cfg->policy_path, &errs);
 	t = consent_open(cfg->consent_path, &errs);
-	if (p == NULL || t == NULL) {
+	if (p == NULL || t == NULL || policy_check_consent(p, t, &errs) != 0) {
 		print_errors(&errs);
 		policy_free(p);
 		consent_free(t);

@@ -332,12 +332,15 @@ reload(struct server *s)
 	p = policy_load(s->cfg->policy_path, &errs);
 	if (p != NULL)
 		t = consent_open(s->cfg->consent_path, &errs);
-	if (p == NULL || t == NULL) {
+	if (p == NULL || t == NULL || policy_check_consent(p, t, &errs) != 0) {
 		for (unsigned i = 0; i < errs.count; i++)
 			log_msg("reload: %s", errs.msgs[i]);
+		if (errs.dropped > 0)
+			log_msg("reload: (%u more errors)", errs.dropped);
 		log_msg("reload failed; keeping the running policy and consent "
 		        "table");
 		policy_free(p);
+		consent_free(t);
 		goto out;
 	}
 	snap = policy_snapshot_new(p, t);

@@ -31,6 +31,8 @@ struct cg_slice {
 #define CG_MAX_PTR_TOKEN_LEN 128 /* bytes of one decoded pointer token */
 #define CG_MAX_CHUNK_EXT 256     /* bytes of chunk extensions per chunk */
 #define CG_MAX_ERRORS 100        /* errors a loader reports before it stops */
+#define CG_MAX_CANON_PATH 8192   /* path bytes checked for aliases; 414 */
+#define CG_MAX_DETAIL 512        /* bytes of a route refusal's detail */
 
 /* ---- defaults the configuration may change ---- */
 /* bytes of a request head; 431 */

@@ -97,4 +97,15 @@ unsigned consent_purpose_count(const struct consent_table *t);
 struct cg_slice consent_purpose_name(const struct consent_table *t,
                                      unsigned id);
 
+/* Where the table was read from (the name given to consent_open or
+ * consent_import_csv), for messages. Owned by the table. */
+const char *consent_source(const struct consent_table *t);
+/* The first CSV line naming purpose id; 0 for a table opened from a
+ * snapshot (or an id out of range). */
+int consent_purpose_line(const struct consent_table *t, unsigned id);
+/* Rows naming purpose id: in the CSV file for an imported table, kept in
+ * the snapshot (one per person) for an opened one. The second walks the
+ * whole table: for messages, not for the request path. */
+uint64_t consent_purpose_rows(const struct consent_table *t, unsigned id);
+
 #endif

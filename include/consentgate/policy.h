@@ -42,16 +42,48 @@ void policy_free(struct policy *p);
 const char *policy_id(const struct policy *p);
 const char *policy_digest(const struct policy *p);
 
+/* Why policy_match gave no route: what the client is answered. */
+struct policy_refusal {
+	int status;         /* 404, 405, 400 or 414 */
+	const char *reason; /* static text */
+	/* the inspected route the request could mean, NULL when none */
+	const struct policy_route *route;
+};
+
 /*
  * The route for a request: method and path (the request-target's path,
- * without the query). NULL when no route covers it (the proxy answers 404).
- * Routes are tried in file order; the first match wins. A path an
- * upstream could resolve to another one (dot segments, also "..;"; %2e,
- * %2f, %5c, %00; a backslash or NUL) is covered by no route: NULL.
+ * without the query). Routes are tried in file order; the first match
+ * wins. NULL when no route may take it, with why filled in (why may be
+ * NULL):
+ * - 404: no route covers it; or the path could be resolved upstream to
+ *   another one (dot segments, also "..;"; %2e, %2f, %5c, %00; a backslash
+ *   or NUL); or, normalised as upstream frameworks route (%-escapes
+ *   decoded, letters in lower case, "//" merged, ";" parameters, a trailing
+ *   "/" and a format suffix like ".json" dropped), it means an inspected
+ *   route that is not the one taking it: "//ingest", "/INGEST",
+ *   "/ingest.json" through a catch-all pass route. Only a request written
+ *   as the inspected route matches it.
+ * - 405: another method on an inspected route's path, unless the route
+ *   taking it names exactly that method and path.
+ * - 400: a method not in upper case on a pass route when its upper-case
+ *   form is an inspected route's method (methods are case-sensitive;
+ *   werkzeug and others upper-case them).
+ * - 414: a path longer than CG_MAX_CANON_PATH that would need that check.
+ * The normalisation runs only for routes that can take such a request
+ * (found at load; see policy_warnings), into a stack buffer. Pure.
  */
 const struct policy_route *policy_match(const struct policy *p,
                                         struct cg_slice method,
-                                        struct cg_slice path);
+                                        struct cg_slice path,
+                                        struct policy_refusal *why);
+
+/*
+ * The problem detail for a refusal into buf (NUL-terminated, truncated to
+ * cap; CG_MAX_DETAIL is enough): the reason and, when there is
+ * one, the inspected route and the method and path to send instead.
+ */
+void policy_refusal_detail(const struct policy_refusal *why, char *buf,
+                           size_t cap);
 
 /* Number of routes and the i-th route, in file order (for tools). */
 unsigned policy_route_count(const struct policy *p);
@@ -121,6 +153,19 @@ policy_snapshot_consent(const struct policy_snapshot *s);
 /* Warnings found at load (rules that never match, unused declarations),
  * each "file:line:col: message". Owned by the policy. */
 const struct cg_errors *policy_warnings(const struct policy *p);
+
+/*
+ * Check the consent table t against the policy: a row whose purpose p
+ * neither declares ("purposes") nor knowingly ignores ("ignored_purposes")
+ * would be silently ignored (a typo like "ai_training" loses that person's
+ * opt-out), so each such purpose is one error in errs: "table.csv:LINE:
+ * ..." at its first row for a table imported from CSV, "table.snap: ...
+ * (N rows)" for a snapshot. Call it wherever a policy meets a table (serve,
+ * reload, serve --check, eval, test). Returns 0, or -1 when t has such
+ * rows. Pure: no I/O.
+ */
+int policy_check_consent(const struct policy *p, const struct consent_table *t,
+                         struct cg_errors *errs);
 
 /* Number of rules and the i-th rule's id, in file order. */
 unsigned policy_rule_count(const struct policy *p);

@@ -29,7 +29,8 @@ exercise(const struct policy *p)
 			(void)policy_match(
 			    p,
 			    (struct cg_slice){methods[m], strlen(methods[m])},
-			    (struct cg_slice){paths[i], strlen(paths[i])});
+			    (struct cg_slice){paths[i], strlen(paths[i])},
+			    NULL);
 	for (unsigned i = 0; i < policy_route_count(p); i++) {
 		const struct policy_route *r = policy_route_at(p, i);
 		(void)policy_route_name(r);

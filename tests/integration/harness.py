@@ -80,6 +80,8 @@ def test_policy():
         "policy": "integ-test",
         "purposes": {"ai-training": {"aipref": "train-ai",
                                      "fideslang": "train_ai_system"}},
+        # test_consent's tables hold analytics rows: knowingly not decided
+        "ignored_purposes": ["analytics"],
         "jurisdictions": {"EEA": EEA},
         "routes": routes,
         "rules": [

@@ -113,7 +113,7 @@ static const struct policy_route *
 route(const struct policy *p, const char *method, const char *path)
 {
 	return policy_match(p, (struct cg_slice){method, strlen(method)},
-	                    (struct cg_slice){path, strlen(path)});
+	                    (struct cg_slice){path, strlen(path)}, NULL);
 }
 
 /* ---- loading ---- */
@@ -223,7 +223,8 @@ test_errors_positions(void **state)
 	             "],\n\"rules\": [" RULE_DEFAULT "], \"rulez\": []}",
 	             "\"rulez\"",
 	             "rulez: unknown key 'rulez' (expected one "
-	             "of: policy, purposes, jurisdictions, routes, rules)");
+	             "of: policy, purposes, ignored_purposes, jurisdictions, "
+	             "routes, rules)");
 	assert_error("{\"policy\": \"x\", \"purposes\": {\"ai\": {\"aipref\": "
 	             "\"train-llm\"}}, \"routes\": [" ROUTE_OK "], \"rules\": "
 	             "[" RULE_DEFAULT "]}",
@@ -609,12 +610,12 @@ test_match(void **state)
 	assert_non_null(route(p, "DELETE", "/any/a.b/..c/.d/x%20y"));
 	assert_non_null(route(p, "DELETE", "/any/...;/x"));
 	r = policy_match(p, (struct cg_slice){"DELETE", 6},
-	                 (struct cg_slice){"/any/x/..", 7});
+	                 (struct cg_slice){"/any/x/..", 7}, NULL);
 	assert_non_null(r); /* the slice ends before the ".." */
 
 	/* slices need not be NUL-terminated */
 	r = policy_match(p, (struct cg_slice){"POSTX", 4},
-	                 (struct cg_slice){"/in?q", 3});
+	                 (struct cg_slice){"/in?q", 3}, NULL);
 	assert_string_equal(policy_route_name(r), "exact");
 	policy_free(p);
 }
