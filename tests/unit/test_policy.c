@@ -926,6 +926,67 @@ snap_worker(void *arg)
 	return NULL;
 }
 
+/*
+ * A subject locator without '*' names someone who must be there: a post
+ * whose author is missing is an unknown person's, whoever it mentions;
+ * {"pointer": ..., "optional": true} lets a locator be absent.
+ */
+static void
+test_required_subjects(void **state)
+{
+	struct policy *p = load_ok(
+	    "{\"policy\": \"x\", " PURPOSES ", \"routes\": ["
+	    "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+	    "\"inspect\", \"purpose\": \"ai\", \"formats\": [\"ndjson\"], "
+	    "\"subjects\": [\"/a\", {\"pointer\": \"/r/a\", \"optional\": "
+	    "true}, \"/m/*/id\"], \"on_deny\": \"drop\"}], \"rules\": ["
+	    "{\"id\": \"unknown\", \"if\": {\"known\": false}, \"then\": "
+	    "\"deny\"}, {\"id\": \"ok\", \"then\": \"allow\"}]}");
+	struct consent_table *t =
+	    table("u1,ai,granted,US,2025-01-01T00:00:00Z,e1\n");
+	const struct policy_route *r = policy_route_at(p, 0);
+	static struct scan_record rec;
+	struct policy_decision d;
+	struct cg_errors errs;
+	const char *err;
+	(void)state;
+
+	assert_int_equal(policy_route_scan_spec(r)->optional, 2u);
+#define DECIDE(json)                                                           \
+	do {                                                                   \
+		assert_int_equal(scan_record(policy_route_scan_spec(r), json,  \
+		                             strlen(json), &rec, &err),        \
+		                 0);                                           \
+		policy_decide_record(r, t, &rec, NOW, &d);                     \
+	} while (0)
+	DECIDE("{\"a\":\"u1\",\"m\":[{\"id\":\"u1\"}]}");
+	assert_true(d.allow);
+	DECIDE("{\"a\":\"u1\"}"); /* no reply, no mentions: fine */
+	assert_true(d.allow);
+	DECIDE("{\"m\":[{\"id\":\"u1\"}]}"); /* no author */
+	assert_false(d.allow);
+	assert_string_equal(d.rule_id, "unknown");
+	assert_int_equal(d.subject, 1);
+	DECIDE("{\"r\":{\"a\":\"u1\"}}");
+	assert_false(d.allow);
+#undef DECIDE
+	consent_free(t);
+	policy_free(p);
+
+	/* the object form is checked like the rest of a rule file */
+	cg_errors_init(&errs);
+	assert_null(load_str(
+	    "{\"policy\": \"x\", " PURPOSES ", \"routes\": ["
+	    "{\"method\": \"POST\", \"path\": \"/in\", \"action\": "
+	    "\"inspect\", \"purpose\": \"ai\", \"formats\": [\"ndjson\"], "
+	    "\"subjects\": [{\"pointer\": 5}, {\"pointer\": \"/b\", "
+	    "\"optional\": \"yes\", \"x\": 1}], \"on_deny\": \"drop\"}], "
+	    "\"rules\": [" RULE_DEFAULT "]}",
+	    &errs));
+	assert_true(errs.count >= 3);
+	cg_errors_reset(&errs);
+}
+
 static void
 test_snapshot_refcount(void **state)
 {
@@ -983,6 +1044,7 @@ main(void)
 	    cmocka_unit_test(test_explain),
 	    cmocka_unit_test(test_body_format),
 	    cmocka_unit_test(test_body_rebuild),
+	    cmocka_unit_test(test_required_subjects),
 	    cmocka_unit_test(test_snapshot_refcount),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
