@@ -794,9 +794,34 @@ starts_line(const char *begin, const char *p)
 }
 
 #define NESTED_LINE_ERROR                                                      \
-	"a nested object or array starts a line: line readers would read it "  \
-	"as a record of its own; keep each record's nested values on the "     \
-	"line of their member name (or send the record on one line)"
+	"a nested object or array is alone on a line: line readers would "     \
+	"read it as a record of its own; open it on its member's line, or "    \
+	"spread it over lines"
+
+/*
+ * A container at depth d opens at p, the first byte of a line: a line
+ * reader reads that line as a value of its own if the container also
+ * closes on it. Note the line's end; the close checks it was passed.
+ * Returns -1 beyond the tracked depth (refused outright).
+ */
+static inline int
+guard_open(const struct scan_ctx *c, const char *p, unsigned d,
+           unsigned *guarded, const char **guard_lf)
+{
+	const char *lf;
+
+	/* {} and [] name nobody, wherever they stand */
+	for (lf = p + 1; lf < c->end && (*lf == ' ' || *lf == '\t'); lf++)
+		;
+	if (lf < c->end && *lf == (*p == '{' ? '}' : ']'))
+		return 0;
+	if (d >= SCAN_TRACK)
+		return -1;
+	lf = memchr(p, '\n', (size_t)(c->end - p));
+	guard_lf[d] = lf != NULL ? lf : c->end;
+	*guarded |= 1u << d;
+	return 0;
+}
 
 /*
  * Parse one JSON value at *pp (no whitespace before it). On success *pp is
@@ -814,6 +839,8 @@ parse_value(struct scan_ctx *c, const char **pp, unsigned root_mask)
 	uint8_t is_obj[SCAN_DEPTH_CAP];
 	unsigned lmask[SCAN_TRACK], lseen[SCAN_TRACK];
 	uint32_t lidx[SCAN_TRACK];
+	const char *guard_lf[SCAN_TRACK]; /* the LF a guarded one must pass */
+	unsigned guarded = 0;             /* bit per depth: started a line */
 	bool is_int;
 
 	vmask = p < end && *p == '{' ? root_mask : 0;
@@ -828,7 +855,8 @@ value:
 	case '{':
 		if (vmask != 0 && check_container(c, vmask, depth, true) < 0)
 			goto fail_ctx_p;
-		if (depth >= c->guard_from && starts_line(c->begin, p)) {
+		if (depth >= c->guard_from && starts_line(c->begin, p) &&
+		    guard_open(c, p, depth, &guarded, guard_lf) < 0) {
 			err = NESTED_LINE_ERROR;
 			goto fail;
 		}
@@ -853,7 +881,8 @@ value:
 	case '[':
 		if (vmask != 0 && check_container(c, vmask, depth, false) < 0)
 			goto fail_ctx_p;
-		if (depth >= c->guard_from && starts_line(c->begin, p)) {
+		if (depth >= c->guard_from && starts_line(c->begin, p) &&
+		    guard_open(c, p, depth, &guarded, guard_lf) < 0) {
 			err = NESTED_LINE_ERROR;
 			goto fail;
 		}
@@ -992,6 +1021,14 @@ literal:
 	goto after_value;
 close:
 	depth--;
+	if (guarded != 0 && (guarded & (1u << depth))) {
+		/* it started a line: it must not end on it */
+		guarded &= ~(1u << depth);
+		if (p <= guard_lf[depth]) {
+			err = NESTED_LINE_ERROR;
+			goto fail;
+		}
+	}
 	cmask = depth > 0 && depth - 1 < SCAN_TRACK ? lmask[depth - 1] : 0;
 after_value:
 	if (depth == 0)

@@ -1296,7 +1296,7 @@ test_reader_safety(void **state)
 	                 "{\"author_id\":\"1001\",\"quoted\":\n"
 	                 "{\"author_id\":\"1002\"}\n}");
 	assert_non_null(err);
-	assert_non_null(strstr(err, "starts a line"));
+	assert_non_null(strstr(err, "alone on a line"));
 	assert_non_null(iter_error(s, SCAN_FORMAT_OBJECT, NULL,
 	                           "{\"author_id\":\"1001\",\"q\":\n"
 	                           "  \t[{\"author_id\":\"1002\"}]}"));
@@ -1306,6 +1306,18 @@ test_reader_safety(void **state)
 	                       "  \"tags\": [\n    \"a\",\n    1\n  ]\n}\n"));
 	assert_null(iter_error(s, SCAN_FORMAT_ARRAY, NULL,
 	                       "[\n  {\"author_id\": 1},\n  {\"author_id\": 2}\n]"));
+	/* json.dumps(indent=2) of a record with an array of objects: each
+	 * element spans lines, so no line holds a value of its own */
+	assert_null(iter_error(s, SCAN_FORMAT_OBJECT, NULL,
+	                       "{\n  \"author_id\": 1,\n  \"mentions\": [\n"
+	                       "    {\n      \"id\": 2\n    },\n    {}\n"
+	                       "  ]\n}"));
+	assert_non_null(iter_error(s, SCAN_FORMAT_OBJECT, NULL,
+	                           "{\n  \"author_id\": 1,\n  \"mentions\": [\n"
+	                           "    {\"author_id\": 2}\n  ]\n}"));
+	assert_null(iter_error(s, SCAN_FORMAT_ARRAY, NULL,
+	                       "[\n  {\n    \"author_id\": 1,\n    \"m\": [\n"
+	                       "      [\n        3\n      ]\n    ]\n  }\n]"));
 	assert_non_null(iter_error(s, SCAN_FORMAT_ARRAY, NULL,
 	                           "[\n  {\"author_id\": 1, \"m\": [\n"
 	                           "    {\"author_id\": 2}]}\n]"));
