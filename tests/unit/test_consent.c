@@ -519,6 +519,55 @@ assert_refused(const char *path, const char *reason)
 	cg_errors_reset(&errs);
 }
 
+/* Where each purpose comes from, for the policy's check of unknown
+ * purposes (issue 8, class 7): first CSV line and rows; in a snapshot, the
+ * rows kept. */
+static void
+test_purpose_provenance(void **state)
+{
+	struct cg_errors errs;
+	struct consent_table *a, *b, *c;
+	int ai, an;
+
+	cg_errors_init(&errs);
+	a = consent_open(EXAMPLE, &errs);
+	assert_non_null(a);
+	assert_string_equal(consent_source(a), EXAMPLE);
+	ai = consent_purpose_id(a, "ai-training", 11);
+	an = consent_purpose_id(a, "analytics", 9);
+	assert_int_equal(consent_purpose_line(a, (unsigned)ai), 2);
+	assert_int_equal(consent_purpose_line(a, (unsigned)an), 3);
+	assert_int_equal(consent_purpose_rows(a, (unsigned)ai), 22);
+	assert_int_equal(consent_purpose_rows(a, (unsigned)an), 4);
+	assert_int_equal(consent_purpose_line(a, 7), 0);
+	assert_int_equal(consent_purpose_rows(a, 7), 0);
+
+	/* a snapshot knows no lines; its rows are the latest per person */
+	assert_int_equal(consent_snapshot_write(a, snap_path, &errs), 0);
+	b = consent_open(snap_path, &errs);
+	assert_non_null(b);
+	assert_string_equal(consent_source(b), snap_path);
+	assert_int_equal(consent_purpose_line(b, (unsigned)an), 0);
+	assert_int_equal(consent_purpose_rows(b, (unsigned)an), 4);
+	assert_int_equal(consent_purpose_rows(b, (unsigned)ai) +
+	                     consent_purpose_rows(b, (unsigned)an),
+	                 consent_rows(b));
+	assert_true(consent_purpose_rows(b, (unsigned)ai) < 22);
+
+	/* lines count blank lines and quoted line breaks */
+	c = import_ok(HDR "\n1,ai-training,granted,DE,2025-01-01T00:00:00Z,"
+	                  "\"a\nb\"\n\n2,ai_training,denied,DE,"
+	                  "2025-01-01T00:00:00Z,e\n");
+	assert_string_equal(consent_source(c), "t.csv");
+	assert_int_equal(consent_purpose_line(c, 0), 3);
+	assert_int_equal(consent_purpose_line(c, 1), 6);
+	assert_int_equal(consent_purpose_rows(c, 1), 1);
+	consent_free(c);
+	consent_free(b);
+	consent_free(a);
+	cg_errors_reset(&errs);
+}
+
 static void
 test_snapshot_corrupt_refused(void **state)
 {
@@ -755,6 +804,7 @@ main(void)
 	    cmocka_unit_test(test_jurisdiction_latest_any_purpose),
 	    cmocka_unit_test(test_many_purposes_per_person),
 	    cmocka_unit_test(test_snapshot_roundtrip),
+	    cmocka_unit_test(test_purpose_provenance),
 	    cmocka_unit_test(test_snapshot_corrupt_refused),
 	    cmocka_unit_test(test_collisions_never_merge_people),
 	    cmocka_unit_test(test_empty_table),

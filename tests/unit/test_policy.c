@@ -987,6 +987,342 @@ test_required_subjects(void **state)
 	cg_errors_reset(&errs);
 }
 
+/* ---- aliases of inspected routes (issue 8, class 5) ---- */
+
+/* The example's routes, then a catch-all pass route. */
+#define CATCH_ALL_POLICY                                                       \
+	"{\"policy\": \"x\", " PURPOSES ",\n\"routes\": [\n"                   \
+	"{\"method\": \"GET\", \"path\": \"/status\", \"action\": "           \
+	"\"pass\"},\n"                                                         \
+	"{\"name\": \"ingest\", \"method\": \"POST\", \"path\": \"/ingest\", " \
+	"\"action\": \"inspect\", \"purpose\": \"ai\", \"formats\": "          \
+	"[\"ndjson\"], \"subjects\": [\"/a\"], \"on_deny\": \"drop\"},\n"      \
+	"%s"                                                                   \
+	"{\"method\": \"*\", \"path_prefix\": \"/\", \"action\": \"pass\"}],\n" \
+	"\"rules\": [" RULE_DEFAULT "]}"
+
+static struct policy *
+catch_all(const char *extra_routes)
+{
+	char doc[4096];
+
+	snprintf(doc, sizeof(doc), CATCH_ALL_POLICY, extra_routes);
+	return load_ok(doc);
+}
+
+/* The request is refused with status, naming the inspected route. */
+static void
+assert_refused(const struct policy *p, const char *method, const char *path,
+               int status, const char *route_name)
+{
+	struct policy_refusal why;
+	const struct policy_route *r;
+
+	memset(&why, 0, sizeof(why));
+	r = policy_match(p, (struct cg_slice){method, strlen(method)},
+	                 (struct cg_slice){path, strlen(path)}, &why);
+	if (r != NULL)
+		print_error("%s %s: taken by '%s'\n", method, path,
+		            policy_route_name(r));
+	assert_null(r);
+	if (why.status != status)
+		print_error("%s %s: %d %s\n", method, path, why.status,
+		            why.reason);
+	assert_int_equal(why.status, status);
+	assert_non_null(why.reason);
+	if (route_name == NULL) {
+		assert_null(why.route);
+	} else {
+		assert_non_null(why.route);
+		assert_string_equal(policy_route_name(why.route), route_name);
+	}
+}
+
+static void
+test_route_aliases(void **state)
+{
+	struct policy *p = catch_all("");
+	struct policy_refusal why;
+	char detail[CG_MAX_DETAIL];
+	static const char *const aliases[] = {
+	    "//ingest",     "/%69ngest",   "/%2569ngest", "/ingest/",
+	    "/INGEST",      "/Ingest",     "/ingest;x",   "/ingest;jsessionid=1",
+	    "/ingest%3bx",  "/ingest.json", "/ingest.json/", "/ingest.",
+	    "///ingest//",  "/INGEST.JSON;x",
+	};
+
+	/* as written: inspected; other paths: the catch-all */
+	assert_string_equal(policy_route_name(route(p, "POST", "/ingest")),
+	                    "ingest");
+	assert_string_equal(policy_route_name(route(p, "GET", "/status")),
+	                    "GET /status");
+	assert_string_equal(policy_route_name(route(p, "POST", "/ingest/x")),
+	                    "* /*");
+	assert_string_equal(policy_route_name(route(p, "POST", "/ingestx")),
+	                    "* /*");
+	assert_string_equal(policy_route_name(route(p, "GET", "/.ingest")),
+	                    "* /*");
+	assert_string_equal(policy_route_name(route(p, "POST", "/v1/ingest")),
+	                    "* /*");
+	assert_string_equal(policy_route_name(route(p, "GET", "/")), "* /*");
+
+	for (unsigned i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++)
+		assert_refused(p, "POST", aliases[i], 404, "ingest");
+	/* other methods on the inspected path, in any spelling */
+	assert_refused(p, "PUT", "/ingest", 405, "ingest");
+	assert_refused(p, "PATCH", "/ingest", 405, "ingest");
+	assert_refused(p, "GET", "/INGEST/", 405, "ingest");
+	/* lower-case methods, whatever the path */
+	assert_refused(p, "post", "/ingest", 400, "ingest");
+	assert_refused(p, "Post", "/status", 400, "ingest");
+	/* methods that are no inspected route's pass in any case */
+	assert_string_equal(policy_route_name(route(p, "get", "/status")),
+	                    "* /*");
+	/* path_is_safe's refusals stay */
+	assert_refused(p, "GET", "/x/../ingest", 404, NULL);
+	assert_refused(p, "GET", "/%2e%2e/ingest", 404, NULL);
+
+	/* the detail names the route and what to send */
+	memset(&why, 0, sizeof(why));
+	assert_null(policy_match(p, CG_SLICE_LIT("POST"),
+	                         CG_SLICE_LIT("//ingest"), &why));
+	policy_refusal_detail(&why, detail, sizeof(detail));
+	assert_non_null(strstr(detail, "another spelling"));
+	assert_non_null(strstr(detail, "'ingest' (POST /ingest); send POST "
+	                                "/ingest"));
+	assert_null(policy_match(p, CG_SLICE_LIT("PUT"),
+	                         CG_SLICE_LIT("/ingest"), &why));
+	policy_refusal_detail(&why, detail, sizeof(detail));
+	assert_non_null(strstr(detail, "'ingest' (POST /ingest)"));
+	assert_null(policy_match(p, CG_SLICE_LIT("GET"),
+	                         CG_SLICE_LIT("/nowhere/%2f"), &why));
+	policy_refusal_detail(&why, detail, sizeof(detail));
+	assert_non_null(strstr(detail, "an upstream could resolve it"));
+	policy_free(p);
+
+	/* a route naming exactly another method and path takes it */
+	p = catch_all("{\"method\": \"PUT\", \"path\": \"/ingest\", "
+	              "\"action\": \"pass\"},\n");
+	assert_string_equal(policy_route_name(route(p, "PUT", "/ingest")),
+	                    "PUT /ingest");
+	assert_refused(p, "PATCH", "/ingest", 405, "ingest");
+	policy_free(p);
+
+	/* a path much longer than can be compared: 414 */
+	p = catch_all("");
+	{
+		size_t n = CG_MAX_CANON_PATH + 10;
+		char *lp = malloc(n + 1);
+		assert_non_null(lp);
+		memset(lp, 'a', n);
+		lp[0] = '/';
+		lp[n] = '\0';
+		assert_refused(p, "GET", lp, 414, NULL);
+		free(lp);
+	}
+	policy_free(p);
+}
+
+static void
+test_route_alias_orders(void **state)
+{
+	/* the catch-all before the inspected route: it never takes the
+	 * inspected route's requests, even written exactly */
+	struct policy *p = load_ok(
+	    "{\"policy\": \"x\", " PURPOSES ",\n\"routes\": [\n"
+	    "{\"method\": \"*\", \"path_prefix\": \"/\", \"action\": "
+	    "\"pass\"},\n"
+	    "{\"name\": \"ingest\", \"method\": \"POST\", \"path\": "
+	    "\"/api/ingest\", \"action\": \"inspect\", \"purpose\": \"ai\", "
+	    "\"formats\": [\"ndjson\"], \"subjects\": [\"/a\"], \"on_deny\": "
+	    "\"drop\"}],\n\"rules\": [" RULE_DEFAULT "]}");
+	assert_refused(p, "POST", "/api/ingest", 404, "ingest");
+	assert_refused(p, "POST", "/API//ingest", 404, "ingest");
+	assert_string_equal(policy_route_name(route(p, "GET", "/api/other")),
+	                    "* /*");
+	policy_free(p);
+
+	/* an inspected prefix route of another purpose must not take an
+	 * alias of the exact one; a prefix inside it is inspected */
+	p = load_ok(
+	    "{\"policy\": \"x\", \"purposes\": {\"ai\": {\"aipref\": "
+	    "\"train-ai\"}, \"s\": {\"aipref\": \"search\"}},\n"
+	    "\"routes\": [\n"
+	    "{\"name\": \"exact\", \"method\": \"POST\", \"path\": \"/a/in\", "
+	    "\"action\": \"inspect\", \"purpose\": \"ai\", \"formats\": "
+	    "[\"ndjson\"], \"subjects\": [\"/a\"], \"on_deny\": \"drop\"},\n"
+	    "{\"name\": \"deep\", \"method\": \"POST\", \"path_prefix\": "
+	    "\"/a/in/deep/\", \"action\": \"inspect\", \"purpose\": \"ai\", "
+	    "\"formats\": [\"ndjson\"], \"subjects\": [\"/a\"], \"on_deny\": "
+	    "\"drop\"},\n"
+	    "{\"name\": \"wide\", \"method\": \"*\", \"path_prefix\": \"/a/\", "
+	    "\"action\": \"inspect\", \"purpose\": \"s\", \"formats\": "
+	    "[\"ndjson\"], \"subjects\": [\"/a\"], \"on_deny\": \"drop\"}],\n"
+	    "\"rules\": [" RULE_DEFAULT "]}");
+	assert_string_equal(policy_route_name(route(p, "POST", "/a/in")),
+	                    "exact");
+	assert_string_equal(policy_route_name(route(p, "POST", "/a/other")),
+	                    "wide");
+	assert_string_equal(
+	    policy_route_name(route(p, "POST", "/a/in/deep/x")), "deep");
+	assert_refused(p, "POST", "/a/IN", 404, "exact");
+	assert_refused(p, "POST", "/a//in/", 404, "exact");
+	assert_refused(p, "POST", "/a/IN/deep/x", 404, "deep");
+	/* another method on the exact path is the wide route's: inspected */
+	assert_string_equal(policy_route_name(route(p, "DELETE", "/a/in")),
+	                    "wide");
+	policy_free(p);
+
+	/* no pass route and one inspected route: nothing to compare, the
+	 * aliases are covered by no route */
+	p = load_ok("{\"policy\": \"x\", " PURPOSES ", \"routes\": [" ROUTE_OK
+	            "], \"rules\": [" RULE_DEFAULT "]}");
+	assert_refused(p, "POST", "/IN", 404, NULL);
+	assert_refused(p, "PUT", "/in", 404, NULL);
+	assert_int_equal(policy_warnings(p)->count, 0);
+	policy_free(p);
+}
+
+static void
+test_route_alias_warnings(void **state)
+{
+	struct policy *p = catch_all("");
+	const struct cg_errors *w = policy_warnings(p);
+	struct cg_errors errs;
+
+	assert_int_equal(w->count, 1);
+	assert_string_equal(
+	    w->msgs[0],
+	    "t.json:5:1: warning: routes[2] ('* /*') can take requests that "
+	    "mean the inspected route 'ingest' (POST /ingest): other spellings "
+	    "of its path (//x, /X, %-escapes, a trailing /, ;params, .json), "
+	    "other methods or lower-case ones; consentgate refuses those "
+	    "requests (404, 405, 400) instead of passing them");
+	policy_free(p);
+
+	/* prefixes that can reach the inspected path warn; others do not */
+	p = catch_all("{\"method\": \"GET\", \"path_prefix\": \"/static/\", "
+	              "\"action\": \"pass\"},\n"
+	              "{\"method\": \"POST\", \"path_prefix\": \"/ingest.\", "
+	              "\"action\": \"pass\"},\n"
+	              "{\"method\": \"POST\", \"path\": \"/INGEST\", "
+	              "\"action\": \"pass\"},\n"
+	              "{\"method\": \"PUT\", \"path\": \"/ingest\", "
+	              "\"action\": \"pass\"},\n"
+	              "{\"method\": \"*\", \"path_prefix\": \"/in%6\", "
+	              "\"action\": \"pass\"},\n");
+	w = policy_warnings(p);
+	assert_int_equal(w->count, 4);
+	assert_non_null(strstr(w->msgs[0], "routes[3] ('POST /ingest.*')"));
+	assert_non_null(strstr(w->msgs[1], "routes[4] ('POST /INGEST')"));
+	assert_non_null(strstr(w->msgs[2], "routes[6] ('* /in%6*')"));
+	assert_non_null(strstr(w->msgs[3], "routes[7] ('* /*')"));
+	assert_refused(p, "POST", "/ingest.json", 404, "ingest");
+	assert_refused(p, "POST", "/INGEST", 404, "ingest");
+	assert_refused(p, "POST", "/in%67est", 404, "ingest");
+	policy_free(p);
+
+	/* the example policy has no such route */
+	cg_errors_init(&errs);
+	p = policy_load(EXAMPLE, &errs);
+	assert_non_null(p);
+	cg_errors_reset(&errs);
+	assert_int_equal(policy_warnings(p)->count, 0);
+	policy_free(p);
+}
+
+/* ---- consent rows the policy cannot see (issue 8, class 7) ---- */
+
+static void
+test_ignored_purposes(void **state)
+{
+	struct policy *p;
+
+	p = load_ok("{\"policy\": \"x\", " PURPOSES ",\n"
+	            "\"ignored_purposes\": [\"analytics\", \"ads.v2\"],\n"
+	            "\"routes\": [" ROUTE_OK "], \"rules\": [" RULE_DEFAULT
+	            "]}");
+	policy_free(p);
+	assert_error("{\"policy\": \"x\", " PURPOSES ",\n"
+	             "\"ignored_purposes\": [\"analytics\", \"ai\"],\n"
+	             "\"routes\": [" ROUTE_OK "], \"rules\": [" RULE_DEFAULT
+	             "]}",
+	             "\"ai\"]",
+	             "ignored_purposes[1]: 'ai' is declared in \"purposes\": "
+	             "a purpose is either decided or ignored, not both");
+	assert_error("{\"policy\": \"x\", " PURPOSES ",\n"
+	             "\"ignored_purposes\": [\"a\", \"a\"],\n"
+	             "\"routes\": [" ROUTE_OK "], \"rules\": [" RULE_DEFAULT
+	             "]}",
+	             "\"a\"]", "ignored_purposes[1]: 'a' is listed twice");
+	assert_error("{\"policy\": \"x\", " PURPOSES ",\n"
+	             "\"ignored_purposes\": [\"bad name\"],\n"
+	             "\"routes\": [" ROUTE_OK "], \"rules\": [" RULE_DEFAULT
+	             "]}",
+	             "\"bad name\"",
+	             "ignored_purposes[0]: a purpose name is 1-64 letters, "
+	             "digits, '-', '_' or '.', starting with a letter or "
+	             "digit");
+	assert_error("{\"policy\": \"x\", " PURPOSES ",\n"
+	             "\"ignored_purposes\": \"analytics\",\n"
+	             "\"routes\": [" ROUTE_OK "], \"rules\": [" RULE_DEFAULT
+	             "]}",
+	             "\"analytics\"",
+	             "ignored_purposes: must be a list of purpose names (at "
+	             "most 255) that the consent table holds and this policy "
+	             "ignores");
+	/* a rule cannot decide an ignored purpose */
+	assert_error("{\"policy\": \"x\", " PURPOSES ",\n"
+	             "\"ignored_purposes\": [\"analytics\"],\n"
+	             "\"routes\": [" ROUTE_OK "], \"rules\": [{\"id\": \"a\", "
+	             "\"purposes\": [\"analytics\"], \"then\": \"allow\"}, "
+	             "" RULE_DEFAULT "]}",
+	             "\"analytics\"], \"then\"",
+	             "rules[0].purposes[0]: unknown purpose 'analytics' "
+	             "(declared: ai)");
+}
+
+static void
+test_check_consent(void **state)
+{
+	struct consent_table *t;
+	struct cg_errors errs;
+	struct policy *p;
+
+	cg_errors_init(&errs);
+	p = policy_load(EXAMPLE, &errs);
+	assert_non_null(p);
+	/* the example ignores analytics: its rows are fine */
+	t = table("1001,ai-training,granted,DE,2025-03-01T12:00:00Z,e1\n"
+	          "1001,analytics,granted,DE,2025-03-01T12:00:00Z,e2\n");
+	cg_errors_init(&errs);
+	assert_int_equal(policy_check_consent(p, t, &errs), 0);
+	assert_int_equal(errs.count, 0);
+	consent_free(t);
+
+	/* a typo: refused at its first line, with a hint; each purpose once */
+	t = table("1001,ai-training,granted,DE,2025-03-01T12:00:00Z,e1\n"
+	          "1002,ai_training,denied,US,2025-03-01T12:00:00Z,e2\n"
+	          "1003,ai_training,denied,US,2025-03-01T12:00:00Z,e3\n"
+	          "1004,marketing,denied,US,2025-03-01T12:00:00Z,e4\n");
+	assert_int_equal(policy_check_consent(p, t, &errs), -1);
+	assert_int_equal(errs.count, 2);
+	assert_string_equal(
+	    errs.msgs[0],
+	    "t.csv:3: purpose 'ai_training' is not declared by policy "
+	    "'ai-training-example' (declared: ai-training; ignored_purposes: "
+	    "analytics) (did you mean 'ai-training'?): its 2 rows, the first "
+	    "on this line, would be silently ignored, so an opt-out there "
+	    "would never take effect; correct the rows, or list the purpose "
+	    "in \"ignored_purposes\" if the policy is meant not to see them");
+	assert_non_null(strstr(errs.msgs[1], "t.csv:5: purpose 'marketing' "
+	                                     "is not declared"));
+	assert_null(strstr(errs.msgs[1], "did you mean"));
+	cg_errors_reset(&errs);
+	consent_free(t);
+	policy_free(p);
+}
+
 static void
 test_snapshot_refcount(void **state)
 {
@@ -1045,6 +1381,11 @@ main(void)
 	    cmocka_unit_test(test_body_format),
 	    cmocka_unit_test(test_body_rebuild),
 	    cmocka_unit_test(test_required_subjects),
+	    cmocka_unit_test(test_route_aliases),
+	    cmocka_unit_test(test_route_alias_orders),
+	    cmocka_unit_test(test_route_alias_warnings),
+	    cmocka_unit_test(test_ignored_purposes),
+	    cmocka_unit_test(test_check_consent),
 	    cmocka_unit_test(test_snapshot_refcount),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
