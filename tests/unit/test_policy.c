@@ -992,13 +992,14 @@ test_required_subjects(void **state)
 /* The example's routes, then a catch-all pass route. */
 #define CATCH_ALL_POLICY                                                       \
 	"{\"policy\": \"x\", " PURPOSES ",\n\"routes\": [\n"                   \
-	"{\"method\": \"GET\", \"path\": \"/status\", \"action\": "           \
+	"{\"method\": \"GET\", \"path\": \"/status\", \"action\": "            \
 	"\"pass\"},\n"                                                         \
 	"{\"name\": \"ingest\", \"method\": \"POST\", \"path\": \"/ingest\", " \
 	"\"action\": \"inspect\", \"purpose\": \"ai\", \"formats\": "          \
 	"[\"ndjson\"], \"subjects\": [\"/a\"], \"on_deny\": \"drop\"},\n"      \
 	"%s"                                                                   \
-	"{\"method\": \"*\", \"path_prefix\": \"/\", \"action\": \"pass\"}],\n" \
+	"{\"method\": \"*\", \"path_prefix\": \"/\", \"action\": "             \
+	"\"pass\"}],\n"                                                        \
 	"\"rules\": [" RULE_DEFAULT "]}"
 
 static struct policy *
@@ -1045,10 +1046,13 @@ test_route_aliases(void **state)
 	struct policy_refusal why;
 	char detail[CG_MAX_DETAIL];
 	static const char *const aliases[] = {
-	    "//ingest",     "/%69ngest",   "/%2569ngest", "/ingest/",
-	    "/INGEST",      "/Ingest",     "/ingest;x",   "/ingest;jsessionid=1",
-	    "/ingest%3bx",  "/ingest.json", "/ingest.json/", "/ingest.",
-	    "///ingest//",  "/INGEST.JSON;x",
+	    "//ingest",      "/%69ngest",
+	    "/%2569ngest",   "/ingest/",
+	    "/INGEST",       "/Ingest",
+	    "/ingest;x",     "/ingest;jsessionid=1",
+	    "/ingest%3bx",   "/ingest.json",
+	    "/ingest.json/", "/ingest.",
+	    "///ingest//",   "/INGEST.JSON;x",
 	};
 
 	/* as written: inspected; other paths: the catch-all */
@@ -1089,7 +1093,7 @@ test_route_aliases(void **state)
 	policy_refusal_detail(&why, detail, sizeof(detail));
 	assert_non_null(strstr(detail, "another spelling"));
 	assert_non_null(strstr(detail, "'ingest' (POST /ingest); send POST "
-	                                "/ingest"));
+	                               "/ingest"));
 	assert_null(policy_match(p, CG_SLICE_LIT("PUT"),
 	                         CG_SLICE_LIT("/ingest"), &why));
 	policy_refusal_detail(&why, detail, sizeof(detail));
@@ -1163,8 +1167,8 @@ test_route_alias_orders(void **state)
 	                    "exact");
 	assert_string_equal(policy_route_name(route(p, "POST", "/a/other")),
 	                    "wide");
-	assert_string_equal(
-	    policy_route_name(route(p, "POST", "/a/in/deep/x")), "deep");
+	assert_string_equal(policy_route_name(route(p, "POST", "/a/in/deep/x")),
+	                    "deep");
 	assert_refused(p, "POST", "/a/IN", 404, "exact");
 	assert_refused(p, "POST", "/a//in/", 404, "exact");
 	assert_refused(p, "POST", "/a/IN/deep/x", 404, "deep");
