@@ -275,7 +275,11 @@ static void
 fail_request(struct conn *c, int status, const char *detail, const char *extra)
 {
 	log_msg("conn %llu: %d %s", (unsigned long long)c->id, status, detail);
-	log_decision(c, status == 403 ? "blocked" : "refused", status);
+	log_decision(c,
+	             status == 403   ? "blocked"
+	             : status >= 502 ? "upstream-failed"
+	                             : "refused",
+	             status);
 	metrics_response(c->w, status);
 	respond_problem(c->out, status, detail, true, extra);
 	request_reset(c);
@@ -323,17 +327,57 @@ reply_all_dropped(struct conn *c)
 
 /* ---- the upstream exchange ---- */
 
+/*
+ * An inspected request answered 2xx/3xx before the upstream could have
+ * read all of it: the answer cannot prove that the kept records arrived,
+ * so it is never relayed as a success. The upstream connection is closed
+ * (a streamed body stays without its terminating chunk) and the client
+ * gets 502 and the connection closes.
+ */
+static void
+refuse_early_answer(struct conn *c, int status)
+{
+	log_msg("conn %llu: the upstream answered %d before the request was "
+	        "written completely",
+	        (unsigned long long)c->id, status);
+	c->busy++;
+	upstream_abort(c->up); /* we are in its callback: it frees itself */
+	c->up = NULL;
+	fail_request(c, 502,
+	             "the upstream answered before it received the whole "
+	             "request",
+	             NULL);
+	conn_step(c); /* flush the answer; nothing else would now */
+	c->busy--;
+	if (c->dead && c->busy == 0)
+		conn_free(c);
+}
+
 static void
 on_up_head(void *arg, const struct http1_response *res)
 {
 	struct conn *c = arg;
 	struct evbuffer *o = c->out;
 	bool chunked = res->framing == HTTP1_FRAMING_CHUNKED;
+	bool inspected = policy_route_action(c->route) == POLICY_ACTION_INSPECT;
+	/* the upstream answered before it had our whole request */
+	bool early = !upstream_request_written(c->up);
 
+	if (early && inspected && res->status < 400) {
+		refuse_early_answer(c, res->status);
+		return;
+	}
+	if (early && inspected && c->state == CS_BODY) {
+		/* an error relayed early ends the streamed request: no more of
+		   the body is read or sent, and the connection closes after
+		   the answer */
+		c->state = CS_UPSTREAM;
+		clear_timer(c);
+	}
 	c->response_started = true;
 	metrics_response(c->w, res->status);
 	c->keep_alive = c->rq->req.keep_alive && !c->w->draining &&
-	                !body_pending(c) &&
+	                !body_pending(c) && !(early && inspected) &&
 	                res->framing != HTTP1_FRAMING_CLOSE &&
 	                !(chunked && c->rq->req.minor == 0);
 	if (chunked && c->rq->req.minor == 0)
@@ -368,7 +412,11 @@ on_up_head(void *arg, const struct http1_response *res)
 	}
 	if (chunked && c->rq->req.minor == 1)
 		ADD_LIT(o, "Transfer-Encoding: chunked\r\n");
-	if (c->rq->insp.active) {
+	if (c->rq->insp.active && early) {
+		/* no Consent-Result: its counts would claim records that were
+		   not all delivered */
+		log_decision(c, "upstream-failed", res->status);
+	} else if (c->rq->insp.active) {
 		inspect_response_headers(&c->rq->insp, o);
 		log_decision(c, "forwarded", res->status);
 	}
@@ -563,7 +611,7 @@ stream_chunk(struct conn *c)
 	evbuffer_add_printf(chunk, "%zx\r\n", n);
 	evbuffer_add_buffer(chunk, c->kept);
 	ADD_LIT(chunk, "\r\n");
-	upstream_write(c->up, chunk);
+	upstream_write(c->up, chunk, false);
 	evbuffer_free(chunk);
 }
 
@@ -614,7 +662,7 @@ stream_progress(struct conn *c, bool done)
 		evbuffer_add_printf(
 		    end, "0\r\nConsent-Result: kept=%u, dropped=%u\r\n\r\n",
 		    c->rq->insp.kept, c->rq->insp.dropped);
-		upstream_write(c->up, end);
+		upstream_write(c->up, end, true);
 		evbuffer_free(end);
 		c->state = CS_UPSTREAM;
 	}

@@ -150,12 +150,25 @@ enum upstream_flags {
  * Send one request (head and body buffers are moved out; body may be NULL
  * for a body streamed later with upstream_write) on a pooled or new
  * connection. NULL when no connection could be started.
+ *
+ * The connection returns to the pool only if the request was written
+ * completely (for a streamed body: up to the upstream_write marked last)
+ * and the response read completely; otherwise it is closed when the
+ * exchange ends. on_head may come before the request is written (an early
+ * answer): the rest is still written while the response is relayed, unless
+ * the caller aborts; upstream_request_written tells which case it is.
  */
 struct upstream_conn *upstream_send(struct worker *w, struct evbuffer *head,
                                     struct evbuffer *body, unsigned flags,
                                     const struct upstream_ops *ops, void *arg);
-/* Append more request body (streaming); data is moved out. */
-void upstream_write(struct upstream_conn *u, struct evbuffer *data);
+/* Append more request body (streaming); data is moved out. last: these are
+   the request's final bytes (the terminating chunk). After a failed write
+   the data is dropped; the failure comes through on_done. */
+void upstream_write(struct upstream_conn *u, struct evbuffer *data, bool last);
+/* True once every byte of the request went to the kernel. From on_head it
+   says whether the upstream answered before it could have read the whole
+   request. */
+bool upstream_request_written(const struct upstream_conn *u);
 /* Request bytes queued but not yet written. */
 size_t upstream_pending(const struct upstream_conn *u);
 /* Abandon the exchange: the connection is closed, callbacks stop, and a

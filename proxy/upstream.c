@@ -7,6 +7,13 @@
  * fresh connection only when the caller says the request is retryable
  * (idempotent, no body); a request that may have reached the upstream is
  * otherwise never sent twice.
+ *
+ * A connection goes back to the pool only when its request was written
+ * completely and its response read completely (up_may_pool, the one place
+ * that decides). An upstream may answer before it has our whole request;
+ * the response is relayed while the rest of the request is still written,
+ * but such a connection is closed when the response ends: the next request
+ * on it would land inside the unfinished body (request smuggling).
  */
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -41,6 +48,8 @@ struct upstream_conn {
 	const struct upstream_ops *ops;
 	void *arg;
 	bool head_request, retryable, dechunk, got_bytes, retried;
+	bool req_queued;   /* the whole request is in out (or was written) */
+	bool write_failed; /* a write failed: what is left is never sent */
 	struct evbuffer *retry_copy; /* the request, for one retry */
 	enum http1_framing framing;
 	uint64_t left;
@@ -163,6 +172,33 @@ up_new(struct worker *w)
 	return u;
 }
 
+/* Every byte of the request went to the kernel: the upstream gets it all
+   unless the connection breaks. */
+static bool
+up_request_written(const struct upstream_conn *u)
+{
+	return u->req_queued && !u->write_failed &&
+	       evbuffer_get_length(u->out) == 0;
+}
+
+/*
+ * May this connection carry another request? Only if the exchange ended
+ * cleanly at both ends: the response was read to its end with nothing
+ * after it and allows keep-alive, and our request was written completely.
+ * A response that ended before our request did (an early answer) leaves
+ * the upstream inside our body; whatever we wrote next would be read as
+ * part of it.
+ */
+static bool
+up_may_pool(const struct upstream_conn *u, int result)
+{
+	const struct worker *w = u->w;
+
+	return result == 0 && u->reusable && up_request_written(u) &&
+	       evbuffer_get_length(u->in) == 0 && !w->draining &&
+	       w->nidle < w->cfg->pool_size;
+}
+
 /* End the exchange: hand the connection back to the pool or close it. */
 static void
 up_finish(struct upstream_conn *u, int result)
@@ -179,8 +215,11 @@ up_finish(struct upstream_conn *u, int result)
 		evbuffer_free(u->retry_copy);
 		u->retry_copy = NULL;
 	}
-	if (result == 0 && u->reusable && evbuffer_get_length(u->in) == 0 &&
-	    !w->draining && w->nidle < w->cfg->pool_size) {
+	if (result == 0 && !up_request_written(u))
+		log_msg("upstream %s: answered before the whole request was "
+		        "written; connection closed",
+		        w->cfg->upstream_hostport);
+	if (up_may_pool(u, result)) {
 		u->state = UP_IDLE;
 		u->reused = true;
 		u->paused = false;
@@ -223,6 +262,7 @@ up_fail(struct upstream_conn *u, int status)
 		evbuffer_drain(u->in, evbuffer_get_length(u->in));
 		evbuffer_drain(u->out, evbuffer_get_length(u->out));
 		evbuffer_add_buffer(u->out, u->retry_copy);
+		u->write_failed = false;
 		u->retried = true;
 		u->reused = false;
 		if (up_connect(u) == 0)
@@ -381,26 +421,33 @@ parse_head(struct upstream_conn *u)
 	}
 }
 
+/*
+ * Write what is queued. A failed write is not the end of the exchange: an
+ * upstream that refuses a body often answers (413, 400) and then resets
+ * the connection, and that answer is already in our receive queue. So the
+ * rest of the request is dropped and the read side decides: the response,
+ * or EOF and a 502 (or a retry).
+ */
 static void
-up_step(struct upstream_conn *u)
+up_write(struct upstream_conn *u)
+{
+	if (u->write_failed) {
+		evbuffer_drain(u->out, evbuffer_get_length(u->out));
+		return;
+	}
+	if (sock_write(u->fd, u->out) < 0) {
+		u->write_failed = true;
+		evbuffer_drain(u->out, evbuffer_get_length(u->out));
+		u->can_read = true;
+	}
+}
+
+/* Read a batch, relay it, and go on while the socket has more. */
+static void
+up_read(struct upstream_conn *u)
 {
 	ssize_t r;
 
-	if (u->state == UP_CONNECTING)
-		return;
-	if (evbuffer_get_length(u->out) > 0 && u->state != UP_IDLE) {
-		if (sock_write(u->fd, u->out) < 0) {
-			up_fail(u, 502);
-			return;
-		}
-		if (evbuffer_get_length(u->out) == 0 && u->ops &&
-		    u->ops->on_writable) {
-			u->ops->on_writable(u->arg);
-			if (u->state == UP_CLOSED)
-				return;
-		}
-	}
-	/* read a batch, relay it, and go on while the socket has more */
 	for (;;) {
 		while (u->state != UP_CLOSED && u->can_read && !u->paused &&
 		       evbuffer_get_length(u->in) < UP_HIGH_WATER) {
@@ -444,6 +491,29 @@ up_step(struct upstream_conn *u)
 		    evbuffer_get_length(u->in) >= UP_HIGH_WATER)
 			return;
 	}
+}
+
+/*
+ * Read before writing: a response already here must be parsed before more
+ * of the request goes out, or an answer given early would pass for one
+ * given after the whole request (upstream_request_written).
+ */
+static void
+up_step(struct upstream_conn *u)
+{
+	if (u->state == UP_CONNECTING)
+		return;
+	up_read(u);
+	if ((u->state != UP_WAITING && u->state != UP_BODY) ||
+	    evbuffer_get_length(u->out) == 0)
+		return;
+	up_write(u);
+	if (u->write_failed) {
+		up_read(u); /* the answer, or the end, is in the socket */
+		return;
+	}
+	if (evbuffer_get_length(u->out) == 0 && u->ops && u->ops->on_writable)
+		u->ops->on_writable(u->arg);
 }
 
 static void
@@ -525,6 +595,8 @@ upstream_send(struct worker *w, struct evbuffer *head, struct evbuffer *body,
 	u->retried = false;
 	u->got_bytes = false;
 	u->paused = false;
+	u->write_failed = false;
+	u->req_queued = body != NULL; /* else streamed: upstream_write says */
 	evbuffer_add_buffer(u->out, head);
 	if (body)
 		evbuffer_add_buffer(u->out, body);
@@ -538,24 +610,57 @@ upstream_send(struct worker *w, struct evbuffer *head, struct evbuffer *body,
 		arm_timer(u, w->cfg->response_timeout_ms);
 		/* write now: the caller holds the handle, callbacks come later
 		 */
-		if (sock_write(u->fd, u->out) < 0) {
-			/* a dead pooled connection: let the event loop report
-			 * it */
-			u->can_read = true;
-			event_active(u->ev, EV_READ, 0);
-		}
+		up_write(u);
+		if (u->write_failed) /* a dead pooled connection: the event */
+			event_active(u->ev, EV_READ, 0); /* loop reports it */
 	}
 	return u;
 }
 
-void
-upstream_write(struct upstream_conn *u, struct evbuffer *data)
+/* Did the upstream already send something, or close? (One recv with
+   MSG_PEEK.) */
+static bool
+up_answer_waiting(const struct upstream_conn *u)
 {
-	evbuffer_add_buffer(u->out, data);
-	if (u->state == UP_WAITING && sock_write(u->fd, u->out) < 0) {
-		u->can_read = true;
-		event_active(u->ev, EV_READ, 0); /* the event loop reports it */
+	char b;
+	ssize_t r = recv(u->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+void
+upstream_write(struct upstream_conn *u, struct evbuffer *data, bool last)
+{
+	if (u->write_failed || u->state == UP_CLOSED) {
+		evbuffer_drain(data, evbuffer_get_length(data));
+		return;
 	}
+	evbuffer_add_buffer(u->out, data);
+	if (last)
+		u->req_queued = true;
+	/* We are called from the client's side: the upstream's answer may be
+	   in the socket with its event not yet dispatched. The last bytes
+	   wait until it is parsed, so that an answer given before them is
+	   known as early (once per streamed request). */
+	if (last && u->state == UP_WAITING && up_answer_waiting(u)) {
+		u->can_read = true;
+		event_active(u->ev, EV_READ, 0);
+		return;
+	}
+	/* also while the response is relayed: an early answer does not stop
+	   the request (the caller decides that), and with edge-triggered
+	   events nothing else would write these bytes */
+	if (u->state == UP_WAITING || u->state == UP_BODY) {
+		up_write(u);
+		if (u->write_failed) /* the event loop reports it */
+			event_active(u->ev, EV_READ, 0);
+	}
+}
+
+bool
+upstream_request_written(const struct upstream_conn *u)
+{
+	return up_request_written(u);
 }
 
 size_t
