@@ -218,6 +218,8 @@ cmd_serve(int argc, char **argv)
 	if (snap == NULL)
 		goto out;
 	if (check) {
+		/* the rule file's warnings, as consentgate check prints them */
+		print_errors(policy_warnings(policy_snapshot_policy(snap)));
 		printf("configuration OK\n");
 		exit_code = 0;
 		goto out;
