@@ -35,7 +35,7 @@ PROXY_OBJ := $(PROXY_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 MICRO_BIN := $(MICRO_SRC:bench/micro/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test unit cli fuzz-regress integration run bench micro fuzz clean format
+.PHONY: all deps test unit cli fuzz-regress integration test-readers run bench micro fuzz clean format
 
 all: $(BUILD)/consentgate
 
@@ -82,6 +82,11 @@ fuzz-regress: deps
 integration: deps $(BUILD)/consentgate
 	@CONSENTGATE=$(CURDIR)/$(BUILD)/consentgate BUILD=$(CURDIR)/$(BUILD) \
 		sh tests/integration/run.sh
+
+# The multi-reader differential suite (tests/readers/README.md).
+test-readers: deps $(BUILD)/consentgate
+	@BUILD=$(CURDIR)/$(BUILD) CONSENTGATE=$(CURDIR)/$(BUILD)/consentgate \
+		sh tests/readers/run.sh $(READERS_ARGS)
 
 test: deps
 	@$(MAKE) --no-print-directory unit
