@@ -56,7 +56,7 @@ struct scan_ctx {
 	unsigned max_depth;
 	const uint8_t *ws;       /* whitespace inside a value */
 	bool ndjson;             /* one record per line: line-end rules */
-	unsigned guard_from; /* containers this deep may not start a line */
+	unsigned guard_from;     /* containers this deep may not start a line */
 	struct scan_record *rec; /* NULL: validate only */
 	const char *begin;       /* the buffer, for looking back */
 	const char *end;
@@ -124,7 +124,7 @@ skip_ws(const uint8_t *tab, const char *p, const char *end)
 #define SKIP_WS(p, end) SKIP_WS_IN(is_ws, p, end)
 
 #define CR_ERROR                                                               \
-	"carriage return not directly before a line feed: readers that "      \
+	"carriage return not directly before a line feed: readers that "       \
 	"split lines on CR would read a line end inside the record"
 
 /* A refusal at a CR is about line ends, whatever the grammar expected. */
@@ -223,8 +223,8 @@ is_unicode_line_end(const char *p, const char *end)
 }
 
 #define LINE_END_ERROR                                                         \
-	"raw U+2028, U+2029 or U+0085 in a string: line splitters such as "   \
-	"Python's splitlines break the record there; send it escaped, "       \
+	"raw U+2028, U+2029 or U+0085 in a string: line splitters such as "    \
+	"Python's splitlines break the record there; send it escaped, "        \
 	"as \\u2028"
 
 /*
@@ -286,11 +286,15 @@ scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
 					st = st2;
 				}
 				/* lead bytes of the Unicode line ends */
-				for (unsigned m = !c->ndjson ? 0 : hi &
-				                  (unsigned)_mm_movemask_epi8(
-				                      _mm_or_si128(
-				                          _mm_cmpeq_epi8(v, lead2),
-				                          _mm_cmpeq_epi8(v, lead3)));
+				for (unsigned m =
+				         !c->ndjson
+				             ? 0
+				             : hi & (unsigned)_mm_movemask_epi8(
+				                        _mm_or_si128(
+				                            _mm_cmpeq_epi8(
+				                                v, lead2),
+				                            _mm_cmpeq_epi8(
+				                                v, lead3)));
 				     m != 0; m &= m - 1)
 					if (is_unicode_line_end(
 					        p + __builtin_ctz(m), end)) {
@@ -1021,7 +1025,7 @@ literal:
 	goto after_value;
 close:
 	depth--;
-	if (guarded != 0 && (guarded & (1u << depth))) {
+	if (guarded != 0 && depth < SCAN_TRACK && (guarded & (1u << depth))) {
 		/* it started a line: it must not end on it */
 		guarded &= ~(1u << depth);
 		if (p <= guard_lf[depth]) {
@@ -1304,7 +1308,8 @@ iter_enter(struct scan_iter *it, struct scan_ctx *c)
 			SKIP_WS(p, end);
 			if (m == 1)
 				break;
-			c->guard_from = 0; /* not a record: no line of its own */
+			c->guard_from =
+			    0; /* not a record: no line of its own */
 			if (parse_value(c, &p, 0) < 0)
 				return iter_fail(it, c->err, c->errp);
 			c->guard_from = 1;
@@ -1384,7 +1389,8 @@ iter_leave(struct scan_iter *it, struct scan_ctx *c)
 				    it, "expected ':' after member name", p);
 			p++;
 			SKIP_WS(p, end);
-			c->guard_from = 0; /* not a record: no line of its own */
+			c->guard_from =
+			    0; /* not a record: no line of its own */
 			if (parse_value(c, &p, 0) < 0)
 				return iter_fail(it, c->err, c->errp);
 			c->guard_from = 1;

@@ -167,6 +167,26 @@ check_oracle(const uint8_t *data, size_t size)
 	}
 	json_decref(j);
 	if (ours != 0) {
+		/* reader safety (DESIGN.md, contract item 5): refusals of
+		 * valid JSON that some pipeline reader would split; each must
+		 * have its cause in the input */
+		if (strncmp(err, "carriage return", 15) == 0) {
+			const char *cr = memchr(buf, '\r', size);
+			while (cr != NULL && cr + 1 < buf + size &&
+			       cr[1] == '\n')
+				cr = memchr(cr + 1, '\r',
+				            size - (size_t)(cr + 1 - buf));
+			if (cr == NULL || cr + 1 == buf + size)
+				disagree("CR refusal without a bare CR", err,
+				         data, size);
+			return;
+		}
+		if (strncmp(err, "a nested object", 15) == 0) {
+			if (memchr(buf, '\n', size) == NULL)
+				disagree("line refusal without a line end", err,
+				         data, size);
+			return;
+		}
 		if (strncmp(err, "ambiguous", 9) != 0 &&
 		    strncmp(err, "subject", 7) != 0 &&
 		    strncmp(err, "too many subjects", 17) != 0 &&
