@@ -17,15 +17,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void
 exercise(const struct policy *p)
 {
-	static const char *const methods[] = {"GET", "POST", "PUT", "*"};
-	static const char *const paths[] = {"/", "/ingest", "/status",
-	                                    "/ingest/x", ""};
+	static const char *const methods[] = {"GET", "POST", "PUT", "*",
+	                                      "post"};
+	static const char *const paths[] = {
+	    "/", "/ingest",   "/status",          "/ingest/x",
+	    "",  "//INGEST/", "/%69ngest;x.json", "/%2569%"};
 	struct cg_slice subjects[2] = {CG_SLICE_LIT("1001"), CG_SLICE_LIT("")};
 	struct policy_decision d;
 	char why[256];
 
-	for (unsigned m = 0; m < 4; m++)
-		for (unsigned i = 0; i < 5; i++)
+	for (unsigned m = 0; m < sizeof(methods) / sizeof(methods[0]); m++)
+		for (unsigned i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
 			(void)policy_match(
 			    p,
 			    (struct cg_slice){methods[m], strlen(methods[m])},
