@@ -489,7 +489,16 @@ def class3(g, variants):
     """Numeric ids that readers round."""
     r = g.r
     v = r.choice(["ext", "ext", "multi", "block"])
-    kind = r.randrange(5)
+    kind = r.randrange(6)
+    if kind == 5:
+        # a quoted id that a reader's type inference turns into a number
+        q = r.choice([b for b, _ in BIG_IDS] + ["0042", "-0", "0042",
+                                                 "1001.0", "+1001", "1e3"])
+        rec = g.rec(q)
+        recs, clean = g.batch([rec.encode()])
+        a = framed(g, 3, v if v != "multi" else "ext", recs, clean,
+                   "quoted %s" % q, fmts=("ndjson", "array"))
+        return finish(g, a)
     if kind <= 1:
         exact, _ = r.choice(BIG_IDS)
         num = exact
@@ -667,3 +676,63 @@ CLASS_NAMES = {1: "line-ends", 2: "headers", 3: "numeric-ids",
                4: "key-look-alikes", 5: "paths-methods",
                6: "several-subjects", 7: "consent-rows",
                8: "early-answer"}
+
+
+def control(g, cls):
+    """A request of the class's shape that is unambiguous to every reader:
+    it must be forwarded (2xx) with every allowed record delivered. Keeps
+    the suite honest: a proxy that refused everything would fail here."""
+    r = g.r
+    multi = cls == 6
+    v = {1: r.choice(["shipped", "ext", "block"]), 2: r.choice(["shipped",
+                                                                "header"]),
+         3: "ext", 4: r.choice(["shipped", "ext"]), 5: "catchall",
+         6: "multi"}[cls]
+    recs, clean = [], []
+    block = v == "block"
+    for _ in range(r.randint(1, 4)):
+        if block or r.random() < 0.7:
+            clean.append(len(recs))
+            if cls == 3:
+                recs.append(g.rec(g.A()).encode())
+            elif cls == 4:
+                recs.append(g.obj([('"author_id"', jstr(g.A())),
+                                   (jstr(r.choice(["titel_\u00fc", "\u65e5\u672c",
+                                                   "autor", "author"])),
+                                    g.text())]).encode())
+            else:
+                recs.append(g.plain_allowed(multi))
+        else:
+            recs.append(g.plain_denied())
+    if cls == 3 and r.random() < 0.4:
+        small = [x for x in g.allowed if x.isdigit()]  # exact in a double
+        if small:
+            clean.append(len(recs))
+            recs.append(g.rec(r.choice(small), quote=False).encode())
+    if v == "header":
+        body = g.obj([('"text"', g.text())]).encode()
+        a = Attack(cls, v, body, [body], "object", "control: one subject "
+                   "header", content_type="application/json",
+                   headers=[("X-Subject-Id", g.A())], clean=[0])
+        a.extra["subject_header"] = True
+    else:
+        fmt = r.choice(["ndjson", "ndjson", "array", "object"])
+        if fmt == "object":
+            recs, clean = [recs[clean[0]] if clean else g.plain_allowed()], [0]
+            a = Attack(cls, v, recs[0], recs, "object", "control: object",
+                       content_type=r.choice(["application/json",
+                                              "application/json; charset=utf-8"]),
+                       clean=clean)
+        elif fmt == "array":
+            a = Attack(cls, v, b"[" + b",".join(recs) + b"]", recs, "array",
+                       "control: array", content_type="application/json",
+                       clean=clean)
+        else:
+            term = r.choice(["\n", "\r\n"])
+            a = Attack(cls, v, g.ndjson(recs, term=term), recs, "ndjson",
+                       "control: NDJSON %r" % term,
+                       content_type=r.choice(NDJSON_TYPES), clean=clean)
+    if cls == 5:
+        a.target = r.choice(["/ingest", "/ingest?x=1", "/ingest?a=b&c=%2F"])
+    a.extra["control"] = True
+    return finish(g, a, gzip_p=0.15, chunk_p=0.25, piece_p=0.2)
