@@ -745,11 +745,11 @@ load_route(struct load *ld, json_t *v, unsigned idx)
 	    "name",     "method",         "path",    "path_prefix",
 	    "action",   "purpose",        "formats", "array_at",
 	    "subjects", "subject_header", "on_deny", "content_usage",
-	    NULL,
+	    "subject_ids", NULL,
 	};
 	static const char *const inspect_only[] = {
 	    "purpose",        "formats", "array_at",      "subjects",
-	    "subject_header", "on_deny", "content_usage", NULL,
+	    "subject_header", "on_deny", "content_usage", "subject_ids", NULL,
 	};
 	struct policy_route *r = &ld->p->routes[idx];
 	char path[PATH_MAX_LEN], sub[PATH_MAX_LEN], list[300];
@@ -1033,6 +1033,17 @@ load_route(struct load *ld, json_t *v, unsigned idx)
 		if (!json_is_boolean(e))
 			err_at(ld, sub, false, "must be true or false");
 		r->content_usage = json_is_true(e);
+	}
+
+	/* "text": the pipeline reads ids as text, so a string id that looks
+	 * like a number need not survive pandas' float64 inference */
+	s = get_string(ld, v, path, "subject_ids", false);
+	if (s != NULL && strcmp(s, "text") == 0) {
+		r->spec.ids_as_text = true;
+	} else if (s != NULL && strcmp(s, "checked") != 0) {
+		snprintf(sub, sizeof(sub), "%s.subject_ids", path);
+		err_at(ld, sub, false,
+		       "unknown value '%s' (expected checked or text)", s);
 	}
 }
 

@@ -21,6 +21,7 @@
  *    change whose record it is.
  */
 #include <string.h>
+#include <strings.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -53,6 +54,7 @@ struct scan_ctx {
 	unsigned all_mask; /* locators with at least one token */
 	unsigned required; /* locators whose absence is an unknown person */
 	unsigned found;    /* locators that gave a subject in this record */
+	bool ids_as_text;  /* the pipeline reads ids as text (no pandas check) */
 	unsigned max_depth;
 	const uint8_t *ws;       /* whitespace inside a value */
 	bool ndjson;             /* one record per line: line-end rules */
@@ -784,6 +786,144 @@ unsafe_integer(const char *s, const char *e)
 }
 
 /*
+ * A string subject id as Python's float() sees it (pandas' read_json
+ * converts a column of numeric-looking strings through float64 by
+ * default): ASCII with every Unicode decimal digit as '1', every Unicode
+ * space as ' ', any other non-ASCII character as 'x'. Returns the length
+ * written to out (cap >= n), *mapped set when a character was mapped.
+ */
+static size_t
+float_view(const char *s, size_t n, char *out, bool *mapped)
+{
+	size_t o = 0, i = 0;
+
+	*mapped = false;
+	while (i < n) {
+		utf8proc_int32_t cp;
+		utf8proc_ssize_t k;
+		const utf8proc_property_t *pr;
+
+		if ((uint8_t)s[i] < 0x80) {
+			out[o++] = s[i++];
+			continue;
+		}
+		k = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
+		                     (utf8proc_ssize_t)(n - i), &cp);
+		if (k <= 0)
+			k = 1, cp = -1;
+		i += (size_t)k;
+		*mapped = true;
+		pr = cp >= 0 ? utf8proc_get_property(cp) : NULL;
+		if (pr != NULL && pr->category == UTF8PROC_CATEGORY_ND)
+			out[o++] = '1';
+		else if (pr != NULL && (pr->category == UTF8PROC_CATEGORY_ZS ||
+		                        pr->bidi_class == UTF8PROC_BIDI_CLASS_WS ||
+		                        pr->bidi_class == UTF8PROC_BIDI_CLASS_B ||
+		                        pr->bidi_class == UTF8PROC_BIDI_CLASS_S))
+			out[o++] = ' ';
+		else
+			out[o++] = 'x';
+	}
+	return o;
+}
+
+/* Digits with single '_' between them (Python's digitpart). */
+static const char *
+float_digits(const char *p, const char *e)
+{
+	const char *start = p;
+
+	while (p < e && (unsigned)(*p - '0') < 10) {
+		p++;
+		if (p + 1 < e && *p == '_' && (unsigned)(p[1] - '0') < 10)
+			p++;
+	}
+	return p > start ? p : NULL;
+}
+
+static bool
+py_space(char ch)
+{
+	return ch == ' ' || (ch >= '\t' && ch <= '\r') ||
+	       (ch >= 0x1c && ch <= 0x1f);
+}
+
+/* True when Python's float() accepts t[0,n) (ASCII, see float_view). */
+static bool
+float_accepts(const char *t, size_t n)
+{
+	const char *p = t, *e = t + n, *q;
+
+	while (p < e && py_space(*p))
+		p++;
+	while (e > p && py_space(e[-1]))
+		e--;
+	if (p < e && (*p == '+' || *p == '-'))
+		p++;
+	if ((e - p == 3 && (strncasecmp(p, "inf", 3) == 0 ||
+	                    strncasecmp(p, "nan", 3) == 0)) ||
+	    (e - p == 8 && strncasecmp(p, "infinity", 8) == 0))
+		return true;
+	if ((q = float_digits(p, e)) != NULL) {
+		p = q;
+		if (p < e && *p == '.') {
+			p++;
+			if ((q = float_digits(p, e)) != NULL)
+				p = q;
+		}
+	} else if (p < e && *p == '.' && (q = float_digits(p + 1, e)) != NULL) {
+		p = q;
+	} else {
+		return false;
+	}
+	if (p < e && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < e && (*p == '+' || *p == '-'))
+			p++;
+		if ((q = float_digits(p, e)) == NULL)
+			return false;
+		p = q;
+	}
+	return p == e;
+}
+
+/*
+ * A string subject id that pandas would read as another id: one Python's
+ * float() accepts ("0042", "1e3", " 12", "1_000", "NaN", Arabic-Indic
+ * digits) that is not a plain integer a double holds exactly. Those read
+ * back the same; anything else numeric-looking does not. NULL when safe.
+ */
+static const char *
+unsafe_string_id(const char *s, size_t n)
+{
+	char t[CG_MAX_SUBJECT_LEN];
+	bool mapped;
+	const char *d;
+	size_t tn;
+
+	if (n == 0 || n > sizeof(t))
+		return NULL;
+	/* the common ids start with a letter: no float() reads them */
+	if (((uint8_t)s[0] | 0x20) >= 'a' && ((uint8_t)s[0] | 0x20) <= 'z' &&
+	    ((uint8_t)s[0] | 0x20) != 'i' && ((uint8_t)s[0] | 0x20) != 'n')
+		return NULL;
+	tn = float_view(s, n, t, &mapped);
+	if (!float_accepts(t, tn))
+		return NULL;
+	/* plain: -?[1-9][0-9]* or 0, and within 2^53 */
+	d = s + (s[0] == '-');
+	if (!mapped && d < s + n && skip_digits(d, s + n) == s + n &&
+	    (d[0] != '0' || (n == 1 && d == s)) &&
+	    unsafe_integer(s, s + n) == NULL)
+		return NULL;
+	return "subject id is a number written as a string that pandas' "
+	       "default dtype inference reads as another id (\"0042\" as "
+	       "42, digits beyond 2^53 rounded); send plain digits up to "
+	       "2^53, or declare \"subject_ids\": \"text\" on the route "
+	       "if the pipeline reads ids as text";
+}
+
+/*
  * True when p is the first non-blank byte of a line. A line reader (one
  * that splits an object or array body on LF) would read a container that
  * starts a line as a value of its own: if it closes on that line, as a
@@ -920,6 +1060,16 @@ value:
 			    add_subject(c, s, (size_t)(q - s), flags) < 0) {
 				c->errp = p;
 				goto fail_ctx;
+			}
+			if (!c->ids_as_text) {
+				const struct cg_slice *id =
+				    &c->rec->subjects[c->rec->nsubjects - 1];
+
+				if ((c->err = unsafe_string_id(id->ptr,
+				                               id->len)) != NULL) {
+					c->errp = p;
+					goto fail_ctx;
+				}
 			}
 			c->found |= vmask;
 		}
@@ -1134,6 +1284,7 @@ ctx_init(struct scan_ctx *c, const struct scan_spec *spec,
 	if (c->max_depth > SCAN_DEPTH_CAP)
 		c->max_depth = SCAN_DEPTH_CAP;
 	c->required = 0;
+	c->ids_as_text = spec != NULL && spec->ids_as_text;
 	for (unsigned i = 0; i < c->nloc; i++) {
 		bool wild = false;
 

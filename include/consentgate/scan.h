@@ -13,7 +13,11 @@
  *  - a locator's intermediate member that has the wrong type (e.g. the
  *    wildcard's member is not an array);
  *  - a subject longer than CG_MAX_SUBJECT_LEN or more than CG_MAX_SUBJECTS;
- *  - a numeric subject a double cannot hold exactly (beyond 2^53) or -0.
+ *  - a numeric subject a double cannot hold exactly (beyond 2^53) or -0;
+ *  - unless spec->ids_as_text, a string subject that Python's float()
+ *    reads ("0042", "1e3", digits beyond 2^53) and that is not plain
+ *    digits a double holds: pandas' read_json converts such a column
+ *    through float64 by default and reads another id.
  * It also refuses what real pipeline readers would read as other records
  * (DESIGN.md, contract item 5), in every format:
  *  - a CR that is not directly before LF (or the buffer's last byte);
@@ -55,6 +59,9 @@ struct scan_spec {
 	unsigned nlocators;
 	unsigned max_depth; /* nesting limit; 0 = CG_DEFAULT_MAX_DEPTH */
 	unsigned optional;  /* bit per locator whose absence is allowed */
+	/* the pipeline reads subject ids as text: a string id that looks
+	 * like a number need not survive a float64 conversion */
+	bool ids_as_text;
 };
 
 /* One record found in a buffer. */

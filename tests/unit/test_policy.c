@@ -511,7 +511,7 @@ test_deep_nesting_positions(void **state)
 	             "routes[0].deep: unknown key 'deep' (expected one of: "
 	             "name, method, path, path_prefix, action, purpose, "
 	             "formats, array_at, subjects, subject_header, on_deny, "
-	             "content_usage)");
+	             "content_usage, subject_ids)");
 	assert_error(doc, "\"bogus\"",
 	             "rules[0].then: unknown outcome 'bogus' (expected allow "
 	             "or deny)");
