@@ -20,6 +20,7 @@
  *  - duplicate members off the locator paths are accepted: they cannot
  *    change whose record it is.
  */
+#include <limits.h>
 #include <string.h>
 #include <strings.h>
 #ifdef __SSE2__
@@ -54,7 +55,7 @@ struct scan_ctx {
 	unsigned all_mask; /* locators with at least one token */
 	unsigned required; /* locators whose absence is an unknown person */
 	unsigned found;    /* locators that gave a subject in this record */
-	bool ids_as_text;  /* the pipeline reads ids as text (no pandas check) */
+	bool ids_as_text; /* the pipeline reads ids as text (no pandas check) */
 	unsigned max_depth;
 	const uint8_t *ws;       /* whitespace inside a value */
 	bool ndjson;             /* one record per line: line-end rules */
@@ -72,12 +73,17 @@ struct scan_ctx {
  * anywhere else is a line end to readers that split on CR (Spark's
  * LineReader, Python universal newlines, Java readLine, Node readline)
  * and to nobody else: they would read the record as other lines.
+ *
+ * Inside object and array bodies a CR counts as whitespace here, and a
+ * bare one is found up front by first_bare_cr (one memchr pass, mostly
+ * none): the hot whitespace loops stay one table load a byte. NDJSON
+ * values take no CR at all; only their line tails check it.
  */
 static const uint8_t is_ws[256] = {
     [' '] = 1,
     ['\t'] = 1,
     ['\n'] = 1,
-    ['\r'] = 2,
+    ['\r'] = 1,
 };
 
 /* 0 plain ASCII, 1 quote, 2 backslash, 3 control byte, 4 non-ASCII */
@@ -122,12 +128,28 @@ skip_ws(const uint8_t *tab, const char *p, const char *end)
 	return p;
 }
 
-#define SKIP_WS_IN(tab, p, end) ((p) = skip_ws((tab), (p), (end)))
+#define SKIP_WS_IN(tab, p, end)                                                \
+	while ((p) < (end) && (tab)[(uint8_t) * (p)])                          \
+	(p)++
 #define SKIP_WS(p, end) SKIP_WS_IN(is_ws, p, end)
+/* NDJSON line tails: a CR only directly before LF */
+#define SKIP_WS_TAIL(p, end) ((p) = skip_ws(is_ws_tail, (p), (end)))
 
 #define CR_ERROR                                                               \
 	"carriage return not directly before a line feed: readers that "       \
 	"split lines on CR would read a line end inside the record"
+
+/* The first CR in [p, end) neither before LF nor last, or NULL. */
+static const char *
+first_bare_cr(const char *p, const char *end)
+{
+	while ((p = memchr(p, '\r', (size_t)(end - p))) != NULL) {
+		if (p + 1 < end && p[1] != '\n')
+			return p;
+		p++;
+	}
+	return NULL;
+}
 
 /* A refusal at a CR is about line ends, whatever the grammar expected. */
 static const char *
@@ -790,14 +812,13 @@ unsafe_integer(const char *s, const char *e)
  * converts a column of numeric-looking strings through float64 by
  * default): ASCII with every Unicode decimal digit as '1', every Unicode
  * space as ' ', any other non-ASCII character as 'x'. Returns the length
- * written to out (cap >= n), *mapped set when a character was mapped.
+ * written to out (which holds n bytes).
  */
 static size_t
-float_view(const char *s, size_t n, char *out, bool *mapped)
+float_view(const char *s, size_t n, char *out)
 {
 	size_t o = 0, i = 0;
 
-	*mapped = false;
 	while (i < n) {
 		utf8proc_int32_t cp;
 		utf8proc_ssize_t k;
@@ -812,14 +833,14 @@ float_view(const char *s, size_t n, char *out, bool *mapped)
 		if (k <= 0)
 			k = 1, cp = -1;
 		i += (size_t)k;
-		*mapped = true;
 		pr = cp >= 0 ? utf8proc_get_property(cp) : NULL;
 		if (pr != NULL && pr->category == UTF8PROC_CATEGORY_ND)
 			out[o++] = '1';
-		else if (pr != NULL && (pr->category == UTF8PROC_CATEGORY_ZS ||
-		                        pr->bidi_class == UTF8PROC_BIDI_CLASS_WS ||
-		                        pr->bidi_class == UTF8PROC_BIDI_CLASS_B ||
-		                        pr->bidi_class == UTF8PROC_BIDI_CLASS_S))
+		else if (pr != NULL &&
+		         (pr->category == UTF8PROC_CATEGORY_ZS ||
+		          pr->bidi_class == UTF8PROC_BIDI_CLASS_WS ||
+		          pr->bidi_class == UTF8PROC_BIDI_CLASS_B ||
+		          pr->bidi_class == UTF8PROC_BIDI_CLASS_S))
 			out[o++] = ' ';
 		else
 			out[o++] = 'x';
@@ -897,25 +918,29 @@ static const char *
 unsafe_string_id(const char *s, size_t n)
 {
 	char t[CG_MAX_SUBJECT_LEN];
-	bool mapped;
 	const char *d;
 	size_t tn;
 
 	if (n == 0 || n > sizeof(t))
 		return NULL;
-	/* the common ids start with a letter: no float() reads them */
+	/* the common ids: plain digits, or a letter first (no float()
+	 * reads those) */
+	d = s + (s[0] == '-');
+	if (d < s + n && skip_digits(d, s + n) == s + n)
+		goto digits;
 	if (((uint8_t)s[0] | 0x20) >= 'a' && ((uint8_t)s[0] | 0x20) <= 'z' &&
 	    ((uint8_t)s[0] | 0x20) != 'i' && ((uint8_t)s[0] | 0x20) != 'n')
 		return NULL;
-	tn = float_view(s, n, t, &mapped);
+	tn = float_view(s, n, t);
 	if (!float_accepts(t, tn))
 		return NULL;
+	goto unsafe; /* numeric, and not plain digits */
+digits:
 	/* plain: -?[1-9][0-9]* or 0, and within 2^53 */
-	d = s + (s[0] == '-');
-	if (!mapped && d < s + n && skip_digits(d, s + n) == s + n &&
-	    (d[0] != '0' || (n == 1 && d == s)) &&
+	if ((d[0] != '0' || (n == 1 && d == s)) &&
 	    unsafe_integer(s, s + n) == NULL)
 		return NULL;
+unsafe:
 	return "subject id is a number written as a string that pandas' "
 	       "default dtype inference reads as another id (\"0042\" as "
 	       "42, digits beyond 2^53 rounded); send plain digits up to "
@@ -985,6 +1010,7 @@ parse_value(struct scan_ctx *c, const char **pp, unsigned root_mask)
 	uint32_t lidx[SCAN_TRACK];
 	const char *guard_lf[SCAN_TRACK]; /* the LF a guarded one must pass */
 	unsigned guarded = 0;             /* bit per depth: started a line */
+	const unsigned guard_from = c->guard_from;
 	bool is_int;
 
 	vmask = p < end && *p == '{' ? root_mask : 0;
@@ -999,7 +1025,8 @@ value:
 	case '{':
 		if (vmask != 0 && check_container(c, vmask, depth, true) < 0)
 			goto fail_ctx_p;
-		if (depth >= c->guard_from && starts_line(c->begin, p) &&
+		if (__builtin_expect(depth >= guard_from, 0) &&
+		    starts_line(c->begin, p) &&
 		    guard_open(c, p, depth, &guarded, guard_lf) < 0) {
 			err = NESTED_LINE_ERROR;
 			goto fail;
@@ -1025,7 +1052,8 @@ value:
 	case '[':
 		if (vmask != 0 && check_container(c, vmask, depth, false) < 0)
 			goto fail_ctx_p;
-		if (depth >= c->guard_from && starts_line(c->begin, p) &&
+		if (__builtin_expect(depth >= guard_from, 0) &&
+		    starts_line(c->begin, p) &&
 		    guard_open(c, p, depth, &guarded, guard_lf) < 0) {
 			err = NESTED_LINE_ERROR;
 			goto fail;
@@ -1065,8 +1093,8 @@ value:
 				const struct cg_slice *id =
 				    &c->rec->subjects[c->rec->nsubjects - 1];
 
-				if ((c->err = unsafe_string_id(id->ptr,
-				                               id->len)) != NULL) {
+				if ((c->err = unsafe_string_id(
+				         id->ptr, id->len)) != NULL) {
 					c->errp = p;
 					goto fail_ctx;
 				}
@@ -1175,7 +1203,8 @@ literal:
 	goto after_value;
 close:
 	depth--;
-	if (guarded != 0 && depth < SCAN_TRACK && (guarded & (1u << depth))) {
+	if (__builtin_expect(guarded != 0, 0) && depth < SCAN_TRACK &&
+	    (guarded & (1u << depth))) {
 		/* it started a line: it must not end on it */
 		guarded &= ~(1u << depth);
 		if (p <= guard_lf[depth]) {
@@ -1317,7 +1346,7 @@ scan_one(struct scan_ctx *c, const char *base, const char *p,
 {
 	const char *start;
 
-	SKIP_WS_IN(outer, p, c->end);
+	p = skip_ws(outer, p, c->end);
 	start = p;
 	rec->nsubjects = 0;
 	c->found = 0;
@@ -1326,7 +1355,7 @@ scan_one(struct scan_ctx *c, const char *base, const char *p,
 	rec->missing = c->required & ~c->found;
 	rec->start = (size_t)(start - base);
 	rec->end = (size_t)(p - base);
-	SKIP_WS_IN(outer, p, c->end);
+	p = skip_ws(outer, p, c->end);
 	if (p != c->end) {
 		c->err = "unexpected data after the JSON value";
 		c->errp = p;
@@ -1346,6 +1375,8 @@ scan_record(const struct scan_spec *spec, const char *buf, size_t len,
 	rc = scan_one(&c, buf, buf, rec, is_ws);
 	if (rc < 0)
 		*err = cr_error(c.err, c.errp, c.end);
+	else if (first_bare_cr(buf, buf + len) != NULL)
+		rc = -1, *err = CR_ERROR;
 	return rc;
 }
 
@@ -1359,6 +1390,7 @@ scan_line(const struct scan_spec *spec, const char *buf, size_t len,
 	ctx_init(&c, spec, rec, buf, buf + len);
 	c.ws = is_ws_line;
 	c.ndjson = true;
+	c.guard_from = UINT_MAX; /* no line end inside an NDJSON value */
 	rc = scan_one(&c, buf, buf, rec, is_ws_tail);
 	if (rc < 0)
 		*err = c.errp < c.end && *c.errp == '\n'
@@ -1379,6 +1411,8 @@ scan_iter_init(struct scan_iter *it, const struct scan_spec *spec,
 	it->buf = buf;
 	it->len = len;
 	it->state = format == SCAN_FORMAT_NDJSON ? IT_LINES : IT_START;
+	if (format != SCAN_FORMAT_NDJSON)
+		it->bare_cr = first_bare_cr(buf, buf + len);
 }
 
 static int
@@ -1567,10 +1601,11 @@ iter_lines(struct scan_iter *it, struct scan_ctx *c, struct scan_record *rec)
 
 	c->ws = is_ws_line;
 	c->ndjson = true;
+	c->guard_from = UINT_MAX; /* no line end inside an NDJSON value */
 	while (it->pos < it->len) {
 		p = buf + it->pos;
 		/* blank lines (spaces, tabs, CRLF) carry no record */
-		SKIP_WS_IN(is_ws_tail, p, end);
+		SKIP_WS_TAIL(p, end);
 		if (p == end)
 			break;
 		if (*p == '\n') {
@@ -1588,7 +1623,7 @@ iter_lines(struct scan_iter *it, struct scan_ctx *c, struct scan_record *rec)
 		rec->missing = c->required & ~c->found;
 		rec->start = (size_t)(start - buf);
 		rec->end = (size_t)(p - buf);
-		SKIP_WS_IN(is_ws_tail, p, end);
+		SKIP_WS_TAIL(p, end);
 		if (p < end && *p != '\n')
 			return iter_fail(
 			    it, "unexpected data after the JSON value", p);
@@ -1624,6 +1659,8 @@ scan_iter_next(struct scan_iter *it, struct scan_record *rec)
 				    it, "body is not a JSON object", p);
 			if (scan_one(&c, it->buf, p, rec, is_ws) < 0)
 				return iter_fail(it, c.err, c.errp);
+			if (it->bare_cr != NULL)
+				return iter_fail(it, CR_ERROR, it->bare_cr);
 			it->pos = it->len;
 			it->state = IT_DONE;
 			it->index++;
@@ -1662,6 +1699,8 @@ scan_iter_next(struct scan_iter *it, struct scan_record *rec)
 	if (parse_value(&c, &p, c.all_mask) < 0)
 		return iter_fail(it, c.err, c.errp);
 	rec->missing = c.required & ~c.found;
+	if (it->bare_cr != NULL && it->bare_cr < p)
+		return iter_fail(it, CR_ERROR, it->bare_cr);
 	rec->start = (size_t)(start - it->buf);
 	rec->end = (size_t)(p - it->buf);
 	it->pos = rec->end;
@@ -1672,5 +1711,7 @@ close:
 	it->array_close = (size_t)(p - it->buf);
 	if (iter_leave(it, &c) < 0)
 		return -1;
+	if (it->bare_cr != NULL)
+		return iter_fail(it, CR_ERROR, it->bare_cr);
 	return 0;
 }

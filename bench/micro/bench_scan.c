@@ -133,7 +133,7 @@ run_scanner(const char *buf, size_t len)
 {
 	static struct scan_record rec;
 	struct jsonptr loc;
-	struct scan_spec spec = {&loc, 1, 0};
+	struct scan_spec spec = {.locators = &loc, .nlocators = 1};
 	struct scan_iter it;
 	const char *err;
 	size_t n = 0, idlen = 0;

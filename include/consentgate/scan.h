@@ -120,6 +120,7 @@ struct scan_iter {
 	const char *buf;
 	size_t len, pos;
 	int state;
+	const char *bare_cr; /* first CR not before LF (not NDJSON) */
 };
 
 void scan_iter_init(struct scan_iter *it, const struct scan_spec *spec,
