@@ -803,7 +803,9 @@ unsafe_integer(const char *s, const char *e)
 	if (n > 16 || (n == 16 && memcmp(d, "9007199254740992", 16) > 0))
 		return "subject id is a number beyond 2^53: readers that "
 		       "hold numbers as doubles (JavaScript, Go, jq) round it "
-		       "to another id; send the id as a JSON string";
+		       "to another id; send it as a JSON string, on a route "
+		       "with \"subject_ids\": \"text\" (pandas rounds long "
+		       "digit strings too)";
 	return NULL;
 }
 

@@ -314,7 +314,8 @@ test_subject_basics(void **state)
 	expect_refused(s, "{\"author_id\":9007199254740993}", "beyond 2^53");
 	expect_refused(s, "{\"author_id\":-9007199254740993}", "beyond 2^53");
 	expect_refused(s, "{\"author_id\":18446744073709551617}",
-	               "send the id as a JSON string");
+	               "send it as a JSON string, on a route with "
+	               "\"subject_ids\": \"text\"");
 	expect_refused(s, "{\"author_id\":123456789012345678901234567890}",
 	               "beyond 2^53");
 	expect_refused(s, "{\"author_id\":-0}", "-0");
@@ -667,14 +668,16 @@ test_ndjson(void **state)
 	assert_int_equal(scan_iter_next(&it, &rec), 1);
 	assert_int_equal(scan_iter_next(&it, &rec), 0);
 	/* raw Unicode line ends break NDJSON records in splitlines */
-	body = "{\"author_id\":1,\"t\":\"a\xe2\x80\xa8" "b\"}\n";
+	body = "{\"author_id\":1,\"t\":\"a\xe2\x80\xa8"
+	       "b\"}\n";
 	scan_iter_init(&it, s, SCAN_FORMAT_NDJSON, NULL, body, strlen(body));
 	assert_int_equal(scan_iter_next(&it, &rec), -1);
 	assert_non_null(strstr(it.error, "U+2028"));
 	body = "{\"author_id\":1,\"t\":\"a\xc2\x85\"}";
 	scan_iter_init(&it, s, SCAN_FORMAT_NDJSON, NULL, body, strlen(body));
 	assert_int_equal(scan_iter_next(&it, &rec), -1);
-	body = "{\"author_id\":1,\"t\":\"a\\u2028\xe2\x80\xaa\xc2\x86" "\"}";
+	body = "{\"author_id\":1,\"t\":\"a\\u2028\xe2\x80\xaa\xc2\x86"
+	       "\"}";
 	scan_iter_init(&it, s, SCAN_FORMAT_NDJSON, NULL, body, strlen(body));
 	assert_int_equal(scan_iter_next(&it, &rec), 1);
 	/* empty body: no records */
@@ -1280,9 +1283,9 @@ test_reader_safety(void **state)
 	assert_non_null(iter_error(s, SCAN_FORMAT_OBJECT, NULL,
 	                           "{\"author_id\":\"1001\",\"q\":\r"
 	                           "{\"x\":1}}"));
-	assert_non_null(strstr(iter_error(s, SCAN_FORMAT_ARRAY, NULL,
-	                                  "[{\"author_id\":1}\r,{}]"),
-	                       "carriage return"));
+	assert_non_null(strstr(
+	    iter_error(s, SCAN_FORMAT_ARRAY, NULL, "[{\"author_id\":1}\r,{}]"),
+	    "carriage return"));
 	assert_null(iter_error(s, SCAN_FORMAT_ARRAY, NULL,
 	                       "[\r\n{\"author_id\":1},\r\n{\"author_id\":2}"
 	                       "\r\n]\r\n"));
@@ -1300,12 +1303,14 @@ test_reader_safety(void **state)
 	assert_non_null(iter_error(s, SCAN_FORMAT_OBJECT, NULL,
 	                           "{\"author_id\":\"1001\",\"q\":\n"
 	                           "  \t[{\"author_id\":\"1002\"}]}"));
-	assert_null(iter_error(s, SCAN_FORMAT_OBJECT, NULL,
-	                       "{\n  \"author_id\": \"1001\",\n  \"quoted\": {\n"
-	                       "    \"author_id\": \"1002\"\n  },\n"
-	                       "  \"tags\": [\n    \"a\",\n    1\n  ]\n}\n"));
-	assert_null(iter_error(s, SCAN_FORMAT_ARRAY, NULL,
-	                       "[\n  {\"author_id\": 1},\n  {\"author_id\": 2}\n]"));
+	assert_null(
+	    iter_error(s, SCAN_FORMAT_OBJECT, NULL,
+	               "{\n  \"author_id\": \"1001\",\n  \"quoted\": {\n"
+	               "    \"author_id\": \"1002\"\n  },\n"
+	               "  \"tags\": [\n    \"a\",\n    1\n  ]\n}\n"));
+	assert_null(
+	    iter_error(s, SCAN_FORMAT_ARRAY, NULL,
+	               "[\n  {\"author_id\": 1},\n  {\"author_id\": 2}\n]"));
 	/* json.dumps(indent=2) of a record with an array of objects: each
 	 * element spans lines, so no line holds a value of its own */
 	assert_null(iter_error(s, SCAN_FORMAT_OBJECT, NULL,
@@ -1337,13 +1342,13 @@ test_reader_safety(void **state)
 	 * lines; only NDJSON refuses it */
 	assert_null(iter_error(s, SCAN_FORMAT_OBJECT, NULL,
 	                       "{\"author_id\":1,\"t\":\"\xe2\x80\xa8\"}"));
-	assert_non_null(strstr(iter_error(s, SCAN_FORMAT_NDJSON, NULL,
-	                                  "{\"author_id\":1,\"t\":\"\xe2\x80\xa9"
-	                                  "\"}"),
-	                       "U+2028"));
-	assert_int_not_equal(scan_line(s, "{\"t\":\"\xe2\x80\xa8\"}", 11, &rec,
-	                               &err),
-	                     0);
+	assert_non_null(
+	    strstr(iter_error(s, SCAN_FORMAT_NDJSON, NULL,
+	                      "{\"author_id\":1,\"t\":\"\xe2\x80\xa9"
+	                      "\"}"),
+	           "U+2028"));
+	assert_int_not_equal(
+	    scan_line(s, "{\"t\":\"\xe2\x80\xa8\"}", 11, &rec, &err), 0);
 	assert_int_not_equal(scan_line(s, "{\"t\":\r1}", 8, &rec, &err), 0);
 	assert_non_null(strstr(err, "carriage return"));
 	assert_int_equal(scan_line(s, "{\"author_id\":7}\r", 16, &rec, &err),
@@ -1351,9 +1356,13 @@ test_reader_safety(void **state)
 
 	/* decoy keys: Java's equalsIgnoreCase (also Turkish i's), NFKC
 	 * pipelines, Go's folding; raw and \u-escaped */
-	expect_refused(s, "{\"author_\xc4\xb1" "d\":\"1002\",\"author_id\":1}",
+	expect_refused(s,
+	               "{\"author_\xc4\xb1"
+	               "d\":\"1002\",\"author_id\":1}",
 	               "Unicode form");
-	expect_refused(s, "{\"author_id\":1,\"author_\xc4\xb0" "d\":\"1002\"}",
+	expect_refused(s,
+	               "{\"author_id\":1,\"author_\xc4\xb0"
+	               "d\":\"1002\"}",
 	               "ambiguous");
 	expect_refused(s, "{\"author_id\":1,\"author_\\u0131d\":\"1002\"}",
 	               "ambiguous");
@@ -1362,24 +1371,56 @@ test_reader_safety(void **state)
 	               "\xef\xbd\x8f\xef\xbd\x92\xef\xbc\xbf\xef\xbd\x89"
 	               "\xef\xbd\x84\":\"1002\",\"author_id\":1}",
 	               "ambiguous"); /* fullwidth */
-	expect_refused(s, "{\"author_id\":1,\"\xf0\x9d\x90\x9a" "uthor_id\":2}",
+	expect_refused(s,
+	               "{\"author_id\":1,\"\xf0\x9d\x90\x9a"
+	               "uthor_id\":2}",
 	               "ambiguous"); /* mathematical bold a */
-	expect_refused(s, "{\"author_id\":1,\"author\xe2\x80\x8b_id\":2}",
-	               "ambiguous"); /* a zero-width space NFKC_Casefold drops */
+	expect_refused(
+	    s, "{\"author_id\":1,\"author\xe2\x80\x8b_id\":2}",
+	    "ambiguous"); /* a zero-width space NFKC_Casefold drops */
 	expect_refused(s, "{\"author_id\":1,\"\xe1\xb5\x83uthor_id\":2}",
 	               "ambiguous"); /* modifier letter small a */
 	/* string ids pandas' dtype inference reads through float64 */
 	{
 		static const char *const bad[] = {
-		    "0042", "-0", "1e3", " 12", "12 ", "1_000", "NaN", "inf",
-		    "-Infinity", "9007199254740993", "18446744073709551617",
-		    "+5", "1.5", "1.", ".5", "00", "\\u0661\\u0662", "\xd9\xa1",
+		    "0042",
+		    "-0",
+		    "1e3",
+		    " 12",
+		    "12 ",
+		    "1_000",
+		    "NaN",
+		    "inf",
+		    "-Infinity",
+		    "9007199254740993",
+		    "18446744073709551617",
+		    "+5",
+		    "1.5",
+		    "1.",
+		    ".5",
+		    "00",
+		    "\\u0661\\u0662",
+		    "\xd9\xa1",
 		    "1\xe2\x80\x83",
 		};
-		static const char *const good[] = {
-		    "1001", "0", "-5", "9007199254740992", "-9007199254740992",
-		    "u-anna", "nancy", "infinite", "i-1", "1a", "0x10", "1__0",
-		    "1_", "e5", "12 34", "-", "+", "."};
+		static const char *const good[] = {"1001",
+		                                   "0",
+		                                   "-5",
+		                                   "9007199254740992",
+		                                   "-9007199254740992",
+		                                   "u-anna",
+		                                   "nancy",
+		                                   "infinite",
+		                                   "i-1",
+		                                   "1a",
+		                                   "0x10",
+		                                   "1__0",
+		                                   "1_",
+		                                   "e5",
+		                                   "12 34",
+		                                   "-",
+		                                   "+",
+		                                   "."};
 		char doc[128];
 
 		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -1417,8 +1458,8 @@ test_required_locators(void **state)
 	(void)state;
 
 	/* no author: the required locator's bit is missing */
-	assert_int_equal(scan_str(s, "{\"mentions\":[{\"id\":\"1001\"}]}", &err),
-	                 0);
+	assert_int_equal(
+	    scan_str(s, "{\"mentions\":[{\"id\":\"1001\"}]}", &err), 0);
 	assert_int_equal(rec.nsubjects, 1);
 	assert_int_equal(rec.missing, 1u);
 	assert_int_equal(scan_str(s, "{\"author_id\":2}", &err), 0);
