@@ -1,10 +1,12 @@
 #!/bin/sh
 # Installs the Debian packages consentgate needs to build, test and
 # benchmark, when any is missing. Runs apt-get only as root; otherwise it
-# prints the command to run.
+# prints the command to run. CG_PKGS="a b" installs those instead (the
+# readers suite's tests/readers/deps.sh does).
 PKGS="build-essential pkg-config libevent-dev libssl-dev libhttp-parser-dev
 libjansson-dev libcmocka-dev zlib1g-dev libutf8proc-dev curl python3 openssl nginx-light"
 [ "${CG_BENCH:-}" = 1 ] && PKGS="$PKGS haproxy wrk gnuplot-nox strace"
+[ -n "${CG_PKGS:-}" ] && PKGS="$CG_PKGS"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
