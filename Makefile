@@ -55,10 +55,11 @@ $(BUILD)/consentgate: $(BUILD)/obj/proxy/main.o $(BUILD)/libproxy.a $(BUILD)/lib
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 # A unit test may #include the .c it tests; it links everything else.
+# CG_SOURCE_DIR: the repository root, for data found from it (../shared).
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libproxy.a $(BUILD)/libpolicy.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libproxy.a \
-		$(BUILD)/libpolicy.a $(LIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) -DCG_SOURCE_DIR='"$(CURDIR)"' $(LDFLAGS_ALL) -o $@ $< \
+		$(BUILD)/libproxy.a $(BUILD)/libpolicy.a $(LIBS) -lcmocka
 
 $(BUILD)/bench/%: bench/micro/%.c $(BUILD)/libpolicy.a
 	@mkdir -p $(dir $@)

@@ -1,11 +1,11 @@
 /*
- * consent.c: the consent table: CSV import, snapshot write/open, lookup.
+ * consent.c: the consent table: CSV import, open, lookup.
  *
- * Import is one pass over the CSV: every row is validated and merged into a
- * working hash of people (latest row per purpose wins; on equal timestamps
- * the later row in the file wins). The working data is then laid out into
- * the snapshot image (consent_internal.h), so a table from CSV and a table
- * from an mmap'ed snapshot share one lookup path.
+ * Import is one pass over the CSV (csv.c): every row is validated and
+ * merged into a working hash of people (latest row per purpose wins; on
+ * equal timestamps the later row in the file wins). The working table is
+ * then laid out as a snapshot image (consent_snapshot.c), so a table from
+ * CSV and a table from an mmap'ed snapshot share one lookup path.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,335 +18,13 @@
 #include <unistd.h>
 
 #include "consent_internal.h"
-#include "consentgate/consent.h"
+#include "consentgate/rfc3339.h"
+#include "csv_internal.h"
 
-#define HASH_SEED UINT64_C(0x8bb84b93962eacc9) /* tables we build */
-#define CHECKSUM_SEED UINT64_C(0x2d358dccaa6c78a5)
-#define MAX_COLUMNS 64       /* CSV columns in the header */
-#define BIG_IMAGE (1u << 20) /* bytes from which images use mmap */
-#define BATCH 16             /* lookups overlapped by lookup_many */
-#define PENDING 16           /* rows merged at once by the import */
-
-struct consent_table {
-	const uint8_t
-	    *base; /* the image: mmap'ed file, anonymous map or heap */
-	size_t size;
-	int storage; /* STORAGE_* */
-	const struct consent_snap_header *h;
-	const uint8_t *purposes;
-	const uint64_t *slots;
-	const uint8_t *blobs;
-	uint64_t nbuckets;
-	uint64_t blobs_size;
-	uint64_t seed;
-	uint64_t version; /* may differ from the image's until written */
-	char *source;     /* the file name, for messages */
-	/* imported from CSV: each purpose's first line and rows */
-	int purpose_line[CONSENT_MAX_PURPOSES];
-	uint64_t purpose_rows[CONSENT_MAX_PURPOSES];
-	bool from_csv;
-};
-
-enum { STORAGE_HEAP, STORAGE_ANON, STORAGE_FILE };
-
-/* Tests force collisions by narrowing every hash (see test_consent.c). */
-static uint64_t hash_mask = UINT64_MAX;
-
-/* ---- hashing: a wyhash-style multiply-fold over 8-byte words ---- */
-
-static inline uint64_t
-fold(uint64_t a, uint64_t b)
-{
-	unsigned __int128 r = (unsigned __int128)a * b;
-	return (uint64_t)r ^ (uint64_t)(r >> 64);
-}
-
-static inline uint64_t
-rd64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v;
-}
-
-static inline uint64_t
-rd32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static inline uint64_t
-hash_raw(const void *data, size_t len, uint64_t seed)
-{
-	const uint8_t *p = data;
-	const uint64_t k1 = UINT64_C(0xa0761d6478bd642f);
-	const uint64_t k2 = UINT64_C(0xe7037ed1a0b428db);
-	uint64_t s = seed ^ fold(seed ^ k1, k2 ^ len);
-	uint64_t a, b;
-
-	while (len > 16) {
-		s = fold(rd64(p) ^ k1, rd64(p + 8) ^ s);
-		p += 16;
-		len -= 16;
-	}
-	if (len >= 8) {
-		a = rd64(p);
-		b = rd64(p + len - 8);
-	} else if (len >= 4) {
-		a = rd32(p);
-		b = rd32(p + len - 4);
-	} else if (len > 0) {
-		a = (uint64_t)p[0] << 16 | (uint64_t)p[len / 2] << 8 |
-		    p[len - 1];
-		b = 0;
-	} else {
-		a = b = 0;
-	}
-	return fold(fold(a ^ k1, b ^ s) ^ k2, s ^ len);
-}
-
-static inline uint64_t
-hash_bytes(const void *data, size_t len, uint64_t seed)
-{
-	return hash_raw(data, len, seed) & hash_mask;
-}
-
-static inline uint64_t
-bucket_of(uint64_t h, uint64_t nbuckets)
-{
-	return (uint64_t)(((unsigned __int128)h * nbuckets) >> 64);
-}
-
-/* 24 bits the bucket did not use; never 0 so a filled slot is never 0. */
-static inline uint64_t
-tag_of(uint64_t h)
-{
-	uint64_t tag = h & 0xffffff;
-	return tag ? tag : 1;
-}
-
-static inline size_t
-pad8(size_t n)
-{
-	return (n + 7) & ~(size_t)7;
-}
-
-/* ---- RFC 3339 timestamps ---- */
-
-static int64_t
-days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	unsigned yoe = (unsigned)(y - era * 400);
-	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + (int64_t)doe - 719468;
-}
-
-static int
-digits(const char *s, int n)
-{
-	int v = 0;
-	for (int i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	return v;
-}
-
-/*
- * Parse "YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)" with range checks.
- * A leap second (:60) counts as the next second. Returns 0 or -1.
- */
-static int
-parse_rfc3339(const char *s, size_t len, int64_t *sec, uint32_t *nsec)
-{
-	static const unsigned mdays[] = {31, 28, 31, 30, 31, 30,
-	                                 31, 31, 30, 31, 30, 31};
-	int y, mo, d, hh, mi, ss, oh = 0, om = 0, sign = 0;
-	uint32_t frac = 0;
-	size_t i;
-
-	if (len < 20 || s[4] != '-' || s[7] != '-' ||
-	    (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
-		return -1;
-	y = digits(s, 4);
-	mo = digits(s + 5, 2);
-	d = digits(s + 8, 2);
-	hh = digits(s + 11, 2);
-	mi = digits(s + 14, 2);
-	ss = digits(s + 17, 2);
-	if (y < 0 || mo < 1 || mo > 12 || d < 1 || hh < 0 || hh > 23 ||
-	    mi < 0 || mi > 59 || ss < 0 || ss > 60)
-		return -1;
-	unsigned leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-	if ((unsigned)d > mdays[mo - 1] + (mo == 2 ? leap : 0))
-		return -1;
-	i = 19;
-	if (i < len && s[i] == '.') {
-		size_t start = ++i;
-		uint32_t scale = 100000000;
-		while (i < len && s[i] >= '0' && s[i] <= '9') {
-			frac += (uint32_t)(s[i] - '0') * scale;
-			scale /= 10;
-			i++;
-		}
-		if (i == start)
-			return -1;
-	}
-	if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
-		i++;
-	} else if (i < len && (s[i] == '+' || s[i] == '-')) {
-		sign = s[i] == '+' ? 1 : -1;
-		if (len - i != 6 || s[i + 3] != ':')
-			return -1;
-		oh = digits(s + i + 1, 2);
-		om = digits(s + i + 4, 2);
-		if (oh < 0 || oh > 23 || om < 0 || om > 59)
-			return -1;
-		i += 6;
-	} else {
-		return -1;
-	}
-	if (i != len)
-		return -1;
-	*sec = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 +
-	       hh * 3600 + mi * 60 + ss - sign * (oh * 3600 + om * 60);
-	*nsec = frac;
-	return 0;
-}
-
-/* ---- CSV tokenizer (RFC 4180, CRLF or LF) ---- */
-
-struct field {
-	const char *ptr;
-	size_t len;
-	bool escaped; /* quoted and holds "" pairs: unescape before use */
-};
-
-struct csv {
-	const char *buf;
-	size_t len, pos;
-	int line; /* physical line of pos, from 1 */
-};
-
-/* Skip to just after the next LF (error recovery). */
-static void
-skip_line(struct csv *c)
-{
-	const char *nl = memchr(c->buf + c->pos, '\n', c->len - c->pos);
-	c->pos = nl ? (size_t)(nl - c->buf) + 1 : c->len;
-	if (nl)
-		c->line++;
-}
-
-/*
- * Read one record's fields into f (at most max kept, *n counts all).
- * Returns 1 for a record, 0 at end of input, -1 with *why on a syntax
- * error (the rest of the line is skipped).
- */
-static int
-csv_record(struct csv *c, struct field *f, unsigned max, unsigned *n,
-           const char **why)
-{
-	*n = 0;
-	if (c->pos >= c->len)
-		return 0;
-	for (;;) {
-		const char *p = c->buf + c->pos, *end = c->buf + c->len;
-		struct field cur = {p, 0, false};
-
-		if (p < end && *p == '"') {
-			const char *q = ++p;
-			for (;;) {
-				q = memchr(q, '"', (size_t)(end - q));
-				if (q == NULL) {
-					*why = "unterminated quoted field";
-					c->pos = c->len;
-					return -1;
-				}
-				if (q + 1 < end && q[1] == '"') {
-					cur.escaped = true;
-					q += 2;
-					continue;
-				}
-				break;
-			}
-			for (const char *r = p; r < q; r++)
-				c->line += *r == '\n';
-			cur.ptr = p;
-			cur.len = (size_t)(q - p);
-			p = q + 1;
-			if (p < end && *p != ',' && *p != '\n' && *p != '\r') {
-				*why = "text after a closing quote";
-				c->pos = (size_t)(p - c->buf);
-				skip_line(c);
-				return -1;
-			}
-		} else {
-			while (p < end && *p != ',' && *p != '\n' &&
-			       *p != '\r') {
-				if (*p == '"') {
-					*why = "quote inside an unquoted field";
-					c->pos = (size_t)(p - c->buf);
-					skip_line(c);
-					return -1;
-				}
-				p++;
-			}
-			cur.len = (size_t)(p - cur.ptr);
-		}
-		if (*n < max)
-			f[*n] = cur;
-		if (*n < UINT32_MAX)
-			(*n)++; /* a 4 GB line of commas must not wrap */
-		if (p < end && *p == '\r') {
-			if (p + 1 >= end || p[1] != '\n') {
-				*why = "bare CR (line ends are LF or CRLF)";
-				c->pos = (size_t)(p - c->buf);
-				skip_line(c);
-				return -1;
-			}
-			p++;
-		}
-		if (p >= end) {
-			c->pos = c->len;
-			return 1;
-		}
-		if (*p == '\n') {
-			c->pos = (size_t)(p - c->buf) + 1;
-			c->line++;
-			return 1;
-		}
-		c->pos = (size_t)(p - c->buf) + 1; /* past the comma */
-	}
-}
+#define BATCH 16   /* lookups overlapped by lookup_many */
+#define PENDING 16 /* rows merged at once by the import */
 
 /* ---- import: working structures ---- */
-
-#define REF_ARENA (UINT64_C(1) << 63) /* string ref into the unescape arena */
-
-struct wperson {
-	uint64_t subj;      /* string ref */
-	int64_t latest_sec; /* newest row (any purpose); later: blob offset */
-	uint32_t latest_nsec;
-	uint32_t head; /* first wrow + 1, 0 = none */
-	uint16_t subj_len;
-	uint8_t nrows;
-	char juris[2];
-};
-
-struct wrow {
-	int64_t sec;
-	uint64_t ev; /* string ref */
-	uint32_t nsec;
-	uint32_t next; /* next wrow of the person + 1 */
-	uint8_t purpose, status, ev_len;
-};
 
 /* A validated row waiting to be merged (rows are merged in batches so
  * their hash-slot fetches overlap). */
@@ -362,30 +40,19 @@ struct pending {
 
 struct import {
 	const char *name;
-	const char *buf;
 	struct cg_errors *errs;
 	unsigned nerr;
-	char *arena; /* unescaped quoted fields */
-	size_t arena_len, arena_cap;
-	uint64_t *wslots;
-	uint64_t nwslots;
-	struct wperson *people;
-	uint64_t npeople, cap_people;
-	struct wrow *rows;
-	uint64_t nrows, cap_rows;
+	struct consent_work w;
 	struct pending pend[PENDING];
 	unsigned npend;
-	char purpose[CONSENT_MAX_PURPOSES][CONSENT_MAX_PURPOSE_LEN + 1];
-	uint8_t purpose_len[CONSENT_MAX_PURPOSES];
-	int purpose_line[CONSENT_MAX_PURPOSES];      /* first row naming it */
-	uint64_t purpose_rows[CONSENT_MAX_PURPOSES]; /* rows naming it */
-	unsigned npurposes;
+	int purpose_line[CG_MAX_CONSENT_PURPOSES]; /* first row naming it */
+	uint64_t purpose_rows[CG_MAX_CONSENT_PURPOSES]; /* rows naming it */
 };
 
 static const char *
 ref_ptr(const struct import *im, uint64_t ref)
 {
-	return ref & REF_ARENA ? im->arena + (ref & ~REF_ARENA) : im->buf + ref;
+	return consent_ref_ptr(&im->w, ref);
 }
 
 static int
@@ -398,31 +65,27 @@ bad(struct import *im, int line, const char *msg)
 
 /* A ref to the field's bytes, unescaping "" into the arena. -1: no memory. */
 static int
-field_ref(struct import *im, const struct field *f, uint64_t *ref, size_t *len)
+field_ref(struct import *im, const struct csv_field *f, uint64_t *ref,
+          size_t *len)
 {
+	struct consent_work *w = &im->w;
+
 	if (!f->escaped) {
-		*ref = (uint64_t)(f->ptr - im->buf);
+		*ref = (uint64_t)(f->ptr - w->buf);
 		*len = f->len;
 		return 0;
 	}
-	if (im->arena_len + f->len > im->arena_cap) {
-		size_t cap =
-		    (im->arena_cap ? im->arena_cap * 2 : 4096) + f->len;
-		char *a = realloc(im->arena, cap);
+	if (w->arena_len + f->len > w->arena_cap) {
+		size_t cap = (w->arena_cap ? w->arena_cap * 2 : 4096) + f->len;
+		char *a = realloc(w->arena, cap);
 		if (a == NULL)
 			return -1;
-		im->arena = a;
-		im->arena_cap = cap;
+		w->arena = a;
+		w->arena_cap = cap;
 	}
-	size_t start = im->arena_len, o = start;
-	for (size_t i = 0; i < f->len; i++) {
-		im->arena[o++] = f->ptr[i];
-		if (f->ptr[i] == '"')
-			i++; /* the second quote of a pair */
-	}
-	im->arena_len = o;
-	*ref = REF_ARENA | start;
-	*len = o - start;
+	*ref = CONSENT_REF_ARENA | w->arena_len;
+	*len = csv_field_unescape(f, w->arena + w->arena_len);
+	w->arena_len += *len;
 	return 0;
 }
 
@@ -430,20 +93,20 @@ field_ref(struct import *im, const struct field *f, uint64_t *ref, size_t *len)
 static int
 purpose_intern(struct import *im, const char *s, size_t len, int line)
 {
-	for (unsigned i = 0; i < im->npurposes; i++)
-		if (im->purpose_len[i] == len &&
-		    memcmp(im->purpose[i], s, len) == 0) {
+	for (unsigned i = 0; i < im->w.npurposes; i++)
+		if (im->w.purpose_len[i] == len &&
+		    memcmp(im->w.purpose[i], s, len) == 0) {
 			im->purpose_rows[i]++;
 			return (int)i;
 		}
-	if (im->npurposes >= CONSENT_MAX_PURPOSES)
+	if (im->w.npurposes >= CG_MAX_CONSENT_PURPOSES)
 		return -1;
-	memcpy(im->purpose[im->npurposes], s, len);
-	im->purpose[im->npurposes][len] = '\0';
-	im->purpose_len[im->npurposes] = (uint8_t)len;
-	im->purpose_line[im->npurposes] = line;
-	im->purpose_rows[im->npurposes] = 1;
-	return (int)im->npurposes++;
+	memcpy(im->w.purpose[im->w.npurposes], s, len);
+	im->w.purpose[im->w.npurposes][len] = '\0';
+	im->w.purpose_len[im->w.npurposes] = (uint8_t)len;
+	im->purpose_line[im->w.npurposes] = line;
+	im->purpose_rows[im->w.npurposes] = 1;
+	return (int)im->w.npurposes++;
 }
 
 static bool
@@ -464,34 +127,34 @@ merge_row(struct import *im, const struct pending *pr)
 	uint32_t nsec = pr->nsec;
 	const char *sp = ref_ptr(im, subj);
 	uint64_t h = pr->h;
-	uint64_t b = bucket_of(h, im->nwslots), tag = tag_of(h);
-	struct wperson *p = NULL;
-	struct wrow *r;
+	uint64_t b = consent_bucket(h, im->w.nwslots), tag = consent_tag(h);
+	struct consent_wperson *p = NULL;
+	struct consent_wrow *r;
 
 	for (;;) {
-		uint64_t s = im->wslots[b];
+		uint64_t s = im->w.wslots[b];
 		if (s == 0) {
-			if (im->npeople >= im->cap_people)
+			if (im->w.npeople >= im->w.cap_people)
 				return -1;
-			p = &im->people[im->npeople++];
+			p = &im->w.people[im->w.npeople++];
 			memset(p, 0, sizeof(*p));
 			p->subj = subj;
 			p->subj_len = (uint16_t)subj_len;
 			p->latest_sec = INT64_MIN;
-			im->wslots[b] =
-			    tag << CONSENT_SLOT_OFF_BITS | im->npeople;
+			im->w.wslots[b] =
+			    tag << CONSENT_SLOT_OFF_BITS | im->w.npeople;
 			break;
 		}
 		if (s >> CONSENT_SLOT_OFF_BITS == tag) {
-			struct wperson *q =
-			    &im->people[(s & CONSENT_SLOT_OFF_MASK) - 1];
+			struct consent_wperson *q =
+			    &im->w.people[(s & CONSENT_SLOT_OFF_MASK) - 1];
 			if (q->subj_len == subj_len &&
 			    memcmp(ref_ptr(im, q->subj), sp, subj_len) == 0) {
 				p = q;
 				break;
 			}
 		}
-		if (++b == im->nwslots)
+		if (++b == im->w.nwslots)
 			b = 0;
 	}
 	/* The newest row of any purpose names the jurisdiction. */
@@ -501,20 +164,20 @@ merge_row(struct import *im, const struct pending *pr)
 		p->latest_nsec = nsec;
 		memcpy(p->juris, juris, 2);
 	}
-	for (uint32_t i = p->head; i != 0; i = im->rows[i - 1].next) {
-		r = &im->rows[i - 1];
+	for (uint32_t i = p->head; i != 0; i = im->w.rows[i - 1].next) {
+		r = &im->w.rows[i - 1];
 		if (r->purpose != purpose)
 			continue;
 		if (later_or_equal(sec, nsec, r->sec, r->nsec))
 			goto set;
 		return 0;
 	}
-	if (im->nrows >= im->cap_rows)
+	if (im->w.nrows >= im->w.cap_rows)
 		return -1;
-	r = &im->rows[im->nrows++];
+	r = &im->w.rows[im->w.nrows++];
 	r->next = p->head;
 	r->purpose = (uint8_t)purpose;
-	p->head = (uint32_t)im->nrows;
+	p->head = (uint32_t)im->w.nrows;
 	p->nrows++;
 set:
 	r->sec = sec;
@@ -542,7 +205,7 @@ is_space(char ch)
 
 /* Validate one data row and merge it. -1 when reported bad. */
 static int
-import_row(struct import *im, const struct field *f, int ev_col, int line)
+import_row(struct import *im, const struct csv_field *f, int ev_col, int line)
 {
 	uint64_t subj, ev = 0;
 	size_t subj_len, ev_len = 0;
@@ -560,8 +223,8 @@ import_row(struct import *im, const struct field *f, int ev_col, int line)
 	if (is_space(sp[0]) || is_space(sp[subj_len - 1]))
 		return bad(im, line, "subject has leading or trailing space");
 
-	const struct field *pf = &f[1];
-	if (pf->len == 0 || pf->len > CONSENT_MAX_PURPOSE_LEN)
+	const struct csv_field *pf = &f[1];
+	if (pf->len == 0 || pf->len > CG_MAX_PURPOSE_LEN)
 		return bad(im, line, "purpose must be 1 to 64 characters");
 	for (size_t i = 0; i < pf->len; i++) {
 		char ch = pf->ptr[i];
@@ -576,7 +239,7 @@ import_row(struct import *im, const struct field *f, int ev_col, int line)
 	if (purpose < 0)
 		return bad(im, line, "more than 255 distinct purposes");
 
-	const struct field *st = &f[2];
+	const struct csv_field *st = &f[2];
 	if (st->len == 7 && memcmp(st->ptr, "granted", 7) == 0)
 		status = CONSENT_STATUS_GRANTED;
 	else if (st->len == 6 && memcmp(st->ptr, "denied", 6) == 0)
@@ -587,14 +250,14 @@ import_row(struct import *im, const struct field *f, int ev_col, int line)
 		return bad(im, line,
 		           "status must be granted, denied or withdrawn");
 
-	const struct field *ju = &f[3];
+	const struct csv_field *ju = &f[3];
 	if (ju->len != 2 || ju->ptr[0] < 'A' || ju->ptr[0] > 'Z' ||
 	    ju->ptr[1] < 'A' || ju->ptr[1] > 'Z')
 		return bad(im, line,
 		           "jurisdiction must be an ISO 3166-1 alpha-2 code "
 		           "(two upper-case letters)");
 
-	if (parse_rfc3339(f[4].ptr, f[4].len, &sec, &nsec) < 0)
+	if (rfc3339_parse(f[4].ptr, f[4].len, &sec, &nsec) < 0)
 		return bad(im, line,
 		           "updated_at is not a valid RFC 3339 timestamp "
 		           "(e.g. 2025-03-01T12:00:00Z)");
@@ -602,7 +265,7 @@ import_row(struct import *im, const struct field *f, int ev_col, int line)
 	if (ev_col >= 0) {
 		if (field_ref(im, &f[ev_col], &ev, &ev_len) < 0)
 			goto nomem;
-		if (ev_len > CONSENT_MAX_EVIDENCE_LEN)
+		if (ev_len > CG_MAX_EVIDENCE_LEN)
 			return bad(im, line, "evidence longer than 255 bytes");
 	}
 	if (im->nerr > 0)
@@ -610,7 +273,7 @@ import_row(struct import *im, const struct field *f, int ev_col, int line)
 	struct pending *pr = &im->pend[im->npend++];
 	pr->subj = subj;
 	pr->subj_len = (uint16_t)subj_len;
-	pr->h = hash_bytes(sp, subj_len, HASH_SEED);
+	pr->h = consent_hash(sp, subj_len, CONSENT_HASH_SEED);
 	pr->purpose = (uint8_t)purpose;
 	pr->status = (uint8_t)status;
 	memcpy(pr->juris, ju->ptr, 2);
@@ -619,7 +282,7 @@ import_row(struct import *im, const struct field *f, int ev_col, int line)
 	pr->ev = ev;
 	pr->ev_len = (uint8_t)ev_len;
 	pr->line = line;
-	__builtin_prefetch(&im->wslots[bucket_of(pr->h, im->nwslots)]);
+	__builtin_prefetch(&im->w.wslots[consent_bucket(pr->h, im->w.nwslots)]);
 	if (im->npend == PENDING)
 		flush_pending(im);
 	return 0;
@@ -630,223 +293,15 @@ nomem:
 static const char *const header_cols[] = {"subject", "purpose", "status",
                                           "jurisdiction", "updated_at"};
 
-static bool
-field_is(const struct field *f, const char *s)
-{
-	return !f->escaped && f->len == strlen(s) &&
-	       memcmp(f->ptr, s, f->len) == 0;
-}
-
-/* ---- image layout ---- */
-
-static void
-table_bind(struct consent_table *t)
-{
-	const struct consent_snap_header *h = (const void *)t->base;
-	t->h = h;
-	t->purposes = t->base + h->purposes_off;
-	t->slots = (const uint64_t *)(const void *)(t->base + h->slots_off);
-	t->blobs = t->base + h->blobs_off;
-	t->nbuckets = h->nbuckets;
-	t->blobs_size = h->blobs_size;
-	t->seed = h->hash_seed;
-	t->version = h->version;
-}
-
-static uint64_t
-header_checksum(const struct consent_snap_header *h)
-{
-	return hash_raw(h, offsetof(struct consent_snap_header, checksum),
-	                CHECKSUM_SEED);
-}
-
-/* Zeroed memory; large blocks come from huge-page maps (fewer faults
- * and TLB misses). Free with big_free and the same size. */
-static void *
-big_alloc(size_t size)
-{
-	if (size < BIG_IMAGE)
-		return calloc(1, size ? size : 1);
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-	               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return NULL;
-#ifdef MADV_HUGEPAGE
-	(void)madvise(p, size, MADV_HUGEPAGE);
-#endif
-	return p;
-}
-
-static void
-big_free(void *p, size_t size)
-{
-	if (p == NULL)
-		return;
-	if (size < BIG_IMAGE)
-		free(p);
-	else
-		munmap(p, size);
-}
-
-static uint8_t *
-image_alloc(size_t size, int *storage)
-{
-	if (size >= BIG_IMAGE) {
-		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED)
-			return NULL;
-#ifdef MADV_HUGEPAGE
-		/* Fewer TLB misses on random lookups into a large table. */
-		(void)madvise(p, size, MADV_HUGEPAGE);
-#endif
-		*storage = STORAGE_ANON;
-		return p;
-	}
-	*storage = STORAGE_HEAP;
-	return calloc(1, size);
-}
-
-static int
-cmp_row_purpose(const void *a, const void *b)
-{
-	const struct wrow *x = *(const struct wrow *const *)a;
-	const struct wrow *y = *(const struct wrow *const *)b;
-	return (int)x->purpose - (int)y->purpose;
-}
-
-/* Lay the working table out as a snapshot image. NULL on failure. */
-static struct consent_table *
-build_image(struct import *im, int64_t now)
-{
-	struct consent_table *t = NULL;
-	struct consent_snap_header *h;
-	uint64_t nbuckets, blobs_size = 0, rows = 0;
-	size_t purposes_size, size;
-	uint8_t *img = NULL;
-	int storage;
-
-	/* not needed any more: lower the peak */
-	big_free(im->wslots, im->nwslots * sizeof(uint64_t));
-	im->wslots = NULL;
-	nbuckets = im->npeople * CONSENT_LOAD_NUM / CONSENT_LOAD_DEN + 1;
-	for (uint64_t i = 0; i < im->npeople; i++) {
-		struct wperson *p = &im->people[i];
-		size_t ev = 0;
-		for (uint32_t j = p->head; j != 0; j = im->rows[j - 1].next)
-			ev += im->rows[j - 1].ev_len;
-		p->latest_sec = (int64_t)blobs_size; /* now: the blob offset */
-		blobs_size +=
-		    sizeof(struct consent_blob_head) + pad8(p->subj_len) +
-		    p->nrows * sizeof(struct consent_blob_row) + pad8(ev);
-		rows += p->nrows;
-	}
-	if (blobs_size / 8 > CONSENT_SLOT_OFF_MASK)
-		goto fail;
-	purposes_size = im->npurposes * 8;
-	for (unsigned i = 0; i < im->npurposes; i++)
-		purposes_size += im->purpose_len[i] + 1u;
-	purposes_size = pad8(purposes_size);
-
-	size_t purposes_off = sizeof(*h);
-	size_t slots_off = (purposes_off + purposes_size + 63) & ~(size_t)63;
-	size_t blobs_off = slots_off + nbuckets * 8;
-	size = blobs_off + blobs_size;
-	img = image_alloc(size, &storage);
-	t = calloc(1, sizeof(*t));
-	if (img == NULL || t == NULL)
-		goto fail;
-
-	h = (struct consent_snap_header *)(void *)img;
-	memcpy(h->magic, CONSENT_MAGIC, 8);
-	h->format = CONSENT_FORMAT;
-	h->header_size = sizeof(*h);
-	h->version = (uint64_t)now;
-	h->created_at = now;
-	h->people = im->npeople;
-	h->rows = rows;
-	h->file_size = size;
-	h->nbuckets = nbuckets;
-	h->slots_off = slots_off;
-	h->blobs_off = blobs_off;
-	h->blobs_size = blobs_size;
-	h->purposes_off = purposes_off;
-	h->purposes_size = purposes_size;
-	h->npurposes = im->npurposes;
-	h->endian = CONSENT_ENDIAN;
-	h->hash_seed = HASH_SEED;
-	h->checksum = header_checksum(h);
-
-	uint8_t *pp = img + purposes_off;
-	uint32_t name_off = im->npurposes * 8;
-	for (unsigned i = 0; i < im->npurposes; i++) {
-		uint32_t ent[2] = {name_off, im->purpose_len[i]};
-		memcpy(pp + i * 8, ent, 8);
-		memcpy(pp + name_off, im->purpose[i], im->purpose_len[i] + 1u);
-		name_off += im->purpose_len[i] + 1u;
-	}
-
-	uint64_t *slots = (uint64_t *)(void *)(img + slots_off);
-	uint8_t *blobs = img + blobs_off;
-	const struct wrow *sorted[CONSENT_MAX_PURPOSES];
-	for (uint64_t i = 0; i < im->npeople; i++) {
-		struct wperson *p = &im->people[i];
-		const char *subj = ref_ptr(im, p->subj);
-		uint8_t *blob = blobs + p->latest_sec;
-		struct consent_blob_head bh = {
-		    p->subj_len, p->nrows, {p->juris[0], p->juris[1]}, {0}};
-		unsigned n = 0;
-
-		memcpy(blob, &bh, sizeof(bh));
-		memcpy(blob + sizeof(bh), subj, p->subj_len);
-		for (uint32_t j = p->head; j != 0; j = im->rows[j - 1].next)
-			sorted[n++] = &im->rows[j - 1];
-		qsort(sorted, n, sizeof(sorted[0]), cmp_row_purpose);
-		size_t row_at = sizeof(bh) + pad8(p->subj_len);
-		size_t ev_at = row_at + n * sizeof(struct consent_blob_row);
-		for (unsigned j = 0; j < n; j++) {
-			struct consent_blob_row br = {
-			    .updated_at = sorted[j]->sec,
-			    .ev_off = (uint32_t)ev_at,
-			    .ev_len = sorted[j]->ev_len,
-			    .purpose = sorted[j]->purpose,
-			    .status = sorted[j]->status,
-			};
-			memcpy(blob + row_at + j * sizeof(br), &br, sizeof(br));
-			memcpy(blob + ev_at, ref_ptr(im, sorted[j]->ev),
-			       sorted[j]->ev_len);
-			ev_at += sorted[j]->ev_len;
-		}
-
-		uint64_t hv = hash_bytes(subj, p->subj_len, HASH_SEED);
-		uint64_t b = bucket_of(hv, nbuckets);
-		while (slots[b] != 0)
-			if (++b == nbuckets)
-				b = 0;
-		slots[b] = tag_of(hv) << CONSENT_SLOT_OFF_BITS |
-		           (uint64_t)p->latest_sec / 8;
-	}
-	t->base = img;
-	t->size = size;
-	t->storage = storage;
-	table_bind(t);
-	return t;
-fail:
-	if (img != NULL && storage == STORAGE_ANON)
-		munmap(img, size);
-	else
-		free(img);
-	free(t);
-	return NULL;
-}
-
 static void
 import_reset(struct import *im)
 {
-	free(im->arena);
-	big_free(im->wslots, im->nwslots * sizeof(uint64_t));
-	big_free(im->people, im->cap_people * sizeof(struct wperson));
-	big_free(im->rows, im->cap_rows * sizeof(struct wrow));
+	struct consent_work *w = &im->w;
+
+	free(w->arena);
+	consent_big_free(w->wslots, w->nwslots * sizeof(uint64_t));
+	consent_big_free(w->people, w->cap_people * sizeof(*w->people));
+	consent_big_free(w->rows, w->cap_rows * sizeof(*w->rows));
 }
 
 struct consent_table *
@@ -856,8 +311,8 @@ consent_import_csv(const char *name, const char *buf, size_t len,
 	struct import *im;
 	struct consent_table *t = NULL;
 	struct cg_errors local;
-	struct field f[MAX_COLUMNS];
-	struct csv c = {buf, len, 0, 1};
+	struct csv_field f[CG_MAX_CSV_COLUMNS];
+	struct csv c;
 	unsigned n, ncols;
 	int ev_col = -1, rc, line;
 	const char *why = NULL;
@@ -873,13 +328,11 @@ consent_import_csv(const char *name, const char *buf, size_t len,
 		goto done;
 	}
 	im->name = name;
-	im->buf = buf;
+	im->w.buf = buf;
 	im->errs = errs;
 
-	/* A UTF-8 byte-order mark (spreadsheet exports) is not data. */
-	if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0)
-		c.pos = 3;
-	rc = csv_record(&c, f, MAX_COLUMNS, &n, &why);
+	csv_init(&c, buf, len);
+	rc = csv_record(&c, f, CG_MAX_CSV_COLUMNS, &n, &why);
 	if (rc == 0) {
 		cg_errors_add(errs, name, 0, 0,
 		              "empty file: the header line "
@@ -891,14 +344,14 @@ consent_import_csv(const char *name, const char *buf, size_t len,
 		cg_errors_add(errs, name, 1, 0, "%s", why);
 		goto done;
 	}
-	if (n > MAX_COLUMNS) {
+	if (n > CG_MAX_CSV_COLUMNS) {
 		cg_errors_add(errs, name, 1, 0, "more than %d columns",
-		              MAX_COLUMNS);
+		              CG_MAX_CSV_COLUMNS);
 		goto done;
 	}
 	ncols = n;
 	for (unsigned i = 0; i < 5; i++)
-		if (i >= n || !field_is(&f[i], header_cols[i])) {
+		if (i >= n || !csv_field_is(&f[i], header_cols[i])) {
 			cg_errors_add(errs, name, 1, 0,
 			              "header must start with "
 			              "subject,purpose,status,jurisdiction,"
@@ -907,7 +360,7 @@ consent_import_csv(const char *name, const char *buf, size_t len,
 			goto done;
 		}
 	for (unsigned i = 5; i < n; i++)
-		if (field_is(&f[i], "evidence")) {
+		if (csv_field_is(&f[i], "evidence")) {
 			if (ev_col >= 0) {
 				cg_errors_add(errs, name, 1, 0,
 				              "column evidence appears twice");
@@ -920,26 +373,28 @@ consent_import_csv(const char *name, const char *buf, size_t len,
 	for (const char *p = buf + c.pos;
 	     (p = memchr(p, '\n', len - (size_t)(p - buf))); p++)
 		bound++;
-	im->cap_people = im->cap_rows = bound;
-	im->nwslots = bound * CONSENT_LOAD_NUM / CONSENT_LOAD_DEN + 1;
-	im->wslots = big_alloc(im->nwslots * sizeof(uint64_t));
-	im->people = big_alloc(bound * sizeof(struct wperson));
-	im->rows = big_alloc(bound * sizeof(struct wrow));
-	if (im->wslots == NULL || im->people == NULL || im->rows == NULL) {
+	im->w.cap_people = im->w.cap_rows = bound;
+	im->w.nwslots = bound * CONSENT_LOAD_NUM / CONSENT_LOAD_DEN + 1;
+	im->w.wslots = consent_big_alloc(im->w.nwslots * sizeof(uint64_t));
+	im->w.people =
+	    consent_big_alloc(bound * sizeof(struct consent_wperson));
+	im->w.rows = consent_big_alloc(bound * sizeof(struct consent_wrow));
+	if (im->w.wslots == NULL || im->w.people == NULL ||
+	    im->w.rows == NULL) {
 		cg_errors_add(errs, name, 0, 0, "out of memory");
 		goto done;
 	}
 
 	while (im->nerr < CG_MAX_ERRORS) {
 		line = c.line;
-		rc = csv_record(&c, f, MAX_COLUMNS, &n, &why);
+		rc = csv_record(&c, f, CG_MAX_CSV_COLUMNS, &n, &why);
 		if (rc == 0)
 			break;
 		if (rc < 0) {
 			bad(im, line, why);
 			continue;
 		}
-		if (n == 1 && f[0].len == 0 && f[0].ptr[-1] != '"')
+		if (csv_blank(f, n))
 			continue; /* a blank line carries nothing */
 		if (n != ncols) {
 			char msg[64];
@@ -952,7 +407,7 @@ consent_import_csv(const char *name, const char *buf, size_t len,
 	}
 	flush_pending(im);
 	if (im->nerr == 0) {
-		t = build_image(im, (int64_t)time(NULL));
+		t = consent_snapshot_build(&im->w, (int64_t)time(NULL));
 		if (t != NULL && (t->source = strdup(name)) == NULL) {
 			consent_free(t);
 			t = NULL;
@@ -977,88 +432,7 @@ done:
 	return t;
 }
 
-/* ---- snapshot open ---- */
-
-static bool
-range_ok(uint64_t off, uint64_t size, uint64_t file_size)
-{
-	return off <= file_size && size <= file_size - off;
-}
-
-/* Check everything lookups will follow without per-entry work. */
-static const char *
-snapshot_check(const uint8_t *base, size_t size)
-{
-	const struct consent_snap_header *h = (const void *)base;
-
-	if (size < sizeof(*h))
-		return "truncated snapshot (shorter than its header)";
-	if (memcmp(h->magic, CONSENT_MAGIC, 8) != 0)
-		return "not a consent snapshot (bad magic)";
-	if (h->endian != CONSENT_ENDIAN)
-		return "snapshot written on a machine of another byte order";
-	if (h->checksum != header_checksum(h))
-		return "header checksum mismatch (corrupt snapshot)";
-	if (h->format != CONSENT_FORMAT)
-		return "unsupported snapshot format version";
-	if (h->header_size != sizeof(*h))
-		return "bad header size";
-	if (h->file_size != size)
-		return h->file_size > size ? "truncated snapshot (shorter than "
-		                             "its header says)"
-		                           : "snapshot longer than its header "
-		                             "says";
-	if (h->purposes_off % 8 || h->slots_off % 8 || h->blobs_off % 8 ||
-	    h->blobs_size % 8)
-		return "misaligned section";
-	if (!range_ok(h->purposes_off, h->purposes_size, size) ||
-	    h->nbuckets == 0 || h->nbuckets > size / 8 ||
-	    !range_ok(h->slots_off, h->nbuckets * 8, size) ||
-	    !range_ok(h->blobs_off, h->blobs_size, size))
-		return "section out of bounds";
-	if (h->nbuckets <= h->people || h->people > h->blobs_size / 24 ||
-	    h->rows > h->people * CONSENT_MAX_PURPOSES ||
-	    h->blobs_size / 8 > CONSENT_SLOT_OFF_MASK)
-		return "inconsistent counts";
-	if (h->npurposes > CONSENT_MAX_PURPOSES ||
-	    (uint64_t)h->npurposes * 8 > h->purposes_size)
-		return "bad purpose table";
-	for (uint32_t i = 0; i < h->npurposes; i++) {
-		const uint8_t *pp = base + h->purposes_off;
-		uint32_t ent[2];
-		memcpy(ent, pp + i * 8, 8);
-		if (ent[0] < h->npurposes * 8u ||
-		    ent[1] > CONSENT_MAX_PURPOSE_LEN ||
-		    (uint64_t)ent[0] + ent[1] + 1 > h->purposes_size ||
-		    pp[ent[0] + ent[1]] != '\0')
-			return "bad purpose name";
-	}
-	return NULL;
-}
-
-static struct consent_table *
-open_snapshot(const char *path, const uint8_t *base, size_t size,
-              struct cg_errors *errs)
-{
-	const char *why = snapshot_check(base, size);
-	struct consent_table *t;
-
-	if (why != NULL) {
-		cg_errors_add(errs, path, 0, 0, "%s", why);
-		return NULL;
-	}
-	t = calloc(1, sizeof(*t));
-	if (t == NULL || (t->source = strdup(path)) == NULL) {
-		free(t);
-		cg_errors_add(errs, path, 0, 0, "out of memory");
-		return NULL;
-	}
-	t->base = base;
-	t->size = size;
-	t->storage = STORAGE_FILE;
-	table_bind(t);
-	return t;
-}
+/* ---- open ---- */
 
 struct consent_table *
 consent_open(const char *path, struct cg_errors *errs)
@@ -1103,7 +477,7 @@ consent_open(const char *path, struct cg_errors *errs)
 #ifdef MADV_HUGEPAGE
 		(void)madvise(map, size, MADV_HUGEPAGE);
 #endif
-		t = open_snapshot(path, map, size, errs);
+		t = consent_snapshot_open(path, map, size, errs);
 		if (t != NULL)
 			map = MAP_FAILED; /* the table owns it now */
 		goto done;
@@ -1122,85 +496,15 @@ done:
 	return t;
 }
 
-/* ---- snapshot write ---- */
-
-static int
-write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len > (1u << 30) ? (1u << 30) : len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-int
-consent_snapshot_write(const struct consent_table *t, const char *path,
-                       struct cg_errors *errs)
-{
-	struct consent_snap_header h;
-	char *tmp = NULL;
-	int fd = -1, rc = -1;
-
-	if (asprintf(&tmp, "%s.XXXXXX", path) < 0) {
-		tmp = NULL;
-		cg_errors_add(errs, path, 0, 0, "out of memory");
-		goto done;
-	}
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		cg_errors_add(errs, path, 0, 0, "cannot create %s: %s", tmp,
-		              strerror(errno));
-		goto done;
-	}
-	memcpy(&h, t->h, sizeof(h));
-	h.version = t->version;
-	h.checksum = header_checksum(&h);
-	if (write_all(fd, &h, sizeof(h)) < 0 ||
-	    write_all(fd, t->base + sizeof(h), t->size - sizeof(h)) < 0 ||
-	    fchmod(fd, 0644) < 0 || fsync(fd) < 0) {
-		cg_errors_add(errs, path, 0, 0, "cannot write: %s",
-		              strerror(errno));
-		goto done;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		cg_errors_add(errs, path, 0, 0, "cannot write: %s",
-		              strerror(errno));
-		goto done;
-	}
-	fd = -1;
-	/* Readers see the old file or the whole new one, never half. */
-	if (rename(tmp, path) < 0) {
-		cg_errors_add(errs, path, 0, 0, "cannot rename %s: %s", tmp,
-		              strerror(errno));
-		goto done;
-	}
-	rc = 0;
-done:
-	if (fd >= 0)
-		close(fd);
-	if (rc < 0 && tmp != NULL)
-		unlink(tmp);
-	free(tmp);
-	return rc;
-}
-
 void
 consent_free(struct consent_table *t)
 {
 	if (t == NULL)
 		return;
-	if (t->storage == STORAGE_HEAP)
-		free((void *)(uintptr_t)t->base);
-	else
+	if (t->storage == CONSENT_STORAGE_FILE)
 		munmap((void *)(uintptr_t)t->base, t->size);
+	else
+		consent_big_free((void *)(uintptr_t)t->base, t->size);
 	free(t->source);
 	free(t);
 }
@@ -1282,14 +586,15 @@ consent_purpose_rows(const struct consent_table *t, unsigned id)
 		return 0;
 	if (t->from_csv)
 		return t->purpose_rows[id];
-	/* the blobs lie end to end (build_image); stop at anything odd */
+	/* the blobs lie end to end (consent_snapshot_build); stop at anything
+	 * odd */
 	while (off + sizeof(struct consent_blob_head) <= t->blobs_size) {
 		struct consent_blob_head bh;
 		const uint8_t *blob = t->blobs + off;
 		uint64_t rows_at, ev = 0;
 
 		memcpy(&bh, blob, sizeof(bh));
-		rows_at = sizeof(bh) + pad8(bh.subj_len);
+		rows_at = sizeof(bh) + consent_pad8(bh.subj_len);
 		if (bh.nrows == 0 ||
 		    rows_at + (uint64_t)bh.nrows * 16 > t->blobs_size - off)
 			break;
@@ -1300,7 +605,7 @@ consent_purpose_rows(const struct consent_table *t, unsigned id)
 			n += br.purpose == id;
 			ev += br.ev_len;
 		}
-		off += rows_at + (uint64_t)bh.nrows * 16 + pad8(ev);
+		off += rows_at + (uint64_t)bh.nrows * 16 + consent_pad8(ev);
 	}
 	return n;
 }
@@ -1358,7 +663,7 @@ blob_match(const struct consent_table *t, uint64_t off, const char *subject,
 	memcpy(&bh, blob, sizeof(bh));
 	if (bh.subj_len != len)
 		return 0;
-	if (sizeof(bh) + pad8(len) + (uint64_t)bh.nrows * 16 > room)
+	if (sizeof(bh) + consent_pad8(len) + (uint64_t)bh.nrows * 16 > room)
 		return -1;
 	if (memcmp(blob + sizeof(bh), subject, len) != 0)
 		return 0;
@@ -1371,7 +676,7 @@ blob_match(const struct consent_table *t, uint64_t off, const char *subject,
 	out->jurisdiction[1] = bh.juris[1];
 	if (purpose_id < 0)
 		return 1;
-	const uint8_t *rp = blob + sizeof(bh) + pad8(len);
+	const uint8_t *rp = blob + sizeof(bh) + consent_pad8(len);
 	for (unsigned i = 0; i < bh.nrows; i++) {
 		struct consent_blob_row br;
 		memcpy(&br, rp + i * sizeof(br), sizeof(br));
@@ -1394,7 +699,7 @@ static void
 probe(const struct consent_table *t, uint64_t h, const char *subject,
       size_t len, int purpose_id, struct consent_lookup_result *out)
 {
-	uint64_t b = bucket_of(h, t->nbuckets), tag = tag_of(h);
+	uint64_t b = consent_bucket(h, t->nbuckets), tag = consent_tag(h);
 
 	/* Bounded even on a corrupt file without an empty slot. */
 	for (uint64_t i = 0; i < t->nbuckets; i++) {
@@ -1421,7 +726,7 @@ consent_lookup(const struct consent_table *t, const char *subject, size_t len,
 {
 	if (purpose_id >= (int)t->h->npurposes)
 		purpose_id = -1;
-	probe(t, hash_bytes(subject, len, t->seed), subject, len, purpose_id,
+	probe(t, consent_hash(subject, len, t->seed), subject, len, purpose_id,
 	      out);
 }
 
@@ -1439,14 +744,14 @@ consent_lookup_many(const struct consent_table *t,
 		/* Start every memory fetch first, then wait on them once. */
 		for (size_t i = 0; i < m; i++) {
 			const struct cg_slice *s = &subjects[base + i];
-			h[i] = hash_bytes(s->ptr, s->len, t->seed);
+			h[i] = consent_hash(s->ptr, s->len, t->seed);
 			__builtin_prefetch(
-			    &t->slots[bucket_of(h[i], t->nbuckets)]);
+			    &t->slots[consent_bucket(h[i], t->nbuckets)]);
 		}
 		for (size_t i = 0; i < m; i++) {
 			/* The person often sits a slot or two further on. */
-			uint64_t b = bucket_of(h[i], t->nbuckets);
-			uint64_t tag = tag_of(h[i]);
+			uint64_t b = consent_bucket(h[i], t->nbuckets);
+			uint64_t tag = consent_tag(h[i]);
 			for (unsigned k = 0; k < 8; k++) {
 				uint64_t s = t->slots[b];
 				uint64_t off = (s & CONSENT_SLOT_OFF_MASK) * 8;

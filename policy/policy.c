@@ -3,9 +3,10 @@
  * the reference-counted snapshot that pairs a policy with a consent table.
  *
  * jansson parses (duplicate keys rejected) but keeps no positions, so a
- * second small pass over the text records the line and column of every
- * member and element by its path ("routes[1].purpose"); validation errors
- * are then reported as "file:line:col: path: message", all at once.
+ * second small pass over the text (jsonpos.c) records the line and column
+ * of every member and element by its path ("routes[1].purpose");
+ * validation errors are then reported as "file:line:col: path: message",
+ * all at once.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -17,331 +18,20 @@
 
 #include <jansson.h>
 
+#include "consentgate/jsonpos.h"
 #include "policy_internal.h"
 
-/* Paths in messages are cut at PATH_MAX_LEN on purpose. */
+/* Paths in messages are cut at CG_MAX_JSON_PATH on purpose. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #endif
-
-#define PATH_MAX_LEN 256 /* bytes of a value path in messages */
-#define POS_MAX_DEPTH 8  /* nesting recorded by the position pass */
-
-/* ---- positions ---- */
-
-struct pos_entry {
-	char *path;
-	int kline, kcol; /* the member's key; 0 for array elements */
-	int vline, vcol; /* the value */
-};
-
-struct pos_map {
-	struct pos_entry *v;
-	size_t n, cap;
-};
-
-struct pos_scan {
-	const char *buf;
-	size_t len, i;
-	int line, col;
-	struct pos_map *map;
-};
-
-static void
-pos_adv(struct pos_scan *ps)
-{
-	unsigned char c = (unsigned char)ps->buf[ps->i++];
-
-	if (c == '\n') {
-		ps->line++;
-		ps->col = 1;
-	} else if ((c & 0xC0) != 0x80) {
-		/* columns count characters, as jansson's do */
-		ps->col++;
-	}
-}
-
-static void
-pos_ws(struct pos_scan *ps)
-{
-	while (ps->i < ps->len && strchr(" \t\r\n", ps->buf[ps->i]) != NULL &&
-	       ps->buf[ps->i] != '\0')
-		pos_adv(ps);
-}
-
-static void
-pos_add(struct pos_map *m, const char *path, int kl, int kc, int vl, int vc)
-{
-	struct pos_entry *nv;
-
-	if (m->n == m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 64;
-		nv = realloc(m->v, cap * sizeof(*nv));
-		if (nv == NULL)
-			return; /* positions are a courtesy; messages still work
-			         */
-		m->v = nv;
-		m->cap = cap;
-	}
-	m->v[m->n].path = strdup(path);
-	if (m->v[m->n].path == NULL)
-		return;
-	m->v[m->n].kline = kl;
-	m->v[m->n].kcol = kc;
-	m->v[m->n].vline = vl;
-	m->v[m->n].vcol = vc;
-	m->n++;
-}
-
-static void
-pos_free(struct pos_map *m)
-{
-	for (size_t i = 0; i < m->n; i++)
-		free(m->v[i].path);
-	free(m->v);
-	memset(m, 0, sizeof(*m));
-}
-
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static void
-put_utf8(char *out, size_t cap, size_t *o, uint32_t cp)
-{
-	char tmp[4];
-	size_t n = 0;
-
-	if (cp < 0x80) {
-		tmp[n++] = (char)cp;
-	} else if (cp < 0x800) {
-		tmp[n++] = (char)(0xC0 | (cp >> 6));
-		tmp[n++] = (char)(0x80 | (cp & 0x3F));
-	} else if (cp < 0x10000) {
-		tmp[n++] = (char)(0xE0 | (cp >> 12));
-		tmp[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		tmp[n++] = (char)(0x80 | (cp & 0x3F));
-	} else {
-		tmp[n++] = (char)(0xF0 | (cp >> 18));
-		tmp[n++] = (char)(0x80 | ((cp >> 12) & 0x3F));
-		tmp[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		tmp[n++] = (char)(0x80 | (cp & 0x3F));
-	}
-	for (size_t k = 0; k < n && *o + 1 < cap; k++)
-		out[(*o)++] = tmp[k];
-}
-
-static uint32_t
-pos_hex4(struct pos_scan *ps)
-{
-	uint32_t v = 0;
-
-	for (int k = 0; k < 4 && ps->i < ps->len; k++) {
-		int h = hexval(ps->buf[ps->i]);
-		v = v * 16 + (uint32_t)(h < 0 ? 0 : h);
-		pos_adv(ps);
-	}
-	return v;
-}
-
-/* Read a string at the opening quote; decode it into out (truncated). */
-static void
-pos_string(struct pos_scan *ps, char *out, size_t cap)
-{
-	size_t o = 0;
-
-	pos_adv(ps); /* " */
-	while (ps->i < ps->len && ps->buf[ps->i] != '"') {
-		char c = ps->buf[ps->i];
-		if (c != '\\') {
-			if (o + 1 < cap)
-				out[o++] = c;
-			pos_adv(ps);
-			continue;
-		}
-		pos_adv(ps);
-		if (ps->i >= ps->len)
-			break;
-		c = ps->buf[ps->i];
-		pos_adv(ps);
-		if (c == 'u') {
-			uint32_t cp = pos_hex4(ps);
-			if (cp >= 0xD800 && cp < 0xDC00 &&
-			    ps->i + 1 < ps->len && ps->buf[ps->i] == '\\' &&
-			    ps->buf[ps->i + 1] == 'u') {
-				pos_adv(ps);
-				pos_adv(ps);
-				uint32_t lo = pos_hex4(ps);
-				cp = 0x10000 + ((cp - 0xD800) << 10) +
-				     (lo - 0xDC00);
-			}
-			put_utf8(out, cap, &o, cp);
-			continue;
-		}
-		switch (c) {
-		case 'b':
-			c = '\b';
-			break;
-		case 'f':
-			c = '\f';
-			break;
-		case 'n':
-			c = '\n';
-			break;
-		case 'r':
-			c = '\r';
-			break;
-		case 't':
-			c = '\t';
-			break;
-		default:
-			break; /* " \ / stand for themselves */
-		}
-		if (o + 1 < cap)
-			out[o++] = c;
-	}
-	if (ps->i < ps->len)
-		pos_adv(ps); /* " */
-	if (cap > 0)
-		out[o] = '\0';
-}
-
-/* Skip one value without recursion: nothing that deep is ever reported,
- * and the stack stays small whatever the nesting. */
-static void
-pos_skip(struct pos_scan *ps)
-{
-	size_t depth = 0;
-	bool in_string = false;
-
-	do {
-		char c = ps->buf[ps->i];
-		if (in_string) {
-			if (c == '\\' && ps->i + 1 < ps->len)
-				pos_adv(ps);
-			else if (c == '"')
-				in_string = false;
-		} else if (c == '"') {
-			in_string = true;
-		} else if (c == '{' || c == '[') {
-			depth++;
-		} else if (c == '}' || c == ']') {
-			if (depth == 0)
-				return; /* the parent's closer */
-			depth--;
-		} else if (c == ',' && depth == 0) {
-			return;
-		}
-		pos_adv(ps);
-	} while (ps->i < ps->len &&
-	         (depth > 0 || in_string ||
-	          strchr(",]} \t\r\n", ps->buf[ps->i]) == NULL));
-}
-
-static void pos_value(struct pos_scan *ps, const char *path, int depth, int kl,
-                      int kc);
-
-static void
-pos_object(struct pos_scan *ps, const char *path, int depth)
-{
-	char key[PATH_MAX_LEN], sub[PATH_MAX_LEN];
-
-	pos_adv(ps); /* { */
-	for (;;) {
-		pos_ws(ps);
-		if (ps->i >= ps->len || ps->buf[ps->i] == '}')
-			break;
-		if (ps->buf[ps->i] == ',') {
-			pos_adv(ps);
-			continue;
-		}
-		if (ps->buf[ps->i] != '"')
-			return; /* not JSON; jansson has said so already */
-		int kl = ps->line, kc = ps->col;
-		pos_string(ps, key, sizeof(key));
-		pos_ws(ps);
-		if (ps->i < ps->len && ps->buf[ps->i] == ':')
-			pos_adv(ps);
-		if (path[0] != '\0')
-			snprintf(sub, sizeof(sub), "%s.%s", path, key);
-		else
-			snprintf(sub, sizeof(sub), "%s", key);
-		pos_value(ps, sub, depth + 1, kl, kc);
-	}
-	if (ps->i < ps->len)
-		pos_adv(ps);
-}
-
-static void
-pos_array(struct pos_scan *ps, const char *path, int depth)
-{
-	char sub[PATH_MAX_LEN];
-	unsigned idx = 0;
-
-	pos_adv(ps); /* [ */
-	for (;;) {
-		pos_ws(ps);
-		if (ps->i >= ps->len || ps->buf[ps->i] == ']')
-			break;
-		if (ps->buf[ps->i] == ',') {
-			pos_adv(ps);
-			continue;
-		}
-		snprintf(sub, sizeof(sub), "%s[%u]", path, idx++);
-		size_t before = ps->i;
-		pos_value(ps, sub, depth + 1, 0, 0);
-		if (ps->i == before)
-			return; /* no progress: not JSON */
-	}
-	if (ps->i < ps->len)
-		pos_adv(ps);
-}
-
-static void
-pos_value(struct pos_scan *ps, const char *path, int depth, int kl, int kc)
-{
-	char skip[2];
-
-	pos_ws(ps);
-	if (ps->i >= ps->len)
-		return;
-	if (depth > POS_MAX_DEPTH) {
-		pos_skip(ps);
-		return;
-	}
-	pos_add(ps->map, path, kl, kc, ps->line, ps->col);
-	switch (ps->buf[ps->i]) {
-	case '{':
-		pos_object(ps, path, depth);
-		break;
-	case '[':
-		pos_array(ps, path, depth);
-		break;
-	case '"':
-		pos_string(ps, skip, sizeof(skip));
-		break;
-	default:
-		while (ps->i < ps->len &&
-		       strchr(",]} \t\r\n", ps->buf[ps->i]) == NULL)
-			pos_adv(ps);
-		break;
-	}
-}
 
 /* ---- the loader ---- */
 
 struct load {
 	const char *name;
 	struct cg_errors *errs;
-	struct pos_map pos;
+	struct jsonpos *pos; /* NULL: messages without positions */
 	struct policy *p;
 	bool failed;
 	json_t *rule_jsons; /* the "rules" array, for the lint pass */
@@ -351,31 +41,7 @@ struct load {
 static void
 locate(struct load *ld, const char *path, bool key, int *line, int *col)
 {
-	char buf[PATH_MAX_LEN];
-
-	snprintf(buf, sizeof(buf), "%s", path);
-	*line = *col = 0;
-	for (;;) {
-		for (size_t i = 0; i < ld->pos.n; i++) {
-			struct pos_entry *e = &ld->pos.v[i];
-			if (strcmp(e->path, buf) != 0)
-				continue;
-			if (key && e->kline > 0) {
-				*line = e->kline;
-				*col = e->kcol;
-			} else {
-				*line = e->vline;
-				*col = e->vcol;
-			}
-			return;
-		}
-		char *dot = strrchr(buf, '.'), *br = strrchr(buf, '[');
-		char *cut = dot > br ? dot : br;
-		if (cut == NULL)
-			return;
-		*cut = '\0';
-		key = false;
-	}
+	jsonpos_find(ld->pos, path, key, line, col);
 }
 
 static void __attribute__((format(printf, 4, 5)))
@@ -404,7 +70,7 @@ check_keys(struct load *ld, json_t *obj, const char *path,
 {
 	const char *key;
 	json_t *v;
-	char sub[PATH_MAX_LEN], list[200];
+	char sub[CG_MAX_JSON_PATH], list[200];
 
 	json_object_foreach(obj, key, v)
 	{
@@ -463,16 +129,7 @@ is_name(const char *s)
 static bool
 looks_like_country(const char *s)
 {
-	return strlen(s) == 2 && isupper((unsigned char)s[0]) &&
-	       isupper((unsigned char)s[1]);
-}
-
-int
-policy_country_index(const char *cc)
-{
-	if (!looks_like_country(cc))
-		return -1;
-	return (cc[0] - 'A') * 26 + (cc[1] - 'A');
+	return policy_country_index(s) >= 0;
 }
 
 /* A string member: NULL when absent; an error when of another type. */
@@ -480,7 +137,7 @@ static const char *
 get_string(struct load *ld, json_t *obj, const char *path, const char *key,
            bool required)
 {
-	char sub[PATH_MAX_LEN];
+	char sub[CG_MAX_JSON_PATH];
 	json_t *v = json_object_get(obj, key);
 
 	snprintf(sub, sizeof(sub), "%s.%s", path, key);
@@ -553,12 +210,12 @@ load_purposes(struct load *ld, json_t *obj)
 	static const char *const keys[] = {"aipref", "fideslang", NULL};
 	const char *name;
 	json_t *v;
-	char path[PATH_MAX_LEN];
+	char path[CG_MAX_JSON_PATH];
 	size_t n = json_object_size(obj);
 
-	if (n > POLICY_MAX_PURPOSES) {
+	if (n > CG_MAX_PURPOSES) {
 		err_at(ld, "purposes", false, "more than %d purposes",
-		       POLICY_MAX_PURPOSES);
+		       CG_MAX_PURPOSES);
 		return;
 	}
 	ld->p->purposes = calloc(n ? n : 1, sizeof(*ld->p->purposes));
@@ -594,7 +251,7 @@ load_purposes(struct load *ld, json_t *obj)
 				if (strcmp(s, aipref_categories[i]) == 0)
 					ok = true;
 			if (!ok) {
-				char sub[PATH_MAX_LEN];
+				char sub[CG_MAX_JSON_PATH];
 				snprintf(sub, sizeof(sub), "%s.aipref", path);
 				err_at(ld, sub, false,
 				       "unknown AI Preferences category '%s' "
@@ -613,7 +270,7 @@ load_purposes(struct load *ld, json_t *obj)
 				    *c != '.')
 					ok = false;
 			if (!ok) {
-				char sub[PATH_MAX_LEN];
+				char sub[CG_MAX_JSON_PATH];
 				snprintf(sub, sizeof(sub), "%s.fideslang",
 				         path);
 				err_at(ld, sub, false,
@@ -630,15 +287,15 @@ load_purposes(struct load *ld, json_t *obj)
 static void
 load_ignored(struct load *ld, json_t *a)
 {
-	char sub[PATH_MAX_LEN];
+	char sub[CG_MAX_JSON_PATH];
 	json_t *e;
 	size_t i;
 
-	if (!json_is_array(a) || json_array_size(a) > POLICY_MAX_IGNORED) {
+	if (!json_is_array(a) || json_array_size(a) > CG_MAX_IGNORED_PURPOSES) {
 		err_at(ld, "ignored_purposes", false,
 		       "must be a list of purpose names (at most %d) that the "
 		       "consent table holds and this policy ignores",
-		       POLICY_MAX_IGNORED);
+		       CG_MAX_IGNORED_PURPOSES);
 		return;
 	}
 	ld->p->ignored = calloc(json_array_size(a) + 1, sizeof(char *));
@@ -680,12 +337,12 @@ load_groups(struct load *ld, json_t *obj)
 {
 	const char *name;
 	json_t *v;
-	char path[PATH_MAX_LEN], sub[PATH_MAX_LEN];
+	char path[CG_MAX_JSON_PATH], sub[CG_MAX_JSON_PATH];
 	size_t n = json_object_size(obj);
 
-	if (n > POLICY_MAX_GROUPS) {
+	if (n > CG_MAX_GROUPS) {
 		err_at(ld, "jurisdictions", false, "more than %d groups",
-		       POLICY_MAX_GROUPS);
+		       CG_MAX_GROUPS);
 		return;
 	}
 	ld->p->groups = calloc(n ? n : 1, sizeof(*ld->p->groups));
@@ -752,7 +409,7 @@ load_route(struct load *ld, json_t *v, unsigned idx)
 	    "subject_header", "on_deny", "content_usage", "subject_ids", NULL,
 	};
 	struct policy_route *r = &ld->p->routes[idx];
-	char path[PATH_MAX_LEN], sub[PATH_MAX_LEN], list[300];
+	char path[CG_MAX_JSON_PATH], sub[CG_MAX_JSON_PATH], list[300];
 	const char *s, *jerr;
 	json_t *a, *e;
 	size_t i;
@@ -831,7 +488,7 @@ load_route(struct load *ld, json_t *v, unsigned idx)
 			}
 		r->name = xstrdup(ld, s);
 	} else {
-		char nm[PATH_MAX_LEN * 2];
+		char nm[CG_MAX_JSON_PATH * 2];
 		snprintf(nm, sizeof(nm), "%s %s%s", r->method, r->path,
 		         r->prefix ? "*" : "");
 		r->name = xstrdup(ld, nm);
@@ -876,7 +533,7 @@ load_route(struct load *ld, json_t *v, unsigned idx)
 	} else {
 		json_array_foreach(a, i, e)
 		{
-			char esub[PATH_MAX_LEN];
+			char esub[CG_MAX_JSON_PATH];
 			unsigned bit = 0;
 			snprintf(esub, sizeof(esub), "%s[%zu]", sub, i);
 			for (unsigned k = 0; format_names[k]; k++)
@@ -953,7 +610,7 @@ load_route(struct load *ld, json_t *v, unsigned idx)
 		} else {
 			json_array_foreach(a, i, e)
 			{
-				char esub[PATH_MAX_LEN];
+				char esub[CG_MAX_JSON_PATH];
 				json_t *ptr = e, *opt = NULL;
 				const char *t;
 				snprintf(esub, sizeof(esub), "%s[%zu]", sub, i);
@@ -1087,7 +744,7 @@ load_rule_if(struct load *ld, struct policy_rule *ru, json_t *cond,
 	static const char *const status_names[] = {
 	    "none", "granted", "denied", "withdrawn", NULL,
 	};
-	char sub[PATH_MAX_LEN], esub[PATH_MAX_LEN], list[300];
+	char sub[CG_MAX_JSON_PATH], esub[CG_MAX_JSON_PATH], list[300];
 	json_t *a, *e;
 	size_t i;
 
@@ -1217,7 +874,7 @@ load_rule(struct load *ld, json_t *v, unsigned idx)
 	    "id", "purposes", "if", "then", NULL,
 	};
 	struct policy_rule *ru = &ld->p->rules[idx];
-	char path[PATH_MAX_LEN], sub[PATH_MAX_LEN], list[300];
+	char path[CG_MAX_JSON_PATH], sub[CG_MAX_JSON_PATH], list[300];
 	const char *s;
 	json_t *a, *e;
 	size_t i;
@@ -1258,7 +915,7 @@ load_rule(struct load *ld, json_t *v, unsigned idx)
 			       "(leave it out for every purpose)");
 		json_array_foreach(a, i, e)
 		{
-			char esub[PATH_MAX_LEN];
+			char esub[CG_MAX_JSON_PATH];
 			const char *t = json_string_value(e);
 			int pi = t ? purpose_index(ld->p, t) : -1;
 			snprintf(esub, sizeof(esub), "%s[%zu]", sub, i);
@@ -1300,7 +957,7 @@ check_defaults(struct load *ld)
 	for (unsigned i = 0; i < p->nroutes; i++) {
 		struct policy_route *r = &p->routes[i];
 		bool found = false;
-		char path[PATH_MAX_LEN];
+		char path[CG_MAX_JSON_PATH];
 
 		if (r->action != POLICY_ACTION_INSPECT || r->purpose < 0)
 			continue;
@@ -1355,8 +1012,10 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 	ld.errs = errs;
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
-		cg_errors_add(errs, name, jerr.line, jerr.column, "%s",
-		              jerr.text);
+		int line, col;
+		jsonpos_of_error(buf, len, jerr.line, jerr.column,
+		                 jerr.position, &line, &col);
+		cg_errors_add(errs, name, line, col, "%s", jerr.text);
 		goto fail;
 	}
 	if (memchr(buf, '\0', len) != NULL) {
@@ -1372,10 +1031,7 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 	snprintf(p->digest, sizeof(p->digest), "%016llx",
 	         (unsigned long long)fnv1a64(buf, len));
 	cg_errors_init(&p->warnings);
-	{
-		struct pos_scan ps = {buf, len, 0, 1, 1, &ld.pos};
-		pos_value(&ps, "", 0, 0, 0);
-	}
+	ld.pos = jsonpos_scan(buf, len);
 	if (!json_is_object(root)) {
 		err_at(&ld, "", false,
 		       "a rule file is a JSON object with \"policy\", "
@@ -1419,9 +1075,9 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 	} else if (!json_is_array(v) || json_array_size(v) == 0) {
 		err_at(&ld, "routes", false,
 		       "must be a non-empty list of routes");
-	} else if (json_array_size(v) > POLICY_MAX_ROUTES) {
+	} else if (json_array_size(v) > CG_MAX_ROUTES) {
 		err_at(&ld, "routes", false, "more than %d routes",
-		       POLICY_MAX_ROUTES);
+		       CG_MAX_ROUTES);
 	} else {
 		p->routes = calloc(json_array_size(v), sizeof(*p->routes));
 		if (p->routes == NULL) {
@@ -1441,9 +1097,9 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 	} else if (!json_is_array(v) || json_array_size(v) == 0) {
 		err_at(&ld, "rules", false,
 		       "must be a non-empty list of rules");
-	} else if (json_array_size(v) > POLICY_MAX_RULES) {
+	} else if (json_array_size(v) > CG_MAX_RULES) {
 		err_at(&ld, "rules", false, "more than %d rules",
-		       POLICY_MAX_RULES);
+		       CG_MAX_RULES);
 	} else {
 		p->rules = calloc(json_array_size(v), sizeof(*p->rules));
 		if (p->rules == NULL) {
@@ -1465,11 +1121,11 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 		goto fail;
 	}
 	json_decref(root);
-	pos_free(&ld.pos);
+	jsonpos_free(ld.pos);
 	return p;
 fail:
 	json_decref(root);
-	pos_free(&ld.pos);
+	jsonpos_free(ld.pos);
 	policy_free(p);
 	return NULL;
 }
@@ -1491,9 +1147,10 @@ policy_load(const char *path, struct cg_errors *errs)
 		if (len == cap) {
 			char *nb;
 			cap = cap ? cap * 2 : 65536;
-			if (cap > (64u << 20)) {
+			if (cap > CG_MAX_RULE_FILE_BYTES) {
 				cg_errors_add(errs, path, 0, 0,
-				              "file larger than 64 MiB");
+				              "file larger than %u MiB",
+				              CG_MAX_RULE_FILE_BYTES >> 20);
 				goto done;
 			}
 			nb = realloc(buf, cap);

@@ -8,11 +8,6 @@
 
 #include "consentgate/policy.h"
 
-#define POLICY_MAX_PURPOSES 64        /* purposes per rule file (bit mask) */
-#define POLICY_MAX_IGNORED 255        /* ignored_purposes per rule file */
-#define POLICY_MAX_GROUPS 64          /* jurisdiction groups per rule file */
-#define POLICY_MAX_ROUTES 256         /* routes per rule file */
-#define POLICY_MAX_RULES 1024         /* rules per rule file */
 #define POLICY_COUNTRY_BITS (26 * 26) /* one bit per two-letter code */
 
 /* Status bits of a rule's "status" condition. */
@@ -101,8 +96,17 @@ void policy_lint(struct policy *p, const char *name);
  * memory. */
 int policy_routes_compile(struct policy *p, const char *name);
 
-/* A country code "DE" to its bit index, -1 when not two upper-case letters. */
-int policy_country_index(const char *cc);
+/* A country code "DE" to its bit index, -1 when not two upper-case letters.
+ * Here, not in policy.c, so that rule.c needs nothing back from the loader
+ * (policy.c calls rule.c's lint; the dependency goes one way). */
+static inline int
+policy_country_index(const char *cc)
+{
+	if (cc[0] < 'A' || cc[0] > 'Z' || cc[1] < 'A' || cc[1] > 'Z' ||
+	    cc[2] != '\0')
+		return -1;
+	return (cc[0] - 'A') * 26 + (cc[1] - 'A');
+}
 
 static inline bool
 policy_bit_test(const uint8_t *bits, unsigned i)

@@ -16,7 +16,7 @@
  *    or under the two non-ASCII folds to ASCII (U+017F, U+212A) that Go's
  *    decoder applies, is a decoy and refuses the record;
  *  - nesting is limited per record (spec->max_depth, capped at
- *    SCAN_DEPTH_CAP); for ARRAY/ARRAY_AT the wrapper levels do not count;
+ *    CG_MAX_SCAN_DEPTH); for ARRAY/ARRAY_AT the wrapper levels do not count;
  *  - duplicate members off the locator paths are accepted: they cannot
  *    change whose record it is.
  */
@@ -31,7 +31,6 @@
 
 #include "consentgate/scan.h"
 
-#define SCAN_DEPTH_CAP 1024          /* containers; caps spec->max_depth */
 #define SCAN_TRACK CG_MAX_PTR_TOKENS /* levels a locator can reach */
 #define SCAN_MAX_LOC 32              /* locators a mask can hold */
 
@@ -1007,7 +1006,7 @@ parse_value(struct scan_ctx *c, const char **pp, unsigned root_mask)
 	unsigned depth = 0, vmask, cmask = 0, flags, litlen;
 	unsigned max_depth = c->max_depth;
 	const uint8_t *ws = c->ws;
-	uint8_t is_obj[SCAN_DEPTH_CAP];
+	uint8_t is_obj[CG_MAX_SCAN_DEPTH];
 	unsigned lmask[SCAN_TRACK], lseen[SCAN_TRACK];
 	uint32_t lidx[SCAN_TRACK];
 	const char *guard_lf[SCAN_TRACK]; /* the LF a guarded one must pass */
@@ -1312,8 +1311,8 @@ ctx_init(struct scan_ctx *c, const struct scan_spec *spec,
 		if (spec->max_depth != 0)
 			c->max_depth = spec->max_depth;
 	}
-	if (c->max_depth > SCAN_DEPTH_CAP)
-		c->max_depth = SCAN_DEPTH_CAP;
+	if (c->max_depth > CG_MAX_SCAN_DEPTH)
+		c->max_depth = CG_MAX_SCAN_DEPTH;
 	c->required = 0;
 	c->ids_as_text = spec != NULL && spec->ids_as_text;
 	for (unsigned i = 0; i < c->nloc; i++) {

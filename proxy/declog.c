@@ -70,22 +70,6 @@ declog_enabled(void)
 	return declog_fd >= 0;
 }
 
-/* Append s to b as the inside of a JSON string. */
-static void
-add_json_str(struct evbuffer *b, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (ch == '"' || ch == '\\')
-			evbuffer_add_printf(b, "\\%c", ch);
-		else if (ch < 0x20 || ch == 0x7f)
-			evbuffer_add_printf(b, "\\u%04x", ch);
-		else
-			evbuffer_add(b, s + i, 1);
-	}
-}
-
 void
 declog_record(struct evbuffer *trail, unsigned index,
               const struct policy_decision *d)
@@ -95,9 +79,10 @@ declog_record(struct evbuffer *trail, unsigned index,
 	evbuffer_add_printf(trail, "%s[%u,\"%s\",\"",
 	                    evbuffer_get_length(trail) ? "," : "", index,
 	                    d->allow ? "allow" : "deny");
-	add_json_str(trail, d->rule_id, strlen(d->rule_id));
+	respond_json_str(trail, d->rule_id, strlen(d->rule_id));
 	ADD_LIT(trail, "\",\"");
-	add_json_str(trail, d->consent.evidence.ptr, d->consent.evidence.len);
+	respond_json_str(trail, d->consent.evidence.ptr,
+	                 d->consent.evidence.len);
 	ADD_LIT(trail, "\"]");
 }
 
@@ -157,10 +142,10 @@ declog_write(struct worker *w, uint64_t conn_id,
 	evbuffer_add_printf(
 	    b, "{\"time\":\"%s.%03ldZ\",\"conn\":%llu,\"route\":\"", stamp,
 	    ts.tv_nsec / 1000000, (unsigned long long)conn_id);
-	add_json_str(b, name, strlen(name));
+	respond_json_str(b, name, strlen(name));
 	evbuffer_add_printf(b, "\",\"purpose\":\"%s\",\"policy\":\"",
 	                    policy_route_purpose(route));
-	add_json_str(b, policy_id(p), strlen(policy_id(p)));
+	respond_json_str(b, policy_id(p), strlen(policy_id(p)));
 	evbuffer_add_printf(
 	    b,
 	    "\",\"digest\":\"%s\",\"snapshot\":%llu,\"outcome\":\"%s\","

@@ -26,12 +26,6 @@
 
 #include "http1_internal.h"
 
-#define C_TCHAR 0x01  /* token character (RFC 9110 5.6.2) */
-#define C_FVAL 0x02   /* field value byte: HTAB, SP, VCHAR, obs-text */
-#define C_TARGET 0x04 /* origin-form target byte (RFC 3986 pchar, / ? %) */
-#define C_HEX 0x08
-#define C_HOST 0x10 /* uri-host [ ":" port ], IP literals included */
-
 #define IS_ALNUM(c)                                                            \
 	(((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') ||           \
 	 ((c) >= '0' && (c) <= '9'))
@@ -51,16 +45,16 @@
 	 ((c) >= 'A' && (c) <= 'F'))
 
 #define CLASS_OF(c)                                                            \
-	((IS_TCHAR(c) ? C_TCHAR : 0) |                                         \
-	 (((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f)) ? C_FVAL : 0) |        \
+	((IS_TCHAR(c) ? HTTP1_TCHAR : 0) |                                     \
+	 (((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f)) ? HTTP1_FVAL : 0) |    \
 	 ((IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == ':' || (c) == '@' ||   \
 	   (c) == '/' || (c) == '?' || (c) == '%')                             \
-	      ? C_TARGET                                                       \
+	      ? HTTP1_TARGET                                                   \
 	      : 0) |                                                           \
-	 (IS_HEX(c) ? C_HEX : 0) |                                             \
+	 (IS_HEX(c) ? HTTP1_HEX : 0) |                                         \
 	 ((IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == ':' || (c) == '%' ||   \
 	   (c) == '[' || (c) == ']')                                           \
-	      ? C_HOST                                                         \
+	      ? HTTP1_HOST                                                     \
 	      : 0))
 
 #define T1(c) CLASS_OF(c)
@@ -68,7 +62,7 @@
 #define T16(c) T4(c), T4((c) + 4), T4((c) + 8), T4((c) + 12)
 #define T64(c) T16(c), T16((c) + 16), T16((c) + 32), T16((c) + 48)
 
-static const unsigned char cls[256] = {T64(0), T64(64), T64(128), T64(192)};
+const unsigned char http1_class[256] = {T64(0), T64(64), T64(128), T64(192)};
 
 /* ASCII lower case, with '_' read as '-' (see fold_eq). */
 #define L1(c) (((c) >= 'A' && (c) <= 'Z') ? ((c) | 0x20) : (c))
@@ -77,10 +71,6 @@ static const unsigned char cls[256] = {T64(0), T64(64), T64(128), T64(192)};
 #define L64(c) L16(c), L16((c) + 16), L16((c) + 32), L16((c) + 48)
 
 static const unsigned char lower[256] = {L64(0), L64(64), L64(128), L64(192)};
-
-#define RESPONSE_MAX_HEAD CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES
-#define TRAILER_MAX 8192 /* bytes of a chunked trailer section */
-#define CHUNK_SIZE_DIGITS 16
 
 /* Case-insensitive compare of p[0,n) with a lower-case literal. */
 static inline bool
@@ -181,7 +171,7 @@ read_field(const unsigned char *p, size_t *pos, size_t end, struct field *f,
 		return FIELD_BAD;
 	}
 	nstart = i;
-	while (i < end && (cls[p[i]] & C_TCHAR)) {
+	while (i < end && (http1_class[p[i]] & HTTP1_TCHAR)) {
 		underscore |= p[i] == '_';
 		i++;
 	}
@@ -211,10 +201,10 @@ read_field(const unsigned char *p, size_t *pos, size_t end, struct field *f,
 	vstart = i;
 	for (;;) {
 		i = skip_plain8(p, i, end);
-		while (i < end && (cls[p[i]] & C_FVAL) && p[i] != '\t' &&
-		       p[i] != ' ')
+		while (i < end && (http1_class[p[i]] & HTTP1_FVAL) &&
+		       p[i] != '\t' && p[i] != ' ')
 			i++;
-		if (i == end || !(cls[p[i]] & C_FVAL))
+		if (i == end || !(http1_class[p[i]] & HTTP1_FVAL))
 			break;
 		i++; /* SP or HTAB: the next word may be clean again */
 	}
@@ -277,7 +267,7 @@ check_te(const unsigned char *v, size_t n)
 
 	for (;;) {
 		s = i;
-		while (i < n && (cls[v[i]] & C_TCHAR))
+		while (i < n && (http1_class[v[i]] & HTTP1_TCHAR))
 			i++;
 		if (i == s)
 			return 400; /* empty element or stray byte */
@@ -324,7 +314,7 @@ scan_connection(const unsigned char *v, size_t n, bool *close, bool *keep_alive)
 		if (i == n)
 			break;
 		s = i;
-		while (i < n && (cls[v[i]] & C_TCHAR))
+		while (i < n && (http1_class[v[i]] & HTTP1_TCHAR))
 			i++;
 		if (i == s)
 			return -1;
@@ -352,14 +342,14 @@ host_ok(const unsigned char *v, size_t n)
 
 	if (n > 0 && v[0] == '[') {
 		for (i = 1; i < n && v[i] != ']'; i++)
-			if (!(cls[v[i]] & C_HOST) || v[i] == '[')
+			if (!(http1_class[v[i]] & HTTP1_HOST) || v[i] == '[')
 				return false;
 		if (i == n || i == 1)
 			return false;
 		i++;
 	} else {
-		while (i < n && (cls[v[i]] & C_HOST) && v[i] != ':' &&
-		       v[i] != '[' && v[i] != ']' && v[i] != ',')
+		while (i < n && (http1_class[v[i]] & HTTP1_HOST) &&
+		       v[i] != ':' && v[i] != '[' && v[i] != ']' && v[i] != ',')
 			i++;
 	}
 	if (i < n && v[i] == ':')
@@ -538,8 +528,9 @@ target_ok(const unsigned char *t, size_t n)
 	if (n == 0 || t[0] != '/')
 		return false;
 	for (i = 0; i < n; i++)
-		if (t[i] == '%' && (i + 2 >= n || !(cls[t[i + 1]] & C_HEX) ||
-		                    !(cls[t[i + 2]] & C_HEX)))
+		if (t[i] == '%' &&
+		    (i + 2 >= n || !(http1_class[t[i + 1]] & HTTP1_HEX) ||
+		     !(http1_class[t[i + 2]] & HTTP1_HEX)))
 			return false;
 	return true;
 }
@@ -587,7 +578,7 @@ http1_parse_request(const char *buf, size_t len, const struct http1_limits *lim,
 	}
 
 	s = i;
-	while (i < end && (cls[p[i]] & C_TCHAR))
+	while (i < end && (http1_class[p[i]] & HTTP1_TCHAR))
 		i++;
 	if (i == end)
 		goto more;
@@ -597,7 +588,7 @@ http1_parse_request(const char *buf, size_t len, const struct http1_limits *lim,
 	}
 	req->method = (struct cg_slice){buf + s, i - s};
 	s = ++i;
-	while (i < end && (cls[p[i]] & C_TARGET))
+	while (i < end && (http1_class[p[i]] & HTTP1_TARGET))
 		i++;
 	if (i == end)
 		goto more;
@@ -742,7 +733,9 @@ http1_parse_response(const char *buf, size_t len, bool head_request,
                      struct http1_response *res, const char **reason)
 {
 	const unsigned char *p = (const unsigned char *)buf;
-	size_t end = len < RESPONSE_MAX_HEAD ? len : RESPONSE_MAX_HEAD;
+	size_t end = len < CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES
+	                 ? len
+	                 : CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES;
 	size_t i = 0, s;
 	struct head_facts hf;
 	struct field f;
@@ -794,7 +787,7 @@ http1_parse_response(const char *buf, size_t len, bool head_request,
 		goto bad;
 	}
 	s = i;
-	while (i < end && (cls[p[i]] & C_FVAL))
+	while (i < end && (http1_class[p[i]] & HTTP1_FVAL))
 		i++;
 	if (i + 1 >= end)
 		goto more;
@@ -852,273 +845,13 @@ http1_parse_response(const char *buf, size_t len, bool head_request,
 	goto done;
 
 more:
-	if (len >= RESPONSE_MAX_HEAD) {
+	if (len >= CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES) {
 		*reason = "response head too long";
 		goto bad;
 	}
 	rc = 0;
 	goto done;
 bad:
-	rc = -1;
-done:
-	return rc;
-}
-
-/* ---- chunked decoder ---- */
-
-enum {
-	CK_SIZE_START, /* first hex digit of a chunk size */
-	CK_SIZE,       /* more hex digits, ';' or CR */
-	CK_EXT_NAME0,  /* first byte of an extension name */
-	CK_EXT_NAME,   /* name bytes, '=', ';' or CR */
-	CK_EXT_VAL0,   /* first byte of a value: token or '"' */
-	CK_EXT_TOKEN,  /* token value bytes, ';' or CR */
-	CK_EXT_QUOTED, /* inside a quoted string */
-	CK_EXT_QESC,   /* after a backslash in a quoted string */
-	CK_EXT_QEND,   /* after the closing quote: ';' or CR */
-	CK_SIZE_LF,    /* LF ending the size line */
-	CK_DATA,       /* chunk data */
-	CK_DATA_CR,    /* CR after chunk data */
-	CK_DATA_LF,    /* LF after chunk data */
-	CK_TR_START,   /* start of a trailer line or the final CRLF */
-	CK_TR_NAME,    /* trailer field name */
-	CK_TR_VALUE,   /* trailer field value */
-	CK_TR_LF,      /* LF after a trailer field */
-	CK_END_LF,     /* LF of the final CRLF */
-	CK_DONE,
-	CK_ERROR,
-};
-
-void
-http1_chunked_init(struct http1_chunked *c)
-{
-	memset(c, 0, sizeof(*c));
-	c->state = CK_SIZE_START;
-}
-
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = lower[c];
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-long
-http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
-                   struct cg_slice *data, const char **reason)
-{
-	const unsigned char *p = (const unsigned char *)in;
-	size_t i = 0;
-	const char *why = NULL;
-	long rc;
-
-	*data = (struct cg_slice){in, 0};
-	if (c->state == CK_ERROR) {
-		why = "chunked body already failed";
-		goto bad;
-	}
-	while (i < len && c->state != CK_DONE) {
-		unsigned char b = p[i];
-		int h;
-
-		switch (c->state) {
-		case CK_SIZE_START:
-			if ((h = hexval(b)) < 0) {
-				why = "invalid chunk size";
-				goto bad;
-			}
-			c->remaining = (uint64_t)h;
-			c->count = 1;
-			c->state = CK_SIZE;
-			break;
-		case CK_SIZE:
-			if ((h = hexval(b)) >= 0) {
-				if (++c->count > CHUNK_SIZE_DIGITS) {
-					why = "chunk size too long";
-					goto bad;
-				}
-				c->remaining =
-				    (c->remaining << 4) | (uint64_t)h;
-			} else if (b == ';') {
-				c->count = 1;
-				c->state = CK_EXT_NAME0;
-			} else if (b == '\r') {
-				c->state = CK_SIZE_LF;
-			} else {
-				why = "invalid chunk size";
-				goto bad;
-			}
-			break;
-		case CK_EXT_NAME0:
-		case CK_EXT_NAME:
-		case CK_EXT_VAL0:
-		case CK_EXT_TOKEN:
-		case CK_EXT_QUOTED:
-		case CK_EXT_QESC:
-		case CK_EXT_QEND:
-			if (b == '\r' && c->state != CK_EXT_QUOTED &&
-			    c->state != CK_EXT_QESC) {
-				if (c->state == CK_EXT_NAME0 ||
-				    c->state == CK_EXT_VAL0) {
-					why = "invalid chunk extension";
-					goto bad;
-				}
-				c->state = CK_SIZE_LF;
-				break;
-			}
-			if (++c->count > CG_MAX_CHUNK_EXT) {
-				why = "chunk extensions too long";
-				goto bad;
-			}
-			switch (c->state) {
-			case CK_EXT_NAME0:
-				if (!(cls[b] & C_TCHAR))
-					goto bad_ext;
-				c->state = CK_EXT_NAME;
-				break;
-			case CK_EXT_NAME:
-				if (b == '=')
-					c->state = CK_EXT_VAL0;
-				else if (b == ';')
-					c->state = CK_EXT_NAME0;
-				else if (!(cls[b] & C_TCHAR))
-					goto bad_ext;
-				break;
-			case CK_EXT_VAL0:
-				if (b == '"')
-					c->state = CK_EXT_QUOTED;
-				else if (cls[b] & C_TCHAR)
-					c->state = CK_EXT_TOKEN;
-				else
-					goto bad_ext;
-				break;
-			case CK_EXT_TOKEN:
-				if (b == ';')
-					c->state = CK_EXT_NAME0;
-				else if (!(cls[b] & C_TCHAR))
-					goto bad_ext;
-				break;
-			case CK_EXT_QUOTED:
-				/* qdtext or quoted-pair; no control bytes */
-				if (!(cls[b] & C_FVAL))
-					goto bad_ext;
-				if (b == '"')
-					c->state = CK_EXT_QEND;
-				else if (b == '\\')
-					c->state = CK_EXT_QESC;
-				break;
-			case CK_EXT_QESC:
-				if (!(cls[b] & C_FVAL))
-					goto bad_ext;
-				c->state = CK_EXT_QUOTED;
-				break;
-			case CK_EXT_QEND:
-				if (b != ';')
-					goto bad_ext;
-				c->state = CK_EXT_NAME0;
-				break;
-			}
-			break;
-		case CK_SIZE_LF:
-			if (b != '\n') {
-				why = "bare CR in chunk size line";
-				goto bad;
-			}
-			c->count = 0;
-			c->state = c->remaining ? CK_DATA : CK_TR_START;
-			break;
-		case CK_DATA: {
-			size_t n = len - i;
-			if ((uint64_t)n > c->remaining)
-				n = (size_t)c->remaining;
-			c->remaining -= n;
-			c->total += n;
-			if (c->remaining == 0)
-				c->state = CK_DATA_CR;
-			*data = (struct cg_slice){in + i, n};
-			i += n;
-			rc = (long)i;
-			goto done;
-		}
-		case CK_DATA_CR:
-			if (b != '\r') {
-				why = "chunk data not followed by CRLF";
-				goto bad;
-			}
-			c->state = CK_DATA_LF;
-			break;
-		case CK_DATA_LF:
-			if (b != '\n') {
-				why = "chunk data not followed by CRLF";
-				goto bad;
-			}
-			c->state = CK_SIZE_START;
-			break;
-		case CK_TR_START:
-		case CK_TR_NAME:
-		case CK_TR_VALUE:
-		case CK_TR_LF:
-		case CK_END_LF:
-			/* count is the size of the trailer section so far */
-			if (++c->count > TRAILER_MAX) {
-				why = "trailer section too long";
-				goto bad;
-			}
-			switch (c->state) {
-			case CK_TR_START:
-				if (b == '\r')
-					c->state = CK_END_LF;
-				else if (cls[b] & C_TCHAR)
-					c->state = CK_TR_NAME;
-				else
-					goto bad_trailer;
-				break;
-			case CK_TR_NAME:
-				if (b == ':')
-					c->state = CK_TR_VALUE;
-				else if (!(cls[b] & C_TCHAR))
-					goto bad_trailer;
-				break;
-			case CK_TR_VALUE:
-				if (b == '\r')
-					c->state = CK_TR_LF;
-				else if (!(cls[b] & C_FVAL))
-					goto bad_trailer;
-				break;
-			case CK_TR_LF:
-				if (b != '\n')
-					goto bad_trailer;
-				c->state = CK_TR_START;
-				break;
-			case CK_END_LF:
-				if (b != '\n')
-					goto bad_trailer;
-				c->state = CK_DONE;
-				c->done = true;
-				break;
-			}
-			break;
-		default:
-			why = "chunked decoder in a bad state";
-			goto bad;
-		}
-		i++;
-	}
-	rc = (long)i;
-	goto done;
-
-bad_ext:
-	why = "invalid chunk extension";
-	goto bad;
-bad_trailer:
-	why = "invalid trailer field";
-bad:
-	c->state = CK_ERROR;
-	*reason = why;
 	rc = -1;
 done:
 	return rc;

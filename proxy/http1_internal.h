@@ -92,10 +92,12 @@ int http1_parse_response(const char *buf, size_t len, bool head_request,
                          struct http1_response *res, const char **reason);
 
 /*
+ * ---- http1_chunked.c ----
  * Incremental strict chunked decoder (RFC 9112 section 7.1). Chunk sizes are
- * plain hex without overflow; extensions bounded by CG_MAX_CHUNK_EXT and free
- * of control bytes; chunk data must be followed by CRLF; trailers are read,
- * checked and dropped.
+ * plain hex of at most CG_MAX_CHUNK_SIZE_DIGITS digits (no overflow);
+ * extensions bounded by CG_MAX_CHUNK_EXT and free of control bytes; chunk
+ * data must be followed by CRLF; trailers (at most CG_MAX_TRAILER_BYTES)
+ * are read, checked and dropped. Every refusal is a 400 for a request.
  */
 struct http1_chunked {
 	int state;
@@ -115,6 +117,16 @@ void http1_chunked_init(struct http1_chunked *c);
  */
 long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
                         struct cg_slice *data, const char **reason);
+
+/* ---- http1.c: helpers ---- */
+
+/* Byte classes, one table for the head parsers and the chunked decoder. */
+#define HTTP1_TCHAR 0x01  /* token character (RFC 9110 5.6.2) */
+#define HTTP1_FVAL 0x02   /* field value byte: HTAB, SP, VCHAR, obs-text */
+#define HTTP1_TARGET 0x04 /* origin-form target byte (RFC 3986 pchar, / ? %) */
+#define HTTP1_HEX 0x08
+#define HTTP1_HOST 0x10 /* uri-host [ ":" port ], IP literals included */
+extern const unsigned char http1_class[256]; /* HTTP1_* bits of a byte */
 
 /* Case-insensitive ASCII comparison of a slice with a C string. */
 bool http1_slice_ieq(struct cg_slice s, const char *lit);

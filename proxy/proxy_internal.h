@@ -185,6 +185,13 @@ void upstream_pool_clear(struct worker *w);
 void respond_problem(struct evbuffer *out, int status, const char *detail,
                      bool close, const char *extra_json);
 const char *respond_reason(int status);
+/*
+ * Append s[0,n) to out as the inside of a JSON string (RFC 8259 section 7):
+ * '"' and '\\' get a backslash, U+0000 to U+001F are written \u00XX, and
+ * every other byte (DEL, UTF-8 sequences) is copied as it is. The only JSON
+ * string writer of the proxy: problem details and the decision log.
+ */
+void respond_json_str(struct evbuffer *out, const char *s, size_t n);
 
 /* ---- log.c ---- */
 void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

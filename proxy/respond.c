@@ -53,20 +53,29 @@ respond_reason(int status)
 	}
 }
 
-/* Append s to out as the inside of a JSON string. */
-static void
-json_escape(struct evbuffer *out, const char *s)
+void
+respond_json_str(struct evbuffer *out, const char *s, size_t n)
 {
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
+	static const char hex[] = "0123456789abcdef";
+	size_t run = 0; /* start of the bytes not written yet */
 
-		if (ch == '"' || ch == '\\')
-			evbuffer_add_printf(out, "\\%c", ch);
-		else if (ch < 0x20)
-			evbuffer_add_printf(out, "\\u%04x", ch);
-		else
-			evbuffer_add(out, s, 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch >= 0x20 && ch != '"' && ch != '\\')
+			continue;
+		evbuffer_add(out, s + run, i - run);
+		if (ch < 0x20) {
+			char esc[6] = {'\\', 'u',          '0',
+			               '0',  hex[ch >> 4], hex[ch & 15]};
+			evbuffer_add(out, esc, sizeof(esc));
+		} else {
+			char esc[2] = {'\\', (char)ch};
+			evbuffer_add(out, esc, sizeof(esc));
+		}
+		run = i + 1;
 	}
+	evbuffer_add(out, s + run, n - run);
 }
 
 void
@@ -89,7 +98,9 @@ respond_problem(struct evbuffer *out, int status, const char *detail,
 	    "{\"type\":\"urn:consentgate:problem:%s\",\"title\":\"%s\","
 	    "\"status\":%d,\"detail\":\"",
 	    slug, title, status);
-	json_escape(body, detail ? detail : title);
+	if (detail == NULL)
+		detail = title;
+	respond_json_str(body, detail, strlen(detail));
 	evbuffer_add(body, "\"", 1);
 	if (extra_json != NULL && *extra_json)
 		evbuffer_add_printf(body, ",%s", extra_json);

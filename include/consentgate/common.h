@@ -22,6 +22,29 @@ struct cg_slice {
 
 #define CG_SLICE_LIT(s) ((struct cg_slice){(s), sizeof(s) - 1})
 
+/*
+ * True when s equals the C string lit but for ASCII letter case: the one
+ * case-insensitive compare for header names, methods, codings and media
+ * types. Locale-free; bytes other than A-Z and a-z compare exactly.
+ */
+static inline bool
+cg_slice_ieq(struct cg_slice s, const char *lit)
+{
+	size_t i;
+
+	for (i = 0; i < s.len; i++) {
+		unsigned a = (unsigned char)s.ptr[i], b = (unsigned char)lit[i];
+
+		if (b == '\0')
+			return false;
+		a |= a - 'A' < 26u ? 0x20u : 0u;
+		b |= b - 'A' < 26u ? 0x20u : 0u;
+		if (a != b)
+			return false;
+	}
+	return lit[i] == '\0';
+}
+
 /* ---- hard caps (size fixed arrays) ---- */
 #define CG_MAX_HEADERS 128       /* header fields per request or response */
 #define CG_MAX_SUBJECTS 32       /* subject values per record */
@@ -33,6 +56,30 @@ struct cg_slice {
 #define CG_MAX_ERRORS 100        /* errors a loader reports before it stops */
 #define CG_MAX_CANON_PATH 8192   /* path bytes checked for aliases; 414 */
 #define CG_MAX_DETAIL 512        /* bytes of a route refusal's detail */
+/* bytes of a chunked trailer section; 400 */
+#define CG_MAX_TRAILER_BYTES 8192
+/* hex digits of a chunk size (no overflow past 2^64); 400 */
+#define CG_MAX_CHUNK_SIZE_DIGITS 16
+/* JSON nesting of a record whatever max_depth says; deeper is malformed */
+#define CG_MAX_SCAN_DEPTH 1024
+
+/* ---- rule files: more is a load error naming the file and line ---- */
+#define CG_MAX_RULE_FILE_BYTES (64u << 20) /* bytes of a rule file */
+#define CG_MAX_PURPOSES 64          /* purposes (a bit mask per rule) */
+#define CG_MAX_IGNORED_PURPOSES 255 /* ignored_purposes entries */
+#define CG_MAX_GROUPS 64            /* jurisdiction groups (a bit mask) */
+#define CG_MAX_ROUTES 256           /* routes */
+#define CG_MAX_RULES 1024           /* rules */
+/* JSON nesting whose line:col errors name; deeper: the nearest ancestor's */
+#define CG_MAX_JSONPOS_DEPTH 8
+/* bytes of a value's path in messages ("routes[1].purpose"); cut beyond */
+#define CG_MAX_JSON_PATH 256
+
+/* ---- consent tables: more fails the import, naming the line ---- */
+#define CG_MAX_CSV_COLUMNS 64       /* columns of a consent CSV header */
+#define CG_MAX_CONSENT_PURPOSES 255 /* distinct purposes (a snapshot byte) */
+#define CG_MAX_PURPOSE_LEN 64       /* bytes of a purpose name */
+#define CG_MAX_EVIDENCE_LEN 255     /* bytes of an evidence id */
 
 /* ---- defaults the configuration may change ---- */
 /* bytes of a request head; 431 */

@@ -15,10 +15,11 @@
  * ends, a leading UTF-8 BOM and blank lines are ignored, every row has the
  * header's field count. Equal updated_at (same instant, fractions count):
  * the later row in the file wins. subject: 1..CG_MAX_SUBJECT_LEN bytes, no
- * leading/trailing space; purpose: 1..64 of [A-Za-z0-9._-], at most 255
- * distinct; status: granted|denied|withdrawn; jurisdiction: two upper-case
- * letters; updated_at: RFC 3339 with Z or an offset; evidence: <= 255
- * bytes, may be empty. Extra columns are ignored.
+ * leading/trailing space; purpose: 1..CG_MAX_PURPOSE_LEN of [A-Za-z0-9._-],
+ * at most CG_MAX_CONSENT_PURPOSES distinct; status: granted|denied|withdrawn;
+ * jurisdiction: two upper-case letters; updated_at: RFC 3339 with Z or an
+ * offset (rfc3339.h); evidence: <= CG_MAX_EVIDENCE_LEN bytes, may be empty.
+ * At most CG_MAX_CSV_COLUMNS columns; extra columns are ignored.
  */
 #ifndef CONSENTGATE_CONSENT_H
 #define CONSENTGATE_CONSENT_H
@@ -51,14 +52,15 @@ struct consent_lookup_result {
  * does), never by rewriting it in place. NULL on error.
  */
 struct consent_table *consent_open(const char *path, struct cg_errors *errs);
-/* Import CSV from memory; name is used in error messages. */
+/* Import CSV from buf[0,len); name is used in error messages. NULL on
+ * error, with every bad row (up to CG_MAX_ERRORS) in errs. */
 struct consent_table *consent_import_csv(const char *name, const char *buf,
                                          size_t len, struct cg_errors *errs);
 /* Write a snapshot that consent_open can mmap: to a temporary file in the
  * same directory, fsync'ed, then renamed over path. Returns 0 or -1 (errs). */
 int consent_snapshot_write(const struct consent_table *t, const char *path,
                            struct cg_errors *errs);
-void consent_free(struct consent_table *t);
+void consent_free(struct consent_table *t); /* NULL: does nothing */
 
 uint64_t consent_version(const struct consent_table *t); /* snapshot version */
 int64_t consent_created_at(const struct consent_table *t); /* unix seconds */

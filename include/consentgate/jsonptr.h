@@ -32,7 +32,8 @@ struct jsonptr {
 int jsonptr_parse(const char *text, size_t len, struct jsonptr *out,
                   const char **err);
 
-/* Write the pointer back in RFC 6901 form into buf (NUL-terminated). */
+/* Write the pointer back in RFC 6901 form into buf (NUL-terminated, cut at
+ * a token boundary or a whole escape when cap is too small). */
 void jsonptr_format(const struct jsonptr *p, char *buf, size_t cap);
 
 #endif

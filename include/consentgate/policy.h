@@ -148,7 +148,7 @@ const struct policy *policy_snapshot_policy(const struct policy_snapshot *s);
 const struct consent_table *
 policy_snapshot_consent(const struct policy_snapshot *s);
 
-/* ---- for tools and the proxy (added by the policy engineer) ---- */
+/* ---- for tools and the proxy ---- */
 
 /* Warnings found at load (rules that never match, unused declarations),
  * each "file:line:col: message". Owned by the policy. */

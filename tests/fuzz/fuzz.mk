@@ -1,7 +1,7 @@
 # Fuzz drivers: `make fuzz` builds every libFuzzer driver (clang) into
 # build/fuzz/; `make -f tests/fuzz/fuzz.mk fuzz-regress` builds each driver
 # standalone (-DFUZZ_STANDALONE, any compiler) and replays its corpus.
-# Each engineer appends a marked section that adds to `all` and `regress`.
+# One section per driver; each adds to `all` and `regress`.
 
 BUILD ?= build/fuzz
 FUZZ_CC ?= clang
@@ -16,24 +16,25 @@ all:
 regress:
 fuzz-regress: regress
 
-# ---- http1 (owner: http1): strict HTTP/1.1 framing ----
+# ---- http1: strict HTTP/1.1 framing and the chunked decoder ----
+HTTP1_FUZZ_SRC := tests/fuzz/fuzz_http1.c proxy/http1.c proxy/http1_chunked.c
 all: $(BUILD)/fuzz_http1
 regress: fuzz-regress-http1
 
-$(BUILD)/fuzz_http1: tests/fuzz/fuzz_http1.c proxy/http1.c proxy/http1_internal.h
+$(BUILD)/fuzz_http1: $(HTTP1_FUZZ_SRC) proxy/http1_internal.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_http1.c proxy/http1.c -lhttp_parser
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(HTTP1_FUZZ_SRC) -lhttp_parser
 
-$(BUILD)/fuzz_http1_standalone: tests/fuzz/fuzz_http1.c proxy/http1.c proxy/http1_internal.h
+$(BUILD)/fuzz_http1_standalone: $(HTTP1_FUZZ_SRC) proxy/http1_internal.h
 	@mkdir -p $(dir $@)
-	$(CC) $(REGRESS_CFLAGS) -o $@ tests/fuzz/fuzz_http1.c proxy/http1.c -lhttp_parser
+	$(CC) $(REGRESS_CFLAGS) -o $@ $(HTTP1_FUZZ_SRC) -lhttp_parser
 
 .PHONY: fuzz-regress-http1
 fuzz-regress-http1: $(BUILD)/fuzz_http1_standalone
 	$(BUILD)/fuzz_http1_standalone tests/fuzz/corpus/http1/*
 # ---- end http1 ----
 
-# ---- scan (owner: scan): the record scanner against jansson ----
+# ---- scan: the record scanner against jansson ----
 SCAN_FUZZ_SRC := tests/fuzz/fuzz_scan.c policy/scan.c policy/jsonptr.c
 all: $(BUILD)/fuzz_scan
 regress: fuzz-regress-scan
@@ -51,10 +52,11 @@ fuzz-regress-scan: $(BUILD)/fuzz_scan_standalone
 	$(BUILD)/fuzz_scan_standalone tests/fuzz/corpus/scan/*
 # ---- end scan ----
 
-# ---- consent (owner: consent): CSV import and snapshot checks ----
-CSV_FUZZ_SRC := tests/fuzz/fuzz_csv.c policy/errors.c
-CSV_FUZZ_DEPS := $(CSV_FUZZ_SRC) policy/consent.c policy/consent_internal.h \
-	include/consentgate/consent.h
+# ---- consent: CSV import and snapshot checks ----
+CSV_FUZZ_SRC := tests/fuzz/fuzz_csv.c policy/consent.c policy/consent_snapshot.c \
+	policy/csv.c policy/rfc3339.c policy/errors.c
+CSV_FUZZ_DEPS := $(CSV_FUZZ_SRC) policy/consent_internal.h policy/csv_internal.h \
+	include/consentgate/consent.h include/consentgate/rfc3339.h
 all: $(BUILD)/fuzz_csv
 regress: fuzz-regress-csv
 
@@ -71,19 +73,20 @@ fuzz-regress-csv: $(BUILD)/fuzz_csv_standalone
 	$(BUILD)/fuzz_csv_standalone tests/fuzz/corpus/csv/*
 # ---- end consent ----
 
-# ---- policy (owner: policy): the rule-file loader ----
-POLICY_FUZZ_SRC := tests/fuzz/fuzz_policy.c policy/policy.c policy/rule.c \
-	policy/route.c policy/errors.c policy/jsonptr.c policy/consent.c
+# ---- policy: the rule-file loader, linked with all of policy/ ----
+POLICY_FUZZ_SRC := tests/fuzz/fuzz_policy.c $(sort $(wildcard policy/*.c))
+POLICY_FUZZ_DEPS := $(POLICY_FUZZ_SRC) $(wildcard policy/*.h) \
+	$(wildcard include/consentgate/*.h)
 all: $(BUILD)/fuzz_policy
 regress: fuzz-regress-policy
 
-$(BUILD)/fuzz_policy: $(POLICY_FUZZ_SRC) policy/policy_internal.h
+$(BUILD)/fuzz_policy: $(POLICY_FUZZ_DEPS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(POLICY_FUZZ_SRC) -ljansson
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(POLICY_FUZZ_SRC) -ljansson -lutf8proc
 
-$(BUILD)/fuzz_policy_standalone: $(POLICY_FUZZ_SRC) policy/policy_internal.h
+$(BUILD)/fuzz_policy_standalone: $(POLICY_FUZZ_DEPS)
 	@mkdir -p $(dir $@)
-	$(CC) $(REGRESS_CFLAGS) -o $@ $(POLICY_FUZZ_SRC) -ljansson
+	$(CC) $(REGRESS_CFLAGS) -o $@ $(POLICY_FUZZ_SRC) -ljansson -lutf8proc
 
 .PHONY: fuzz-regress-policy
 fuzz-regress-policy: $(BUILD)/fuzz_policy_standalone

@@ -13,36 +13,30 @@
  *
  * -DFUZZ_STANDALONE builds a main() that runs the files given as args.
  */
-#include "../../policy/consent.c"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../policy/consent_internal.h"
+#include "../../policy/csv_internal.h"
+#include "consentgate/rfc3339.h"
 
 #define ORACLE_MAX_ROWS 512 /* rows the quadratic oracle checks */
 
 struct orow {
 	char subj[CG_MAX_SUBJECT_LEN + 1];
 	size_t subj_len;
-	char purpose[CONSENT_MAX_PURPOSE_LEN + 1];
+	char purpose[CG_MAX_PURPOSE_LEN + 1];
 	int64_t sec;
 	uint32_t nsec;
 	int status;
 	char juris[3];
-	char ev[CONSENT_MAX_EVIDENCE_LEN + 1];
+	char ev[CG_MAX_EVIDENCE_LEN + 1];
 	size_t ev_len;
 };
 
-static void
-unescape(const struct field *f, char *out, size_t *len)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < f->len; i++) {
-		out[o++] = f->ptr[i];
-		if (f->escaped && f->ptr[i] == '"')
-			i++;
-	}
-	*len = o;
-}
-
 static int
-status_of(const struct field *f)
+status_of(const struct csv_field *f)
 {
 	if (f->len == 7 && memcmp(f->ptr, "granted", 7) == 0)
 		return CONSENT_STATUS_GRANTED;
@@ -61,37 +55,36 @@ newer_or_same(const struct orow *a, const struct orow *b)
 static int
 oracle_rows(const uint8_t *data, size_t size, struct orow *rows, size_t *n)
 {
-	struct csv c = {(const char *)data, size, 0, 1};
-	struct field f[MAX_COLUMNS];
+	struct csv c;
+	struct csv_field f[CG_MAX_CSV_COLUMNS];
 	unsigned nf;
 	const char *why;
 	int ev_col = -1;
 
-	if (size >= 3 && memcmp(data, "\xef\xbb\xbf", 3) == 0)
-		c.pos = 3;
-	if (csv_record(&c, f, MAX_COLUMNS, &nf, &why) != 1)
+	csv_init(&c, (const char *)data, size);
+	if (csv_record(&c, f, CG_MAX_CSV_COLUMNS, &nf, &why) != 1)
 		__builtin_trap();
 	for (unsigned i = 5; i < nf; i++)
-		if (field_is(&f[i], "evidence"))
+		if (csv_field_is(&f[i], "evidence"))
 			ev_col = (int)i;
 	*n = 0;
-	while (csv_record(&c, f, MAX_COLUMNS, &nf, &why) == 1) {
-		if (nf == 1 && f[0].len == 0)
+	while (csv_record(&c, f, CG_MAX_CSV_COLUMNS, &nf, &why) == 1) {
+		if (csv_blank(f, nf))
 			continue;
 		if (*n == ORACLE_MAX_ROWS)
 			return -1;
 		struct orow *r = &rows[(*n)++];
-		unescape(&f[0], r->subj, &r->subj_len);
+		r->subj_len = csv_field_unescape(&f[0], r->subj);
 		memcpy(r->purpose, f[1].ptr, f[1].len);
 		r->purpose[f[1].len] = '\0';
 		r->status = status_of(&f[2]);
 		memcpy(r->juris, f[3].ptr, 2);
 		r->juris[2] = '\0';
-		if (parse_rfc3339(f[4].ptr, f[4].len, &r->sec, &r->nsec) < 0)
+		if (rfc3339_parse(f[4].ptr, f[4].len, &r->sec, &r->nsec) < 0)
 			__builtin_trap();
 		r->ev_len = 0;
 		if (ev_col >= 0)
-			unescape(&f[ev_col], r->ev, &r->ev_len);
+			r->ev_len = csv_field_unescape(&f[ev_col], r->ev);
 	}
 	return 0;
 }
@@ -103,7 +96,7 @@ check_import(const uint8_t *data, size_t size, struct consent_table *t)
 	struct consent_lookup_result res;
 	size_t n, people = 0, kept = 0;
 
-	if (snapshot_check(t->base, t->size) != NULL)
+	if (consent_snapshot_check(t->base, t->size) != NULL)
 		__builtin_trap();
 	if (oracle_rows(data, size, rows, &n) < 0) {
 		/* Too many for the oracle: every row is still findable. */
@@ -168,12 +161,12 @@ check_snapshot_bytes(const uint8_t *data, size_t size)
 	h->format = CONSENT_FORMAT;
 	h->header_size = sizeof(*h);
 	h->file_size = size;
-	h->checksum = header_checksum(h);
-	if (snapshot_check(img, size) == NULL) {
+	h->checksum = consent_snapshot_checksum(h);
+	if (consent_snapshot_check(img, size) == NULL) {
 		memset(&t, 0, sizeof(t));
 		t.base = img;
 		t.size = size;
-		table_bind(&t);
+		consent_snapshot_bind(&t);
 		const char *subjects[] = {"1001", "u-anna", "", "a", "x"};
 		for (int p = -1; p < 3; p++)
 			for (size_t i = 0; i < 5; i++)

@@ -43,7 +43,13 @@
 
 #include "consentgate/scan.h"
 
-#define SUITE_DIR "../../../shared/conformance/JSONTestSuite/test_parsing/"
+/* The JSONTestSuite sits in ../shared beside the repository: found from
+ * the root the Makefile passes, whatever the working directory. */
+#ifndef CG_SOURCE_DIR
+#define CG_SOURCE_DIR "../.." /* run from tests/unit */
+#endif
+#define SUITE_DIR                                                              \
+	CG_SOURCE_DIR "/../shared/conformance/JSONTestSuite/test_parsing/"
 #define JANSSON_FLAGS                                                          \
 	(JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL)
 

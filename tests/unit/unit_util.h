@@ -1,0 +1,19 @@
+/* unit_util.h: small helpers several unit tests share (after cmocka.h). */
+#ifndef CONSENTGATE_UNIT_UTIL_H
+#define CONSENTGATE_UNIT_UTIL_H
+
+#include <stdlib.h>
+#include <string.h>
+
+/* An exactly-sized heap copy of s[0,n), so a sanitizer sees an over-read. */
+static inline char *
+dup_bytes(const char *s, size_t n)
+{
+	char *p = malloc(n ? n : 1);
+
+	assert_non_null(p);
+	memcpy(p, s, n);
+	return p;
+}
+
+#endif
