@@ -3,21 +3,22 @@
  * route it, read the body, forward it, relay the response, and go again
  * (keep-alive, pipelining: one request at a time, answered in order).
  *
- * One teardown path (conn_close); a connection is freed only when no
- * callback of its own is on the stack (busy counter).
+ * The client side is a struct transport (transport.c): socket, buffers,
+ * event, timer and the callback guard. One teardown path (conn_close); the
+ * connection is freed by conn_free once no callback of its own is on the
+ * stack. The upstream request head is written by rewrite.c.
  */
-#include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/tcp.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "conn_request_internal.h"
 #include "declog_internal.h"
 #include "inspect_internal.h"
 #include "proxy_internal.h"
+#include "rewrite_internal.h"
+#include "transport_internal.h"
 
 #define CONN_OUT_HIGH                                                          \
 	(1u << 20) /* bytes queued to the client before pausing upstream */
@@ -38,28 +39,14 @@ enum conn_state {
 
 enum timer_kind { TIMER_NONE, TIMER_IDLE, TIMER_HEAD, TIMER_BODY };
 
-struct conn_request {
-	struct http1_request req;
-	struct inspect_result insp;
-	char *head; /* the head's bytes: req's slices point here */
-	size_t head_cap;
-	struct conn_request *next_free; /* in the worker's free list */
-};
-
 struct conn {
+	struct transport t; /* the client side: t.in, t.out, flags, guard */
 	struct worker *w;
 	struct conn *next, *prev;
-	int fd;
-	struct event *ev;
-	struct event *timer;
 	enum timer_kind timer_kind;
-	struct evbuffer *in, *out;
 	uint64_t id;
-	char peer[64]; /* for Forwarded: for= */
+	char peer[REWRITE_PEER_MAX]; /* for Forwarded: for= */
 	enum conn_state state;
-	bool can_read, rdhup, eof, write_blocked;
-	int busy;
-	bool dead;
 	/* the request in flight; NULL while the connection idles, so that an
 	   idle keep-alive connection costs a few hundred bytes, not kilobytes
 	 */
@@ -78,85 +65,35 @@ struct conn {
 };
 
 static void conn_step(struct conn *c);
-static void on_conn_event(evutil_socket_t fd, short what, void *arg);
-static void on_conn_timer(evutil_socket_t fd, short what, void *arg);
 
 static void
 set_timer(struct conn *c, enum timer_kind kind, unsigned ms)
 {
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
 	c->timer_kind = kind;
-	evtimer_add(c->timer, &tv);
+	transport_set_timer(&c->t, ms);
 }
 
 static void
 clear_timer(struct conn *c)
 {
 	if (c->timer_kind != TIMER_NONE) {
-		evtimer_del(c->timer);
+		transport_clear_timer(&c->t);
 		c->timer_kind = TIMER_NONE;
 	}
-}
-
-/*
- * Per-request state comes from a small per-worker free list: an idle
- * connection holds none, and a busy worker does not pay malloc, free and a
- * 5 KiB memset per request (4% of a small GET's CPU in perf).
- */
-#define RQ_FREE_MAX 256 /* request states a worker keeps for reuse */
-
-static struct conn_request *
-rq_get(struct worker *w)
-{
-	struct conn_request *rq = w->rq_free;
-
-	if (rq != NULL) {
-		w->rq_free = rq->next_free;
-		w->nrq_free--;
-	} else if ((rq = malloc(sizeof(*rq))) != NULL) {
-		rq->head = NULL;
-		rq->head_cap = 0;
-	} else {
-		return NULL;
-	}
-	rq->next_free = NULL;
-	inspect_result_init(&rq->insp);
-	return rq;
 }
 
 /* Drop the per-request state of an idle connection. */
 static void
 rq_release(struct conn *c)
 {
-	struct conn_request *rq = c->rq;
-	struct worker *w = c->w;
-
-	if (rq == NULL)
-		return;
+	conn_request_put(c->w, c->rq);
 	c->rq = NULL;
-	inspect_result_reset(&rq->insp);
-	if (w->nrq_free < RQ_FREE_MAX) {
-		rq->next_free = w->rq_free;
-		w->rq_free = rq;
-		w->nrq_free++;
-		return;
-	}
-	free(rq->head);
-	free(rq);
 }
 
 void
 conn_free_cache(struct worker *w)
 {
-	while (w->rq_free) {
-		struct conn_request *rq = w->rq_free;
-
-		w->rq_free = rq->next_free;
-		free(rq->head);
-		free(rq);
-	}
-	w->nrq_free = 0;
+	conn_request_cache_free(w);
 }
 
 static void
@@ -183,9 +120,11 @@ request_reset(struct conn *c)
 	evbuffer_drain(c->kept, evbuffer_get_length(c->kept));
 }
 
+/* The transport's on_free: closed, and no callback of ours on the stack. */
 static void
-conn_free(struct conn *c)
+conn_free(void *arg)
 {
+	struct conn *c = arg;
 	struct worker *w = c->w;
 
 	request_reset(c);
@@ -195,14 +134,12 @@ conn_free(struct conn *c)
 		w->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	event_free(c->ev);
-	event_free(c->timer);
-	evbuffer_free(c->in);
-	evbuffer_free(c->out);
-	evbuffer_free(c->body);
-	evbuffer_free(c->kept);
+	transport_reset(&c->t); /* closes the socket */
+	if (c->body)
+		evbuffer_free(c->body);
+	if (c->kept)
+		evbuffer_free(c->kept);
 	rq_release(c);
-	close(c->fd);
 	worker_fd_closed(w);
 	free(c);
 	atomic_fetch_sub_explicit(&w->metrics.active_conns, 1,
@@ -210,21 +147,18 @@ conn_free(struct conn *c)
 	worker_conn_closed(w);
 }
 
-/* The one way a connection ends. */
+/* The one way a connection ends; conn_free follows when it is safe. */
 static void
 conn_close(struct conn *c)
 {
-	if (c->dead)
+	if (c->t.closed)
 		return;
-	c->dead = true;
-	event_del(c->ev);
-	clear_timer(c);
+	c->timer_kind = TIMER_NONE; /* transport_close stops the timer */
 	if (c->up) {
 		upstream_abort(c->up);
 		c->up = NULL;
 	}
-	if (c->busy == 0)
-		conn_free(c);
+	transport_close(&c->t);
 }
 
 /* Part of the request body is still unread: the connection cannot go on. */
@@ -233,18 +167,6 @@ body_pending(const struct conn *c)
 {
 	return c->rq && (c->state == CS_BODY || c->state == CS_HEAD) &&
 	       !c->body_complete && c->rq->req.framing != HTTP1_FRAMING_NONE;
-}
-
-/* Write what is queued; the kernel tells us (edge) when to try again. */
-static int
-conn_flush(struct conn *c)
-{
-	if (evbuffer_get_length(c->out) == 0)
-		return 0;
-	if (sock_write(c->fd, c->out) < 0)
-		return -1;
-	c->write_blocked = evbuffer_get_length(c->out) > 0;
-	return 0;
 }
 
 /* The proof of an inspected request's decisions, once its outcome is known. */
@@ -270,18 +192,23 @@ log_decision(struct conn *c, const char *outcome, int status)
 	}
 }
 
+/* The decision-log outcome of a refusal. */
+static const char *
+refusal_outcome(int status)
+{
+	return status == 403   ? "blocked"
+	       : status >= 502 ? "upstream-failed"
+	                       : "refused";
+}
+
 /* Answer with a problem and close after it is flushed. */
 static void
 fail_request(struct conn *c, int status, const char *detail, const char *extra)
 {
 	log_msg("conn %llu: %d %s", (unsigned long long)c->id, status, detail);
-	log_decision(c,
-	             status == 403   ? "blocked"
-	             : status >= 502 ? "upstream-failed"
-	                             : "refused",
-	             status);
+	log_decision(c, refusal_outcome(status), status);
 	metrics_response(c->w, status);
-	respond_problem(c->out, status, detail, true, extra);
+	respond_problem(c->t.out, status, detail, true, extra);
 	request_reset(c);
 	c->state = CS_CLOSING;
 	clear_timer(c);
@@ -295,13 +222,9 @@ reply_problem(struct conn *c, int status, const char *detail, const char *extra)
 	bool close =
 	    !c->rq->req.keep_alive || c->w->draining || body_pending(c);
 
-	log_decision(c,
-	             status == 403   ? "blocked"
-	             : status >= 502 ? "upstream-failed"
-	                             : "refused",
-	             status);
+	log_decision(c, refusal_outcome(status), status);
 	metrics_response(c->w, status);
-	respond_problem(c->out, status, detail, close, extra);
+	respond_problem(c->t.out, status, detail, close, extra);
 	request_reset(c);
 	c->state = close ? CS_CLOSING : CS_HEAD;
 }
@@ -317,9 +240,9 @@ reply_all_dropped(struct conn *c)
 	    c->rq->req.keep_alive && !c->w->draining && !body_pending(c);
 	log_decision(c, "all-dropped", 204);
 	metrics_response(c->w, 204);
-	ADD_LIT(c->out, "HTTP/1.1 204 No Content\r\n");
-	inspect_response_headers(&c->rq->insp, c->out);
-	evbuffer_add_printf(c->out, "%s\r\n",
+	ADD_LIT(c->t.out, "HTTP/1.1 204 No Content\r\n");
+	inspect_response_headers(&c->rq->insp, c->t.out);
+	evbuffer_add_printf(c->t.out, "%s\r\n",
 	                    c->keep_alive ? "" : "Connection: close\r\n");
 	request_reset(c);
 	c->state = c->keep_alive ? CS_HEAD : CS_CLOSING;
@@ -340,7 +263,6 @@ refuse_early_answer(struct conn *c, int status)
 	log_msg("conn %llu: the upstream answered %d before the request was "
 	        "written completely",
 	        (unsigned long long)c->id, status);
-	c->busy++;
 	upstream_abort(c->up); /* we are in its callback: it frees itself */
 	c->up = NULL;
 	fail_request(c, 502,
@@ -348,16 +270,12 @@ refuse_early_answer(struct conn *c, int status)
 	             "request",
 	             NULL);
 	conn_step(c); /* flush the answer; nothing else would now */
-	c->busy--;
-	if (c->dead && c->busy == 0)
-		conn_free(c);
 }
 
 static void
-on_up_head(void *arg, const struct http1_response *res)
+relay_head(struct conn *c, const struct http1_response *res)
 {
-	struct conn *c = arg;
-	struct evbuffer *o = c->out;
+	struct evbuffer *o = c->t.out;
 	bool chunked = res->framing == HTTP1_FRAMING_CHUNKED;
 	bool inspected = policy_route_action(c->route) == POLICY_ACTION_INSPECT;
 	/* the upstream answered before it had our whole request */
@@ -380,38 +298,9 @@ on_up_head(void *arg, const struct http1_response *res)
 	                !body_pending(c) && !(early && inspected) &&
 	                res->framing != HTTP1_FRAMING_CLOSE &&
 	                !(chunked && c->rq->req.minor == 0);
-	if (chunked && c->rq->req.minor == 0)
-		c->keep_alive =
-		    false; /* relayed verbatim; a 1.0 client reads to close */
-	{
-		/* the status line without printf: it is on every response */
-		char line[16] = "HTTP/1.1 ";
-
-		line[9] = (char)('0' + res->status / 100 % 10);
-		line[10] = (char)('0' + res->status / 10 % 10);
-		line[11] = (char)('0' + res->status % 10);
-		line[12] = ' ';
-		evbuffer_add(o, line, 13);
-		evbuffer_add(o, res->reason.ptr, res->reason.len);
-		ADD_LIT(o, "\r\n");
-	}
-	for (unsigned i = 0; i < res->nheaders; i++) {
-		const struct http1_header *h = &res->headers[i];
-
-		if (http1_is_hop_by_hop(h->name) ||
-		    http1_connection_names(res->headers, res->nheaders,
-		                           h->name))
-			continue;
-		if (c->rq->insp.active && h->name.len >= 8 &&
-		    strncasecmp(h->name.ptr, "consent-", 8) == 0)
-			continue;
-		evbuffer_add(o, h->name.ptr, h->name.len);
-		ADD_LIT(o, ": ");
-		evbuffer_add(o, h->value.ptr, h->value.len);
-		ADD_LIT(o, "\r\n");
-	}
-	if (chunked && c->rq->req.minor == 1)
-		ADD_LIT(o, "Transfer-Encoding: chunked\r\n");
+	/* a chunked body to a 1.0 client is de-chunked: it reads to close */
+	rewrite_response_head(o, res, c->rq->insp.active,
+	                      chunked && c->rq->req.minor == 1);
 	if (c->rq->insp.active && early) {
 		/* no Consent-Result: its counts would claim records that were
 		   not all delivered */
@@ -428,21 +317,35 @@ on_up_head(void *arg, const struct http1_response *res)
 		ADD_LIT(o, "\r\n");
 }
 
+/*
+ * The upstream's callbacks into this connection: each runs under the
+ * guard, so that whatever it closes, the connection is freed only after.
+ */
+static void
+on_up_head(void *arg, const struct http1_response *res)
+{
+	struct conn *c = arg;
+
+	transport_hold(&c->t);
+	relay_head(c, res);
+	transport_release(&c->t);
+}
+
 static void
 on_up_body(void *arg, struct evbuffer *src, size_t n)
 {
 	struct conn *c = arg;
 
-	evbuffer_remove_buffer(src, c->out, n);
-	if (conn_flush(c) < 0) {
+	transport_hold(&c->t);
+	evbuffer_remove_buffer(src, c->t.out, n);
+	if (transport_flush(&c->t) < 0)
 		conn_close(c);
-		return;
-	}
-	if (evbuffer_get_length(c->out) > CONN_OUT_HIGH && c->up &&
-	    !c->upstream_paused) {
+	else if (evbuffer_get_length(c->t.out) > CONN_OUT_HIGH && c->up &&
+	         !c->upstream_paused) {
 		upstream_pause(c->up);
 		c->upstream_paused = true;
 	}
+	transport_release(&c->t);
 }
 
 static void
@@ -450,7 +353,7 @@ on_up_done(void *arg, int result)
 {
 	struct conn *c = arg;
 
-	c->busy++;
+	transport_hold(&c->t);
 	c->up = NULL;
 	if (result == 0) {
 		request_reset(c);
@@ -472,9 +375,7 @@ on_up_done(void *arg, int result)
 		c->state = CS_CLOSING;
 	}
 	conn_step(c);
-	c->busy--;
-	if (c->dead && c->busy == 0)
-		conn_free(c);
+	transport_release(&c->t);
 }
 
 static void
@@ -483,12 +384,10 @@ on_up_writable(void *arg)
 	struct conn *c = arg;
 
 	/* a streamed body drained upstream: read more from the client */
-	if (c->state == CS_BODY && c->can_read) {
-		c->busy++;
+	if (c->state == CS_BODY && c->t.can_read) {
+		transport_hold(&c->t);
 		conn_step(c);
-		c->busy--;
-		if (c->dead && c->busy == 0)
-			conn_free(c);
+		transport_release(&c->t);
 	}
 }
 
@@ -506,60 +405,23 @@ exchange_flags(const struct conn *c, size_t body_len)
 	unsigned flags = 0;
 
 	if (body_len == 0 &&
-	    (http1_slice_ieq(m, "GET") || http1_slice_ieq(m, "HEAD") ||
-	     http1_slice_ieq(m, "OPTIONS")))
+	    (cg_slice_ieq(m, "GET") || cg_slice_ieq(m, "HEAD") ||
+	     cg_slice_ieq(m, "OPTIONS")))
 		flags |= UPSTREAM_RETRYABLE;
-	if (http1_slice_ieq(m, "HEAD"))
+	if (cg_slice_ieq(m, "HEAD"))
 		flags |= UPSTREAM_HEAD;
 	if (c->rq->req.minor == 0)
 		flags |= UPSTREAM_DECHUNK;
 	return flags;
 }
 
-/* Our own request head: request line, end-to-end headers, Via, Forwarded. */
+/* Our own request head (rewrite.c). */
 static void
 build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len,
                     bool streaming)
 {
-	const struct http1_request *r = &c->rq->req;
-
-	evbuffer_add(h, r->method.ptr, r->method.len);
-	ADD_LIT(h, " ");
-	evbuffer_add(h, r->target.ptr, r->target.len);
-	ADD_LIT(h, " HTTP/1.1\r\n");
-	for (unsigned i = 0; i < r->nheaders; i++) {
-		const struct http1_header *hd = &r->headers[i];
-		struct cg_slice n = hd->name;
-
-		if (http1_is_hop_by_hop(n) ||
-		    http1_connection_names(r->headers, r->nheaders, n) ||
-		    http1_slice_ieq(n, "Content-Length") ||
-		    http1_slice_ieq(n, "Expect") ||
-		    (n.len >= 8 && strncasecmp(n.ptr, "consent-", 8) == 0))
-			continue;
-		if (c->rq->insp.active && inspect_drops_header(&c->rq->insp, n))
-			continue;
-		evbuffer_add(h, n.ptr, n.len);
-		ADD_LIT(h, ": ");
-		evbuffer_add(h, hd->value.ptr, hd->value.len);
-		ADD_LIT(h, "\r\n");
-	}
-	if (r->host.ptr == NULL) /* HTTP/1.0 may omit it; HTTP/1.1 needs one */
-		evbuffer_add_printf(h, "Host: %s\r\n",
-		                    c->w->cfg->upstream_hostport);
-	if (r->minor == 0)
-		ADD_LIT(h, "Via: 1.0 consentgate\r\nForwarded: for=");
-	else
-		ADD_LIT(h, "Via: 1.1 consentgate\r\nForwarded: for=");
-	evbuffer_add(h, c->peer, strlen(c->peer));
-	ADD_LIT(h, ";proto=http\r\n");
-	if (streaming)
-		ADD_LIT(h, "Transfer-Encoding: chunked\r\n");
-	else if (body_len > 0 || r->framing != HTTP1_FRAMING_NONE)
-		evbuffer_add_printf(h, "Content-Length: %zu\r\n", body_len);
-	if (c->rq->insp.active)
-		inspect_request_headers(&c->rq->insp, h, streaming);
-	ADD_LIT(h, "\r\n");
+	rewrite_request_head(h, &c->rq->req, &c->rq->insp, c->peer,
+	                     c->w->cfg->upstream_hostport, body_len, streaming);
 }
 
 static void
@@ -674,33 +536,13 @@ static void
 start_request(struct conn *c, const char *buf)
 {
 	const struct http1_request *r = &c->rq->req;
-	ptrdiff_t shift;
 
 	/* keep the head: the slices must outlive the input buffer */
-	if (c->rq->head_cap < r->head_len) {
-		free(c->rq->head);
-		c->rq->head_cap = r->head_len < 4096 ? 4096 : r->head_len;
-		c->rq->head = malloc(c->rq->head_cap);
-		if (c->rq->head == NULL) {
-			c->rq->head_cap = 0;
-			fail_request(c, 500, "out of memory", NULL);
-			return;
-		}
+	if (conn_request_keep_head(c->rq, buf) != 0) {
+		fail_request(c, 500, "out of memory", NULL);
+		return;
 	}
-	memcpy(c->rq->head, buf, r->head_len);
-	shift = c->rq->head - buf;
-#define MOVE(s) ((s).ptr = (s).ptr ? (s).ptr + shift : NULL)
-	MOVE(c->rq->req.method);
-	MOVE(c->rq->req.target);
-	MOVE(c->rq->req.path);
-	MOVE(c->rq->req.query);
-	MOVE(c->rq->req.host);
-	for (unsigned i = 0; i < c->rq->req.nheaders; i++) {
-		MOVE(c->rq->req.headers[i].name);
-		MOVE(c->rq->req.headers[i].value);
-	}
-#undef MOVE
-	evbuffer_drain(c->in, r->head_len);
+	evbuffer_drain(c->t.in, r->head_len);
 	clear_timer(c);
 
 	metrics_add(c->w, METRIC_REQUESTS, 1);
@@ -747,8 +589,8 @@ start_request(struct conn *c, const char *buf)
 		return;
 	}
 	if (r->expect_continue && r->framing != HTTP1_FRAMING_NONE &&
-	    evbuffer_get_length(c->in) == 0)
-		ADD_LIT(c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+	    evbuffer_get_length(c->t.in) == 0)
+		ADD_LIT(c->t.out, "HTTP/1.1 100 Continue\r\n\r\n");
 	if (r->framing == HTTP1_FRAMING_NONE) {
 		forward(c);
 		return;
@@ -763,12 +605,12 @@ start_request(struct conn *c, const char *buf)
 static int
 read_body(struct conn *c)
 {
-	size_t avail = evbuffer_get_length(c->in);
+	size_t avail = evbuffer_get_length(c->t.in);
 
 	if (c->rq->req.framing == HTTP1_FRAMING_LENGTH) {
 		size_t n = avail < c->body_left ? avail : (size_t)c->body_left;
 
-		evbuffer_remove_buffer(c->in, c->body, n);
+		evbuffer_remove_buffer(c->t.in, c->body, n);
 		c->body_left -= n;
 		c->body_complete = c->body_left == 0;
 		return c->body_complete;
@@ -779,7 +621,7 @@ read_body(struct conn *c)
 		const char *reason = NULL;
 		long k;
 
-		if (evbuffer_peek(c->in, -1, NULL, &vec, 1) < 1)
+		if (evbuffer_peek(c->t.in, -1, NULL, &vec, 1) < 1)
 			break;
 		k = http1_chunked_feed(&c->chunked, vec.iov_base, vec.iov_len,
 		                       &data, &reason);
@@ -797,7 +639,7 @@ read_body(struct conn *c)
 			}
 			evbuffer_add(c->body, data.ptr, data.len);
 		}
-		evbuffer_drain(c->in, (size_t)k);
+		evbuffer_drain(c->t.in, (size_t)k);
 		avail -= (size_t)k;
 		if (k == 0)
 			break;
@@ -810,7 +652,7 @@ static void
 parse_head(struct conn *c)
 {
 	const struct config *cfg = c->w->cfg;
-	size_t len = evbuffer_get_length(c->in);
+	size_t len = evbuffer_get_length(c->t.in);
 	size_t lim = cfg->max_header_bytes + 2;
 	struct http1_limits limits = {cfg->max_header_bytes,
 	                              cfg->max_header_count};
@@ -819,7 +661,7 @@ parse_head(struct conn *c)
 	int status = 400, rc;
 
 	if (c->rq == NULL) {
-		c->rq = rq_get(c->w);
+		c->rq = conn_request_get(c->w);
 		if (c->rq == NULL) {
 			conn_close(c);
 			return;
@@ -832,15 +674,15 @@ parse_head(struct conn *c)
 	if (c->head_scanned > 0 && c->head_scanned < len && len < lim) {
 		struct evbuffer_ptr from;
 
-		evbuffer_ptr_set(c->in, &from, c->head_scanned,
+		evbuffer_ptr_set(c->t.in, &from, c->head_scanned,
 		                 EVBUFFER_PTR_SET);
-		if (evbuffer_search(c->in, "\n", 1, &from).pos < 0) {
+		if (evbuffer_search(c->t.in, "\n", 1, &from).pos < 0) {
 			c->head_scanned = len;
 			return;
 		}
 	}
 	c->head_scanned = len;
-	buf = evbuffer_pullup(c->in, (ev_ssize_t)len);
+	buf = evbuffer_pullup(c->t.in, (ev_ssize_t)len);
 	rc = http1_parse_request((const char *)buf, len, &limits, &c->rq->req,
 	                         &status, &reason);
 	if (rc == 0) {
@@ -867,9 +709,8 @@ parse_head(struct conn *c)
 static bool
 conn_read(struct conn *c)
 {
-	while (c->can_read && !c->eof && !c->dead) {
-		size_t have = evbuffer_get_length(c->in);
-		ssize_t r;
+	while (c->t.can_read && !c->t.eof && !c->t.closed) {
+		size_t have = evbuffer_get_length(c->t.in);
 
 		if (c->state == CS_UPSTREAM && have >= CONN_PIPELINE_MAX)
 			return false;
@@ -880,19 +721,13 @@ conn_read(struct conn *c)
 		if (c->state == CS_HEAD &&
 		    have > c->w->cfg->max_header_bytes + 2)
 			return false;
-		r = sock_read(c->fd, c->in, 65536);
-		if (r > 0) {
-			if (!c->rdhup && r < 16384)
-				c->can_read =
-				    false; /* a short read drained the socket */
+		/* the transport tells whether more is there (can_read) */
+		if (transport_read(&c->t, TRANSPORT_READ_MAX) > 0) {
 			if (c->state == CS_BODY)
 				set_timer(c, TIMER_BODY,
 				          c->w->cfg->body_timeout_ms);
 			return true; /* process before reading more */
 		}
-		c->can_read = false;
-		if (r == 0 || r == -2)
-			c->eof = true;
 	}
 	return false;
 }
@@ -900,17 +735,17 @@ conn_read(struct conn *c)
 static void
 conn_step(struct conn *c)
 {
-	for (int rounds = 0; !c->dead && rounds < 1000; rounds++) {
+	for (int rounds = 0; !c->t.closed && rounds < 1000; rounds++) {
 		enum conn_state before = c->state;
 		bool got = conn_read(c);
 
-		if (c->dead)
+		if (c->t.closed)
 			return;
 		switch (c->state) {
 		case CS_HEAD:
-			if (evbuffer_get_length(c->in) > 0) {
+			if (evbuffer_get_length(c->t.in) > 0) {
 				parse_head(c);
-			} else if (c->eof || c->w->draining) {
+			} else if (c->t.eof || c->w->draining) {
 				conn_close(c);
 				return;
 			} else if (c->timer_kind == TIMER_NONE) {
@@ -918,8 +753,8 @@ conn_step(struct conn *c)
 				          c->w->cfg->idle_timeout_ms);
 				rq_release(c);
 			}
-			if (c->state == CS_HEAD && c->eof &&
-			    evbuffer_get_length(c->in) > 0) {
+			if (c->state == CS_HEAD && c->t.eof &&
+			    evbuffer_get_length(c->t.in) > 0) {
 				/* half a head and the client left */
 				conn_close(c);
 				return;
@@ -931,7 +766,7 @@ conn_step(struct conn *c)
 			if (done >= 0 && c->rq->insp.streaming) {
 				stream_progress(c, done == 1);
 				if (c->state == CS_BODY && done == 0 &&
-				    c->eof) {
+				    c->t.eof) {
 					conn_close(c); /* the upstream request
 					                  stays incomplete */
 					return;
@@ -939,7 +774,7 @@ conn_step(struct conn *c)
 			} else if (done == 1) {
 				clear_timer(c);
 				forward(c);
-			} else if (done == 0 && c->eof) {
+			} else if (done == 0 && c->t.eof) {
 				/* client gone mid-request: nothing was
 				 * forwarded */
 				conn_close(c);
@@ -948,7 +783,7 @@ conn_step(struct conn *c)
 			break;
 		}
 		case CS_UPSTREAM:
-			if (c->eof && !c->response_started) {
+			if (c->t.eof && !c->response_started) {
 				/* the client left: abandon the upstream request
 				 */
 				conn_close(c);
@@ -958,22 +793,22 @@ conn_step(struct conn *c)
 		case CS_CLOSING:
 			break;
 		}
-		if (c->dead)
+		if (c->t.closed)
 			return;
-		if (conn_flush(c) < 0) {
+		if (transport_flush(&c->t) < 0) {
 			conn_close(c);
 			return;
 		}
 		if (c->upstream_paused && c->up &&
-		    evbuffer_get_length(c->out) < CONN_OUT_LOW) {
+		    evbuffer_get_length(c->t.out) < CONN_OUT_LOW) {
 			c->upstream_paused = false;
 			upstream_resume(c->up);
-			if (c->dead)
+			if (c->t.closed)
 				return;
 		}
 		if (c->state == CS_CLOSING &&
-		    evbuffer_get_length(c->out) == 0) {
-			shutdown(c->fd, SHUT_WR);
+		    evbuffer_get_length(c->t.out) == 0) {
+			transport_shutdown(&c->t);
 			conn_close(c);
 			return;
 		}
@@ -986,30 +821,17 @@ conn_step(struct conn *c)
 }
 
 static void
-on_conn_event(evutil_socket_t fd, short what, void *arg)
+on_conn_ready(void *arg)
 {
-	struct conn *c = arg;
-
-	c->busy++;
-	if (what & EV_READ)
-		c->can_read = true;
-	if (what & EV_CLOSED)
-		c->rdhup = c->can_read = true;
-	if ((what & EV_WRITE) && c->write_blocked)
-		c->write_blocked = false;
-	conn_step(c);
-	c->busy--;
-	if (c->dead && c->busy == 0)
-		conn_free(c);
+	conn_step(arg);
 }
 
 static void
-on_conn_timer(evutil_socket_t fd, short what, void *arg)
+on_conn_timeout(void *arg)
 {
 	struct conn *c = arg;
 	enum timer_kind kind = c->timer_kind;
 
-	c->busy++;
 	c->timer_kind = TIMER_NONE;
 	if (kind == TIMER_HEAD && c->state == CS_HEAD) {
 		fail_request(c, 408, "the request head did not arrive in time",
@@ -1021,17 +843,20 @@ on_conn_timer(evutil_socket_t fd, short what, void *arg)
 	} else {
 		conn_close(c); /* idle keep-alive connection */
 	}
-	c->busy--;
-	if (c->dead && c->busy == 0)
-		conn_free(c);
 }
+
+static const struct transport_handlers conn_handlers = {
+    on_conn_ready,
+    on_conn_timeout,
+    conn_free,
+};
 
 void
 conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
             socklen_t salen)
 {
 	struct conn *c = calloc(1, sizeof(*c));
-	int one = 1;
+	int one = 1, rc;
 
 	if (c == NULL) {
 		close(fd);
@@ -1043,41 +868,22 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
 	atomic_fetch_add_explicit(&w->metrics.active_conns, 1,
 	                          memory_order_relaxed);
 	c->w = w;
-	c->fd = fd;
 	c->id = ((uint64_t)w->index << 48) | ++w->next_conn_id;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (sa->sa_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
-		          c->peer, sizeof(c->peer));
-	} else if (sa->sa_family == AF_INET6) {
-		char a[INET6_ADDRSTRLEN];
-
-		inet_ntop(AF_INET6,
-		          &((const struct sockaddr_in6 *)sa)->sin6_addr, a,
-		          sizeof(a));
-		snprintf(c->peer, sizeof(c->peer), "\"[%s]\"", a);
-	} else {
-		snprintf(c->peer, sizeof(c->peer), "unknown");
-	}
-	c->in = evbuffer_new();
-	c->out = evbuffer_new();
+	rewrite_peer(sa, c->peer, sizeof(c->peer));
+	/* attached even when init failed: conn_free closes the socket */
+	rc = transport_init(&c->t, w->base, &conn_handlers, c);
+	rc |= transport_attach(&c->t, fd, &transport_plain);
 	c->body = evbuffer_new();
 	c->kept = evbuffer_new();
-	c->ev = event_new(w->base, fd,
-	                  EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED,
-	                  on_conn_event, c);
-	c->timer = evtimer_new(w->base, on_conn_timer, c);
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;
 	w->conns = c;
-	if (!c->in || !c->out || !c->body || !c->kept || !c->ev || !c->timer) {
+	if (rc != 0 || !c->body || !c->kept) {
 		conn_close(c);
 		return;
 	}
-	/* edge-triggered: if bytes are already there, the first event says so
-	 */
-	event_add(c->ev, NULL);
 	set_timer(c, TIMER_HEAD, w->cfg->head_timeout_ms);
 }
 
@@ -1089,8 +895,8 @@ conn_drain_all(struct worker *w)
 	for (c = w->conns; c; c = next) {
 		next = c->next;
 		/* idle keep-alive connections go now; the others finish */
-		if (c->state == CS_HEAD && evbuffer_get_length(c->in) == 0 &&
-		    evbuffer_get_length(c->out) == 0)
+		if (c->state == CS_HEAD && evbuffer_get_length(c->t.in) == 0 &&
+		    evbuffer_get_length(c->t.out) == 0)
 			conn_close(c);
 	}
 }
@@ -1101,9 +907,9 @@ conn_close_all(struct worker *w)
 	while (w->conns) {
 		struct conn *c = w->conns;
 
-		if (c->dead) {
-			c->busy = 0;
-			conn_free(c);
+		if (c->t.closed) {
+			conn_free(
+			    c); /* the loop stopped: nothing is on the stack */
 		} else {
 			conn_close(c);
 		}

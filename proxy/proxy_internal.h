@@ -6,11 +6,13 @@
  * on the request path is shared between workers except the current policy
  * snapshot, which is reference counted.
  *
- * I/O: sockets are registered once, edge-triggered, for read and write;
- * we read and write with plain system calls into evbuffers and only wait
- * for the kernel when it says EAGAIN. bufferevents cost an ioctl(FIONREAD)
- * per read and two epoll_ctl per write burst; on a small GET that doubled
- * the system calls, which are most of the cost per request here.
+ * I/O: both sides of a relay are a struct transport (transport.c):
+ * sockets registered once, edge-triggered, for read and write, read and
+ * written through a backend (plain system calls, TLS later) into
+ * evbuffers, waiting for the kernel only once a read finds the source dry.
+ * bufferevents cost an ioctl(FIONREAD) per read and two epoll_ctl per
+ * write burst; on a small GET that doubled the system calls, which are
+ * most of the cost per request here.
  */
 #ifndef CONSENTGATE_PROXY_INTERNAL_H
 #define CONSENTGATE_PROXY_INTERNAL_H
@@ -196,11 +198,5 @@ void respond_json_str(struct evbuffer *out, const char *s, size_t n);
 /* ---- log.c ---- */
 void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern int log_verbose;
-
-/* ---- sockio (in server.c): edge-triggered nonblocking helpers ---- */
-/* Read what is there into buf; returns bytes, 0 at EOF, -1 EAGAIN, -2 error. */
-ssize_t sock_read(int fd, struct evbuffer *buf, size_t max);
-/* Write as much of buf as the socket takes; -1 on error, else 0. */
-int sock_write(int fd, struct evbuffer *buf);
 
 #endif

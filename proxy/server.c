@@ -1,6 +1,7 @@
 /*
  * server.c: listeners, worker threads, accept limits, signals, reload and
- * graceful shutdown; and the two system-call helpers every socket uses.
+ * graceful shutdown.
+ * Sockets are read and written by transport.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,7 +22,6 @@
 #define ACCEPT_BURST 64        /* accepts per readiness event */
 #define ACCEPT_RETRY_MS 100    /* ms before retrying after EMFILE */
 #define DRAIN_POLL_MS 20       /* ms between checks while draining */
-#define READ_CHUNK (64 * 1024) /* bytes asked of one read */
 
 struct server {
 	const struct config *cfg;
@@ -34,60 +33,6 @@ struct server {
 	long fd_limit;
 	int port;
 };
-
-/* ---- socket helpers ---- */
-
-ssize_t
-sock_read(int fd, struct evbuffer *buf, size_t max)
-{
-	struct evbuffer_iovec vec[2];
-	struct iovec iov[2];
-	int n, i;
-	ssize_t r;
-
-	if (max > READ_CHUNK)
-		max = READ_CHUNK;
-	n = evbuffer_reserve_space(buf, (ev_ssize_t)max, vec, 2);
-	if (n <= 0)
-		return -2;
-	for (i = 0; i < n; i++) {
-		iov[i].iov_base = vec[i].iov_base;
-		iov[i].iov_len = vec[i].iov_len;
-	}
-	do
-		r = readv(fd, iov, n);
-	while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
-	for (i = 0; i < n; i++) {
-		size_t take = (size_t)r;
-		size_t before = 0;
-
-		for (int j = 0; j < i; j++)
-			before += vec[j].iov_len;
-		take = (size_t)r > before ? (size_t)r - before : 0;
-		if (take > vec[i].iov_len)
-			take = vec[i].iov_len;
-		vec[i].iov_len = take;
-	}
-	evbuffer_commit_space(buf, vec, n);
-	return r;
-}
-
-int
-sock_write(int fd, struct evbuffer *buf)
-{
-	while (evbuffer_get_length(buf) > 0) {
-		int n = evbuffer_write(buf, fd);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
-		}
-	}
-	return 0;
-}
 
 /* ---- file descriptor accounting ---- */
 

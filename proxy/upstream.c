@@ -14,6 +14,10 @@
  * the response is relayed while the rest of the request is still written,
  * but such a connection is closed when the response ends: the next request
  * on it would land inside the unfinished body (request smuggling).
+ *
+ * The socket side is a struct transport (transport.c): buffers, event,
+ * timer, the callback guard and the one teardown path (up_close, then
+ * up_free from the transport once no callback of ours is on the stack).
  */
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -22,6 +26,7 @@
 #include <unistd.h>
 
 #include "proxy_internal.h"
+#include "transport_internal.h"
 
 #define UP_HIGH_WATER                                                          \
 	(1u << 20) /* bytes buffered from upstream before pausing */
@@ -35,15 +40,11 @@ enum up_state {
 };
 
 struct upstream_conn {
+	struct transport t; /* the upstream side: t.in, t.out, flags, guard */
 	struct worker *w;
-	int fd;
-	struct event *ev;
-	struct event *old_ev; /* replaced on a retry */
-	struct event *timer;
-	struct evbuffer *in, *out;
 	struct upstream_conn *next; /* pool list */
 	enum up_state state;
-	bool can_read, rdhup, reused, paused;
+	bool reused, paused;
 	/* the exchange */
 	const struct upstream_ops *ops;
 	void *arg;
@@ -55,37 +56,19 @@ struct upstream_conn {
 	uint64_t left;
 	struct http1_chunked chunked;
 	bool reusable;
-	int busy;
-	bool dead;
 };
 
-static void on_up_event(evutil_socket_t fd, short what, void *arg);
-static void on_up_timer(evutil_socket_t fd, short what, void *arg);
-static void up_step(struct upstream_conn *u);
+static const struct transport_handlers up_handlers;
 
+/* The transport's on_free: closed, and no callback of ours on the stack. */
 static void
-arm_timer(struct upstream_conn *u, unsigned ms)
+up_free(void *arg)
 {
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	struct upstream_conn *u = arg;
 
-	evtimer_add(u->timer, &tv);
-}
-
-static void
-up_free(struct upstream_conn *u)
-{
-	if (u->fd >= 0) {
-		close(u->fd);
+	if (u->t.fd >= 0)
 		worker_fd_closed(u->w);
-	}
-	if (u->ev)
-		event_free(u->ev);
-	if (u->old_ev)
-		event_free(u->old_ev);
-	if (u->timer)
-		event_free(u->timer);
-	evbuffer_free(u->in);
-	evbuffer_free(u->out);
+	transport_reset(&u->t); /* closes the socket */
 	if (u->retry_copy)
 		evbuffer_free(u->retry_copy);
 	free(u);
@@ -99,13 +82,7 @@ up_close(struct upstream_conn *u)
 		return;
 	u->state = UP_CLOSED;
 	u->ops = NULL;
-	if (u->ev)
-		event_del(u->ev);
-	evtimer_del(u->timer);
-	if (u->busy)
-		u->dead = true;
-	else
-		up_free(u);
+	transport_close(&u->t);
 }
 
 static void
@@ -127,27 +104,25 @@ up_connect(struct upstream_conn *u)
 {
 	const struct config *cfg = u->w->cfg;
 	int one = 1;
+	int fd = socket(cfg->upstream_addr.ss_family,
+	                SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
-	u->fd = socket(cfg->upstream_addr.ss_family,
-	               SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (u->fd < 0)
+	if (fd < 0)
 		return -1;
 	worker_fd_opened(u->w);
-	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	u->ev = event_new(u->w->base, u->fd,
-	                  EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED,
-	                  on_up_event, u);
-	if (u->ev == NULL)
-		return -1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	u->state = UP_CONNECTING;
-	u->can_read = u->rdhup = false;
 	metrics_add(u->w, METRIC_UPSTREAM_CONNECTS, 1);
-	if (connect(u->fd, (const struct sockaddr *)&cfg->upstream_addr,
+	if (connect(fd, (const struct sockaddr *)&cfg->upstream_addr,
 	            cfg->upstream_addrlen) != 0 &&
-	    errno != EINPROGRESS)
+	    errno != EINPROGRESS) {
+		close(fd);
+		worker_fd_closed(u->w);
 		return -1;
-	event_add(u->ev, NULL);
-	arm_timer(u, cfg->connect_timeout_ms);
+	}
+	if (transport_attach(&u->t, fd, &transport_plain) != 0)
+		return -1;
+	transport_set_timer(&u->t, cfg->connect_timeout_ms);
 	return 0;
 }
 
@@ -159,11 +134,7 @@ up_new(struct worker *w)
 	if (u == NULL)
 		return NULL;
 	u->w = w;
-	u->fd = -1;
-	u->in = evbuffer_new();
-	u->out = evbuffer_new();
-	u->timer = evtimer_new(w->base, on_up_timer, u);
-	if (u->in == NULL || u->out == NULL || u->timer == NULL ||
+	if (transport_init(&u->t, w->base, &up_handlers, u) != 0 ||
 	    up_connect(u) != 0) {
 		u->state = UP_CLOSED;
 		up_free(u);
@@ -178,7 +149,7 @@ static bool
 up_request_written(const struct upstream_conn *u)
 {
 	return u->req_queued && !u->write_failed &&
-	       evbuffer_get_length(u->out) == 0;
+	       evbuffer_get_length(u->t.out) == 0;
 }
 
 /*
@@ -195,7 +166,7 @@ up_may_pool(const struct upstream_conn *u, int result)
 	const struct worker *w = u->w;
 
 	return result == 0 && u->reusable && up_request_written(u) &&
-	       evbuffer_get_length(u->in) == 0 && !w->draining &&
+	       evbuffer_get_length(u->t.in) == 0 && !w->draining &&
 	       w->nidle < w->cfg->pool_size;
 }
 
@@ -208,7 +179,7 @@ up_finish(struct upstream_conn *u, int result)
 	struct worker *w = u->w;
 
 	u->ops = NULL;
-	evtimer_del(u->timer);
+	transport_clear_timer(&u->t);
 	if (result != 0)
 		metrics_add(w, METRIC_UPSTREAM_ERRORS, 1);
 	if (u->retry_copy) {
@@ -252,16 +223,9 @@ up_fail(struct upstream_conn *u, int status)
 	    status == 502) {
 		/* The pooled connection had died: same exchange, fresh socket.
 		 */
-		event_del(u->ev);
-		u->old_ev =
-		    u->ev; /* we may be inside its callback: free later */
-		u->ev = NULL;
-		close(u->fd);
 		worker_fd_closed(u->w);
-		u->fd = -1;
-		evbuffer_drain(u->in, evbuffer_get_length(u->in));
-		evbuffer_drain(u->out, evbuffer_get_length(u->out));
-		evbuffer_add_buffer(u->out, u->retry_copy);
+		transport_detach(&u->t);
+		evbuffer_add_buffer(u->t.out, u->retry_copy);
 		u->write_failed = false;
 		u->retried = true;
 		u->reused = false;
@@ -278,14 +242,14 @@ relay_body(struct upstream_conn *u)
 	size_t avail;
 
 	while (u->state == UP_BODY && u->ops && !u->paused &&
-	       (avail = evbuffer_get_length(u->in)) > 0) {
+	       (avail = evbuffer_get_length(u->t.in)) > 0) {
 		if (u->framing == HTTP1_FRAMING_LENGTH) {
 			size_t n = avail < u->left ? avail : (size_t)u->left;
 
-			u->ops->on_body(u->arg, u->in, n);
+			u->ops->on_body(u->arg, u->t.in, n);
 			u->left -= n;
 			if (u->left == 0) {
-				if (evbuffer_get_length(u->in) > 0)
+				if (evbuffer_get_length(u->t.in) > 0)
 					u->reusable =
 					    false; /* bytes after the body */
 				up_finish(u, 0);
@@ -293,7 +257,7 @@ relay_body(struct upstream_conn *u)
 			}
 		} else if (u->framing == HTTP1_FRAMING_CHUNKED) {
 			struct evbuffer_iovec vec[8];
-			int nv = evbuffer_peek(u->in, -1, NULL, vec, 8);
+			int nv = evbuffer_peek(u->t.in, -1, NULL, vec, 8);
 			size_t consumed = 0;
 			const char *reason = NULL;
 			struct evbuffer *payload =
@@ -326,19 +290,19 @@ relay_body(struct upstream_conn *u)
 			}
 			if (payload) {
 				/* HTTP/1.0 client: relay the payload only */
-				evbuffer_drain(u->in, consumed);
+				evbuffer_drain(u->t.in, consumed);
 				if (evbuffer_get_length(payload) > 0)
 					u->ops->on_body(
 					    u->arg, payload,
 					    evbuffer_get_length(payload));
 				evbuffer_free(payload);
 			} else if (consumed > 0) {
-				u->ops->on_body(u->arg, u->in, consumed);
+				u->ops->on_body(u->arg, u->t.in, consumed);
 			}
 			if (consumed == 0 || u->ops == NULL)
 				return;
 			if (u->chunked.done) {
-				if (evbuffer_get_length(u->in) > 0)
+				if (evbuffer_get_length(u->t.in) > 0)
 					u->reusable = false;
 				up_finish(u, 0);
 				return;
@@ -350,7 +314,7 @@ relay_body(struct upstream_conn *u)
 			up_finish(u, -1);
 			return;
 		} else { /* CLOSE */
-			u->ops->on_body(u->arg, u->in, avail);
+			u->ops->on_body(u->arg, u->t.in, avail);
 		}
 	}
 }
@@ -359,7 +323,7 @@ static void
 parse_head(struct upstream_conn *u)
 {
 	for (;;) {
-		size_t len = evbuffer_get_length(u->in);
+		size_t len = evbuffer_get_length(u->t.in);
 		size_t lim = CG_DEFAULT_MAX_RESPONSE_HEADER_BYTES;
 		struct http1_response res;
 		const char *reason = NULL;
@@ -369,8 +333,8 @@ parse_head(struct upstream_conn *u)
 		if (len == 0)
 			return;
 		u->got_bytes = true;
-		buf =
-		    evbuffer_pullup(u->in, (ev_ssize_t)(len < lim ? len : lim));
+		buf = evbuffer_pullup(u->t.in,
+		                      (ev_ssize_t)(len < lim ? len : lim));
 		rc = http1_parse_response((const char *)buf,
 		                          len < lim ? len : lim,
 		                          u->head_request, &res, &reason);
@@ -398,7 +362,7 @@ parse_head(struct upstream_conn *u)
 				up_finish(u, 502);
 				return;
 			}
-			evbuffer_drain(u->in, res.head_len);
+			evbuffer_drain(u->t.in, res.head_len);
 			continue;
 		}
 		u->framing = res.framing;
@@ -410,7 +374,7 @@ parse_head(struct upstream_conn *u)
 		u->ops->on_head(u->arg, &res);
 		if (u->ops == NULL || u->state != UP_BODY)
 			return;
-		evbuffer_drain(u->in, res.head_len);
+		evbuffer_drain(u->t.in, res.head_len);
 		if (u->framing == HTTP1_FRAMING_NONE ||
 		    (u->framing == HTTP1_FRAMING_LENGTH && u->left == 0)) {
 			up_finish(u, 0);
@@ -432,13 +396,13 @@ static void
 up_write(struct upstream_conn *u)
 {
 	if (u->write_failed) {
-		evbuffer_drain(u->out, evbuffer_get_length(u->out));
+		evbuffer_drain(u->t.out, evbuffer_get_length(u->t.out));
 		return;
 	}
-	if (sock_write(u->fd, u->out) < 0) {
+	if (transport_flush(&u->t) < 0) {
 		u->write_failed = true;
-		evbuffer_drain(u->out, evbuffer_get_length(u->out));
-		u->can_read = true;
+		evbuffer_drain(u->t.out, evbuffer_get_length(u->t.out));
+		u->t.can_read = true;
 	}
 }
 
@@ -446,16 +410,15 @@ up_write(struct upstream_conn *u)
 static void
 up_read(struct upstream_conn *u)
 {
-	ssize_t r;
+	size_t r;
 
 	for (;;) {
-		while (u->state != UP_CLOSED && u->can_read && !u->paused &&
-		       evbuffer_get_length(u->in) < UP_HIGH_WATER) {
-			r = sock_read(u->fd, u->in, UP_HIGH_WATER);
-			if (r == -1 || (r > 0 && !u->rdhup && r < 16384)) {
-				u->can_read = false;
-			} else if (r == 0 || r == -2) {
-				u->can_read = false;
+		while (u->state != UP_CLOSED && u->t.can_read && !u->paused &&
+		       evbuffer_get_length(u->t.in) < UP_HIGH_WATER) {
+			/* the transport tells whether more is there (can_read)
+			 */
+			r = transport_read(&u->t, TRANSPORT_READ_MAX);
+			if (r == 0 && u->t.eof) {
 				if (u->state == UP_IDLE) {
 					pool_remove(u->w, u);
 					up_close(u);
@@ -479,7 +442,8 @@ up_read(struct upstream_conn *u)
 				return;
 			}
 			if (r > 0 && u->ops)
-				arm_timer(u, u->w->cfg->response_timeout_ms);
+				transport_set_timer(
+				    &u->t, u->w->cfg->response_timeout_ms);
 		}
 		if (u->state == UP_WAITING)
 			parse_head(u);
@@ -487,8 +451,8 @@ up_read(struct upstream_conn *u)
 			relay_body(u);
 		if (u->state != UP_WAITING && u->state != UP_BODY)
 			return;
-		if (!u->can_read || u->paused ||
-		    evbuffer_get_length(u->in) >= UP_HIGH_WATER)
+		if (!u->t.can_read || u->paused ||
+		    evbuffer_get_length(u->t.in) >= UP_HIGH_WATER)
 			return;
 	}
 }
@@ -505,55 +469,44 @@ up_step(struct upstream_conn *u)
 		return;
 	up_read(u);
 	if ((u->state != UP_WAITING && u->state != UP_BODY) ||
-	    evbuffer_get_length(u->out) == 0)
+	    evbuffer_get_length(u->t.out) == 0)
 		return;
 	up_write(u);
 	if (u->write_failed) {
 		up_read(u); /* the answer, or the end, is in the socket */
 		return;
 	}
-	if (evbuffer_get_length(u->out) == 0 && u->ops && u->ops->on_writable)
+	if (evbuffer_get_length(u->t.out) == 0 && u->ops && u->ops->on_writable)
 		u->ops->on_writable(u->arg);
 }
 
 static void
-on_up_event(evutil_socket_t fd, short what, void *arg)
+on_up_ready(void *arg)
 {
 	struct upstream_conn *u = arg;
 
-	u->busy++;
-	if (u->state == UP_CONNECTING &&
-	    (what & (EV_WRITE | EV_READ | EV_CLOSED))) {
+	if (u->state == UP_CONNECTING) {
 		int err = 0;
 		socklen_t el = sizeof(err);
 
-		getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+		getsockopt(u->t.fd, SOL_SOCKET, SO_ERROR, &err, &el);
 		if (err != 0) {
 			log_msg("upstream %s: connect: %s",
 			        u->w->cfg->upstream_hostport, strerror(err));
 			up_fail(u, 502);
-			goto out;
+			return;
 		}
 		u->state = UP_WAITING;
-		arm_timer(u, u->w->cfg->response_timeout_ms);
+		transport_set_timer(&u->t, u->w->cfg->response_timeout_ms);
 	}
-	if (what & EV_READ)
-		u->can_read = true;
-	if (what & EV_CLOSED)
-		u->rdhup = u->can_read = true;
 	up_step(u);
-out:
-	u->busy--;
-	if (u->dead && u->busy == 0)
-		up_free(u);
 }
 
 static void
-on_up_timer(evutil_socket_t fd, short what, void *arg)
+on_up_timeout(void *arg)
 {
 	struct upstream_conn *u = arg;
 
-	u->busy++;
 	if (u->state == UP_CONNECTING) {
 		log_msg("upstream %s: connect timed out",
 		        u->w->cfg->upstream_hostport);
@@ -566,10 +519,13 @@ on_up_timer(evutil_socket_t fd, short what, void *arg)
 		u->reusable = false;
 		up_finish(u, u->got_bytes ? -1 : 504);
 	}
-	u->busy--;
-	if (u->dead && u->busy == 0)
-		up_free(u);
 }
+
+static const struct transport_handlers up_handlers = {
+    on_up_ready,
+    on_up_timeout,
+    up_free,
+};
 
 struct upstream_conn *
 upstream_send(struct worker *w, struct evbuffer *head, struct evbuffer *body,
@@ -597,35 +553,25 @@ upstream_send(struct worker *w, struct evbuffer *head, struct evbuffer *body,
 	u->paused = false;
 	u->write_failed = false;
 	u->req_queued = body != NULL; /* else streamed: upstream_write says */
-	evbuffer_add_buffer(u->out, head);
+	evbuffer_add_buffer(u->t.out, head);
 	if (body)
-		evbuffer_add_buffer(u->out, body);
+		evbuffer_add_buffer(u->t.out, body);
 	if (u->retryable && u->reused) {
 		u->retry_copy = evbuffer_new();
 		if (u->retry_copy)
-			evbuffer_add(u->retry_copy, evbuffer_pullup(u->out, -1),
-			             evbuffer_get_length(u->out));
+			evbuffer_add(u->retry_copy,
+			             evbuffer_pullup(u->t.out, -1),
+			             evbuffer_get_length(u->t.out));
 	}
 	if (u->state == UP_WAITING) {
-		arm_timer(u, w->cfg->response_timeout_ms);
+		transport_set_timer(&u->t, w->cfg->response_timeout_ms);
 		/* write now: the caller holds the handle, callbacks come later
 		 */
 		up_write(u);
 		if (u->write_failed) /* a dead pooled connection: the event */
-			event_active(u->ev, EV_READ, 0); /* loop reports it */
+			event_active(u->t.ev, EV_READ, 0); /* loop reports it */
 	}
 	return u;
-}
-
-/* Did the upstream already send something, or close? (One recv with
-   MSG_PEEK.) */
-static bool
-up_answer_waiting(const struct upstream_conn *u)
-{
-	char b;
-	ssize_t r = recv(u->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-
-	return r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
 void
@@ -635,16 +581,16 @@ upstream_write(struct upstream_conn *u, struct evbuffer *data, bool last)
 		evbuffer_drain(data, evbuffer_get_length(data));
 		return;
 	}
-	evbuffer_add_buffer(u->out, data);
+	evbuffer_add_buffer(u->t.out, data);
 	if (last)
 		u->req_queued = true;
 	/* We are called from the client's side: the upstream's answer may be
 	   in the socket with its event not yet dispatched. The last bytes
 	   wait until it is parsed, so that an answer given before them is
 	   known as early (once per streamed request). */
-	if (last && u->state == UP_WAITING && up_answer_waiting(u)) {
-		u->can_read = true;
-		event_active(u->ev, EV_READ, 0);
+	if (last && u->state == UP_WAITING && transport_peer_spoke(&u->t)) {
+		u->t.can_read = true;
+		event_active(u->t.ev, EV_READ, 0);
 		return;
 	}
 	/* also while the response is relayed: an early answer does not stop
@@ -653,7 +599,7 @@ upstream_write(struct upstream_conn *u, struct evbuffer *data, bool last)
 	if (u->state == UP_WAITING || u->state == UP_BODY) {
 		up_write(u);
 		if (u->write_failed) /* the event loop reports it */
-			event_active(u->ev, EV_READ, 0);
+			event_active(u->t.ev, EV_READ, 0);
 	}
 }
 
@@ -666,7 +612,7 @@ upstream_request_written(const struct upstream_conn *u)
 size_t
 upstream_pending(const struct upstream_conn *u)
 {
-	return evbuffer_get_length(u->out);
+	return evbuffer_get_length(u->t.out);
 }
 
 void
@@ -691,11 +637,9 @@ upstream_resume(struct upstream_conn *u)
 	if (!u->paused)
 		return;
 	u->paused = false;
-	u->busy++;
+	transport_hold(&u->t);
 	up_step(u);
-	u->busy--;
-	if (u->dead && u->busy == 0)
-		up_free(u);
+	transport_release(&u->t);
 }
 
 void

@@ -1,0 +1,88 @@
+/*
+ * conn_request.c: per-request state of a client connection and the
+ * worker's free list of them. See conn_request_internal.h.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn_request_internal.h"
+#include "proxy_internal.h"
+
+struct conn_request *
+conn_request_get(struct worker *w)
+{
+	struct conn_request *rq = w->rq_free;
+
+	if (rq != NULL) {
+		w->rq_free = rq->next_free;
+		w->nrq_free--;
+	} else if ((rq = malloc(sizeof(*rq))) != NULL) {
+		rq->head = NULL;
+		rq->head_cap = 0;
+	} else {
+		return NULL;
+	}
+	rq->next_free = NULL;
+	inspect_result_init(&rq->insp);
+	return rq;
+}
+
+void
+conn_request_put(struct worker *w, struct conn_request *rq)
+{
+	if (rq == NULL)
+		return;
+	inspect_result_reset(&rq->insp);
+	if (w->nrq_free < CONN_REQUEST_FREE_MAX) {
+		rq->next_free = w->rq_free;
+		w->rq_free = rq;
+		w->nrq_free++;
+		return;
+	}
+	free(rq->head);
+	free(rq);
+}
+
+void
+conn_request_cache_free(struct worker *w)
+{
+	while (w->rq_free) {
+		struct conn_request *rq = w->rq_free;
+
+		w->rq_free = rq->next_free;
+		free(rq->head);
+		free(rq);
+	}
+	w->nrq_free = 0;
+}
+
+int
+conn_request_keep_head(struct conn_request *rq, const char *buf)
+{
+	struct http1_request *r = &rq->req;
+	ptrdiff_t shift;
+
+	if (rq->head_cap < r->head_len) {
+		free(rq->head);
+		rq->head_cap = r->head_len < 4096 ? 4096 : r->head_len;
+		rq->head = malloc(rq->head_cap);
+		if (rq->head == NULL) {
+			rq->head_cap = 0;
+			return -1;
+		}
+	}
+	memcpy(rq->head, buf, r->head_len);
+	shift = rq->head - buf;
+#define MOVE(s) ((s).ptr = (s).ptr ? (s).ptr + shift : NULL)
+	MOVE(r->method);
+	MOVE(r->target);
+	MOVE(r->path);
+	MOVE(r->query);
+	MOVE(r->host);
+	for (unsigned i = 0; i < r->nheaders; i++) {
+		MOVE(r->headers[i].name);
+		MOVE(r->headers[i].value);
+	}
+#undef MOVE
+	return 0;
+}

@@ -1,0 +1,116 @@
+/*
+ * rewrite.c: the request head consentgate sends upstream and the response
+ * head it relays to the client (h2o builds the upstream request in
+ * lib/core/proxy.c, apart from its HTTP/1 parser). See rewrite_internal.h.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "rewrite_internal.h"
+
+/* Append a string literal (its length computed by the compiler). */
+#define ADD_LIT(buf, lit) evbuffer_add((buf), (lit), sizeof(lit) - 1)
+
+static bool
+is_consent_field(struct cg_slice n)
+{
+	return n.len >= 8 && strncasecmp(n.ptr, "consent-", 8) == 0;
+}
+
+static void
+add_field(struct evbuffer *b, const struct http1_header *h)
+{
+	evbuffer_add(b, h->name.ptr, h->name.len);
+	ADD_LIT(b, ": ");
+	evbuffer_add(b, h->value.ptr, h->value.len);
+	ADD_LIT(b, "\r\n");
+}
+
+void
+rewrite_peer(const struct sockaddr *sa, char *out, size_t len)
+{
+	if (sa->sa_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+		          out, (socklen_t)len);
+	} else if (sa->sa_family == AF_INET6) {
+		char a[INET6_ADDRSTRLEN];
+
+		inet_ntop(AF_INET6,
+		          &((const struct sockaddr_in6 *)sa)->sin6_addr, a,
+		          sizeof(a));
+		snprintf(out, len, "\"[%s]\"", a);
+	} else {
+		snprintf(out, len, "unknown");
+	}
+}
+
+void
+rewrite_request_head(struct evbuffer *h, const struct http1_request *r,
+                     const struct inspect_result *insp, const char *peer,
+                     const char *upstream_hostport, size_t body_len,
+                     bool streaming)
+{
+	evbuffer_add(h, r->method.ptr, r->method.len);
+	ADD_LIT(h, " ");
+	evbuffer_add(h, r->target.ptr, r->target.len);
+	ADD_LIT(h, " HTTP/1.1\r\n");
+	for (unsigned i = 0; i < r->nheaders; i++) {
+		const struct http1_header *hd = &r->headers[i];
+		struct cg_slice n = hd->name;
+
+		if (http1_is_hop_by_hop(n) ||
+		    http1_connection_names(r->headers, r->nheaders, n) ||
+		    cg_slice_ieq(n, "Content-Length") ||
+		    cg_slice_ieq(n, "Expect") || is_consent_field(n))
+			continue;
+		if (insp->active && inspect_drops_header(insp, n))
+			continue;
+		add_field(h, hd);
+	}
+	if (r->host.ptr == NULL) /* HTTP/1.0 may omit it; HTTP/1.1 needs one */
+		evbuffer_add_printf(h, "Host: %s\r\n", upstream_hostport);
+	if (r->minor == 0)
+		ADD_LIT(h, "Via: 1.0 consentgate\r\nForwarded: for=");
+	else
+		ADD_LIT(h, "Via: 1.1 consentgate\r\nForwarded: for=");
+	evbuffer_add(h, peer, strlen(peer));
+	ADD_LIT(h, ";proto=http\r\n");
+	if (streaming)
+		ADD_LIT(h, "Transfer-Encoding: chunked\r\n");
+	else if (body_len > 0 || r->framing != HTTP1_FRAMING_NONE)
+		evbuffer_add_printf(h, "Content-Length: %zu\r\n", body_len);
+	if (insp->active)
+		inspect_request_headers(insp, h, streaming);
+	ADD_LIT(h, "\r\n");
+}
+
+void
+rewrite_response_head(struct evbuffer *o, const struct http1_response *res,
+                      bool strip_consent, bool chunked_client)
+{
+	/* the status line without printf: it is on every response */
+	char line[16] = "HTTP/1.1 ";
+
+	line[9] = (char)('0' + res->status / 100 % 10);
+	line[10] = (char)('0' + res->status / 10 % 10);
+	line[11] = (char)('0' + res->status % 10);
+	line[12] = ' ';
+	evbuffer_add(o, line, 13);
+	evbuffer_add(o, res->reason.ptr, res->reason.len);
+	ADD_LIT(o, "\r\n");
+	for (unsigned i = 0; i < res->nheaders; i++) {
+		const struct http1_header *h = &res->headers[i];
+
+		if (http1_is_hop_by_hop(h->name) ||
+		    http1_connection_names(res->headers, res->nheaders,
+		                           h->name) ||
+		    (strip_consent && is_consent_field(h->name)))
+			continue;
+		add_field(o, h);
+	}
+	if (chunked_client)
+		ADD_LIT(o, "Transfer-Encoding: chunked\r\n");
+}
