@@ -66,23 +66,53 @@ first_match(const struct policy *p, int purpose,
 	return NULL;
 }
 
+/* Look subjects [from, n) up only for their evidence (a deny is decided). */
+static void
+add_evidence(const struct consent_table *t, int pid,
+             const struct cg_slice *subjects, unsigned from, unsigned n,
+             struct policy_decision *out)
+{
+	for (unsigned i = from; i < n && out->nevidence < CG_MAX_SUBJECTS;
+	     i++) {
+		struct consent_lookup_result c;
+
+		memset(&c, 0, sizeof(c));
+		if (t != NULL)
+			consent_lookup(t, subjects[i].ptr, subjects[i].len, pid,
+			               &c);
+		out->evidence[out->nevidence++] = c.evidence;
+	}
+}
+
+static int
+route_purpose_id(const struct policy_route *r, const struct consent_table *t)
+{
+	const struct policy *p = r->policy;
+	const char *pname = r->purpose >= 0 ? p->purposes[r->purpose].name : "";
+
+	return t != NULL ? consent_purpose_id(t, pname, strlen(pname)) : -1;
+}
+
 void
 policy_decide(const struct policy_route *r, const struct consent_table *t,
               const struct cg_slice *subjects, unsigned nsubjects, int64_t now,
               struct policy_decision *out)
 {
 	const struct policy *p = r->policy;
-	const char *pname = r->purpose >= 0 ? p->purposes[r->purpose].name : "";
-	int pid = -1;
+	int pid;
 
-	memset(out, 0, sizeof(*out));
+	/* not the whole struct: the evidence array is filled as far as
+	 * nevidence says, and this runs for every record */
+	out->allow = true;
+	out->rule_id = NULL;
+	out->subject = 0;
+	out->nevidence = 0;
+	memset(&out->consent, 0, sizeof(out->consent));
 	if (r->action != POLICY_ACTION_INSPECT) {
-		out->allow = true;
 		out->rule_id = "(pass)";
 		return;
 	}
-	if (t != NULL)
-		pid = consent_purpose_id(t, pname, strlen(pname));
+	pid = route_purpose_id(r, t);
 	/* no subject at all: decided as one unknown person */
 	for (unsigned i = 0; i < (nsubjects ? nsubjects : 1); i++) {
 		struct consent_lookup_result c;
@@ -92,14 +122,18 @@ policy_decide(const struct policy_route *r, const struct consent_table *t,
 		if (nsubjects > 0 && t != NULL)
 			consent_lookup(t, subjects[i].ptr, subjects[i].len, pid,
 			               &c);
+		if (nsubjects > 0 && out->nevidence < CG_MAX_SUBJECTS)
+			out->evidence[out->nevidence++] = c.evidence;
 		ru = first_match(p, r->purpose, &c, now);
 		out->subject = i;
 		out->consent = c;
 		/* load guarantees a default; fail closed all the same */
 		out->allow = ru != NULL && ru->allow;
 		out->rule_id = ru != NULL ? ru->id : "(no rule)";
-		if (!out->allow)
+		if (!out->allow) {
+			add_evidence(t, pid, subjects, i + 1, nsubjects, out);
 			return;
+		}
 	}
 }
 
@@ -114,7 +148,12 @@ policy_decide_record(const struct policy_route *r,
 		 * before the people who are there */
 		policy_decide(r, t, NULL, 0, now, out);
 		out->subject = rec->nsubjects;
-		if (!out->allow || rec->nsubjects == 0)
+		if (!out->allow) {
+			add_evidence(t, route_purpose_id(r, t), rec->subjects,
+			             0, rec->nsubjects, out);
+			return;
+		}
+		if (rec->nsubjects == 0)
 			return;
 	}
 	policy_decide(r, t, rec->subjects, rec->nsubjects, now, out);

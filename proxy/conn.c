@@ -108,7 +108,7 @@ request_reset(struct conn *c)
 		c->snap = NULL;
 	}
 	if (c->rq &&
-	    (c->rq->insp.active || c->rq->insp.rec || c->rq->insp.trail))
+	    (c->rq->insp.active || c->rq->insp.held || c->rq->insp.trail))
 		inspect_result_reset(&c->rq->insp);
 	c->route = NULL;
 	c->response_started = false;
@@ -444,7 +444,7 @@ forward(struct conn *c)
 				return;
 			}
 		}
-		if (c->rq->insp.kept == 0 && c->rq->insp.records > 0) {
+		if (inspect_all_dropped(&c->rq->insp)) {
 			reply_all_dropped(c);
 			return;
 		}
@@ -576,7 +576,7 @@ start_request(struct conn *c, const char *buf)
 				             c->rq->insp.error_json);
 			return;
 		}
-		if (c->rq->insp.decided && c->rq->insp.kept == 0) {
+		if (c->rq->insp.decided && inspect_all_dropped(&c->rq->insp)) {
 			reply_all_dropped(
 			    c); /* the person in the header is denied */
 			return;

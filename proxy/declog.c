@@ -3,7 +3,8 @@
  * request: when, which route and purpose, the policy id and digest and the
  * consent snapshot version that decided it, the outcome, and for every
  * record its index, the rule that decided it, the decision and the evidence
- * id of the consent row used. Never a subject id or record content.
+ * id of the consent row used (and, for a record of several people, the
+ * evidence of each). Never a subject id or record content.
  *
  * Each worker buffers its lines and appends them with one write(2) to a
  * file opened O_APPEND (lines from several workers never interleave), when
@@ -83,7 +84,21 @@ declog_record(struct evbuffer *trail, unsigned index,
 	ADD_LIT(trail, "\",\"");
 	respond_json_str(trail, d->consent.evidence.ptr,
 	                 d->consent.evidence.len);
-	ADD_LIT(trail, "\"]");
+	ADD_LIT(trail, "\"");
+	/* several people: the evidence of each, in subject order */
+	if (d->nevidence > 1) {
+		ADD_LIT(trail, ",[");
+		for (unsigned i = 0; i < d->nevidence; i++) {
+			if (i > 0)
+				ADD_LIT(trail, ",");
+			ADD_LIT(trail, "\"");
+			respond_json_str(trail, d->evidence[i].ptr,
+			                 d->evidence[i].len);
+			ADD_LIT(trail, "\"");
+		}
+		ADD_LIT(trail, "]");
+	}
+	ADD_LIT(trail, "]");
 }
 
 void

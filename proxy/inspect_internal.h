@@ -1,7 +1,9 @@
 /*
- * inspect_internal.h: consent enforcement on an inspected route: decode the
- * body, decide every record, rebuild the body from the kept records'
- * original bytes, and the Consent-* headers that go with it.
+ * inspect_internal.h: the I/O around the verdict (policy/verdict.c) on an
+ * inspected route: inflate a gzip body, split a streamed NDJSON body into
+ * lines as it arrives, move the kept records between evbuffers, log every
+ * decision, and write the Consent-* headers the verdict computed. Every
+ * decision is the verdict's.
  */
 #ifndef CONSENTGATE_INSPECT_INTERNAL_H
 #define CONSENTGATE_INSPECT_INTERNAL_H
@@ -9,21 +11,23 @@
 #include <event2/buffer.h>
 
 #include "consentgate/policy.h"
+#include "consentgate/verdict.h"
 #include "http1_internal.h"
 
 struct inspect_result {
 	bool active; /* an inspected route decided this request */
+	bool held;   /* v is initialised and may hold memory */
+	/* the verdict's counts, for the connection and the decision log */
 	unsigned records, kept, dropped;
-	const char *error;     /* static detail for a refusal */
-	char error_json[256];  /* extra problem members (index, rule, counts) */
-	char req_headers[512]; /* Consent-* lines for the forwarded request */
-	char resp_headers[96]; /* Consent-Result line for the client */
-	bool inflated;         /* Content-Encoding was removed */
-	bool streaming;        /* NDJSON decided line by line as it arrives */
-	bool decided;          /* subject in a header: decided from the head */
-	int64_t now;           /* unix seconds the request is decided at */
-	struct scan_record *rec; /* scratch for streaming */
-	struct evbuffer *trail;  /* decision-log entries, when the log is on */
+	const char *error;    /* static detail for a refusal */
+	char error_json[256]; /* extra problem members (index, rule, counts) */
+	bool inflated;        /* Content-Encoding was removed */
+	bool streaming;       /* NDJSON decided line by line as it arrives */
+	bool decided;         /* subject in a header: decided from the head */
+	struct evbuffer *trail; /* decision-log entries, when the log is on */
+	/* last: inspect_result_init leaves it alone (a pass request does not
+	   pay for clearing it) */
+	struct verdict v;
 };
 
 void inspect_result_init(struct inspect_result *r);
@@ -65,6 +69,16 @@ void inspect_request_headers(const struct inspect_result *r, struct evbuffer *h,
 /* Append the Consent-Result response header. */
 void inspect_response_headers(const struct inspect_result *r,
                               struct evbuffer *o);
+/*
+ * Inflate a gzip body in place, bounded by max_body and by
+ * CG_DEFAULT_MAX_INFLATE_RATIO. Returns 0, or -1 with *status (400 corrupt
+ * or truncated, 413 too large, 500) and *detail (static). The CLI inflates
+ * with it too.
+ */
+int inspect_inflate(struct evbuffer *body, size_t max_body, int *status,
+                    const char **detail);
+/* True when every record was dropped: answer 204, forward nothing. */
+bool inspect_all_dropped(const struct inspect_result *r);
 /* Client headers the inspection replaces (Content-Encoding after inflate,
    Content-Usage). */
 bool inspect_drops_header(const struct inspect_result *r, struct cg_slice name);

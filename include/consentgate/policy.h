@@ -113,12 +113,19 @@ struct policy_decision {
 	                        (or the last one checked on allow) */
 	struct consent_lookup_result
 	    consent; /* the row used for that subject */
+	/* the evidence id of every subject's row, in subject order (empty
+	 * when the person has none): every one proves the decision */
+	unsigned nevidence;
+	struct cg_slice evidence[CG_MAX_SUBJECTS];
 };
 
 /*
  * Decide one record of an inspected route: every subject must be allowed
  * (first denied subject decides); no subject at all is an unknown person.
- * now is unix seconds (consent age conditions). Pure; no allocation.
+ * Every subject is looked up, also after a deny, so out->evidence holds
+ * the evidence of each (out->nevidence == nsubjects, at most
+ * CG_MAX_SUBJECTS). now is unix seconds (consent age conditions). Pure; no
+ * allocation.
  */
 void policy_decide(const struct policy_route *r, const struct consent_table *t,
                    const struct cg_slice *subjects, unsigned nsubjects,
