@@ -75,6 +75,23 @@ wait_closed(struct fixture *f)
 	assert_int_equal(atomic_load(&f->w.metrics.active_conns), 0);
 }
 
+/* A new client connection sends a GET; returns the fake upstream's
+   socket once the request arrived there. */
+static int
+forward_get(struct cfix *c)
+{
+	char up[8192];
+	int fd;
+
+	connect_client(c);
+	fixture_puts(c->f, c->client, "GET /p HTTP/1.1\r\nHost: h\r\n\r\n");
+	fd = fixture_accept(c->f, PUMP_ROUNDS);
+	assert_true(fd >= 0);
+	fixture_read_until(c->f, fd, "\r\n\r\n", up, sizeof(up), 0);
+	assert_true(strncmp(up, "GET /p HTTP/1.1\r\n", 17) == 0);
+	return fd;
+}
+
 static const char ok_resp_conn[] =
     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
@@ -269,10 +286,7 @@ test_client_gone_during_upstream(void **state)
 	char up[8192];
 	int fd;
 
-	connect_client(c);
-	fixture_puts(f, c->client, "GET /p HTTP/1.1\r\nHost: h\r\n\r\n");
-	fd = fixture_accept(f, PUMP_ROUNDS);
-	fixture_read_until(f, fd, "\r\n\r\n", up, sizeof(up), 0);
+	fd = forward_get(c);
 	close(c->client);
 	c->client = -1;
 	wait_closed(f);
@@ -288,14 +302,11 @@ test_upstream_breaks_mid_body(void **state)
 {
 	struct cfix *c = *state;
 	struct fixture *f = c->f;
-	char up[8192], cl[8192];
+	char cl[8192];
 	size_t n;
 	int fd;
 
-	connect_client(c);
-	fixture_puts(f, c->client, "GET /p HTTP/1.1\r\nHost: h\r\n\r\n");
-	fd = fixture_accept(f, PUMP_ROUNDS);
-	fixture_read_until(f, fd, "\r\n\r\n", up, sizeof(up), 0);
+	fd = forward_get(c);
 	fixture_puts(f, fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
 	close(fd);
 	n = fixture_read_until(f, c->client, NULL, cl, sizeof(cl), 0);
@@ -314,13 +325,9 @@ test_close_inside_upstream_callback(void **state)
 {
 	struct cfix *c = *state;
 	struct fixture *f = c->f;
-	char up[8192];
 	int fd;
 
-	connect_client(c);
-	fixture_puts(f, c->client, "GET /p HTTP/1.1\r\nHost: h\r\n\r\n");
-	fd = fixture_accept(f, PUMP_ROUNDS);
-	fixture_read_until(f, fd, "\r\n\r\n", up, sizeof(up), 0);
+	fd = forward_get(c);
 	close(c->client); /* before the loop hears of it, the body comes */
 	c->client = -1;
 	fixture_puts(f, fd, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody");
@@ -351,15 +358,12 @@ test_idle_timeout(void **state)
 {
 	struct cfix *c = *state;
 	struct fixture *f = c->f;
-	char up[8192], cl[8192];
+	char cl[8192];
 	size_t n;
 	int fd;
 
 	f->cfg.idle_timeout_ms = 20;
-	connect_client(c);
-	fixture_puts(f, c->client, "GET /p HTTP/1.1\r\nHost: h\r\n\r\n");
-	fd = fixture_accept(f, PUMP_ROUNDS);
-	fixture_read_until(f, fd, "\r\n\r\n", up, sizeof(up), 0);
+	fd = forward_get(c);
 	fixture_puts(f, fd, ok_resp_conn);
 	n = fixture_read_until(f, c->client, "ok", cl, sizeof(cl), 0);
 	assert_int_equal(

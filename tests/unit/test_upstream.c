@@ -115,6 +115,24 @@ wait_done(struct fixture *f, struct rec *r)
 static const char get_head[] = "GET /p HTTP/1.1\r\nHost: x\r\n\r\n";
 static const char ok_resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
+/* A GET on a new upstream connection, answered with resp; returns the
+   fake upstream's socket. */
+static int
+exchange(struct fixture *f, struct rec *r, unsigned flags, const char *resp)
+{
+	char buf[4096];
+	int fd;
+
+	send_req(f, r, get_head, NULL, flags);
+	fd = fixture_accept(f, PUMP_ROUNDS);
+	assert_true(fd >= 0);
+	fixture_read_until(f, fd, "\r\n\r\n", buf, sizeof(buf), 0);
+	assert_string_equal(buf, get_head);
+	fixture_puts(f, fd, resp);
+	wait_done(f, r);
+	return fd;
+}
+
 /* A complete exchange pools; the next request reuses the connection. */
 static void
 test_pool_after_complete_exchange(void **state)
@@ -125,14 +143,8 @@ test_pool_after_complete_exchange(void **state)
 	char buf[4096];
 	int fd;
 
-	first = send_req(f, &r, get_head, NULL, UPSTREAM_RETRYABLE);
-	assert_non_null(first);
-	fd = fixture_accept(f, PUMP_ROUNDS);
-	assert_true(fd >= 0);
-	fixture_read_until(f, fd, "\r\n\r\n", buf, sizeof(buf), 0);
-	assert_string_equal(buf, get_head);
-	fixture_puts(f, fd, ok_resp);
-	wait_done(f, &r);
+	fd = exchange(f, &r, UPSTREAM_RETRYABLE, ok_resp);
+	first = r.u;
 	assert_int_equal(r.result, 0);
 	assert_int_equal(r.status, 200);
 	assert_true(r.written_at_head);
@@ -186,47 +198,26 @@ test_no_pool_after_early_answer(void **state)
 	evbuffer_free(r.body);
 }
 
-/* Bytes after the end of the response: the connection is not clean. */
+/* Bytes after the end of the response, or Connection: close: the
+   connection did not end cleanly and is closed. */
 static void
-test_no_pool_after_bytes_past_body(void **state)
+test_no_pool_unclean_end(void **state)
 {
+	static const char *const answers[] = {
+	    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK"
+	    "\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n"
+	    "\r\nok",
+	};
 	struct fixture *f = *state;
 	struct rec r = {0};
-	char buf[4096];
-	int fd;
 
-	send_req(f, &r, get_head, NULL, 0);
-	fd = fixture_accept(f, PUMP_ROUNDS);
-	fixture_read_until(f, fd, "\r\n\r\n", buf, sizeof(buf), 0);
-	fixture_puts(f, fd,
-	             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 "
-	             "200 OK\r\n\r\n");
-	wait_done(f, &r);
-	assert_int_equal(r.result, 0);
-	assert_int_equal(evbuffer_get_length(r.body), 2);
-	assert_int_equal(f->w.nidle, 0);
-	close(fd);
-	evbuffer_free(r.body);
-}
-
-static void
-test_no_pool_connection_close(void **state)
-{
-	struct fixture *f = *state;
-	struct rec r = {0};
-	char buf[4096];
-	int fd;
-
-	send_req(f, &r, get_head, NULL, 0);
-	fd = fixture_accept(f, PUMP_ROUNDS);
-	fixture_read_until(f, fd, "\r\n\r\n", buf, sizeof(buf), 0);
-	fixture_puts(f, fd,
-	             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
-	             "Connection: close\r\n\r\nok");
-	wait_done(f, &r);
-	assert_int_equal(r.result, 0);
-	assert_int_equal(f->w.nidle, 0);
-	close(fd);
+	for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+		close(exchange(f, &r, 0, answers[i]));
+		assert_int_equal(r.result, 0);
+		assert_int_equal(evbuffer_get_length(r.body), 2);
+		assert_int_equal(f->w.nidle, 0);
+	}
 	evbuffer_free(r.body);
 }
 
@@ -288,11 +279,7 @@ test_retry_dead_pooled(void **state)
 	char buf[4096];
 	int fd, fd2;
 
-	send_req(f, &r, get_head, NULL, 0);
-	fd = fixture_accept(f, PUMP_ROUNDS);
-	fixture_read_until(f, fd, "\r\n\r\n", buf, sizeof(buf), 0);
-	fixture_puts(f, fd, ok_resp);
-	wait_done(f, &r);
+	fd = exchange(f, &r, 0, ok_resp);
 	assert_int_equal(f->w.nidle, 1);
 	close(fd); /* no pump: the pool has not noticed */
 	send_req(f, &r, get_head, NULL, UPSTREAM_RETRYABLE);
@@ -367,10 +354,8 @@ main(void)
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_pool_after_early_answer,
 	                                    setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_no_pool_after_bytes_past_body,
-	                                    setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_no_pool_connection_close,
-	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_pool_unclean_end, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_streamed_request, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_retry_dead_pooled, setup,
