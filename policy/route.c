@@ -149,8 +149,7 @@ static bool
 method_means(const struct policy_route *r, struct cg_slice method)
 {
 	return is_any_method(r) ||
-	       (r->method_len == method.len &&
-	        strncasecmp(r->method, method.ptr, method.len) == 0);
+	       cg_slice_ieq(method, r->method);
 }
 
 static bool
@@ -506,7 +505,7 @@ policy_route_content_usage(const struct policy_route *r)
 static bool
 slice_ieq(const char *a, size_t alen, const char *lit)
 {
-	return alen == strlen(lit) && strncasecmp(a, lit, alen) == 0;
+	return cg_slice_ieq((struct cg_slice){a, alen}, lit);
 }
 
 /* Trim optional whitespace (SP, HTAB) around [*s, *s + *n). */
@@ -532,7 +531,7 @@ params_ok(const char *s, size_t n)
 		size_t pn = plen;
 
 		trim(&ps, &pn);
-		if (pn >= 8 && strncasecmp(ps, "charset=", 8) == 0) {
+		if (pn >= 8 && slice_ieq(ps, 8, "charset=")) {
 			const char *v = ps + 8;
 			size_t vn = pn - 8;
 			if (vn >= 2 && v[0] == '"' && v[vn - 1] == '"') {

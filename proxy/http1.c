@@ -860,19 +860,6 @@ done:
 /* ---- helpers ---- */
 
 bool
-http1_slice_ieq(struct cg_slice s, const char *lit)
-{
-	const unsigned char *a = (const unsigned char *)s.ptr;
-	size_t j;
-
-	for (j = 0; j < s.len; j++)
-		if (lit[j] == '\0' ||
-		    lower[a[j]] != lower[(unsigned char)lit[j]])
-			return false;
-	return lit[j] == '\0';
-}
-
-bool
 http1_is_hop_by_hop(struct cg_slice name)
 {
 	const unsigned char *n = (const unsigned char *)name.ptr;

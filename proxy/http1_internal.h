@@ -128,8 +128,8 @@ long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 #define HTTP1_HOST 0x10 /* uri-host [ ":" port ], IP literals included */
 extern const unsigned char http1_class[256]; /* HTTP1_* bits of a byte */
 
-/* Case-insensitive ASCII comparison of a slice with a C string. */
-bool http1_slice_ieq(struct cg_slice s, const char *lit);
+/* (The case-insensitive compare of a slice with a C string is
+ * cg_slice_ieq, common.h.) */
 /*
  * Hop-by-hop per RFC 9110 7.6.1 (plus Proxy-*). Fields named in Connection
  * are hop-by-hop too: ask http1_connection_names with the request's fields.

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define CG_VERSION "0.1.0"
 
@@ -30,19 +31,17 @@ struct cg_slice {
 static inline bool
 cg_slice_ieq(struct cg_slice s, const char *lit)
 {
-	size_t i;
-
-	for (i = 0; i < s.len; i++) {
+	if (strlen(lit) != s.len) /* folds to a constant for a literal */
+		return false;
+	for (size_t i = 0; i < s.len; i++) {
 		unsigned a = (unsigned char)s.ptr[i], b = (unsigned char)lit[i];
 
-		if (b == '\0')
-			return false;
 		a |= a - 'A' < 26u ? 0x20u : 0u;
 		b |= b - 'A' < 26u ? 0x20u : 0u;
 		if (a != b)
 			return false;
 	}
-	return lit[i] == '\0';
+	return true;
 }
 
 /* ---- hard caps (size fixed arrays) ---- */
