@@ -28,9 +28,6 @@
 #include "proxy_internal.h"
 #include "transport_internal.h"
 
-#define UP_HIGH_WATER                                                          \
-	(1u << 20) /* bytes buffered from upstream before pausing */
-
 enum up_state {
 	UP_IDLE,       /* in the pool */
 	UP_CONNECTING, /* waiting for connect() */
@@ -414,7 +411,7 @@ up_read(struct upstream_conn *u)
 
 	for (;;) {
 		while (u->state != UP_CLOSED && u->t.can_read && !u->paused &&
-		       evbuffer_get_length(u->t.in) < UP_HIGH_WATER) {
+		       evbuffer_get_length(u->t.in) < CG_UPSTREAM_IN_HIGH) {
 			/* the transport tells whether more is there (can_read)
 			 */
 			r = transport_read(&u->t, TRANSPORT_READ_MAX);
@@ -452,7 +449,7 @@ up_read(struct upstream_conn *u)
 		if (u->state != UP_WAITING && u->state != UP_BODY)
 			return;
 		if (!u->t.can_read || u->paused ||
-		    evbuffer_get_length(u->t.in) >= UP_HIGH_WATER)
+		    evbuffer_get_length(u->t.in) >= CG_UPSTREAM_IN_HIGH)
 			return;
 	}
 }

@@ -80,6 +80,10 @@ cg_slice_ieq(struct cg_slice s, const char *lit)
 #define CG_MAX_PURPOSE_LEN 64       /* bytes of a purpose name */
 #define CG_MAX_EVIDENCE_LEN 255     /* bytes of an evidence id */
 
+/* ---- flow control: fixed marks, in bytes; a side over its mark stops
+ * being read until the other side drains (never an error) ---- */
+#define CG_UPSTREAM_IN_HIGH (1u << 20) /* buffered from upstream */
+
 /* ---- defaults the configuration may change ---- */
 /* bytes of a request head; 431 */
 #define CG_DEFAULT_MAX_HEADER_BYTES 16384
