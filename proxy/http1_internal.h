@@ -107,6 +107,7 @@ struct http1_chunked {
 	bool done;          /* last-chunk and trailers consumed */
 };
 
+/* Start decoding a body into c (no allocation: nothing to free). */
 void http1_chunked_init(struct http1_chunked *c);
 
 /*
