@@ -1,0 +1,291 @@
+/*
+ * relay.c: the upstream half of a client connection: the inspected body
+ * decided, our own request head built (rewrite.c), the exchange started
+ * on a pooled or new upstream connection (upstream.c), a streamed NDJSON
+ * body sent chunk by chunk, and the response relayed back to the client
+ * under the connection's guard. See conn_internal.h.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn_internal.h"
+#include "inspect_internal.h"
+
+/*
+ * An inspected request answered 2xx/3xx before the upstream could have
+ * read all of it: the answer cannot prove that the kept records arrived,
+ * so it is never relayed as a success. The upstream connection is closed
+ * (a streamed body stays without its terminating chunk) and the client
+ * gets 502 and the connection closes.
+ */
+static void
+refuse_early_answer(struct conn *c, int status)
+{
+	log_msg("conn %llu: the upstream answered %d before the request was "
+	        "written completely",
+	        (unsigned long long)c->id, status);
+	upstream_abort(c->up); /* we are in its callback: it frees itself */
+	c->up = NULL;
+	conn_fail(c, 502,
+	          "the upstream answered before it received the whole "
+	          "request",
+	          NULL);
+	conn_step(c); /* flush the answer; nothing else would now */
+}
+
+static void
+write_response_head(struct conn *c, const struct http1_response *res)
+{
+	struct evbuffer *o = c->t.out;
+	bool chunked = res->framing == HTTP1_FRAMING_CHUNKED;
+	bool inspected = policy_route_action(c->route) == POLICY_ACTION_INSPECT;
+	/* the upstream answered before it had our whole request */
+	bool early = !upstream_request_written(c->up);
+
+	if (early && inspected && res->status < 400) {
+		refuse_early_answer(c, res->status);
+		return;
+	}
+	if (early && inspected && c->state == CS_BODY) {
+		/* an error relayed early ends the streamed request: no more of
+		   the body is read or sent, and the connection closes after
+		   the answer */
+		c->state = CS_UPSTREAM;
+		conn_clear_timer(c);
+	}
+	c->response_started = true;
+	metrics_response(c->w, res->status);
+	c->keep_alive = c->rq->req.keep_alive && !c->w->draining &&
+	                !conn_body_pending(c) && !(early && inspected) &&
+	                res->framing != HTTP1_FRAMING_CLOSE &&
+	                !(chunked && c->rq->req.minor == 0);
+	/* a chunked body to a 1.0 client is de-chunked: it reads to close */
+	rewrite_response_head(o, res, c->rq->insp.active,
+	                      chunked && c->rq->req.minor == 1);
+	if (c->rq->insp.active && early) {
+		/* no Consent-Result: its counts would claim records that were
+		   not all delivered */
+		conn_log_decision(c, "upstream-failed", res->status);
+	} else if (c->rq->insp.active) {
+		inspect_response_headers(&c->rq->insp, o);
+		conn_log_decision(c, "forwarded", res->status);
+	}
+	if (!c->keep_alive)
+		ADD_LIT(o, "Connection: close\r\n\r\n");
+	else if (c->rq->req.minor == 0)
+		ADD_LIT(o, "Connection: keep-alive\r\n\r\n");
+	else
+		ADD_LIT(o, "\r\n");
+}
+
+/*
+ * The upstream's callbacks into this connection: each runs under the
+ * guard, so that whatever it closes, the connection is freed only after.
+ */
+static void
+on_up_head(void *arg, const struct http1_response *res)
+{
+	struct conn *c = arg;
+
+	transport_hold(&c->t);
+	write_response_head(c, res);
+	transport_release(&c->t);
+}
+
+static void
+on_up_body(void *arg, struct evbuffer *src, size_t n)
+{
+	struct conn *c = arg;
+
+	transport_hold(&c->t);
+	evbuffer_remove_buffer(src, c->t.out, n);
+	if (transport_flush(&c->t) < 0)
+		conn_close(c);
+	else if (evbuffer_get_length(c->t.out) > CONN_OUT_HIGH && c->up &&
+	         !c->upstream_paused) {
+		upstream_pause(c->up);
+		c->upstream_paused = true;
+	}
+	transport_release(&c->t);
+}
+
+static void
+on_up_done(void *arg, int result)
+{
+	struct conn *c = arg;
+
+	transport_hold(&c->t);
+	c->up = NULL;
+	if (result == 0) {
+		conn_end_request(c);
+		c->state = c->keep_alive ? CS_HEAD : CS_CLOSING;
+	} else if (!c->response_started && result > 0) {
+		conn_reply_problem(
+		    c, result,
+		    result == 504 ? "the upstream did not answer in time"
+		                  : "the upstream could not be reached or sent "
+		                    "a broken response",
+		    NULL);
+	} else {
+		/* the response broke after it started: the client must see it
+		   end early, never a truncated response presented as complete
+		 */
+		log_msg("conn %llu: upstream response broke; closing",
+		        (unsigned long long)c->id);
+		conn_end_request(c);
+		c->state = CS_CLOSING;
+	}
+	conn_step(c);
+	transport_release(&c->t);
+}
+
+static void
+on_up_writable(void *arg)
+{
+	struct conn *c = arg;
+
+	/* a streamed body drained upstream: read more from the client */
+	if (c->state == CS_BODY && c->t.can_read) {
+		transport_hold(&c->t);
+		conn_step(c);
+		transport_release(&c->t);
+	}
+}
+
+static const struct upstream_ops conn_upstream_ops = {
+    on_up_head,
+    on_up_body,
+    on_up_done,
+    on_up_writable,
+};
+
+static unsigned
+exchange_flags(const struct conn *c, size_t body_len)
+{
+	struct cg_slice m = c->rq->req.method;
+	unsigned flags = 0;
+
+	if (body_len == 0 &&
+	    (cg_slice_ieq(m, "GET") || cg_slice_ieq(m, "HEAD") ||
+	     cg_slice_ieq(m, "OPTIONS")))
+		flags |= UPSTREAM_RETRYABLE;
+	if (cg_slice_ieq(m, "HEAD"))
+		flags |= UPSTREAM_HEAD;
+	if (c->rq->req.minor == 0)
+		flags |= UPSTREAM_DECHUNK;
+	return flags;
+}
+
+/* Our own request head (rewrite.c). */
+static void
+build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len,
+                    bool streaming)
+{
+	rewrite_request_head(h, &c->rq->req, &c->rq->insp, c->peer,
+	                     c->w->cfg->upstream_hostport, body_len, streaming);
+}
+
+void
+relay_forward(struct conn *c)
+{
+	struct evbuffer *h, *body = c->body;
+	size_t body_len;
+
+	if (policy_route_action(c->route) == POLICY_ACTION_INSPECT) {
+		if (c->rq->insp.streaming) {
+			body = c->kept; /* decided line by line already */
+		} else if (!c->rq->insp.decided) {
+			int status = inspect_run(&c->rq->insp, c->snap,
+			                         c->route, &c->rq->req, c->body,
+			                         c->w->cfg->max_body_bytes);
+
+			if (status != 0) {
+				conn_reply_problem(c, status, c->rq->insp.error,
+				                   c->rq->insp.error_json);
+				return;
+			}
+		}
+		if (inspect_all_dropped(&c->rq->insp)) {
+			conn_reply_all_dropped(c);
+			return;
+		}
+	}
+	h = evbuffer_new();
+	body_len = evbuffer_get_length(body);
+	build_upstream_head(c, h, body_len, false);
+	c->state = CS_UPSTREAM;
+	c->up = upstream_send(c->w, h, body, exchange_flags(c, body_len),
+	                      &conn_upstream_ops, c);
+	evbuffer_free(h);
+	if (c->up == NULL)
+		conn_reply_problem(c, 502, "the upstream could not be reached",
+		                   NULL);
+}
+
+/* Send the kept records so far as one chunk of the streamed request. */
+static void
+stream_chunk(struct conn *c)
+{
+	struct evbuffer *chunk;
+	size_t n = evbuffer_get_length(c->kept);
+
+	if (n == 0 || c->up == NULL || (chunk = evbuffer_new()) == NULL)
+		return;
+	evbuffer_add_printf(chunk, "%zx\r\n", n);
+	evbuffer_add_buffer(chunk, c->kept);
+	ADD_LIT(chunk, "\r\n");
+	upstream_write(c->up, chunk, false);
+	evbuffer_free(chunk);
+}
+
+/*
+ * Streaming NDJSON: decide the lines that arrived; start the upstream
+ * request once enough was kept (a small body still goes out in one piece
+ * with a Content-Length); on a bad record after streaming began, abort the
+ * upstream connection so that it never receives a complete request.
+ */
+void
+relay_stream(struct conn *c, bool done)
+{
+	int status = inspect_feed(&c->rq->insp, c->snap, c->route, c->body,
+	                          c->kept, done, CG_DEFAULT_MAX_RECORD_BYTES);
+
+	if (status != 0) {
+		conn_fail(c, status, c->rq->insp.error, c->rq->insp.error_json);
+		return;
+	}
+	if (!c->stream_started && !done &&
+	    evbuffer_get_length(c->kept) >= STREAM_START) {
+		struct evbuffer *h = evbuffer_new();
+
+		build_upstream_head(c, h, 0, true);
+		c->up = upstream_send(c->w, h, NULL, exchange_flags(c, 1),
+		                      &conn_upstream_ops, c);
+		evbuffer_free(h);
+		if (c->up == NULL) {
+			conn_fail(c, 502, "the upstream could not be reached",
+			          NULL);
+			return;
+		}
+		c->stream_started = true;
+	}
+	if (!c->stream_started) {
+		if (done) {
+			conn_clear_timer(c);
+			relay_forward(c);
+		}
+		return;
+	}
+	stream_chunk(c);
+	if (done && c->up) {
+		struct evbuffer *end = evbuffer_new();
+
+		conn_clear_timer(c);
+		evbuffer_add_printf(
+		    end, "0\r\nConsent-Result: kept=%u, dropped=%u\r\n\r\n",
+		    c->rq->insp.kept, c->rq->insp.dropped);
+		upstream_write(c->up, end, true);
+		evbuffer_free(end);
+		c->state = CS_UPSTREAM;
+	}
+}
