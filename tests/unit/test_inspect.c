@@ -1,0 +1,176 @@
+/*
+ * test_inspect.c: the I/O inspect.c keeps around the verdict: the gzip
+ * inflater and its limits (corrupt, truncated, trailing bytes, size and
+ * ratio), and the Consent-* lines written from a verdict.
+ */
+/* cmocka.h needs these three before it */
+/* clang-format off */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+/* clang-format on */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+
+#include "../../proxy/inspect_internal.h"
+
+/* gzip of buf[0,len) into a new evbuffer */
+static struct evbuffer *
+gz(const char *buf, size_t len)
+{
+	struct evbuffer *b = evbuffer_new();
+	unsigned char out[1 << 16];
+	z_stream zs;
+
+	memset(&zs, 0, sizeof(zs));
+	assert_int_equal(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8,
+	                              Z_DEFAULT_STRATEGY),
+	                 Z_OK);
+	zs.next_in = (unsigned char *)(uintptr_t)buf;
+	zs.avail_in = (uInt)len;
+	do {
+		zs.next_out = out;
+		zs.avail_out = sizeof(out);
+		deflate(&zs, Z_FINISH);
+		evbuffer_add(b, out, sizeof(out) - zs.avail_out);
+	} while (zs.avail_out == 0);
+	deflateEnd(&zs);
+	return b;
+}
+
+static void
+test_inflate_ok(void **state)
+{
+	const char body[] = "{\"a\":\"1\"}\n{\"a\":\"2\"}\n";
+	struct evbuffer *b = gz(body, strlen(body));
+	const char *detail = NULL;
+	int status = -1;
+
+	assert_int_equal(inspect_inflate(b, 1 << 20, &status, &detail), 0);
+	assert_int_equal(status, 0);
+	assert_int_equal(evbuffer_get_length(b), strlen(body));
+	assert_memory_equal(evbuffer_pullup(b, -1), body, strlen(body));
+	evbuffer_free(b);
+}
+
+static void
+test_inflate_refusals(void **state)
+{
+	const char body[] = "{\"a\":\"1\"}\n";
+	char *zeros = calloc(1, 1 << 20);
+	struct evbuffer *b, *cut;
+	const char *detail = NULL;
+	int status = 0;
+
+	/* truncated: the last bytes (CRC, size) are missing */
+	b = gz(body, strlen(body));
+	cut = evbuffer_new();
+	evbuffer_remove_buffer(b, cut, evbuffer_get_length(b) - 4);
+	assert_int_equal(inspect_inflate(cut, 1 << 20, &status, &detail), -1);
+	assert_int_equal(status, 400);
+	evbuffer_free(cut);
+	evbuffer_free(b);
+	/* not gzip at all */
+	b = evbuffer_new();
+	evbuffer_add(b, body, strlen(body));
+	assert_int_equal(inspect_inflate(b, 1 << 20, &status, &detail), -1);
+	assert_int_equal(status, 400);
+	evbuffer_free(b);
+	/* bytes after the end of the gzip member */
+	b = gz(body, strlen(body));
+	evbuffer_add(b, "junk", 4);
+	assert_int_equal(inspect_inflate(b, 1 << 20, &status, &detail), -1);
+	assert_int_equal(status, 400);
+	assert_non_null(strstr(detail, "after the end"));
+	evbuffer_free(b);
+	/* larger than max_body once inflated */
+	b = gz(zeros, 1 << 20);
+	assert_int_equal(inspect_inflate(b, 1 << 19, &status, &detail), -1);
+	assert_int_equal(status, 413);
+	evbuffer_free(b);
+	/* a bomb: 1 MiB of zeros is ~1 KiB of gzip, beyond the ratio */
+	b = gz(zeros, 1 << 20);
+	assert_int_equal(inspect_inflate(b, 64u << 20, &status, &detail), -1);
+	assert_int_equal(status, 413);
+	evbuffer_free(b);
+	free(zeros);
+}
+
+static void
+test_request_headers(void **state)
+{
+	static const char doc[] =
+	    "{\"policy\": \"t\", \"purposes\": {\"ai\": {\"aipref\": "
+	    "\"train-ai\"}}, \"routes\": [{\"method\": \"POST\", \"path\": "
+	    "\"/in\", \"action\": \"inspect\", \"purpose\": \"ai\", "
+	    "\"formats\": [\"ndjson\"], \"subjects\": [\"/a\"], \"on_deny\": "
+	    "\"drop\", \"content_usage\": true}], \"rules\": [{\"id\": \"d\", "
+	    "\"then\": \"deny\"}]}";
+	static const char csv[] =
+	    "subject,purpose,status,jurisdiction,updated_at\n";
+	struct cg_errors errs;
+	struct policy *p;
+	struct consent_table *t;
+	struct inspect_result r;
+	struct verdict_header h = {CG_SLICE_LIT("Content-Type"),
+	                           CG_SLICE_LIT("application/x-ndjson")};
+	struct verdict_request req = {&h, 1, 1767225600, 0};
+	const struct verdict_record *rec;
+	struct evbuffer *o = evbuffer_new();
+	char *text;
+
+	cg_errors_init(&errs);
+	p = policy_load_buf("t.json", doc, strlen(doc), &errs);
+	t = consent_import_csv("t.csv", csv, strlen(csv), &errs);
+	assert_non_null(p);
+	assert_non_null(t);
+	inspect_result_init(&r);
+	verdict_init(&r.v);
+	r.held = true;
+	assert_int_equal(verdict_begin(&r.v, policy_route_at(p, 0), t, &req),
+	                 0);
+	assert_int_equal(verdict_feed_line(&r.v, "{\"a\":1}", 7, &rec), 0);
+	verdict_end(&r.v);
+	r.kept = r.v.kept;
+	r.dropped = r.v.dropped;
+	assert_true(inspect_all_dropped(&r));
+	inspect_request_headers(&r, o, false);
+	evbuffer_add(o, "", 1);
+	text = (char *)evbuffer_pullup(o, -1);
+	assert_non_null(strstr(text, "Consent-Purpose: ai\r\n"));
+	assert_non_null(strstr(text, "Consent-Policy: id=\"t\", digest=\""));
+	assert_non_null(strstr(text, "Consent-Snapshot: version="));
+	assert_non_null(strstr(text, "Content-Usage: train-ai=n\r\n"));
+	assert_non_null(strstr(text, "Consent-Result: kept=0, dropped=1\r\n"));
+	/* a streamed body announces the trailer instead */
+	evbuffer_drain(o, evbuffer_get_length(o));
+	inspect_request_headers(&r, o, true);
+	evbuffer_add(o, "", 1);
+	text = (char *)evbuffer_pullup(o, -1);
+	assert_non_null(strstr(text, "Trailer: Consent-Result\r\n"));
+	assert_null(strstr(text, "Consent-Result: kept"));
+	assert_true(inspect_drops_header(&r, CG_SLICE_LIT("content-usage")));
+	assert_false(
+	    inspect_drops_header(&r, CG_SLICE_LIT("Content-Encoding")));
+	evbuffer_free(o);
+	inspect_result_reset(&r);
+	consent_free(t);
+	policy_free(p);
+	cg_errors_reset(&errs);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_inflate_ok),
+	    cmocka_unit_test(test_inflate_refusals),
+	    cmocka_unit_test(test_request_headers),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
