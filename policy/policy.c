@@ -1,6 +1,5 @@
 /*
- * policy.c: load a rule file, validate every part of it, compile it, and
- * the reference-counted snapshot that pairs a policy with a consent table.
+ * policy.c: load a rule file, validate every part of it, compile it.
  *
  * jansson parses (duplicate keys rejected) but keeps no positions, so a
  * second small pass over the text (jsonpos.c) records the line and column
@@ -11,7 +10,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1314,59 +1312,4 @@ const char *
 policy_rule_id(const struct policy *p, unsigned i)
 {
 	return i < p->nrules ? p->rules[i].id : NULL;
-}
-
-/* ---- snapshots ---- */
-
-struct policy_snapshot {
-	atomic_uint refs;
-	struct policy *policy;
-	struct consent_table *consent;
-};
-
-struct policy_snapshot *
-policy_snapshot_new(struct policy *p, struct consent_table *t)
-{
-	struct policy_snapshot *s = calloc(1, sizeof(*s));
-
-	if (s == NULL) {
-		policy_free(p);
-		consent_free(t);
-		return NULL;
-	}
-	atomic_init(&s->refs, 1);
-	s->policy = p;
-	s->consent = t;
-	return s;
-}
-
-void
-policy_snapshot_ref(struct policy_snapshot *s)
-{
-	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
-}
-
-void
-policy_snapshot_unref(struct policy_snapshot *s)
-{
-	if (s == NULL)
-		return;
-	/* release our writes; the last owner acquires everyone's */
-	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
-		return;
-	policy_free(s->policy);
-	consent_free(s->consent);
-	free(s);
-}
-
-const struct policy *
-policy_snapshot_policy(const struct policy_snapshot *s)
-{
-	return s->policy;
-}
-
-const struct consent_table *
-policy_snapshot_consent(const struct policy_snapshot *s)
-{
-	return s->consent;
 }

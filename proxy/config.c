@@ -1,5 +1,10 @@
-/* config.c: settings from a JSON file and the command line, with defaults. */
+/*
+ * config.c: settings from a JSON file and the command line, with defaults.
+ * Errors in the file carry file:line:col (jsonpos.h), as the rule file's
+ * do; files it names are relative to its directory.
+ */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "consentgate/jsonpos.h"
 #include "proxy_internal.h"
 
 void
@@ -76,40 +82,110 @@ static const struct {
 static const struct {
 	const char *key;
 	size_t offset;
+	int is_path; /* a file: relative to the config file's directory */
 } string_keys[] = {
-    {"listen", offsetof(struct config, listen)},
-    {"upstream", offsetof(struct config, upstream)},
-    {"policy", offsetof(struct config, policy_path)},
-    {"consent", offsetof(struct config, consent_path)},
-    {"decision_log", offsetof(struct config, decision_log)},
-    {"admin", offsetof(struct config, admin)},
+    {"listen", offsetof(struct config, listen), 0},
+    {"upstream", offsetof(struct config, upstream), 0},
+    {"policy", offsetof(struct config, policy_path), 1},
+    {"consent", offsetof(struct config, consent_path), 1},
+    {"decision_log", offsetof(struct config, decision_log), 1},
+    {"admin", offsetof(struct config, admin), 0},
 };
+
+/*
+ * value as a path named in the config file at cfg_path: a relative one is
+ * taken from the config file's directory (where its author sees it), not
+ * from wherever consentgate happens to start; "-" (stdout) stays.
+ */
+static char *
+config_relative(const char *cfg_path, const char *value)
+{
+	const char *slash = strrchr(cfg_path, '/');
+	char *out = NULL;
+
+	if (value[0] == '/' || value[0] == '\0' || strcmp(value, "-") == 0 ||
+	    slash == NULL)
+		return strdup(value);
+	if (asprintf(&out, "%.*s/%s", (int)(slash - cfg_path), cfg_path,
+	             value) < 0)
+		return NULL;
+	return out;
+}
+
+/* Read a whole file; NULL with errno. */
+static char *
+read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+
+	if (f == NULL)
+		return NULL;
+	for (;;) {
+		if (n == cap) {
+			char *nb = realloc(buf, cap ? cap * 2 : 4096);
+
+			if (nb == NULL) {
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+			cap = cap ? cap * 2 : 4096;
+		}
+		size_t r = fread(buf + n, 1, cap - n, f);
+
+		n += r;
+		if (r == 0)
+			break;
+	}
+	if (ferror(f)) {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+}
 
 int
 config_load_file(struct config *cfg, const char *path, struct cg_errors *errs)
 {
 	json_error_t jerr;
-	json_t *root, *value;
+	json_t *root = NULL, *value;
 	const char *key;
 	unsigned before = errs->count;
+	struct jsonpos *pos = NULL;
+	size_t len = 0;
+	char *text = read_file(path, &len);
+	int line, col;
 
-	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL) {
-		cg_errors_add(errs, path, jerr.line, jerr.column, "%s",
-		              jerr.text);
+	if (text == NULL) {
+		cg_errors_add(errs, path, 0, 0, "cannot read: %s",
+		              strerror(errno));
 		return -1;
 	}
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL) {
+		jsonpos_of_error(text, len, jerr.line, jerr.column,
+		                 jerr.position, &line, &col);
+		cg_errors_add(errs, path, line, col, "%s", jerr.text);
+		goto out;
+	}
+	pos = jsonpos_scan(text, len);
 	if (!json_is_object(root)) {
 		cg_errors_add(errs, path, 1, 1,
 		              "the configuration must be a JSON object");
-		json_decref(root);
-		return -1;
+		goto out;
 	}
 	json_object_foreach(root, key, value)
 	{
 		size_t i;
-		int found = 0;
+		int found = 0, kl, kc, vl, vc;
 
+		jsonpos_find(pos, key, true, &kl, &kc);
+		jsonpos_find(pos, key, false, &vl, &vc);
 		for (i = 0; i < sizeof(string_keys) / sizeof(string_keys[0]);
 		     i++) {
 			char **slot;
@@ -118,13 +194,16 @@ config_load_file(struct config *cfg, const char *path, struct cg_errors *errs)
 				continue;
 			found = 1;
 			if (!json_is_string(value)) {
-				cg_errors_add(errs, path, 0, 0,
+				cg_errors_add(errs, path, vl, vc,
 				              "\"%s\" must be a string", key);
 				break;
 			}
 			slot = (char **)((char *)cfg + string_keys[i].offset);
 			free(*slot);
-			*slot = strdup(json_string_value(value));
+			*slot = string_keys[i].is_path
+			            ? config_relative(path,
+			                              json_string_value(value))
+			            : strdup(json_string_value(value));
 		}
 		for (i = 0; !found &&
 		            i < sizeof(numeric_keys) / sizeof(numeric_keys[0]);
@@ -135,7 +214,7 @@ config_load_file(struct config *cfg, const char *path, struct cg_errors *errs)
 				continue;
 			found = 1;
 			if (!json_is_integer(value)) {
-				cg_errors_add(errs, path, 0, 0,
+				cg_errors_add(errs, path, vl, vc,
 				              "\"%s\" must be an integer", key);
 				break;
 			}
@@ -143,7 +222,7 @@ config_load_file(struct config *cfg, const char *path, struct cg_errors *errs)
 			if (v < 0 || (uint64_t)v < numeric_keys[i].min ||
 			    (uint64_t)v > numeric_keys[i].max) {
 				cg_errors_add(
-				    errs, path, 0, 0,
+				    errs, path, vl, vc,
 				    "\"%s\" is %lld; it must be between %llu "
 				    "and %llu",
 				    key, (long long)v,
@@ -160,10 +239,13 @@ config_load_file(struct config *cfg, const char *path, struct cg_errors *errs)
 				    (unsigned)v;
 		}
 		if (!found)
-			cg_errors_add(errs, path, 0, 0,
+			cg_errors_add(errs, path, kl, kc,
 			              "unknown setting \"%s\"", key);
 	}
+out:
+	jsonpos_free(pos);
 	json_decref(root);
+	free(text);
 	return errs->count == before ? 0 : -1;
 }
 
@@ -226,6 +308,39 @@ config_parse_hostport(const char *s, struct sockaddr_storage *ss,
 	return 0;
 }
 
+bool
+config_same_listener(const struct sockaddr_storage *a,
+                     const struct sockaddr_storage *b)
+{
+	static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
+	bool any_a, any_b, same;
+	int pa, pb;
+
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a,
+		                         *y = (const void *)b;
+
+		pa = ntohs(x->sin_port);
+		pb = ntohs(y->sin_port);
+		any_a = x->sin_addr.s_addr == htonl(INADDR_ANY);
+		any_b = y->sin_addr.s_addr == htonl(INADDR_ANY);
+		same = x->sin_addr.s_addr == y->sin_addr.s_addr;
+	} else {
+		const struct sockaddr_in6 *x = (const void *)a,
+		                          *y = (const void *)b;
+
+		pa = ntohs(x->sin6_port);
+		pb = ntohs(y->sin6_port);
+		any_a = memcmp(&x->sin6_addr, &any6, sizeof(any6)) == 0;
+		any_b = memcmp(&y->sin6_addr, &any6, sizeof(any6)) == 0;
+		same = memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(any6)) == 0;
+	}
+	/* port 0 is a fresh port each time: never the same */
+	return pa != 0 && pa == pb && (same || any_a || any_b);
+}
+
 int
 config_resolve(struct config *cfg, struct cg_errors *errs)
 {
@@ -276,6 +391,17 @@ config_resolve(struct config *cfg, struct cg_errors *errs)
 				              "'%s': %s", cfg->upstream, err);
 		}
 	}
+	if (cfg->admin != NULL &&
+	    config_parse_hostport(cfg->admin, &cfg->admin_addr,
+	                          &cfg->admin_addrlen, &err) != 0)
+		cg_errors_add(errs, "--admin", 0, 0, "'%s': %s", cfg->admin,
+		              err);
+	else if (cfg->admin != NULL && errs->count == before &&
+	         config_same_listener(&cfg->listen_addr, &cfg->admin_addr))
+		cg_errors_add(errs, "--admin", 0, 0,
+		              "'%s' is also the --listen address '%s': give "
+		              "the admin listener an address of its own",
+		              cfg->admin, cfg->listen);
 	if (cfg->policy_path == NULL)
 		cg_errors_add(errs, "--policy", 0, 0,
 		              "missing: give the rule file");

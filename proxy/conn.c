@@ -218,7 +218,7 @@ start_request(struct conn *c, const char *buf)
 	conn_clear_timer(c);
 
 	metrics_add(c->w, METRIC_REQUESTS, 1);
-	c->snap = server_snapshot(c->w->server);
+	c->snap = worker_snapshot(c->w);
 	struct policy_refusal why;
 	c->route = policy_match(policy_snapshot_policy(c->snap), r->method,
 	                        r->path, &why);

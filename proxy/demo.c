@@ -93,8 +93,7 @@ cmd_demo(int argc, char **argv)
 	struct event_base *ub;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
-	struct policy_snapshot *snap;
-	struct server *s;
+	struct snapshot *snap;
 	pthread_t th;
 	int ch, port, rc;
 
@@ -220,9 +219,7 @@ cmd_demo(int argc, char **argv)
 	    listen, up_url, DEMO_POLICY, DEMO_CONSENT, listen, listen,
 	    cfg.admin ? admin : "(admin off)");
 	fflush(stdout);
-	s = server_new(&cfg, snap);
-	rc = s ? server_run(s) : 1;
-	server_free(s);
+	rc = serve_run(&cfg, snap);
 	event_base_loopexit(ub, NULL);
 	pthread_join(th, NULL);
 	evhttp_free(http);

@@ -1,10 +1,7 @@
 /*
  * metrics.c: counters every worker keeps without locks (relaxed atomics on
- * its own cache lines), and the admin listener that serves them in the
- * Prometheus text format (/metrics) with a health check (/healthz).
- *
- * The admin listener runs on a thread of its own with libevent's evhttp:
- * it is not on the request path and never sees client traffic.
+ * its own cache lines), summed into the Prometheus text format for the
+ * admin listener (admin.c), which serves them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +9,6 @@
 #include <time.h>
 
 #include <event2/buffer.h>
-#include <event2/http.h>
 
 #include "metrics_internal.h"
 #include "proxy_internal.h"
@@ -70,12 +66,11 @@ metrics_response(struct worker *w, int status)
 }
 
 void
-metrics_render(struct server *s, struct worker *workers, unsigned n,
-               struct evbuffer *out)
+metrics_render(const struct worker *workers, unsigned n,
+               const struct snapshot *snap, struct evbuffer *out)
 {
-	struct policy_snapshot *snap = server_snapshot(s);
-	const struct policy *p = policy_snapshot_policy(snap);
-	const struct consent_table *t = policy_snapshot_consent(snap);
+	const struct policy *p = snapshot_policy(snap);
+	const struct consent_table *t = snapshot_consent(snap);
 	uint64_t active = 0;
 
 	for (int m = 0; m < METRIC_COUNT; m++) {
@@ -118,106 +113,4 @@ metrics_render(struct server *s, struct worker *workers, unsigned n,
 	    (long long)(time(NULL) - consent_created_at(t)),
 	    (unsigned long long)consent_people(t), policy_id(p),
 	    policy_digest(p), (unsigned long long)consent_version(t));
-	policy_snapshot_unref(snap);
-}
-
-/* ---- the admin listener ---- */
-
-struct admin {
-	struct server *server;
-	struct worker *workers;
-	unsigned nworkers;
-	unsigned max_staleness_s;
-};
-
-static void
-on_admin_request(struct evhttp_request *req, void *arg)
-{
-	struct admin *a = arg;
-	const char *uri = evhttp_request_get_uri(req);
-	struct evbuffer *out = evbuffer_new();
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-
-	if (out == NULL) {
-		evhttp_send_error(req, 500, NULL);
-		return;
-	}
-	if (strcmp(uri, "/metrics") == 0) {
-		metrics_render(a->server, a->workers, a->nworkers, out);
-		evhttp_add_header(h, "Content-Type",
-		                  "text/plain; version=0.0.4");
-		evhttp_send_reply(req, 200, "OK", out);
-	} else if (strcmp(uri, "/healthz") == 0) {
-		struct policy_snapshot *snap = server_snapshot(a->server);
-		long long age = (long long)(time(NULL) -
-		                            consent_created_at(
-		                                policy_snapshot_consent(snap)));
-		bool stale = a->max_staleness_s > 0 &&
-		             age > (long long)a->max_staleness_s;
-
-		policy_snapshot_unref(snap);
-		evbuffer_add_printf(out, "%s: consent snapshot age %llds\n",
-		                    stale ? "stale" : "ok", age);
-		evhttp_add_header(h, "Content-Type", "text/plain");
-		evhttp_send_reply(req, stale ? 503 : 200,
-		                  stale ? "Service Unavailable" : "OK", out);
-	} else {
-		evhttp_send_error(req, 404, "try /metrics or /healthz");
-	}
-	evbuffer_free(out);
-}
-
-static void *
-admin_main(void *arg)
-{
-	event_base_dispatch(arg);
-	return NULL;
-}
-
-int
-metrics_admin_start(struct server *s, struct worker *workers, unsigned n,
-                    const struct config *cfg, struct metrics_admin *out)
-{
-	static struct admin a;
-	char host[128];
-	const char *colon = strrchr(cfg->admin, ':');
-	size_t hl;
-
-	memset(out, 0, sizeof(*out));
-	if (colon == NULL)
-		return -1;
-	hl = (size_t)(colon - cfg->admin);
-	if (hl >= sizeof(host))
-		return -1;
-	memcpy(host, cfg->admin, hl);
-	host[hl] = '\0';
-	a.server = s;
-	a.workers = workers;
-	a.nworkers = n;
-	a.max_staleness_s = cfg->max_staleness_s;
-	out->base = event_base_new();
-	out->http = out->base ? evhttp_new(out->base) : NULL;
-	if (out->http == NULL ||
-	    evhttp_bind_socket(out->http, host, (ev_uint16_t)atoi(colon + 1)) !=
-	        0)
-		return -1;
-	evhttp_set_gencb(out->http, on_admin_request, &a);
-	return pthread_create(&out->thread, NULL, admin_main, out->base) == 0
-	           ? 0
-	           : -1;
-}
-
-void
-metrics_admin_stop(struct metrics_admin *m)
-{
-	if (m->base == NULL)
-		return;
-	if (m->thread) {
-		event_base_loopexit(m->base, NULL);
-		pthread_join(m->thread, NULL);
-	}
-	if (m->http)
-		evhttp_free(m->http);
-	event_base_free(m->base);
-	memset(m, 0, sizeof(*m));
 }

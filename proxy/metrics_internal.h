@@ -1,8 +1,7 @@
-/* metrics_internal.h: lock-free counters per worker, and the admin listener. */
+/* metrics_internal.h: lock-free counters per worker. */
 #ifndef CONSENTGATE_METRICS_INTERNAL_H
 #define CONSENTGATE_METRICS_INTERNAL_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -34,26 +33,15 @@ struct metrics {
 };
 
 struct worker;
-struct server;
-struct config;
+struct snapshot;
 struct evbuffer;
 
 void metrics_add(struct worker *w, enum metric m, uint64_t n);
 /* Count a response of this status by its class. */
 void metrics_response(struct worker *w, int status);
-/* Sum the workers' counters into out, in the Prometheus text format. */
-void metrics_render(struct server *s, struct worker *workers, unsigned n,
-                    struct evbuffer *out);
-
-struct metrics_admin {
-	struct event_base *base;
-	struct evhttp *http;
-	pthread_t thread;
-};
-
-/* Serve /metrics and /healthz on cfg->admin in a thread of its own. */
-int metrics_admin_start(struct server *s, struct worker *workers, unsigned n,
-                        const struct config *cfg, struct metrics_admin *out);
-void metrics_admin_stop(struct metrics_admin *m);
+/* Sum the counters of workers[0..n) into out, in the Prometheus text
+ * format, with the gauges of snap (the policy and consent table in use). */
+void metrics_render(const struct worker *workers, unsigned n,
+                    const struct snapshot *snap, struct evbuffer *out);
 
 #endif

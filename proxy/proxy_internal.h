@@ -3,8 +3,9 @@
  *
  * Threading: one worker thread per core, each with its own event_base,
  * listening socket (SO_REUSEPORT), connections and upstream pool. Nothing
- * on the request path is shared between workers except the current policy
- * snapshot, which is reference counted.
+ * on the request path is shared between workers: each runs on its own copy
+ * of the current snapshot (policy and consent table, reference counted),
+ * which a reload hands it through its event loop (server.c).
  *
  * I/O: both sides of a relay are a struct transport (transport.c):
  * sockets registered once, edge-triggered, for read and write, read and
@@ -27,6 +28,7 @@
 
 #include "consentgate/common.h"
 #include "consentgate/policy.h"
+#include "consentgate/snapshot.h"
 #include "http1_internal.h"
 #include "metrics_internal.h"
 
@@ -54,16 +56,24 @@ struct config {
 	socklen_t listen_addrlen;
 	struct sockaddr_storage upstream_addr;
 	socklen_t upstream_addrlen;
+	struct sockaddr_storage admin_addr; /* when admin is set */
+	socklen_t admin_addrlen;
 	char upstream_hostport[300]; /* for logs */
 };
 
 void config_init(struct config *cfg);
 void config_reset(struct config *cfg);
-/* Merge a JSON config file; every problem goes to errs. 0 or -1. */
+/* Merge a JSON config file: its files (policy, consent, decision_log)
+ * relative to its directory. Every problem goes to errs as
+ * "file:line:col: message". 0 or -1. */
 int config_load_file(struct config *cfg, const char *path,
                      struct cg_errors *errs);
 /* Resolve addresses and check values. 0 or -1 with errs. */
 int config_resolve(struct config *cfg, struct cg_errors *errs);
+/* True when listeners on a and b would take the same connections: one
+ * port (not 0) on the same address or a wildcard one. */
+bool config_same_listener(const struct sockaddr_storage *a,
+                          const struct sockaddr_storage *b);
 /* Parse "HOST:PORT" ([v6]:port too) into a socket address. */
 int config_parse_hostport(const char *s, struct sockaddr_storage *ss,
                           socklen_t *len, const char **err);
@@ -72,15 +82,41 @@ int config_parse_hostport(const char *s, struct sockaddr_storage *ss,
 struct worker;
 struct server;
 
-struct server *server_new(const struct config *cfg,
-                          struct policy_snapshot *snap);
-/* Run until SIGTERM/SIGINT and drained. 0 clean, -1 on startup failure. */
+/*
+ * A server for cfg running on snap (the caller's reference passes to it).
+ * Blocks SIGTERM, SIGINT and SIGHUP in the calling thread, so every thread
+ * started after it leaves them to server_run. NULL on allocation failure.
+ */
+struct server *server_new(const struct config *cfg, struct snapshot *snap);
+/*
+ * Bind one listening socket per worker on cfg->listen. Fails when any
+ * other process listens on that address, also one that would share it
+ * through SO_REUSEPORT (listen.c). 0, or -1 with the reason in errs
+ * ("--listen: cannot listen on HOST:PORT: address already in use").
+ */
+int server_listen(struct server *s, struct cg_errors *errs);
+/* Start the workers and run until SIGTERM/SIGINT and drained; SIGHUP
+ * reopens the decision log and reloads (server_reload). 0 when stopped. */
 int server_run(struct server *s);
 void server_free(struct server *s);
-/* The snapshot for a new request, with a reference the caller drops. */
-struct policy_snapshot *server_snapshot(struct server *s);
+/*
+ * The one reload every trigger uses (SIGHUP now; an admin endpoint and a
+ * database listener later): build the next snapshot aside with new parts
+ * for what (SNAPSHOT_POLICY, SNAPSHOT_CONSENT or both, from the configured
+ * files) and the running ones for the rest, validate the pair, swap it in
+ * and hand it to every worker; new requests use it, requests in flight
+ * finish on theirs. Waits (a bounded time) until every worker took it.
+ * Logs what it loaded. Returns 0, or -1 with every error in errs and the
+ * running snapshot kept. Thread-safe; reloads run one at a time.
+ */
+int server_reload(struct server *s, unsigned what, struct cg_errors *errs);
+/* The running snapshot, with a reference the caller drops. Takes a lock:
+ * for the admin listener and tools, not for requests (worker_snapshot). */
+struct snapshot *server_snapshot(struct server *s);
 /* The port actually bound (after --listen HOST:0). */
 int server_port(const struct server *s);
+/* The workers (for the metrics), n of them. */
+struct worker *server_workers(struct server *s, unsigned *n);
 
 struct worker {
 	struct server *server;
@@ -105,7 +141,18 @@ struct worker {
 	struct metrics metrics;
 	struct conn_request *rq_free; /* request states kept for reuse */
 	unsigned nrq_free;
+	struct event *drain_ev; /* activated on SIGTERM */
+	/* the snapshot new requests start on, read only by this thread; a
+	   reload puts the next one in snap_pending and activates snap_ev */
+	struct snapshot *snap;
+	_Atomic(struct snapshot *) snap_pending;
+	struct event *snap_ev;
+	uint64_t snap_generation; /* of snap; under the server's swap_lock */
 };
+
+/* The snapshot for a new request on w, with a reference the caller drops
+ * when the request ends. No lock: see server.c. */
+struct snapshot *worker_snapshot(struct worker *w);
 
 void worker_conn_closed(struct worker *w);
 bool worker_fds_low(struct worker *w); /* true when the fd reserve is reached */
@@ -181,6 +228,23 @@ void upstream_pause(struct upstream_conn *u);
 void upstream_resume(struct upstream_conn *u);
 /* Close every idle pooled connection of the worker. */
 void upstream_pool_clear(struct worker *w);
+
+/* ---- listen.c: listening sockets ---- */
+/* A nonblocking listening socket on addr (its port replaced by port when
+ * port > 0), with SO_REUSEPORT when reuseport. -1 with errno. */
+int listen_open(const struct sockaddr_storage *addr, socklen_t len, int port,
+                bool reuseport);
+/* 0 when nothing listens on addr: a socket without SO_REUSEPORT binds it
+ * (and is closed), so a group of another process's SO_REUSEPORT sockets
+ * conflicts too. Port 0 is always free. -1 with errno (EADDRINUSE). */
+int listen_probe(const struct sockaddr_storage *addr, socklen_t len);
+/* 0 when every listening socket on port and an address overlapping ss is
+ * one of fds[0..n); -1 (errno EADDRINUSE) when another process's is there
+ * (it joined through SO_REUSEPORT). 0 when /proc/net cannot be read. */
+int listen_check_alone(const struct sockaddr_storage *ss, int port,
+                       const int *fds, unsigned n);
+/* The port of a socket address, host order. */
+int listen_addr_port(const struct sockaddr_storage *ss);
 
 /* ---- respond.c ---- */
 /* Append a complete problem+json response to out. */

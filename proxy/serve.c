@@ -1,12 +1,16 @@
 /* serve.c: `consentgate serve`: load, check and run the proxy. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "admin_internal.h"
 #include "cmd_internal.h"
-#include "proxy_internal.h"
 #include "declog_internal.h"
+#include "proxy_internal.h"
 #include "serve_internal.h"
 
 static void
@@ -37,8 +41,11 @@ serve_usage(FILE *out)
 	    "                       ('-' for stdout)\n"
 	    "  --admin HOST:PORT    serve /metrics (Prometheus) and /healthz "
 	    "there\n"
-	    "  --check              load everything, print 'configuration OK' "
-	    "and exit\n"
+	    "  --check              load everything and try what a start "
+	    "needs (the\n"
+	    "                       addresses, the decision log); print "
+	    "'configuration OK'\n"
+	    "                       or every problem, and exit\n"
 	    "  -v, --verbose        log every request\n"
 	    "  --help, --version\n\n"
 	    "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads policy and "
@@ -176,35 +183,111 @@ serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
 	return rc;
 }
 
-struct policy_snapshot *
+struct snapshot *
 serve_load(const struct config *cfg)
 {
 	struct cg_errors errs;
-	struct policy *p;
-	struct consent_table *t;
-	struct policy_snapshot *snap = NULL;
+	struct snapshot *snap;
 
 	cg_errors_init(&errs);
-	p = policy_load(cfg->policy_path, &errs);
-	t = consent_open(cfg->consent_path, &errs);
-	if (p == NULL || t == NULL || policy_check_consent(p, t, &errs) != 0) {
+	snap = snapshot_load(NULL, SNAPSHOT_BOTH, cfg->policy_path,
+	                     cfg->consent_path, &errs);
+	if (snap == NULL)
 		print_errors(&errs);
-		policy_free(p);
-		consent_free(t);
-		goto out;
-	}
-	snap = policy_snapshot_new(p, t);
-out:
 	cg_errors_reset(&errs);
 	return snap;
+}
+
+/*
+ * What a start would fail on besides the files: the decision log cannot
+ * be opened for appending, or an address is taken (the probe server_listen
+ * and admin_start would fail the same way). Nothing is created or kept
+ * open. 0, or -1 with every problem in errs.
+ */
+static int
+check_start(const struct config *cfg, struct cg_errors *errs)
+{
+	unsigned before = errs->count;
+
+	if (cfg->decision_log != NULL && strcmp(cfg->decision_log, "-") != 0) {
+		int fd = open(cfg->decision_log,
+		              O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+
+		if (fd >= 0) {
+			close(fd);
+		} else if (errno == ENOENT) {
+			/* open would create it: its directory must take it */
+			char *dir = strdup(cfg->decision_log);
+			char *slash = dir ? strrchr(dir, '/') : NULL;
+			const char *d = slash == NULL ? "." : dir;
+
+			if (slash == dir)
+				d = "/";
+			else if (slash != NULL)
+				*slash = '\0';
+			if (access(d, W_OK | X_OK) != 0)
+				cg_errors_add(errs, "--decision-log", 0, 0,
+				              "cannot create '%s': %s",
+				              cfg->decision_log,
+				              strerror(errno));
+			free(dir);
+		} else {
+			cg_errors_add(errs, "--decision-log", 0, 0,
+			              "cannot open '%s': %s", cfg->decision_log,
+			              strerror(errno));
+		}
+	}
+	if (listen_probe(&cfg->listen_addr, cfg->listen_addrlen) != 0)
+		cg_errors_add(errs, "--listen", 0, 0, "cannot listen on %s: %s",
+		              cfg->listen,
+		              errno == EADDRINUSE ? "address already in use"
+		                                  : strerror(errno));
+	if (cfg->admin != NULL &&
+	    listen_probe(&cfg->admin_addr, cfg->admin_addrlen) != 0)
+		cg_errors_add(errs, "--admin", 0, 0, "cannot listen on %s: %s",
+		              cfg->admin,
+		              errno == EADDRINUSE ? "address already in use"
+		                                  : strerror(errno));
+	return errs->count == before ? 0 : -1;
+}
+
+int
+serve_run(const struct config *cfg, struct snapshot *snap)
+{
+	struct cg_errors errs;
+	struct server *s = server_new(cfg, snap);
+	struct admin *admin = NULL;
+	int rc = -1;
+
+	cg_errors_init(&errs);
+	if (s == NULL) {
+		snapshot_unref(snap);
+		goto out;
+	}
+	if (server_listen(s, &errs) != 0)
+		goto out;
+	if (cfg->admin != NULL) {
+		admin = admin_start(s, cfg, &errs);
+		if (admin == NULL)
+			goto out;
+		fprintf(stderr, "consentgate: admin on %s (port %d)\n",
+		        cfg->admin, admin_port(admin));
+	}
+	rc = server_run(s);
+out:
+	for (unsigned i = 0; i < errs.count; i++)
+		fprintf(stderr, "consentgate: %s\n", errs.msgs[i]);
+	cg_errors_reset(&errs);
+	admin_stop(admin);
+	server_free(s);
+	return rc;
 }
 
 int
 cmd_serve(int argc, char **argv)
 {
 	struct config cfg;
-	struct policy_snapshot *snap = NULL;
-	struct server *s = NULL;
+	struct snapshot *snap = NULL;
 	bool check = false;
 	int rc, exit_code = 1;
 
@@ -215,29 +298,33 @@ cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	snap = serve_load(&cfg);
-	if (snap == NULL)
-		goto out;
 	if (check) {
+		struct cg_errors errs;
+
+		cg_errors_init(&errs);
+		if (check_start(&cfg, &errs) != 0)
+			print_errors(&errs);
 		/* the rule file's warnings, as consentgate check prints them */
-		print_errors(policy_warnings(policy_snapshot_policy(snap)));
-		printf("configuration OK\n");
-		exit_code = 0;
+		if (snap != NULL)
+			print_errors(policy_warnings(snapshot_policy(snap)));
+		if (snap != NULL && errs.count == 0) {
+			printf("configuration OK\n");
+			exit_code = 0;
+		}
+		cg_errors_reset(&errs);
 		goto out;
 	}
+	if (snap == NULL)
+		goto out;
 	if (declog_open(cfg.decision_log) != 0) {
 		fprintf(stderr, "--decision-log: cannot open '%s': %m\n",
 		        cfg.decision_log);
 		goto out;
 	}
-	s = server_new(&cfg, snap);
-	if (s == NULL)
-		goto out;
-	snap = NULL; /* the server owns it */
-	exit_code = server_run(s) == 0 ? 0 : 1;
+	exit_code = serve_run(&cfg, snap) == 0 ? 0 : 1;
+	snap = NULL; /* serve_run took it */
 out:
-	server_free(s);
-	if (snap)
-		policy_snapshot_unref(snap);
+	snapshot_unref(snap);
 	config_reset(&cfg);
 	return exit_code;
 }

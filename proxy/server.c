@@ -27,8 +27,16 @@ struct server {
 	const struct config *cfg;
 	struct worker *workers;
 	unsigned nworkers;
-	pthread_mutex_t snap_lock;
-	struct policy_snapshot *snap;
+	/* the running snapshot, the base of the next reload; workers run on
+	   their own copies (w->snap). snap_lock guards the pointer for
+	   readers off the request path (the admin listener); reload_lock
+	   makes reloads one at a time */
+	pthread_mutex_t snap_lock, reload_lock;
+	struct snapshot *snap;
+	bool stopping;
+	/* a reload waits on swapped until every worker took its snapshot */
+	pthread_mutex_t swap_lock;
+	pthread_cond_t swapped;
 	atomic_long open_fds;
 	long fd_limit;
 	int port;
@@ -132,34 +140,6 @@ worker_conn_closed(struct worker *w)
 		accept_resume(w);
 }
 
-static int
-listen_socket(const struct config *cfg, int port_override)
-{
-	struct sockaddr_storage ss = cfg->listen_addr;
-	int fd, one = 1;
-
-	if (port_override > 0) {
-		if (ss.ss_family == AF_INET)
-			((struct sockaddr_in *)&ss)->sin_port =
-			    htons((uint16_t)port_override);
-		else
-			((struct sockaddr_in6 *)&ss)->sin6_port =
-			    htons((uint16_t)port_override);
-	}
-	fd =
-	    socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, cfg->listen_addrlen) != 0 ||
-	    listen(fd, 4096) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* ---- draining ---- */
 
 static void
@@ -216,16 +196,161 @@ worker_main(void *arg)
 	return NULL;
 }
 
+/* ---- snapshots: how a worker takes a new one ----
+ *
+ * Each worker keeps its own current snapshot (w->snap) and starts every
+ * request on it with one reference count increment, on a snapshot object
+ * no other worker touches (snapshot_share): no lock, no shared cache line
+ * on the request path. A reload hands each worker the new snapshot through
+ * the worker's own event loop: it stores the pointer in the worker's
+ * atomic slot and activates the worker's snapshot event; the worker swaps
+ * its pointer between two callbacks, so a request never sees half a swap,
+ * and drops its reference on the old one, which is freed when the last
+ * request on it ends. The slot holds only the newest pointer (two reloads
+ * before the worker runs activate the event once; the older snapshot is
+ * released by the reload that supersedes it). We chose this over an atomic
+ * global pointer: reading it and taking a reference are two steps, and
+ * closing the gap between them needs hazard pointers or epochs, while the
+ * event loop already gives every worker a point where it holds no pointer
+ * half-read.
+ */
+
+#define RELOAD_WAIT_MS 2000 /* ms a reload waits for every worker to swap */
+
+static void
+on_snapshot(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct server *s = w->server;
+	struct snapshot *next = atomic_exchange(&w->snap_pending, NULL);
+
+	if (next == NULL)
+		return;
+	snapshot_unref(w->snap); /* requests in flight keep their own */
+	w->snap = next;
+	pthread_mutex_lock(&s->swap_lock);
+	w->snap_generation = snapshot_generation(next);
+	pthread_cond_broadcast(&s->swapped);
+	pthread_mutex_unlock(&s->swap_lock);
+}
+
+struct snapshot *
+worker_snapshot(struct worker *w)
+{
+	snapshot_ref(w->snap);
+	return w->snap;
+}
+
+/* Give every worker its own copy of snap, through its event loop. */
+static void
+hand_over(struct server *s, struct snapshot *snap)
+{
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		struct worker *w = &s->workers[i];
+		struct snapshot *mine = snapshot_share(snap), *old;
+
+		if (mine == NULL) { /* out of memory: share the count */
+			snapshot_ref(snap);
+			mine = snap;
+		}
+		old = atomic_exchange(&w->snap_pending, mine);
+		snapshot_unref(old); /* superseded before the worker took it */
+		event_active(w->snap_ev, EV_READ, 0);
+	}
+}
+
+/* Wait until every worker runs on generation gen; false after the
+ * deadline (a worker busy for that long takes it at its next turn). */
+static bool
+wait_swapped(struct server *s, uint64_t gen)
+{
+	struct timespec deadline;
+	bool all = false;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += RELOAD_WAIT_MS / 1000;
+	deadline.tv_nsec += (long)(RELOAD_WAIT_MS % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&s->swap_lock);
+	for (;;) {
+		all = true;
+		for (unsigned i = 0; i < s->nworkers && all; i++)
+			all = s->workers[i].snap_generation >= gen;
+		if (all || pthread_cond_timedwait(&s->swapped, &s->swap_lock,
+		                                  &deadline) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&s->swap_lock);
+	return all;
+}
+
+static const char *const part_names[] = {
+    [SNAPSHOT_POLICY] = "policy",
+    [SNAPSHOT_CONSENT] = "consent table",
+    [SNAPSHOT_BOTH] = "policy and consent table",
+};
+
+int
+server_reload(struct server *s, unsigned what, struct cg_errors *errs)
+{
+	struct snapshot *next, *old;
+	const struct policy *p;
+	const struct consent_table *t;
+	int rc = -1;
+
+	what &= SNAPSHOT_BOTH;
+	if (what == 0)
+		what = SNAPSHOT_BOTH;
+	pthread_mutex_lock(&s->reload_lock);
+	if (s->stopping) {
+		cg_errors_add(errs, "reload", 0, 0,
+		              "consentgate is stopping; nothing reloaded");
+		goto out;
+	}
+	/* only reloads write s->snap, and they hold reload_lock */
+	next = snapshot_load(s->snap, what, s->cfg->policy_path,
+	                     s->cfg->consent_path, errs);
+	if (next == NULL)
+		goto out;
+	pthread_mutex_lock(&s->snap_lock);
+	old = s->snap;
+	s->snap = next;
+	pthread_mutex_unlock(&s->snap_lock);
+	snapshot_unref(old);
+	hand_over(s, next);
+	/* logged once the workers have it: a request sent after the line is
+	   decided by it */
+	if (!wait_swapped(s, snapshot_generation(next)))
+		log_msg("reload: a worker is busy; it takes generation %llu "
+		        "at its next turn",
+		        (unsigned long long)snapshot_generation(next));
+	p = snapshot_policy(next);
+	t = snapshot_consent(next);
+	log_msg("reloaded %s (generation %llu): policy %s (%s), consent "
+	        "snapshot version %llu, %llu people",
+	        part_names[what], (unsigned long long)snapshot_generation(next),
+	        policy_id(p), policy_digest(p),
+	        (unsigned long long)consent_version(t),
+	        (unsigned long long)consent_people(t));
+	rc = 0;
+out:
+	pthread_mutex_unlock(&s->reload_lock);
+	return rc;
+}
+
 /* ---- the server ---- */
 
-struct policy_snapshot *
+struct snapshot *
 server_snapshot(struct server *s)
 {
-	struct policy_snapshot *snap;
+	struct snapshot *snap;
 
 	pthread_mutex_lock(&s->snap_lock);
 	snap = s->snap;
-	policy_snapshot_ref(snap);
+	snapshot_ref(snap);
 	pthread_mutex_unlock(&s->snap_lock);
 	return snap;
 }
@@ -236,17 +361,37 @@ server_port(const struct server *s)
 	return s->port;
 }
 
+struct worker *
+server_workers(struct server *s, unsigned *n)
+{
+	*n = s->nworkers;
+	return s->workers;
+}
+
 struct server *
-server_new(const struct config *cfg, struct policy_snapshot *snap)
+server_new(const struct config *cfg, struct snapshot *snap)
 {
 	struct server *s = calloc(1, sizeof(*s));
 	struct rlimit rl;
+	sigset_t set;
 
 	if (s == NULL)
 		return NULL;
+	/* before any thread (workers, admin) exists, so all inherit it:
+	   signals are taken by server_run's sigwait alone */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	evthread_use_pthreads(); /* before any event_base */
 	s->cfg = cfg;
 	s->snap = snap;
 	pthread_mutex_init(&s->snap_lock, NULL);
+	pthread_mutex_init(&s->reload_lock, NULL);
+	pthread_mutex_init(&s->swap_lock, NULL);
+	pthread_cond_init(&s->swapped, NULL);
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
@@ -261,49 +406,96 @@ server_new(const struct config *cfg, struct policy_snapshot *snap)
 
 		s->nworkers = n > 0 ? (unsigned)n : 1;
 	}
+	s->workers = calloc(s->nworkers, sizeof(*s->workers));
+	if (s->workers == NULL) {
+		free(s);
+		return NULL;
+	}
+	for (unsigned i = 0; i < s->nworkers; i++)
+		s->workers[i].listen_fd = -1;
 	return s;
 }
 
-static int
-reload(struct server *s)
+int
+server_listen(struct server *s, struct cg_errors *errs)
 {
-	struct cg_errors errs;
-	struct policy *p;
-	struct consent_table *t = NULL;
-	struct policy_snapshot *snap, *old;
+	const struct config *cfg = s->cfg;
+	int port = listen_addr_port(&cfg->listen_addr);
+	int *fds = calloc(s->nworkers, sizeof(*fds));
 	int rc = -1;
 
-	cg_errors_init(&errs);
-	p = policy_load(s->cfg->policy_path, &errs);
-	if (p != NULL)
-		t = consent_open(s->cfg->consent_path, &errs);
-	if (p == NULL || t == NULL || policy_check_consent(p, t, &errs) != 0) {
-		for (unsigned i = 0; i < errs.count; i++)
-			log_msg("reload: %s", errs.msgs[i]);
-		if (errs.dropped > 0)
-			log_msg("reload: (%u more errors)", errs.dropped);
-		log_msg("reload failed; keeping the running policy and consent "
-		        "table");
-		policy_free(p);
-		consent_free(t);
+	if (fds == NULL)
+		goto out;
+	/* another listener there, SO_REUSEPORT or not (see listen.c) */
+	if (listen_probe(&cfg->listen_addr, cfg->listen_addrlen) != 0) {
+		cg_errors_add(errs, "--listen", 0, 0, "cannot listen on %s: %s",
+		              cfg->listen,
+		              errno == EADDRINUSE ? "address already in use"
+		                                  : strerror(errno));
 		goto out;
 	}
-	snap = policy_snapshot_new(p, t);
-	if (snap == NULL)
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		struct worker *w = &s->workers[i];
+
+		w->server = s;
+		w->cfg = cfg;
+		w->index = i;
+		w->base = event_base_new();
+		/* all workers bind the port the first one got (for --listen
+		   HOST:0) */
+		w->listen_fd = listen_open(&cfg->listen_addr,
+		                           cfg->listen_addrlen, port, true);
+		if (w->base == NULL || w->listen_fd < 0) {
+			cg_errors_add(errs, "--listen", 0, 0,
+			              "cannot listen on %s: %s", cfg->listen,
+			              errno == EADDRINUSE
+			                  ? "address already in use"
+			                  : strerror(errno));
+			goto out;
+		}
+		fds[i] = w->listen_fd;
+		worker_fd_opened(w);
+		if (port == 0) {
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+
+			getsockname(w->listen_fd, (struct sockaddr *)&ss, &sl);
+			port = listen_addr_port(&ss);
+		}
+		w->accept_ev = event_new(w->base, w->listen_fd,
+		                         EV_READ | EV_PERSIST, on_accept, w);
+		w->accept_retry_ev = evtimer_new(w->base, on_accept_retry, w);
+		w->drain_ev = event_new(w->base, -1, 0, on_drain, w);
+		w->snap_ev = event_new(w->base, -1, EV_PERSIST, on_snapshot, w);
+		if (w->accept_ev == NULL || w->accept_retry_ev == NULL ||
+		    w->drain_ev == NULL || w->snap_ev == NULL) {
+			cg_errors_add(errs, "--listen", 0, 0, "out of memory");
+			goto out;
+		}
+		event_add(w->accept_ev, NULL);
+		/* both keep the loop alive; activated on SIGTERM and reload */
+		event_add(w->drain_ev, NULL);
+		event_add(w->snap_ev, NULL);
+		w->snap = snapshot_share(s->snap);
+		if (w->snap == NULL) {
+			cg_errors_add(errs, "--listen", 0, 0, "out of memory");
+			goto out;
+		}
+		w->snap_generation = snapshot_generation(w->snap);
+	}
+	if (listen_check_alone(&cfg->listen_addr, port, fds, s->nworkers) !=
+	    0) {
+		cg_errors_add(errs, "--listen", 0, 0,
+		              "cannot listen on %s: address already in use "
+		              "(another process joined the port as consentgate "
+		              "started)",
+		              cfg->listen);
 		goto out;
-	pthread_mutex_lock(&s->snap_lock);
-	old = s->snap;
-	s->snap = snap;
-	pthread_mutex_unlock(&s->snap_lock);
-	policy_snapshot_unref(old);
-	log_msg("reloaded: policy %s (%s), consent snapshot version %llu, %llu "
-	        "people",
-	        policy_id(p), policy_digest(p),
-	        (unsigned long long)consent_version(t),
-	        (unsigned long long)consent_people(t));
+	}
+	s->port = port;
 	rc = 0;
 out:
-	cg_errors_reset(&errs);
+	free(fds);
 	return rc;
 }
 
@@ -312,65 +504,12 @@ server_run(struct server *s)
 {
 	const struct config *cfg = s->cfg;
 	sigset_t set;
-	int sig, port = 0;
-	struct event **drain_evs;
-	struct metrics_admin admin = {0};
+	int sig;
 
-	evthread_use_pthreads();
-	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-
-	s->workers = calloc(s->nworkers, sizeof(*s->workers));
-	drain_evs = calloc(s->nworkers, sizeof(*drain_evs));
-	if (s->workers == NULL || drain_evs == NULL)
-		return -1;
-	for (unsigned i = 0; i < s->nworkers; i++) {
-		struct worker *w = &s->workers[i];
-
-		w->server = s;
-		w->cfg = cfg;
-		w->index = i;
-		w->base = event_base_new();
-		/* All workers bind the port the first one got (for --listen
-		 * :0). */
-		w->listen_fd = listen_socket(cfg, port);
-		if (w->base == NULL || w->listen_fd < 0) {
-			fprintf(stderr,
-			        "consentgate: cannot listen on %s: %s\n",
-			        cfg->listen, strerror(errno));
-			return -1;
-		}
-		worker_fd_opened(w);
-		if (port == 0) {
-			struct sockaddr_storage ss;
-			socklen_t sl = sizeof(ss);
-
-			getsockname(w->listen_fd, (struct sockaddr *)&ss, &sl);
-			port = ntohs(
-			    ss.ss_family == AF_INET
-			        ? ((struct sockaddr_in *)&ss)->sin_port
-			        : ((struct sockaddr_in6 *)&ss)->sin6_port);
-		}
-		w->accept_ev = event_new(w->base, w->listen_fd,
-		                         EV_READ | EV_PERSIST, on_accept, w);
-		w->accept_retry_ev = evtimer_new(w->base, on_accept_retry, w);
-		event_add(w->accept_ev, NULL);
-		drain_evs[i] = event_new(w->base, -1, 0, on_drain, w);
-		event_add(
-		    drain_evs[i],
-		    NULL); /* keeps the loop alive; activated on SIGTERM */
-	}
-	s->port = port;
-	if (cfg->admin &&
-	    metrics_admin_start(s, s->workers, s->nworkers, cfg, &admin) != 0) {
-		fprintf(stderr, "consentgate: --admin: cannot listen on %s\n",
-		        cfg->admin);
-		return -1;
-	}
 	for (unsigned i = 0; i < s->nworkers; i++)
 		pthread_create(&s->workers[i].thread, NULL, worker_main,
 		               &s->workers[i]);
@@ -382,25 +521,40 @@ server_run(struct server *s)
 		snprintf(host, sizeof(host), "%.*s", (int)hl, cfg->listen);
 		fprintf(stderr,
 		        "consentgate: listening on %s:%d (%u workers) -> %s\n",
-		        host, port, s->nworkers, cfg->upstream);
+		        host, s->port, s->nworkers, cfg->upstream);
 	}
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
+			struct cg_errors errs;
+
 			if (declog_reopen() != 0)
 				log_msg("reload: cannot reopen the decision "
 				        "log: %s",
 				        strerror(errno));
-			reload(s);
+			cg_errors_init(&errs);
+			if (server_reload(s, SNAPSHOT_BOTH, &errs) != 0) {
+				for (unsigned i = 0; i < errs.count; i++)
+					log_msg("reload: %s", errs.msgs[i]);
+				if (errs.dropped > 0)
+					log_msg("reload: (%u more errors)",
+					        errs.dropped);
+				log_msg("reload failed; keeping the running "
+				        "policy and consent table");
+			}
+			cg_errors_reset(&errs);
 			continue;
 		}
 		break;
 	}
+	pthread_mutex_lock(&s->reload_lock);
+	s->stopping = true; /* no reload hands over to a stopped worker */
+	pthread_mutex_unlock(&s->reload_lock);
 	log_msg("signal %d: draining (deadline %u ms)", sig,
 	        cfg->drain_timeout_ms);
 	for (unsigned i = 0; i < s->nworkers; i++)
-		event_active(drain_evs[i], EV_TIMEOUT, 0);
+		event_active(s->workers[i].drain_ev, EV_TIMEOUT, 0);
 	for (unsigned i = 0; i < s->nworkers; i++)
 		pthread_join(s->workers[i].thread, NULL);
 	for (unsigned i = 0; i < s->nworkers; i++) {
@@ -410,18 +564,7 @@ server_run(struct server *s)
 		conn_free_cache(w);
 		upstream_pool_clear(w);
 		declog_worker_free(w);
-		event_free(drain_evs[i]);
-		event_free(w->accept_ev);
-		event_free(w->accept_retry_ev);
-		if (w->drain_poll_ev)
-			event_free(w->drain_poll_ev);
-		if (w->drain_deadline_ev)
-			event_free(w->drain_deadline_ev);
-		event_base_free(w->base);
-		w->base = NULL;
 	}
-	free(drain_evs);
-	metrics_admin_stop(&admin);
 	log_msg("stopped");
 	return 0;
 }
@@ -431,14 +574,33 @@ server_free(struct server *s)
 {
 	if (s == NULL)
 		return;
-	/* Worker bases keep events we never tracked individually; the
-	   process is exiting, so only the shared state is released here. */
-	for (unsigned i = 0; s->workers && i < s->nworkers; i++) {
-		if (s->workers[i].listen_fd >= 0)
-			close(s->workers[i].listen_fd);
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		struct worker *w = &s->workers[i];
+
+		if (w->listen_fd >= 0)
+			close(w->listen_fd);
+		if (w->drain_ev)
+			event_free(w->drain_ev);
+		if (w->snap_ev)
+			event_free(w->snap_ev);
+		if (w->accept_ev)
+			event_free(w->accept_ev);
+		if (w->accept_retry_ev)
+			event_free(w->accept_retry_ev);
+		if (w->drain_poll_ev)
+			event_free(w->drain_poll_ev);
+		if (w->drain_deadline_ev)
+			event_free(w->drain_deadline_ev);
+		if (w->base)
+			event_base_free(w->base);
+		snapshot_unref(atomic_exchange(&w->snap_pending, NULL));
+		snapshot_unref(w->snap);
 	}
 	free(s->workers);
-	policy_snapshot_unref(s->snap);
+	snapshot_unref(s->snap);
 	pthread_mutex_destroy(&s->snap_lock);
+	pthread_mutex_destroy(&s->reload_lock);
+	pthread_mutex_destroy(&s->swap_lock);
+	pthread_cond_destroy(&s->swapped);
 	free(s);
 }

@@ -6,10 +6,8 @@
  * message", and compiled into an immutable object. It does no I/O after
  * loading and allocates nothing per decision.
  *
- * A policy_snapshot pairs a policy with a consent table and is reference
- * counted: a request holds one reference from start to end; a reload builds
- * the next snapshot aside and swaps the pointer; the old one is freed when
- * its last request lets go.
+ * A policy and a consent table decide requests together as a snapshot
+ * (snapshot.h), each part with a reference count of its own.
  */
 #ifndef CONSENTGATE_POLICY_H
 #define CONSENTGATE_POLICY_H
@@ -17,6 +15,7 @@
 #include "consentgate/common.h"
 #include "consentgate/consent.h"
 #include "consentgate/scan.h"
+#include "consentgate/snapshot.h" /* the snapshot's old names */
 
 enum policy_action {
 	POLICY_ACTION_PASS,    /* forward without inspection */
@@ -142,18 +141,6 @@ void policy_decide_record(const struct policy_route *r,
                           const struct consent_table *t,
                           const struct scan_record *rec, int64_t now,
                           struct policy_decision *out);
-
-/* ---- snapshots ---- */
-struct policy_snapshot;
-
-/* Takes ownership of p and t. NULL on allocation failure (p, t freed). */
-struct policy_snapshot *policy_snapshot_new(struct policy *p,
-                                            struct consent_table *t);
-void policy_snapshot_ref(struct policy_snapshot *s);   /* thread-safe */
-void policy_snapshot_unref(struct policy_snapshot *s); /* frees at zero */
-const struct policy *policy_snapshot_policy(const struct policy_snapshot *s);
-const struct consent_table *
-policy_snapshot_consent(const struct policy_snapshot *s);
 
 /* ---- for tools and the proxy ---- */
 

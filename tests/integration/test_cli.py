@@ -178,5 +178,166 @@ def version_and_help(env):
     assert out.returncode != 0, "unknown flag accepted"
 
 
+# ---------------------------------------------------- what a start refuses
+
+def serve_args(port, *extra):
+    return [CONSENTGATE, "serve", "--listen", "127.0.0.1:%d" % port,
+            "--upstream", "http://127.0.0.1:9", "--policy", EXAMPLE_POLICY,
+            "--consent", EXAMPLE_CONSENT] + list(extra)
+
+
+def held_port(reuseport):
+    """A loopback port some other process holds, as a listening socket
+    (with SO_REUSEPORT: what a second consentgate would share)."""
+    import socket
+    s = socket.socket()
+    if reuseport:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    return s, s.getsockname()[1]
+
+
+def refused_start(args):
+    """Run serve to its end (it must not start); its exit code and stderr."""
+    try:
+        out = subprocess.run(args, capture_output=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("serve started on an address in use: %r" % args)
+    return out.returncode, out.stderr
+
+
+@test
+def serve_refuses_an_address_in_use(env):
+    """Another listener on --listen, even one sharing it through
+    SO_REUSEPORT, stops serve with "address already in use": two
+    instances with different policies must never split the traffic."""
+    for reuseport in (False, True):
+        sock, port = held_port(reuseport)
+        try:
+            rc, err = refused_start(serve_args(port, "--workers", "2"))
+        finally:
+            sock.close()
+        assert rc != 0, "started next to a listener (SO_REUSEPORT=%s)" % reuseport
+        assert b"address already in use" in err.lower(), err
+        assert b"listening on" not in err, err
+
+
+@test
+def second_consentgate_on_the_same_address_refused(env):
+    """The case that bit a user: an old instance still runs; the new one
+    must refuse instead of taking half its traffic."""
+    up = env.upstream()
+    px = env.proxy(up.url, config={"workers": 2})
+    rc, err = refused_start(serve_args(px.port))
+    assert rc != 0 and b"address already in use" in err.lower(), err
+    c = env.client(px)  # the first one still serves
+    c.send(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert c.read_response().status == 200
+
+
+@test
+def serve_check_catches_what_a_start_would_fail_on(env):
+    sock, port = held_port(True)
+    try:
+        out = serve_check(["--listen", "127.0.0.1:%d" % port] +
+                          serve_args(0)[4:])
+    finally:
+        sock.close()
+    assert out.returncode != 0, "--check passed on a port in use"
+    assert b"address already in use" in out.stderr.lower(), out.stderr
+    assert b"configuration OK" not in out.stdout, out.stdout
+
+    # --admin on the --listen address
+    out = serve_check(serve_args(0)[4:] + ["--listen", "127.0.0.1:18000",
+                                            "--admin", "127.0.0.1:18000"])
+    assert out.returncode != 0 and re.search(rb"--admin: .*--listen",
+                                             out.stderr), out.stderr
+    out = serve_check(serve_args(0)[4:] + ["--listen", "0.0.0.0:18000",
+                                            "--admin", "127.0.0.1:18000"])
+    assert out.returncode != 0 and b"--admin" in out.stderr, out.stderr
+
+    # a decision log that cannot be opened: a directory, a missing one
+    for log in (env.workdir, os.path.join(env.workdir, "no", "such.jsonl")):
+        out = serve_check(serve_args(0)[4:] + ["--decision-log", log])
+        assert out.returncode != 0, "--check passed with --decision-log %s" % log
+        assert b"--decision-log" in out.stderr, out.stderr
+    # and nothing was created by checking a good one
+    good = os.path.join(env.workdir, "d.jsonl")
+    out = serve_check(serve_args(0)[4:] + ["--decision-log", good])
+    assert out.returncode == 0, out.stderr
+    assert not os.path.exists(good), "--check created the decision log"
+
+    # a real start fails the same way
+    rc, err = refused_start(serve_args(0, "--decision-log", env.workdir))
+    assert rc != 0 and b"decision-log" in err, err
+
+
+@test
+def config_paths_are_relative_to_the_config_file(env):
+    conf = os.path.join(env.workdir, "etc")
+    os.makedirs(conf)
+    with open(EXAMPLE_POLICY) as f, open(os.path.join(conf, "p.json"), "w") as g:
+        g.write(f.read())
+    with open(EXAMPLE_CONSENT) as f, open(os.path.join(conf, "c.csv"), "w") as g:
+        g.write(f.read())
+    cfg = os.path.join(conf, "cg.json")
+    with open(cfg, "w") as f:
+        json.dump({"listen": "127.0.0.1:0", "upstream": "http://127.0.0.1:9",
+                   "policy": "p.json", "consent": "c.csv",
+                   "decision_log": "decisions.jsonl"}, f)
+    for cwd, path in ((env.workdir, "etc/cg.json"), ("/", cfg)):
+        out = serve_check(["--config", path], cwd=cwd)
+        assert out.returncode == 0, (cwd, out.stderr)
+    # a real start opens the decision log next to the config file
+    up = env.upstream()
+    proc = subprocess.Popen([CONSENTGATE, "serve", "--config", "etc/cg.json",
+                             "--upstream", up.url], cwd=env.workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        line = _readline_timeout(proc.stderr, 5) or b""
+        assert b"listening on" in line, line
+        assert os.path.exists(os.path.join(conf, "decisions.jsonl")), \
+            os.listdir(conf)
+    finally:
+        _stop(proc, 15, 3)
+
+
+@test
+def config_errors_carry_line_and_column(env):
+    cfg = os.path.join(env.workdir, "cg.json")
+    with open(cfg, "w") as f:
+        f.write('{\n  "listen": "127.0.0.1:0",\n  "workres": 2,\n'
+                '  "pool_size": "64"\n}\n')
+    out = serve_check(serve_args(0)[2:] + ["--config", cfg])
+    assert out.returncode != 0
+    assert re.search(rb"cg\.json:3:3: unknown setting \"workres\"", out.stderr), \
+        out.stderr
+    assert re.search(rb"cg\.json:4:16: \"pool_size\" must be an integer",
+                     out.stderr), out.stderr
+    with open(cfg, "w") as f:
+        f.write('{\n  "listen": "127.0.0.1:0",\n  "workers" 2\n}\n')
+    out = serve_check(serve_args(0)[2:] + ["--config", cfg])
+    assert out.returncode != 0
+    assert re.search(rb"cg\.json:3:\d+: ", out.stderr), out.stderr
+
+
+@test
+def admin_on_an_ephemeral_port(env):
+    """--admin HOST:0 works and says the port it got: no test needs a
+    fixed port to be free."""
+    import urllib.request
+    up = env.upstream()
+    px = env.proxy(up.url, extra=["--admin", "127.0.0.1:0"])
+    m = None
+    assert wait_until(lambda: any(re.search(rb"admin on 127\.0\.0\.1:0 \(port (\d+)\)", l)
+                                  for l in px.stderr), 3), px.stderr
+    for l in px.stderr:
+        m = m or re.search(rb"admin on 127\.0\.0\.1:0 \(port (\d+)\)", l)
+    url = "http://127.0.0.1:%d/metrics" % int(m.group(1))
+    body = urllib.request.urlopen(url, timeout=5).read()
+    assert b"consentgate_requests_total" in body, body[:200]
+
+
 if __name__ == "__main__":
     main()

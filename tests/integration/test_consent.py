@@ -1336,13 +1336,37 @@ def sighup_reload_and_failed_reload(env):
     assert ingest_count(c, people)[0] == (10, 0), "bad policy reload changed decisions"
 
 
+def under_load(px, people, stop, check, nthreads=3):
+    """nthreads clients send people's records until stop (monotonic time);
+    check((kept, dropped)) returns a complaint or None. Returns the threads
+    (to join) and the list of complaints, which stops them."""
+    import threading
+    bad = []
+
+    def load():
+        c = px.connect()
+        try:
+            while time.monotonic() < stop and not bad:
+                why = check(ingest_count(c, people)[0])
+                if why:
+                    bad.append(why)
+        except Exception as e:
+            bad.append("%s: %s" % (type(e).__name__, e))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=load) for _ in range(nthreads)]
+    for th in threads:
+        th.start()
+    return threads, bad
+
+
 @test
 def reload_under_load_never_mixes_snapshots(env):
     """Every request is decided by one snapshot: with table A (all granted)
     and table B (all denied) swapped under load, each request keeps all of
     its records or none."""
     import signal
-    import threading
     people = ["m-%d" % i for i in range(40)]
     a = csv_of([(p, "granted") for p in people])
     b = csv_of([(p, "denied") for p in people])
@@ -1350,27 +1374,15 @@ def reload_under_load_never_mixes_snapshots(env):
     px = env.proxy(up.url, policy=test_policy(), consent=a,
                    config={"workers": 2})
     stop = time.monotonic() + 4
-    bad = []
     seen = set()
 
-    def load(t):
-        c = px.connect()
-        try:
-            for _ in range(5000):
-                if time.monotonic() > stop or bad:
-                    break
-                (k, d), r = ingest_count(c, people)
-                seen.add(k)
-                if k not in (0, len(people)):
-                    bad.append("kept=%d, dropped=%d in one request" % (k, d))
-        except Exception as e:
-            bad.append("%s: %s" % (type(e).__name__, e))
-        finally:
-            c.close()
+    def check(result):
+        k, d = result
+        seen.add(k)
+        if k not in (0, len(people)):
+            return "kept=%d, dropped=%d in one request" % (k, d)
 
-    threads = [threading.Thread(target=load, args=(t,)) for t in range(3)]
-    for th in threads:
-        th.start()
+    threads, bad = under_load(px, people, stop, check)
     flips = 0
     while time.monotonic() < stop - 0.3 and not bad:
         flips += 1
@@ -1381,6 +1393,69 @@ def reload_under_load_never_mixes_snapshots(env):
         th.join(10)
     assert not bad, bad[0]
     assert seen == {0, len(people)}, "reloads never took effect: %r" % seen
+    assert px.proc.poll() is None, "proxy died during reloads"
+
+
+@test
+def reload_under_load_keeps_policy_and_consent_paired(env):
+    """Policy and consent table are separate references, swapped together
+    by a SIGHUP: under load on two workers, every forwarded request names a
+    policy and a consent snapshot of the same generation (policy "gen-K"
+    with snapshot version K), never one of each."""
+    import signal
+    import subprocess
+    from harness import CONSENTGATE
+    people = ["g-%d" % i for i in range(20)]
+    csv = os.path.join(env.workdir, "g.csv")
+    with open(csv, "w") as f:
+        f.write(csv_of([(p, "granted") for p in people]))
+    snap = os.path.join(env.workdir, "g.snap")
+    pol = test_policy()
+
+    def generation(k, policy_path=None):
+        out = subprocess.run([CONSENTGATE, "consent", "build", csv, "-o",
+                              snap + ".new", "--version", str(k)],
+                             capture_output=True, timeout=10)
+        assert out.returncode == 0, out.stderr
+        pol["policy"] = "gen-%d" % k
+        if policy_path:
+            write_atomic(policy_path, json.dumps(pol))
+        os.replace(snap + ".new", snap)
+
+    generation(1)
+    up = env.upstream()
+    px = env.proxy(up.url, policy=dict(pol), consent="@" + snap,
+                   config={"workers": 2})
+    stop = time.monotonic() + 4
+
+    def reloads():
+        return sum(1 for l in px.stderr if b"reloaded" in l)
+
+    threads, bad = under_load(px, people, stop, lambda r: None if r == (
+        len(people), 0) else "kept=%d, dropped=%d" % r)
+    k = 1
+    while time.monotonic() < stop - 0.5 and not bad:
+        k += 1
+        generation(k, px.policy_path)
+        before = reloads()
+        px.signal(signal.SIGHUP)
+        # the next pair is written only once this one was read
+        assert wait_until(lambda: reloads() > before, 3, 0.01), \
+            "no reload logged: %r" % px.stderr[-3:]
+        time.sleep(0.05)
+    for th in threads:
+        th.join(10)
+    assert not bad, bad[0]
+    seen = set()
+    for q in up.requests():
+        pid = re.search(r'id="([^"]*)"', q.get("Consent-Policy") or "")
+        ver = re.match(r"\s*version=(\d+)", q.get("Consent-Snapshot") or "")
+        assert pid and ver, q.headers
+        assert pid.group(1) == "gen-%s" % ver.group(1), \
+            "request %d decided by policy %s with snapshot version %s" % (
+                q.n, pid.group(1), ver.group(1))
+        seen.add(int(ver.group(1)))
+    assert k >= 4 and len(seen) >= 3, "too few generations served: %r of %d" % (seen, k)
     assert px.proc.poll() is None, "proxy died during reloads"
 
 

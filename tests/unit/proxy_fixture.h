@@ -100,6 +100,7 @@ fixture_new(void)
 	f->w.cfg = &f->cfg;
 	f->w.base = f->base;
 	f->w.listen_fd = -1;
+	f->w.snap = server_snapshot(f->server); /* what requests start on */
 	return f;
 }
 
@@ -109,6 +110,7 @@ fixture_free(struct fixture *f)
 	conn_close_all(&f->w);
 	conn_free_cache(&f->w);
 	upstream_pool_clear(&f->w);
+	snapshot_unref(f->w.snap);
 	close(f->up_listen);
 	server_free(f->server);
 	event_base_free(f->base);

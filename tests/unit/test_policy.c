@@ -1,7 +1,7 @@
 /*
  * test_policy.c: rule files (loading, every kind of error with its
  * position, lint), route matching, decisions of the example policy, age
- * conditions, body formats and rebuilding, snapshots.
+ * conditions, body formats and rebuilding.
  */
 /* cmocka.h needs these three before it */
 /* clang-format off */
@@ -11,7 +11,6 @@
 #include <cmocka.h>
 /* clang-format on */
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -903,29 +902,6 @@ test_body_rebuild(void **state)
 	assert_int_equal(n, 0);
 }
 
-/* ---- snapshots ---- */
-
-struct snap_arg {
-	struct policy_snapshot *s;
-	const struct policy *p;
-	bool ok;
-};
-
-static void *
-snap_worker(void *arg)
-{
-	struct snap_arg *a = arg;
-
-	a->ok = true;
-	for (int i = 0; i < 100000; i++) {
-		policy_snapshot_ref(a->s);
-		if (policy_snapshot_policy(a->s) != a->p)
-			a->ok = false;
-		policy_snapshot_unref(a->s);
-	}
-	return NULL;
-}
-
 /*
  * A subject locator without '*' names someone who must be there: a post
  * whose author is missing is an unknown person's, whoever it mentions;
@@ -1327,46 +1303,6 @@ test_check_consent(void **state)
 	policy_free(p);
 }
 
-static void
-test_snapshot_refcount(void **state)
-{
-	struct cg_errors errs;
-	struct policy *p;
-	struct consent_table *t = table("1,ai-training,granted,DE,"
-	                                "2025-01-01T00:00:00Z,e\n");
-	struct policy_snapshot *s;
-	pthread_t th[4];
-	struct snap_arg args[4];
-
-	cg_errors_init(&errs);
-	p = policy_load(EXAMPLE, &errs);
-	assert_non_null(p);
-	s = policy_snapshot_new(p, t);
-	assert_non_null(s);
-	assert_ptr_equal(policy_snapshot_policy(s), p);
-	assert_ptr_equal(policy_snapshot_consent(s), t);
-	/* concurrent holders; the creator's reference keeps it alive */
-	for (int i = 0; i < 4; i++) {
-		args[i] = (struct snap_arg){s, p, false};
-		assert_int_equal(
-		    pthread_create(&th[i], NULL, snap_worker, &args[i]), 0);
-	}
-	for (int i = 0; i < 4; i++) {
-		pthread_join(th[i], NULL);
-		assert_true(args[i].ok);
-	}
-	/* a request outlives the reload that dropped the creator's reference */
-	policy_snapshot_ref(s);
-	policy_snapshot_unref(s);
-	assert_ptr_equal(policy_snapshot_policy(s), p);
-	assert_string_equal(policy_id(policy_snapshot_policy(s)),
-	                    "ai-training-example");
-	policy_snapshot_unref(s); /* frees p and t (checked by ASan/valgrind) */
-	policy_snapshot_unref(NULL);
-	policy_free(NULL);
-	cg_errors_reset(&errs);
-}
-
 int
 main(void)
 {
@@ -1390,7 +1326,6 @@ main(void)
 	    cmocka_unit_test(test_route_alias_warnings),
 	    cmocka_unit_test(test_ignored_purposes),
 	    cmocka_unit_test(test_check_consent),
-	    cmocka_unit_test(test_snapshot_refcount),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
