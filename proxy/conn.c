@@ -384,10 +384,10 @@ conn_read(struct conn *c)
 	while (c->t.can_read && !c->t.eof && !c->t.closed) {
 		size_t have = evbuffer_get_length(c->t.in);
 
-		if (c->state == CS_UPSTREAM && have >= CONN_PIPELINE_MAX)
+		if (c->state == CS_UPSTREAM && have >= CG_PIPELINE_AHEAD)
 			return false;
 		if (c->state == CS_BODY && c->up &&
-		    upstream_pending(c->up) > STREAM_HIGH)
+		    upstream_pending(c->up) > CG_UPSTREAM_OUT_HIGH)
 			return false; /* backpressure: resumed by on_up_writable
 			               */
 		if (c->state == CS_HEAD &&
@@ -472,7 +472,7 @@ conn_step(struct conn *c)
 			return;
 		}
 		if (c->upstream_paused && c->up &&
-		    evbuffer_get_length(c->t.out) < CONN_OUT_LOW) {
+		    evbuffer_get_length(c->t.out) < CG_CLIENT_OUT_LOW) {
 			c->upstream_paused = false;
 			upstream_resume(c->up);
 			if (c->t.closed)

@@ -13,16 +13,6 @@
 #include "rewrite_internal.h"
 #include "transport_internal.h"
 
-#define CONN_OUT_HIGH                                                          \
-	(1u << 20) /* bytes queued to the client before pausing upstream */
-#define CONN_OUT_LOW (256u << 10) /* ... and resuming it */
-#define CONN_PIPELINE_MAX                                                      \
-	(64u << 10) /* bytes read ahead while a request is in flight */
-#define STREAM_START                                                           \
-	(256u << 10) /* kept NDJSON bytes before streaming upstream */
-#define STREAM_HIGH                                                            \
-	(1u << 20) /* bytes queued upstream before pausing the client */
-
 enum conn_state {
 	CS_HEAD,     /* reading a request head (or idle between requests) */
 	CS_BODY,     /* reading the request body */

@@ -101,7 +101,7 @@ on_up_body(void *arg, struct evbuffer *src, size_t n)
 	evbuffer_remove_buffer(src, c->t.out, n);
 	if (transport_flush(&c->t) < 0)
 		conn_close(c);
-	else if (evbuffer_get_length(c->t.out) > CONN_OUT_HIGH && c->up &&
+	else if (evbuffer_get_length(c->t.out) > CG_CLIENT_OUT_HIGH && c->up &&
 	         !c->upstream_paused) {
 		upstream_pause(c->up);
 		c->upstream_paused = true;
@@ -255,7 +255,7 @@ relay_stream(struct conn *c, bool done)
 		return;
 	}
 	if (!c->stream_started && !done &&
-	    evbuffer_get_length(c->kept) >= STREAM_START) {
+	    evbuffer_get_length(c->kept) >= CG_STREAM_START) {
 		struct evbuffer *h = evbuffer_new();
 
 		build_upstream_head(c, h, 0, true);

@@ -64,11 +64,11 @@ cg_slice_ieq(struct cg_slice s, const char *lit)
 
 /* ---- rule files: more is a load error naming the file and line ---- */
 #define CG_MAX_RULE_FILE_BYTES (64u << 20) /* bytes of a rule file */
-#define CG_MAX_PURPOSES 64          /* purposes (a bit mask per rule) */
-#define CG_MAX_IGNORED_PURPOSES 255 /* ignored_purposes entries */
-#define CG_MAX_GROUPS 64            /* jurisdiction groups (a bit mask) */
-#define CG_MAX_ROUTES 256           /* routes */
-#define CG_MAX_RULES 1024           /* rules */
+#define CG_MAX_PURPOSES 64                 /* purposes (a bit mask per rule) */
+#define CG_MAX_IGNORED_PURPOSES 255        /* ignored_purposes entries */
+#define CG_MAX_GROUPS 64  /* jurisdiction groups (a bit mask) */
+#define CG_MAX_ROUTES 256 /* routes */
+#define CG_MAX_RULES 1024 /* rules */
 /* JSON nesting whose line:col errors name; deeper: the nearest ancestor's */
 #define CG_MAX_JSONPOS_DEPTH 8
 /* bytes of a value's path in messages ("routes[1].purpose"); cut beyond */
@@ -82,7 +82,13 @@ cg_slice_ieq(struct cg_slice s, const char *lit)
 
 /* ---- flow control: fixed marks, in bytes; a side over its mark stops
  * being read until the other side drains (never an error) ---- */
-#define CG_UPSTREAM_IN_HIGH (1u << 20) /* buffered from upstream */
+#define CG_UPSTREAM_IN_HIGH (1u << 20)  /* buffered from upstream */
+#define CG_UPSTREAM_OUT_HIGH (1u << 20) /* queued upstream: client paused */
+#define CG_CLIENT_OUT_HIGH                                                     \
+	(1u << 20) /* queued to the client: upstream paused */
+#define CG_CLIENT_OUT_LOW (256u << 10) /* ... and resumed below this */
+#define CG_PIPELINE_AHEAD (64u << 10)  /* read ahead while a request is busy */
+#define CG_STREAM_START (256u << 10)   /* kept NDJSON held before streaming */
 
 /* ---- defaults the configuration may change ---- */
 /* bytes of a request head; 431 */
