@@ -221,6 +221,21 @@ test_no_pool_unclean_end(void **state)
 	evbuffer_free(r.body);
 }
 
+/* A chunked POST whose body comes later; returns the upstream's socket. */
+static int
+start_streamed(struct fixture *f, struct rec *r)
+{
+	int fd;
+
+	send_req(f, r,
+	         "POST /p HTTP/1.1\r\nHost: x\r\n"
+	         "Transfer-Encoding: chunked\r\n\r\n",
+	         NULL, STREAMED);
+	fd = fixture_accept(f, PUMP_ROUNDS);
+	assert_true(fd >= 0);
+	return fd;
+}
+
 /* A streamed request answered before its last chunk is not pooled; one
    whose last chunk was written is. */
 static void
@@ -233,11 +248,7 @@ test_streamed_request(void **state)
 	size_t have;
 	int fd;
 
-	send_req(f, &r,
-	         "POST /p HTTP/1.1\r\nHost: x\r\n"
-	         "Transfer-Encoding: chunked\r\n\r\n",
-	         NULL, STREAMED);
-	fd = fixture_accept(f, PUMP_ROUNDS);
+	fd = start_streamed(f, &r);
 	evbuffer_add(chunk, "3\r\nabc\r\n", 8);
 	upstream_write(r.u, chunk, false);
 	have = fixture_read_until(f, fd, "abc\r\n", buf, sizeof(buf), 0);
@@ -249,11 +260,7 @@ test_streamed_request(void **state)
 	assert_int_equal(f->w.nidle, 0);
 	close(fd);
 
-	send_req(f, &r,
-	         "POST /p HTTP/1.1\r\nHost: x\r\n"
-	         "Transfer-Encoding: chunked\r\n\r\n",
-	         NULL, STREAMED);
-	fd = fixture_accept(f, PUMP_ROUNDS);
+	fd = start_streamed(f, &r);
 	evbuffer_add(chunk, "3\r\nabc\r\n0\r\n\r\n", 13);
 	upstream_write(r.u, chunk, true);
 	fixture_read_until(f, fd, "0\r\n\r\n", buf, sizeof(buf), 0);
