@@ -517,10 +517,10 @@ check_headers(struct casefile_set *s, struct casefile *f, json_t *c,
 			continue;
 		}
 		has_ct |= strcasecmp(key, "Content-Type") == 0;
-		if (key[0] == '\0' || tc->nheaders == CLI_MAX_HEADERS - 1) {
+		if (key[0] == '\0' || tc->nheaders == CG_MAX_CLI_HEADERS - 1) {
 			err_at(s, f, el, true,
 			       "a header needs a name (at most %d headers)",
-			       CLI_MAX_HEADERS - 1);
+			       CG_MAX_CLI_HEADERS - 1);
 			continue;
 		}
 		tc->headers[tc->nheaders].name =
@@ -687,7 +687,7 @@ casefile_set_init(struct casefile_set *s, const struct policy *p)
 int
 casefile_load(struct casefile_set *s, const char *path)
 {
-	if (s->nfiles == CASEFILE_MAX_FILES)
+	if (s->nfiles == CG_MAX_CASE_FILES)
 		return -1;
 	s->files[s->nfiles].path = path;
 	check_file(s, &s->files[s->nfiles++]);

@@ -10,7 +10,6 @@
 #include "cli_internal.h"
 #include "consentgate/jsonpos.h"
 
-#define CASEFILE_MAX_FILES 64  /* case files per run */
 #define CASEFILE_PATH_LEN 4096 /* bytes of a resolved file name */
 
 /* One case file, parsed and checked. */
@@ -38,14 +37,14 @@ struct casefile_case {
 	struct consent_table *own; /* the case's own rows or file */
 	char *body;
 	size_t len;
-	struct verdict_header headers[CLI_MAX_HEADERS];
+	struct verdict_header headers[CG_MAX_CLI_HEADERS];
 	unsigned nheaders;
 	json_t *expect;
 };
 
 struct casefile_set {
 	const struct policy *p;
-	struct casefile files[CASEFILE_MAX_FILES];
+	struct casefile files[CG_MAX_CASE_FILES];
 	unsigned nfiles;
 	struct casefile_case *cases;
 	unsigned ncases, cap;
@@ -58,7 +57,7 @@ void casefile_set_init(struct casefile_set *s, const struct policy *p);
  * Read and check one case file into s: its cases are appended to
  * s->cases, ready to run, and every error goes to s->errs as
  * file:line:col: path: message. Returns 0, or -1 when s holds
- * CASEFILE_MAX_FILES files already. A set with errors must not run.
+ * CG_MAX_CASE_FILES files already. A set with errors must not run.
  */
 int casefile_load(struct casefile_set *s, const char *path);
 /* Free everything the set holds. */

@@ -43,7 +43,7 @@ read_all(FILE *f, size_t *len)
 	for (;;) {
 		if (n + 1 >= cap) {
 			cap = cap ? cap * 2 : 65536;
-			if (cap > CLI_BODY_MAX + 1 ||
+			if (cap > CG_MAX_CLI_INPUT_BYTES + 1 ||
 			    (nb = realloc(buf, cap)) == NULL) {
 				errno = errno ? errno : EFBIG;
 				goto fail;

@@ -12,9 +12,6 @@
 #include "consentgate/policy.h"
 #include "consentgate/verdict.h"
 
-#define CLI_BODY_MAX (256u << 20) /* bytes of a body or case file read */
-#define CLI_MAX_HEADERS 64        /* request headers of one CLI request */
-
 /* Print every message of e to stderr, one a line. */
 void cli_print_errors(const struct cg_errors *e);
 /* --help or -h */

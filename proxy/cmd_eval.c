@@ -13,8 +13,6 @@
 #include "cli_internal.h"
 #include "cmd_internal.h"
 
-#define EVAL_MAX_HEADERS 16 /* --header options */
-
 static void
 eval_usage(FILE *out)
 {
@@ -138,7 +136,7 @@ cmd_eval(int argc, char **argv)
 {
 	const char *ppath = NULL, *cpath = NULL, *route = NULL, *ctype = NULL;
 	const char *nowtext = NULL, *output = "table", *file = "-";
-	struct verdict_header headers[EVAL_MAX_HEADERS + 1];
+	struct verdict_header headers[CG_MAX_EVAL_HEADER_OPTIONS + 1];
 	unsigned nheaders = 0;
 	bool explain = false, have_file = false;
 	struct cg_errors errs;
@@ -191,13 +189,13 @@ cmd_eval(int argc, char **argv)
 				*slot = argv[++i];
 				continue;
 			}
-			if (nheaders == EVAL_MAX_HEADERS ||
+			if (nheaders == CG_MAX_EVAL_HEADER_OPTIONS ||
 			    parse_header(argv[i + 1], &headers[nheaders]) !=
 			        0) {
 				fprintf(stderr,
 				        "consentgate eval: --header takes "
 				        "'Name: value' (at most %d)\n",
-				        EVAL_MAX_HEADERS);
+				        CG_MAX_EVAL_HEADER_OPTIONS);
 				goto done;
 			}
 			nheaders++;

@@ -177,7 +177,7 @@ cmd_test(int argc, char **argv)
 	struct casefile_set s;
 	struct tally t;
 	struct policy *p = NULL;
-	const char *files[CASEFILE_MAX_FILES + 1];
+	const char *files[CG_MAX_CASE_FILES + 1];
 	unsigned nfiles = 0, reached = 0, nrules;
 	double min = -1, pct;
 	bool low;
@@ -221,7 +221,7 @@ cmd_test(int argc, char **argv)
 			        argv[i]);
 			goto done;
 		}
-		if (nfiles == CASEFILE_MAX_FILES + 1) {
+		if (nfiles == CG_MAX_CASE_FILES + 1) {
 			fprintf(stderr, "consentgate test: too many files\n");
 			goto done;
 		}

@@ -80,6 +80,12 @@ cg_slice_ieq(struct cg_slice s, const char *lit)
 #define CG_MAX_PURPOSE_LEN 64       /* bytes of a purpose name */
 #define CG_MAX_EVIDENCE_LEN 255     /* bytes of an evidence id */
 
+/* ---- the policy author's CLI (eval, test): more is a usage error, exit 2 */
+#define CG_MAX_CLI_INPUT_BYTES (256u << 20) /* bytes of a body or case file */
+#define CG_MAX_CLI_HEADERS 64         /* request headers of one test case */
+#define CG_MAX_EVAL_HEADER_OPTIONS 16 /* eval --header options */
+#define CG_MAX_CASE_FILES 64          /* case files of one test run */
+
 /* ---- flow control: fixed marks, in bytes; a side over its mark stops
  * being read until the other side drains (never an error) ---- */
 #define CG_UPSTREAM_IN_HIGH (1u << 20)  /* buffered from upstream */
