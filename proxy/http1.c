@@ -5,7 +5,8 @@
  * nothing is believed before it is checked. Debian's http-parser is too
  * lenient to decide anything here (see DESIGN.md) and turned out redundant
  * as a cross-check of the request-target, so this file does without it.
- * Pure functions over contiguous buffers: no allocation.
+ * Pure functions over contiguous buffers: no allocation. Chunked bodies:
+ * http1_chunked.c.
  *
  * Choices where the RFC leaves room, all on the strict side:
  *  - the head size limit is enforced inside http1_parse_request too: when
@@ -13,8 +14,8 @@
  *    http1_head_too_long gives callers the same answer;
  *  - HTTP/1.2 to HTTP/1.9 get 505, every other version 400;
  *  - only origin-form targets; CONNECT 501, asterisk and absolute form 400;
- *  - no BWS anywhere in chunk extensions; empty list elements in
- *    Transfer-Encoding are refused (they are ignored in Connection);
+ *  - empty list elements in Transfer-Encoding are refused (they are
+ *    ignored in Connection);
  *  - field names that equal Host, Content-Length or Transfer-Encoding once
  *    '_' is read as '-' are refused: some back ends fold them together; so
  *    are names that merely begin with Transfer-Encoding (http-parser 2.9

@@ -4,6 +4,8 @@
  * buffer at a time as it arrives, so it is a byte-level state machine
  * that keeps no input: chunk data is handed back as slices of the caller's
  * buffer, and sizes, extensions and trailers are checked as they pass.
+ * Strict where the RFC leaves room: no BWS anywhere in chunk extensions,
+ * no bare LF, sizes without leading '+', '0x' or overflow.
  */
 #include <string.h>
 
