@@ -95,7 +95,7 @@ count(struct verdict *v)
 		return 0;
 	}
 	v->dropped++;
-	if (policy_route_on_deny(v->route) != POLICY_ON_DENY_BLOCK)
+	if (v->route->on_deny != POLICY_ON_DENY_BLOCK)
 		return 0;
 	v->rule = v->rec.d.rule_id;
 	if (v->decided) {
@@ -208,8 +208,7 @@ verdict_feed_line(struct verdict *v, const char *line, size_t len,
 			break;
 	if (i == len || (i + 1 == len && line[i] == '\r'))
 		return 0; /* blank line (CRLF counts as one line end) */
-	if (scan_line(policy_route_scan_spec(v->route), line, len, v->scratch,
-	              &err) != 0) {
+	if (scan_line(&v->route->spec, line, len, v->scratch, &err) != 0) {
 		v->index = (long)v->records;
 		return refuse(v, 422, err ? err : "malformed record");
 	}
