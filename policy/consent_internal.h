@@ -184,8 +184,16 @@ void consent_big_free(void *p, size_t size);
 
 /* ---- hashing: a wyhash-style multiply-fold over 8-byte words ---- */
 
-/* All ones; tests narrow it to force collisions (test_consent.c). */
+/*
+ * All ones, a constant the compiler folds away. A test that builds the
+ * consent sources into itself with CONSENT_TEST_HOOKS defined may narrow
+ * it to force collisions (test_consent.c).
+ */
+#ifdef CONSENT_TEST_HOOKS
 extern uint64_t consent_hash_mask;
+#else
+#define consent_hash_mask UINT64_MAX
+#endif
 
 static inline uint64_t
 consent_fold(uint64_t a, uint64_t b)

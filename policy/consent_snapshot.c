@@ -18,7 +18,9 @@
 #define CHECKSUM_SEED UINT64_C(0x2d358dccaa6c78a5)
 #define BIG_IMAGE (1u << 20) /* bytes from which images use mmap */
 
+#ifdef CONSENT_TEST_HOOKS
 uint64_t consent_hash_mask = UINT64_MAX;
+#endif
 
 uint64_t
 consent_snapshot_checksum(const struct consent_snap_header *h)

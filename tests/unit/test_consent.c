@@ -16,7 +16,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../policy/consent_internal.h"
+/* The consent sources built in, with the hash mask a variable (the
+ * library's is a constant) so that collisions can be forced. */
+#define CONSENT_TEST_HOOKS
+#include "../../policy/consent.c"
+#include "../../policy/consent_snapshot.c"
 
 #define HDR "subject,purpose,status,jurisdiction,updated_at,evidence\n"
 #define EXAMPLE "../data/consent-example.csv"
