@@ -22,8 +22,12 @@ struct part {
 	void (*free_obj)(void *);
 };
 
+/* On a cache line of its own: each worker's copy is counted by that
+ * worker alone, which helps only if two copies never share a line. */
+#define SNAPSHOT_ALIGN 64 /* bytes of a cache line */
+
 struct snapshot {
-	atomic_uint refs;
+	_Alignas(SNAPSHOT_ALIGN) atomic_uint refs;
 	struct part *policy, *consent;
 	uint64_t generation;
 };
@@ -83,7 +87,7 @@ pair(struct part *policy, struct part *consent, uint64_t generation)
 	struct snapshot *s = NULL;
 
 	if (policy == NULL || consent == NULL ||
-	    (s = malloc(sizeof(*s))) == NULL) {
+	    (s = aligned_alloc(SNAPSHOT_ALIGN, sizeof(*s))) == NULL) {
 		part_unref(policy);
 		part_unref(consent);
 		return NULL;

@@ -1,6 +1,6 @@
 /*
- * server.c: listeners, worker threads, accept limits, signals, reload and
- * graceful shutdown.
+ * server.c: worker threads, accept limits, signals, the one reload every
+ * trigger uses, and graceful shutdown.
  * Sockets are read and written by transport.c.
  */
 #include <errno.h>
@@ -19,9 +19,9 @@
 #include "declog_internal.h"
 #include "proxy_internal.h"
 
-#define ACCEPT_BURST 64        /* accepts per readiness event */
-#define ACCEPT_RETRY_MS 100    /* ms before retrying after EMFILE */
-#define DRAIN_POLL_MS 20       /* ms between checks while draining */
+#define ACCEPT_BURST 64     /* accepts per readiness event */
+#define ACCEPT_RETRY_MS 100 /* ms before retrying after EMFILE */
+#define DRAIN_POLL_MS 20    /* ms between checks while draining */
 
 struct server {
 	const struct config *cfg;
@@ -576,21 +576,15 @@ server_free(struct server *s)
 		return;
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		struct worker *w = &s->workers[i];
+		struct event *evs[] = {w->drain_ev,      w->snap_ev,
+		                       w->accept_ev,     w->accept_retry_ev,
+		                       w->drain_poll_ev, w->drain_deadline_ev};
 
 		if (w->listen_fd >= 0)
 			close(w->listen_fd);
-		if (w->drain_ev)
-			event_free(w->drain_ev);
-		if (w->snap_ev)
-			event_free(w->snap_ev);
-		if (w->accept_ev)
-			event_free(w->accept_ev);
-		if (w->accept_retry_ev)
-			event_free(w->accept_retry_ev);
-		if (w->drain_poll_ev)
-			event_free(w->drain_poll_ev);
-		if (w->drain_deadline_ev)
-			event_free(w->drain_deadline_ev);
+		for (size_t k = 0; k < sizeof(evs) / sizeof(evs[0]); k++)
+			if (evs[k] != NULL)
+				event_free(evs[k]);
 		if (w->base)
 			event_base_free(w->base);
 		snapshot_unref(atomic_exchange(&w->snap_pending, NULL));

@@ -221,6 +221,15 @@ def serve_refuses_an_address_in_use(env):
         assert rc != 0, "started next to a listener (SO_REUSEPORT=%s)" % reuseport
         assert b"address already in use" in err.lower(), err
         assert b"listening on" not in err, err
+    # the admin listener's address too, at start and in --check
+    sock, port = held_port(True)
+    try:
+        rc, err = refused_start(serve_args(0, "--admin", "127.0.0.1:%d" % port))
+        out = serve_check(serve_args(0, "--admin", "127.0.0.1:%d" % port)[4:])
+    finally:
+        sock.close()
+    assert rc != 0 and re.search(rb"--admin: .*address already in use", err), err
+    assert out.returncode != 0 and b"address already in use" in out.stderr, out.stderr
 
 
 @test

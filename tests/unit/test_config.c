@@ -37,22 +37,43 @@ assert_error(const struct cg_errors *errs, const char *path, const char *suffix)
 	fail_msg("missing: %s", want);
 }
 
+/* Load text, written as the config file name, into a fresh cfg. */
+static int
+load(const char *name, const char *text, struct config *cfg,
+     struct cg_errors *errs, char **path)
+{
+	*path = unit_write_file(name, text);
+	config_init(cfg);
+	return config_load_file(cfg, *path, errs);
+}
+
+static void
+done(struct config *cfg, struct cg_errors *errs, char *path)
+{
+	cg_errors_reset(errs);
+	config_reset(cfg);
+	unlink(path);
+	free(path);
+}
+
 static void
 test_errors_carry_line_and_column(void **state)
 {
 	struct config cfg;
 	struct cg_errors errs;
-	char *path = unit_write_file("pos.json", "{\n"
-	                                         "  \"workers\": 2,\n"
-	                                         "  \"wrokers\": 3,\n"
-	                                         "  \"listen\": 8000,\n"
-	                                         "    \"pool_size\": -1\n"
-	                                         "}\n");
+	char *path;
 	(void)state;
 
-	config_init(&cfg);
 	cg_errors_init(&errs);
-	assert_int_equal(config_load_file(&cfg, path, &errs), -1);
+	assert_int_equal(load("pos.json",
+	                      "{\n"
+	                      "  \"workers\": 2,\n"
+	                      "  \"wrokers\": 3,\n"
+	                      "  \"listen\": 8000,\n"
+	                      "    \"pool_size\": -1\n"
+	                      "}\n",
+	                      &cfg, &errs, &path),
+	                 -1);
 	assert_int_equal(errs.count, 3); /* all of them, not the first */
 	assert_error(&errs, path, ":3:3: unknown setting \"wrokers\"");
 	assert_error(&errs, path, ":4:13: \"listen\" must be a string");
@@ -60,36 +81,25 @@ test_errors_carry_line_and_column(void **state)
 	             ":5:18: \"pool_size\" is -1; it must be between 0 and "
 	             "100000");
 	assert_int_equal(cfg.workers, 2); /* the good ones still apply */
-	cg_errors_reset(&errs);
-	config_reset(&cfg);
-	unlink(path);
-	free(path);
+	done(&cfg, &errs, path);
 
 	/* a syntax error: where jansson stopped */
-	path = unit_write_file("syntax.json", "{\n  \"workers\" 2\n}\n");
-	config_init(&cfg);
-	assert_int_equal(config_load_file(&cfg, path, &errs), -1);
+	assert_int_equal(
+	    load("syntax.json", "{\n  \"workers\" 2\n}\n", &cfg, &errs, &path),
+	    -1);
 	assert_int_equal(errs.count, 1);
 	assert_non_null(strstr(errs.msgs[0], ":2:"));
 	assert_int_equal(strncmp(errs.msgs[0], path, strlen(path)), 0);
-	cg_errors_reset(&errs);
-	config_reset(&cfg);
-	unlink(path);
-	free(path);
+	done(&cfg, &errs, path);
 
 	/* not an object; a file that is not there */
-	path = unit_write_file("array.json", "[1]\n");
-	config_init(&cfg);
-	assert_int_equal(config_load_file(&cfg, path, &errs), -1);
+	assert_int_equal(load("array.json", "[1]\n", &cfg, &errs, &path), -1);
 	assert_error(&errs, path,
 	             ":1:1: the configuration must be a JSON object");
 	assert_int_equal(config_load_file(&cfg, "/nonexistent/cg.json", &errs),
 	                 -1);
 	assert_int_equal(errs.count, 2);
-	cg_errors_reset(&errs);
-	config_reset(&cfg);
-	unlink(path);
-	free(path);
+	done(&cfg, &errs, path);
 }
 
 static void
@@ -97,16 +107,16 @@ test_paths_relative_to_the_config_file(void **state)
 {
 	struct config cfg;
 	struct cg_errors errs;
-	char *path = unit_write_file(
-	    "rel.json", "{\"policy\": \"p.json\", \"consent\": "
-	                "\"/abs/c.csv\", \"decision_log\": \"logs/d\", "
-	                "\"listen\": \"127.0.0.1:0\"}");
-	char *want;
+	char *path, *want;
 	(void)state;
 
-	config_init(&cfg);
 	cg_errors_init(&errs);
-	assert_int_equal(config_load_file(&cfg, path, &errs), 0);
+	assert_int_equal(load("rel.json",
+	                      "{\"policy\": \"p.json\", \"consent\": "
+	                      "\"/abs/c.csv\", \"decision_log\": \"logs/d\", "
+	                      "\"listen\": \"127.0.0.1:0\"}",
+	                      &cfg, &errs, &path),
+	                 0);
 	assert_true(asprintf(&want, "%s/p.json", unit_dir) > 0);
 	assert_string_equal(cfg.policy_path, want);
 	free(want);
@@ -115,19 +125,14 @@ test_paths_relative_to_the_config_file(void **state)
 	assert_string_equal(cfg.decision_log, want);
 	free(want);
 	assert_string_equal(cfg.listen, "127.0.0.1:0"); /* not a file */
-	config_reset(&cfg);
-	unlink(path);
-	free(path);
+	done(&cfg, &errs, path);
 
 	/* "-" is stdout, wherever the file is */
-	path = unit_write_file("dash.json", "{\"decision_log\": \"-\"}");
-	config_init(&cfg);
-	assert_int_equal(config_load_file(&cfg, path, &errs), 0);
+	assert_int_equal(
+	    load("dash.json", "{\"decision_log\": \"-\"}", &cfg, &errs, &path),
+	    0);
 	assert_string_equal(cfg.decision_log, "-");
-	config_reset(&cfg);
-	cg_errors_reset(&errs);
-	unlink(path);
-	free(path);
+	done(&cfg, &errs, path);
 }
 
 static int
