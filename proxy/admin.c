@@ -49,8 +49,10 @@ on_admin_request(struct evhttp_request *req, void *arg)
 	if (strcmp(uri, "/metrics") == 0) {
 		unsigned n;
 		struct worker *w = server_workers(a->server, &n);
+		struct metrics_reloads r;
 
-		metrics_render(w, n, snap, out);
+		server_reload_counts(a->server, &r);
+		metrics_render(w, n, snap, &r, out);
 		evhttp_add_header(h, "Content-Type",
 		                  "text/plain; version=0.0.4");
 		evhttp_send_reply(req, 200, "OK", out);

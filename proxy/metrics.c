@@ -67,7 +67,8 @@ metrics_response(struct worker *w, int status)
 
 void
 metrics_render(const struct worker *workers, unsigned n,
-               const struct snapshot *snap, struct evbuffer *out)
+               const struct snapshot *snap,
+               const struct metrics_reloads *reloads, struct evbuffer *out)
 {
 	const struct policy *p = snapshot_policy(snap);
 	const struct consent_table *t = snapshot_consent(snap);
@@ -113,4 +114,19 @@ metrics_render(const struct worker *workers, unsigned n,
 	    (long long)(time(NULL) - consent_created_at(t)),
 	    (unsigned long long)consent_people(t), policy_id(p),
 	    policy_digest(p), (unsigned long long)consent_version(t));
+	evbuffer_add_printf(
+	    out,
+	    "# HELP consentgate_reloads_total Reloads of the policy and the "
+	    "consent table, by result (a failed one kept the running "
+	    "snapshot)\n"
+	    "# TYPE consentgate_reloads_total counter\n"
+	    "consentgate_reloads_total{result=\"ok\"} %llu\n"
+	    "consentgate_reloads_total{result=\"failed\"} %llu\n"
+	    "# HELP consentgate_snapshot_generation The snapshot in use: 1 at "
+	    "start, one more at each reload\n"
+	    "# TYPE consentgate_snapshot_generation gauge\n"
+	    "consentgate_snapshot_generation %llu\n",
+	    (unsigned long long)reloads->ok,
+	    (unsigned long long)reloads->failed,
+	    (unsigned long long)snapshot_generation(snap));
 }

@@ -39,9 +39,17 @@ struct evbuffer;
 void metrics_add(struct worker *w, enum metric m, uint64_t n);
 /* Count a response of this status by its class. */
 void metrics_response(struct worker *w, int status);
+/* Reloads since the start (server_reload_counts). */
+struct metrics_reloads {
+	uint64_t ok, failed;
+};
+
 /* Sum the counters of workers[0..n) into out, in the Prometheus text
- * format, with the gauges of snap (the policy and consent table in use). */
+ * format, with the gauges of snap (the policy and consent table in use)
+ * and the reloads. */
 void metrics_render(const struct worker *workers, unsigned n,
-                    const struct snapshot *snap, struct evbuffer *out);
+                    const struct snapshot *snap,
+                    const struct metrics_reloads *reloads,
+                    struct evbuffer *out);
 
 #endif

@@ -110,6 +110,8 @@ void server_free(struct server *s);
  * running snapshot kept. Thread-safe; reloads run one at a time.
  */
 int server_reload(struct server *s, unsigned what, struct cg_errors *errs);
+/* How many reloads succeeded and failed since the start. */
+void server_reload_counts(struct server *s, struct metrics_reloads *out);
 /* The running snapshot, with a reference the caller drops. Takes a lock:
  * for the admin listener and tools, not for requests (worker_snapshot). */
 struct snapshot *server_snapshot(struct server *s);

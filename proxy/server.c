@@ -40,6 +40,7 @@ struct server {
 	atomic_long open_fds;
 	long fd_limit;
 	int port;
+	atomic_uint_least64_t reloads_ok, reloads_failed; /* for /metrics */
 };
 
 /* ---- file descriptor accounting ---- */
@@ -337,8 +338,16 @@ server_reload(struct server *s, unsigned what, struct cg_errors *errs)
 	        (unsigned long long)consent_people(t));
 	rc = 0;
 out:
+	atomic_fetch_add(rc == 0 ? &s->reloads_ok : &s->reloads_failed, 1);
 	pthread_mutex_unlock(&s->reload_lock);
 	return rc;
+}
+
+void
+server_reload_counts(struct server *s, struct metrics_reloads *out)
+{
+	out->ok = atomic_load(&s->reloads_ok);
+	out->failed = atomic_load(&s->reloads_failed);
 }
 
 /* ---- the server ---- */

@@ -332,9 +332,11 @@ def config_errors_carry_line_and_column(env):
 
 
 @test
-def admin_on_an_ephemeral_port(env):
-    """--admin HOST:0 works and says the port it got: no test needs a
-    fixed port to be free."""
+def admin_on_an_ephemeral_port_counts_reloads(env):
+    """--admin HOST:0 works and says the port it got (no test needs a
+    fixed port to be free); /metrics counts reloads by result and names the
+    snapshot generation in use."""
+    import signal
     import urllib.request
     up = env.upstream()
     px = env.proxy(up.url, extra=["--admin", "127.0.0.1:0"])
@@ -346,6 +348,26 @@ def admin_on_an_ephemeral_port(env):
     url = "http://127.0.0.1:%d/metrics" % int(m.group(1))
     body = urllib.request.urlopen(url, timeout=5).read()
     assert b"consentgate_requests_total" in body, body[:200]
+
+    # reloads are counted, and the generation says which snapshot runs
+    def metric(name):
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        m = re.search(r"(?m)^%s (\d+)$" % re.escape(name), text)
+        assert m, "no %s in %s" % (name, text[-400:])
+        return int(m.group(1))
+
+    ok, failed = ('consentgate_reloads_total{result="ok"}',
+                  'consentgate_reloads_total{result="failed"}')
+    gen = "consentgate_snapshot_generation"
+    assert (metric(ok), metric(failed), metric(gen)) == (0, 0, 1)
+    px.signal(signal.SIGHUP)
+    assert wait_until(lambda: metric(ok) == 1, 3), "reload not counted"
+    assert metric(gen) == 2
+    with open(px.policy_path, "w") as f:
+        f.write('{"policy": "broken"')
+    px.signal(signal.SIGHUP)
+    assert wait_until(lambda: metric(failed) == 1, 3), "failed reload not counted"
+    assert (metric(ok), metric(gen)) == (1, 2)
 
 
 if __name__ == "__main__":
