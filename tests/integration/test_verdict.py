@@ -27,8 +27,8 @@ import re
 import subprocess
 import time
 
-from harness import (CONSENTGATE, EEA, ROOT, main, request, subtests,
-                     test_policy)
+from harness import (CONSENTGATE, ROOT, main, request, subtests, test,
+                     test_policy, wait_until)
 
 SEED = int(os.environ.get("VERDICT_SEED", "9"))
 
@@ -450,6 +450,31 @@ def shared_corpus(env, res):
                   body, *opts)
     print("statuses compared: %s" % ", ".join(
         "%d x%d" % kv for kv in sorted(STATUSES.items())), flush=True)
+
+
+@test
+def decision_log_carries_every_subjects_evidence(env):
+    """A record of several people: the log proves each person's part (the
+    fifth element), not only the deciding row; one person: four elements."""
+    up = env.upstream()
+    log = os.path.join(env.workdir, "decisions.jsonl")
+    px = env.proxy(up.url, consent=CONSENT, extra=["--decision-log", log])
+    c = env.client(px)
+    body = (b'{"author_id":"1001","mentions":[{"id":"1006"}]}\n'
+            b'{"author_id":"1002","mentions":[{"id":"1006"},{"id":"4242"}]}\n'
+            b'{"author_id":"1006"}\n')
+    c.send(request("POST", "/ingest", [("Content-Type", NDJSON)], body))
+    r = c.read_response()
+    assert r.status == 200, r
+    assert wait_until(lambda: os.path.exists(log) and
+                      open(log).read().endswith("\n"), 5), "no log line"
+    d = json.loads(open(log).read().splitlines()[0])["decisions"]
+    assert d[0] == [0, "allow", "default-allow", "ev-1006",
+                    ["ev-1001", "ev-1006"]], d
+    # the first denied person decides; the others are looked up all the same
+    assert d[1] == [1, "deny", "strict-otherwise", "ev-1002",
+                    ["ev-1002", "ev-1006", ""]], d
+    assert d[2] == [2, "allow", "default-allow", "ev-1006"], d
 
 
 if __name__ == "__main__":
