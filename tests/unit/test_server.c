@@ -61,15 +61,6 @@ reload(struct server *s, struct worker *w, unsigned what,
 	return c.rc;
 }
 
-static bool
-has_error(const struct cg_errors *e, const char *needle)
-{
-	for (unsigned i = 0; i < e->count; i++)
-		if (strstr(e->msgs[i], needle) != NULL)
-			return true;
-	return false;
-}
-
 static void
 test_one_reload(void **state)
 {
@@ -133,7 +124,7 @@ test_one_reload(void **state)
 	    "c.csv",
 	    CSV_HDR "1,ai_training,granted,DE,2025-01-01T00:00:00Z,e1\n"));
 	assert_int_equal(reload(s, w, SNAPSHOT_BOTH, &errs), -1);
-	assert_true(has_error(&errs, "ai_training"));
+	assert_true(unit_has_error(&errs, "ai_training"));
 	cg_errors_reset(&errs);
 	cur = worker_snapshot(w);
 	assert_int_equal(snapshot_generation(cur), 2);
@@ -143,7 +134,7 @@ test_one_reload(void **state)
 	/* policy only: a new policy, the running table kept */
 	free(unit_write_file("p.json", "{\"policy\": \"x\","));
 	assert_int_equal(reload(s, w, SNAPSHOT_POLICY, &errs), -1);
-	assert_true(has_error(&errs, "p.json"));
+	assert_true(unit_has_error(&errs, "p.json"));
 	cg_errors_reset(&errs);
 	free(unit_write_file("p.json", text));
 	assert_int_equal(reload(s, w, SNAPSHOT_POLICY, &errs), 0);

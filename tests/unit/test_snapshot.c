@@ -178,15 +178,6 @@ test_retired_while_in_use(void **state)
 
 /* ---- the loader ---- */
 
-static bool
-has_error(const struct cg_errors *e, const char *needle)
-{
-	for (unsigned i = 0; i < e->count; i++)
-		if (strstr(e->msgs[i], needle) != NULL)
-			return true;
-	return false;
-}
-
 static void
 test_load_checks_each_pair(void **state)
 {
@@ -220,20 +211,20 @@ test_load_checks_each_pair(void **state)
 
 	/* a table the running policy cannot see is refused; s2 stays */
 	assert_null(snapshot_load(s2, SNAPSHOT_CONSENT, NULL, typo, &errs));
-	assert_true(has_error(&errs, "ai_training"));
+	assert_true(unit_has_error(&errs, "ai_training"));
 	cg_errors_reset(&errs);
 
 	/* a new policy is checked against the running table too */
 	assert_null(snapshot_load(s2, SNAPSHOT_POLICY, bad, NULL, &errs));
 	assert_true(errs.count >= 1);
-	assert_true(has_error(&errs, "bad.json"));
+	assert_true(unit_has_error(&errs, "bad.json"));
 	cg_errors_reset(&errs);
 
 	/* both broken: the errors of both, not only the first */
 	assert_null(
 	    snapshot_load(s2, SNAPSHOT_BOTH, bad, "/nonexistent.csv", &errs));
-	assert_true(has_error(&errs, "bad.json"));
-	assert_true(has_error(&errs, "nonexistent.csv"));
+	assert_true(unit_has_error(&errs, "bad.json"));
+	assert_true(unit_has_error(&errs, "nonexistent.csv"));
 	cg_errors_reset(&errs);
 
 	assert_ptr_equal(snapshot_policy(s2), p); /* nothing changed */

@@ -1,14 +1,18 @@
 /*
  * unit_files.h: a temporary directory for a test binary and files written
- * into it (after cmocka.h). Use unit_files_setup/unit_files_teardown as the
- * group's setup and teardown; each test unlinks the files it wrote.
+ * into it, and the errors loading them gave (after cmocka.h). Use
+ * unit_files_setup/unit_files_teardown as the group's setup and teardown;
+ * each test unlinks the files it wrote.
  */
 #ifndef CONSENTGATE_UNIT_FILES_H
 #define CONSENTGATE_UNIT_FILES_H
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "consentgate/common.h"
 
 static char unit_dir[64]; /* the directory, while the group runs */
 
@@ -25,6 +29,16 @@ unit_write_file(const char *name, const char *text)
 	fputs(text, f);
 	fclose(f);
 	return path;
+}
+
+/* True when one of the errors in e contains needle. */
+static inline bool
+unit_has_error(const struct cg_errors *e, const char *needle)
+{
+	for (unsigned i = 0; i < e->count; i++)
+		if (strstr(e->msgs[i], needle) != NULL)
+			return true;
+	return false;
 }
 
 static inline int
