@@ -124,7 +124,7 @@ long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 /* Byte classes, one table for the head parsers and the chunked decoder. */
 #define HTTP1_TCHAR 0x01  /* token character (RFC 9110 5.6.2) */
 #define HTTP1_FVAL 0x02   /* field value byte: HTAB, SP, VCHAR, obs-text */
-#define HTTP1_TARGET 0x04 /* origin-form target byte (RFC 3986 pchar, / ? %) */
+#define HTTP1_TARGET 0x04 /* origin-form target (RFC 3986 pchar, / ? %) */
 #define HTTP1_HEX 0x08
 #define HTTP1_HOST 0x10 /* uri-host [ ":" port ], IP literals included */
 extern const unsigned char http1_class[256]; /* HTTP1_* bits of a byte */
