@@ -1,9 +1,12 @@
 /*
  * common.h: types and limits shared by every part of consentgate.
  *
- * All limits live here, each with its unit. Limits that the configuration
- * can change are defaults (CG_DEFAULT_*); the others are hard caps that size
- * fixed arrays (CG_MAX_*).
+ * All limits live here, each with its unit and what exceeding it gives.
+ * Limits that the configuration can change are defaults (CG_DEFAULT_*);
+ * hard caps (CG_MAX_*) size fixed arrays or bound what a file or request
+ * may hold; flow-control marks (CG_*_HIGH, _LOW, ...) pause reading a side
+ * and are never errors. Constants that only tune an implementation (read
+ * sizes, batch widths, timer periods) stay in their file.
  */
 #ifndef CONSENTGATE_COMMON_H
 #define CONSENTGATE_COMMON_H
