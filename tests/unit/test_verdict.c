@@ -15,6 +15,7 @@
 #include <cmocka.h>
 /* clang-format on */
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -427,6 +428,130 @@ test_evidence_of_every_subject(void **state)
 	assert_int_equal(rec->d.evidence[2].len, 0); /* unknown: no row */
 }
 
+/* Decide body as the proxy does a gzip NDJSON body (whole) and a plain
+ * one (line by line): the status, the counts and the kept bytes. */
+static void
+both_ways(struct fixture *fx, const char *body, size_t len, int status[2],
+          unsigned counts[2][2], char *out[2], size_t olen[2])
+{
+	const struct verdict_record *rec;
+	int rc;
+
+	/* whole, as after inflating */
+	assert_int_equal(begin(fx, "POST", "/in", "Content-Type",
+	                       "application/x-ndjson", "Content-Encoding",
+	                       "gzip", NULL),
+	                 0);
+	out[0] = malloc(len + 1);
+	olen[0] = 0;
+	if (verdict_body(&fx->v, body, len) == 0) {
+		while ((rc = verdict_next(&fx->v, &rec)) == 1)
+			;
+		if (rc == 0) {
+			verdict_end(&fx->v);
+			olen[0] = verdict_rebuild(&fx->v, out[0]);
+		}
+	}
+	status[0] = fx->v.status;
+	counts[0][0] = fx->v.records;
+	counts[0][1] = fx->v.kept;
+	/* streamed, split at LF as inspect_feed splits */
+	assert_int_equal(begin(fx, "POST", "/in", "Content-Type",
+	                       "application/x-ndjson", NULL),
+	                 0);
+	out[1] = malloc(len + 1);
+	olen[1] = 0;
+	rc = 0;
+	for (size_t pos = 0; pos < len && rc == 0;) {
+		const char *line = body + pos;
+		const char *nl = memchr(line, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - line) : len - pos;
+
+		rc = verdict_feed_line(&fx->v, line, n, &rec);
+		if (rc == 0 && rec != NULL && rec->d.allow) {
+			memcpy(out[1] + olen[1], line + rec->start,
+			       rec->end - rec->start);
+			olen[1] += rec->end - rec->start;
+			out[1][olen[1]++] = '\n';
+		}
+		pos += n + (nl != NULL);
+	}
+	if (rc == 0)
+		verdict_end(&fx->v);
+	else
+		olen[1] = 0;
+	status[1] = fx->v.status;
+	counts[1][0] = fx->v.records;
+	counts[1][1] = fx->v.kept;
+}
+
+/*
+ * A gzip NDJSON body is decided whole, a plain one line by line: both must
+ * give the same verdict, on every file of the scanner's fuzz corpus and on
+ * bodies with blank, whitespace and CRLF lines.
+ */
+static void
+test_whole_and_streamed_agree(void **state)
+{
+	struct fixture *fx = *state;
+	static const char *const bodies[] = {
+	    "{\"a\":\"1\"}\n\n{\"a\":\"2\"}",
+	    "{\"a\":\"1\"}\r\n \t\r\n{\"a\":\"3\"}\r\n",
+	    "\n\n\n",
+	    " {\"a\":\"1\"} \n\t{\"a\":\"3\"}\t\n",
+	    "{\"a\":\"1\"}\n{\"a\":\n",
+	    "{\"a\":\"1\"}\r{\"a\":\"3\"}\n",
+	    "[1]\n\"x\"\n{\"a\":\"1\",\"m\":[\"3\",\"2\"]}\n",
+	    "\r\n",
+	    "{\"a\":\"1\"}\n\r",
+	};
+	char path[512], *buf;
+	unsigned checked = 0;
+	struct dirent *de;
+	DIR *d;
+
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]) + 64; i++) {
+		int status[2];
+		unsigned counts[2][2];
+		char *out[2];
+		size_t olen[2], len;
+		FILE *f = NULL;
+
+		if (i < sizeof(bodies) / sizeof(bodies[0])) {
+			buf = strdup(bodies[i]);
+			len = strlen(buf);
+		} else {
+			if (i == sizeof(bodies) / sizeof(bodies[0]) &&
+			    (d = opendir("../fuzz/corpus/scan")) == NULL)
+				break;
+			if ((de = readdir(d)) == NULL) {
+				closedir(d);
+				break;
+			}
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "../fuzz/corpus/scan/%s",
+			         de->d_name);
+			assert_non_null(f = fopen(path, "rb"));
+			buf = malloc(1 << 20);
+			len = fread(buf, 1, 1 << 20, f);
+			fclose(f);
+		}
+		both_ways(fx, buf, len, status, counts, out, olen);
+		if (status[0] != status[1] || counts[0][1] != counts[1][1] ||
+		    olen[0] != olen[1] || memcmp(out[0], out[1], olen[0]) != 0)
+			fail_msg("body %zu (%s): whole %d kept %u, streamed %d "
+			         "kept %u",
+			         i, f ? path : "inline", status[0],
+			         counts[0][1], status[1], counts[1][1]);
+		free(out[0]);
+		free(out[1]);
+		free(buf);
+		checked++;
+	}
+	assert_true(checked > 20);
+}
+
 int
 main(void)
 {
@@ -441,6 +566,7 @@ main(void)
 	    cmocka_unit_test(test_encoding),
 	    cmocka_unit_test(test_staleness_503),
 	    cmocka_unit_test(test_evidence_of_every_subject),
+	    cmocka_unit_test(test_whole_and_streamed_agree),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
