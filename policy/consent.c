@@ -299,9 +299,10 @@ import_reset(struct import *im)
 	struct consent_work *w = &im->w;
 
 	free(w->arena);
-	consent_big_free(w->wslots, w->nwslots * sizeof(uint64_t));
-	consent_big_free(w->people, w->cap_people * sizeof(*w->people));
-	consent_big_free(w->rows, w->cap_rows * sizeof(*w->rows));
+	consent_snapshot_big_free(w->wslots, w->nwslots * sizeof(uint64_t));
+	consent_snapshot_big_free(w->people,
+	                          w->cap_people * sizeof(*w->people));
+	consent_snapshot_big_free(w->rows, w->cap_rows * sizeof(*w->rows));
 }
 
 struct consent_table *
@@ -375,10 +376,12 @@ consent_import_csv(const char *name, const char *buf, size_t len,
 		bound++;
 	im->w.cap_people = im->w.cap_rows = bound;
 	im->w.nwslots = bound * CONSENT_LOAD_NUM / CONSENT_LOAD_DEN + 1;
-	im->w.wslots = consent_big_alloc(im->w.nwslots * sizeof(uint64_t));
+	im->w.wslots =
+	    consent_snapshot_big_alloc(im->w.nwslots * sizeof(uint64_t));
 	im->w.people =
-	    consent_big_alloc(bound * sizeof(struct consent_wperson));
-	im->w.rows = consent_big_alloc(bound * sizeof(struct consent_wrow));
+	    consent_snapshot_big_alloc(bound * sizeof(struct consent_wperson));
+	im->w.rows =
+	    consent_snapshot_big_alloc(bound * sizeof(struct consent_wrow));
 	if (im->w.wslots == NULL || im->w.people == NULL ||
 	    im->w.rows == NULL) {
 		cg_errors_add(errs, name, 0, 0, "out of memory");
@@ -504,7 +507,7 @@ consent_free(struct consent_table *t)
 	if (t->storage == CONSENT_STORAGE_FILE)
 		munmap((void *)(uintptr_t)t->base, t->size);
 	else
-		consent_big_free((void *)(uintptr_t)t->base, t->size);
+		consent_snapshot_big_free((void *)(uintptr_t)t->base, t->size);
 	free(t->source);
 	free(t);
 }

@@ -80,7 +80,7 @@ _Static_assert(CG_MAX_CONSENT_PURPOSES <= 255, "a purpose id is a byte");
 _Static_assert(CG_MAX_EVIDENCE_LEN <= 255, "an evidence length is a byte");
 
 enum consent_storage {
-	CONSENT_STORAGE_BUILT, /* from consent_big_alloc */
+	CONSENT_STORAGE_BUILT, /* from consent_snapshot_big_alloc */
 	CONSENT_STORAGE_FILE,  /* the mmap'ed snapshot file */
 };
 
@@ -177,10 +177,10 @@ void consent_snapshot_bind(struct consent_table *t);
 uint64_t consent_snapshot_checksum(const struct consent_snap_header *h);
 
 /* Zeroed memory; a large block is an anonymous huge-page map (fewer faults
- * and TLB misses). NULL when out of memory. Free with consent_big_free and
- * the same size; consent_big_free(NULL, n) does nothing. */
-void *consent_big_alloc(size_t size);
-void consent_big_free(void *p, size_t size);
+ * and TLB misses). NULL when out of memory. Free with consent_snapshot_big_free
+ * and the same size; consent_snapshot_big_free(NULL, n) does nothing. */
+void *consent_snapshot_big_alloc(size_t size);
+void consent_snapshot_big_free(void *p, size_t size);
 
 /* ---- hashing: a wyhash-style multiply-fold over 8-byte words ---- */
 

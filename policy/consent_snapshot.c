@@ -44,7 +44,7 @@ consent_snapshot_bind(struct consent_table *t)
 }
 
 void *
-consent_big_alloc(size_t size)
+consent_snapshot_big_alloc(size_t size)
 {
 	if (size < BIG_IMAGE)
 		return calloc(1, size ? size : 1);
@@ -60,7 +60,7 @@ consent_big_alloc(size_t size)
 }
 
 void
-consent_big_free(void *p, size_t size)
+consent_snapshot_big_free(void *p, size_t size)
 {
 	if (p == NULL)
 		return;
@@ -88,7 +88,7 @@ consent_snapshot_build(struct consent_work *w, int64_t now)
 	uint8_t *img = NULL;
 
 	/* not needed any more: lower the peak */
-	consent_big_free(w->wslots, w->nwslots * sizeof(uint64_t));
+	consent_snapshot_big_free(w->wslots, w->nwslots * sizeof(uint64_t));
 	w->wslots = NULL;
 	nbuckets = w->npeople * CONSENT_LOAD_NUM / CONSENT_LOAD_DEN + 1;
 	for (uint64_t i = 0; i < w->npeople; i++) {
@@ -114,7 +114,7 @@ consent_snapshot_build(struct consent_work *w, int64_t now)
 	size_t slots_off = (purposes_off + purposes_size + 63) & ~(size_t)63;
 	size_t blobs_off = slots_off + nbuckets * 8;
 	size = blobs_off + blobs_size;
-	img = consent_big_alloc(size);
+	img = consent_snapshot_big_alloc(size);
 	t = calloc(1, sizeof(*t));
 	if (img == NULL || t == NULL)
 		goto fail;
@@ -195,7 +195,7 @@ consent_snapshot_build(struct consent_work *w, int64_t now)
 	consent_snapshot_bind(t);
 	return t;
 fail:
-	consent_big_free(img, size);
+	consent_snapshot_big_free(img, size);
 	free(t);
 	return NULL;
 }

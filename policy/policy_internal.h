@@ -85,16 +85,16 @@ struct policy {
 	unsigned nignored;
 	bool has_inspect;          /* some route is inspected */
 	uint64_t groups_used;      /* bit per group named by a rule */
-	struct cg_errors warnings; /* from policy_lint at load */
+	struct cg_errors warnings; /* from rule_lint at load */
 };
 
 /* rule.c: warnings (never-matching, shadowed, unused) into p->warnings. */
-void policy_lint(struct policy *p, const char *name);
+void rule_lint(struct policy *p, const char *name);
 
 /* route.c: the routes' normalised paths and alias flags, and warnings for
  * routes that can take a request meaning an inspected route. -1: out of
  * memory. */
-int policy_routes_compile(struct policy *p, const char *name);
+int route_compile(struct policy *p, const char *name);
 
 /* A country code "DE" to its bit index, -1 when not two upper-case letters.
  * Here, not in policy.c, so that rule.c needs nothing back from the loader

@@ -148,8 +148,7 @@ is_any_method(const struct policy_route *r)
 static bool
 method_means(const struct policy_route *r, struct cg_slice method)
 {
-	return is_any_method(r) ||
-	       cg_slice_ieq(method, r->method);
+	return is_any_method(r) || cg_slice_ieq(method, r->method);
 }
 
 static bool
@@ -162,7 +161,7 @@ method_is_upper(struct cg_slice method)
 }
 
 static const struct policy_route *
-refuse(struct policy_refusal *why, int status, const char *reason,
+refuse(struct route_refusal *why, int status, const char *reason,
        const struct policy_route *route)
 {
 	if (why != NULL) {
@@ -203,7 +202,7 @@ static const char reason_too_long[] =
 static const struct policy_route *
 check_alias(const struct policy *p, const struct policy_route *r,
             struct cg_slice method, struct cg_slice path,
-            struct policy_refusal *why)
+            struct route_refusal *why)
 {
 	char buf[CG_MAX_CANON_PATH];
 	const struct policy_route *exact = NULL, *prefix = NULL, *other = NULL;
@@ -251,8 +250,8 @@ check_alias(const struct policy *p, const struct policy_route *r,
 }
 
 const struct policy_route *
-policy_match(const struct policy *p, struct cg_slice method,
-             struct cg_slice path, struct policy_refusal *why)
+route_match(const struct policy *p, struct cg_slice method,
+            struct cg_slice path, struct route_refusal *why)
 {
 	const struct policy_route *r = NULL;
 
@@ -276,7 +275,7 @@ policy_match(const struct policy *p, struct cg_slice method,
 }
 
 void
-policy_refusal_detail(const struct policy_refusal *why, char *buf, size_t cap)
+route_refusal_detail(const struct route_refusal *why, char *buf, size_t cap)
 {
 	const struct policy_route *j = why->route;
 	const char *star = j != NULL && j->prefix ? "..." : "";
@@ -362,7 +361,7 @@ never_used(const struct policy *p, unsigned i)
 }
 
 int
-policy_routes_compile(struct policy *p, const char *name)
+route_compile(struct policy *p, const char *name)
 {
 	char *full = NULL;
 	size_t cap = 1;
@@ -437,67 +436,67 @@ done:
 }
 
 unsigned
-policy_route_count(const struct policy *p)
+route_count(const struct policy *p)
 {
 	return p->nroutes;
 }
 
 const struct policy_route *
-policy_route_at(const struct policy *p, unsigned i)
+route_at(const struct policy *p, unsigned i)
 {
 	return i < p->nroutes ? &p->routes[i] : NULL;
 }
 
 const char *
-policy_route_name(const struct policy_route *r)
+route_name(const struct policy_route *r)
 {
 	return r->name;
 }
 
 enum policy_action
-policy_route_action(const struct policy_route *r)
+route_action(const struct policy_route *r)
 {
 	return r->action;
 }
 
 const char *
-policy_route_purpose(const struct policy_route *r)
+route_purpose(const struct policy_route *r)
 {
 	return r->purpose >= 0 ? r->policy->purposes[r->purpose].name : NULL;
 }
 
 unsigned
-policy_route_formats(const struct policy_route *r)
+route_formats(const struct policy_route *r)
 {
 	return r->formats;
 }
 
 const struct scan_spec *
-policy_route_scan_spec(const struct policy_route *r)
+route_scan_spec(const struct policy_route *r)
 {
 	return &r->spec;
 }
 
 const struct jsonptr *
-policy_route_array_at(const struct policy_route *r)
+route_array_at(const struct policy_route *r)
 {
 	return r->has_array_at ? &r->array_at : NULL;
 }
 
 const char *
-policy_route_subject_header(const struct policy_route *r)
+route_subject_header(const struct policy_route *r)
 {
 	return r->subject_header;
 }
 
 enum policy_on_deny
-policy_route_on_deny(const struct policy_route *r)
+route_on_deny(const struct policy_route *r)
 {
 	return r->on_deny;
 }
 
 bool
-policy_route_content_usage(const struct policy_route *r)
+route_content_usage(const struct policy_route *r)
 {
 	return r->content_usage;
 }
@@ -570,8 +569,8 @@ sniff_json(unsigned formats, const char *body, size_t len)
 }
 
 int
-policy_body_format(const struct policy_route *r, struct cg_slice content_type,
-                   const char *body, size_t len)
+route_body_format(const struct policy_route *r, struct cg_slice content_type,
+                  const char *body, size_t len)
 {
 	const char *s = content_type.ptr;
 	size_t n = content_type.len, tn;
@@ -603,9 +602,9 @@ policy_body_format(const struct policy_route *r, struct cg_slice content_type,
 }
 
 size_t
-policy_body_rebuild(enum scan_format format, const char *body, size_t len,
-                    size_t array_open, size_t array_close,
-                    const struct policy_span *kept, unsigned nkept, char *out)
+route_body_rebuild(enum scan_format format, const char *body, size_t len,
+                   size_t array_open, size_t array_close,
+                   const struct policy_span *kept, unsigned nkept, char *out)
 {
 	size_t o = 0;
 

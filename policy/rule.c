@@ -94,9 +94,9 @@ route_purpose_id(const struct policy_route *r, const struct consent_table *t)
 }
 
 void
-policy_decide(const struct policy_route *r, const struct consent_table *t,
-              const struct cg_slice *subjects, unsigned nsubjects, int64_t now,
-              struct policy_decision *out)
+rule_decide(const struct policy_route *r, const struct consent_table *t,
+            const struct cg_slice *subjects, unsigned nsubjects, int64_t now,
+            struct policy_decision *out)
 {
 	const struct policy *p = r->policy;
 	int pid;
@@ -138,15 +138,14 @@ policy_decide(const struct policy_route *r, const struct consent_table *t,
 }
 
 void
-policy_decide_record(const struct policy_route *r,
-                     const struct consent_table *t,
-                     const struct scan_record *rec, int64_t now,
-                     struct policy_decision *out)
+rule_decide_record(const struct policy_route *r, const struct consent_table *t,
+                   const struct scan_record *rec, int64_t now,
+                   struct policy_decision *out)
 {
 	if (rec->missing != 0) {
 		/* a required locator found nobody: an unknown person, decided
 		 * before the people who are there */
-		policy_decide(r, t, NULL, 0, now, out);
+		rule_decide(r, t, NULL, 0, now, out);
 		out->subject = rec->nsubjects;
 		if (!out->allow) {
 			add_evidence(t, route_purpose_id(r, t), rec->subjects,
@@ -156,7 +155,7 @@ policy_decide_record(const struct policy_route *r,
 		if (rec->nsubjects == 0)
 			return;
 	}
-	policy_decide(r, t, rec->subjects, rec->nsubjects, now, out);
+	rule_decide(r, t, rec->subjects, rec->nsubjects, now, out);
 }
 
 static const struct policy_rule *
@@ -198,8 +197,8 @@ format_duration(int64_t s, char *buf, size_t cap)
 }
 
 void
-policy_explain(const struct policy_route *r, const struct policy_decision *d,
-               int64_t now, char *buf, size_t cap)
+rule_explain(const struct policy_route *r, const struct policy_decision *d,
+             int64_t now, char *buf, size_t cap)
 {
 	const struct consent_lookup_result *c = &d->consent;
 	const struct policy_rule *ru = rule_by_id(r->policy, d->rule_id);
@@ -329,7 +328,7 @@ route_covers(const struct policy_route *a, const struct policy_route *b)
 }
 
 void
-policy_lint(struct policy *p, const char *name)
+rule_lint(struct policy *p, const char *name)
 {
 	struct cg_errors *w = &p->warnings;
 	uint64_t used = 0, named = 0;

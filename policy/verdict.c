@@ -74,15 +74,14 @@ consent_values(struct verdict *v)
 	const struct policy *p = v->route->policy;
 	int64_t age = v->now - consent_created_at(v->table);
 
-	v->consent_purpose = policy_route_purpose(v->route);
+	v->consent_purpose = route_purpose(v->route);
 	snprintf(v->consent_policy, sizeof(v->consent_policy),
 	         "id=\"%s\", digest=\"%s\"", policy_id(p), policy_digest(p));
 	snprintf(v->consent_snapshot, sizeof(v->consent_snapshot),
 	         "version=%llu, age=%lld",
 	         (unsigned long long)consent_version(v->table),
 	         (long long)(age > 0 ? age : 0));
-	v->content_usage =
-	    policy_route_content_usage(v->route) ? "train-ai=n" : NULL;
+	v->content_usage = route_content_usage(v->route) ? "train-ai=n" : NULL;
 }
 
 /* Count a decided record; on a block route a deny ends the request. */
@@ -114,7 +113,7 @@ count(struct verdict *v)
 static int
 decide_header(struct verdict *v, const struct verdict_request *req)
 {
-	const char *name = policy_route_subject_header(v->route);
+	const char *name = route_subject_header(v->route);
 	const struct verdict_header *h = find_header(req, name);
 	unsigned seen = 0;
 
@@ -133,11 +132,11 @@ decide_header(struct verdict *v, const struct verdict_request *req)
 	v->rec.scan = NULL;
 	if (h != NULL && h->value.len > 0) {
 		v->rec.header_subject = h->value;
-		policy_decide(v->route, v->table, &v->rec.header_subject, 1,
-		              v->now, &v->rec.d);
+		rule_decide(v->route, v->table, &v->rec.header_subject, 1,
+		            v->now, &v->rec.d);
 	} else {
 		v->rec.header_subject = (struct cg_slice){"", 0};
-		policy_decide(v->route, v->table, NULL, 0, v->now, &v->rec.d);
+		rule_decide(v->route, v->table, NULL, 0, v->now, &v->rec.d);
 	}
 	if (count(v) != 0)
 		return -1;
@@ -160,7 +159,7 @@ verdict_begin(struct verdict *v, const struct policy_route *r,
 		return refuse(v, 503,
 		              "the consent data is older than the configured "
 		              "staleness limit");
-	if (policy_route_subject_header(r) != NULL)
+	if (route_subject_header(r) != NULL)
 		return decide_header(v, req);
 	ce = find_header(req, "Content-Encoding");
 	if (ce != NULL && !cg_slice_ieq(ce->value, "identity") &&
@@ -176,7 +175,7 @@ verdict_begin(struct verdict *v, const struct policy_route *r,
 	 * (identity named, or gzip) goes through verdict_body */
 	v->streamable =
 	    ce == NULL && v->content_type.len > 0 &&
-	    policy_body_format(r, v->content_type, "", 0) == SCAN_FORMAT_NDJSON;
+	    route_body_format(r, v->content_type, "", 0) == SCAN_FORMAT_NDJSON;
 	if (v->streamable)
 		v->format = SCAN_FORMAT_NDJSON;
 	return 0;
@@ -216,7 +215,7 @@ verdict_feed_line(struct verdict *v, const char *line, size_t len,
 	v->rec.start = v->scratch->start;
 	v->rec.end = v->scratch->end;
 	v->rec.scan = v->scratch;
-	policy_decide_record(v->route, v->table, v->scratch, v->now, &v->rec.d);
+	rule_decide_record(v->route, v->table, v->scratch, v->now, &v->rec.d);
 	*rec = &v->rec;
 	return count(v);
 }
@@ -230,7 +229,7 @@ verdict_body(struct verdict *v, const char *buf, size_t len)
 	v->format =
 	    v->content_type.len == 0
 	        ? -1
-	        : policy_body_format(v->route, v->content_type, buf, len);
+	        : route_body_format(v->route, v->content_type, buf, len);
 	if (v->format < 0)
 		return refuse(
 		    v, 415,
@@ -242,9 +241,9 @@ verdict_body(struct verdict *v, const char *buf, size_t len)
 		return -1;
 	v->body = buf;
 	v->body_len = len;
-	scan_iter_init(&v->it, policy_route_scan_spec(v->route),
-	               (enum scan_format)v->format,
-	               policy_route_array_at(v->route), buf, len);
+	scan_iter_init(&v->it, route_scan_spec(v->route),
+	               (enum scan_format)v->format, route_array_at(v->route),
+	               buf, len);
 	return 0;
 }
 
@@ -288,7 +287,7 @@ verdict_next(struct verdict *v, const struct verdict_record **rec)
 	v->rec.start = v->scratch->start;
 	v->rec.end = v->scratch->end;
 	v->rec.scan = v->scratch;
-	policy_decide_record(v->route, v->table, v->scratch, v->now, &v->rec.d);
+	rule_decide_record(v->route, v->table, v->scratch, v->now, &v->rec.d);
 	*rec = &v->rec;
 	if (count(v) != 0)
 		return -1;
@@ -300,9 +299,9 @@ verdict_next(struct verdict *v, const struct verdict_record **rec)
 size_t
 verdict_rebuild(const struct verdict *v, char *out)
 {
-	return policy_body_rebuild((enum scan_format)v->format, v->body,
-	                           v->body_len, v->it.array_open,
-	                           v->it.array_close, v->spans, v->nspans, out);
+	return route_body_rebuild((enum scan_format)v->format, v->body,
+	                          v->body_len, v->it.array_open,
+	                          v->it.array_close, v->spans, v->nspans, out);
 }
 
 int

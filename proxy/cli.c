@@ -1,6 +1,6 @@
 /*
  * cli.c: what check, test and eval share, above all cli_run: one request
- * decided offline by the proxy's own pieces (policy_match, the verdict,
+ * decided offline by the proxy's own pieces (route_match, the verdict,
  * the gzip inflater, the same line splitting and limits), so that a
  * passing policy test means the proxy does the same.
  */
@@ -200,8 +200,8 @@ refused(struct cli_result *res, int status, const char *detail)
 	         v->content_type.len > 0)
 		snprintf(res->error, sizeof(res->error),
 		         "route '%s' does not take Content-Type '%.*s'",
-		         policy_route_name(res->route),
-		         (int)v->content_type.len, v->content_type.ptr);
+		         route_name(res->route), (int)v->content_type.len,
+		         v->content_type.ptr);
 	else
 		snprintf(res->error, sizeof(res->error), "%s", detail);
 }
@@ -311,7 +311,7 @@ cli_run(const struct policy *p, const struct consent_table *t,
 {
 	const char *q = strchr(req->path, '?');
 	struct verdict_request vr = {req->headers, req->nheaders, req->now, 0};
-	struct policy_refusal why;
+	struct route_refusal why;
 	const struct policy_route *r;
 	int rc;
 
@@ -319,22 +319,21 @@ cli_run(const struct policy *p, const struct consent_table *t,
 	verdict_init(&res->v);
 	res->body = req->body;
 	res->len = req->len;
-	r = policy_match(
-	    p, (struct cg_slice){req->method, strlen(req->method)},
-	    (struct cg_slice){req->path,
-	                      q ? (size_t)(q - req->path) : strlen(req->path)},
-	    &why);
+	r = route_match(p, (struct cg_slice){req->method, strlen(req->method)},
+	                (struct cg_slice){req->path, q ? (size_t)(q - req->path)
+	                                               : strlen(req->path)},
+	                &why);
 	res->route = r;
 	if (r == NULL) {
 		char detail[CG_MAX_DETAIL];
 
-		policy_refusal_detail(&why, detail, sizeof(detail));
+		route_refusal_detail(&why, detail, sizeof(detail));
 		res->status = why.status;
 		snprintf(res->error, sizeof(res->error), "%s %s: %s",
 		         req->method, req->path, detail);
 		return 0;
 	}
-	if (policy_route_action(r) == POLICY_ACTION_PASS) {
+	if (route_action(r) == POLICY_ACTION_PASS) {
 		if (req->len > CG_DEFAULT_MAX_BODY_BYTES) {
 			refused(res, 413,
 			        "the request body is larger than the limit");

@@ -41,9 +41,9 @@ cmd_check(int argc, char **argv)
 		goto done;
 	}
 	cli_print_errors(policy_warnings(p));
-	printf("%s: OK (%u route%s, %u rule%s)\n", argv[1],
-	       policy_route_count(p), policy_route_count(p) == 1 ? "" : "s",
-	       policy_rule_count(p), policy_rule_count(p) == 1 ? "" : "s");
+	printf("%s: OK (%u route%s, %u rule%s)\n", argv[1], route_count(p),
+	       route_count(p) == 1 ? "" : "s", policy_rule_count(p),
+	       policy_rule_count(p) == 1 ? "" : "s");
 	rc = 0;
 done:
 	policy_free(p);

@@ -75,7 +75,7 @@ print_table(const struct cli_result *res, bool explain, int64_t now)
 			d.allow = ro->allow;
 			d.rule_id = ro->rule_id;
 			d.consent = ro->consent;
-			policy_explain(res->route, &d, now, why, sizeof(why));
+			rule_explain(res->route, &d, now, why, sizeof(why));
 			printf("\t%s", why);
 		}
 		printf("\n");
@@ -97,7 +97,7 @@ print_headers(const struct cli_result *res)
 	char result[64];
 
 	if (res->route == NULL ||
-	    policy_route_action(res->route) != POLICY_ACTION_INSPECT ||
+	    route_action(res->route) != POLICY_ACTION_INSPECT ||
 	    (res->status != 200 && res->status != 204))
 		return;
 	verdict_consent_result(v, result, sizeof(result));
@@ -312,9 +312,9 @@ cmd_eval(int argc, char **argv)
 			        res.error);
 		goto done;
 	}
-	if (policy_route_action(res.route) == POLICY_ACTION_PASS) {
+	if (route_action(res.route) == POLICY_ACTION_PASS) {
 		printf("route '%s' passes requests without inspection\n",
-		       policy_route_name(res.route));
+		       route_name(res.route));
 		goto done;
 	}
 	print_table(&res, explain, now);

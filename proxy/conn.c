@@ -57,7 +57,7 @@ conn_end_request(struct conn *c)
 		c->up = NULL;
 	}
 	if (c->snap) {
-		policy_snapshot_unref(c->snap);
+		snapshot_unref(c->snap);
 		c->snap = NULL;
 	}
 	if (c->rq &&
@@ -219,13 +219,13 @@ start_request(struct conn *c, const char *buf)
 
 	metrics_add(c->w, METRIC_REQUESTS, 1);
 	c->snap = worker_snapshot(c->w);
-	struct policy_refusal why;
-	c->route = policy_match(policy_snapshot_policy(c->snap), r->method,
-	                        r->path, &why);
+	struct route_refusal why;
+	c->route =
+	    route_match(snapshot_policy(c->snap), r->method, r->path, &why);
 	if (c->route == NULL) {
 		char detail[CG_MAX_DETAIL];
 
-		policy_refusal_detail(&why, detail, sizeof(detail));
+		route_refusal_detail(&why, detail, sizeof(detail));
 		if (r->framing == HTTP1_FRAMING_NONE) {
 			conn_reply_problem(c, why.status, detail, NULL);
 		} else {
@@ -235,7 +235,7 @@ start_request(struct conn *c, const char *buf)
 		}
 		return;
 	}
-	if (policy_route_action(c->route) == POLICY_ACTION_INSPECT) {
+	if (route_action(c->route) == POLICY_ACTION_INSPECT) {
 		int status = inspect_begin(&c->rq->insp, c->snap, c->route, r,
 		                           c->w->cfg->max_staleness_s);
 

@@ -41,7 +41,7 @@ struct conn {
 	struct evbuffer *kept; /* streamed NDJSON: kept records not yet sent */
 	bool stream_started;   /* the upstream request is under way, chunked */
 	bool body_complete;    /* the whole request body has been read */
-	struct policy_snapshot *snap;
+	struct snapshot *snap;
 	const struct policy_route *route;
 	struct upstream_conn *up;
 	bool response_started, keep_alive, upstream_paused;

@@ -131,16 +131,15 @@ on_flush_timer(evutil_socket_t fd, short what, void *arg)
 
 void
 declog_write(struct worker *w, uint64_t conn_id,
-             const struct policy_route *route,
-             const struct policy_snapshot *snap, const struct inspect_result *r,
-             const char *outcome, int status)
+             const struct policy_route *route, const struct snapshot *snap,
+             const struct inspect_result *r, const char *outcome, int status)
 {
-	const struct policy *p = policy_snapshot_policy(snap);
+	const struct policy *p = snapshot_policy(snap);
 	struct evbuffer *b;
 	struct timespec ts;
 	struct tm tm;
 	char stamp[32];
-	const char *name = policy_route_name(route);
+	const char *name = route_name(route);
 
 	if (declog_fd < 0)
 		return;
@@ -159,7 +158,7 @@ declog_write(struct worker *w, uint64_t conn_id,
 	    ts.tv_nsec / 1000000, (unsigned long long)conn_id);
 	respond_json_str(b, name, strlen(name));
 	evbuffer_add_printf(b, "\",\"purpose\":\"%s\",\"policy\":\"",
-	                    policy_route_purpose(route));
+	                    route_purpose(route));
 	respond_json_str(b, policy_id(p), strlen(policy_id(p)));
 	evbuffer_add_printf(
 	    b,
@@ -167,7 +166,7 @@ declog_write(struct worker *w, uint64_t conn_id,
 	    "\"status\":%d,\"records\":%u,\"kept\":%u,\"dropped\":%u,"
 	    "\"decisions\":[",
 	    policy_digest(p),
-	    (unsigned long long)consent_version(policy_snapshot_consent(snap)),
+	    (unsigned long long)consent_version(snapshot_consent(snap)),
 	    outcome, status, r->records, r->kept, r->dropped);
 	if (r->trail)
 		evbuffer_add_buffer(b, r->trail);

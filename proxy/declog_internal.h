@@ -20,8 +20,7 @@ void declog_record(struct evbuffer *trail, unsigned index,
 /* Queue the line of one decided request. outcome: forwarded, all-dropped,
    blocked, refused. */
 void declog_write(struct worker *w, uint64_t conn_id,
-                  const struct policy_route *route,
-                  const struct policy_snapshot *snap,
+                  const struct policy_route *route, const struct snapshot *snap,
                   const struct inspect_result *r, const char *outcome,
                   int status);
 void declog_flush(struct worker *w);

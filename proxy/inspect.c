@@ -130,7 +130,7 @@ done:
 }
 
 int
-inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
+inspect_begin(struct inspect_result *r, struct snapshot *snap,
               const struct policy_route *route, const struct http1_request *req,
               unsigned max_staleness_s)
 {
@@ -151,8 +151,7 @@ inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
 		hv[i].name = req->headers[i].name;
 		hv[i].value = req->headers[i].value;
 	}
-	if (verdict_begin(&r->v, route, policy_snapshot_consent(snap), &vr) !=
-	    0) {
+	if (verdict_begin(&r->v, route, snapshot_consent(snap), &vr) != 0) {
 		if (r->v.decided)
 			declog_record(r->trail, 0, &r->v.rec.d);
 		return refused(r);
@@ -166,7 +165,7 @@ inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
 }
 
 int
-inspect_feed(struct inspect_result *r, struct policy_snapshot *snap,
+inspect_feed(struct inspect_result *r, struct snapshot *snap,
              const struct policy_route *route, struct evbuffer *in,
              struct evbuffer *out, bool final, size_t max_record)
 {
@@ -213,7 +212,7 @@ inspect_feed(struct inspect_result *r, struct policy_snapshot *snap,
 }
 
 int
-inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
+inspect_run(struct inspect_result *r, struct snapshot *snap,
             const struct policy_route *route, const struct http1_request *req,
             struct evbuffer *body, size_t max_body)
 {

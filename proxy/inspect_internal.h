@@ -38,7 +38,7 @@ void inspect_result_reset(struct inspect_result *r);
  * whether the body streams (NDJSON, not compressed: r->streaming). Returns 0
  * or the refusal status.
  */
-int inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
+int inspect_begin(struct inspect_result *r, struct snapshot *snap,
                   const struct policy_route *route,
                   const struct http1_request *req, unsigned max_staleness_s);
 
@@ -47,7 +47,7 @@ int inspect_begin(struct inspect_result *r, struct policy_snapshot *snap,
  * kept records to out. final: the body ended, the last line needs no
  * newline. A line longer than max_record is refused (413). 0 or a status.
  */
-int inspect_feed(struct inspect_result *r, struct policy_snapshot *snap,
+int inspect_feed(struct inspect_result *r, struct snapshot *snap,
                  const struct policy_route *route, struct evbuffer *in,
                  struct evbuffer *out, bool final, size_t max_record);
 
@@ -57,7 +57,7 @@ int inspect_feed(struct inspect_result *r, struct policy_snapshot *snap,
  * refusal (403, 413, 415, 422, 503) with r->error and r->error_json set;
  * nothing may be forwarded then.
  */
-int inspect_run(struct inspect_result *r, struct policy_snapshot *snap,
+int inspect_run(struct inspect_result *r, struct snapshot *snap,
                 const struct policy_route *route,
                 const struct http1_request *req, struct evbuffer *body,
                 size_t max_body);

@@ -38,7 +38,7 @@ write_response_head(struct conn *c, const struct http1_response *res)
 {
 	struct evbuffer *o = c->t.out;
 	bool chunked = res->framing == HTTP1_FRAMING_CHUNKED;
-	bool inspected = policy_route_action(c->route) == POLICY_ACTION_INSPECT;
+	bool inspected = route_action(c->route) == POLICY_ACTION_INSPECT;
 	/* the upstream answered before it had our whole request */
 	bool early = !upstream_request_written(c->up);
 
@@ -191,7 +191,7 @@ relay_forward(struct conn *c)
 	struct evbuffer *h, *body = c->body;
 	size_t body_len;
 
-	if (policy_route_action(c->route) == POLICY_ACTION_INSPECT) {
+	if (route_action(c->route) == POLICY_ACTION_INSPECT) {
 		if (c->rq->insp.streaming) {
 			body = c->kept; /* decided line by line already */
 		} else if (!c->rq->insp.decided) {

@@ -41,8 +41,8 @@ void policy_free(struct policy *p);
 const char *policy_id(const struct policy *p);
 const char *policy_digest(const struct policy *p);
 
-/* Why policy_match gave no route: what the client is answered. */
-struct policy_refusal {
+/* Why route_match gave no route: what the client is answered. */
+struct route_refusal {
 	int status;         /* 404, 405, 400 or 414 */
 	const char *reason; /* static text */
 	/* the inspected route the request could mean, NULL when none */
@@ -71,38 +71,36 @@ struct policy_refusal {
  * The normalisation runs only for routes that can take such a request
  * (found at load; see policy_warnings), into a stack buffer. Pure.
  */
-const struct policy_route *policy_match(const struct policy *p,
-                                        struct cg_slice method,
-                                        struct cg_slice path,
-                                        struct policy_refusal *why);
+const struct policy_route *route_match(const struct policy *p,
+                                       struct cg_slice method,
+                                       struct cg_slice path,
+                                       struct route_refusal *why);
 
 /*
  * The problem detail for a refusal into buf (NUL-terminated, truncated to
  * cap; CG_MAX_DETAIL is enough): the reason and, when there is
  * one, the inspected route and the method and path to send instead.
  */
-void policy_refusal_detail(const struct policy_refusal *why, char *buf,
-                           size_t cap);
+void route_refusal_detail(const struct route_refusal *why, char *buf,
+                          size_t cap);
 
 /* Number of routes and the i-th route, in file order (for tools). */
-unsigned policy_route_count(const struct policy *p);
-const struct policy_route *policy_route_at(const struct policy *p, unsigned i);
+unsigned route_count(const struct policy *p);
+const struct policy_route *route_at(const struct policy *p, unsigned i);
 
 const char *
-policy_route_name(const struct policy_route *r); /* "POST /ingest" if unnamed */
-enum policy_action policy_route_action(const struct policy_route *r);
-const char *
-policy_route_purpose(const struct policy_route *r); /* NULL for pass */
-unsigned
-policy_route_formats(const struct policy_route *r); /* SCAN_FORMAT_* bits */
-const struct scan_spec *policy_route_scan_spec(const struct policy_route *r);
+route_name(const struct policy_route *r); /* "POST /ingest" if unnamed */
+enum policy_action route_action(const struct policy_route *r);
+const char *route_purpose(const struct policy_route *r); /* NULL for pass */
+unsigned route_formats(const struct policy_route *r); /* SCAN_FORMAT_* bits */
+const struct scan_spec *route_scan_spec(const struct policy_route *r);
 const struct jsonptr *
-policy_route_array_at(const struct policy_route *r); /* NULL if none */
+route_array_at(const struct policy_route *r); /* NULL if none */
 /* Header that names the one subject of the request, NULL when in the body. */
-const char *policy_route_subject_header(const struct policy_route *r);
-enum policy_on_deny policy_route_on_deny(const struct policy_route *r);
+const char *route_subject_header(const struct policy_route *r);
+enum policy_on_deny route_on_deny(const struct policy_route *r);
 /* True when forwarded requests get "Content-Usage: train-ai=n". */
-bool policy_route_content_usage(const struct policy_route *r);
+bool route_content_usage(const struct policy_route *r);
 
 /* The outcome for one record. */
 struct policy_decision {
@@ -126,21 +124,21 @@ struct policy_decision {
  * CG_MAX_SUBJECTS). now is unix seconds (consent age conditions). Pure; no
  * allocation.
  */
-void policy_decide(const struct policy_route *r, const struct consent_table *t,
-                   const struct cg_slice *subjects, unsigned nsubjects,
-                   int64_t now, struct policy_decision *out);
+void rule_decide(const struct policy_route *r, const struct consent_table *t,
+                 const struct cg_slice *subjects, unsigned nsubjects,
+                 int64_t now, struct policy_decision *out);
 
 /*
- * Decide one scanned record: as policy_decide over its subjects, and a
+ * Decide one scanned record: as rule_decide over its subjects, and a
  * required locator that found nobody (rec->missing) counts as one unknown
  * person, so a post without its author is never kept for a mention. Then
  * out->subject is rec->nsubjects. The proxy and the CLI both decide with
  * this. Pure; no allocation.
  */
-void policy_decide_record(const struct policy_route *r,
-                          const struct consent_table *t,
-                          const struct scan_record *rec, int64_t now,
-                          struct policy_decision *out);
+void rule_decide_record(const struct policy_route *r,
+                        const struct consent_table *t,
+                        const struct scan_record *rec, int64_t now,
+                        struct policy_decision *out);
 
 /* ---- for tools and the proxy ---- */
 
@@ -168,11 +166,10 @@ const char *policy_rule_id(const struct policy *p, unsigned i);
 /*
  * Write why decision d was taken into buf (NUL-terminated, truncated to
  * cap): the person's jurisdiction, the conditions of the deciding rule with
- * the values that met them, and the evidence id. now as for policy_decide.
+ * the values that met them, and the evidence id. now as for rule_decide.
  */
-void policy_explain(const struct policy_route *r,
-                    const struct policy_decision *d, int64_t now, char *buf,
-                    size_t cap);
+void rule_explain(const struct policy_route *r, const struct policy_decision *d,
+                  int64_t now, char *buf, size_t cap);
 
 /*
  * The body format of a request to an inspected route: SCAN_FORMAT_* or -1
@@ -184,9 +181,9 @@ void policy_explain(const struct policy_route *r,
  * an empty content type means NDJSON when the route accepts it, else it is
  * sniffed as application/json. A charset other than utf-8 gives -1.
  */
-int policy_body_format(const struct policy_route *r,
-                       struct cg_slice content_type, const char *body,
-                       size_t len);
+int route_body_format(const struct policy_route *r,
+                      struct cg_slice content_type, const char *body,
+                      size_t len);
 
 /* A kept record's byte range [start, end) in the body. */
 struct policy_span {
@@ -200,9 +197,9 @@ struct policy_span {
  * original document with its array rebuilt so (array_open and array_close
  * from scan_iter); OBJECT: the record or nothing. Returns the length.
  */
-size_t policy_body_rebuild(enum scan_format format, const char *body,
-                           size_t len, size_t array_open, size_t array_close,
-                           const struct policy_span *kept, unsigned nkept,
-                           char *out);
+size_t route_body_rebuild(enum scan_format format, const char *body, size_t len,
+                          size_t array_open, size_t array_close,
+                          const struct policy_span *kept, unsigned nkept,
+                          char *out);
 
 #endif

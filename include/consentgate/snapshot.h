@@ -80,16 +80,4 @@ const struct consent_table *snapshot_consent(const struct snapshot *s);
 /* 1 for snapshot_new, one more at each snapshot_replace. */
 uint64_t snapshot_generation(const struct snapshot *s);
 
-/*
- * The names from before the two parts were separated, which conn.c,
- * inspect.c, declog.c and tests/unit/proxy_fixture.h still use; the rename at
- * the end of issue 9 removes them.
- */
-#define policy_snapshot snapshot
-#define policy_snapshot_new snapshot_new
-#define policy_snapshot_policy snapshot_policy
-#define policy_snapshot_consent snapshot_consent
-#define policy_snapshot_ref snapshot_ref
-#define policy_snapshot_unref snapshot_unref
-
 #endif

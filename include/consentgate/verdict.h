@@ -18,7 +18,7 @@
  *    record, decided at verdict_begin without reading the body;
  *  - Content-Encoding other than identity or gzip: 415 (gzip is inflated
  *    by the caller before the body is given);
- *  - the body format from Content-Type (policy_body_format); a missing or
+ *  - the body format from Content-Type (route_body_format); a missing or
  *    empty Content-Type is 415: doubt fails closed;
  *  - a record that is not valid JSON or whose subject is ambiguous: 422
  *    with its index (and byte offset for a whole body);
@@ -141,7 +141,7 @@ int verdict_next(struct verdict *v, const struct verdict_record **rec);
 /*
  * Write the body to forward after verdict_next returned 0 into out (at
  * least len + 1 bytes of the body given to verdict_body). Returns its
- * length. See policy_body_rebuild.
+ * length. See route_body_rebuild.
  */
 size_t verdict_rebuild(const struct verdict *v, char *out);
 

@@ -54,7 +54,7 @@ fuzz-regress-scan: $(BUILD)/fuzz_scan_standalone
 
 # ---- consent: CSV import and snapshot checks ----
 CSV_FUZZ_SRC := tests/fuzz/fuzz_csv.c policy/consent.c policy/consent_snapshot.c \
-	policy/csv.c policy/rfc3339.c policy/errors.c
+	policy/csv.c policy/rfc3339.c policy/cg_errors.c
 CSV_FUZZ_DEPS := $(CSV_FUZZ_SRC) policy/consent_internal.h policy/csv_internal.h \
 	include/consentgate/consent.h include/consentgate/rfc3339.h
 all: $(BUILD)/fuzz_csv

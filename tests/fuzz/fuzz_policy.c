@@ -28,24 +28,24 @@ exercise(const struct policy *p)
 
 	for (unsigned m = 0; m < sizeof(methods) / sizeof(methods[0]); m++)
 		for (unsigned i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
-			(void)policy_match(
+			(void)route_match(
 			    p,
 			    (struct cg_slice){methods[m], strlen(methods[m])},
 			    (struct cg_slice){paths[i], strlen(paths[i])},
 			    NULL);
-	for (unsigned i = 0; i < policy_route_count(p); i++) {
-		const struct policy_route *r = policy_route_at(p, i);
-		(void)policy_route_name(r);
-		(void)policy_body_format(r, CG_SLICE_LIT("application/json"),
-		                         "{}", 2);
-		if (policy_route_action(r) != POLICY_ACTION_INSPECT)
+	for (unsigned i = 0; i < route_count(p); i++) {
+		const struct policy_route *r = route_at(p, i);
+		(void)route_name(r);
+		(void)route_body_format(r, CG_SLICE_LIT("application/json"),
+		                        "{}", 2);
+		if (route_action(r) != POLICY_ACTION_INSPECT)
 			continue;
 		/* no table: everyone is an unknown person */
 		for (unsigned n = 0; n <= 2; n++) {
-			policy_decide(r, NULL, subjects, n, 1767225600, &d);
+			rule_decide(r, NULL, subjects, n, 1767225600, &d);
 			if (d.rule_id == NULL)
 				abort();
-			policy_explain(r, &d, 1767225600, why, sizeof(why));
+			rule_explain(r, &d, 1767225600, why, sizeof(why));
 		}
 	}
 	for (unsigned i = 0; i < policy_rule_count(p); i++)

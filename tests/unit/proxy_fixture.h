@@ -93,7 +93,7 @@ fixture_new(void)
 	assert_non_null(p);
 	assert_non_null(t);
 	cg_errors_reset(&errs);
-	f->server = server_new(&f->cfg, policy_snapshot_new(p, t));
+	f->server = server_new(&f->cfg, snapshot_new(p, t));
 	assert_non_null(f->server);
 	/* one worker, as server_run would set it up */
 	f->w.server = f->server;

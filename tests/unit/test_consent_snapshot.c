@@ -183,15 +183,15 @@ test_big_alloc(void **state)
 	size_t sizes[] = {0, 1, 4096, (1u << 20) - 1, 1u << 20, 3u << 20};
 
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-		uint8_t *p = consent_big_alloc(sizes[i]);
+		uint8_t *p = consent_snapshot_big_alloc(sizes[i]);
 		assert_non_null(p);
 		for (size_t k = 0; k < sizes[i]; k += 4096)
 			assert_int_equal(p[k], 0);
 		if (sizes[i] > 0)
 			p[sizes[i] - 1] = 1;
-		consent_big_free(p, sizes[i]);
+		consent_snapshot_big_free(p, sizes[i]);
 	}
-	consent_big_free(NULL, 1u << 20);
+	consent_snapshot_big_free(NULL, 1u << 20);
 }
 
 static unsigned

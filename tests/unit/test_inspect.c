@@ -131,8 +131,7 @@ test_request_headers(void **state)
 	inspect_result_init(&r);
 	verdict_init(&r.v);
 	r.held = true;
-	assert_int_equal(verdict_begin(&r.v, policy_route_at(p, 0), t, &req),
-	                 0);
+	assert_int_equal(verdict_begin(&r.v, route_at(p, 0), t, &req), 0);
 	assert_int_equal(verdict_feed_line(&r.v, "{\"a\":1}", 7, &rec), 0);
 	verdict_end(&r.v);
 	r.kept = r.v.kept;

@@ -111,8 +111,8 @@ table(const char *rows)
 static const struct policy_route *
 route(const struct policy *p, const char *method, const char *path)
 {
-	return policy_match(p, (struct cg_slice){method, strlen(method)},
-	                    (struct cg_slice){path, strlen(path)}, NULL);
+	return route_match(p, (struct cg_slice){method, strlen(method)},
+	                   (struct cg_slice){path, strlen(path)}, NULL);
 }
 
 /* ---- loading ---- */
@@ -134,7 +134,7 @@ test_example_loads(void **state)
 	assert_non_null(p);
 	assert_int_equal(errs.count, 0);
 	assert_string_equal(policy_id(p), "ai-training-example");
-	assert_int_equal(policy_route_count(p), 2);
+	assert_int_equal(route_count(p), 2);
 	assert_int_equal(policy_rule_count(p), 5);
 	assert_string_equal(policy_rule_id(p, 0), "unknown-person");
 	assert_string_equal(policy_rule_id(p, 4), "default-allow");
@@ -152,25 +152,25 @@ test_example_loads(void **state)
 	snprintf(want, sizeof(want), "%016llx", (unsigned long long)h);
 	assert_string_equal(policy_digest(p), want);
 
-	r = policy_route_at(p, 1);
-	assert_string_equal(policy_route_name(r), "ingest");
-	assert_int_equal(policy_route_action(r), POLICY_ACTION_INSPECT);
-	assert_string_equal(policy_route_purpose(r), "ai-training");
-	assert_int_equal(policy_route_formats(r), SCAN_FORMAT_NDJSON |
-	                                              SCAN_FORMAT_ARRAY |
-	                                              SCAN_FORMAT_OBJECT);
-	assert_int_equal(policy_route_scan_spec(r)->nlocators, 1);
-	assert_string_equal(policy_route_scan_spec(r)->locators[0].tok[0].name,
+	r = route_at(p, 1);
+	assert_string_equal(route_name(r), "ingest");
+	assert_int_equal(route_action(r), POLICY_ACTION_INSPECT);
+	assert_string_equal(route_purpose(r), "ai-training");
+	assert_int_equal(route_formats(r), SCAN_FORMAT_NDJSON |
+	                                       SCAN_FORMAT_ARRAY |
+	                                       SCAN_FORMAT_OBJECT);
+	assert_int_equal(route_scan_spec(r)->nlocators, 1);
+	assert_string_equal(route_scan_spec(r)->locators[0].tok[0].name,
 	                    "author_id");
-	assert_null(policy_route_array_at(r));
-	assert_null(policy_route_subject_header(r));
-	assert_int_equal(policy_route_on_deny(r), POLICY_ON_DENY_DROP);
-	assert_false(policy_route_content_usage(r));
+	assert_null(route_array_at(r));
+	assert_null(route_subject_header(r));
+	assert_int_equal(route_on_deny(r), POLICY_ON_DENY_DROP);
+	assert_false(route_content_usage(r));
 
-	r = policy_route_at(p, 0);
-	assert_string_equal(policy_route_name(r), "GET /status");
-	assert_int_equal(policy_route_action(r), POLICY_ACTION_PASS);
-	assert_null(policy_route_purpose(r));
+	r = route_at(p, 0);
+	assert_string_equal(route_name(r), "GET /status");
+	assert_int_equal(route_action(r), POLICY_ACTION_PASS);
+	assert_null(route_purpose(r));
 	policy_free(p);
 	cg_errors_reset(&errs);
 }
@@ -189,18 +189,18 @@ test_full_route_options(void **state)
 	    "\"action\": \"inspect\", \"purpose\": \"ai\", \"formats\": "
 	    "[\"object\"], \"subject_header\": \"X-Subject-Id\", "
 	    "\"on_deny\": \"drop\"}], \"rules\": [" RULE_DEFAULT "]}");
-	const struct policy_route *r = policy_route_at(p, 0);
+	const struct policy_route *r = route_at(p, 0);
 
-	assert_string_equal(policy_route_name(r), "* /b/*");
-	assert_non_null(policy_route_array_at(r));
-	assert_int_equal(policy_route_array_at(r)->ntokens, 1);
-	assert_int_equal(policy_route_scan_spec(r)->nlocators, 2);
-	assert_true(policy_route_scan_spec(r)->locators[1].tok[1].wildcard);
-	assert_int_equal(policy_route_on_deny(r), POLICY_ON_DENY_BLOCK);
-	assert_true(policy_route_content_usage(r));
-	r = policy_route_at(p, 1);
-	assert_string_equal(policy_route_name(r), "one");
-	assert_string_equal(policy_route_subject_header(r), "X-Subject-Id");
+	assert_string_equal(route_name(r), "* /b/*");
+	assert_non_null(route_array_at(r));
+	assert_int_equal(route_array_at(r)->ntokens, 1);
+	assert_int_equal(route_scan_spec(r)->nlocators, 2);
+	assert_true(route_scan_spec(r)->locators[1].tok[1].wildcard);
+	assert_int_equal(route_on_deny(r), POLICY_ON_DENY_BLOCK);
+	assert_true(route_content_usage(r));
+	r = route_at(p, 1);
+	assert_string_equal(route_name(r), "one");
+	assert_string_equal(route_subject_header(r), "X-Subject-Id");
 	policy_free(p);
 }
 
@@ -576,22 +576,18 @@ test_match(void **state)
 	            "\"rules\": [" RULE_DEFAULT "]}");
 	const struct policy_route *r;
 
-	assert_string_equal(policy_route_name(route(p, "GET", "/status")),
+	assert_string_equal(route_name(route(p, "GET", "/status")),
 	                    "GET /status");
 	assert_null(route(p, "GET", "/status/x"));
 	assert_null(
 	    route(p, "get", "/status")); /* methods are case-sensitive */
 	assert_null(route(p, "HEAD", "/status"));
 	/* first route wins: the exact route precedes the prefix */
-	assert_string_equal(policy_route_name(route(p, "POST", "/in")),
-	                    "exact");
-	assert_string_equal(policy_route_name(route(p, "POST", "/in/x")),
-	                    "prefix");
-	assert_string_equal(policy_route_name(route(p, "POST", "/inbox")),
-	                    "prefix");
+	assert_string_equal(route_name(route(p, "POST", "/in")), "exact");
+	assert_string_equal(route_name(route(p, "POST", "/in/x")), "prefix");
+	assert_string_equal(route_name(route(p, "POST", "/inbox")), "prefix");
 	assert_null(route(p, "POST", "/i"));
-	assert_string_equal(policy_route_name(route(p, "DELETE", "/any/1")),
-	                    "any");
+	assert_string_equal(route_name(route(p, "DELETE", "/any/1")), "any");
 	assert_null(route(p, "DELETE", "/any"));
 	/* paths an upstream would resolve elsewhere fail closed */
 	const char *tricks[] = {
@@ -608,14 +604,14 @@ test_match(void **state)
 	/* dots inside names and other escapes are fine */
 	assert_non_null(route(p, "DELETE", "/any/a.b/..c/.d/x%20y"));
 	assert_non_null(route(p, "DELETE", "/any/...;/x"));
-	r = policy_match(p, (struct cg_slice){"DELETE", 6},
-	                 (struct cg_slice){"/any/x/..", 7}, NULL);
+	r = route_match(p, (struct cg_slice){"DELETE", 6},
+	                (struct cg_slice){"/any/x/..", 7}, NULL);
 	assert_non_null(r); /* the slice ends before the ".." */
 
 	/* slices need not be NUL-terminated */
-	r = policy_match(p, (struct cg_slice){"POSTX", 4},
-	                 (struct cg_slice){"/in?q", 3}, NULL);
-	assert_string_equal(policy_route_name(r), "exact");
+	r = route_match(p, (struct cg_slice){"POSTX", 4},
+	                (struct cg_slice){"/in?q", 3}, NULL);
+	assert_string_equal(route_name(r), "exact");
 	policy_free(p);
 }
 
@@ -666,7 +662,7 @@ test_example_matrix(void **state)
 			           : (allow ? "default-allow" : "opted-out");
 			snprintf(subj, sizeof(subj), "%s-%s", jur[j], st[s]);
 			struct cg_slice sl = {subj, strlen(subj)};
-			policy_decide(r, t, &sl, 1, NOW, &d);
+			rule_decide(r, t, &sl, 1, NOW, &d);
 			if (d.allow != allow || strcmp(d.rule_id, rule) != 0)
 				print_error("%s: got %d %s\n", subj, d.allow,
 				            d.rule_id);
@@ -681,11 +677,11 @@ test_example_matrix(void **state)
 
 	/* unknown person, and a record with no subject */
 	struct cg_slice unknown = CG_SLICE_LIT("nobody");
-	policy_decide(r, t, &unknown, 1, NOW, &d);
+	rule_decide(r, t, &unknown, 1, NOW, &d);
 	assert_false(d.allow);
 	assert_string_equal(d.rule_id, "unknown-person");
 	assert_false(d.consent.known);
-	policy_decide(r, t, NULL, 0, NOW, &d);
+	rule_decide(r, t, NULL, 0, NOW, &d);
 	assert_false(d.allow);
 	assert_string_equal(d.rule_id, "unknown-person");
 
@@ -693,12 +689,12 @@ test_example_matrix(void **state)
 	struct cg_slice many[3] = {CG_SLICE_LIT("DE-granted"),
 	                           CG_SLICE_LIT("US-none"),
 	                           CG_SLICE_LIT("GB-granted")};
-	policy_decide(r, t, many, 3, NOW, &d);
+	rule_decide(r, t, many, 3, NOW, &d);
 	assert_true(d.allow);
 	assert_int_equal(d.subject, 2);
 	many[1] = (struct cg_slice)CG_SLICE_LIT("BR-withdrawn");
 	many[2] = (struct cg_slice)CG_SLICE_LIT("nobody");
-	policy_decide(r, t, many, 3, NOW, &d);
+	rule_decide(r, t, many, 3, NOW, &d);
 	assert_false(d.allow);
 	assert_int_equal(d.subject, 1);
 	assert_string_equal(d.rule_id, "opted-out");
@@ -706,7 +702,7 @@ test_example_matrix(void **state)
 	assert_memory_equal(d.consent.evidence.ptr, "ev-52", 5);
 
 	/* pass routes are not decided record by record */
-	policy_decide(route(p, "GET", "/status"), t, NULL, 0, NOW, &d);
+	rule_decide(route(p, "GET", "/status"), t, NULL, 0, NOW, &d);
 	assert_true(d.allow);
 
 	consent_free(t);
@@ -752,7 +748,7 @@ test_age_and_jurisdiction_conditions(void **state)
 	struct consent_table *t = table(rows);
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct cg_slice s = {cases[i].s, strlen(cases[i].s)};
-		policy_decide(r, t, &s, 1, NOW, &d);
+		rule_decide(r, t, &s, 1, NOW, &d);
 		if (strcmp(d.rule_id, cases[i].rule) != 0)
 			print_error("%s: got %s\n", cases[i].s, d.rule_id);
 		assert_string_equal(d.rule_id, cases[i].rule);
@@ -780,20 +776,20 @@ test_explain(void **state)
 	struct cg_slice s = CG_SLICE_LIT("7");
 	char buf[512];
 
-	policy_decide(r, t, &s, 1, NOW, &d);
+	rule_decide(r, t, &s, 1, NOW, &d);
 	assert_true(d.allow);
-	policy_explain(r, &d, NOW, buf, sizeof(buf));
+	rule_explain(r, &d, NOW, buf, sizeof(buf));
 	assert_string_equal(buf,
 	                    "jurisdiction=DE; rule g: jurisdiction in "
 	                    "[EEA,GB] (DE), status in [none,granted] "
 	                    "(granted), older_than 1d (2d); evidence=ev-7");
 	s = (struct cg_slice)CG_SLICE_LIT("8");
-	policy_decide(r, t, &s, 1, NOW, &d);
-	policy_explain(r, &d, NOW, buf, sizeof(buf));
+	rule_decide(r, t, &s, 1, NOW, &d);
+	rule_explain(r, &d, NOW, buf, sizeof(buf));
 	assert_string_equal(buf, "unknown person (no consent row); rule d: "
 	                         "default (no conditions)");
 	/* truncation keeps a terminated string */
-	policy_explain(r, &d, NOW, buf, 8);
+	rule_explain(r, &d, NOW, buf, 8);
 	assert_int_equal(strlen(buf), 7);
 	consent_free(t);
 	policy_free(p);
@@ -821,15 +817,15 @@ test_body_format(void **state)
 	struct cg_slice none = {"", 0};
 
 #define FMT(r, ct, body)                                                       \
-	policy_body_format(r, (struct cg_slice)CG_SLICE_LIT(ct), body,         \
-	                   strlen(body))
-	assert_int_equal(policy_body_format(all, json, " [1]", 4),
+	route_body_format(r, (struct cg_slice)CG_SLICE_LIT(ct), body,          \
+	                  strlen(body))
+	assert_int_equal(route_body_format(all, json, " [1]", 4),
 	                 SCAN_FORMAT_ARRAY);
-	assert_int_equal(policy_body_format(all, json, "\n{}", 3),
+	assert_int_equal(route_body_format(all, json, "\n{}", 3),
 	                 SCAN_FORMAT_OBJECT);
-	assert_int_equal(policy_body_format(all, json, "  ", 2), -1);
-	assert_int_equal(policy_body_format(all, json, "\"x\"", 3), -1);
-	assert_int_equal(policy_body_format(all, none, "[1]", 3),
+	assert_int_equal(route_body_format(all, json, "  ", 2), -1);
+	assert_int_equal(route_body_format(all, json, "\"x\"", 3), -1);
+	assert_int_equal(route_body_format(all, none, "[1]", 3),
 	                 SCAN_FORMAT_NDJSON);
 	assert_int_equal(FMT(all, "Application/JSON ; charset=UTF-8", "{}"),
 	                 SCAN_FORMAT_OBJECT);
@@ -850,7 +846,7 @@ test_body_format(void **state)
 	assert_int_equal(FMT(at, "application/json", "[]"), SCAN_FORMAT_ARRAY);
 	assert_int_equal(FMT(at, "application/x-ndjson", "{}"), -1);
 	/* no ndjson on this route: an absent type is sniffed as JSON */
-	assert_int_equal(policy_body_format(at, none, "[]", 2),
+	assert_int_equal(route_body_format(at, none, "[]", 2),
 	                 SCAN_FORMAT_ARRAY);
 	assert_int_equal(FMT(route(p, "POST", "/all"), "", "[]"),
 	                 SCAN_FORMAT_NDJSON);
@@ -871,34 +867,33 @@ test_body_rebuild(void **state)
 	    "{\"n\": 1, \"data\": [{\"a\":1}, {\"a\":2}], \"z\": 0}";
 	struct policy_span d2[] = {{27, 34}};
 
-	n = policy_body_rebuild(SCAN_FORMAT_NDJSON, nd, strlen(nd), 0, 0, k13,
-	                        2, out);
+	n = route_body_rebuild(SCAN_FORMAT_NDJSON, nd, strlen(nd), 0, 0, k13, 2,
+	                       out);
 	assert_int_equal(n, 16);
 	assert_memory_equal(out, "{\"a\":1}\n{\"a\":3}\n", n);
-	n = policy_body_rebuild(SCAN_FORMAT_NDJSON, nd, strlen(nd), 0, 0, NULL,
-	                        0, out);
+	n = route_body_rebuild(SCAN_FORMAT_NDJSON, nd, strlen(nd), 0, 0, NULL,
+	                       0, out);
 	assert_int_equal(n, 0);
 
-	n = policy_body_rebuild(SCAN_FORMAT_ARRAY, arr, strlen(arr), 0,
-	                        strlen(arr) - 1, a13, 2, out);
+	n = route_body_rebuild(SCAN_FORMAT_ARRAY, arr, strlen(arr), 0,
+	                       strlen(arr) - 1, a13, 2, out);
 	assert_memory_equal(out, "[{\"a\":1},{\"a\":3}]", n);
 	assert_int_equal(n, 17);
-	n = policy_body_rebuild(SCAN_FORMAT_ARRAY, arr, strlen(arr), 0,
-	                        strlen(arr) - 1, NULL, 0, out);
+	n = route_body_rebuild(SCAN_FORMAT_ARRAY, arr, strlen(arr), 0,
+	                       strlen(arr) - 1, NULL, 0, out);
 	assert_int_equal(n, 2);
 	assert_memory_equal(out, "[]", 2);
 
-	n = policy_body_rebuild(SCAN_FORMAT_ARRAY_AT, doc, strlen(doc), 17, 34,
-	                        d2, 1, out);
+	n = route_body_rebuild(SCAN_FORMAT_ARRAY_AT, doc, strlen(doc), 17, 34,
+	                       d2, 1, out);
 	out[n] = '\0';
 	assert_string_equal(out, "{\"n\": 1, \"data\": [{\"a\":2}], \"z\": 0}");
 
-	n = policy_body_rebuild(SCAN_FORMAT_OBJECT, "  {\"a\":1} ", 10, 0, 0,
-	                        (struct policy_span[]){{2, 9}}, 1, out);
+	n = route_body_rebuild(SCAN_FORMAT_OBJECT, "  {\"a\":1} ", 10, 0, 0,
+	                       (struct policy_span[]){{2, 9}}, 1, out);
 	assert_int_equal(n, 7);
 	assert_memory_equal(out, "{\"a\":1}", 7);
-	n = policy_body_rebuild(SCAN_FORMAT_OBJECT, "{}", 2, 0, 0, NULL, 0,
-	                        out);
+	n = route_body_rebuild(SCAN_FORMAT_OBJECT, "{}", 2, 0, 0, NULL, 0, out);
 	assert_int_equal(n, 0);
 }
 
@@ -920,20 +915,20 @@ test_required_subjects(void **state)
 	    "\"deny\"}, {\"id\": \"ok\", \"then\": \"allow\"}]}");
 	struct consent_table *t =
 	    table("u1,ai,granted,US,2025-01-01T00:00:00Z,e1\n");
-	const struct policy_route *r = policy_route_at(p, 0);
+	const struct policy_route *r = route_at(p, 0);
 	static struct scan_record rec;
 	struct policy_decision d;
 	struct cg_errors errs;
 	const char *err;
 	(void)state;
 
-	assert_int_equal(policy_route_scan_spec(r)->optional, 2u);
+	assert_int_equal(route_scan_spec(r)->optional, 2u);
 #define DECIDE(json)                                                           \
 	do {                                                                   \
-		assert_int_equal(scan_record(policy_route_scan_spec(r), json,  \
+		assert_int_equal(scan_record(route_scan_spec(r), json,         \
 		                             strlen(json), &rec, &err),        \
 		                 0);                                           \
-		policy_decide_record(r, t, &rec, NOW, &d);                     \
+		rule_decide_record(r, t, &rec, NOW, &d);                       \
 	} while (0)
 	DECIDE("{\"a\":\"u1\",\"m\":[{\"id\":\"u1\"}]}");
 	assert_true(d.allow);
@@ -990,28 +985,28 @@ catch_all(const char *extra_routes)
 /* The request is refused with status, naming the inspected route. */
 static void
 assert_refused(const struct policy *p, const char *method, const char *path,
-               int status, const char *route_name)
+               int status, const char *want_route)
 {
-	struct policy_refusal why;
+	struct route_refusal why;
 	const struct policy_route *r;
 
 	memset(&why, 0, sizeof(why));
-	r = policy_match(p, (struct cg_slice){method, strlen(method)},
-	                 (struct cg_slice){path, strlen(path)}, &why);
+	r = route_match(p, (struct cg_slice){method, strlen(method)},
+	                (struct cg_slice){path, strlen(path)}, &why);
 	if (r != NULL)
 		print_error("%s %s: taken by '%s'\n", method, path,
-		            policy_route_name(r));
+		            route_name(r));
 	assert_null(r);
 	if (why.status != status)
 		print_error("%s %s: %d %s\n", method, path, why.status,
 		            why.reason);
 	assert_int_equal(why.status, status);
 	assert_non_null(why.reason);
-	if (route_name == NULL) {
+	if (want_route == NULL) {
 		assert_null(why.route);
 	} else {
 		assert_non_null(why.route);
-		assert_string_equal(policy_route_name(why.route), route_name);
+		assert_string_equal(route_name(why.route), want_route);
 	}
 }
 
@@ -1019,7 +1014,7 @@ static void
 test_route_aliases(void **state)
 {
 	struct policy *p = catch_all("");
-	struct policy_refusal why;
+	struct route_refusal why;
 	char detail[CG_MAX_DETAIL];
 	static const char *const aliases[] = {
 	    "//ingest",      "/%69ngest",
@@ -1032,19 +1027,14 @@ test_route_aliases(void **state)
 	};
 
 	/* as written: inspected; other paths: the catch-all */
-	assert_string_equal(policy_route_name(route(p, "POST", "/ingest")),
-	                    "ingest");
-	assert_string_equal(policy_route_name(route(p, "GET", "/status")),
+	assert_string_equal(route_name(route(p, "POST", "/ingest")), "ingest");
+	assert_string_equal(route_name(route(p, "GET", "/status")),
 	                    "GET /status");
-	assert_string_equal(policy_route_name(route(p, "POST", "/ingest/x")),
-	                    "* /*");
-	assert_string_equal(policy_route_name(route(p, "POST", "/ingestx")),
-	                    "* /*");
-	assert_string_equal(policy_route_name(route(p, "GET", "/.ingest")),
-	                    "* /*");
-	assert_string_equal(policy_route_name(route(p, "POST", "/v1/ingest")),
-	                    "* /*");
-	assert_string_equal(policy_route_name(route(p, "GET", "/")), "* /*");
+	assert_string_equal(route_name(route(p, "POST", "/ingest/x")), "* /*");
+	assert_string_equal(route_name(route(p, "POST", "/ingestx")), "* /*");
+	assert_string_equal(route_name(route(p, "GET", "/.ingest")), "* /*");
+	assert_string_equal(route_name(route(p, "POST", "/v1/ingest")), "* /*");
+	assert_string_equal(route_name(route(p, "GET", "/")), "* /*");
 
 	for (unsigned i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++)
 		assert_refused(p, "POST", aliases[i], 404, "ingest");
@@ -1056,34 +1046,33 @@ test_route_aliases(void **state)
 	assert_refused(p, "post", "/ingest", 400, "ingest");
 	assert_refused(p, "Post", "/status", 400, "ingest");
 	/* methods that are no inspected route's pass in any case */
-	assert_string_equal(policy_route_name(route(p, "get", "/status")),
-	                    "* /*");
+	assert_string_equal(route_name(route(p, "get", "/status")), "* /*");
 	/* path_is_safe's refusals stay */
 	assert_refused(p, "GET", "/x/../ingest", 404, NULL);
 	assert_refused(p, "GET", "/%2e%2e/ingest", 404, NULL);
 
 	/* the detail names the route and what to send */
 	memset(&why, 0, sizeof(why));
-	assert_null(policy_match(p, CG_SLICE_LIT("POST"),
-	                         CG_SLICE_LIT("//ingest"), &why));
-	policy_refusal_detail(&why, detail, sizeof(detail));
+	assert_null(route_match(p, CG_SLICE_LIT("POST"),
+	                        CG_SLICE_LIT("//ingest"), &why));
+	route_refusal_detail(&why, detail, sizeof(detail));
 	assert_non_null(strstr(detail, "another spelling"));
 	assert_non_null(strstr(detail, "'ingest' (POST /ingest); send POST "
 	                               "/ingest"));
-	assert_null(policy_match(p, CG_SLICE_LIT("PUT"),
-	                         CG_SLICE_LIT("/ingest"), &why));
-	policy_refusal_detail(&why, detail, sizeof(detail));
+	assert_null(
+	    route_match(p, CG_SLICE_LIT("PUT"), CG_SLICE_LIT("/ingest"), &why));
+	route_refusal_detail(&why, detail, sizeof(detail));
 	assert_non_null(strstr(detail, "'ingest' (POST /ingest)"));
-	assert_null(policy_match(p, CG_SLICE_LIT("GET"),
-	                         CG_SLICE_LIT("/nowhere/%2f"), &why));
-	policy_refusal_detail(&why, detail, sizeof(detail));
+	assert_null(route_match(p, CG_SLICE_LIT("GET"),
+	                        CG_SLICE_LIT("/nowhere/%2f"), &why));
+	route_refusal_detail(&why, detail, sizeof(detail));
 	assert_non_null(strstr(detail, "an upstream could resolve it"));
 	policy_free(p);
 
 	/* a route naming exactly another method and path takes it */
 	p = catch_all("{\"method\": \"PUT\", \"path\": \"/ingest\", "
 	              "\"action\": \"pass\"},\n");
-	assert_string_equal(policy_route_name(route(p, "PUT", "/ingest")),
+	assert_string_equal(route_name(route(p, "PUT", "/ingest")),
 	                    "PUT /ingest");
 	assert_refused(p, "PATCH", "/ingest", 405, "ingest");
 	policy_free(p);
@@ -1118,8 +1107,7 @@ test_route_alias_orders(void **state)
 	    "\"drop\"}],\n\"rules\": [" RULE_DEFAULT "]}");
 	assert_refused(p, "POST", "/api/ingest", 404, "ingest");
 	assert_refused(p, "POST", "/API//ingest", 404, "ingest");
-	assert_string_equal(policy_route_name(route(p, "GET", "/api/other")),
-	                    "* /*");
+	assert_string_equal(route_name(route(p, "GET", "/api/other")), "* /*");
 	policy_free(p);
 
 	/* an inspected prefix route of another purpose must not take an
@@ -1139,18 +1127,15 @@ test_route_alias_orders(void **state)
 	    "\"action\": \"inspect\", \"purpose\": \"s\", \"formats\": "
 	    "[\"ndjson\"], \"subjects\": [\"/a\"], \"on_deny\": \"drop\"}],\n"
 	    "\"rules\": [" RULE_DEFAULT "]}");
-	assert_string_equal(policy_route_name(route(p, "POST", "/a/in")),
-	                    "exact");
-	assert_string_equal(policy_route_name(route(p, "POST", "/a/other")),
-	                    "wide");
-	assert_string_equal(policy_route_name(route(p, "POST", "/a/in/deep/x")),
+	assert_string_equal(route_name(route(p, "POST", "/a/in")), "exact");
+	assert_string_equal(route_name(route(p, "POST", "/a/other")), "wide");
+	assert_string_equal(route_name(route(p, "POST", "/a/in/deep/x")),
 	                    "deep");
 	assert_refused(p, "POST", "/a/IN", 404, "exact");
 	assert_refused(p, "POST", "/a//in/", 404, "exact");
 	assert_refused(p, "POST", "/a/IN/deep/x", 404, "deep");
 	/* another method on the exact path is the wide route's: inspected */
-	assert_string_equal(policy_route_name(route(p, "DELETE", "/a/in")),
-	                    "wide");
+	assert_string_equal(route_name(route(p, "DELETE", "/a/in")), "wide");
 	policy_free(p);
 
 	/* no pass route and one inspected route: nothing to compare, the

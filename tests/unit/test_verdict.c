@@ -102,8 +102,8 @@ static const struct policy_route *
 route(struct fixture *fx, const char *method, const char *path)
 {
 	const struct policy_route *r =
-	    policy_match(fx->p, (struct cg_slice){method, strlen(method)},
-	                 (struct cg_slice){path, strlen(path)}, NULL);
+	    route_match(fx->p, (struct cg_slice){method, strlen(method)},
+	                (struct cg_slice){path, strlen(path)}, NULL);
 
 	assert_non_null(r);
 	return r;

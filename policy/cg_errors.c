@@ -1,4 +1,4 @@
-/* errors.c: the list of load-time errors every loader reports into. */
+/* cg_errors.c: the list of load-time errors every loader reports into. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
