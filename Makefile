@@ -23,7 +23,7 @@ CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANFLAGS) \
 	-Iinclude $(PKG_CFLAGS) -MMD -MP
 LDFLAGS_ALL = -pthread $(SANFLAGS) $(LDFLAGS)
-LIBS = $(PKG_LIBS) -lhttp_parser -lm
+LIBS = $(PKG_LIBS) -lm
 
 POLICY_SRC := $(sort $(wildcard policy/*.c))
 PROXY_SRC := $(sort $(filter-out proxy/main.c,$(wildcard proxy/*.c)))
