@@ -120,8 +120,15 @@ int server_port(const struct server *s);
 /* The workers (for the metrics), n of them. */
 struct worker *server_workers(struct server *s, unsigned *n);
 
+/* Descriptors open in the process, against its limit (RLIMIT_NOFILE). */
+struct worker_fds {
+	atomic_long open;
+	long limit;
+};
+
 struct worker {
 	struct server *server;
+	struct worker_fds *fds; /* the server's, shared by every worker */
 	const struct config *cfg;
 	struct event_base *base;
 	pthread_t thread;
@@ -156,7 +163,13 @@ struct worker {
  * when the request ends. No lock: see server.c. */
 struct snapshot *worker_snapshot(struct worker *w);
 
+/* A connection of w ended: accepting resumes when it had paused at
+ * max_conns or the fd reserve. */
 void worker_conn_closed(struct worker *w);
+/* Stop accepting on w (retry_later: try again in ACCEPT_RETRY_MS, for
+ * EMFILE and the fd reserve); resume unless draining. */
+void worker_accept_pause(struct worker *w, bool retry_later);
+void worker_accept_resume(struct worker *w);
 bool worker_fds_low(struct worker *w); /* true when the fd reserve is reached */
 void worker_fd_opened(struct worker *w);
 void worker_fd_closed(struct worker *w);

@@ -19,9 +19,8 @@
 #include "declog_internal.h"
 #include "proxy_internal.h"
 
-#define ACCEPT_BURST 64     /* accepts per readiness event */
-#define ACCEPT_RETRY_MS 100 /* ms before retrying after EMFILE */
-#define DRAIN_POLL_MS 20    /* ms between checks while draining */
+#define ACCEPT_BURST 64  /* accepts per readiness event */
+#define DRAIN_POLL_MS 20 /* ms between checks while draining */
 
 struct server {
 	const struct config *cfg;
@@ -37,58 +36,12 @@ struct server {
 	/* a reload waits on swapped until every worker took its snapshot */
 	pthread_mutex_t swap_lock;
 	pthread_cond_t swapped;
-	atomic_long open_fds;
-	long fd_limit;
+	struct worker_fds fds; /* shared by the workers: w->fds */
 	int port;
 	atomic_uint_least64_t reloads_ok, reloads_failed; /* for /metrics */
 };
 
-/* ---- file descriptor accounting ---- */
-
-void
-worker_fd_opened(struct worker *w)
-{
-	atomic_fetch_add(&w->server->open_fds, 1);
-}
-
-void
-worker_fd_closed(struct worker *w)
-{
-	atomic_fetch_sub(&w->server->open_fds, 1);
-}
-
-bool
-worker_fds_low(struct worker *w)
-{
-	return atomic_load(&w->server->open_fds) + (long)w->cfg->fd_reserve >=
-	       w->server->fd_limit;
-}
-
 /* ---- accepting ---- */
-
-static void
-accept_pause(struct worker *w, bool retry_later)
-{
-	if (!w->accept_paused) {
-		event_del(w->accept_ev);
-		w->accept_paused = true;
-		metrics_add(w, METRIC_ACCEPT_PAUSES, 1);
-	}
-	if (retry_later) {
-		struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
-
-		evtimer_add(w->accept_retry_ev, &tv);
-	}
-}
-
-static void
-accept_resume(struct worker *w)
-{
-	if (w->accept_paused && !w->draining && w->listen_fd >= 0) {
-		event_add(w->accept_ev, NULL);
-		w->accept_paused = false;
-	}
-}
 
 static void
 on_accept(evutil_socket_t lfd, short what, void *arg)
@@ -101,11 +54,12 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 		int fd;
 
 		if (w->nconns >= w->cfg->max_conns) {
-			accept_pause(w, false); /* resumed when one closes */
+			worker_accept_pause(
+			    w, false); /* resumed when one closes */
 			return;
 		}
 		if (worker_fds_low(w)) {
-			accept_pause(w, true);
+			worker_accept_pause(w, true);
 			return;
 		}
 		fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
@@ -116,7 +70,7 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 				log_msg(
 				    "worker %u: accept: %s; pausing accepts",
 				    w->index, strerror(errno));
-				accept_pause(w, true);
+				worker_accept_pause(w, true);
 			}
 			return; /* EAGAIN, ECONNABORTED, ...: wait for the next
 			           event */
@@ -129,16 +83,7 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 static void
 on_accept_retry(evutil_socket_t fd, short what, void *arg)
 {
-	accept_resume(arg);
-}
-
-void
-worker_conn_closed(struct worker *w)
-{
-	w->nconns--;
-	if (w->accept_paused && w->nconns < w->cfg->max_conns &&
-	    !worker_fds_low(w))
-		accept_resume(w);
+	worker_accept_resume(arg);
 }
 
 /* ---- draining ---- */
@@ -233,13 +178,6 @@ on_snapshot(evutil_socket_t fd, short what, void *arg)
 	w->snap_generation = snapshot_generation(next);
 	pthread_cond_broadcast(&s->swapped);
 	pthread_mutex_unlock(&s->swap_lock);
-}
-
-struct snapshot *
-worker_snapshot(struct worker *w)
-{
-	snapshot_ref(w->snap);
-	return w->snap;
 }
 
 /* Give every worker its own copy of snap, through its event loop. */
@@ -405,9 +343,9 @@ server_new(const struct config *cfg, struct snapshot *snap)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 		getrlimit(RLIMIT_NOFILE, &rl);
-		s->fd_limit = (long)rl.rlim_cur;
+		s->fds.limit = (long)rl.rlim_cur;
 	} else {
-		s->fd_limit = 1024;
+		s->fds.limit = 1024;
 	}
 	s->nworkers = cfg->workers;
 	if (s->nworkers == 0) {
@@ -447,6 +385,7 @@ server_listen(struct server *s, struct cg_errors *errs)
 		struct worker *w = &s->workers[i];
 
 		w->server = s;
+		w->fds = &s->fds;
 		w->cfg = cfg;
 		w->index = i;
 		w->base = event_base_new();

@@ -46,6 +46,7 @@ struct fixture {
 	struct event_base *base;
 	struct server *server;
 	struct worker w;
+	struct worker_fds fds; /* the worker's descriptor budget */
 	int up_listen; /* the fake upstream's listening socket */
 };
 
@@ -97,6 +98,8 @@ fixture_new(void)
 	assert_non_null(f->server);
 	/* one worker, as server_run would set it up */
 	f->w.server = f->server;
+	f->fds.limit = 1 << 20;
+	f->w.fds = &f->fds;
 	f->w.cfg = &f->cfg;
 	f->w.base = f->base;
 	f->w.listen_fd = -1;

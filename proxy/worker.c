@@ -1,0 +1,69 @@
+/*
+ * worker.c: what a worker thread's connections ask of it: descriptors
+ * opened and closed against the process's budget (accepting pauses at the
+ * reserve instead of failing), accept pauses and resumes, and the snapshot
+ * a new request starts on. conn.c and upstream.c call these; server.c owns
+ * the threads, the listeners and the reload, and calls conn_accept.
+ */
+#include "proxy_internal.h"
+
+#define ACCEPT_RETRY_MS 100 /* ms before retrying after EMFILE */
+
+void
+worker_fd_opened(struct worker *w)
+{
+	atomic_fetch_add(&w->fds->open, 1);
+}
+
+void
+worker_fd_closed(struct worker *w)
+{
+	atomic_fetch_sub(&w->fds->open, 1);
+}
+
+bool
+worker_fds_low(struct worker *w)
+{
+	return atomic_load(&w->fds->open) + (long)w->cfg->fd_reserve >=
+	       w->fds->limit;
+}
+
+void
+worker_accept_pause(struct worker *w, bool retry_later)
+{
+	if (!w->accept_paused) {
+		event_del(w->accept_ev);
+		w->accept_paused = true;
+		metrics_add(w, METRIC_ACCEPT_PAUSES, 1);
+	}
+	if (retry_later) {
+		struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
+
+		evtimer_add(w->accept_retry_ev, &tv);
+	}
+}
+
+void
+worker_accept_resume(struct worker *w)
+{
+	if (w->accept_paused && !w->draining && w->listen_fd >= 0) {
+		event_add(w->accept_ev, NULL);
+		w->accept_paused = false;
+	}
+}
+
+void
+worker_conn_closed(struct worker *w)
+{
+	w->nconns--;
+	if (w->accept_paused && w->nconns < w->cfg->max_conns &&
+	    !worker_fds_low(w))
+		worker_accept_resume(w);
+}
+
+struct snapshot *
+worker_snapshot(struct worker *w)
+{
+	snapshot_ref(w->snap);
+	return w->snap;
+}
