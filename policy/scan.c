@@ -1012,7 +1012,7 @@ parse_value(struct scan_ctx *c, const char **pp, unsigned root_mask)
 	const char *guard_lf[SCAN_TRACK]; /* the LF a guarded one must pass */
 	unsigned guarded = 0;             /* bit per depth: started a line */
 	const unsigned guard_from = c->guard_from;
-	bool is_int;
+	bool is_int, obj;
 
 	vmask = p < end && *p == '{' ? root_mask : 0;
 value:
@@ -1024,7 +1024,9 @@ value:
 		goto string; /* the most common value, before the jump table */
 	switch (*p) {
 	case '{':
-		if (vmask != 0 && check_container(c, vmask, depth, true) < 0)
+	case '[':
+		obj = *p == '{';
+		if (vmask != 0 && check_container(c, vmask, depth, obj) < 0)
 			goto fail_ctx_p;
 		if (__builtin_expect(depth >= guard_from, 0) &&
 		    starts_line(c->begin, p) &&
@@ -1036,46 +1038,22 @@ value:
 			err = "nesting deeper than the limit";
 			goto fail;
 		}
-		is_obj[depth] = 1;
+		is_obj[depth] = obj;
 		if (depth < SCAN_TRACK) {
 			lmask[depth] = vmask;
 			lseen[depth] = 0;
-		}
-		cmask = vmask;
-		depth++;
-		p++;
-		SKIP_WS_IN(ws, p, end);
-		if (p < end && *p == '}') {
-			p++;
-			goto close;
-		}
-		goto key;
-	case '[':
-		if (vmask != 0 && check_container(c, vmask, depth, false) < 0)
-			goto fail_ctx_p;
-		if (__builtin_expect(depth >= guard_from, 0) &&
-		    starts_line(c->begin, p) &&
-		    guard_open(c, p, depth, &guarded, guard_lf) < 0) {
-			err = NESTED_LINE_ERROR;
-			goto fail;
-		}
-		if (depth >= max_depth) {
-			err = "nesting deeper than the limit";
-			goto fail;
-		}
-		is_obj[depth] = 0;
-		if (depth < SCAN_TRACK) {
-			lmask[depth] = vmask;
 			lidx[depth] = 0;
 		}
 		cmask = vmask;
 		depth++;
 		p++;
 		SKIP_WS_IN(ws, p, end);
-		if (p < end && *p == ']') {
+		if (p < end && *p == (obj ? '}' : ']')) {
 			p++;
 			goto close;
 		}
+		if (obj)
+			goto key;
 		vmask = cmask != 0 ? elem_mask(c, cmask, depth - 1, 0) : 0;
 		goto value;
 	case '"':
