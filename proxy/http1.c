@@ -27,66 +27,6 @@
 
 #include "http1_internal.h"
 
-#define IS_ALNUM(c)                                                            \
-	(((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') ||           \
-	 ((c) >= '0' && (c) <= '9'))
-#define IS_TCHAR(c)                                                            \
-	(IS_ALNUM(c) || (c) == '!' || (c) == '#' || (c) == '$' ||              \
-	 (c) == '%' || (c) == '&' || (c) == '\'' || (c) == '*' ||              \
-	 (c) == '+' || (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' || \
-	 (c) == '`' || (c) == '|' || (c) == '~')
-#define IS_SUBDELIM(c)                                                         \
-	((c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' ||              \
-	 (c) == '(' || (c) == ')' || (c) == '*' || (c) == '+' || (c) == ',' || \
-	 (c) == ';' || (c) == '=')
-#define IS_UNRESERVED(c)                                                       \
-	(IS_ALNUM(c) || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~')
-#define IS_HEX(c)                                                              \
-	(((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'f') ||           \
-	 ((c) >= 'A' && (c) <= 'F'))
-
-#define CLASS_OF(c)                                                            \
-	((IS_TCHAR(c) ? HTTP1_TCHAR : 0) |                                     \
-	 (((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f)) ? HTTP1_FVAL : 0) |    \
-	 ((IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == ':' || (c) == '@' ||   \
-	   (c) == '/' || (c) == '?' || (c) == '%')                             \
-	      ? HTTP1_TARGET                                                   \
-	      : 0) |                                                           \
-	 (IS_HEX(c) ? HTTP1_HEX : 0) |                                         \
-	 ((IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == ':' || (c) == '%' ||   \
-	   (c) == '[' || (c) == ']')                                           \
-	      ? HTTP1_HOST                                                     \
-	      : 0))
-
-#define T1(c) CLASS_OF(c)
-#define T4(c) T1(c), T1((c) + 1), T1((c) + 2), T1((c) + 3)
-#define T16(c) T4(c), T4((c) + 4), T4((c) + 8), T4((c) + 12)
-#define T64(c) T16(c), T16((c) + 16), T16((c) + 32), T16((c) + 48)
-
-const unsigned char http1_class[256] = {T64(0), T64(64), T64(128), T64(192)};
-
-/* ASCII lower case, with '_' read as '-' (see fold_eq). */
-#define L1(c) (((c) >= 'A' && (c) <= 'Z') ? ((c) | 0x20) : (c))
-#define L4(c) L1(c), L1((c) + 1), L1((c) + 2), L1((c) + 3)
-#define L16(c) L4(c), L4((c) + 4), L4((c) + 8), L4((c) + 12)
-#define L64(c) L16(c), L16((c) + 16), L16((c) + 32), L16((c) + 48)
-
-static const unsigned char lower[256] = {L64(0), L64(64), L64(128), L64(192)};
-
-/* Case-insensitive compare of p[0,n) with a lower-case literal. */
-static inline bool
-ieq(const unsigned char *p, size_t n, const char *lit, size_t litlen)
-{
-	size_t i;
-
-	if (n != litlen)
-		return false;
-	for (i = 0; i < n; i++)
-		if (lower[p[i]] != (unsigned char)lit[i])
-			return false;
-	return true;
-}
-
 /* Like ieq with '_' read as '-': spots names some back ends fold. */
 static inline bool
 fold_eq(const unsigned char *p, size_t n, const char *lit, size_t litlen)
@@ -96,14 +36,14 @@ fold_eq(const unsigned char *p, size_t n, const char *lit, size_t litlen)
 	if (n != litlen)
 		return false;
 	for (i = 0; i < n; i++) {
-		unsigned char c = p[i] == '_' ? '-' : lower[p[i]];
+		unsigned char c = p[i] == '_' ? '-' : http1_class_lower[p[i]];
 		if (c != (unsigned char)lit[i])
 			return false;
 	}
 	return true;
 }
 
-#define IEQ(p, n, lit) ieq((p), (n), (lit), sizeof(lit) - 1)
+#define IEQ(p, n, lit) http1_ieq((p), (n), (lit), sizeof(lit) - 1)
 #define FOLD_EQ(p, n, lit) fold_eq((p), (n), (lit), sizeof(lit) - 1)
 
 /*
@@ -234,136 +174,11 @@ read_field(const unsigned char *p, size_t *pos, size_t end, struct field *f,
 	return FIELD_LINE;
 }
 
-/* 1*DIGIT without overflow. */
-static int
-parse_length(const unsigned char *v, size_t n, uint64_t *out)
-{
-	uint64_t x = 0;
-	size_t i;
-
-	if (n == 0)
-		return -1;
-	for (i = 0; i < n; i++) {
-		unsigned d = (unsigned)v[i] - '0';
-		if (d > 9)
-			return -1;
-		if (x > (UINT64_MAX - d) / 10)
-			return -1;
-		x = x * 10 + d;
-	}
-	*out = x;
-	return 0;
-}
-
-/*
- * Transfer-Encoding value: 0 when it is exactly one "chunked", 501 when it
- * names another coding, 400 when the list is malformed or repeats chunked.
- */
-static int
-check_te(const unsigned char *v, size_t n)
-{
-	size_t i = 0, s;
-	unsigned chunked = 0;
-	bool other = false;
-
-	for (;;) {
-		s = i;
-		while (i < n && (http1_class[v[i]] & HTTP1_TCHAR))
-			i++;
-		if (i == s)
-			return 400; /* empty element or stray byte */
-		if (IEQ(v + s, i - s, "chunked"))
-			chunked++;
-		else
-			other = true;
-		while (i < n && (v[i] == ' ' || v[i] == '\t'))
-			i++;
-		if (i == n)
-			break;
-		if (v[i] == ';') {
-			/* transfer parameters: never valid on chunked */
-			if (IEQ(v + s, i - s, "chunked"))
-				return 400;
-			while (i < n && v[i] != ',')
-				i++;
-			if (i == n)
-				break;
-		}
-		if (v[i] != ',')
-			return 400;
-		i++;
-		while (i < n && (v[i] == ' ' || v[i] == '\t'))
-			i++;
-	}
-	if (other)
-		return 501;
-	return chunked == 1 ? 0 : 400;
-}
-
-/*
- * Connection value: a comma list of tokens (empty elements ignored).
- * Returns -1 when an element is not a token.
- */
-static int
-scan_connection(const unsigned char *v, size_t n, bool *close, bool *keep_alive)
-{
-	size_t i = 0, s;
-
-	while (i < n) {
-		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-			i++;
-		if (i == n)
-			break;
-		s = i;
-		while (i < n && (http1_class[v[i]] & HTTP1_TCHAR))
-			i++;
-		if (i == s)
-			return -1;
-		if (IEQ(v + s, i - s, "close"))
-			*close = true;
-		else if (IEQ(v + s, i - s, "keep-alive"))
-			*keep_alive = true;
-		while (i < n && (v[i] == ' ' || v[i] == '\t'))
-			i++;
-		if (i < n && v[i] != ',')
-			return -1;
-	}
-	return 0;
-}
-
-/*
- * Host = uri-host [ ":" port ] (RFC 9110 7.2): an IP literal in brackets or
- * a reg-name, then digits after one colon. A comma is refused although
- * reg-name allows it: a back end may read Host as a list.
- */
-static bool
-host_ok(const unsigned char *v, size_t n)
-{
-	size_t i = 0;
-
-	if (n > 0 && v[0] == '[') {
-		for (i = 1; i < n && v[i] != ']'; i++)
-			if (!(http1_class[v[i]] & HTTP1_HOST) || v[i] == '[')
-				return false;
-		if (i == n || i == 1)
-			return false;
-		i++;
-	} else {
-		while (i < n && (http1_class[v[i]] & HTTP1_HOST) &&
-		       v[i] != ':' && v[i] != '[' && v[i] != ']' && v[i] != ',')
-			i++;
-	}
-	if (i < n && v[i] == ':')
-		for (i++; i < n && v[i] >= '0' && v[i] <= '9'; i++)
-			;
-	return i == n;
-}
-
 /* The framing and connection facts gathered from the fields of a head. */
 struct head_facts {
 	unsigned n_cl, n_te, n_host;
 	uint64_t content_length;
-	int te; /* check_te result of the single TE line */
+	int te; /* http1_value_te result of the single TE line */
 	bool conn_close, conn_keep_alive;
 	bool expect_continue, expect_other, upgrade;
 	const unsigned char *host;
@@ -404,7 +219,7 @@ note_field(const struct field *f, struct head_facts *hf, const char **reason)
 				*reason = "duplicate Host";
 				return 400;
 			}
-			if (!host_ok(f->value, f->value_len)) {
+			if (!http1_value_host(f->value, f->value_len)) {
 				*reason = "invalid Host";
 				return 400;
 			}
@@ -426,8 +241,9 @@ note_field(const struct field *f, struct head_facts *hf, const char **reason)
 		break;
 	case 10:
 		if (IEQ(n, len, "connection") &&
-		    scan_connection(f->value, f->value_len, &hf->conn_close,
-		                    &hf->conn_keep_alive) < 0) {
+		    http1_value_connection(f->value, f->value_len,
+		                           &hf->conn_close,
+		                           &hf->conn_keep_alive) < 0) {
 			*reason = "invalid Connection";
 			return 400;
 		}
@@ -440,8 +256,8 @@ note_field(const struct field *f, struct head_facts *hf, const char **reason)
 				*reason = "several Content-Length";
 				return 400;
 			}
-			if (parse_length(f->value, f->value_len,
-			                 &hf->content_length) < 0) {
+			if (http1_value_length(f->value, f->value_len,
+			                       &hf->content_length) < 0) {
 				*reason = "invalid Content-Length";
 				return 400;
 			}
@@ -455,7 +271,7 @@ note_field(const struct field *f, struct head_facts *hf, const char **reason)
 				*reason = "several Transfer-Encoding";
 				return 400;
 			}
-			hf->te = check_te(f->value, f->value_len);
+			hf->te = http1_value_te(f->value, f->value_len);
 			if (hf->te == 501) {
 				*reason = "unsupported transfer coding";
 				return 501;
@@ -492,7 +308,7 @@ note_request_field(const struct field *f, unsigned *n_ctype, unsigned *n_cenc,
 	const unsigned char *n = f->name;
 	size_t len = f->name_len;
 
-	if (len < 8 || (lower[n[0]] != 'c'))
+	if (len < 8 || (http1_class_lower[n[0]] != 'c'))
 		return 0;
 	if (f->underscore) {
 		if (FOLD_EQ(n, len, "content-type") ||
@@ -908,7 +724,8 @@ http1_connection_names(const struct http1_header *h, unsigned n,
 			if (i - s != name.len || i == s)
 				continue;
 			for (j = 0; j < name.len; j++)
-				if (lower[v[s + j]] != lower[want[j]])
+				if (http1_class_lower[v[s + j]] !=
+				    http1_class_lower[want[j]])
 					break;
 			if (j == name.len)
 				return true;
@@ -930,7 +747,8 @@ http1_find(const struct http1_header *h, unsigned n, const char *name)
 		if (h[k].name.len != len)
 			continue;
 		for (j = 0; j < len; j++)
-			if (lower[a[j]] != lower[(unsigned char)name[j]])
+			if (http1_class_lower[a[j]] !=
+			    http1_class_lower[(unsigned char)name[j]])
 				break;
 		if (j == len)
 			return &h[k];

@@ -128,6 +128,34 @@ long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 #define HTTP1_HEX 0x08
 #define HTTP1_HOST 0x10 /* uri-host [ ":" port ], IP literals included */
 extern const unsigned char http1_class[256]; /* HTTP1_* bits of a byte */
+/* ASCII letters in lower case, every other byte as it is. */
+extern const unsigned char http1_class_lower[256];
+
+/* p[0,n) equals the lower-case literal lit, ASCII case-blind. */
+static inline bool
+http1_ieq(const unsigned char *p, size_t n, const char *lit, size_t litlen)
+{
+	if (n != litlen)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (http1_class_lower[p[i]] != (unsigned char)lit[i])
+			return false;
+	return true;
+}
+#define HTTP1_IEQ(p, n, lit) http1_ieq((p), (n), (lit), sizeof(lit) - 1)
+
+/* http1_value.c. Content-Length: 0 with *out, -1 when not 1*DIGIT or it
+ * overflows. */
+int http1_value_length(const unsigned char *v, size_t n, uint64_t *out);
+/* Transfer-Encoding: 0 for exactly one "chunked", 501 for another coding,
+ * 400 for a malformed list or a repeated chunked. */
+int http1_value_te(const unsigned char *v, size_t n);
+/* Connection: sets *close / *keep_alive for those tokens; 0, or -1 when an
+ * element is not a token. */
+int http1_value_connection(const unsigned char *v, size_t n, bool *close,
+                           bool *keep_alive);
+/* Host = uri-host [ ":" port ], no comma (a list to some back ends). */
+bool http1_value_host(const unsigned char *v, size_t n);
 
 /* (The case-insensitive compare of a slice with a C string is
  * cg_slice_ieq, common.h.) */
