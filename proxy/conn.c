@@ -463,6 +463,13 @@ conn_step(struct conn *c)
 			}
 			break;
 		case CS_CLOSING:
+		case CS_LINGER:
+			/* nothing read now is a request */
+			evbuffer_drain(c->t.in, evbuffer_get_length(c->t.in));
+			if (c->state == CS_LINGER && c->t.eof) {
+				conn_close(c);
+				return;
+			}
 			break;
 		}
 		if (c->t.closed)
@@ -480,9 +487,20 @@ conn_step(struct conn *c)
 		}
 		if (c->state == CS_CLOSING &&
 		    evbuffer_get_length(c->t.out) == 0) {
+			/* FIN now, close later: a close with unread bytes
+			 * sends a reset, which can destroy the response
+			 * before the client read it */
 			transport_shutdown(&c->t);
-			conn_close(c);
-			return;
+			if (c->t.eof) {
+				conn_close(c);
+				return;
+			}
+			if (c->up) {
+				upstream_abort(c->up);
+				c->up = NULL;
+			}
+			c->state = CS_LINGER;
+			set_timer(c, TIMER_LINGER, CG_LINGER_TIMEOUT_MS);
 		}
 		/* go round again only while something moved */
 		if (c->state == before && !got)
@@ -512,6 +530,8 @@ on_conn_timeout(void *arg)
 	} else if (kind == TIMER_BODY && c->state == CS_BODY) {
 		conn_fail(c, 408, "the request body stalled", NULL);
 		conn_step(c);
+	} else if (kind == TIMER_LINGER) {
+		conn_close(c); /* the client never closed: enough */
 	} else {
 		conn_close(c); /* idle keep-alive connection */
 	}

@@ -18,9 +18,16 @@ enum conn_state {
 	CS_BODY,     /* reading the request body */
 	CS_UPSTREAM, /* the request is forwarded; relaying the response */
 	CS_CLOSING,  /* flushing the last bytes, then closing */
+	CS_LINGER,   /* our side shut down; reading and dropping what comes */
 };
 
-enum timer_kind { TIMER_NONE, TIMER_IDLE, TIMER_HEAD, TIMER_BODY };
+enum timer_kind {
+	TIMER_NONE,
+	TIMER_IDLE,
+	TIMER_HEAD,
+	TIMER_BODY,
+	TIMER_LINGER,
+};
 
 struct conn {
 	struct transport t; /* the client side: t.in, t.out, flags, guard */

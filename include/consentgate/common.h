@@ -96,8 +96,13 @@ cg_slice_ieq(struct cg_slice s, const char *lit)
 #define CG_CLIENT_OUT_HIGH                                                     \
 	(1u << 20) /* queued to the client: upstream paused */
 #define CG_CLIENT_OUT_LOW (256u << 10) /* ... and resumed below this */
-#define CG_PIPELINE_AHEAD (64u << 10)  /* read ahead while a request is busy */
-#define CG_STREAM_START (256u << 10)   /* kept NDJSON held before streaming */
+/* ms a connection closed after an error keeps reading and dropping what
+ * the client still sends, so that closing with unread bytes does not
+ * reset the connection before the client read the error (nginx's
+ * lingering close); it ends sooner when the client closes */
+#define CG_LINGER_TIMEOUT_MS 2000
+#define CG_PIPELINE_AHEAD (64u << 10) /* read ahead while a request is busy */
+#define CG_STREAM_START (256u << 10)  /* kept NDJSON held before streaming */
 
 /* ---- defaults the configuration may change ---- */
 /* bytes of a request head; 431 */

@@ -503,6 +503,35 @@ def limit_431_header_count(env):
 
 
 @test
+def error_survives_a_client_still_sending(env):
+    """A refusal while the client is still sending its body: the proxy
+    shuts its side down and keeps reading (lingering close), so the
+    client reads the whole problem; a close with unread bytes would send a
+    reset that destroys it. The connection then ends when the client
+    closes."""
+    import time
+    up = env.upstream()
+    px = env.proxy(up.url, config={"max_body_bytes": 1000})
+    for attempt in range(5):
+        c = env.client(px)
+        total = 4 << 20
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d"
+                b"\r\n\r\n" % total + b"x" * (256 << 10))
+        time.sleep(0.2)  # the 413 is written and the proxy shuts down
+        sent = 256 << 10
+        try:
+            while sent < total:
+                c.send(b"y" * (256 << 10))
+                sent += 256 << 10
+        except OSError as e:
+            raise AssertionError("the proxy reset the connection after "
+                                 "%d bytes: %r" % (sent, e))
+        check_problem(c.read_response(), 413)
+        c.close()
+    assert up.raw_bytes() == 0
+
+
+@test
 def limit_413_body(env):
     up = env.upstream()
     px = env.proxy(up.url, config={"max_body_bytes": 1000})

@@ -254,8 +254,45 @@ test_framing_error_closes(void **state)
 	assert_true(strncmp(cl, "HTTP/1.1 400 ", 13) == 0);
 	assert_true(has(cl, "\r\nConnection: close\r\n"));
 	assert_true(has(cl, "application/problem+json"));
+	/* the client reads the error and closes: so does the proxy
+	 * (until then it lingers, reading) */
+	close(c->client);
+	c->client = -1;
 	wait_closed(f);
 	assert_int_equal(fixture_accept(f, 5), -1);
+}
+
+/*
+ * After an error with request bytes unread, the proxy shuts its side down
+ * (the client sees the response, then EOF) but keeps reading and dropping
+ * what the client still sends, so that no reset destroys the response;
+ * it closes when the client does, or after CG_LINGER_TIMEOUT_MS.
+ */
+static void
+test_linger_after_error(void **state)
+{
+	struct cfix *c = *state;
+	struct fixture *f = c->f;
+	char cl[8192], more[4096];
+
+	connect_client(c);
+	fixture_puts(f, c->client,
+	             "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"
+	             "Transfer-Encoding: chunked\r\n\r\nabc");
+	fixture_read_until(f, c->client, NULL, cl, sizeof(cl), 0);
+	assert_true(strncmp(cl, "HTTP/1.1 400 ", 13) == 0);
+	/* EOF came, and the connection still reads what the client sends */
+	assert_int_equal(f->w.nconns, 1);
+	memset(more, 'x', sizeof(more));
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(write(c->client, more, sizeof(more)),
+		                 (ssize_t)sizeof(more));
+		fixture_pump(f);
+	}
+	assert_int_equal(f->w.nconns, 1);
+	close(c->client);
+	c->client = -1;
+	wait_closed(f);
 }
 
 /* Half a head and the client leaves: closed once, nothing forwarded. */
@@ -312,6 +349,10 @@ test_upstream_breaks_mid_body(void **state)
 	n = fixture_read_until(f, c->client, NULL, cl, sizeof(cl), 0);
 	assert_true(strncmp(cl, "HTTP/1.1 200 OK\r\n", 17) == 0);
 	assert_true(n > 3 && strcmp(cl + n - 3, "abc") == 0);
+	/* the client reads the error and closes: so does the proxy
+	 * (until then it lingers, reading) */
+	close(c->client);
+	c->client = -1;
 	wait_closed(f);
 }
 
@@ -349,6 +390,10 @@ test_head_timeout(void **state)
 	fixture_puts(f, c->client, "GET /p HTTP/1.1\r\n");
 	fixture_read_until(f, c->client, NULL, cl, sizeof(cl), 0);
 	assert_true(strncmp(cl, "HTTP/1.1 408 ", 13) == 0);
+	/* the client reads the error and closes: so does the proxy
+	 * (until then it lingers, reading) */
+	close(c->client);
+	c->client = -1;
 	wait_closed(f);
 }
 
@@ -399,6 +444,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_inspected_ndjson, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_framing_error_closes, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_linger_after_error, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_client_gone_mid_head, setup,
 	                                    teardown),
