@@ -6,11 +6,11 @@
 #ifndef CONSENTGATE_CMD_INTERNAL_H
 #define CONSENTGATE_CMD_INTERNAL_H
 
-int cmd_serve(int argc, char **argv); /* serve.c: run the proxy */
-int cmd_demo(int argc, char **argv);  /* demo.c: proxy + local upstream */
-int cmd_check(int argc, char **argv); /* cmd_check.c: validate a rule file */
-int cmd_test(int argc, char **argv);  /* cmd_test.c: run policy test cases */
-int cmd_eval(int argc, char **argv);  /* cmd_eval.c: decide a body offline */
+int cmd_serve(int argc, char **argv);   /* serve.c: run the proxy */
+int cmd_demo(int argc, char **argv);    /* demo.c: proxy + local upstream */
+int cmd_check(int argc, char **argv);   /* cmd_check.c: validate a rule file */
+int cmd_test(int argc, char **argv);    /* cmd_test.c: run policy test cases */
+int cmd_eval(int argc, char **argv);    /* cmd_eval.c: decide a body offline */
 int cmd_consent(int argc, char **argv); /* cmd_consent.c: consent build|info */
 
 #endif

@@ -17,8 +17,9 @@
 #include "http1_internal.h"
 #include "inspect_internal.h"
 
-#define REWRITE_PEER_MAX 64 /* bytes of a Forwarded for= value, NUL included   \
-	                     */
+#define REWRITE_PEER_MAX                                                       \
+	64 /* bytes of a Forwarded for= value, NUL included                    \
+	    */
 
 /* The Forwarded for= value of a client address (RFC 7239: an IPv6
    address quoted in brackets) into out[0,len); "unknown" for others. */

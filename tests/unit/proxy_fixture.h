@@ -47,7 +47,7 @@ struct fixture {
 	struct server *server;
 	struct worker w;
 	struct worker_fds fds; /* the worker's descriptor budget */
-	int up_listen; /* the fake upstream's listening socket */
+	int up_listen;         /* the fake upstream's listening socket */
 };
 
 static void
