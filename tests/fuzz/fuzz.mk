@@ -36,7 +36,8 @@ fuzz-regress-http1: $(BUILD)/fuzz_http1_standalone
 # ---- end http1 ----
 
 # ---- scan: the record scanner against jansson ----
-SCAN_FUZZ_SRC := tests/fuzz/fuzz_scan.c policy/scan.c policy/jsonptr.c
+SCAN_FUZZ_SRC := tests/fuzz/fuzz_scan.c policy/scan.c policy/jsonptr.c \
+	policy/keyfold.c policy/subject_id.c
 all: $(BUILD)/fuzz_scan
 regress: fuzz-regress-scan
 
