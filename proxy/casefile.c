@@ -638,7 +638,8 @@ check_file(struct casefile_set *s, struct casefile *f)
 	snprintf(f->dir, sizeof(f->dir), "%.*s",
 	         slash ? (int)(slash - f->path + 1) : 0, f->path);
 	f->now = (int64_t)time(NULL);
-	if ((f->text = cli_read_file(f->path, &f->len)) == NULL) {
+	if (f->text == NULL &&
+	    (f->text = cli_read_file(f->path, &f->len)) == NULL) {
 		cg_errors_add(&s->errs, f->path, 0, 0, "cannot read: %s",
 		              strerror(errno));
 		return;
@@ -692,6 +693,19 @@ casefile_load(struct casefile_set *s, const char *path)
 	s->files[s->nfiles].path = path;
 	check_file(s, &s->files[s->nfiles++]);
 	return 0;
+}
+
+int
+casefile_load_text(struct casefile_set *s, const char *path, char *text,
+                   size_t len)
+{
+	if (s->nfiles == CG_MAX_CASE_FILES) {
+		free(text);
+		return -1;
+	}
+	s->files[s->nfiles].text = text;
+	s->files[s->nfiles].len = len;
+	return casefile_load(s, path);
 }
 
 void

@@ -60,6 +60,13 @@ void casefile_set_init(struct casefile_set *s, const struct policy *p);
  * CG_MAX_CASE_FILES files already. A set with errors must not run.
  */
 int casefile_load(struct casefile_set *s, const char *path);
+/*
+ * casefile_load for a file already read (the fuzz driver's seam): text is
+ * malloc'ed, NUL-terminated at [len], and the set's from now on, even on
+ * -1. path still names it and resolves its relative file names.
+ */
+int casefile_load_text(struct casefile_set *s, const char *path, char *text,
+                       size_t len);
 /* Free everything the set holds. */
 void casefile_set_reset(struct casefile_set *s);
 
