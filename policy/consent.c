@@ -29,13 +29,8 @@
 /* A validated row waiting to be merged (rows are merged in batches so
  * their hash-slot fetches overlap). */
 struct pending {
-	uint64_t subj, ev, h;
-	int64_t sec;
-	uint32_t nsec;
+	struct consent_wnew r;
 	int line;
-	uint16_t subj_len;
-	uint8_t purpose, status, ev_len;
-	char juris[2];
 };
 
 struct import {
@@ -115,9 +110,9 @@ later_or_equal(int64_t sec, uint32_t nsec, int64_t than_sec, uint32_t than_nsec)
 	return sec > than_sec || (sec == than_sec && nsec >= than_nsec);
 }
 
-/* Merge one valid row into the working table. -1: out of capacity. */
-static int
-merge_row(struct import *im, const struct pending *pr)
+/* Merge one valid row into the working table (consent_internal.h). */
+int
+consent_work_merge(struct consent_work *w, const struct consent_wnew *pr)
 {
 	uint64_t subj = pr->subj, ev = pr->ev;
 	size_t subj_len = pr->subj_len, ev_len = pr->ev_len;
@@ -125,36 +120,37 @@ merge_row(struct import *im, const struct pending *pr)
 	const char *juris = pr->juris;
 	int64_t sec = pr->sec;
 	uint32_t nsec = pr->nsec;
-	const char *sp = ref_ptr(im, subj);
+	const char *sp = consent_ref_ptr(w, subj);
 	uint64_t h = pr->h;
-	uint64_t b = consent_bucket(h, im->w.nwslots), tag = consent_tag(h);
+	uint64_t b = consent_bucket(h, w->nwslots), tag = consent_tag(h);
 	struct consent_wperson *p = NULL;
 	struct consent_wrow *r;
 
 	for (;;) {
-		uint64_t s = im->w.wslots[b];
+		uint64_t s = w->wslots[b];
 		if (s == 0) {
-			if (im->w.npeople >= im->w.cap_people)
+			if (w->npeople >= w->cap_people)
 				return -1;
-			p = &im->w.people[im->w.npeople++];
+			p = &w->people[w->npeople++];
 			memset(p, 0, sizeof(*p));
 			p->subj = subj;
 			p->subj_len = (uint16_t)subj_len;
 			p->latest_sec = INT64_MIN;
-			im->w.wslots[b] =
-			    tag << CONSENT_SLOT_OFF_BITS | im->w.npeople;
+			w->wslots[b] =
+			    tag << CONSENT_SLOT_OFF_BITS | w->npeople;
 			break;
 		}
 		if (s >> CONSENT_SLOT_OFF_BITS == tag) {
 			struct consent_wperson *q =
-			    &im->w.people[(s & CONSENT_SLOT_OFF_MASK) - 1];
+			    &w->people[(s & CONSENT_SLOT_OFF_MASK) - 1];
 			if (q->subj_len == subj_len &&
-			    memcmp(ref_ptr(im, q->subj), sp, subj_len) == 0) {
+			    memcmp(consent_ref_ptr(w, q->subj), sp, subj_len) ==
+			        0) {
 				p = q;
 				break;
 			}
 		}
-		if (++b == im->w.nwslots)
+		if (++b == w->nwslots)
 			b = 0;
 	}
 	/* The newest row of any purpose names the jurisdiction. */
@@ -164,20 +160,20 @@ merge_row(struct import *im, const struct pending *pr)
 		p->latest_nsec = nsec;
 		memcpy(p->juris, juris, 2);
 	}
-	for (uint32_t i = p->head; i != 0; i = im->w.rows[i - 1].next) {
-		r = &im->w.rows[i - 1];
+	for (uint32_t i = p->head; i != 0; i = w->rows[i - 1].next) {
+		r = &w->rows[i - 1];
 		if (r->purpose != purpose)
 			continue;
 		if (later_or_equal(sec, nsec, r->sec, r->nsec))
 			goto set;
 		return 0;
 	}
-	if (im->w.nrows >= im->w.cap_rows)
+	if (w->nrows >= w->cap_rows)
 		return -1;
-	r = &im->w.rows[im->w.nrows++];
+	r = &w->rows[w->nrows++];
 	r->next = p->head;
 	r->purpose = (uint8_t)purpose;
-	p->head = (uint32_t)im->w.nrows;
+	p->head = (uint32_t)w->nrows;
 	p->nrows++;
 set:
 	r->sec = sec;
@@ -192,7 +188,7 @@ static void
 flush_pending(struct import *im)
 {
 	for (unsigned i = 0; i < im->npend; i++)
-		if (merge_row(im, &im->pend[i]) < 0)
+		if (consent_work_merge(&im->w, &im->pend[i].r) < 0)
 			bad(im, im->pend[i].line, "out of memory");
 	im->npend = 0;
 }
@@ -203,85 +199,102 @@ is_space(char ch)
 	return ch == ' ' || ch == '\t';
 }
 
+int
+consent_row_parse(struct cg_slice subject, struct cg_slice purpose,
+                  struct cg_slice status, struct cg_slice jurisdiction,
+                  struct cg_slice updated_at, struct cg_slice evidence,
+                  struct consent_row *out, const char **why)
+{
+	const char *sp = subject.ptr, *st = status.ptr, *ju = jurisdiction.ptr;
+
+	if (subject.len == 0)
+		return *why = "empty subject", -1;
+	if (subject.len > CG_MAX_SUBJECT_LEN)
+		return *why = "subject longer than 256 bytes", -1;
+	if (is_space(sp[0]) || is_space(sp[subject.len - 1]))
+		return *why = "subject has leading or trailing space", -1;
+	if (purpose.len == 0 || purpose.len > CG_MAX_PURPOSE_LEN)
+		return *why = "purpose must be 1 to 64 characters", -1;
+	for (size_t i = 0; i < purpose.len; i++) {
+		char ch = purpose.ptr[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+		      ch == '.'))
+			return *why = "purpose may hold only letters, digits, "
+			              "'-', '_' and '.'",
+			       -1;
+	}
+	if (status.len == 7 && memcmp(st, "granted", 7) == 0)
+		out->status = CONSENT_STATUS_GRANTED;
+	else if (status.len == 6 && memcmp(st, "denied", 6) == 0)
+		out->status = CONSENT_STATUS_DENIED;
+	else if (status.len == 9 && memcmp(st, "withdrawn", 9) == 0)
+		out->status = CONSENT_STATUS_WITHDRAWN;
+	else
+		return *why = "status must be granted, denied or withdrawn", -1;
+	if (jurisdiction.len != 2 || ju[0] < 'A' || ju[0] > 'Z' ||
+	    ju[1] < 'A' || ju[1] > 'Z')
+		return *why = "jurisdiction must be an ISO 3166-1 alpha-2 code "
+		              "(two upper-case letters)",
+		       -1;
+	if (rfc3339_parse(updated_at.ptr, updated_at.len, &out->sec,
+	                  &out->nsec) < 0)
+		return *why = "updated_at is not a valid RFC 3339 timestamp "
+		              "(e.g. 2025-03-01T12:00:00Z)",
+		       -1;
+	if (evidence.len > CG_MAX_EVIDENCE_LEN)
+		return *why = "evidence longer than 255 bytes", -1;
+	out->subject = subject;
+	out->purpose = purpose;
+	out->evidence = evidence;
+	memcpy(out->juris, ju, 2);
+	return 0;
+}
+
+static struct cg_slice
+field_slice(const struct csv_field *f)
+{
+	return (struct cg_slice){f->ptr, f->len};
+}
+
 /* Validate one data row and merge it. -1 when reported bad. */
 static int
 import_row(struct import *im, const struct csv_field *f, int ev_col, int line)
 {
 	uint64_t subj, ev = 0;
 	size_t subj_len, ev_len = 0;
-	int purpose, status;
-	int64_t sec;
-	uint32_t nsec;
+	struct consent_row row;
+	const char *why;
+	int purpose;
 
 	if (field_ref(im, &f[0], &subj, &subj_len) < 0)
 		goto nomem;
-	const char *sp = ref_ptr(im, subj);
-	if (subj_len == 0)
-		return bad(im, line, "empty subject");
-	if (subj_len > CG_MAX_SUBJECT_LEN)
-		return bad(im, line, "subject longer than 256 bytes");
-	if (is_space(sp[0]) || is_space(sp[subj_len - 1]))
-		return bad(im, line, "subject has leading or trailing space");
-
-	const struct csv_field *pf = &f[1];
-	if (pf->len == 0 || pf->len > CG_MAX_PURPOSE_LEN)
-		return bad(im, line, "purpose must be 1 to 64 characters");
-	for (size_t i = 0; i < pf->len; i++) {
-		char ch = pf->ptr[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
-		      ch == '.'))
-			return bad(im, line,
-			           "purpose may hold only letters, digits, "
-			           "'-', '_' and '.'");
-	}
-	purpose = purpose_intern(im, pf->ptr, pf->len, line);
+	if (ev_col >= 0 && field_ref(im, &f[ev_col], &ev, &ev_len) < 0)
+		goto nomem;
+	if (consent_row_parse((struct cg_slice){ref_ptr(im, subj), subj_len},
+	                      field_slice(&f[1]), field_slice(&f[2]),
+	                      field_slice(&f[3]), field_slice(&f[4]),
+	                      (struct cg_slice){ref_ptr(im, ev), ev_len}, &row,
+	                      &why) < 0)
+		return bad(im, line, why);
+	purpose = purpose_intern(im, f[1].ptr, f[1].len, line);
 	if (purpose < 0)
 		return bad(im, line, "more than 255 distinct purposes");
-
-	const struct csv_field *st = &f[2];
-	if (st->len == 7 && memcmp(st->ptr, "granted", 7) == 0)
-		status = CONSENT_STATUS_GRANTED;
-	else if (st->len == 6 && memcmp(st->ptr, "denied", 6) == 0)
-		status = CONSENT_STATUS_DENIED;
-	else if (st->len == 9 && memcmp(st->ptr, "withdrawn", 9) == 0)
-		status = CONSENT_STATUS_WITHDRAWN;
-	else
-		return bad(im, line,
-		           "status must be granted, denied or withdrawn");
-
-	const struct csv_field *ju = &f[3];
-	if (ju->len != 2 || ju->ptr[0] < 'A' || ju->ptr[0] > 'Z' ||
-	    ju->ptr[1] < 'A' || ju->ptr[1] > 'Z')
-		return bad(im, line,
-		           "jurisdiction must be an ISO 3166-1 alpha-2 code "
-		           "(two upper-case letters)");
-
-	if (rfc3339_parse(f[4].ptr, f[4].len, &sec, &nsec) < 0)
-		return bad(im, line,
-		           "updated_at is not a valid RFC 3339 timestamp "
-		           "(e.g. 2025-03-01T12:00:00Z)");
-
-	if (ev_col >= 0) {
-		if (field_ref(im, &f[ev_col], &ev, &ev_len) < 0)
-			goto nomem;
-		if (ev_len > CG_MAX_EVIDENCE_LEN)
-			return bad(im, line, "evidence longer than 255 bytes");
-	}
 	if (im->nerr > 0)
 		return 0; /* the table is lost anyway; only keep validating */
-	struct pending *pr = &im->pend[im->npend++];
+	struct pending *pd = &im->pend[im->npend++];
+	struct consent_wnew *pr = &pd->r;
 	pr->subj = subj;
 	pr->subj_len = (uint16_t)subj_len;
-	pr->h = consent_hash(sp, subj_len, CONSENT_HASH_SEED);
+	pr->h = consent_hash(row.subject.ptr, subj_len, CONSENT_HASH_SEED);
 	pr->purpose = (uint8_t)purpose;
-	pr->status = (uint8_t)status;
-	memcpy(pr->juris, ju->ptr, 2);
-	pr->sec = sec;
-	pr->nsec = nsec;
+	pr->status = (uint8_t)row.status;
+	memcpy(pr->juris, row.juris, 2);
+	pr->sec = row.sec;
+	pr->nsec = row.nsec;
 	pr->ev = ev;
 	pr->ev_len = (uint8_t)ev_len;
-	pr->line = line;
+	pd->line = line;
 	__builtin_prefetch(&im->w.wslots[consent_bucket(pr->h, im->w.nwslots)]);
 	if (im->npend == PENDING)
 		flush_pending(im);
@@ -504,6 +517,10 @@ consent_free(struct consent_table *t)
 {
 	if (t == NULL)
 		return;
+	if (t->img != NULL) {
+		consent_live_view_free(t);
+		return;
+	}
 	if (t->storage == CONSENT_STORAGE_FILE)
 		munmap((void *)(uintptr_t)t->base, t->size);
 	else
@@ -530,31 +547,32 @@ consent_set_version(struct consent_table *t, uint64_t version)
 int64_t
 consent_created_at(const struct consent_table *t)
 {
-	return t->h->created_at;
+	return t->clock ? consent_live_clock_get(t->clock) : t->h->created_at;
 }
 
 uint64_t
 consent_people(const struct consent_table *t)
 {
-	return t->h->people;
+	return t->img ? t->live_people : t->h->people;
 }
 
 uint64_t
 consent_rows(const struct consent_table *t)
 {
-	return t->h->rows;
+	return t->img ? t->live_rows : t->h->rows;
 }
 
 uint64_t
 consent_bytes(const struct consent_table *t)
 {
-	return t->size;
+	return t->size + (t->ov ? t->ov->size : 0);
 }
 
+/* A live view's purposes are its overlay's: the image's, then new ones. */
 unsigned
 consent_purpose_count(const struct consent_table *t)
 {
-	return t->h->npurposes;
+	return (t->ov ? t->ov : t)->h->npurposes;
 }
 
 struct cg_slice
@@ -562,6 +580,8 @@ consent_purpose_name(const struct consent_table *t, unsigned id)
 {
 	uint32_t ent[2];
 
+	if (t->ov != NULL)
+		t = t->ov;
 	if (id >= t->h->npurposes)
 		return (struct cg_slice){"", 0};
 	memcpy(ent, t->purposes + id * 8, 8);
@@ -585,8 +605,10 @@ consent_purpose_rows(const struct consent_table *t, unsigned id)
 {
 	uint64_t n = 0, off = 0;
 
+	if (t->ov != NULL) /* people in both are counted twice: messages */
+		n = consent_purpose_rows(t->ov, id);
 	if (id >= t->h->npurposes)
-		return 0;
+		return n;
 	if (t->from_csv)
 		return t->purpose_rows[id];
 	/* the blobs lie end to end (consent_snapshot_build); stop at anything
@@ -616,7 +638,7 @@ consent_purpose_rows(const struct consent_table *t, unsigned id)
 int
 consent_purpose_id(const struct consent_table *t, const char *name, size_t len)
 {
-	for (unsigned i = 0; i < t->h->npurposes; i++) {
+	for (unsigned i = 0; i < consent_purpose_count(t); i++) {
 		struct cg_slice s = consent_purpose_name(t, i);
 		if (s.len == len && memcmp(s.ptr, name, len) == 0)
 			return (int)i;
@@ -698,12 +720,16 @@ blob_match(const struct consent_table *t, uint64_t off, const char *subject,
 	return 1;
 }
 
-static void
+/* true when t decided the subject (found, or a malformed blob: unknown,
+ * failing closed); false when t has no such subject */
+static bool
 probe(const struct consent_table *t, uint64_t h, const char *subject,
       size_t len, int purpose_id, struct consent_lookup_result *out)
 {
 	uint64_t b = consent_bucket(h, t->nbuckets), tag = consent_tag(h);
 
+	if (purpose_id >= (int)t->h->npurposes)
+		purpose_id = -1;
 	/* Bounded even on a corrupt file without an empty slot. */
 	for (uint64_t i = 0; i < t->nbuckets; i++) {
 		uint64_t s = t->slots[b];
@@ -713,24 +739,40 @@ probe(const struct consent_table *t, uint64_t h, const char *subject,
 			int m = blob_match(t, (s & CONSENT_SLOT_OFF_MASK) * 8,
 			                   subject, len, purpose_id, out);
 			if (m == 1)
-				return;
-			if (m < 0)
-				break; /* fail closed: unknown */
+				return true;
+			if (m < 0) {
+				result_unknown(out); /* fail closed */
+				return true;
+			}
 		}
 		if (++b == t->nbuckets)
 			b = 0;
 	}
-	result_unknown(out);
+	return false;
+}
+
+/* A live view's overlay holds a changed person whole: it decides first. */
+static void
+lookup_hashed(const struct consent_table *t, uint64_t h, const char *subject,
+              size_t len, int purpose_id, struct consent_lookup_result *out)
+{
+	if (t->ov != NULL && t->ov->h->people > 0 &&
+	    probe(t->ov,
+	          t->ov->seed == t->seed
+	              ? h
+	              : consent_hash(subject, len, t->ov->seed),
+	          subject, len, purpose_id, out))
+		return;
+	if (!probe(t, h, subject, len, purpose_id, out))
+		result_unknown(out);
 }
 
 void
 consent_lookup(const struct consent_table *t, const char *subject, size_t len,
                int purpose_id, struct consent_lookup_result *out)
 {
-	if (purpose_id >= (int)t->h->npurposes)
-		purpose_id = -1;
-	probe(t, consent_hash(subject, len, t->seed), subject, len, purpose_id,
-	      out);
+	lookup_hashed(t, consent_hash(subject, len, t->seed), subject, len,
+	              purpose_id, out);
 }
 
 void
@@ -740,8 +782,6 @@ consent_lookup_many(const struct consent_table *t,
 {
 	uint64_t h[BATCH];
 
-	if (purpose_id >= (int)t->h->npurposes)
-		purpose_id = -1;
 	for (size_t base = 0; base < n; base += BATCH) {
 		size_t m = n - base < BATCH ? n - base : BATCH;
 		/* Start every memory fetch first, then wait on them once. */
@@ -771,8 +811,8 @@ consent_lookup_many(const struct consent_table *t,
 			}
 		}
 		for (size_t i = 0; i < m; i++)
-			probe(t, h[i], subjects[base + i].ptr,
-			      subjects[base + i].len, purpose_id,
-			      &out[base + i]);
+			lookup_hashed(t, h[i], subjects[base + i].ptr,
+			              subjects[base + i].len, purpose_id,
+			              &out[base + i]);
 	}
 }

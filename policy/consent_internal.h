@@ -22,6 +22,7 @@
 #ifndef CONSENTGATE_CONSENT_INTERNAL_H
 #define CONSENTGATE_CONSENT_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -102,7 +103,20 @@ struct consent_table {
 	int purpose_line[CG_MAX_CONSENT_PURPOSES];
 	uint64_t purpose_rows[CG_MAX_CONSENT_PURPOSES];
 	bool from_csv;
+	/* a live view (consent_live.c): the image fields above are img's,
+	   and ov, a table of the people changed since img was built, is
+	   consulted before them; people and rows count both */
+	struct consent_table *ov;
+	struct consent_table *img;        /* counted by img->img_refs */
+	struct consent_live_clock *clock; /* when it was last current */
+	uint64_t live_people, live_rows;
+	atomic_uint img_refs; /* an image shared by views: its owners */
 };
+
+/* Tear a live view down (consent_free calls it for one). */
+void consent_live_view_free(struct consent_table *t);
+/* When the live source behind t was last confirmed current. */
+int64_t consent_live_clock_get(const struct consent_live_clock *c);
 
 /* ---- the working table an import merges rows into ---- */
 
@@ -145,6 +159,43 @@ struct consent_work {
 	uint8_t purpose_len[CG_MAX_CONSENT_PURPOSES];
 	unsigned npurposes;
 };
+
+/* A validated row to merge, its strings as refs. */
+struct consent_wnew {
+	uint64_t subj, ev, h; /* h: consent_hash with CONSENT_HASH_SEED */
+	int64_t sec;
+	uint32_t nsec;
+	uint16_t subj_len;
+	uint8_t purpose, status, ev_len;
+	char juris[2];
+};
+
+/*
+ * Merge r into w as the CSV import does: for its person and purpose the
+ * latest updated_at wins, an equal one wins over what was merged before;
+ * the person's newest row names the jurisdiction. -1 when w has no room
+ * (cap_people, cap_rows); the caller keeps wslots under 3/4 full.
+ */
+int consent_work_merge(struct consent_work *w, const struct consent_wnew *r);
+
+/* One consent row's fields, checked. */
+struct consent_row {
+	struct cg_slice subject, purpose, evidence;
+	enum consent_status status;
+	char juris[2];
+	int64_t sec;
+	uint32_t nsec;
+};
+
+/*
+ * Check one row's fields (unescaped) as the CSV import checks every row:
+ * the same rules and messages, so a live change is refused exactly where
+ * the same row in a CSV would be. 0, or -1 with *why (static).
+ */
+int consent_row_parse(struct cg_slice subject, struct cg_slice purpose,
+                      struct cg_slice status, struct cg_slice jurisdiction,
+                      struct cg_slice updated_at, struct cg_slice evidence,
+                      struct consent_row *out, const char **why);
 
 static inline const char *
 consent_ref_ptr(const struct consent_work *w, uint64_t ref)
