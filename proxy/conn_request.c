@@ -79,6 +79,7 @@ conn_request_keep_head(struct conn_request *rq, const char *buf)
 	MOVE(r->path);
 	MOVE(r->query);
 	MOVE(r->host);
+	MOVE(r->authority);
 	for (unsigned i = 0; i < r->nheaders; i++) {
 		MOVE(r->headers[i].name);
 		MOVE(r->headers[i].value);

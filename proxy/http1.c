@@ -5,15 +5,23 @@
  * nothing is believed before it is checked. Debian's http-parser is too
  * lenient to decide anything here (see DESIGN.md) and turned out redundant
  * as a cross-check of the request-target, so this file does without it.
- * Pure functions over contiguous buffers: no allocation. Chunked bodies:
- * http1_chunked.c.
+ * Pure functions over contiguous buffers: no allocation. Request-targets:
+ * http1_target.c; chunked bodies: http1_chunked.c.
  *
  * Choices where the RFC leaves room, all on the strict side:
  *  - the head size limit is enforced inside http1_parse_request too: when
  *    max_head_bytes are buffered without the end of the head it returns 431;
  *    http1_head_too_long gives callers the same answer;
  *  - HTTP/1.2 to HTTP/1.9 get 505, every other version 400;
- *  - only origin-form targets; CONNECT 501, asterisk and absolute form 400;
+ *  - origin- and absolute-form targets (http1_target.c); an absolute-form
+ *    target whose authority is not the Host sent (a default port aside) is
+ *    refused, as HAProxy does (RFC 9112 3.2: a client MUST send them
+ *    identical), so that no peer can route by one and the upstream by the
+ *    other; CONNECT 501, asterisk and authority form 400;
+ *  - OWS around field values is removed, but a HTAB after a
+ *    Transfer-Encoding value is refused (http-parser 2.9 reads
+ *    "chunked<HTAB>" as another coding); after Content-Length it is fine,
+ *    since the framing consentgate forwards is its own;
  *  - empty list elements in Transfer-Encoding are refused (they are
  *    ignored in Connection);
  *  - field names that equal Host, Content-Length or Transfer-Encoding once
@@ -250,8 +258,6 @@ note_field(const struct field *f, struct head_facts *hf, const char **reason)
 		break;
 	case 14:
 		if (IEQ(n, len, "content-length")) {
-			if (f->trail_tab)
-				goto trail_tab;
 			if (++hf->n_cl > 1) {
 				*reason = "several Content-Length";
 				return 400;
@@ -330,26 +336,6 @@ note_request_field(const struct field *f, unsigned *n_ctype, unsigned *n_cenc,
 		return 400;
 	}
 	return 0;
-}
-
-/*
- * Origin-form check beyond the byte class: a leading '/' and %HH escapes.
- * http_parser_parse_url accepted every target this accepts (3 million
- * random ones tried) at about 50 ns a call, so it is not consulted.
- */
-static bool
-target_ok(const unsigned char *t, size_t n)
-{
-	size_t i;
-
-	if (n == 0 || t[0] != '/')
-		return false;
-	for (i = 0; i < n; i++)
-		if (t[i] == '%' &&
-		    (i + 2 >= n || !(http1_class[t[i + 1]] & HTTP1_HEX) ||
-		     !(http1_class[t[i + 2]] & HTTP1_HEX)))
-			return false;
-	return true;
 }
 
 bool
@@ -449,10 +435,8 @@ http1_parse_request(const char *buf, size_t len, const struct http1_limits *lim,
 		*reason = "CONNECT not supported";
 		goto bad;
 	}
-	if (!target_ok(p + (req->target.ptr - buf), req->target.len)) {
-		*reason = "request-target not in origin form";
+	if (http1_target_parse(req, reason) != 0)
 		goto bad;
-	}
 
 	for (;;) {
 		int r = read_field(p, &i, end, &f, reason);
@@ -496,19 +480,16 @@ http1_parse_request(const char *buf, size_t len, const struct http1_limits *lim,
 		*reason = "missing Host";
 		goto bad;
 	}
+	if (req->authority.ptr != NULL && hf.n_host &&
+	    !http1_target_host_is(req, hf.host, hf.host_len)) {
+		*reason =
+		    "Host differs from the authority of the request-target";
+		goto bad;
+	}
 	if (hf.expect_other) {
 		st = 417;
 		*reason = "unsupported expectation";
 		goto bad;
-	}
-	{
-		const char *q = memchr(req->target.ptr, '?', req->target.len);
-		size_t plen =
-		    q ? (size_t)(q - req->target.ptr) : req->target.len;
-		req->path = (struct cg_slice){req->target.ptr, plen};
-		req->query =
-		    q ? (struct cg_slice){q + 1, req->target.len - plen - 1}
-		      : (struct cg_slice){req->target.ptr + plen, 0};
 	}
 	req->host = (struct cg_slice){(const char *)hf.host, hf.host_len};
 	if (hf.n_te) {

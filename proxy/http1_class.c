@@ -1,6 +1,6 @@
 /*
  * http1_class.c: the byte classes the strict HTTP/1.1 code tests with one
- * table load (token, field value, request-target, hex, host characters;
+ * table load (token, field value, request-target and path, hex, host;
  * RFC 9110 and RFC 3986), and ASCII lower case for case-blind compares.
  * Built by the compiler from the RFC grammar, so no byte is listed by hand.
  */
@@ -24,13 +24,22 @@
 	(((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'f') ||           \
 	 ((c) >= 'A' && (c) <= 'F'))
 
+/*
+ * A request-target byte: RFC 3986 allows pchar, '/', '?' and '%' only, but
+ * clients send '"', '<', '>', '[', ']', '\\', '^', '`', '{', '|', '}' raw
+ * (curl as given, browsers some of them), nginx 1.22 and HAProxy 2.6
+ * forward them, and no
+ * request-line parser we know (http-parser, llhttp, nginx, HAProxy,
+ * Python's str.split) splits at them: SP, controls, DEL and non-ASCII are
+ * what some split at. '#' starts a fragment that a peer would cut off.
+ */
+#define IS_TARGET(c) ((c) > 0x20 && (c) < 0x7f && (c) != '#')
+
 #define CLASS_OF(c)                                                            \
 	((IS_TCHAR(c) ? HTTP1_TCHAR : 0) |                                     \
 	 (((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f)) ? HTTP1_FVAL : 0) |    \
-	 ((IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == ':' || (c) == '@' ||   \
-	   (c) == '/' || (c) == '?' || (c) == '%')                             \
-	      ? HTTP1_TARGET                                                   \
-	      : 0) |                                                           \
+	 (IS_TARGET(c) ? HTTP1_TARGET : 0) |                                   \
+	 ((IS_TARGET(c) && (c) != '\\') ? HTTP1_PATH : 0) |                    \
 	 (IS_HEX(c) ? HTTP1_HEX : 0) |                                         \
 	 ((IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == ':' || (c) == '%' ||   \
 	   (c) == '[' || (c) == ']')                                           \

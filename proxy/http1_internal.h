@@ -32,9 +32,15 @@ struct http1_limits {
 };
 
 struct http1_request {
-	struct cg_slice method, target; /* target = request-target as sent */
-	struct cg_slice path, query;    /* split from an origin-form target */
-	int minor;                      /* HTTP/1.<minor>, 0 or 1 */
+	struct cg_slice method;
+	struct cg_slice target;      /* origin form: as sent, or the path and
+	                                query of an absolute-form target */
+	struct cg_slice path, query; /* split from target at the first '?' */
+	struct cg_slice authority;   /* of an absolute-form target (equal to
+	                                Host when both are sent); ptr NULL for
+	                                origin-form */
+	bool https;                  /* absolute-form with the https scheme */
+	int minor;                   /* HTTP/1.<minor>, 0 or 1 */
 	unsigned nheaders;
 	struct http1_header headers[CG_MAX_HEADERS];
 	enum http1_framing framing;
@@ -50,7 +56,8 @@ struct http1_request {
  * Returns 1 when a complete, valid head was parsed (req filled, slices into
  * buf); 0 when more bytes are needed (the caller enforces the size limit
  * with http1_head_too_long); -1 when the request must be refused: *status is
- * 400, 417 (Expect other than 100-continue), 431, 501 (CONNECT, Upgrade, a
+ * 400 (also an absolute-form target whose authority is not the Host sent),
+ * 417 (Expect other than 100-continue), 431, 501 (CONNECT, Upgrade, a
  * transfer coding other than chunked) or 505 (HTTP/1.2 to 1.9) and *reason
  * a static message (safe to send). Once lim->max_head_bytes are buffered
  * without the end of the head, the parse itself returns -1 with 431.
@@ -119,14 +126,32 @@ void http1_chunked_init(struct http1_chunked *c);
 long http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
                         struct cg_slice *data, const char **reason);
 
+/*
+ * ---- http1_target.c ----
+ * Read req->target, the request-target of a complete request line whose
+ * bytes are all HTTP1_TARGET, in place: origin-form ("/p?q") as it is;
+ * absolute-form ("http://host:port/p?q", "https://...", scheme in any case)
+ * becomes its origin form, with req->authority set. Fills target, path,
+ * query and authority. Returns 0, or -1 with *reason (a 400) for asterisk-
+ * and authority-form, another scheme, userinfo, an empty or invalid host,
+ * an empty path, a '\\' in the path or a '%' without two hex digits.
+ */
+int http1_target_parse(struct http1_request *req, const char **reason);
+/* Host (n bytes, a valid Host value) names what the authority of req's
+ * absolute-form target names (RFC 9112 3.2: the same text, letter case
+ * aside; as HAProxy does, a default port or an empty one is left out). */
+bool http1_target_host_is(const struct http1_request *req,
+                          const unsigned char *host, size_t n);
+
 /* ---- http1.c: helpers ---- */
 
 /* Byte classes, one table for the head parsers and the chunked decoder. */
 #define HTTP1_TCHAR 0x01  /* token character (RFC 9110 5.6.2) */
 #define HTTP1_FVAL 0x02   /* field value byte: HTAB, SP, VCHAR, obs-text */
-#define HTTP1_TARGET 0x04 /* origin-form target (RFC 3986 pchar, / ? %) */
+#define HTTP1_TARGET 0x04 /* any byte of a request-target: VCHAR but '#' */
 #define HTTP1_HEX 0x08
 #define HTTP1_HOST 0x10 /* uri-host [ ":" port ], IP literals included */
+#define HTTP1_PATH 0x20 /* a byte of its path: HTTP1_TARGET but '\\' */
 extern const unsigned char http1_class[256]; /* HTTP1_* bits of a byte */
 /* ASCII letters in lower case, every other byte as it is. */
 extern const unsigned char http1_class_lower[256];

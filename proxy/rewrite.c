@@ -70,8 +70,14 @@ rewrite_request_head(struct evbuffer *h, const struct http1_request *r,
 			continue;
 		add_field(h, hd);
 	}
-	if (r->host.ptr == NULL) /* HTTP/1.0 may omit it; HTTP/1.1 needs one */
+	if (r->host.ptr == NULL && r->authority.ptr != NULL) {
+		/* HTTP/1.0 absolute-form: the target names the host */
+		ADD_LIT(h, "Host: ");
+		evbuffer_add(h, r->authority.ptr, r->authority.len);
+		ADD_LIT(h, "\r\n");
+	} else if (r->host.ptr == NULL) { /* HTTP/1.0 may omit it */
 		evbuffer_add_printf(h, "Host: %s\r\n", upstream_hostport);
+	}
 	if (r->minor == 0)
 		ADD_LIT(h, "Via: 1.0 consentgate\r\nForwarded: for=");
 	else

@@ -291,7 +291,8 @@ BAD = [
     ("bad_version_lower", b"GET /ok http/1.1\r\nHost: x\r\n\r\n", 400),
     ("bad_version_2", b"GET /ok HTTP/2.0\r\nHost: x\r\n\r\n", (400, 505)),
     ("two_spaces", b"GET  /ok HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    ("absolute_form", b"GET http://x/ok HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("absolute_form_host_differs", b"GET http://y/ok HTTP/1.1\r\nHost: x\r\n"
+     b"\r\n", 400),
     ("bad_chunk_size", b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
      b"chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400),
     ("chunk_size_0x", b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "

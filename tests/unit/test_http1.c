@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "../../proxy/http1_internal.h"
+#include "consentgate/policy.h"
 #include "unit_util.h"
 
 static const struct http1_limits deflim = {CG_DEFAULT_MAX_HEADER_BYTES,
@@ -146,7 +147,25 @@ static const struct refusal refusals[] = {
     R("POST / HTTP/1.1\r\n" H "Content-Length-X: 1\r\n\r\n", 200),
     R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\t\r\n\r\n", 400),
     R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked \t \r\n\r\n", 400),
-    R("POST / HTTP/1.1\r\n" H "Content-Length: 5\t\r\n\r\n", 400),
+    /* OWS around Content-Length (RFC 9110 5.5): SP and HTAB, both sides
+     * (the value is read; consentgate forwards its own framing) */
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 5\t\r\n\r\n", 200),
+    R("POST / HTTP/1.1\r\n" H "Content-Length:\t5\t\r\n\r\n", 200),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: \t 5 \t \r\n\r\n", 200),
+    R("POST / HTTP/1.1\r\n" H "Content-Length:5\r\n\r\n", 200),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: \t \r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 5\t,5\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 5\t5\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 5\v\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 5\f\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: \xa0"
+      "5\r\n\r\n",
+      400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: 5\t\r\n"
+      "Content-Length: 5\r\n\r\n",
+      400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length: -0\t\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Content-Length:\t+5\r\n\r\n", 400),
     R("POST / HTTP/1.1\r\n" H "Transfer-Encoding:\tchunked  \r\n\r\n", 200),
     R("GET / HTTP/1.1\r\n" H "HOST_: b\r\n"
       "Ho_st: b\r\nHos_t: c\r\n"
@@ -226,10 +245,81 @@ static const struct refusal refusals[] = {
     R("GET /a#f HTTP/1.1\r\n" H "\r\n", 400),
     R("GET /a%zz HTTP/1.1\r\n" H "\r\n", 400),
     R("GET /a% HTTP/1.1\r\n" H "\r\n", 400),
-    R("GET /a\"b HTTP/1.1\r\n" H "\r\n", 400),
-    R("GET http://a/ HTTP/1.1\r\n" H "\r\n", 400),
+    /* bytes real clients send raw outside RFC 3986: taken in the path and
+     * the query, '\\' in the query only (read as '/' in a path) */
+    R("GET /a\"b HTTP/1.1\r\n" H "\r\n", 200),
+    R("GET /a\"<>^`{|}[]b HTTP/1.1\r\n" H "\r\n", 200),
+    R("GET /a?q=\"<>^`{|}[]\\ HTTP/1.1\r\n" H "\r\n", 200),
+    R("GET /a?x=1|2&y={\"k\":[1]} HTTP/1.1\r\n" H "\r\n", 200),
+    R("GET /a\\b HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a\\?b HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a?b#c HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a?b\tc HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a?b\x7f HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a?b\x01 HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a?b\x0c HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a?\xc3\xa9 HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a?\x80 HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a?\xff HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a?b\rc HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a?b\nc HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a?b\0c HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a?b%zz HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a?b% HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET /a?b%4 HTTP/1.1\r\n" H "\r\n", 400),
+    /* absolute-form (RFC 9112 3.2.2) with a Host identical to its
+     * authority; other forms refused */
+    R("GET http://a/ HTTP/1.1\r\n" H "\r\n", 200),
+    R("GET HTTP://A/x?y HTTP/1.1\r\n" H "\r\n", 200),
+    R("GET https://a/x HTTP/1.1\r\n" H "\r\n", 200),
+    R("GET http://a:8080/ HTTP/1.1\r\nHost: A:8080\r\n\r\n", 200),
+    R("GET http://[::1]:8/p HTTP/1.1\r\nHost: [::1]:8\r\n\r\n", 200),
+    R("GET http://a/ HTTP/1.0\r\n\r\n", 200),
+    R("GET http://a/ HTTP/1.1\r\nHost: b\r\n\r\n", 400),
+    R("GET http://a/ HTTP/1.1\r\nHost: a:80\r\n\r\n", 200),
+    R("GET http://a:80/ HTTP/1.1\r\n" H "\r\n", 200),
+    R("GET http://a:/ HTTP/1.1\r\nHost: a:80\r\n\r\n", 200),
+    R("GET https://a:443/ HTTP/1.1\r\nHost: a:\r\n\r\n", 200),
+    R("GET http://[::1]/ HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 200),
+    R("GET http://a:443/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET https://a:80/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://a:080/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://a:8/ HTTP/1.1\r\nHost: a:80\r\n\r\n", 400),
+    R("GET http://[::1]/ HTTP/1.1\r\nHost: [::1:80]\r\n\r\n", 400),
+    R("GET http://a:80/ HTTP/1.1\r\nHost: b:80\r\n\r\n", 400),
+    R("GET http://1:80/ HTTP/1.1\r\nHost: 180\r\n\r\n", 400),
+    R("GET http://a/ HTTP/1.1\r\nHost:\r\n\r\n", 400),
+    R("GET http://a/ HTTP/1.0\r\nHost: b\r\n\r\n", 400),
+    R("GET http://a/ HTTP/1.1\r\n\r\n", 400),
+    R("GET http://a/ HTTP/1.1\r\n" H H "\r\n", 400),
+    R("GET http://a HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://a?x HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://u@a/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://u:p@a/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://@a/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http:///a HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://:80/ HTTP/1.1\r\nHost: :80\r\n\r\n", 400),
+    R("GET http:/a/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http:a/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http: HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET ftp://a/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET ws://a/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET httpx://a/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET urn:a HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://a,b/ HTTP/1.1\r\nHost: a,b\r\n\r\n", 400),
+    R("GET http://a:x/ HTTP/1.1\r\nHost: a:x\r\n\r\n", 400),
+    R("GET http://[::1/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://a\\b/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://a\"b/ HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://a/x\\y HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://a/%zz HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://a/#f HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET http://a/\xc3\xa9 HTTP/1.1\r\n" H "\r\n", 400),
     R("GET a HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET a:443 HTTP/1.1\r\n" H "\r\n", 400),
+    R("GET //a/b HTTP/1.1\r\n" H "\r\n", 200),
     R("OPTIONS * HTTP/1.1\r\n" H "\r\n", 400),
+    R("CONNECT http://a/ HTTP/1.1\r\n" H "\r\n", 501),
     R("CONNECT a:443 HTTP/1.1\r\n" H "\r\n", 501),
     R("\nGET / HTTP/1.1\r\n" H "\r\n", 400),
     R("\r\n\nGET / HTTP/1.1\r\n" H "\r\n", 400),
@@ -507,6 +597,205 @@ test_valid_misc(void **state)
 	free(keep);
 }
 
+/* absolute-form: the origin form and the authority, slices into buf */
+static void
+test_valid_absolute(void **state)
+{
+	static const char raw[] = "POST hTTp://Api.Example:8080/v1/in%20x"
+	                          "?q=a|b&r=\"c\" HTTP/1.1\r\n"
+	                          "Host: api.example:8080\r\n"
+	                          "Content-Length: 0\r\n\r\n";
+	static const char v10[] = "GET https://[::1]/ HTTP/1.0\r\n\r\n";
+	static const char orig[] = "GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+	struct http1_request req;
+	char *keep;
+	int st;
+
+	assert_int_equal(check_request(raw, sizeof(raw) - 1, &req, &st, &keep),
+	                 1);
+	assert_slice(req.target, "/v1/in%20x?q=a|b&r=\"c\"");
+	assert_slice(req.path, "/v1/in%20x");
+	assert_slice(req.query, "q=a|b&r=\"c\"");
+	assert_slice(req.authority, "Api.Example:8080");
+	assert_slice(req.host, "api.example:8080");
+	assert_inside(req.authority, keep, req.head_len);
+	assert_inside(req.path, keep, req.head_len);
+	free(keep);
+
+	assert_int_equal(check_request(v10, sizeof(v10) - 1, &req, &st, &keep),
+	                 1);
+	assert_slice(req.target, "/");
+	assert_slice(req.authority, "[::1]");
+	assert_null(req.host.ptr);
+	free(keep);
+
+	/* origin-form leaves no authority behind from an earlier parse */
+	assert_int_equal(
+	    check_request(orig, sizeof(orig) - 1, &req, &st, &keep), 1);
+	assert_null(req.authority.ptr);
+	assert_slice(req.target, "/x");
+	free(keep);
+}
+
+/* The reason a refused target gets says what is wrong with it. */
+static void
+test_target_reasons(void **state)
+{
+	static const struct {
+		const char *target, *host, *reason;
+	} cases[] = {
+	    {"http://b/", "a", "Host differs from the authority"},
+	    {"http://a:81/", "a", "Host differs from the authority"},
+	    {"http://u@a/", "a", "userinfo"},
+	    {"http://a", "a", "empty path"},
+	    {"https://a?q", "a", "empty path"},
+	    {"http:///x", "a", "empty host"},
+	    {"http://:8/x", ":8", "empty host"},
+	    {"http://a,b/", "a,b", "invalid host"},
+	    {"ftp://a/", "a", "scheme is not http or https"},
+	    {"http:/a", "a", "without an authority"},
+	    {"*", "a", "asterisk-form"},
+	    {"a:443", "a", "authority-form"},
+	    {"a", "a", "not in origin or absolute form"},
+	    {"http://a/x\\y", "a", "backslash in the path"},
+	    {"/x\\y", "a", "backslash in the path"},
+	    {"/x?%g0", "a", "'%' not followed by two hex digits"},
+	    {"/x#y", "a", "invalid request-target"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char raw[256];
+		struct http1_request req;
+		const char *reason = NULL;
+		int st = 0;
+		int n = snprintf(raw, sizeof(raw),
+		                 "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n",
+		                 cases[i].target, cases[i].host);
+
+		assert_int_equal(http1_parse_request(raw, (size_t)n, &deflim,
+		                                     &req, &st, &reason),
+		                 -1);
+		assert_int_equal(st, 400);
+		if (strstr(reason, cases[i].reason) == NULL)
+			fail_msg("%s: reason \"%s\", want \"%s\"",
+			         cases[i].target, reason, cases[i].reason);
+	}
+}
+
+/* SP and HTAB around a Content-Length value are OWS (RFC 9110 5.5). */
+static void
+test_content_length_ows(void **state)
+{
+	static const char *const values[] = {
+	    "5", " 5", "5 ", "\t5", "5\t", " \t5\t ", "\t\t5 \t", "0005"};
+
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		char raw[128];
+		struct http1_request req;
+		char *keep;
+		int st = 0;
+		int n = snprintf(raw, sizeof(raw),
+		                 "POST / HTTP/1.1\r\nHost: a\r\n"
+		                 "Content-Length:%s\r\n\r\nhello",
+		                 values[i]);
+
+		assert_int_equal(
+		    check_request(raw, (size_t)n, &req, &st, &keep), 1);
+		assert_int_equal(req.framing, HTTP1_FRAMING_LENGTH);
+		assert_int_equal(req.content_length, 5);
+		assert_slice(req.headers[1].value, i == 7 ? "0005" : "5");
+		free(keep);
+	}
+}
+
+/*
+ * The path of an absolute-form target is the path of its origin form, so
+ * every refusal of an inspected route's spellings holds for it: the same
+ * route_match answer for "POST <p>" and "POST http://h<p>".
+ */
+static void
+test_absolute_aliases_refused(void **state)
+{
+	static const char doc[] =
+	    "{\"policy\": \"x\", \"purposes\": {\"ai\": {\"aipref\": "
+	    "\"train-ai\"}},\n\"routes\": [\n"
+	    "{\"name\": \"ingest\", \"method\": \"POST\", \"path\": "
+	    "\"/ingest\", \"action\": \"inspect\", \"purpose\": \"ai\", "
+	    "\"formats\": [\"ndjson\"], \"subjects\": [\"/a\"], \"on_deny\": "
+	    "\"drop\"},\n"
+	    "{\"method\": \"*\", \"path_prefix\": \"/\", \"action\": "
+	    "\"pass\"}],\n"
+	    "\"rules\": [{\"id\": \"d\", \"then\": \"deny\"}]}";
+	static const struct {
+		const char *method, *path;
+		int status; /* 0: the inspected route takes it */
+	} cases[] = {
+	    {"POST", "/ingest", 0},
+	    {"POST", "//ingest", 404},
+	    {"POST", "/%69ngest", 404},
+	    {"POST", "/%2569ngest", 404},
+	    {"POST", "/ingest/", 404},
+	    {"POST", "/INGEST", 404},
+	    {"POST", "/ingest;x", 404},
+	    {"POST", "/ingest.json", 404},
+	    {"POST", "/ingest?x=1", 0},
+	    {"POST", "/x/../ingest", 404},
+	    {"POST", "/x/%2e%2e/ingest", 404},
+	    {"POST", "/x%2fingest", 404},
+	    {"POST", "/x/%5cingest", 404},
+	    {"POST", "/./ingest", 404},
+	    {"POST", "/ingest/..;/x", 404},
+	    {"POST", "/%00", 404},
+	    {"PUT", "/ingest", 405},
+	    {"post", "/ingest", 400},
+	};
+	struct cg_errors errs;
+	struct policy *p;
+
+	cg_errors_init(&errs);
+	p = policy_load_buf("t.json", doc, sizeof(doc) - 1, &errs);
+	assert_non_null(p);
+	cg_errors_reset(&errs);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char raw[2][256];
+		int n[2];
+		int status[2];
+
+		n[0] = snprintf(raw[0], sizeof(raw[0]),
+		                "%s %s HTTP/1.1\r\nHost: h\r\n\r\n",
+		                cases[i].method, cases[i].path);
+		n[1] = snprintf(raw[1], sizeof(raw[1]),
+		                "%s http://h%s HTTP/1.1\r\nHost: h\r\n\r\n",
+		                cases[i].method, cases[i].path);
+		for (int k = 0; k < 2; k++) {
+			struct http1_request req;
+			struct route_refusal why;
+			const struct policy_route *r;
+			const char *reason = NULL;
+			int st = 0;
+
+			assert_int_equal(
+			    http1_parse_request(raw[k], (size_t)n[k], &deflim,
+			                        &req, &st, &reason),
+			    1);
+			memset(&why, 0, sizeof(why));
+			r = route_match(p, req.method, req.path, &why);
+			status[k] = r ? 0 : why.status;
+			if (r != NULL && cases[i].status == 0 &&
+			    strcmp(route_name(r), "ingest") != 0)
+				fail_msg("%s: taken by %s", raw[k],
+				         route_name(r));
+		}
+		if (status[0] != cases[i].status ||
+		    status[1] != cases[i].status)
+			fail_msg("%s %s: origin-form %d, absolute-form %d, "
+			         "want %d",
+			         cases[i].method, cases[i].path, status[0],
+			         status[1], cases[i].status);
+	}
+	policy_free(p);
+}
+
 /* ---- responses ---- */
 
 static int
@@ -744,6 +1033,10 @@ main(void)
 	    cmocka_unit_test(test_valid_post_length),
 	    cmocka_unit_test(test_valid_chunked_and_versions),
 	    cmocka_unit_test(test_valid_misc),
+	    cmocka_unit_test(test_valid_absolute),
+	    cmocka_unit_test(test_target_reasons),
+	    cmocka_unit_test(test_content_length_ows),
+	    cmocka_unit_test(test_absolute_aliases_refused),
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_responses),
 	    cmocka_unit_test(test_response_fields),
