@@ -62,6 +62,11 @@ struct scan_ctx {
 	const char *end;
 	const char *err;
 	const char *errp;
+	/* stage 1 (scan_kernel.c), none with the scalar kernel */
+	enum scan_kernel kernel;
+	const char *s1_base;   /* the block s1 describes */
+	const char *clean_end; /* before it, stage 1 vouches for UTF-8 */
+	struct scan_s1 s1;
 };
 
 /*
@@ -255,7 +260,7 @@ is_unicode_line_end(const char *p, const char *end)
  * UTF-8 DFA runs only over blocks that hold a non-ASCII byte.
  */
 static inline __attribute__((always_inline)) const char *
-scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
+scan_string_ref(struct scan_ctx *c, const char *p, unsigned *flags)
 {
 	const char *end = c->end;
 	unsigned f = 0;
@@ -417,6 +422,168 @@ line_end:
 fail:
 	c->errp = p;
 	return NULL;
+}
+
+/* The reference walk out of line: where stage 1 cannot vouch. */
+static __attribute__((noinline)) const char *
+scan_string_slow(struct scan_ctx *c, const char *p, unsigned *flags)
+{
+	return scan_string_ref(c, p, flags);
+}
+
+/*
+ * Stage 1 over the 64 bytes at b (fewer at the buffer's end: padded with
+ * spaces, which no string walk stops at). Where the block holds invalid
+ * UTF-8, or in NDJSON a raw line end, stage 1 stops vouching: clean_end
+ * moves before it (3 bytes before the block, for a character the block
+ * boundary cut), and strings that reach it take the reference walk, which
+ * finds the exact error.
+ */
+static __attribute__((noinline)) void
+s1_block(struct scan_ctx *c, const char *b)
+{
+	struct scan_s1 *s = &c->s1;
+	char pad[64];
+	const char *src = b, *clean = c->clean_end;
+	size_t n = (size_t)(c->end - b);
+
+	if (n < 64) {
+		memcpy(pad, b, n);
+		memset(pad + n, ' ', 64 - n);
+		src = pad;
+	}
+	s->ndjson = c->ndjson;
+#if defined(__x86_64__) || defined(__i386__)
+	if (c->kernel == SCAN_KERNEL_AVX512)
+		scan_s1_avx512(s, src);
+	else
+		scan_s1_avx2(s, src);
+#endif
+	if (n < 64)
+		s->special &= (1ull << n) - 1;
+	if (s->bad_utf8)
+		clean = b - c->begin >= 3 ? b - 3 : c->begin;
+	if (s->line_end != 0) {
+		size_t at = (size_t)__builtin_ctzll(s->line_end);
+		const char *lead =
+		    (size_t)(b - c->begin) + at >= 2 ? b + at - 2 : c->begin;
+
+		if (lead < clean)
+			clean = lead;
+	}
+	c->clean_end = clean;
+	c->s1_base = b;
+}
+
+/*
+ * The first '"', '\\' or control byte at or after p, inside a string, by
+ * stage 1; NULL where it does not vouch. Blocks follow each other; a
+ * string further on (the bytes between were parsed as grammar, ASCII)
+ * starts a fresh one, its body starting a character.
+ */
+static inline const char *
+s1_next(struct scan_ctx *c, const char *p)
+{
+	for (;;) {
+		uintptr_t off = (uintptr_t)p - (uintptr_t)c->s1_base, b;
+
+		if (off < 64) {
+			uint64_t m = c->s1.special >> off;
+
+			if (m != 0)
+				return p + __builtin_ctzll(m);
+			b = (uintptr_t)c->s1_base + 64;
+			if (b >= (uintptr_t)c->clean_end)
+				return NULL;
+			p = (const char *)b;
+		} else if (off < 128) {
+			b = (uintptr_t)c->s1_base + 64;
+		} else {
+			b = (uintptr_t)p;
+			memset(c->s1.prev, 0, sizeof(c->s1.prev));
+			c->s1.incomplete = false;
+		}
+		if (b >= (uintptr_t)c->clean_end)
+			return NULL;
+		s1_block(c, (const char *)b);
+	}
+}
+
+/*
+ * scan_string with stage 1: jump from special byte to special byte, the
+ * UTF-8 already proven. Anything but a closing quote or a valid escape,
+ * and any string stage 1 cannot vouch for, is walked again from its start
+ * by the reference, so every verdict and error is the reference's.
+ */
+static __attribute__((noinline)) const char *
+scan_string_s1(struct scan_ctx *c, const char *s, unsigned *flags)
+{
+	const char *p = s, *end = c->end;
+	unsigned f = 0;
+	int32_t cp, lo;
+
+	for (;;) {
+		p = s1_next(c, p);
+		if (p == NULL || p >= c->clean_end)
+			break;
+		if (*p == '"') {
+			*flags = f;
+			return p;
+		}
+		if (*p != '\\' || end - p < 2)
+			break;
+		f |= SF_ESC;
+		switch (p[1]) {
+		case '"':
+		case '\\':
+		case '/':
+		case 'b':
+		case 'f':
+		case 'n':
+		case 'r':
+		case 't':
+			p += 2;
+			continue;
+		case 'u':
+			break;
+		default:
+			goto slow;
+		}
+		if (end - p < 6 || (cp = hex4(p + 2)) < 0)
+			break;
+		if (cp == 0)
+			f |= SF_NUL;
+		if (cp >= 0xDC00 && cp <= 0xDFFF)
+			break;
+		if (cp >= 0xD800 && cp <= 0xDBFF) {
+			if (end - p < 12 || p[6] != '\\' || p[7] != 'u' ||
+			    (lo = hex4(p + 8)) < 0xDC00 || lo > 0xDFFF)
+				break;
+			p += 6;
+		}
+		p += 6;
+	}
+slow:
+	return scan_string_slow(c, s, flags);
+}
+
+static inline __attribute__((always_inline)) const char *
+scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
+{
+	if (c->kernel != SCAN_KERNEL_SCALAR) {
+		/* most strings: no escape, closed in the current block */
+		uintptr_t off = (uintptr_t)p - (uintptr_t)c->s1_base;
+		uint64_t m;
+		const char *q;
+
+		if (off < 64 && (m = c->s1.special >> off) != 0 &&
+		    *(q = p + __builtin_ctzll(m)) == '"' && q < c->clean_end) {
+			*flags = 0;
+			return q;
+		}
+		return scan_string_s1(c, p, flags);
+	}
+	return scan_string_ref(c, p, flags);
 }
 
 /* The first byte at or after p that is not an ASCII digit. */
@@ -1094,6 +1261,9 @@ ctx_init(struct scan_ctx *c, const struct scan_spec *spec,
 	c->end = end;
 	c->err = NULL;
 	c->errp = NULL;
+	c->kernel = scan_kernel_active;
+	c->s1_base = NULL;
+	c->clean_end = end;
 }
 
 /*

@@ -9,7 +9,7 @@
  *   memchr   newline splitting only (the floor)
  * Times are this thread's CPU time (the machine is shared).
  * Options: --ascii (ASCII-only text), --mib N (data size),
- * --scanner-only (last argument).
+ * --dump FILE (write the data and stop), --scanner-only (last argument).
  * Output, one line per contender: scan\t<name>\t<MB/s>\t<records/s>
  */
 #include <stdio.h>
@@ -226,6 +226,7 @@ main(int argc, char **argv)
 {
 	size_t want = BENCH_BYTES, cap, len = 0, k;
 	char *buf = NULL;
+	const char *dump = NULL;
 	int rc = 1;
 
 	for (int i = 1; i < argc; i++) {
@@ -233,6 +234,8 @@ main(int argc, char **argv)
 			nwords = 14;
 		else if (strcmp(argv[i], "--mib") == 0 && i + 1 < argc)
 			want = (size_t)strtoul(argv[++i], NULL, 10) << 20;
+		else if (strcmp(argv[i], "--dump") == 0 && i + 1 < argc)
+			dump = argv[++i];
 	}
 	cap = want + 4096;
 	if ((buf = malloc(cap)) == NULL)
@@ -241,6 +244,15 @@ main(int argc, char **argv)
 		len += k;
 	fprintf(stderr, "generated %zu bytes, %zu records\n", len,
 	        run_memchr(buf, len));
+	if (dump != NULL) {
+		FILE *f = fopen(dump, "wb");
+
+		if (f == NULL || fwrite(buf, 1, len, f) != len ||
+		    fclose(f) != 0)
+			goto done;
+		rc = 0;
+		goto done;
+	}
 	if (bench("scanner", run_scanner, buf, len) < 0)
 		goto done;
 	if (argc < 2 || strcmp(argv[argc - 1], "--scanner-only") != 0) {

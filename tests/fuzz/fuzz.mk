@@ -35,23 +35,31 @@ fuzz-regress-http1: $(BUILD)/fuzz_http1_standalone
 	$(BUILD)/fuzz_http1_standalone tests/fuzz/corpus/http1/*
 # ---- end http1 ----
 
-# ---- scan: the record scanner against jansson ----
+# ---- scan: the record scanner against jansson, each kernel against the
+# scalar reference (CG_SCAN_KERNEL picks the kernel under test) ----
 SCAN_FUZZ_SRC := tests/fuzz/fuzz_scan.c policy/scan.c policy/jsonptr.c \
-	policy/keyfold.c policy/subject_id.c
+	policy/keyfold.c policy/subject_id.c policy/scan_kernel.c \
+	policy/scan_avx2.c policy/scan_avx512.c
+SCAN_FUZZ_DEPS := $(SCAN_FUZZ_SRC) include/consentgate/scan.h \
+	include/consentgate/jsonptr.h policy/scan_internal.h \
+	tests/unit/test_scan_outcome.h
 all: $(BUILD)/fuzz_scan
 regress: fuzz-regress-scan
 
-$(BUILD)/fuzz_scan: $(SCAN_FUZZ_SRC) include/consentgate/scan.h include/consentgate/jsonptr.h
+$(BUILD)/fuzz_scan: $(SCAN_FUZZ_DEPS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(SCAN_FUZZ_SRC) -ljansson -lutf8proc
 
-$(BUILD)/fuzz_scan_standalone: $(SCAN_FUZZ_SRC) include/consentgate/scan.h include/consentgate/jsonptr.h
+$(BUILD)/fuzz_scan_standalone: $(SCAN_FUZZ_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(REGRESS_CFLAGS) -o $@ $(SCAN_FUZZ_SRC) -ljansson -lutf8proc
 
+# the corpus under the scalar reference and under every other kernel
 .PHONY: fuzz-regress-scan
 fuzz-regress-scan: $(BUILD)/fuzz_scan_standalone
-	$(BUILD)/fuzz_scan_standalone tests/fuzz/corpus/scan/*
+	CG_SCAN_KERNEL=scalar $(BUILD)/fuzz_scan_standalone tests/fuzz/corpus/scan/*
+	CG_SCAN_KERNEL=avx2 $(BUILD)/fuzz_scan_standalone tests/fuzz/corpus/scan/*
+	CG_SCAN_KERNEL=avx512 $(BUILD)/fuzz_scan_standalone tests/fuzz/corpus/scan/*
 # ---- end scan ----
 
 # ---- consent: CSV import and snapshot checks ----

@@ -16,6 +16,11 @@
  * same subjects, and a whole array body we accept must be one jansson
  * accepts, with as many records.
  *
+ * All of that under the kernel CG_SCAN_KERNEL names (or the one the CPU
+ * chose, policy/scan_kernel.c); a kernel other than the scalar reference
+ * must then say exactly what the reference says, through every entry
+ * point and body format (tests/unit/test_scan_outcome.h).
+ *
  * Built with -DFUZZ_STANDALONE it runs every file named on the command
  * line, so a corpus replays as a regression test.
  */
@@ -26,6 +31,8 @@
 
 #include <jansson.h>
 
+#include "../../policy/scan_internal.h"
+#include "../unit/test_scan_outcome.h"
 #include "consentgate/scan.h"
 
 #define ORACLE_FLAGS (JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL)
@@ -282,6 +289,29 @@ check_iter(const uint8_t *data, size_t size, enum scan_format fmt,
 		check_wrapper(data, size, fmt, nrec);
 }
 
+/* The kernel under test says what the scalar reference says. */
+static void
+check_kernel(const uint8_t *data, size_t size)
+{
+	static char want_buf[1 << 20], got_buf[1 << 20];
+	struct outcome want = {want_buf, 0, sizeof(want_buf)},
+	               got = {got_buf, 0, sizeof(got_buf)};
+	enum scan_kernel k = scan_kernel_active;
+
+	if (k == SCAN_KERNEL_SCALAR)
+		return;
+	outcome_of(&got, &spec, &data_at, (const char *)data, size);
+	scan_kernel_active = SCAN_KERNEL_SCALAR;
+	outcome_of(&want, &spec, &data_at, (const char *)data, size);
+	scan_kernel_active = k;
+	if (want.len != got.len || memcmp(want.buf, got.buf, want.len) != 0) {
+		fprintf(stderr, "scalar:%.*s\n%s:%.*s\n", (int)want.len,
+		        want.buf, scan_kernel_name(k), (int)got.len, got.buf);
+		disagree("kernel differs from the scalar reference",
+		         scan_kernel_name(k), data, size);
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -291,6 +321,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_iter(data, size, SCAN_FORMAT_ARRAY, NULL);
 	check_iter(data, size, SCAN_FORMAT_ARRAY_AT, &data_at);
 	check_iter(data, size, SCAN_FORMAT_OBJECT, NULL);
+	check_kernel(data, size);
 	return 0;
 }
 
@@ -318,7 +349,8 @@ main(int argc, char **argv)
 		if (f != NULL)
 			fclose(f);
 	}
-	printf("fuzz_scan: %d inputs\n", argc - 1);
+	printf("fuzz_scan: %d inputs, kernel %s\n", argc - 1,
+	       scan_kernel_name(scan_kernel_active));
 	return rc;
 }
 #endif

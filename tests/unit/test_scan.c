@@ -27,6 +27,9 @@
  * subjects we extract are the ones jansson finds at the pointers; when
  * jansson accepts and we refuse, our reason is an ambiguity or subject
  * rule, never a syntax error.
+ *
+ * All of it runs under every stage-1 kernel the CPU has (scan_kernel.c);
+ * test_scan_kernels compares the kernels with each other.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -41,6 +44,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "../../policy/scan_internal.h"
 #include "consentgate/scan.h"
 
 /* The JSONTestSuite sits in ../shared beside the repository: found from
@@ -1597,5 +1601,19 @@ main(void)
 	    cmocka_unit_test(test_utf8_differential),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int rc = 0;
+
+	/* the whole suite under every kernel the CPU runs, scalar first */
+	for (int k = SCAN_KERNEL_SCALAR; k <= SCAN_KERNEL_AVX512; k++) {
+		if (scan_kernel_use((enum scan_kernel)k) < 0) {
+			printf("kernel %s: not on this CPU, skipped\n",
+			       scan_kernel_name((enum scan_kernel)k));
+			continue;
+		}
+		printf("kernel %s\n", scan_kernel_name((enum scan_kernel)k));
+		rc |= _cmocka_run_group_tests(
+		    scan_kernel_name((enum scan_kernel)k), tests,
+		    sizeof(tests) / sizeof(tests[0]), NULL, NULL);
+	}
+	return rc;
 }
