@@ -137,6 +137,7 @@ struct worker {
 	struct event *accept_retry_ev;
 	struct event *drain_poll_ev, *drain_deadline_ev;
 	bool accept_paused;
+	long accept_pause_logged; /* s (event clock) of the last pause logged */
 	unsigned nconns;
 	bool draining;
 	struct conn *conns;         /* all client connections (list) */
@@ -218,7 +219,8 @@ enum upstream_flags {
  * The connection returns to the pool only if the request was written
  * completely (for a streamed body: up to the upstream_write marked last)
  * and the response read completely; otherwise it is closed when the
- * exchange ends. on_head may come before the request is written (an early
+ * exchange ends (errno EMFILE or ENFILE when out of descriptors). on_head
+ * may come before the request is written (an early
  * answer): the rest is still written while the response is relayed, unless
  * the caller aborts; upstream_request_written tells which case it is.
  */

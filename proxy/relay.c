@@ -5,6 +5,7 @@
  * body sent chunk by chunk, and the response relayed back to the client
  * under the connection's guard. See conn_internal.h.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,11 +186,33 @@ build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len,
 	                     c->w->cfg->upstream_hostport, body_len, streaming);
 }
 
+/* upstream_send found no connection: out of descriptors is ours (503,
+   retry later), anything else the upstream's (502). */
+static void
+no_upstream(struct conn *c, int err, bool streaming)
+{
+	bool fds = err == EMFILE || err == ENFILE;
+	int status = fds ? 503 : 502;
+	const char *detail =
+	    fds ? "the proxy is out of descriptors; retry later"
+	        : "the upstream could not be reached";
+
+	if (fds)
+		log_msg("conn %llu: 503: no descriptor for an upstream "
+		        "connection",
+		        (unsigned long long)c->id);
+	if (streaming)
+		conn_fail(c, status, detail, NULL);
+	else
+		conn_reply_problem(c, status, detail, NULL);
+}
+
 void
 relay_forward(struct conn *c)
 {
 	struct evbuffer *h, *body = c->body;
 	size_t body_len;
+	int err;
 
 	if (route_action(c->route) == POLICY_ACTION_INSPECT) {
 		if (c->rq->insp.streaming) {
@@ -216,10 +239,10 @@ relay_forward(struct conn *c)
 	c->state = CS_UPSTREAM;
 	c->up = upstream_send(c->w, h, body, exchange_flags(c, body_len),
 	                      &conn_upstream_ops, c);
+	err = errno;
 	evbuffer_free(h);
 	if (c->up == NULL)
-		conn_reply_problem(c, 502, "the upstream could not be reached",
-		                   NULL);
+		no_upstream(c, err, false);
 }
 
 /* Send the kept records so far as one chunk of the streamed request. */
@@ -257,14 +280,15 @@ relay_stream(struct conn *c, bool done)
 	if (!c->stream_started && !done &&
 	    evbuffer_get_length(c->kept) >= CG_STREAM_START) {
 		struct evbuffer *h = evbuffer_new();
+		int err;
 
 		build_upstream_head(c, h, 0, true);
 		c->up = upstream_send(c->w, h, NULL, exchange_flags(c, 1),
 		                      &conn_upstream_ops, c);
+		err = errno;
 		evbuffer_free(h);
 		if (c->up == NULL) {
-			conn_fail(c, 502, "the upstream could not be reached",
-			          NULL);
+			no_upstream(c, err, true);
 			return;
 		}
 		c->stream_started = true;

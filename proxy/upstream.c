@@ -133,8 +133,11 @@ up_new(struct worker *w)
 	u->w = w;
 	if (transport_init(&u->t, w->base, &up_handlers, u) != 0 ||
 	    up_connect(u) != 0) {
+		int err = errno; /* EMFILE: out of descriptors */
+
 		u->state = UP_CLOSED;
 		up_free(u);
+		errno = err;
 		return NULL;
 	}
 	return u;
@@ -213,7 +216,8 @@ up_fail(struct upstream_conn *u, int status)
 			return;
 		}
 		u->reusable = false;
-		up_finish(u, -1);
+		/* a head cut short relayed nothing: the client gets the 502 */
+		up_finish(u, u->state == UP_BODY ? -1 : 502);
 		return;
 	}
 	if (u->reused && u->retryable && !u->retried && u->retry_copy &&
@@ -514,7 +518,7 @@ on_up_timeout(void *arg)
 		        u->w->cfg->upstream_hostport,
 		        u->w->cfg->response_timeout_ms);
 		u->reusable = false;
-		up_finish(u, u->got_bytes ? -1 : 504);
+		up_finish(u, u->state == UP_BODY ? -1 : 504);
 	}
 }
 

@@ -7,7 +7,8 @@
  */
 #include "proxy_internal.h"
 
-#define ACCEPT_RETRY_MS 100 /* ms before retrying after EMFILE */
+#define ACCEPT_RETRY_MS 100   /* ms before retrying after EMFILE */
+#define ACCEPT_PAUSE_LOG_S 10 /* s between two pause log lines per worker */
 
 void
 worker_fd_opened(struct worker *w)
@@ -32,9 +33,23 @@ void
 worker_accept_pause(struct worker *w, bool retry_later)
 {
 	if (!w->accept_paused) {
+		struct timeval now;
+
 		event_del(w->accept_ev);
 		w->accept_paused = true;
 		metrics_add(w, METRIC_ACCEPT_PAUSES, 1);
+		/* at the reserve a pause recurs every retry: log one of them */
+		event_base_gettimeofday_cached(w->base, &now);
+		if (w->accept_pause_logged == 0 ||
+		    now.tv_sec - w->accept_pause_logged >= ACCEPT_PAUSE_LOG_S) {
+			w->accept_pause_logged = now.tv_sec;
+			log_msg("worker %u: pausing accepts: %u connections "
+			        "(max_conns %u), %ld of %ld descriptors open "
+			        "(fd_reserve %u)",
+			        w->index, w->nconns, w->cfg->max_conns,
+			        atomic_load(&w->fds->open), w->fds->limit,
+			        w->cfg->fd_reserve);
+		}
 	}
 	if (retry_later) {
 		struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
