@@ -18,7 +18,7 @@ fuzz-regress: regress
 
 # ---- http1: strict HTTP/1.1 framing and the chunked decoder ----
 HTTP1_FUZZ_SRC := tests/fuzz/fuzz_http1.c proxy/http1.c proxy/http1_chunked.c \
-	proxy/http1_class.c proxy/http1_value.c
+	proxy/http1_class.c proxy/http1_target.c proxy/http1_value.c
 all: $(BUILD)/fuzz_http1
 regress: fuzz-regress-http1
 
