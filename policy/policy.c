@@ -439,6 +439,9 @@ policy_free(struct policy *p)
 		free(p->routes[i].method);
 		free(p->routes[i].path);
 		free(p->routes[i].subject_header);
+		for (unsigned k = 0; k < p->routes[i].nclients; k++)
+			free(p->routes[i].clients[k]);
+		free(p->routes[i].clients);
 		free(p->routes[i].canon);
 	}
 	free(p->routes);

@@ -43,6 +43,8 @@ struct policy_route {
 	char *subject_header;
 	enum policy_on_deny on_deny;
 	bool content_usage;
+	char **clients; /* "kind:value" identities it takes; none: any */
+	unsigned nclients;
 	/* the path as upstream frameworks route it (route.c canon_path):
 	 * the exact form for a path, the full form for a prefix */
 	char *canon;

@@ -483,6 +483,42 @@ route_array_at(const struct policy_route *r)
 	return r->has_array_at ? &r->array_at : NULL;
 }
 
+unsigned
+route_client_count(const struct policy_route *r)
+{
+	return r->nclients;
+}
+
+const char *
+route_client_at(const struct policy_route *r, unsigned i)
+{
+	return i < r->nclients ? r->clients[i] : NULL;
+}
+
+bool
+route_client_allowed(const struct policy_route *r, const char *ids,
+                     const char **matched)
+{
+	if (matched)
+		*matched = NULL;
+	if (r->nclients == 0)
+		return true;
+	for (const char *id = ids; id && *id; id += strlen(id) + 1)
+		for (unsigned i = 0; i < r->nclients; i++) {
+			const char *want = r->clients[i];
+			bool same = strncmp(want, "dns:", 4) == 0
+			                ? strcasecmp(want, id) == 0
+			                : strcmp(want, id) == 0;
+
+			if (same) {
+				if (matched)
+					*matched = id;
+				return true;
+			}
+		}
+	return false;
+}
+
 const char *
 route_subject_header(const struct policy_route *r)
 {

@@ -20,6 +20,64 @@ static const char *const format_names[] = {
     "ndjson", "object", "array", "array_at", NULL,
 };
 
+/*
+ * "clients": the identities of the TLS clients the route takes, each
+ * "uri:…", "dns:…" or "cn:…" in visible ASCII (what the proxy can read
+ * from a certificate and write into a header); an empty list is an error,
+ * since it would refuse everyone and is more likely a mistake.
+ */
+static void
+route_load_clients(struct load *ld, json_t *v, const char *path,
+                   struct policy_route *r)
+{
+	json_t *a = json_object_get(v, "clients"), *e;
+	char sub[CG_MAX_JSON_PATH];
+	size_t i;
+
+	if (a == NULL)
+		return;
+	snprintf(sub, sizeof(sub), "%s.clients", path);
+	if (!json_is_array(a) || json_array_size(a) == 0) {
+		load_err(ld, sub, false,
+		         "must be a non-empty list of client identities "
+		         "(\"uri:spiffe://…\", \"dns:host\" or \"cn:name\")");
+		return;
+	}
+	r->clients = calloc(json_array_size(a), sizeof(*r->clients));
+	if (r->clients == NULL) {
+		load_err(ld, sub, false, "out of memory");
+		return;
+	}
+	json_array_foreach(a, i, e)
+	{
+		const char *s = json_string_value(e), *val;
+		char item[CG_MAX_JSON_PATH];
+		bool ok;
+
+		snprintf(item, sizeof(item), "%s[%zu]", sub, i);
+		if (s == NULL) {
+			load_err(ld, item, false, "must be a string");
+			continue;
+		}
+		val = strncmp(s, "uri:", 4) == 0 || strncmp(s, "dns:", 4) == 0
+		          ? s + 4
+		      : strncmp(s, "cn:", 3) == 0 ? s + 3
+		                                  : NULL;
+		ok = val != NULL && *val != '\0';
+		for (const char *c = val; ok && *c; c++)
+			ok = *c > 0x20 && *c < 0x7f && *c != '"' && *c != '\\';
+		if (!ok) {
+			load_err(ld, item, false,
+			         "'%s' is not a client identity: write "
+			         "\"uri:spiffe://…\", \"dns:host\" or "
+			         "\"cn:name\", in visible ASCII",
+			         s);
+			continue;
+		}
+		r->clients[r->nclients++] = load_strdup(ld, s);
+	}
+}
+
 void
 route_load(struct load *ld, json_t *v, unsigned idx)
 {
@@ -28,7 +86,7 @@ route_load(struct load *ld, json_t *v, unsigned idx)
 	    "path_prefix",    "action",   "purpose",
 	    "formats",        "array_at", "subjects",
 	    "subject_header", "on_deny",  "content_usage",
-	    "subject_ids",    NULL,
+	    "subject_ids",    "clients",  NULL,
 	};
 	static const char *const inspect_only[] = {
 	    "purpose",       "formats",        "array_at",
@@ -122,6 +180,7 @@ route_load(struct load *ld, json_t *v, unsigned idx)
 		         r->prefix ? "*" : "");
 		r->name = load_strdup(ld, nm);
 	}
+	route_load_clients(ld, v, path, r); /* any route may name them */
 
 	if (r->action == POLICY_ACTION_PASS) {
 		for (unsigned k = 0; inspect_only[k]; k++)

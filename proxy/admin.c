@@ -20,6 +20,7 @@
 #include <event2/http.h>
 
 #include "admin_internal.h"
+#include "tls_internal.h"
 #include "proxy_internal.h"
 
 struct admin {
@@ -53,6 +54,14 @@ on_admin_request(struct evhttp_request *req, void *arg)
 
 		server_reload_counts(a->server, &r);
 		metrics_render(w, n, snap, &r, out);
+		{
+			const struct tls_server *ts = server_tls(a->server);
+			const struct tls_client *tc =
+			    server_upstream_tls(a->server);
+
+			metrics_render_tls(ts ? tls_server_stats(ts) : NULL,
+			                   tc ? tls_client_stats(tc) : NULL, out);
+		}
 		evhttp_add_header(h, "Content-Type",
 		                  "text/plain; version=0.0.4");
 		evhttp_send_reply(req, 200, "OK", out);

@@ -32,6 +32,7 @@ config_init(struct config *cfg)
 	cfg->fd_reserve = CG_DEFAULT_FD_RESERVE;
 	cfg->pool_size = CG_DEFAULT_POOL_SIZE;
 	cfg->max_staleness_s = CG_DEFAULT_MAX_STALENESS_S;
+	cfg->tls_handshake_timeout_ms = CG_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
 }
 
 void
@@ -43,6 +44,12 @@ config_reset(struct config *cfg)
 	free(cfg->consent_path);
 	free(cfg->decision_log);
 	free(cfg->admin);
+	free(cfg->tls_cert);
+	free(cfg->tls_key);
+	free(cfg->tls_client_ca);
+	free(cfg->upstream_ca);
+	free(cfg->upstream_cert);
+	free(cfg->upstream_key);
 	config_init(cfg);
 }
 
@@ -77,6 +84,8 @@ static const struct {
     {"pool_size", offsetof(struct config, pool_size), 0, 0, 100000},
     {"max_staleness_s", offsetof(struct config, max_staleness_s), 0, 0,
      100000000},
+    {"tls_handshake_timeout_ms",
+     offsetof(struct config, tls_handshake_timeout_ms), 0, 1, 3600000},
 };
 
 static const struct {
@@ -90,6 +99,12 @@ static const struct {
     {"consent", offsetof(struct config, consent_path), 1},
     {"decision_log", offsetof(struct config, decision_log), 1},
     {"admin", offsetof(struct config, admin), 0},
+    {"tls_cert", offsetof(struct config, tls_cert), 1},
+    {"tls_key", offsetof(struct config, tls_key), 1},
+    {"tls_client_ca", offsetof(struct config, tls_client_ca), 1},
+    {"upstream_ca", offsetof(struct config, upstream_ca), 1},
+    {"upstream_cert", offsetof(struct config, upstream_cert), 1},
+    {"upstream_key", offsetof(struct config, upstream_key), 1},
 };
 
 /*
@@ -341,10 +356,103 @@ config_same_listener(const struct sockaddr_storage *a,
 	return pa != 0 && pa == pb && (same || any_a || any_b);
 }
 
+/* --upstream http://HOST[:PORT] or https://HOST[:PORT], no path. */
+static void
+config_resolve_upstream(struct config *cfg, struct cg_errors *errs)
+{
+	char hostport[300];
+	const char *rest, *err;
+	size_t n;
+
+	if (cfg->upstream == NULL) {
+		cg_errors_add(errs, "--upstream", 0, 0,
+		              "missing: give the upstream as http://HOST:PORT "
+		              "or https://HOST:PORT");
+		return;
+	}
+	if (strncmp(cfg->upstream, "http://", 7) == 0) {
+		rest = cfg->upstream + 7;
+	} else if (strncmp(cfg->upstream, "https://", 8) == 0) {
+		rest = cfg->upstream + 8;
+		cfg->upstream_tls = true;
+	} else {
+		cg_errors_add(errs, "--upstream", 0, 0,
+		              "'%s': only http:// and https:// upstreams are "
+		              "supported",
+		              cfg->upstream);
+		return;
+	}
+	n = strcspn(rest, "/");
+	if (rest[n] == '/' && rest[n + 1] != '\0')
+		cg_errors_add(errs, "--upstream", 0, 0,
+		              "'%s': a path is not supported; requests "
+		              "keep their own path",
+		              cfg->upstream);
+	if (n == 0 || n >= sizeof(hostport) - 6) {
+		cg_errors_add(errs, "--upstream", 0, 0, "'%s': %s",
+		              cfg->upstream,
+		              n ? "the host is too long" : "no host");
+		return;
+	}
+	memcpy(hostport, rest, n);
+	hostport[n] = '\0';
+	if (strchr(hostport, ':') == NULL || hostport[n - 1] == ']')
+		snprintf(hostport + n, sizeof(hostport) - n,
+		         cfg->upstream_tls ? ":443" : ":80");
+	snprintf(cfg->upstream_hostport, sizeof(cfg->upstream_hostport), "%s",
+	         hostport);
+	/* the bare host, without brackets or port: SNI and the name the
+	   certificate must carry */
+	{
+		const char *h = hostport, *end = strrchr(hostport, ':');
+
+		if (h[0] == '[') {
+			h++;
+			end = strchr(h, ']');
+		}
+		snprintf(cfg->upstream_host, sizeof(cfg->upstream_host),
+		         "%.*s", (int)(end - h), h);
+	}
+	if (config_parse_hostport(hostport, &cfg->upstream_addr,
+	                          &cfg->upstream_addrlen, &err) != 0)
+		cg_errors_add(errs, "--upstream", 0, 0, "'%s': %s",
+		              cfg->upstream, err);
+}
+
+/* The TLS files come in the pairs and with the sides they belong to. */
+static void
+config_resolve_tls(struct config *cfg, struct cg_errors *errs)
+{
+	if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL))
+		cg_errors_add(errs, cfg->tls_cert ? "--tls-key" : "--tls-cert",
+		              0, 0,
+		              "missing: TLS needs both --tls-cert and "
+		              "--tls-key");
+	if (cfg->tls_client_ca != NULL && cfg->tls_cert == NULL)
+		cg_errors_add(errs, "--tls-client-ca", 0, 0,
+		              "client certificates need TLS: give --tls-cert "
+		              "and --tls-key too");
+	if ((cfg->upstream_cert == NULL) != (cfg->upstream_key == NULL))
+		cg_errors_add(
+		    errs, cfg->upstream_cert ? "--upstream-key" : "--upstream-cert",
+		    0, 0,
+		    "missing: a client certificate for the upstream needs both "
+		    "--upstream-cert and --upstream-key");
+	if (!cfg->upstream_tls && cfg->upstream != NULL &&
+	    (cfg->upstream_ca || cfg->upstream_cert))
+		cg_errors_add(errs,
+		              cfg->upstream_ca ? "--upstream-ca"
+		                               : "--upstream-cert",
+		              0, 0,
+		              "the upstream '%s' is not https://: its TLS "
+		              "settings would be ignored",
+		              cfg->upstream);
+}
+
 int
 config_resolve(struct config *cfg, struct cg_errors *errs)
 {
-	const char *err, *rest;
+	const char *err;
 	unsigned before = errs->count;
 
 	if (cfg->listen == NULL)
@@ -353,44 +461,8 @@ config_resolve(struct config *cfg, struct cg_errors *errs)
 	                          &cfg->listen_addrlen, &err) != 0)
 		cg_errors_add(errs, "--listen", 0, 0, "'%s': %s", cfg->listen,
 		              err);
-	if (cfg->upstream == NULL) {
-		cg_errors_add(errs, "--upstream", 0, 0,
-		              "missing: give the upstream as http://HOST:PORT");
-	} else if (strncmp(cfg->upstream, "http://", 7) != 0) {
-		cg_errors_add(errs, "--upstream", 0, 0,
-		              "'%s': only http:// upstreams are supported",
-		              cfg->upstream);
-	} else {
-		char hostport[300];
-		size_t n;
-
-		rest = cfg->upstream + 7;
-		n = strcspn(rest, "/");
-		if (rest[n] == '/' && rest[n + 1] != '\0')
-			cg_errors_add(errs, "--upstream", 0, 0,
-			              "'%s': a path is not supported; requests "
-			              "keep their own path",
-			              cfg->upstream);
-		if (n >= sizeof(hostport)) {
-			cg_errors_add(errs, "--upstream", 0, 0,
-			              "the host is too long");
-		} else {
-			memcpy(hostport, rest, n);
-			hostport[n] = '\0';
-			if (strchr(hostport, ':') == NULL ||
-			    hostport[n - 1] == ']')
-				snprintf(hostport + n, sizeof(hostport) - n,
-				         ":80");
-			snprintf(cfg->upstream_hostport,
-			         sizeof(cfg->upstream_hostport), "%s",
-			         hostport);
-			if (config_parse_hostport(hostport, &cfg->upstream_addr,
-			                          &cfg->upstream_addrlen,
-			                          &err) != 0)
-				cg_errors_add(errs, "--upstream", 0, 0,
-				              "'%s': %s", cfg->upstream, err);
-		}
-	}
+	config_resolve_upstream(cfg, errs);
+	config_resolve_tls(cfg, errs);
 	if (cfg->admin != NULL &&
 	    config_parse_hostport(cfg->admin, &cfg->admin_addr,
 	                          &cfg->admin_addrlen, &err) != 0)

@@ -18,6 +18,7 @@
 #include "conn_internal.h"
 #include "declog_internal.h"
 #include "inspect_internal.h"
+#include "tls_internal.h"
 
 static void
 set_timer(struct conn *c, enum timer_kind kind, unsigned ms)
@@ -92,6 +93,7 @@ conn_free(void *arg)
 		evbuffer_free(c->body);
 	if (c->kept)
 		evbuffer_free(c->kept);
+	free(c->client_ids);
 	rq_release(c);
 	worker_fd_closed(w);
 	free(c);
@@ -204,6 +206,64 @@ conn_reply_all_dropped(struct conn *c)
 
 /* ---- reading the request ---- */
 
+/*
+ * A route that names its clients takes only a client whose verified
+ * certificate carries one of those identities; the others get 403 and
+ * nothing is forwarded. False when the request was answered.
+ */
+static bool
+client_may_use(struct conn *c)
+{
+	const struct http1_request *r = &c->rq->req;
+	const char *matched = NULL;
+	char detail[CG_MAX_DETAIL];
+
+	if (route_client_allowed(c->route, c->client_ids, &matched)) {
+		if (matched)
+			c->client = matched;
+		return true;
+	}
+	snprintf(detail, sizeof(detail),
+	         "route '%s' takes only the clients it names; %s%s%s",
+	         route_name(c->route),
+	         c->client ? "this client's certificate names " : "",
+	         c->client ? c->client : "this client presented no "
+	                                 "verified certificate",
+	         c->client ? ", which is not one of them" : "");
+	log_msg("conn %llu: 403 %s", (unsigned long long)c->id, detail);
+	if (r->framing == HTTP1_FRAMING_NONE)
+		conn_reply_problem(c, 403, detail, NULL);
+	else
+		conn_fail(c, 403, detail, NULL);
+	return false;
+}
+
+/* The TLS handshake is over (or failed): read the client's identities,
+   then the request head has its own deadline. */
+static void
+handshake_done(struct conn *c)
+{
+	char ids[TLS_IDENTITIES_MAX];
+	size_t len = 0;
+
+	c->handshaking = false;
+	if (c->t.eof)
+		return; /* failed: tls.c counted and logged it */
+	if (tls_peer_identities(&c->t, ids, sizeof(ids)) > 0) {
+		for (const char *id = ids; *id; id += strlen(id) + 1)
+			len = (size_t)(id - ids) + strlen(id) + 1;
+		c->client_ids = malloc(len + 1);
+		if (c->client_ids == NULL) {
+			conn_close(c);
+			return;
+		}
+		memcpy(c->client_ids, ids, len + 1);
+		c->client = c->client_ids;
+	}
+	if (c->timer_kind == TIMER_HANDSHAKE)
+		set_timer(c, TIMER_HEAD, c->w->cfg->head_timeout_ms);
+}
+
 static void
 start_request(struct conn *c, const char *buf)
 {
@@ -235,6 +295,8 @@ start_request(struct conn *c, const char *buf)
 		}
 		return;
 	}
+	if (!client_may_use(c))
+		return;
 	if (route_action(c->route) == POLICY_ACTION_INSPECT) {
 		int status = inspect_begin(&c->rq->insp, c->snap, c->route, r,
 		                           c->w->cfg->max_staleness_s);
@@ -411,6 +473,9 @@ conn_step(struct conn *c)
 		enum conn_state before = c->state;
 		bool got = conn_read(c);
 
+		if (c->handshaking && !c->t.closed &&
+		    !transport_handshaking(&c->t))
+			handshake_done(c);
 		if (c->t.closed)
 			return;
 		switch (c->state) {
@@ -530,6 +595,9 @@ on_conn_timeout(void *arg)
 	} else if (kind == TIMER_BODY && c->state == CS_BODY) {
 		conn_fail(c, 408, "the request body stalled", NULL);
 		conn_step(c);
+	} else if (kind == TIMER_HANDSHAKE) {
+		tls_server_timed_out(c->w->tls, c->peer);
+		conn_close(c); /* no TLS yet: nothing can be answered */
 	} else if (kind == TIMER_LINGER) {
 		conn_close(c); /* the client never closed: enough */
 	} else {
@@ -565,7 +633,12 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
 	rewrite_peer(sa, c->peer, sizeof(c->peer));
 	/* attached even when init failed: conn_free closes the socket */
 	rc = transport_init(&c->t, w->base, &conn_handlers, c);
-	rc |= transport_attach(&c->t, fd, &transport_plain);
+	if (w->tls != NULL) {
+		c->tls = c->handshaking = true;
+		rc |= tls_server_attach(w->tls, &c->t, fd, c->peer);
+	} else {
+		rc |= transport_attach(&c->t, fd, &transport_plain);
+	}
 	c->body = evbuffer_new();
 	c->kept = evbuffer_new();
 	c->next = w->conns;
@@ -576,7 +649,10 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
 		conn_close(c);
 		return;
 	}
-	set_timer(c, TIMER_HEAD, w->cfg->head_timeout_ms);
+	if (c->tls)
+		set_timer(c, TIMER_HANDSHAKE, w->cfg->tls_handshake_timeout_ms);
+	else
+		set_timer(c, TIMER_HEAD, w->cfg->head_timeout_ms);
 }
 
 void

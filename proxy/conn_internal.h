@@ -27,6 +27,7 @@ enum timer_kind {
 	TIMER_HEAD,
 	TIMER_BODY,
 	TIMER_LINGER,
+	TIMER_HANDSHAKE, /* TLS: the handshake's own deadline */
 };
 
 struct conn {
@@ -36,6 +37,12 @@ struct conn {
 	enum timer_kind timer_kind;
 	uint64_t id;
 	char peer[REWRITE_PEER_MAX]; /* for Forwarded: for= */
+	bool tls, handshaking; /* TLS; its handshake not done yet */
+	/* the verified client certificate's identities (tls.c's list of
+	   "kind:value" strings), NULL without one; client is the one logged
+	   and forwarded: the one the route matched, else the first */
+	char *client_ids;
+	const char *client;
 	enum conn_state state;
 	/* the request in flight; NULL while the connection idles, so that an
 	   idle keep-alive connection costs a few hundred bytes, not kilobytes

@@ -12,6 +12,7 @@
 
 #include "metrics_internal.h"
 #include "proxy_internal.h"
+#include "tls_internal.h"
 
 static const struct {
 	const char *name, *labels, *help;
@@ -129,4 +130,51 @@ metrics_render(const struct worker *workers, unsigned n,
 	    (unsigned long long)reloads->ok,
 	    (unsigned long long)reloads->failed,
 	    (unsigned long long)snapshot_generation(snap));
+}
+
+/* One side's TLS counters (side: "client" for connections from clients,
+   "upstream" for ours to the upstream). */
+static void
+render_tls_side(const char *side, const struct tls_stats *st,
+                struct evbuffer *out)
+{
+	evbuffer_add_printf(
+	    out, "consentgate_tls_handshakes_total{side=\"%s\"} %llu\n"
+	         "consentgate_tls_resumed_total{side=\"%s\"} %llu\n",
+	    side,
+	    (unsigned long long)atomic_load_explicit(&st->handshakes,
+	                                             memory_order_relaxed),
+	    side,
+	    (unsigned long long)atomic_load_explicit(&st->resumed,
+	                                             memory_order_relaxed));
+	for (int i = 0; i < TLS_FAIL_COUNT; i++)
+		evbuffer_add_printf(
+		    out,
+		    "consentgate_tls_handshake_failures_total{side=\"%s\","
+		    "reason=\"%s\"} %llu\n",
+		    side, tls_failure_names[i],
+		    (unsigned long long)atomic_load_explicit(
+		        &st->failures[i], memory_order_relaxed));
+}
+
+void
+metrics_render_tls(const struct tls_stats *clients,
+                   const struct tls_stats *upstream, struct evbuffer *out)
+{
+	if (clients == NULL && upstream == NULL)
+		return;
+	evbuffer_add_printf(
+	    out,
+	    "# HELP consentgate_tls_handshakes_total TLS handshakes "
+	    "completed\n"
+	    "# TYPE consentgate_tls_handshakes_total counter\n"
+	    "# HELP consentgate_tls_resumed_total Of them, resumed sessions\n"
+	    "# TYPE consentgate_tls_resumed_total counter\n"
+	    "# HELP consentgate_tls_handshake_failures_total TLS handshakes "
+	    "that failed, by reason\n"
+	    "# TYPE consentgate_tls_handshake_failures_total counter\n");
+	if (clients)
+		render_tls_side("client", clients, out);
+	if (upstream)
+		render_tls_side("upstream", upstream, out);
 }

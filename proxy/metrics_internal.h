@@ -47,6 +47,11 @@ struct metrics_reloads {
 /* Sum the counters of workers[0..n) into out, in the Prometheus text
  * format, with the gauges of snap (the policy and consent table in use)
  * and the reloads. */
+struct tls_stats;
+/* The TLS counters of either side that speaks TLS (NULL: plain). */
+void metrics_render_tls(const struct tls_stats *clients,
+                        const struct tls_stats *upstream,
+                        struct evbuffer *out);
 void metrics_render(const struct worker *workers, unsigned n,
                     const struct snapshot *snap,
                     const struct metrics_reloads *reloads,

@@ -51,6 +51,11 @@ struct config {
 	unsigned max_staleness_s;
 	char *decision_log; /* path, "-" for stdout, NULL off */
 	char *admin;        /* HOST:PORT for /metrics and /healthz, NULL off */
+	/* TLS (tls.c): from clients, mutual with a client CA; to an https://
+	   upstream, verified against upstream_ca or the system store */
+	char *tls_cert, *tls_key, *tls_client_ca;
+	char *upstream_ca, *upstream_cert, *upstream_key;
+	unsigned tls_handshake_timeout_ms;
 	/* derived by config_resolve */
 	struct sockaddr_storage listen_addr;
 	socklen_t listen_addrlen;
@@ -59,6 +64,8 @@ struct config {
 	struct sockaddr_storage admin_addr; /* when admin is set */
 	socklen_t admin_addrlen;
 	char upstream_hostport[300]; /* for logs */
+	bool upstream_tls;           /* https:// */
+	char upstream_host[256];     /* for SNI and the certificate check */
 };
 
 void config_init(struct config *cfg);
@@ -119,6 +126,13 @@ struct snapshot *server_snapshot(struct server *s);
 int server_port(const struct server *s);
 /* The workers (for the metrics), n of them. */
 struct worker *server_workers(struct server *s, unsigned *n);
+/* The TLS contexts, NULL when that side is plain (for the metrics). */
+const struct tls_server *server_tls(const struct server *s);
+const struct tls_client *server_upstream_tls(const struct server *s);
+/* A policy whose routes name clients needs verified client identities
+   (--tls-client-ca). 0, or -1 with the reason in errs. */
+int server_tls_check(const struct config *cfg, const struct policy *p,
+                     struct cg_errors *errs);
 
 /* Descriptors open in the process, against its limit (RLIMIT_NOFILE). */
 struct worker_fds {
@@ -126,8 +140,13 @@ struct worker_fds {
 	long limit;
 };
 
+struct tls_server;
+struct tls_client;
+
 struct worker {
 	struct server *server;
+	struct tls_server *tls;    /* NULL: clients speak plain HTTP */
+	struct tls_client *up_tls; /* NULL: the upstream is http:// */
 	struct worker_fds *fds; /* the server's, shared by every worker */
 	const struct config *cfg;
 	struct event_base *base;

@@ -182,7 +182,9 @@ static void
 build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len,
                     bool streaming)
 {
-	rewrite_request_head(h, &c->rq->req, &c->rq->insp, c->peer,
+	const struct rewrite_client from = {c->peer, c->tls, c->client};
+
+	rewrite_request_head(h, &c->rq->req, &c->rq->insp, &from,
 	                     c->w->cfg->upstream_hostport, body_len, streaming);
 }
 

@@ -49,7 +49,8 @@ rewrite_peer(const struct sockaddr *sa, char *out, size_t len)
 
 void
 rewrite_request_head(struct evbuffer *h, const struct http1_request *r,
-                     const struct inspect_result *insp, const char *peer,
+                     const struct inspect_result *insp,
+                     const struct rewrite_client *from,
                      const char *upstream_hostport, size_t body_len,
                      bool streaming)
 {
@@ -82,8 +83,15 @@ rewrite_request_head(struct evbuffer *h, const struct http1_request *r,
 		ADD_LIT(h, "Via: 1.0 consentgate\r\nForwarded: for=");
 	else
 		ADD_LIT(h, "Via: 1.1 consentgate\r\nForwarded: for=");
-	evbuffer_add(h, peer, strlen(peer));
-	ADD_LIT(h, ";proto=http\r\n");
+	evbuffer_add(h, from->addr, strlen(from->addr));
+	if (from->https)
+		ADD_LIT(h, ";proto=https");
+	else
+		ADD_LIT(h, ";proto=http");
+	/* tls.c keeps only identities without '"', '\\' or controls */
+	if (from->client)
+		evbuffer_add_printf(h, ";client=\"%s\"", from->client);
+	ADD_LIT(h, "\r\n");
 	if (streaming)
 		ADD_LIT(h, "Transfer-Encoding: chunked\r\n");
 	else if (body_len > 0 || r->framing != HTTP1_FRAMING_NONE)

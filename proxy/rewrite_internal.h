@@ -25,17 +25,27 @@
    address quoted in brackets) into out[0,len); "unknown" for others. */
 void rewrite_peer(const struct sockaddr *sa, char *out, size_t len);
 
+/* Who sent the request, for Forwarded. */
+struct rewrite_client {
+	const char *addr;   /* the for= value (rewrite_peer) */
+	bool https;         /* it spoke TLS to us: proto=https */
+	const char *client; /* its verified certificate identity, or NULL */
+};
+
 /*
  * Append our own upstream request head to h: request line, the client's
  * end-to-end fields, Host when an HTTP/1.0 client sent none (upstream
- * host:port), Via, Forwarded (peer from rewrite_peer), one framing
+ * host:port), Via, Forwarded (appended after the client's own, RFC 7239:
+ * the upstream trusts the last element, ours, for proto= and client=),
+ * one framing
  * (Transfer-Encoding: chunked when streaming, else Content-Length of
  * body_len when there is a body) and, when insp->active, the Consent-*
  * fields of the inspection. Cannot fail (evbuffer errors are ignored as
  * everywhere on the request path).
  */
 void rewrite_request_head(struct evbuffer *h, const struct http1_request *r,
-                          const struct inspect_result *insp, const char *peer,
+                          const struct inspect_result *insp,
+                          const struct rewrite_client *from,
                           const char *upstream_hostport, size_t body_len,
                           bool streaming);
 

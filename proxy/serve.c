@@ -26,7 +26,8 @@ serve_usage(FILE *out)
 	    "127.0.0.1:8000;\n"
 	    "                       port 0 picks a free one)\n"
 	    "  --upstream URL       the ML ingestion endpoint, "
-	    "http://HOST:PORT\n"
+	    "http://HOST:PORT or\n"
+	    "                       https://HOST:PORT (verified, with SNI)\n"
 	    "  --policy FILE        the rule file\n"
 	    "  --consent FILE       the consent table: CSV or snapshot "
 	    "(consent build)\n"
@@ -41,6 +42,19 @@ serve_usage(FILE *out)
 	    "                       ('-' for stdout)\n"
 	    "  --admin HOST:PORT    serve /metrics (Prometheus) and /healthz "
 	    "there\n"
+	    "  --tls-cert FILE      serve TLS 1.2/1.3 with this PEM "
+	    "certificate chain\n"
+	    "  --tls-key FILE       and this PEM private key (both reloaded "
+	    "on SIGHUP)\n"
+	    "  --tls-client-ca FILE require client certificates issued by "
+	    "these CAs\n"
+	    "                       (mutual TLS; routes may name the "
+	    "clients they take)\n"
+	    "  --upstream-ca FILE   CAs the https:// upstream's certificate "
+	    "must chain to\n"
+	    "                       (default: the system store)\n"
+	    "  --upstream-cert FILE, --upstream-key FILE\n"
+	    "                       a client certificate for the upstream\n"
 	    "  --check              load everything and try what a start "
 	    "needs (the\n"
 	    "                       addresses, the decision log); print "
@@ -81,11 +95,18 @@ serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
 	    {"upstream", required_argument, NULL, 'u'},
 	    {"policy", required_argument, NULL, 'p'},
 	    {"consent", required_argument, NULL, 'c'},
+	    {"consent-seed", required_argument, NULL, 'S'},
 	    {"workers", required_argument, NULL, 'w'},
 	    {"config", required_argument, NULL, 'f'},
 	    {"check", no_argument, NULL, 'k'},
 	    {"decision-log", required_argument, NULL, 'd'},
 	    {"admin", required_argument, NULL, 'a'},
+	    {"tls-cert", required_argument, NULL, 'T'},
+	    {"tls-key", required_argument, NULL, 'K'},
+	    {"tls-client-ca", required_argument, NULL, 'C'},
+	    {"upstream-ca", required_argument, NULL, 'A'},
+	    {"upstream-cert", required_argument, NULL, 'U'},
+	    {"upstream-key", required_argument, NULL, 'Y'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
@@ -150,6 +171,24 @@ serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
 			break;
 		case 'a':
 			set_str(&cfg->admin, optarg);
+			break;
+		case 'T':
+			set_str(&cfg->tls_cert, optarg);
+			break;
+		case 'K':
+			set_str(&cfg->tls_key, optarg);
+			break;
+		case 'C':
+			set_str(&cfg->tls_client_ca, optarg);
+			break;
+		case 'A':
+			set_str(&cfg->upstream_ca, optarg);
+			break;
+		case 'U':
+			set_str(&cfg->upstream_cert, optarg);
+			break;
+		case 'Y':
+			set_str(&cfg->upstream_key, optarg);
 			break;
 		case 'v':
 			log_verbose = 1;

@@ -18,6 +18,7 @@
 
 #include "declog_internal.h"
 #include "proxy_internal.h"
+#include "tls_internal.h"
 
 #define ACCEPT_BURST 64  /* accepts per readiness event */
 #define DRAIN_POLL_MS 20 /* ms between checks while draining */
@@ -39,6 +40,8 @@ struct server {
 	struct worker_fds fds; /* shared by the workers: w->fds */
 	int port;
 	atomic_uint_least64_t reloads_ok, reloads_failed; /* for /metrics */
+	struct tls_server *tls;    /* --tls-cert: clients speak TLS */
+	struct tls_client *up_tls; /* an https:// upstream */
 };
 
 /* ---- accepting ---- */
@@ -254,6 +257,10 @@ server_reload(struct server *s, unsigned what, struct cg_errors *errs)
 	                     s->cfg->consent_path, errs);
 	if (next == NULL)
 		goto out;
+	if (server_tls_check(s->cfg, snapshot_policy(next), errs) != 0) {
+		snapshot_unref(next);
+		goto out;
+	}
 	pthread_mutex_lock(&s->snap_lock);
 	old = s->snap;
 	s->snap = next;
@@ -306,6 +313,37 @@ int
 server_port(const struct server *s)
 {
 	return s->port;
+}
+
+int
+server_tls_check(const struct config *cfg, const struct policy *p,
+                 struct cg_errors *errs)
+{
+	for (unsigned i = 0; i < route_count(p); i++) {
+		const struct policy_route *r = route_at(p, i);
+
+		if (route_client_count(r) > 0 && cfg->tls_client_ca == NULL) {
+			cg_errors_add(errs, "--tls-client-ca", 0, 0,
+			              "route '%s' takes only the clients it "
+			              "names, but without --tls-client-ca no "
+			              "client has a verified identity",
+			              route_name(r));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+const struct tls_server *
+server_tls(const struct server *s)
+{
+	return s->tls;
+}
+
+const struct tls_client *
+server_upstream_tls(const struct server *s)
+{
+	return s->up_tls;
 }
 
 struct worker *
@@ -373,6 +411,15 @@ server_listen(struct server *s, struct cg_errors *errs)
 
 	if (fds == NULL)
 		goto out;
+	/* certificate and key errors are fatal before anything listens */
+	if (server_tls_check(cfg, snapshot_policy(s->snap), errs) != 0)
+		goto out;
+	if (cfg->tls_cert != NULL &&
+	    (s->tls = tls_server_new(cfg, errs)) == NULL)
+		goto out;
+	if (cfg->upstream_tls &&
+	    (s->up_tls = tls_client_new(cfg, errs)) == NULL)
+		goto out;
 	/* another listener there, SO_REUSEPORT or not (see listen.c) */
 	if (listen_probe(&cfg->listen_addr, cfg->listen_addrlen) != 0) {
 		cg_errors_add(errs, "--listen", 0, 0, "cannot listen on %s: %s",
@@ -388,6 +435,8 @@ server_listen(struct server *s, struct cg_errors *errs)
 		w->fds = &s->fds;
 		w->cfg = cfg;
 		w->index = i;
+		w->tls = s->tls;
+		w->up_tls = s->up_tls;
 		w->base = event_base_new();
 		/* all workers bind the port the first one got (for --listen
 		   HOST:0) */
@@ -447,6 +496,45 @@ out:
 	return rc;
 }
 
+static void
+log_errors(const struct cg_errors *errs)
+{
+	for (unsigned i = 0; i < errs->count; i++)
+		log_msg("reload: %s", errs->msgs[i]);
+	if (errs->dropped > 0)
+		log_msg("reload: (%u more errors)", errs->dropped);
+}
+
+/* SIGHUP: reopen the decision log, reload the TLS certificate and key,
+   then the policy and consent table; what fails keeps running as it was. */
+static void
+server_hup(struct server *s)
+{
+	struct cg_errors errs;
+
+	if (declog_reopen() != 0)
+		log_msg("reload: cannot reopen the decision log: %s",
+		        strerror(errno));
+	if (s->tls != NULL) {
+		cg_errors_init(&errs);
+		if (tls_server_reload(s->tls, &errs) == 0) {
+			log_msg("reloaded the TLS certificate and key");
+		} else {
+			log_errors(&errs);
+			log_msg("TLS reload failed; keeping the running "
+			        "certificate and key");
+		}
+		cg_errors_reset(&errs);
+	}
+	cg_errors_init(&errs);
+	if (server_reload(s, SNAPSHOT_BOTH, &errs) != 0) {
+		log_errors(&errs);
+		log_msg("reload failed; keeping the running policy and "
+		        "consent table");
+	}
+	cg_errors_reset(&errs);
+}
+
 int
 server_run(struct server *s)
 {
@@ -475,23 +563,7 @@ server_run(struct server *s)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			struct cg_errors errs;
-
-			if (declog_reopen() != 0)
-				log_msg("reload: cannot reopen the decision "
-				        "log: %s",
-				        strerror(errno));
-			cg_errors_init(&errs);
-			if (server_reload(s, SNAPSHOT_BOTH, &errs) != 0) {
-				for (unsigned i = 0; i < errs.count; i++)
-					log_msg("reload: %s", errs.msgs[i]);
-				if (errs.dropped > 0)
-					log_msg("reload: (%u more errors)",
-					        errs.dropped);
-				log_msg("reload failed; keeping the running "
-				        "policy and consent table");
-			}
-			cg_errors_reset(&errs);
+			server_hup(s);
 			continue;
 		}
 		break;
@@ -539,6 +611,8 @@ server_free(struct server *s)
 		snapshot_unref(w->snap);
 	}
 	free(s->workers);
+	tls_server_free(s->tls);
+	tls_client_free(s->up_tls);
 	snapshot_unref(s->snap);
 	pthread_mutex_destroy(&s->snap_lock);
 	pthread_mutex_destroy(&s->reload_lock);

@@ -39,6 +39,21 @@ plain_has_pending(const struct transport *t)
 	return false; /* the kernel buffers; its events tell */
 }
 
+static bool
+plain_handshaking(const struct transport *t)
+{
+	return false;
+}
+
+static bool
+plain_peer_spoke(const struct transport *t)
+{
+	char b;
+	ssize_t r = recv(t->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 static int
 plain_shutdown(struct transport *t)
 {
@@ -52,8 +67,14 @@ plain_close(struct transport *t)
 }
 
 const struct transport_backend transport_plain = {
-    "plain",           plain_readv,    plain_writev,
-    plain_has_pending, plain_shutdown, plain_close,
+    .name = "plain",
+    .readv = plain_readv,
+    .writev = plain_writev,
+    .has_pending = plain_has_pending,
+    .handshaking = plain_handshaking,
+    .peer_spoke = plain_peer_spoke,
+    .shutdown = plain_shutdown,
+    .close = plain_close,
 };
 
 /* ---- events and the guard ---- */
@@ -78,12 +99,20 @@ on_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct transport *t = arg;
 
-	if (what & EV_READ)
+	if (what & EV_READ) {
 		t->can_read = true;
+		if (t->write_needs_read)
+			t->write_blocked = t->write_needs_read = false;
+	}
 	if (what & EV_CLOSED)
 		t->rdhup = t->can_read = true;
-	if (what & EV_WRITE)
+	if (what & EV_WRITE) {
 		t->write_blocked = false;
+		if (t->read_needs_write) {
+			t->can_read = true;
+			t->read_needs_write = false;
+		}
+	}
 	transport_hold(t);
 	t->handlers->on_ready(t->owner);
 	transport_release(t);
@@ -120,6 +149,7 @@ transport_attach(struct transport *t, int fd,
 	t->fd = fd;
 	t->backend = backend;
 	t->can_read = t->rdhup = t->eof = t->write_blocked = false;
+	t->read_needs_write = t->write_needs_read = false;
 	t->ev = event_new(t->base, fd,
 	                  EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED,
 	                  on_event, t);
@@ -247,15 +277,15 @@ transport_read(struct transport *t, size_t max)
 }
 
 bool
+transport_handshaking(const struct transport *t)
+{
+	return t->fd >= 0 && t->backend->handshaking(t);
+}
+
+bool
 transport_peer_spoke(const struct transport *t)
 {
-	char b;
-	ssize_t r;
-
-	if (transport_has_pending(t))
-		return true;
-	r = recv(t->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	return r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+	return transport_has_pending(t) || t->backend->peer_spoke(t);
 }
 
 int

@@ -5,8 +5,8 @@
  *
  * The state machines (conn.c, upstream.c) never call read(2), write(2) or
  * a TLS library: they call transport_read and transport_flush, and the
- * backend behind them is plain TCP today and TLS later (tls.c). Only this
- * module and tls.c may include OpenSSL.
+ * backend behind them is plain TCP (here) or TLS (tls.c). Only tls.c
+ * includes OpenSSL.
  *
  * Events are edge-triggered and registered once, for read and write: the
  * transport remembers what the kernel said (can_read, rdhup,
@@ -58,6 +58,11 @@ struct transport_backend {
 	/* True when bytes are buffered inside the backend that a read
 	   returns without any new socket event (TLS plaintext). */
 	bool (*has_pending)(const struct transport *t);
+	/* True while a handshake is under way (no plaintext moves yet). */
+	bool (*handshaking)(const struct transport *t);
+	/* Has the peer sent application bytes or closed, that no read took
+	   yet? (A TLS peer's session tickets do not count.) */
+	bool (*peer_spoke)(const struct transport *t);
 	/* End our direction of the stream (FIN, TLS close_notify). 0 or -1. */
 	int (*shutdown)(struct transport *t);
 	/* Release the backend's state and close the socket. */
@@ -92,6 +97,10 @@ struct transport {
 	bool rdhup;         /* the peer closed its side: read to the end */
 	bool eof;           /* end of stream or a read error: read no more */
 	bool write_blocked; /* out holds bytes the socket did not take */
+	/* a TLS backend's read waits for the socket to take bytes (a
+	   handshake or key update message), or its write for bytes to come:
+	   the other event then unblocks it */
+	bool read_needs_write, write_needs_read;
 	bool closed;        /* transport_close was called */
 	int busy;           /* owner callbacks on the stack */
 };
@@ -126,9 +135,12 @@ void transport_reset(struct transport *t);
 size_t transport_read(struct transport *t, size_t max);
 /* True when the backend holds bytes a read returns without an event. */
 bool transport_has_pending(const struct transport *t);
+/* True while the backend's handshake is under way (TLS). */
+bool transport_handshaking(const struct transport *t);
 /*
- * Has the peer sent something or closed, that no read took yet? Asks the
- * backend, then peeks at the socket (one recv with MSG_PEEK).
+ * Has the peer sent something or closed, that no read took yet? The
+ * backend peeks (plain: one recv with MSG_PEEK; TLS: SSL_peek, which
+ * reads records but keeps their plaintext).
  */
 bool transport_peer_spoke(const struct transport *t);
 /*

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "proxy_internal.h"
+#include "tls_internal.h"
 #include "transport_internal.h"
 
 enum up_state {
@@ -117,7 +118,10 @@ up_connect(struct upstream_conn *u)
 		worker_fd_closed(u->w);
 		return -1;
 	}
-	if (transport_attach(&u->t, fd, &transport_plain) != 0)
+	/* https://: the handshake runs with the first write (tls.c) */
+	if (u->w->up_tls != NULL
+	        ? tls_client_attach(u->w->up_tls, &u->t, fd) != 0
+	        : transport_attach(&u->t, fd, &transport_plain) != 0)
 		return -1;
 	transport_set_timer(&u->t, cfg->connect_timeout_ms);
 	return 0;

@@ -131,6 +131,8 @@ cg_slice_ieq(struct cg_slice s, const char *lit)
 #define CG_DEFAULT_POOL_SIZE 64
 /* ms to finish in-flight on SIGTERM */
 #define CG_DEFAULT_DRAIN_TIMEOUT_MS 10000
+/* ms a TLS client has for its handshake, before the head timeout starts */
+#define CG_DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS 10000
 /* JSON nesting depth of a record */
 #define CG_DEFAULT_MAX_DEPTH 64
 /* bytes of one NDJSON record */

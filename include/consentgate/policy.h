@@ -102,6 +102,24 @@ enum policy_on_deny route_on_deny(const struct policy_route *r);
 /* True when forwarded requests get "Content-Usage: train-ai=n". */
 bool route_content_usage(const struct policy_route *r);
 
+/*
+ * The clients a route takes, by the identity in their verified TLS
+ * certificate: "uri:spiffe://…" (a URI SAN), "dns:host" (a DNS SAN) or
+ * "cn:name" (the subject CN). A route that names none takes any client.
+ */
+unsigned route_client_count(const struct policy_route *r);
+const char *route_client_at(const struct policy_route *r, unsigned i);
+/*
+ * May a client with these identities use r? ids is a list of
+ * NUL-terminated "kind:value" strings ended by an empty string, as the
+ * proxy reads them from the client's certificate (NULL or "" for a client
+ * without one). URI and CN compare exactly, DNS names without regard to
+ * ASCII case. *matched (may be NULL) gets the identity that matched, or
+ * NULL. True for a route that names no client.
+ */
+bool route_client_allowed(const struct policy_route *r, const char *ids,
+                          const char **matched);
+
 /* The outcome for one record. */
 struct policy_decision {
 	bool allow;

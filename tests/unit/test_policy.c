@@ -510,7 +510,7 @@ test_deep_nesting_positions(void **state)
 	             "routes[0].deep: unknown key 'deep' (expected one of: "
 	             "name, method, path, path_prefix, action, purpose, "
 	             "formats, array_at, subjects, subject_header, on_deny, "
-	             "content_usage, subject_ids)");
+	             "content_usage, subject_ids, clients)");
 	assert_error(doc, "\"bogus\"",
 	             "rules[0].then: unknown outcome 'bogus' (expected allow "
 	             "or deny)");
@@ -1198,6 +1198,74 @@ test_route_alias_warnings(void **state)
 
 /* ---- consent rows the policy cannot see (issue 8, class 7) ---- */
 
+/* "clients": the TLS identities a route takes, matched as the proxy does. */
+static void
+test_route_clients(void **state)
+{
+	static const char ids_poster[] = "uri:spiffe://example.org/poster\0"
+	                                 "dns:Poster.Internal\0cn:poster\0";
+	static const char ids_other[] = "dns:other.internal\0cn:poster2\0";
+	const struct policy_route *open_r, *uri_r, *dns_r;
+	const char *m = NULL;
+	struct policy *p;
+
+	p = load_ok("{\"policy\": \"x\", " PURPOSES ",\n"
+	            "\"routes\": [" ROUTE_OK ",\n"
+	            "{\"method\": \"GET\", \"path\": \"/u\", \"action\": "
+	            "\"pass\", \"clients\": [\"uri:spiffe://example.org/"
+	            "poster\", \"cn:admin\"]},\n"
+	            "{\"method\": \"GET\", \"path\": \"/d\", \"action\": "
+	            "\"pass\", \"clients\": [\"dns:poster.internal\"]}],\n"
+	            "\"rules\": [" RULE_DEFAULT "]}");
+	open_r = route_at(p, 0);
+	uri_r = route_at(p, 1);
+	dns_r = route_at(p, 2);
+	assert_int_equal(route_client_count(open_r), 0);
+	assert_int_equal(route_client_count(uri_r), 2);
+	assert_string_equal(route_client_at(uri_r, 1), "cn:admin");
+	assert_null(route_client_at(uri_r, 2));
+	/* a route naming none takes anyone, with or without a certificate */
+	assert_true(route_client_allowed(open_r, NULL, &m));
+	assert_null(m);
+	assert_true(route_client_allowed(uri_r, ids_poster, &m));
+	assert_string_equal(m, "uri:spiffe://example.org/poster");
+	assert_false(route_client_allowed(uri_r, ids_other, &m));
+	assert_null(m);
+	assert_false(route_client_allowed(uri_r, NULL, NULL));
+	assert_false(route_client_allowed(uri_r, "", NULL));
+	/* DNS names compare without regard to case; URIs and CNs exactly */
+	assert_true(route_client_allowed(dns_r, ids_poster, &m));
+	assert_string_equal(m, "dns:Poster.Internal");
+	assert_false(route_client_allowed(
+	    uri_r, "uri:SPIFFE://example.org/poster\0cn:Admin\0", NULL));
+	policy_free(p);
+
+	assert_error("{\"policy\": \"x\", " PURPOSES ",\n"
+	             "\"routes\": [{\"method\": \"GET\", \"path\": \"/u\", "
+	             "\"action\": \"pass\", \"clients\": [\"spiffe://x/y\"]}],"
+	             "\n\"rules\": [" RULE_DEFAULT "]}",
+	             "\"spiffe://x/y\"",
+	             "routes[0].clients[0]: 'spiffe://x/y' is not a client "
+	             "identity: write \"uri:spiffe://…\", \"dns:host\" or "
+	             "\"cn:name\", in visible ASCII");
+	assert_error("{\"policy\": \"x\", " PURPOSES ",\n"
+	             "\"routes\": [{\"method\": \"GET\", \"path\": \"/u\", "
+	             "\"action\": \"pass\", \"clients\": [\"cn:a b\"]}],"
+	             "\n\"rules\": [" RULE_DEFAULT "]}",
+	             "\"cn:a b\"",
+	             "routes[0].clients[0]: 'cn:a b' is not a client "
+	             "identity: write \"uri:spiffe://…\", \"dns:host\" or "
+	             "\"cn:name\", in visible ASCII");
+	assert_error("{\"policy\": \"x\", " PURPOSES ",\n"
+	             "\"routes\": [{\"method\": \"GET\", \"path\": \"/u\", "
+	             "\"action\": \"pass\", \"clients\": []}],"
+	             "\n\"rules\": [" RULE_DEFAULT "]}",
+	             "[]}",
+	             "routes[0].clients: must be a non-empty list of client "
+	             "identities (\"uri:spiffe://…\", \"dns:host\" or "
+	             "\"cn:name\")");
+}
+
 static void
 test_ignored_purposes(void **state)
 {
@@ -1310,6 +1378,7 @@ main(void)
 	    cmocka_unit_test(test_route_alias_orders),
 	    cmocka_unit_test(test_route_alias_warnings),
 	    cmocka_unit_test(test_ignored_purposes),
+    cmocka_unit_test(test_route_clients),
 	    cmocka_unit_test(test_check_consent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,9 @@
 
 #include "../../proxy/rewrite_internal.h"
 
+static const struct rewrite_client from_v4 = {"10.0.0.1", false, NULL};
+static const struct rewrite_client from_v6 = {"\"[::1]\"", false, NULL};
+
 /* The buffer's bytes as a NUL-terminated string (caller frees). */
 static char *
 text(struct evbuffer *b)
@@ -56,7 +59,7 @@ test_request_head(void **state)
 
 	memset(&insp, 0, sizeof(insp)); /* not inspected */
 	parse(raw, &req);
-	rewrite_request_head(h, &req, &insp, "10.0.0.1", "up:9000", 7, false);
+	rewrite_request_head(h, &req, &insp, &from_v4, "up:9000", 7, false);
 	s = text(h);
 	assert_string_equal(s, "POST /in?x=1 HTTP/1.1\r\nHost: h\r\n"
 	                       "X-Keep: a\r\n"
@@ -66,7 +69,7 @@ test_request_head(void **state)
 	free(s);
 	evbuffer_drain(h, evbuffer_get_length(h));
 	/* streamed: chunked instead of a length */
-	rewrite_request_head(h, &req, &insp, "10.0.0.1", "up:9000", 0, true);
+	rewrite_request_head(h, &req, &insp, &from_v4, "up:9000", 0, true);
 	s = text(h);
 	assert_non_null(strstr(s, "\r\nTransfer-Encoding: chunked\r\n\r\n"));
 	assert_null(strstr(s, "Content-Length"));
@@ -86,11 +89,41 @@ test_request_head_http10(void **state)
 
 	memset(&insp, 0, sizeof(insp));
 	parse("GET / HTTP/1.0\r\n\r\n", &req);
-	rewrite_request_head(h, &req, &insp, "\"[::1]\"", "up:9000", 0, false);
+	rewrite_request_head(h, &req, &insp, &from_v6, "up:9000", 0, false);
 	s = text(h);
 	assert_string_equal(s, "GET / HTTP/1.1\r\nHost: up:9000\r\n"
 	                       "Via: 1.0 consentgate\r\n"
 	                       "Forwarded: for=\"[::1]\";proto=http\r\n\r\n");
+	free(s);
+	evbuffer_free(h);
+}
+
+/* A TLS client: proto=https and its identity, in our element, appended
+   last: what the client claims in its own element stays before it. */
+static void
+test_request_head_tls_client(void **state)
+{
+	static const char raw[] =
+	    "GET /x HTTP/1.1\r\nHost: h\r\n"
+	    "Forwarded: for=1.2.3.4;proto=https;client=\"uri:spiffe://x/admin\"\r\n"
+	    "\r\n";
+	static const struct rewrite_client from = {
+	    "10.0.0.2", true, "uri:spiffe://example.org/poster"};
+	struct http1_request req;
+	struct inspect_result insp;
+	struct evbuffer *h = evbuffer_new();
+	char *s;
+
+	memset(&insp, 0, sizeof(insp));
+	parse(raw, &req);
+	rewrite_request_head(h, &req, &insp, &from, "up:9000", 0, false);
+	s = text(h);
+	assert_string_equal(
+	    s, "GET /x HTTP/1.1\r\nHost: h\r\n"
+	       "Forwarded: for=1.2.3.4;proto=https;client=\"uri:spiffe://x/"
+	       "admin\"\r\nVia: 1.1 consentgate\r\n"
+	       "Forwarded: for=10.0.0.2;proto=https;"
+	       "client=\"uri:spiffe://example.org/poster\"\r\n\r\n");
 	free(s);
 	evbuffer_free(h);
 }
@@ -148,6 +181,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_request_head),
 	    cmocka_unit_test(test_request_head_http10),
+    cmocka_unit_test(test_request_head_tls_client),
 	    cmocka_unit_test(test_response_head),
 	    cmocka_unit_test(test_peer),
 	};
