@@ -79,7 +79,7 @@ struct tls_conn {
 	char peer[300]; /* for logs: the client address or upstream host */
 };
 
-static int conn_index = -1;  /* SSL ex_data: the struct tls_conn */
+static int conn_index = -1;   /* SSL ex_data: the struct tls_conn */
 static int client_index = -1; /* SSL_CTX ex_data: the struct tls_client */
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 
@@ -302,8 +302,7 @@ tls_readv(struct transport *t, const struct iovec *iov, int n)
 /* SSL_write_ex of one buffer: bytes written, 0 when the socket is full
    (or a handshake message must be read first), -1 on an error. */
 static ssize_t
-write_one(struct transport *t, struct tls_conn *tc, const void *p,
-          size_t len)
+write_one(struct transport *t, struct tls_conn *tc, const void *p, size_t len)
 {
 	size_t done = 0;
 	int r, err;
@@ -553,10 +552,11 @@ server_ctx_build(const struct config *cfg, struct cg_errors *errs)
 		if (ERR_GET_REASON(ERR_peek_last_error()) ==
 		    X509_R_KEY_VALUES_MISMATCH) {
 			ERR_clear_error();
-			cg_errors_add(errs, "--tls-key", 0, 0,
-			              "'%s' is not the key of the certificate in "
-			              "'%s'",
-			              cfg->tls_key, cfg->tls_cert);
+			cg_errors_add(
+			    errs, "--tls-key", 0, 0,
+			    "'%s' is not the key of the certificate in "
+			    "'%s'",
+			    cfg->tls_key, cfg->tls_cert);
 			goto fail;
 		}
 		ssl_error_text(text, sizeof(text));
@@ -576,9 +576,8 @@ server_ctx_build(const struct config *cfg, struct cg_errors *errs)
 		STACK_OF(X509_NAME) *names =
 		    SSL_load_client_CA_file(cfg->tls_client_ca);
 
-		if (names == NULL ||
-		    SSL_CTX_load_verify_locations(ctx, cfg->tls_client_ca,
-		                                  NULL) != 1) {
+		if (names == NULL || SSL_CTX_load_verify_locations(
+		                         ctx, cfg->tls_client_ca, NULL) != 1) {
 			ssl_error_text(text, sizeof(text));
 			if (names)
 				sk_X509_NAME_pop_free(names, X509_NAME_free);
@@ -589,10 +588,9 @@ server_ctx_build(const struct config *cfg, struct cg_errors *errs)
 			goto fail;
 		}
 		SSL_CTX_set_client_CA_list(ctx, names);
-		SSL_CTX_set_verify(ctx,
-		                   SSL_VERIFY_PEER |
-		                       SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-		                   NULL);
+		SSL_CTX_set_verify(
+		    ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+		    NULL);
 	}
 	/* resumption: the session cache and (TLS 1.3) tickets; the id
 	   context keeps a session from moving to another context */
@@ -753,8 +751,8 @@ tls_client_new(const struct config *cfg, struct cg_errors *errs)
 	      !readable(cfg->upstream_key, "--upstream-key", errs))))
 		goto fail;
 	if (cfg->upstream_ca != NULL
-	        ? SSL_CTX_load_verify_locations(ctx, cfg->upstream_ca,
-	                                        NULL) != 1
+	        ? SSL_CTX_load_verify_locations(ctx, cfg->upstream_ca, NULL) !=
+	              1
 	        : SSL_CTX_set_default_verify_paths(ctx) != 1) {
 		ssl_error_text(text, sizeof(text));
 		cg_errors_add(errs, "--upstream-ca", 0, 0,
@@ -766,9 +764,8 @@ tls_client_new(const struct config *cfg, struct cg_errors *errs)
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (cfg->upstream_cert != NULL) {
-		if (SSL_CTX_use_certificate_chain_file(ctx,
-		                                       cfg->upstream_cert) !=
-		    1) {
+		if (SSL_CTX_use_certificate_chain_file(
+		        ctx, cfg->upstream_cert) != 1) {
 			ssl_error_text(text, sizeof(text));
 			cg_errors_add(errs, "--upstream-cert", 0, 0,
 			              "cannot use '%s' as a PEM certificate "
@@ -787,10 +784,9 @@ tls_client_new(const struct config *cfg, struct cg_errors *errs)
 			goto fail;
 		}
 	}
-	SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x08http/1.1",
-	                        9);
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
-	                                        SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x08http/1.1", 9);
+	SSL_CTX_set_session_cache_mode(
+	    ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	SSL_CTX_sess_set_new_cb(ctx, on_new_session);
 	tc = calloc(1, sizeof(*tc));
 	if (tc == NULL) {
@@ -924,8 +920,8 @@ tls_peer_identities(const struct transport *t, char *out, size_t len)
 			break;
 		e = X509_NAME_get_entry(subject, i);
 		s = X509_NAME_ENTRY_get_data(e);
-		if (add_identity(out, len - 1, &used, "cn:",
-		                 ASN1_STRING_get0_data(s),
+		if (add_identity(out, len - 1, &used,
+		                 "cn:", ASN1_STRING_get0_data(s),
 		                 ASN1_STRING_length(s)))
 			count++;
 	}

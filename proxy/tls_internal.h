@@ -34,10 +34,10 @@ struct config;
 
 /* Why a handshake failed: the label of the metric. */
 enum tls_failure {
-	TLS_FAIL_NO_CERTIFICATE, /* mutual TLS: the client sent none */
-	TLS_FAIL_UNKNOWN_CA,     /* the chain does not lead to a trusted CA */
-	TLS_FAIL_EXPIRED,        /* the certificate is expired (or not yet
-	                            valid) */
+	TLS_FAIL_NO_CERTIFICATE,  /* mutual TLS: the client sent none */
+	TLS_FAIL_UNKNOWN_CA,      /* the chain does not lead to a trusted CA */
+	TLS_FAIL_EXPIRED,         /* the certificate is expired (or not yet
+	                             valid) */
 	TLS_FAIL_BAD_CERTIFICATE, /* other verification failures: host name,
 	                             purpose, revoked, ... */
 	TLS_FAIL_PLAIN_HTTP,      /* an HTTP request on the TLS port */
@@ -105,7 +105,6 @@ int tls_client_attach(struct tls_client *tc, struct transport *t, int fd);
  * safely). Returns the number of identities; 0 when the connection is not
  * TLS or the client sent no verified certificate.
  */
-unsigned tls_peer_identities(const struct transport *t, char *out,
-                             size_t len);
+unsigned tls_peer_identities(const struct transport *t, char *out, size_t len);
 
 #endif
