@@ -141,7 +141,8 @@ conn_log_decision(struct conn *c, const char *outcome, int status)
 		metrics_add(c->w, m, 1);
 		metrics_add(c->w, METRIC_RECORDS_KEPT, c->rq->insp.kept);
 		metrics_add(c->w, METRIC_RECORDS_DROPPED, c->rq->insp.dropped);
-		declog_write(c->w, c->id, c->route, c->snap, &c->rq->insp,
+		declog_write(c->w, c->id, c->client ? c->client : c->peer,
+		             c->route, c->snap, &c->rq->insp,
 		             outcome, status);
 		c->rq->insp.active = false; /* one line per request */
 	}
@@ -219,17 +220,19 @@ client_may_use(struct conn *c)
 	char detail[CG_MAX_DETAIL];
 
 	if (route_client_allowed(c->route, c->client_ids, &matched)) {
-		if (matched)
-			c->client = matched;
+		/* this request's: the identity its route matched, else the
+		   certificate's first */
+		c->client = matched ? matched : c->client_ids;
 		return true;
 	}
 	snprintf(detail, sizeof(detail),
 	         "route '%s' takes only the clients it names; %s%s%s",
 	         route_name(c->route),
-	         c->client ? "this client's certificate names " : "",
-	         c->client ? c->client : "this client presented no "
-	                                 "verified certificate",
-	         c->client ? ", which is not one of them" : "");
+	         c->client_ids ? "this client's certificate names " : "",
+	         c->client_ids ? c->client_ids
+	                       : "this client presented no verified "
+	                         "certificate",
+	         c->client_ids ? ", which is not one of them" : "");
 	log_msg("conn %llu: 403 %s", (unsigned long long)c->id, detail);
 	if (r->framing == HTTP1_FRAMING_NONE)
 		conn_reply_problem(c, 403, detail, NULL);

@@ -130,7 +130,7 @@ on_flush_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 void
-declog_write(struct worker *w, uint64_t conn_id,
+declog_write(struct worker *w, uint64_t conn_id, const char *client,
              const struct policy_route *route, const struct snapshot *snap,
              const struct inspect_result *r, const char *outcome, int status)
 {
@@ -154,8 +154,14 @@ declog_write(struct worker *w, uint64_t conn_id,
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	evbuffer_add_printf(
-	    b, "{\"time\":\"%s.%03ldZ\",\"conn\":%llu,\"route\":\"", stamp,
+	    b, "{\"time\":\"%s.%03ldZ\",\"conn\":%llu,\"client\":\"", stamp,
 	    ts.tv_nsec / 1000000, (unsigned long long)conn_id);
+	/* an IPv6 address comes quoted for Forwarded: not here */
+	if (client[0] == '"' && strlen(client) >= 2)
+		respond_json_str(b, client + 1, strlen(client) - 2);
+	else
+		respond_json_str(b, client, strlen(client));
+	ADD_LIT(b, "\",\"route\":\"");
 	respond_json_str(b, name, strlen(name));
 	evbuffer_add_printf(b, "\",\"purpose\":\"%s\",\"policy\":\"",
 	                    route_purpose(route));

@@ -19,7 +19,8 @@ void declog_record(struct evbuffer *trail, unsigned index,
                    const struct policy_decision *d);
 /* Queue the line of one decided request. outcome: forwarded, all-dropped,
    blocked, refused. */
-void declog_write(struct worker *w, uint64_t conn_id,
+/* client: the verified TLS identity, else the address. */
+void declog_write(struct worker *w, uint64_t conn_id, const char *client,
                   const struct policy_route *route, const struct snapshot *snap,
                   const struct inspect_result *r, const char *outcome,
                   int status);

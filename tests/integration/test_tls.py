@@ -306,6 +306,35 @@ def mtls_route_clients(env):
         'client="dns:poster.internal"')
 
 
+@test
+def decision_log_names_the_client(env):
+    up = env.upstream()
+    log = os.path.join(env.workdir, "decisions.jsonl")
+    px = proxy_tls(env, up.url, mtls=True, extra=("--decision-log", log))
+    body = b'{"author_id":"u1"}\n{"author_id":"nobody"}\n'
+    t = TLSClient(px.port, client_ctx(certs().poster))
+    t.send(request("POST", "/ingest-mtls",
+                   [("Content-Type", "application/x-ndjson")], body))
+    assert t.read_response().status == 200
+    t.send(request("POST", "/ingest",
+                   [("Content-Type", "application/x-ndjson")], body))
+    assert t.read_response().status == 200
+    plain = env.proxy(up.url, extra=("--decision-log", log + ".plain"))
+    c = env.client(plain)
+    c.send(request("POST", "/ingest",
+                   [("Content-Type", "application/x-ndjson")], body))
+    assert c.read_response().status == 200
+    px.stop()
+    plain.stop()
+    lines = [json.loads(l) for l in open(log)]
+    # the identity the route matched, else the certificate's first
+    assert [l["client"] for l in lines] == [
+        "dns:poster.internal", "uri:spiffe://example.org/poster"], lines
+    assert lines[0]["kept"] == 1 and lines[0]["dropped"] == 1
+    assert json.loads(open(log + ".plain").readline())["client"] == \
+        "127.0.0.1"
+
+
 # ----------------------------------------------------------- reload, start
 
 @test
