@@ -353,6 +353,46 @@ def free_port():
     return port
 
 
+class Nginx:
+    """Debian's nginx on 127.0.0.1 (a free port), one process in the
+    foreground, its files in workdir/name. http_body(dir, port) gives what
+    goes inside `http { }`. Stopped like the other processes (Env.procs)."""
+
+    BIN = shutil.which("nginx") or "/usr/sbin/nginx"
+
+    def __init__(self, workdir, http_body, name="nginx"):
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        d = self.dir
+        conf = ("daemon off;\nmaster_process off;\nworker_processes 1;\n"
+                "error_log %s/error.log;\npid %s/nginx.pid;\n"
+                "events { worker_connections 128; }\nhttp {\n%s}\n"
+                % (d, d, http_body(d, self.port)))
+        path = os.path.join(d, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        self.proc = subprocess.Popen([self.BIN, "-c", path, "-p", d],
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        if not wait_until(self._up, START_TIMEOUT):
+            self.stop()
+            raise AssertionError("nginx did not start on port %d" % self.port)
+
+    def _up(self):
+        if self.proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        return _stop(self.proc, signal.SIGTERM, 3)
+
+
 # ------------------------------------------------------------------ clients
 
 class Incomplete(Exception):

@@ -19,16 +19,13 @@ arrived.
 """
 
 import os
-import signal
-import shutil
 import socket
-import subprocess
 import time
 
-from harness import (EEA, Incomplete, check_problem, free_port, main,
-                     subtests, test, wait_until)
+import harness
+from harness import (EEA, Incomplete, check_problem, main, subtests, test,
+                     wait_until)
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 BODY = b'{"author_id":"1001","n":1}\n{"author_id":"1002","n":2}\n'
 CONSENT = ("subject,purpose,status,jurisdiction,updated_at,evidence\n"
            "1001,ai-training,granted,DE,2025-03-01T12:00:00Z,ev-1001\n"
@@ -303,56 +300,29 @@ def target_characters_refused(env, res):
 
 # --------------------------------------------------------- nginx
 
-class NginxLog:
-    """Debian's nginx on loopback answering 200 to everything and logging
-    each request line and Host exactly as it received them."""
+class NginxLog(harness.Nginx):
+    """nginx answering 200 to everything and logging each request line and
+    Host exactly as it received them."""
 
     def __init__(self, workdir):
-        self.dir = os.path.join(workdir, "nginx-conf")
-        os.makedirs(os.path.join(self.dir, "tmp"))
+        super().__init__(workdir, self._http, "nginx-log")
         self.log = os.path.join(self.dir, "requests.log")
-        self.port = free_port()
-        d = self.dir
-        conf = f"""
-daemon off;
-master_process off;
-worker_processes 1;
-error_log {d}/error.log;
-pid {d}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{
-  log_format raw escape=none '$request|$http_host';
-  access_log {self.log} raw;
-  client_body_temp_path {d}/tmp;
-  proxy_temp_path {d}/tmp;
-  fastcgi_temp_path {d}/tmp;
-  uwsgi_temp_path {d}/tmp;
-  scgi_temp_path {d}/tmp;
-  server {{
-    listen 127.0.0.1:{self.port};
-    location / {{ return 200 "ok\\n"; }}
-  }}
-}}
-"""
-        path = os.path.join(d, "nginx.conf")
-        with open(path, "w") as f:
-            f.write(conf)
-        self.proc = subprocess.Popen([NGINX, "-c", path, "-p", d],
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        self.url = "http://127.0.0.1:%d" % self.port
-        if not wait_until(self._up, 5):
-            self.stop()
-            raise AssertionError("nginx did not start on port %d" % self.port)
 
-    def _up(self):
-        if self.proc.poll() is not None:
-            return False
-        try:
-            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-            return True
-        except OSError:
-            return False
+    @staticmethod
+    def _http(d, port):
+        return f"""
+  log_format raw escape=none '$request|$http_host';
+  access_log {d}/requests.log raw;
+  client_body_temp_path {d};
+  proxy_temp_path {d};
+  fastcgi_temp_path {d};
+  uwsgi_temp_path {d};
+  scgi_temp_path {d};
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ return 200 "ok"; }}
+  }}
+"""
 
     def lines(self):
         try:
@@ -360,15 +330,6 @@ http {{
                 return f.read().splitlines()
         except FileNotFoundError:
             return []
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(3)
 
 
 def direct(port, raw):

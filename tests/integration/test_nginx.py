@@ -6,36 +6,30 @@ location that keeps each request body in a file so it can be compared).
 
 import os
 import random
-import shutil
-import signal
-import socket
-import subprocess
 import time
 
-from harness import free_port, main, request, test, wait_until
+import harness
+from harness import main, request, test, wait_until
 
 MIB = 1 << 20
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-class Nginx:
+class Nginx(harness.Nginx):
+    """A `return 200` location, a static 1 MiB file, and upload locations
+    that keep each request body in a file."""
+
     def __init__(self, workdir):
-        self.dir = os.path.join(workdir, "nginx")
-        for d in ("www/static", "body", "logs"):
-            os.makedirs(os.path.join(self.dir, d))
+        d = os.path.join(workdir, "nginx")
+        for sub in ("www/static", "body"):
+            os.makedirs(os.path.join(d, sub))
         self.static = random.Random(7).randbytes(MIB)
-        with open(os.path.join(self.dir, "www/static/file.bin"), "wb") as f:
+        with open(os.path.join(d, "www/static/file.bin"), "wb") as f:
             f.write(self.static)
-        self.port = free_port()
-        d = self.dir
-        conf = f"""
-daemon off;
-master_process off;
-worker_processes 1;
-error_log {d}/logs/error.log;
-pid {d}/nginx.pid;
-events {{ worker_connections 128; }}
-http {{
+        super().__init__(workdir, self._http)
+
+    @staticmethod
+    def _http(d, port):
+        return f"""
   access_log off;
   client_body_temp_path {d}/body;
   proxy_temp_path {d}/proxy;
@@ -45,39 +39,19 @@ http {{
   client_max_body_size 64m;
   keepalive_requests 1000;
   server {{
-    listen 127.0.0.1:{self.port};
+    listen 127.0.0.1:{port};
     location = /r200 {{ return 200 "ok\\n"; }}
     location /static/ {{ root {d}/www; }}
     location = /ingest {{
       client_body_in_file_only on;
-      proxy_pass http://127.0.0.1:{self.port}/r200;
+      proxy_pass http://127.0.0.1:{port}/r200;
     }}
     location /upload {{
       client_body_in_file_only on;
-      proxy_pass http://127.0.0.1:{self.port}/r200;
+      proxy_pass http://127.0.0.1:{port}/r200;
     }}
   }}
-}}
 """
-        path = os.path.join(d, "nginx.conf")
-        with open(path, "w") as f:
-            f.write(conf)
-        self.proc = subprocess.Popen([NGINX, "-c", path, "-p", d],
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        self.url = "http://127.0.0.1:%d" % self.port
-        if not wait_until(self._up, 5):
-            self.stop()
-            raise AssertionError("nginx did not start on port %d" % self.port)
-
-    def _up(self):
-        if self.proc.poll() is not None:
-            return False
-        try:
-            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-            return True
-        except OSError:
-            return False
 
     def bodies(self):
         """Request bodies nginx kept, oldest first."""
@@ -87,15 +61,6 @@ http {{
             with open(os.path.join(bd, name), "rb") as f:
                 out.append(f.read())
         return out
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(3)
 
 
 def start(env):
