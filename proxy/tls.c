@@ -453,6 +453,18 @@ tls_close(struct transport *t)
 	struct tls_conn *tc = t->backend_state;
 
 	if (tc != NULL) {
+		/* close_notify (best effort), and the session counts as
+		   ended cleanly: OpenSSL would otherwise mark it not
+		   resumable, and the next connection to the upstream would
+		   pay a full handshake (nginx does the same) */
+		if (tc->handshake_done && !tc->failed) {
+			ERR_clear_error();
+			if (!(SSL_get_shutdown(tc->ssl) & SSL_SENT_SHUTDOWN))
+				SSL_shutdown(tc->ssl);
+			SSL_set_shutdown(tc->ssl, SSL_SENT_SHUTDOWN |
+			                              SSL_RECEIVED_SHUTDOWN);
+			ERR_clear_error();
+		}
 		SSL_free(tc->ssl);
 		free(tc);
 		t->backend_state = NULL;

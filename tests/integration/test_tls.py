@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 
-from harness import (IO_TIMEOUT, Client, check_problem, main, request,
-                     test, test_policy, wait_until)
+from harness import (IO_TIMEOUT, Client, Nginx, check_problem, main,
+                     request, test, test_policy, wait_until)
 from tlsfiles import Certs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -495,6 +495,38 @@ def upstream_https_verified_pooled(env):
     assert r.status == 200 and r.json()["len"] == len(body), r
     assert metric(px, "consentgate_tls_handshakes_total",
                   'side="upstream"') == 1
+
+
+@test
+def upstream_sessions_resumed(env):
+    """Without a pool every request opens a connection: after the first,
+    each resumes the session the upstream gave. nginx (Debian) as the TLS
+    upstream: gunicorn 20 makes a context per connection, so it never
+    resumes."""
+    c = certs()
+
+    def body(d, port):
+        return ("access_log off;\nserver {\n"
+                "  listen 127.0.0.1:%d ssl;\n"
+                "  ssl_certificate %s;\n  ssl_certificate_key %s;\n"
+                "  location / { return 200 \"$ssl_session_reused\\n\"; }\n"
+                "}\n" % (port, c.server[0], c.server[1]))
+    ng = Nginx(env.workdir, body)
+    env.procs.append(ng)
+    px = env.proxy("https://localhost:%d" % ng.port, config={"pool_size": 0},
+                   extra=("--upstream-ca", c.ca, "--admin", "127.0.0.1:0"))
+    cl = env.client(px)
+    reused = []
+    for i in range(4):
+        cl.send(request("GET", "/echo/%d" % i))
+        r = cl.read_response()
+        assert r.status == 200, r
+        reused.append(r.body.strip())
+    assert reused[0] == b"." and reused[-1] == b"r", reused
+    assert metric(px, "consentgate_tls_handshakes_total",
+                  'side="upstream"') == 4
+    assert metric(px, "consentgate_tls_resumed_total",
+                  'side="upstream"') >= 2
 
 
 @test
