@@ -5,7 +5,7 @@
 # readers suite's tests/readers/deps.sh does).
 PKGS="build-essential pkg-config libevent-dev libssl-dev libhttp-parser-dev
 libjansson-dev libcmocka-dev zlib1g-dev libutf8proc-dev curl python3 openssl nginx-light
-python3-gunicorn"
+python3-gunicorn libpq-dev postgresql"
 [ "${CG_BENCH:-}" = 1 ] && PKGS="$PKGS haproxy wrk gnuplot-nox strace"
 [ -n "${CG_PKGS:-}" ] && PKGS="$CG_PKGS"
 missing=""
@@ -26,7 +26,7 @@ apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends 
 	exit 1
 }
 # Debian starts nginx on install; the tests start their own.
-if command -v systemctl >/dev/null 2>&1; then systemctl stop nginx haproxy >/dev/null 2>&1; fi
+if command -v systemctl >/dev/null 2>&1; then systemctl stop nginx haproxy postgresql >/dev/null 2>&1; fi
 pkill -x nginx >/dev/null 2>&1 || true
 pkill -x haproxy >/dev/null 2>&1 || true
 exit 0

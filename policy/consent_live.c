@@ -20,6 +20,7 @@
 
 #include "consent_internal.h"
 #include "consentgate/consent_live.h"
+#include "csv_internal.h"
 
 #define GROW_MIN 64 /* first capacity of the overlay's arrays */
 
@@ -383,6 +384,67 @@ consent_live_apply(struct consent_live *l, const struct consent_change *c,
 	                  row.evidence) < 0)
 		return *why = "out of memory", -1;
 	l->seq = c->seq;
+	return 0;
+}
+
+int
+consent_live_check(const struct consent_change *c, const char **why)
+{
+	struct consent_row row;
+
+	return consent_row_parse(c->subject, c->purpose, c->status,
+	                         c->jurisdiction, c->updated_at, c->evidence,
+	                         &row, why);
+}
+
+int
+consent_live_csv_each(const char *buf, size_t len,
+                      int (*each)(void *arg, const struct consent_change *c),
+                      void *arg)
+{
+	/* room for any field a valid row has; longer ones are cut (and
+	 * refused by the checks for their length all the same) */
+	char text[7][CG_MAX_SUBJECT_LEN + 2];
+	struct csv_field f[8];
+	struct csv c;
+	const char *why;
+	unsigned n;
+	int rc;
+
+	csv_init(&c, buf, len);
+	if (csv_record(&c, f, 8, &n, &why) != 1)
+		return -1;
+	while ((rc = csv_record(&c, f, 8, &n, &why)) != 0) {
+		struct cg_slice v[7];
+		struct consent_change ch;
+		char *end;
+
+		if (rc < 0 || n != 7)
+			return -1;
+		for (unsigned i = 0; i < 7; i++) {
+			size_t k = f[i].len < sizeof(text[i]) ? f[i].len
+			                                      : sizeof(text[i]);
+			struct csv_field cut = f[i];
+
+			cut.len = k;
+			v[i] = (struct cg_slice){
+			    text[i], f[i].escaped
+			                 ? csv_field_unescape(&cut, text[i])
+			                 : (memcpy(text[i], f[i].ptr, k), k)};
+		}
+		text[6][v[6].len < 30 ? v[6].len : 30] = '\0';
+		ch.seq = strtoull(text[6], &end, 10);
+		if (*end != '\0' || ch.seq == 0)
+			return -1;
+		ch.subject = v[0];
+		ch.purpose = v[1];
+		ch.status = v[2];
+		ch.jurisdiction = v[3];
+		ch.updated_at = v[4];
+		ch.evidence = v[5];
+		if (each(arg, &ch) != 0)
+			break;
+	}
 	return 0;
 }
 

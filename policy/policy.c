@@ -493,6 +493,20 @@ near_name(const char *a, size_t alen, const char *b)
 	return true;
 }
 
+bool
+policy_purpose_known(const struct policy *p, const char *name, size_t len)
+{
+	for (unsigned i = 0; i < p->npurposes; i++)
+		if (strlen(p->purposes[i].name) == len &&
+		    memcmp(p->purposes[i].name, name, len) == 0)
+			return true;
+	for (unsigned i = 0; i < p->nignored; i++)
+		if (strlen(p->ignored[i]) == len &&
+		    memcmp(p->ignored[i], name, len) == 0)
+			return true;
+	return false;
+}
+
 int
 policy_check_consent(const struct policy *p, const struct consent_table *t,
                      struct cg_errors *errs)
@@ -510,16 +524,9 @@ policy_check_consent(const struct policy *p, const struct consent_table *t,
 	}
 	for (unsigned id = 0; id < consent_purpose_count(t); id++) {
 		struct cg_slice s = consent_purpose_name(t, id);
-		bool seen = false;
 		int line = consent_purpose_line(t, id);
 
-		for (unsigned i = 0; i < p->npurposes && !seen; i++)
-			seen = strlen(p->purposes[i].name) == s.len &&
-			       memcmp(p->purposes[i].name, s.ptr, s.len) == 0;
-		for (unsigned i = 0; i < p->nignored && !seen; i++)
-			seen = strlen(p->ignored[i]) == s.len &&
-			       memcmp(p->ignored[i], s.ptr, s.len) == 0;
-		if (seen)
+		if (policy_purpose_known(p, s.ptr, s.len))
 			continue;
 		hint[0] = '\0';
 		for (unsigned i = 0; i < p->npurposes; i++)

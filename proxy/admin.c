@@ -62,6 +62,7 @@ on_admin_request(struct evhttp_request *req, void *arg)
 			metrics_render_tls(ts ? tls_server_stats(ts) : NULL,
 			                   tc ? tls_client_stats(tc) : NULL, out);
 		}
+		metrics_render_consent(snap, out);
 		evhttp_add_header(h, "Content-Type",
 		                  "text/plain; version=0.0.4");
 		evhttp_send_reply(req, 200, "OK", out);
@@ -77,8 +78,29 @@ on_admin_request(struct evhttp_request *req, void *arg)
 		evhttp_add_header(h, "Content-Type", "text/plain");
 		evhttp_send_reply(req, stale ? 503 : 200,
 		                  stale ? "Service Unavailable" : "OK", out);
+	} else if (strcmp(uri, "/readyz") == 0) {
+		/* ready: the consent table was confirmed current within
+		   max_staleness_s (a balancer takes this instance out of
+		   rotation before its inspected requests get 503) */
+		long long age =
+		    (long long)(time(NULL) -
+		                consent_created_at(snapshot_consent(snap)));
+		bool ready = a->max_staleness_s == 0 ||
+		             age <= (long long)a->max_staleness_s;
+
+		evbuffer_add_printf(
+		    out,
+		    "%s: consent snapshot version %llu, "
+		    "confirmed current %llds ago\n",
+		    ready ? "ready" : "not ready",
+		    (unsigned long long)consent_version(snapshot_consent(snap)),
+		    age);
+		evhttp_add_header(h, "Content-Type", "text/plain");
+		evhttp_send_reply(req, ready ? 200 : 503,
+		                  ready ? "OK" : "Service Unavailable", out);
 	} else {
-		evhttp_send_error(req, 404, "try /metrics or /healthz");
+		evhttp_send_error(req, 404,
+		                  "try /metrics, /healthz or /readyz");
 	}
 	snapshot_unref(snap);
 	evbuffer_free(out);

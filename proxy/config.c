@@ -42,6 +42,7 @@ config_reset(struct config *cfg)
 	free(cfg->upstream);
 	free(cfg->policy_path);
 	free(cfg->consent_path);
+	free(cfg->consent_seed);
 	free(cfg->decision_log);
 	free(cfg->admin);
 	free(cfg->tls_cert);
@@ -97,6 +98,7 @@ static const struct {
     {"upstream", offsetof(struct config, upstream), 0},
     {"policy", offsetof(struct config, policy_path), 1},
     {"consent", offsetof(struct config, consent_path), 1},
+    {"consent_seed", offsetof(struct config, consent_seed), 1},
     {"decision_log", offsetof(struct config, decision_log), 1},
     {"admin", offsetof(struct config, admin), 0},
     {"tls_cert", offsetof(struct config, tls_cert), 1},
@@ -119,7 +121,7 @@ config_relative(const char *cfg_path, const char *value)
 	char *out = NULL;
 
 	if (value[0] == '/' || value[0] == '\0' || strcmp(value, "-") == 0 ||
-	    slash == NULL)
+	    slash == NULL || strstr(value, "://") != NULL) /* a URL */
 		return strdup(value);
 	if (asprintf(&out, "%.*s/%s", (int)(slash - cfg_path), cfg_path,
 	             value) < 0)

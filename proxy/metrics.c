@@ -10,6 +10,7 @@
 
 #include <event2/buffer.h>
 
+#include "consent_pg_internal.h"
 #include "metrics_internal.h"
 #include "proxy_internal.h"
 #include "tls_internal.h"
@@ -177,4 +178,52 @@ metrics_render_tls(const struct tls_stats *clients,
 		render_tls_side("client", clients, out);
 	if (upstream)
 		render_tls_side("upstream", upstream, out);
+}
+
+void
+metrics_render_consent(const struct snapshot *snap, struct evbuffer *out)
+{
+	const struct consent_table *t = snapshot_consent(snap);
+	struct consent_pg_stats st;
+
+	evbuffer_add_printf(
+	    out,
+	    "# HELP consentgate_consent_version The consent snapshot version "
+	    "in use (with a database: the last change sequence applied)\n"
+	    "# TYPE consentgate_consent_version gauge\n"
+	    "consentgate_consent_version %llu\n",
+	    (unsigned long long)consent_version(t));
+	consent_pg_stats(&st);
+	if (!st.running)
+		return;
+	evbuffer_add_printf(
+	    out,
+	    "# HELP consentgate_consent_db_connected 1 while the database "
+	    "connection is up\n"
+	    "# TYPE consentgate_consent_db_connected gauge\n"
+	    "consentgate_consent_db_connected %d\n"
+	    "# HELP consentgate_consent_changes_total Consent changes applied "
+	    "from the database since the start\n"
+	    "# TYPE consentgate_consent_changes_total counter\n"
+	    "consentgate_consent_changes_total %llu\n"
+	    "# HELP consentgate_consent_rows_refused_total Times a bad "
+	    "consent row stopped the catch-up\n"
+	    "# TYPE consentgate_consent_rows_refused_total counter\n"
+	    "consentgate_consent_rows_refused_total %llu\n"
+	    "# HELP consentgate_consent_refused_seq The seq of the bad row "
+	    "the table waits at (0: none)\n"
+	    "# TYPE consentgate_consent_refused_seq gauge\n"
+	    "consentgate_consent_refused_seq %llu\n"
+	    "# HELP consentgate_consent_db_reconnects_total Database "
+	    "connections after the first\n"
+	    "# TYPE consentgate_consent_db_reconnects_total counter\n"
+	    "consentgate_consent_db_reconnects_total %llu\n"
+	    "# HELP consentgate_consent_compactions_total Overlay compactions "
+	    "into a new image\n"
+	    "# TYPE consentgate_consent_compactions_total counter\n"
+	    "consentgate_consent_compactions_total %llu\n",
+	    st.connected ? 1 : 0, (unsigned long long)st.applied,
+	    (unsigned long long)st.refused, (unsigned long long)st.refused_seq,
+	    (unsigned long long)st.reconnects,
+	    (unsigned long long)st.compactions);
 }

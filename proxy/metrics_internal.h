@@ -57,4 +57,8 @@ void metrics_render(const struct worker *workers, unsigned n,
                     const struct metrics_reloads *reloads,
                     struct evbuffer *out);
 
+/* The consent table's version and age, and with a database source its
+ * counters (consent_pg.c), in the same format. */
+void metrics_render_consent(const struct snapshot *snap, struct evbuffer *out);
+
 #endif

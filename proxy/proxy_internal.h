@@ -40,7 +40,8 @@ struct config {
 	char *listen;   /* HOST:PORT */
 	char *upstream; /* http://HOST:PORT */
 	char *policy_path;
-	char *consent_path;
+	char *consent_path; /* a file, or a postgresql:// URL */
+	char *consent_seed; /* with a URL: the local snapshot to start from */
 	unsigned workers; /* 0 = one per core */
 	size_t max_header_bytes;
 	unsigned max_header_count;
@@ -117,6 +118,14 @@ void server_free(struct server *s);
  * running snapshot kept. Thread-safe; reloads run one at a time.
  */
 int server_reload(struct server *s, unsigned what, struct cg_errors *errs);
+/*
+ * Install consent table t (taken: freed on failure) with the running
+ * policy, as server_reload does, for a source that changes by itself (a
+ * database, consent_pg.c). Not counted as a reload. 0, or -1 with errs
+ * and the running snapshot kept.
+ */
+int server_reload_consent(struct server *s, struct consent_table *t,
+                          struct cg_errors *errs);
 /* How many reloads succeeded and failed since the start. */
 void server_reload_counts(struct server *s, struct metrics_reloads *out);
 /* The running snapshot, with a reference the caller drops. Takes a lock:

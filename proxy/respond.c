@@ -110,8 +110,10 @@ respond_problem(struct evbuffer *out, int status, const char *detail,
 	                    "Content-Type: application/problem+json\r\n"
 	                    "Content-Length: %zu\r\n"
 	                    "Cache-Control: no-store\r\n"
-	                    "%s\r\n",
+	                    "%s%s\r\n",
 	                    status, title, evbuffer_get_length(body),
+	                    /* 503: stale consent, retried every second */
+	                    status == 503 ? "Retry-After: 1\r\n" : "",
 	                    close ? "Connection: close\r\n" : "");
 	evbuffer_add_buffer(out, body);
 	evbuffer_free(body);

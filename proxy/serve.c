@@ -9,6 +9,7 @@
 
 #include "admin_internal.h"
 #include "cmd_internal.h"
+#include "consent_pg_internal.h"
 #include "declog_internal.h"
 #include "proxy_internal.h"
 #include "serve_internal.h"
@@ -30,7 +31,12 @@ serve_usage(FILE *out)
 	    "                       https://HOST:PORT (verified, with SNI)\n"
 	    "  --policy FILE        the rule file\n"
 	    "  --consent FILE       the consent table: CSV or snapshot "
-	    "(consent build)\n"
+	    "(consent build),\n"
+	    "                       or postgresql://... (live; "
+	    "policy/sql/consent.sql)\n"
+	    "  --consent-seed FILE  with a database: a snapshot to start from "
+	    "at once,\n"
+	    "                       rewritten as the table is compacted\n"
 	    "  --workers N          worker threads (default: one per core)\n"
 	    "  --config FILE        JSON file with these settings and every "
 	    "limit;\n"
@@ -147,6 +153,9 @@ serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
 		case 'c':
 			set_str(&cfg->consent_path, optarg);
 			break;
+		case 'S':
+			set_str(&cfg->consent_seed, optarg);
+			break;
 		case 'w': {
 			char *end;
 			long n = strtol(optarg, &end, 10);
@@ -222,6 +231,26 @@ serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
 	return rc;
 }
 
+/* The database source of this process, when --consent is a URL. */
+static struct consent_pg *serve_pg;
+
+/* The first snapshot from a database: the policy, then the table. */
+static struct snapshot *
+load_pg(const struct config *cfg, struct cg_errors *errs)
+{
+	struct policy *p = policy_load(cfg->policy_path, errs);
+	struct consent_table *t = NULL;
+
+	if (p == NULL)
+		return NULL;
+	serve_pg = consent_pg_open(cfg, p, &t, errs);
+	if (serve_pg == NULL) {
+		policy_free(p);
+		return NULL;
+	}
+	return snapshot_new(p, t);
+}
+
 struct snapshot *
 serve_load(const struct config *cfg)
 {
@@ -229,8 +258,10 @@ serve_load(const struct config *cfg)
 	struct snapshot *snap;
 
 	cg_errors_init(&errs);
-	snap = snapshot_load(NULL, SNAPSHOT_BOTH, cfg->policy_path,
-	                     cfg->consent_path, &errs);
+	snap = consent_pg_is_url(cfg->consent_path)
+	           ? load_pg(cfg, &errs)
+	           : snapshot_load(NULL, SNAPSHOT_BOTH, cfg->policy_path,
+	                           cfg->consent_path, &errs);
 	if (snap == NULL)
 		print_errors(&errs);
 	cg_errors_reset(&errs);
@@ -312,12 +343,16 @@ serve_run(const struct config *cfg, struct snapshot *snap)
 		fprintf(stderr, "consentgate: admin on %s (port %d)\n",
 		        cfg->admin, admin_port(admin));
 	}
+	if (serve_pg != NULL && consent_pg_start(serve_pg, s, &errs) != 0)
+		goto out;
 	rc = server_run(s);
 out:
 	for (unsigned i = 0; i < errs.count; i++)
 		fprintf(stderr, "consentgate: %s\n", errs.msgs[i]);
 	cg_errors_reset(&errs);
 	admin_stop(admin);
+	consent_pg_free(serve_pg); /* before the server it installs into */
+	serve_pg = NULL;
 	server_free(s);
 	return rc;
 }
@@ -336,6 +371,10 @@ cmd_serve(int argc, char **argv)
 		exit_code = rc > 0 ? 0 : 2;
 		goto out;
 	}
+	/* a database that cannot be reached must not serve old data
+	   forever: it fails closed after this long unless configured */
+	if (consent_pg_is_url(cfg.consent_path) && cfg.max_staleness_s == 0)
+		cfg.max_staleness_s = CONSENT_PG_DEFAULT_STALENESS_S;
 	snap = serve_load(&cfg);
 	if (check) {
 		struct cg_errors errs;
@@ -364,6 +403,8 @@ cmd_serve(int argc, char **argv)
 	snap = NULL; /* serve_run took it */
 out:
 	snapshot_unref(snap);
+	consent_pg_free(serve_pg); /* serve --check, or a failed start */
+	serve_pg = NULL;
 	config_reset(&cfg);
 	return exit_code;
 }

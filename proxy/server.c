@@ -16,6 +16,7 @@
 
 #include <event2/thread.h>
 
+#include "consent_pg_internal.h"
 #include "declog_internal.h"
 #include "proxy_internal.h"
 #include "tls_internal.h"
@@ -246,6 +247,9 @@ server_reload(struct server *s, unsigned what, struct cg_errors *errs)
 	what &= SNAPSHOT_BOTH;
 	if (what == 0)
 		what = SNAPSHOT_BOTH;
+	/* a database keeps the table current itself (consent_pg.c) */
+	if (consent_pg_is_url(s->cfg->consent_path))
+		what = SNAPSHOT_POLICY;
 	pthread_mutex_lock(&s->reload_lock);
 	if (s->stopping) {
 		cg_errors_add(errs, "reload", 0, 0,
@@ -284,6 +288,40 @@ server_reload(struct server *s, unsigned what, struct cg_errors *errs)
 	rc = 0;
 out:
 	atomic_fetch_add(rc == 0 ? &s->reloads_ok : &s->reloads_failed, 1);
+	pthread_mutex_unlock(&s->reload_lock);
+	return rc;
+}
+
+int
+server_reload_consent(struct server *s, struct consent_table *t,
+                      struct cg_errors *errs)
+{
+	struct snapshot *next = NULL, *old;
+	int rc = -1;
+
+	pthread_mutex_lock(&s->reload_lock);
+	if (s->stopping) {
+		consent_free(t);
+		goto out;
+	}
+	next = snapshot_replace(s->snap, NULL, t); /* t is next's (or freed) */
+	if (next == NULL) {
+		cg_errors_add(errs, "reload", 0, 0, "out of memory");
+		goto out;
+	}
+	if (policy_check_consent(snapshot_policy(next), t, errs) != 0) {
+		snapshot_unref(next);
+		goto out;
+	}
+	pthread_mutex_lock(&s->snap_lock);
+	old = s->snap;
+	s->snap = next;
+	pthread_mutex_unlock(&s->snap_lock);
+	snapshot_unref(old);
+	hand_over(s, next);
+	(void)wait_swapped(s, snapshot_generation(next));
+	rc = 0;
+out:
 	pthread_mutex_unlock(&s->reload_lock);
 	return rc;
 }

@@ -55,6 +55,23 @@ void consent_live_free(struct consent_live *l);
 int consent_live_apply(struct consent_live *l, const struct consent_change *c,
                        const char **why);
 
+/* Check c as consent_live_apply would, applying nothing. 0, or -1 with
+ * *why. */
+int consent_live_check(const struct consent_change *c, const char **why);
+
+/*
+ * Call each(arg, change) for every record of a CSV whose columns are
+ * subject,purpose,status,jurisdiction,updated_at,evidence,seq after a
+ * header line (what a database's COPY gives), with quoted fields
+ * unescaped; stops when each returns non-zero. For messages naming rows by
+ * seq: -1 on a record that is not such a row (its seq is 0 then and each
+ * is not called for it), else 0.
+ */
+int consent_live_csv_each(const char *buf, size_t len,
+                          int (*each)(void *arg,
+                                      const struct consent_change *c),
+                          void *arg);
+
 /* The last seq applied. */
 uint64_t consent_live_seq(const struct consent_live *l);
 /* People changed since the image was built (the overlay's size). */

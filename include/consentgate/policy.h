@@ -174,6 +174,9 @@ const struct cg_errors *policy_warnings(const struct policy *p);
  * reload, serve --check, eval, test). Returns 0, or -1 when t has such
  * rows. Pure: no I/O.
  */
+/* True when p declares purpose name[0,len) or lists it in
+ * "ignored_purposes": a consent row of it is one the policy can see. */
+bool policy_purpose_known(const struct policy *p, const char *name, size_t len);
 int policy_check_consent(const struct policy *p, const struct consent_table *t,
                          struct cg_errors *errs);
 
