@@ -519,6 +519,18 @@ route_client_allowed(const struct policy_route *r, const char *ids,
 	return false;
 }
 
+void
+route_client_refusal(const struct policy_route *r, const char *ids,
+                     char *buf, size_t cap)
+{
+	bool some = ids != NULL && ids[0] != '\0';
+
+	snprintf(buf, cap, "route '%s' takes only the clients it names; %s%s%s",
+	         r->name, some ? "this client's certificate names " : "",
+	         some ? ids : "this client presented no verified certificate",
+	         some ? ", which is not one of them" : "");
+}
+
 const char *
 route_subject_header(const struct policy_route *r)
 {

@@ -17,6 +17,7 @@
  *     "now", "consent", "consent_file":     override the defaults
  *     "content_type": "application/json",   the Content-Type sent
  *     "headers": {"X-Subject-Id": "1001"},  request headers
+ *     "client": "uri:spiffe://…" | [...]   the TLS client's identities
  *     "body": "..." | "body_file": "x.ndjson" | "records": [values]
  *                                           records are sent as NDJSON
  *     "expect": { "status": 200, "kept": [0, 2], "kept_records": [...],
@@ -487,6 +488,52 @@ check_body(struct casefile_set *s, struct casefile *f, json_t *c,
 	}
 }
 
+/* "client": one identity or a list, each "uri:…", "dns:…" or "cn:…". */
+static void
+check_client(struct casefile_set *s, struct casefile *f, json_t *c,
+             struct casefile_case *tc)
+{
+	json_t *v = json_object_get(c, "client"), *one = NULL;
+	char at[CG_MAX_JSON_PATH];
+	size_t used = 0, i;
+	bool list = json_is_array(v);
+
+	if (v == NULL)
+		return;
+	sub(at, tc->path, "client");
+	if (!list && !json_is_string(v)) {
+		err_at(s, f, at, false,
+		       "must be an identity (\"uri:…\", \"dns:…\", "
+		       "\"cn:…\") or a list of them");
+		return;
+	}
+	for (i = 0; list ? i < json_array_size(v) : i < 1; i++) {
+		const char *id;
+		size_t n;
+
+		one = list ? json_array_get(v, i) : v;
+		id = json_string_value(one);
+		n = id ? strlen(id) : 0;
+		if (id == NULL ||
+		    (strncmp(id, "uri:", 4) != 0 && strncmp(id, "dns:", 4) != 0 &&
+		     strncmp(id, "cn:", 3) != 0)) {
+			err_at(s, f, at, false,
+			       "'%s' is not an identity: \"uri:…\", \"dns:…\" "
+			       "or \"cn:…\"",
+			       id ? id : "(not a string)");
+			return;
+		}
+		if (used + n + 2 > sizeof(tc->client_ids)) {
+			err_at(s, f, at, false, "too long");
+			return;
+		}
+		memcpy(tc->client_ids + used, id, n + 1);
+		used += n + 1;
+	}
+	tc->client_ids[used] = '\0';
+	tc->has_client = true;
+}
+
 static void
 check_headers(struct casefile_set *s, struct casefile *f, json_t *c,
               struct casefile_case *tc)
@@ -562,7 +609,8 @@ check_case(struct casefile_set *s, struct casefile *f, json_t *c, size_t idx)
 	static const char *const keys[] = {
 	    "name",         "route",        "now",     "consent",
 	    "consent_file", "content_type", "headers", "body",
-	    "body_file",    "records",      "expect",  NULL,
+	    "body_file",    "records",      "expect",  "client",
+	    NULL,
 	};
 	struct casefile_case *tc;
 	const struct casefile_case *first;
@@ -618,6 +666,7 @@ check_case(struct casefile_set *s, struct casefile *f, json_t *c, size_t idx)
 	tc->own = table_of(s, f, c, tc->path, &given);
 	tc->table = given ? tc->own : f->table;
 	check_headers(s, f, c, tc);
+	check_client(s, f, c, tc);
 	check_body(s, f, c, tc);
 	tc->expect = json_object_get(c, "expect");
 	check_expect(s, f, tc->expect, sub(at, tc->path, "expect"));

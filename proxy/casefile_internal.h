@@ -39,6 +39,10 @@ struct casefile_case {
 	size_t len;
 	struct verdict_header headers[CG_MAX_CLI_HEADERS];
 	unsigned nheaders;
+	/* "client": the identities of its TLS certificate, as the proxy
+	   lists them (cli_request.client_ids); has_client false: none */
+	char client_ids[512];
+	bool has_client;
 	json_t *expect;
 };
 

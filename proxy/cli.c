@@ -333,6 +333,14 @@ cli_run(const struct policy *p, const struct consent_table *t,
 		         req->method, req->path, detail);
 		return 0;
 	}
+	if (!route_client_allowed(r, req->client_ids, NULL)) {
+		char detail[CG_MAX_DETAIL];
+
+		route_client_refusal(r, req->client_ids, detail,
+		                     sizeof(detail));
+		refused(res, 403, detail);
+		return 0;
+	}
 	if (route_action(r) == POLICY_ACTION_PASS) {
 		if (req->len > CG_DEFAULT_MAX_BODY_BYTES) {
 			refused(res, 413,

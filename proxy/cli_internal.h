@@ -37,6 +37,10 @@ struct cli_request {
 	const char *body;
 	size_t len;
 	int64_t now;
+	/* the client's certificate identities as the proxy reads them
+	   ("kind:value" strings, each NUL-ended, then an empty one); NULL
+	   for a client without one */
+	const char *client_ids;
 };
 
 /* One decided record, compactly (a body may hold millions). */

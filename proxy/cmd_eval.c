@@ -21,12 +21,16 @@ eval_usage(FILE *out)
 	        "'METHOD /path'\n"
 	        "                        [--content-type T] [--now RFC3339] "
 	        "[--header 'Name: value']\n"
-	        "                        [--explain] "
-	        "[--output table|kept|status|headers] [FILE|-]\n\n"
+	        "                        [--client uri:...|dns:...|cn:...] "
+	        "[--explain]\n"
+	        "                        [--output table|kept|status|headers] "
+	        "[FILE|-]\n\n"
 	        "Decide a request body (FILE, or stdin) as the proxy would: "
 	        "the same route match,\nthe same verdict. Without "
 	        "--content-type (or a Content-Type --header) an inspected\n"
-	        "route answers 415, as the proxy does.\n"
+	        "route answers 415, as the proxy does. --client is the "
+	        "identity in the client's\nTLS certificate, for routes that "
+	        "name their clients (repeat it for several).\n"
 	        "--output table (default) prints one line per record decided: "
 	        "index, subject(s),\n  decision, rule id, consent status, "
 	        "evidence id of every subject; then\n  \"# STATUS ...\". "
@@ -136,6 +140,8 @@ cmd_eval(int argc, char **argv)
 {
 	const char *ppath = NULL, *cpath = NULL, *route = NULL, *ctype = NULL;
 	const char *nowtext = NULL, *output = "table", *file = "-";
+	char client_ids[1024]; /* "kind:value\0" each, then "\0" */
+	size_t client_len = 0;
 	struct verdict_header headers[CG_MAX_EVAL_HEADER_OPTIONS + 1];
 	unsigned nheaders = 0;
 	bool explain = false, have_file = false;
@@ -164,6 +170,19 @@ cmd_eval(int argc, char **argv)
 		}
 		if (strcmp(a, "--explain") == 0) {
 			explain = true;
+			continue;
+		}
+		if (strcmp(a, "--client") == 0) {
+			size_t n = i + 1 < argc ? strlen(argv[i + 1]) : 0;
+
+			if (n == 0 || client_len + n + 2 > sizeof(client_ids)) {
+				fprintf(stderr, "consentgate eval: --client takes "
+				                "an identity such as "
+				                "uri:spiffe://example.org/poster\n");
+				goto done;
+			}
+			memcpy(client_ids + client_len, argv[++i], n + 1);
+			client_len += n + 1;
 			continue;
 		}
 		if (strcmp(a, "--policy") == 0)
@@ -276,8 +295,9 @@ cmd_eval(int argc, char **argv)
 		        strerror(errno));
 		goto done;
 	}
-	req = (struct cli_request){method, path, headers, nheaders,
-	                           body,   len,  now};
+	client_ids[client_len] = '\0';
+	req = (struct cli_request){method, path, headers, nheaders, body, len,
+	                           now,    client_len ? client_ids : NULL};
 	if (cli_run(p, t, &req, &res) != 0) {
 		fprintf(stderr, "consentgate eval: out of memory\n");
 		goto done;

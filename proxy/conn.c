@@ -225,14 +225,7 @@ client_may_use(struct conn *c)
 		c->client = matched ? matched : c->client_ids;
 		return true;
 	}
-	snprintf(detail, sizeof(detail),
-	         "route '%s' takes only the clients it names; %s%s%s",
-	         route_name(c->route),
-	         c->client_ids ? "this client's certificate names " : "",
-	         c->client_ids ? c->client_ids
-	                       : "this client presented no verified "
-	                         "certificate",
-	         c->client_ids ? ", which is not one of them" : "");
+	route_client_refusal(c->route, c->client_ids, detail, sizeof(detail));
 	log_msg("conn %llu: 403 %s", (unsigned long long)c->id, detail);
 	if (r->framing == HTTP1_FRAMING_NONE)
 		conn_reply_problem(c, 403, detail, NULL);

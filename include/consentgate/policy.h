@@ -119,6 +119,10 @@ const char *route_client_at(const struct policy_route *r, unsigned i);
  */
 bool route_client_allowed(const struct policy_route *r, const char *ids,
                           const char **matched);
+/* The 403 detail for a client route_client_allowed refused, into
+   buf[0,cap) (NUL-terminated; CG_MAX_DETAIL is enough). */
+void route_client_refusal(const struct policy_route *r, const char *ids,
+                          char *buf, size_t cap);
 
 /* The outcome for one record. */
 struct policy_decision {
