@@ -20,6 +20,8 @@ WL_DESC = {
     "ndjson-1m": "1 MiB NDJSON `POST /ingest` (5% not consented)",
     "profile": "one JSON record, subject in `X-Subject-Id`, `POST /profile`",
     "gzip-64k": "64 KiB NDJSON, `Content-Encoding: gzip`",
+    "tls-get": "TLS both legs, small GET `GET /status`",
+    "tls-ndjson-64k": "TLS both legs, 64 KiB NDJSON `POST /ingest`",
 }
 
 
@@ -56,7 +58,8 @@ def main():
     state = {r[0]: r[1] for r in read_tsv(raw, "state.tsv") if len(r) > 1}
     meta = {r[0]: r for r in read_tsv(raw, "meta.tsv")[1:]}
     body_of = {"get": 0, "ndjson-64k": "ndjson-64k", "ndjson-1m": "ndjson-1m",
-               "profile": "profile", "gzip-64k": "gzip-64k"}
+               "profile": "profile", "gzip-64k": "gzip-64k",
+               "tls-ndjson-64k": "ndjson-64k"}
 
     # (workload, conns) -> proxy -> list of per-run dicts
     runs = {}
@@ -115,10 +118,18 @@ def main():
     L.append("")
     L.append("## Proxies")
     L.append("")
-    L.append("| proxy | state |")
-    L.append("|---|---|")
-    for p in PROXIES:
-        L.append("| %s | %s |" % (p, state.get(p, "not run")))
+    tls_run = any(k.endswith("-tls") for k in state)
+    if tls_run:
+        L.append("| proxy | state | TLS instance (tls-* workloads) |")
+        L.append("|---|---|---|")
+        for p in PROXIES:
+            L.append("| %s | %s | %s |" % (p, state.get(p, "not run"),
+                                          state.get(p + "-tls", "not run")))
+    else:
+        L.append("| proxy | state |")
+        L.append("|---|---|")
+        for p in PROXIES:
+            L.append("| %s | %s |" % (p, state.get(p, "not run")))
     L.append("")
 
     sanity = read_tsv(raw, "sanity.tsv")
@@ -153,6 +164,56 @@ def main():
                             " ✗ (want `%s`)" % want
                     cells.append(cell)
             L.append("| %s | %s | %s |" % (w, exp, " | ".join(cells)))
+        L.append("")
+        tls = [r for r in sanity if r[1].startswith("tls-") and len(r) >= 6]
+        if tls:
+            L.append("TLS negotiated on each leg of that request: wrk/curl → "
+                     "proxy (curl's verbose output; wrk uses the same OpenSSL "
+                     "defaults) and proxy → upstream (the upstream's "
+                     "`$ssl_protocol $ssl_cipher`, echoed in `X-Upstream-TLS`; "
+                     "`?` = not seen).")
+            L.append("")
+            L.append("| workload | proxy | client → proxy | proxy → upstream |")
+            L.append("|---|---|---|---|")
+            for r in tls:
+                L.append("| %s | %s | %s | %s |" % (r[1], r[0], r[4], r[5]))
+            L.append("")
+
+    tls_keys = [k for k in order if k[0].startswith("tls-")]
+    if tls_keys:
+        L.append("## TLS summary")
+        L.append("")
+        L.append("Each proxy terminates TLS from wrk and re-encrypts to the "
+                 "upstream nginx's TLS port (chain and host name verified, "
+                 "keep-alive on both legs). Goal: consentgate at least "
+                 "nginx's requests/s on `tls-get`. Medians; details per "
+                 "connection count below.")
+        L.append("")
+        L.append("| workload | conns | nginx req/s | HAProxy req/s | "
+                 "consentgate req/s | MB/s nginx / HAProxy / consentgate | "
+                 "cg/nginx req/s | cg/HAProxy req/s | cg/nginx CPU µs/req | "
+                 "vs goal |")
+        L.append("|---|---:|---:|---:|---:|---|---:|---:|---:|---|")
+        for key in tls_keys:
+            w, c = key
+            s_ = {p: summary.get((key, p)) for p in PROXIES}
+            g = lambda p, k: s_[p][k] if s_[p] else None
+            verdict = ""
+            cg, ng = g("consentgate", "rps"), g("nginx", "rps")
+            if w == "tls-get" and cg and ng:
+                verdict = ("met (+%.0f%%)" % (100 * (cg / ng - 1)) if cg >= ng
+                           else "missed by %.0f%%" % (100 * (1 - cg / ng)))
+            errs = sum((s_[p]["err"] + s_[p]["non2xx"]) for p in PROXIES
+                       if s_[p])
+            if errs:
+                verdict += " ⚠ %d errors" % errs
+            L.append("| %s | %d | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s |" % (
+                w, c, fmt(ng), fmt(g("haproxy", "rps")), fmt(cg),
+                fmt(g("nginx", "mbps"), 1), fmt(g("haproxy", "mbps"), 1),
+                fmt(g("consentgate", "mbps"), 1), ratio(cg, ng),
+                ratio(cg, g("haproxy", "rps")),
+                ratio(g("consentgate", "cpu_us"), g("nginx", "cpu_us")),
+                verdict))
         L.append("")
 
     L.append("## Throughput and latency")
@@ -242,6 +303,7 @@ def main():
         L.append("| proxy | peak RSS MiB | idle conns asked | held | answered 2xx "
                  "| RSS before MiB | RSS held MiB | bytes per idle conn |")
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+
         per_conn = {}
         for p in PROXIES:
             hwm = mem.get(p)
@@ -255,6 +317,11 @@ def main():
                     fmt(per_conn[p])))
             elif hwm:
                 L.append("| %s | %s | | | | | | |" % (p, fmt(hwm / 1024, 1)))
+        for p in PROXIES:
+            # the TLS instances: peak only (the idle test is plain HTTP)
+            if mem.get(p + "-tls"):
+                L.append("| %s (TLS instance) | %s | | | | | | |" % (
+                    p, fmt(mem[p + "-tls"] / 1024, 1)))
         if "consentgate" in per_conn:
             L.append("")
             L.append("Bytes per idle connection, consentgate/nginx %s, "

@@ -8,9 +8,14 @@
 # micro-benchmarks, and writes bench/results/report-<date>.md + latest.md +
 # throughput.png. Everything it starts is stopped on exit.
 #
+# TLS workloads (tls-*) run against a second instance of each proxy that
+# terminates TLS and re-encrypts to the same upstream nginx on its TLS port;
+# the certificates are made in the work dir with the openssl CLI.
+#
 # Knobs (environment): BENCH_RUNS (3), BENCH_DURATION (seconds, 5),
 # BENCH_PEOPLE (1000000), BENCH_IDLE_CONNS (10000), BENCH_WORKLOADS
-# ("get ndjson-64k ndjson-1m profile gzip-64k"), BENCH_PROXIES
+# ("get ndjson-64k ndjson-1m profile gzip-64k tls-get tls-ndjson-64k"),
+# BENCH_PROXIES
 # ("nginx haproxy consentgate"), BENCH_MICRO (1), BENCH_QUICK=1 (1 run of 2 s,
 # 1000 idle connections, no micro-benchmarks: checks the harness itself).
 
@@ -35,7 +40,7 @@ else
 	MICRO=${BENCH_MICRO:-1}
 fi
 PEOPLE=${BENCH_PEOPLE:-1000000}
-WORKLOADS=${BENCH_WORKLOADS:-get ndjson-64k ndjson-1m profile gzip-64k}
+WORKLOADS=${BENCH_WORKLOADS:-get ndjson-64k ndjson-1m profile gzip-64k tls-get tls-ndjson-64k}
 PROXIES=${BENCH_PROXIES:-nginx haproxy consentgate}
 PROXY_CPU=0
 LOAD_CPU=1
@@ -45,10 +50,13 @@ log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/consentgate-bench.XXXXXX)
 STARTED=""      # pids to stop on exit
+# Keyed by instance: the proxy's name, or <proxy>-tls for its TLS instance.
 declare -A PID  # the process to measure (nginx: the worker)
 declare -A MASTER
 declare -A PORT
 declare -A STATE # "ok" or why not
+TLS_WANTED=0
+case " $WORKLOADS " in *" tls-"*) TLS_WANTED=1 ;; esac
 
 cleanup() {
 	local p i
@@ -74,7 +82,7 @@ trap 'exit 130' INT TERM
 
 # Tools. deps.sh installs haproxy wrk gnuplot-nox strace when CG_BENCH=1.
 CG_BENCH=1 sh "$ROOT/.ci/deps.sh" || log "deps.sh failed; continuing with what is installed"
-for tool in nginx wrk taskset python3 curl; do
+for tool in nginx wrk taskset python3 curl $([ "$TLS_WANTED" = 1 ] && echo openssl); do
 	command -v "$tool" >/dev/null 2>&1 || { log "missing $tool"; exit 1; }
 done
 
@@ -89,7 +97,9 @@ ss = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
 }
-read -r UP_PORT NGINX_PORT HAPROXY_PORT <<<"$(free_ports 3)"
+read -r UP_PORT NGINX_PORT HAPROXY_PORT UP_TLS_PORT NGINX_TLS_PORT HAPROXY_TLS_PORT \
+	<<<"$(free_ports 6)"
+TLS=$WORK/tls # certificates
 
 # Waits (bounded) until something accepts on 127.0.0.1:$1 while pid $2 lives.
 wait_port() {
@@ -103,9 +113,11 @@ wait_port() {
 }
 
 fill() { # template -> file, placeholders from the environment above
-	local user=""
+	local user="" tls="/^[[:space:]]*#TLS /d"
 	[ "$(id -u)" = 0 ] && user="user root;"
-	sed -e "s|@DIR@|$WORK|g" -e "s|@UP_PORT@|$UP_PORT|g" \
+	[ "$TLS_WANTED" = 1 ] && tls="s/^\([[:space:]]*\)#TLS /\1/"
+	sed -e "$tls" -e "s|@DIR@|$WORK|g" -e "s|@UP_PORT@|$UP_PORT|g" \
+		-e "s|@UP_TLS_PORT@|$UP_TLS_PORT|g" -e "s|@TLS@|$TLS|g" \
 		-e "s|@NOFILE@|$(ulimit -n)|g" -e "s|@CONNS@|$(($(ulimit -n) - 200))|g" \
 		-e "s|@PORT@|$2|g" -e "s|@USER@|$user|g" "$1" >"$3"
 }
@@ -130,6 +142,37 @@ fi
 cp "$DATA/meta.tsv" "$WORK/meta.tsv"
 PROFILE_SUBJECT=$(awk -F'\t' '$1 == "profile" {print $6}' "$DATA/meta.tsv")
 
+# ---- certificates -----------------------------------------------------------
+# For the tls-* workloads, made as a new user would (tests/integration/
+# tlsfiles.py does the same): a private CA, EC P-256 keys, and two server
+# certificates for localhost / 127.0.0.1, one the proxies present to wrk and
+# one the upstream presents to the proxies. HAProxy wants certificate and
+# key in one file.
+CERTS_FAILED=""
+make_certs() {
+	local n
+	mkdir -p "$TLS"
+	if ! (
+		cd "$TLS" || exit 1
+		set -e
+		key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key"; }
+		key ca
+		openssl req -x509 -new -key ca.key -out ca.pem -days 2 -subj "/CN=consentgate bench CA"
+		for n in proxy upstream; do
+			key "$n"
+			openssl req -new -key "$n.key" -out "$n.csr" -subj /CN=localhost
+			printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$n.ext"
+			openssl x509 -req -in "$n.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \
+				-out "$n.pem" -days 2 -extfile "$n.ext"
+		done
+		cat proxy.pem proxy.key >proxy-haproxy.pem
+	) >"$WORK/certs.out" 2>&1; then
+		CERTS_FAILED=$(tail -n 1 "$WORK/certs.out")
+		log "certificates failed: $CERTS_FAILED"
+		TLS_WANTED=0 # the upstream then serves plain HTTP only
+	fi
+}
+
 # ---- processes ------------------------------------------------------------
 start_upstream() {
 	mkdir -p "$WORK/upstream-body" "$WORK/www"
@@ -142,43 +185,55 @@ start_upstream() {
 	log "upstream nginx on 127.0.0.1:$UP_PORT"
 }
 
+# Each start_<proxy> takes the instance: <proxy>, or <proxy>-tls for the
+# one that terminates TLS and forwards to the upstream's TLS port.
 start_nginx() {
-	mkdir -p "$WORK/nginx-body" "$WORK/nginx-proxy"
-	fill "$BENCH/conf/nginx.conf" "$NGINX_PORT" "$WORK/nginx.conf"
-	taskset -c $PROXY_CPU nginx -e "$WORK/nginx-error.log" -p "$WORK" \
-		-c "$WORK/nginx.conf" >"$WORK/nginx.out" 2>&1 &
+	local i=$1 port=$NGINX_PORT
+	[ "$i" = nginx-tls ] && port=$NGINX_TLS_PORT
+	mkdir -p "$WORK/$i-body" "$WORK/$i-proxy"
+	fill "$BENCH/conf/$i.conf" "$port" "$WORK/$i.conf"
+	taskset -c $PROXY_CPU nginx -e "$WORK/$i-error.log" -p "$WORK" \
+		-c "$WORK/$i.conf" >"$WORK/$i.out" 2>&1 &
 	local m=$!
 	STARTED="$STARTED $m"
-	PORT[nginx]=$NGINX_PORT
-	if ! wait_port "$NGINX_PORT" "$m"; then
-		STATE[nginx]="failed to start: $(tail -n 1 "$WORK/nginx-error.log" 2>/dev/null)"
+	PORT[$i]=$port
+	if ! wait_port "$port" "$m"; then
+		STATE[$i]="failed to start: $(tail -n 1 "$WORK/$i-error.log" 2>/dev/null)"
 		return
 	fi
 	# Measure the worker, which does the proxying.
-	MASTER[nginx]=$m
-	PID[nginx]=$(pgrep -P "$m" | head -n 1)
-	STATE[nginx]=ok
+	MASTER[$i]=$m
+	PID[$i]=$(pgrep -P "$m" | head -n 1)
+	STATE[$i]=ok
 }
 
 start_haproxy() {
-	command -v haproxy >/dev/null 2>&1 || { STATE[haproxy]="failed to start: haproxy not installed"; return; }
-	fill "$BENCH/conf/haproxy.cfg" "$HAPROXY_PORT" "$WORK/haproxy.cfg"
-	taskset -c $PROXY_CPU haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.out" 2>&1 &
+	local i=$1 port=$HAPROXY_PORT
+	[ "$i" = haproxy-tls ] && port=$HAPROXY_TLS_PORT
+	command -v haproxy >/dev/null 2>&1 || { STATE[$i]="failed to start: haproxy not installed"; return; }
+	fill "$BENCH/conf/$i.cfg" "$port" "$WORK/$i.cfg"
+	taskset -c $PROXY_CPU haproxy -db -f "$WORK/$i.cfg" >"$WORK/$i.out" 2>&1 &
 	local p=$!
 	STARTED="$STARTED $p"
-	PORT[haproxy]=$HAPROXY_PORT
-	if ! wait_port "$HAPROXY_PORT" "$p"; then
-		STATE[haproxy]="failed to start: $(grep ALERT "$WORK/haproxy.out" | tail -n 1)"
+	PORT[$i]=$port
+	if ! wait_port "$port" "$p"; then
+		STATE[$i]="failed to start: $(grep ALERT "$WORK/$i.out" | tail -n 1)"
 		return
 	fi
-	PID[haproxy]=$p
-	STATE[haproxy]=ok
+	PID[$i]=$p
+	STATE[$i]=ok
 }
 
 start_consentgate() {
+	local i=$1 up="http://127.0.0.1:$UP_PORT" tls_args=()
 	if [ ! -x "$CG" ]; then
-		STATE[consentgate]="failed to start: $CG not built"
+		STATE[$i]="failed to start: $CG not built"
 		return
+	fi
+	if [ "$i" = consentgate-tls ]; then
+		up="https://localhost:$UP_TLS_PORT"
+		tls_args=(--tls-cert "$TLS/proxy.pem" --tls-key "$TLS/proxy.key"
+			--upstream-ca "$TLS/ca.pem")
 	fi
 	# A binary snapshot opens at once; fall back to the CSV if build fails.
 	local consent=$DATA/consent.csv
@@ -196,40 +251,54 @@ start_consentgate() {
 	[ -s "$DATA/consent.snap" ] && consent=$DATA/consent.snap
 	echo "$consent" >"$WORK/consent-used"
 	taskset -c $PROXY_CPU "$CG" serve --listen 127.0.0.1:0 \
-		--upstream "http://127.0.0.1:$UP_PORT" --policy "$BENCH/policy.json" \
+		--upstream "$up" --policy "$BENCH/policy.json" \
 		--consent "$consent" --workers 1 --config "$BENCH/conf/consentgate.json" \
-		>"$WORK/consentgate.out" 2>"$WORK/consentgate.err" &
+		"${tls_args[@]}" >"$WORK/$i.out" 2>"$WORK/$i.err" &
 	local p=$!
 	STARTED="$STARTED $p"
-	local i port=""
-	for i in $(seq 1 600); do # up to 60 s: a CSV of 1M people takes a while
+	local n port=""
+	for n in $(seq 1 600); do # up to 60 s: a CSV of 1M people takes a while
 		port=$(sed -n 's/^consentgate: listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' \
-			"$WORK/consentgate.err" | head -n 1)
+			"$WORK/$i.err" | head -n 1)
 		[ -n "$port" ] && break
 		kill -0 "$p" 2>/dev/null || break
 		sleep 0.1
 	done
 	if [ -z "$port" ]; then
 		local why
-		why=$(grep -v '^$' "$WORK/consentgate.err" | tail -n 1)
+		why=$(grep -v '^$' "$WORK/$i.err" | tail -n 1)
 		kill -0 "$p" 2>/dev/null && why="no 'listening on' line within 60 s ${why:+($why)}"
-		STATE[consentgate]="failed to start: ${why:-exited without a message}"
+		STATE[$i]="failed to start: ${why:-exited without a message}"
 		kill "$p" 2>/dev/null
 		return
 	fi
-	PORT[consentgate]=$port
-	PID[consentgate]=$p
-	STATE[consentgate]=ok
+	PORT[$i]=$port
+	PID[$i]=$p
+	STATE[$i]=ok
 }
 
 # ---- workloads ------------------------------------------------------------
-# name -> method path body headers concurrency-list
-wl_method() { [ "$1" = get ] && echo GET || echo POST; }
+# name -> method path body headers concurrency-list. tls-<name> is <name>
+# over TLS, to the proxy's TLS instance.
+is_tls() { case $1 in tls-*) return 0 ;; esac; return 1; }
+inst() { # proxy workload -> the instance that serves it
+	if is_tls "$2"; then echo "$1-tls"; else echo "$1"; fi
+}
+wl_url() { # proxy workload
+	local i
+	i=$(inst "$1" "$2")
+	if is_tls "$2"; then
+		echo "https://localhost:${PORT[$i]}$(wl_path "$2")"
+	else
+		echo "http://127.0.0.1:${PORT[$i]}$(wl_path "$2")"
+	fi
+}
+wl_method() { [ "${1#tls-}" = get ] && echo GET || echo POST; }
 wl_path() {
-	case $1 in get) echo /status ;; profile) echo /profile ;; *) echo /ingest ;; esac
+	case ${1#tls-} in get) echo /status ;; profile) echo /profile ;; *) echo /ingest ;; esac
 }
 wl_body() {
-	case $1 in
+	case ${1#tls-} in
 	get) echo "" ;;
 	ndjson-64k) echo "$DATA/ndjson-64k.ndjson" ;;
 	ndjson-1m) echo "$DATA/ndjson-1m.ndjson" ;;
@@ -238,7 +307,7 @@ wl_body() {
 	esac
 }
 wl_headers() {
-	case $1 in
+	case ${1#tls-} in
 	get) echo "" ;;
 	gzip-64k) echo "Content-Type: application/x-ndjson|Content-Encoding: gzip" ;;
 	profile) echo "Content-Type: application/json|X-Subject-Id: $PROFILE_SUBJECT" ;;
@@ -247,7 +316,7 @@ wl_headers() {
 }
 wl_conns() {
 	if [ -n "${BENCH_CONNS:-}" ]; then echo "$BENCH_CONNS"; return; fi
-	case $1 in get | ndjson-64k) echo "1 64 1000" ;; *) echo 64 ;; esac
+	case ${1#tls-} in get | ndjson-64k) echo "1 64 1000" ;; *) echo 64 ;; esac
 }
 
 alive() { [ "${STATE[$1]}" = ok ] && kill -0 "${PID[$1]}" 2>/dev/null; }
@@ -259,7 +328,9 @@ mark_dead() {
 }
 
 # One request with curl: status and Consent-Result, to show each proxy
-# really answered the workload (and what consentgate decided).
+# really answered the workload (and what consentgate decided); over TLS
+# also what each leg negotiated: curl's (the client leg, verified against
+# the bench CA) and the upstream's X-Upstream-TLS (the proxy's leg).
 sanity() { # proxy workload
 	local p=$1 w=$2 body hdr args=() h
 	body=$(wl_body "$w")
@@ -267,11 +338,18 @@ sanity() { # proxy workload
 	for h in "${hdr[@]}"; do [ -n "$h" ] && args+=(-H "$h"); done
 	[ -n "$body" ] && args+=(--data-binary "@$body")
 	local code
+	is_tls "$w" && args+=(-v --cacert "$TLS/ca.pem")
+	: >"$WORK/sanity-head"
 	code=$(curl -s -m 10 -o "$WORK/sanity-body" -D "$WORK/sanity-head" -w '%{http_code}' \
-		-X "$(wl_method "$w")" "${args[@]}" "http://127.0.0.1:${PORT[$p]}$(wl_path "$w")")
-	local cr
-	cr=$(tr -d '\r' <"$WORK/sanity-head" 2>/dev/null | awk -F': ' 'tolower($1) == "consent-result" {print $2}')
-	printf '%s\t%s\t%s\t%s\n' "$p" "$w" "${code:-000}" "${cr:--}" >>"$WORK/sanity.tsv"
+		-X "$(wl_method "$w")" "${args[@]}" "$(wl_url "$p" "$w")" 2>"$WORK/sanity-err")
+	local cr leg1=- leg2=-
+	cr=$(tr -d '\r' <"$WORK/sanity-head" | awk -F': ' 'tolower($1) == "consent-result" {print $2}')
+	if is_tls "$w"; then
+		leg1=$(sed -n 's/^\* SSL connection using \(.*\)/\1/p' "$WORK/sanity-err" | head -n 1)
+		leg2=$(tr -d '\r' <"$WORK/sanity-head" | awk -F': ' 'tolower($1) == "x-upstream-tls" {print $2}')
+	fi
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$p" "$w" "${code:-000}" "${cr:--}" "${leg1:-?}" \
+		"${leg2:-?}" >>"$WORK/sanity.tsv"
 }
 
 wrk_env() { # workload -> exports for load.lua
@@ -285,7 +363,7 @@ run_wrk() { # proxy workload conns duration -> WRKRESULT line on stdout
 	local p=$1 w=$2 c=$3 d=$4
 	wrk_env "$w"
 	taskset -c $LOAD_CPU wrk -t1 -c"$c" -d"${d}s" --latency --timeout 10s \
-		-s "$BENCH/wrk/load.lua" "http://127.0.0.1:${PORT[$p]}$(wl_path "$w")" \
+		-s "$BENCH/wrk/load.lua" "$(wl_url "$p" "$w")" \
 		2>&1 | tee -a "$WORK/wrk.log" | grep '^WRKRESULT' | tail -n 1
 }
 
@@ -293,13 +371,14 @@ run_wrk() { # proxy workload conns duration -> WRKRESULT line on stdout
 #           socket_errors non2xx p50_us p99_us other_cpu0_s
 # other_cpu0_s: CPU time other processes took on the proxy's core.
 one_run() {
-	local p=$1 w=$2 c=$3 r=$4 c0 c1 k0 k1 res
+	local p=$1 w=$2 c=$3 r=$4 c0 c1 k0 k1 res i
+	i=$(inst "$p" "$w")
 	echo "== $p $w c=$c round $r" >>"$WORK/wrk.log"
-	c0=$(cpu_ticks "${PID[$p]}")
+	c0=$(cpu_ticks "${PID[$i]}")
 	k0=$(cpu0_ticks)
 	res=$(run_wrk "$p" "$w" "$c" "$DUR")
 	k1=$(cpu0_ticks)
-	c1=$(cpu_ticks "${PID[$p]}")
+	c1=$(cpu_ticks "${PID[$i]}")
 	if [ -z "$res" ]; then
 		log "$p $w c=$c: wrk gave no result"
 		return
@@ -326,7 +405,7 @@ elif command -v strace >/dev/null 2>&1; then
 	SYSCALL_TOOL=strace
 fi
 count_syscalls() { # proxy workload
-	local p=$1 w=$2 pid=${PID[$1]} tp res calls
+	local p=$1 w=$2 pid=${PID[$(inst "$1" "$2")]} tp res calls
 	local f=$WORK/sc-$p-$w
 	case $SYSCALL_TOOL in
 	perf) perf stat -e raw_syscalls:sys_enter -x, -o "$f" -p "$pid" >/dev/null 2>&1 & ;;
@@ -375,11 +454,20 @@ idle_test() { # proxy
 # ---- run ------------------------------------------------------------------
 T_START=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+INSTANCES=$PROXIES
+if [ "$TLS_WANTED" = 1 ]; then
+	make_certs
+	for p in $PROXIES; do INSTANCES="$INSTANCES $p-tls"; done
+fi
 start_upstream
-for p in $PROXIES; do
-	STATE[$p]="not run"
-	"start_$p"
-	log "$p: ${STATE[$p]}${PORT[$p]:+ (port ${PORT[$p]}, pid ${PID[$p]:-?})}"
+for i in $INSTANCES; do
+	STATE[$i]="not run"
+	if [ -n "$CERTS_FAILED" ] && [ "$i" != "${i%-tls}" ]; then
+		STATE[$i]="failed to start: certificates: $CERTS_FAILED"
+	else
+		"start_${i%-tls}" "$i"
+	fi
+	log "$i: ${STATE[$i]}${PORT[$i]:+ (port ${PORT[$i]}, pid ${PID[$i]:-?})}"
 done
 
 : >"$WORK/runs.tsv"
@@ -394,33 +482,33 @@ for p in $PROXIES; do
 	mark_dead "$p" "idle connections"
 done
 for w in $WORKLOADS; do
-	for p in $PROXIES; do alive "$p" && sanity "$p" "$w"; done
+	for p in $PROXIES; do alive "$(inst "$p" "$w")" && sanity "$p" "$w"; done
 	for c in $(wl_conns "$w"); do
 		for r in $(seq 1 "$RUNS"); do
 			for p in $PROXIES; do
-				alive "$p" || continue
+				alive "$(inst "$p" "$w")" || continue
 				one_run "$p" "$w" "$c" "$r"
-				mark_dead "$p" "$w"
+				mark_dead "$(inst "$p" "$w")" "$w"
 			done
 		done
 	done
 done
 
-# Peak memory after the load, before the idle connections.
+# Peak memory after the load (TLS instances: <proxy>-tls).
 : >"$WORK/mem.tsv"
-for p in $PROXIES; do
+for p in $INSTANCES; do
 	alive "$p" && printf '%s\t%s\n' "$p" "$(status_kb "${PID[$p]}" VmHWM)" >>"$WORK/mem.tsv"
 done
 
 for w in $WORKLOADS; do
 	for p in $PROXIES; do
-		alive "$p" || continue
+		alive "$(inst "$p" "$w")" || continue
 		count_syscalls "$p" "$w"
-		mark_dead "$p" "syscall count ($w)"
+		mark_dead "$(inst "$p" "$w")" "syscall count ($w)"
 	done
 done
 
-for p in $PROXIES; do
+for p in $INSTANCES; do
 	printf '%s\t%s\n' "$p" "${STATE[$p]}" >>"$WORK/state.tsv"
 done
 
