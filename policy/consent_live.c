@@ -488,8 +488,10 @@ work_copy(struct consent_work *dst, const struct consent_work *w,
 	dst->rows = malloc((w->nrows + 1) * sizeof(*w->rows));
 	if (dst->people == NULL || dst->rows == NULL)
 		goto fail;
-	memcpy(dst->people, w->people, w->npeople * sizeof(*w->people));
-	memcpy(dst->rows, w->rows, w->nrows * sizeof(*w->rows));
+	if (w->npeople > 0) { /* an empty overlay has no arrays yet */
+		memcpy(dst->people, w->people, w->npeople * sizeof(*w->people));
+		memcpy(dst->rows, w->rows, w->nrows * sizeof(*w->rows));
+	}
 	dst->arena = w->arena;
 	if (!with_index)
 		return 0;
@@ -497,9 +499,11 @@ work_copy(struct consent_work *dst, const struct consent_work *w,
 	dst->wslots = malloc((w->nwslots + 1) * sizeof(*w->wslots));
 	if (dst->arena == NULL || dst->wslots == NULL)
 		goto fail;
-	memcpy(dst->arena, w->arena, w->arena_len);
+	if (w->npeople > 0) {
+		memcpy(dst->arena, w->arena, w->arena_len);
+		memcpy(dst->wslots, w->wslots, w->nwslots * sizeof(*w->wslots));
+	}
 	dst->arena_len = dst->arena_cap = w->arena_len;
-	memcpy(dst->wslots, w->wslots, w->nwslots * sizeof(*w->wslots));
 	dst->nwslots = w->nwslots;
 	return 0;
 fail:
