@@ -2,7 +2,7 @@
 # `make test` runs every test, `make run` starts the demo, `make bench`
 # compares with nginx and HAProxy. Variants build in build/<variant>/:
 #   make SANITIZER=address,undefined test
-#   make fuzz     (libFuzzer drivers, clang)
+#   make fuzz     (every libFuzzer driver, FUZZ_SECONDS=60 each; clang)
 
 BUILD ?= build
 CC ?= cc
@@ -78,7 +78,7 @@ cli: deps $(BUILD)/consentgate
 
 # Every fuzz corpus replayed through its driver (ASan+UBSan, any compiler).
 fuzz-regress: deps
-	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk BUILD=build/fuzz-regress regress
+	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk BUILD=$(BUILD)/fuzz-regress regress
 
 integration: deps $(BUILD)/consentgate
 	@CONSENTGATE=$(CURDIR)/$(BUILD)/consentgate BUILD=$(CURDIR)/$(BUILD) \
@@ -105,8 +105,10 @@ micro: deps $(MICRO_BIN)
 bench: deps $(BUILD)/consentgate micro
 	@BUILD=$(CURDIR)/$(BUILD) sh bench/run.sh
 
-fuzz:
-	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk BUILD=build/fuzz
+# Build and run every fuzz driver (tests/fuzz/run.sh); exit 1 on a finding.
+fuzz: export CG_FUZZ := 1
+fuzz: deps
+	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk BUILD=$(BUILD)/fuzz run
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
