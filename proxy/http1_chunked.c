@@ -4,32 +4,37 @@
  * buffer at a time as it arrives, so it is a byte-level state machine
  * that keeps no input: chunk data is handed back as slices of the caller's
  * buffer, and sizes, extensions and trailers are checked as they pass.
- * Strict where the RFC leaves room: no BWS anywhere in chunk extensions,
- * no bare LF, sizes without leading '+', '0x' or overflow.
+ * Strict where the RFC leaves room: no bare LF, sizes without leading '+',
+ * '0x' or overflow, whitespace in chunk extensions only where RFC 9112
+ * 7.1.1 has BWS (before ';' and '=', after them), never before the CRLF.
+ * RFC 9110 5.6.3 says a recipient MUST remove BWS; nginx and HAProxy do,
+ * and no peer reads another chunk size from "5 ;a=b".
  */
 #include <string.h>
 
 #include "http1_internal.h"
 
 enum {
-	CK_SIZE_START, /* first hex digit of a chunk size */
-	CK_SIZE,       /* more hex digits, ';' or CR */
-	CK_EXT_NAME0,  /* first byte of an extension name */
-	CK_EXT_NAME,   /* name bytes, '=', ';' or CR */
-	CK_EXT_VAL0,   /* first byte of a value: token or '"' */
-	CK_EXT_TOKEN,  /* token value bytes, ';' or CR */
-	CK_EXT_QUOTED, /* inside a quoted string */
-	CK_EXT_QESC,   /* after a backslash in a quoted string */
-	CK_EXT_QEND,   /* after the closing quote: ';' or CR */
-	CK_SIZE_LF,    /* LF ending the size line */
-	CK_DATA,       /* chunk data */
-	CK_DATA_CR,    /* CR after chunk data */
-	CK_DATA_LF,    /* LF after chunk data */
-	CK_TR_START,   /* start of a trailer line or the final CRLF */
-	CK_TR_NAME,    /* trailer field name */
-	CK_TR_VALUE,   /* trailer field value */
-	CK_TR_LF,      /* LF after a trailer field */
-	CK_END_LF,     /* LF of the final CRLF */
+	CK_SIZE_START,   /* first hex digit of a chunk size */
+	CK_SIZE,         /* more hex digits, ';' or CR */
+	CK_EXT_NAME0,    /* first byte of an extension name */
+	CK_EXT_NAME,     /* name bytes, '=', ';' or CR */
+	CK_EXT_VAL0,     /* first byte of a value: token or '"' */
+	CK_EXT_TOKEN,    /* token value bytes, ';' or CR */
+	CK_EXT_QUOTED,   /* inside a quoted string */
+	CK_EXT_QESC,     /* after a backslash in a quoted string */
+	CK_EXT_QEND,     /* after the closing quote: ';' or CR */
+	CK_EXT_SEMI,     /* BWS after a size or a value: more, or ';' */
+	CK_EXT_NAME_BWS, /* BWS after a name: more, '=' or ';' */
+	CK_SIZE_LF,      /* LF ending the size line */
+	CK_DATA,         /* chunk data */
+	CK_DATA_CR,      /* CR after chunk data */
+	CK_DATA_LF,      /* LF after chunk data */
+	CK_TR_START,     /* start of a trailer line or the final CRLF */
+	CK_TR_NAME,      /* trailer field name */
+	CK_TR_VALUE,     /* trailer field value */
+	CK_TR_LF,        /* LF after a trailer field */
+	CK_END_LF,       /* LF of the final CRLF */
 	CK_DONE,
 	CK_ERROR,
 };
@@ -69,6 +74,7 @@ http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 	while (i < len && c->state != CK_DONE) {
 		unsigned char b = p[i];
 		int h;
+		bool bws;
 
 		switch (c->state) {
 		case CK_SIZE_START:
@@ -88,9 +94,10 @@ http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 				}
 				c->remaining =
 				    (c->remaining << 4) | (uint64_t)h;
-			} else if (b == ';') {
+			} else if (b == ';' || b == ' ' || b == '\t') {
 				c->count = 1;
-				c->state = CK_EXT_NAME0;
+				c->state =
+				    b == ';' ? CK_EXT_NAME0 : CK_EXT_SEMI;
 			} else if (b == '\r') {
 				c->state = CK_SIZE_LF;
 			} else {
@@ -105,10 +112,15 @@ http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 		case CK_EXT_QUOTED:
 		case CK_EXT_QESC:
 		case CK_EXT_QEND:
+		case CK_EXT_SEMI:
+		case CK_EXT_NAME_BWS:
 			if (b == '\r' && c->state != CK_EXT_QUOTED &&
 			    c->state != CK_EXT_QESC) {
+				/* no name, no value, or BWS before CRLF */
 				if (c->state == CK_EXT_NAME0 ||
-				    c->state == CK_EXT_VAL0) {
+				    c->state == CK_EXT_VAL0 ||
+				    c->state == CK_EXT_SEMI ||
+				    c->state == CK_EXT_NAME_BWS) {
 					why = "invalid chunk extension";
 					goto bad;
 				}
@@ -119,21 +131,30 @@ http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 				why = "chunk extensions too long";
 				goto bad;
 			}
+			bws = b == ' ' || b == '\t';
 			switch (c->state) {
 			case CK_EXT_NAME0:
+				if (bws)
+					break;
 				if (!(http1_class[b] & HTTP1_TCHAR))
 					goto bad_ext;
 				c->state = CK_EXT_NAME;
 				break;
 			case CK_EXT_NAME:
+			case CK_EXT_NAME_BWS:
 				if (b == '=')
 					c->state = CK_EXT_VAL0;
 				else if (b == ';')
 					c->state = CK_EXT_NAME0;
-				else if (!(http1_class[b] & HTTP1_TCHAR))
+				else if (bws)
+					c->state = CK_EXT_NAME_BWS;
+				else if (c->state == CK_EXT_NAME_BWS ||
+				         !(http1_class[b] & HTTP1_TCHAR))
 					goto bad_ext;
 				break;
 			case CK_EXT_VAL0:
+				if (bws)
+					break;
 				if (b == '"')
 					c->state = CK_EXT_QUOTED;
 				else if (http1_class[b] & HTTP1_TCHAR)
@@ -144,6 +165,8 @@ http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 			case CK_EXT_TOKEN:
 				if (b == ';')
 					c->state = CK_EXT_NAME0;
+				else if (bws)
+					c->state = CK_EXT_SEMI;
 				else if (!(http1_class[b] & HTTP1_TCHAR))
 					goto bad_ext;
 				break;
@@ -162,9 +185,13 @@ http1_chunked_feed(struct http1_chunked *c, const char *in, size_t len,
 				c->state = CK_EXT_QUOTED;
 				break;
 			case CK_EXT_QEND:
-				if (b != ';')
+			case CK_EXT_SEMI:
+				if (bws)
+					c->state = CK_EXT_SEMI;
+				else if (b == ';')
+					c->state = CK_EXT_NAME0;
+				else
 					goto bad_ext;
-				c->state = CK_EXT_NAME0;
 				break;
 			}
 			break;

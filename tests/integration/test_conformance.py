@@ -11,7 +11,7 @@ arrived.
 - every spelling of an inspected route that is refused in origin form is
   refused in absolute form too (behind a catch-all pass route).
 - SP and HTAB around a Content-Length value; the rest of Content-Length
-  stays strict.
+  stays strict. BWS around ';' and '=' in chunk extensions.
 - '"', '<', '>', '[', ']', '^', '`', '{', '|', '}' in paths and queries, '\\'
   in queries: forwarded byte for byte (also to nginx, which takes them
   too); SP, HTAB, controls, DEL, non-ASCII, '#' and a '\\' in the path: 400.
@@ -255,6 +255,26 @@ def content_length_still_strict(env, res):
               raw, 400, "several Content-Length")
 
 
+@test
+def chunk_extension_bws_taken(env):
+    """RFC 9112 7.1.1 allows BWS around ';' and '=' in chunk extensions and
+    RFC 9110 5.6.3 says a recipient MUST remove it; the upstream gets the
+    body de-chunked, with consentgate's own framing."""
+    up = env.upstream()
+    px = env.proxy(up.url)
+    for n, ext in enumerate([b"5 ;a=b", b"5\t; a = \"x y\" ;b", b"5;a =b"],
+                            1):
+        raw = (b"POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: "
+               b"chunked\r\n\r\n" + ext + b"\r\nhello\r\n0 ; z\r\n\r\n")
+        r = exchange(env, px, raw)
+        assert r is not None and r.status == 200 and r.body == b"hello", (
+            ext, r)
+        assert wait_until(lambda: up.count() == n, 2), ext
+        got = up.request(n)
+        assert got.body == b"hello", (ext, got.body)
+        assert got.get_all("Content-Length") == ["5"], got.head
+
+
 # ------------------------------------------------- target characters
 
 TAKEN_TARGETS = [
@@ -408,11 +428,11 @@ STILL_REFUSED = [
 
 # refused in the body: the head may have gone upstream, no request did
 STILL_REFUSED_BODY = [
-    ("chunk_ext_bws", b"POST /echo HTTP/1.1\r\nHost: h\r\n"
-     b"Transfer-Encoding: chunked\r\n\r\n5 ;a=b\r\nhello\r\n0\r\n\r\n", 400),
-    ("chunk_ext_bws_eq", b"POST /echo HTTP/1.1\r\nHost: h\r\n"
-     b"Transfer-Encoding: chunked\r\n\r\n5;a = b\r\nhello\r\n0\r\n\r\n",
+    ("chunk_ext_bws_before_crlf", b"POST /echo HTTP/1.1\r\nHost: h\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n5;a=b \r\nhello\r\n0\r\n\r\n",
      400),
+    ("chunk_size_space", b"POST /echo HTTP/1.1\r\nHost: h\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n", 400),
 ]
 
 

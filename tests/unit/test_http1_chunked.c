@@ -169,10 +169,10 @@ test_chunked_errors(void **state)
 	    "-5\r\nhello\r\n0\r\n\r\n",
 	    " 5\r\nhello\r\n0\r\n\r\n",
 	    "5 \r\nhello\r\n0\r\n\r\n",
-	    "5 ;a\r\nhello\r\n0\r\n\r\n",
-	    "5; a\r\nhello\r\n0\r\n\r\n",
+	    "5 \t\r\nhello\r\n0\r\n\r\n",
+	    "5;a= \r\nhello\r\n0\r\n\r\n",
 	    "5;a \r\nhello\r\n0\r\n\r\n",
-	    "5;a =b\r\nhello\r\n0\r\n\r\n",
+	    "5;a=b ;\r\nhello\r\n0\r\n\r\n",
 	    "5;a=\r\nhello\r\n0\r\n\r\n",
 	    "5;=b\r\nhello\r\n0\r\n\r\n",
 	    "5;\r\nhello\r\n0\r\n\r\n",
@@ -200,6 +200,18 @@ test_chunked_errors(void **state)
 	    "0\r\nX\r\n\r\n",
 	    "0\r\n\r\r",
 	    "0\r\n\n",
+	    /* BWS only before and after ';' and '=', never before CRLF */
+	    "5;a b\r\nhello\r\n0\r\n\r\n",
+	    "5;a=\"b\" c\r\nhello\r\n0\r\n\r\n",
+	    "5 a\r\nhello\r\n0\r\n\r\n",
+	    "5;a=b \r\nhello\r\n0\r\n\r\n",
+	    "5;a=\"b\" \r\nhello\r\n0\r\n\r\n",
+	    "5 ;a \r\nhello\r\n0\r\n\r\n",
+	    "5\v;a\r\nhello\r\n0\r\n\r\n",
+	    "5 ;a\nhello\r\n0\r\n\r\n",
+	    "5 ;\r\nhello\r\n0\r\n\r\n",
+	    "5;a=b c=d\r\nhello\r\n0\r\n\r\n",
+	    "0 \r\n\r\n",
 	};
 	size_t i;
 
@@ -247,6 +259,34 @@ test_chunked_limits(void **state)
 	assert_string_equal(r.reason, "trailer section too long");
 }
 
+/*
+ * BWS in chunk extensions (RFC 9112 7.1.1: BWS ";" BWS name [ BWS "="
+ * BWS value ]) is removed, as RFC 9110 5.6.3 says a recipient MUST.
+ */
+static void
+test_chunked_bws(void **state)
+{
+	static const char *const ok[] = {
+	    "5 ;a\r\nhello\r\n0\r\n\r\n",
+	    "5\t;a=b\r\nhello\r\n0\r\n\r\n",
+	    "5; a\r\nhello\r\n0\r\n\r\n",
+	    "5;a =b\r\nhello\r\n0\r\n\r\n",
+	    "5;a= b\r\nhello\r\n0\r\n\r\n",
+	    "5 \t; \ta \t= \t\"x y\" \t; b = c;d\r\nhello\r\n0\r\n\r\n",
+	    "5;a=b ;c\r\nhello\r\n0 ; z = \"\"\r\n\r\n",
+	};
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		struct ck_result r;
+
+		decode_all_ways(ok[i], strlen(ok[i]), &r);
+		if (r.rc != 1 || r.outlen != 5 || memcmp(r.out, "hello", 5))
+			fail_msg("BWS case %zu: rc %d out %zu", i, r.rc,
+			         r.outlen);
+		assert_int_equal(r.consumed, strlen(ok[i]));
+	}
+}
+
 /* Sizes: hex in either case, at most CG_MAX_CHUNK_SIZE_DIGITS digits. */
 static void
 test_chunked_sizes(void **state)
@@ -274,6 +314,7 @@ main(void)
 	    cmocka_unit_test(test_chunked_valid),
 	    cmocka_unit_test(test_chunked_errors),
 	    cmocka_unit_test(test_chunked_limits),
+	    cmocka_unit_test(test_chunked_bws),
 	    cmocka_unit_test(test_chunked_sizes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
