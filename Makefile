@@ -25,6 +25,14 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SANFLAGS) \
 LDFLAGS_ALL = -pthread $(SANFLAGS) $(LDFLAGS)
 LIBS = $(PKG_LIBS) -lm
 
+# The commit --version names (proxy/version.c): `git describe --always
+# --dirty`, without --dirty itself, which takes the index lock that a
+# `git commit` in the same tree may need at that moment.
+CG_COMMIT := $(if $(wildcard .git),$(shell c=$$(git describe --always \
+	2>/dev/null) && { GIT_OPTIONAL_LOCKS=0 git status --porcelain \
+	--untracked-files=no 2>/dev/null | grep -q . && c=$$c-dirty; echo $$c; }))
+CG_COMMIT := $(or $(CG_COMMIT),unknown)
+
 POLICY_SRC := $(sort $(wildcard policy/*.c))
 PROXY_SRC := $(sort $(filter-out proxy/main.c,$(wildcard proxy/*.c)))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
@@ -53,6 +61,15 @@ $(BUILD)/libproxy.a: $(PROXY_OBJ)
 
 $(BUILD)/consentgate: $(BUILD)/obj/proxy/main.o $(BUILD)/libproxy.a $(BUILD)/libpolicy.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+# version.o is rebuilt when the commit changes ($(BUILD)/commit holds it).
+$(BUILD)/obj/proxy/version.o: ALL_CFLAGS += -DCG_COMMIT='"$(CG_COMMIT)"'
+$(BUILD)/obj/proxy/version.o: $(BUILD)/commit
+$(BUILD)/commit: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(CG_COMMIT)' | cmp -s - $@ || echo '$(CG_COMMIT)' >$@
+.PHONY: FORCE
+FORCE:
 
 # A unit test may #include the .c it tests; it links everything else.
 # CG_SOURCE_DIR: the repository root, for data found from it (../shared).

@@ -4,6 +4,7 @@
 
 #include "consentgate/common.h"
 #include "cmd_internal.h"
+#include "version_internal.h"
 
 static const struct {
 	const char *name;
@@ -45,7 +46,7 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "--version") == 0 ||
 	    strcmp(argv[1], "version") == 0) {
-		printf("consentgate %s\n", CG_VERSION);
+		version_print(stdout);
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

@@ -13,6 +13,7 @@
 #include "declog_internal.h"
 #include "proxy_internal.h"
 #include "serve_internal.h"
+#include "version_internal.h"
 
 static void
 serve_usage(FILE *out)
@@ -131,7 +132,7 @@ serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
 			return 1;
 		}
 		if (ch == 'V') {
-			printf("consentgate %s\n", CG_VERSION);
+			version_print(stdout);
 			return 1;
 		}
 		if (ch == 'f' && config_load_file(cfg, optarg, &errs) != 0)
