@@ -42,6 +42,10 @@ POLICY_OBJ := $(POLICY_SRC:%.c=$(BUILD)/obj/%.o)
 PROXY_OBJ := $(PROXY_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 MICRO_BIN := $(MICRO_SRC:bench/micro/%.c=$(BUILD)/bench/%)
+# bench_simdjson (C++): simdjson beside the scanner, when Debian's
+# libsimdjson-dev is installed (CG_BENCH=1 .ci/deps.sh installs it)
+MICRO_CXX_SRC := $(if $(wildcard /usr/include/simdjson.h),$(sort $(wildcard bench/micro/*.cpp)))
+MICRO_BIN += $(MICRO_CXX_SRC:bench/micro/%.cpp=$(BUILD)/bench/%)
 
 .PHONY: all deps test unit cli fuzz-regress integration test-readers run bench micro fuzz clean format
 
@@ -78,9 +82,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libproxy.a $(BUILD)/libpolicy.a
 	$(CC) $(ALL_CFLAGS) -DCG_SOURCE_DIR='"$(CURDIR)"' $(LDFLAGS_ALL) -o $@ $< \
 		$(BUILD)/libproxy.a $(BUILD)/libpolicy.a $(LIBS) -lcmocka
 
-$(BUILD)/bench/%: bench/micro/%.c $(BUILD)/libpolicy.a
+$(BUILD)/bench/%: bench/micro/%.c bench/micro/bench_tweets.h $(BUILD)/libpolicy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libpolicy.a $(LIBS)
+
+$(BUILD)/bench/%: bench/micro/%.cpp bench/micro/bench_tweets.h
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -o $@ $< -lsimdjson
 
 deps:
 	@sh .ci/deps.sh

@@ -6,7 +6,7 @@
 PKGS="build-essential pkg-config libevent-dev libssl-dev libhttp-parser-dev
 libjansson-dev libcmocka-dev zlib1g-dev libutf8proc-dev curl python3 openssl nginx-light
 python3-gunicorn libpq-dev postgresql"
-[ "${CG_BENCH:-}" = 1 ] && PKGS="$PKGS haproxy wrk gnuplot-nox strace"
+[ "${CG_BENCH:-}" = 1 ] && PKGS="$PKGS haproxy wrk gnuplot-nox strace libsimdjson-dev"
 # make fuzz (CI runs it): clang and libFuzzer's runtime
 [ "${CG_FUZZ:-}" = 1 ] && PKGS="$PKGS clang libclang-rt-14-dev"
 [ -n "${CG_PKGS:-}" ] && PKGS="$CG_PKGS"

@@ -4,10 +4,14 @@
  * One pass over the bytes, no tree, nothing copied except decoded subject
  * ids. String bodies are skipped 16 bytes at a time (SSE2) up to a quote, a
  * backslash or a control byte; a UTF-8 shift DFA runs only over the span of
- * non-ASCII bytes in a block. Subject tracking costs nothing where no
- * locator reaches: each open container carries the bit set of the locators
- * whose path led to it, and member names are compared only when it is not
- * empty.
+ * non-ASCII bytes in a block. That is the scalar reference; with a stage-1
+ * kernel (scan_kernel.c: AVX2, AVX-512) strings jump from one special byte
+ * to the next in a bit mask of 64 bytes whose UTF-8 the kernel validated,
+ * and every string it cannot vouch for is walked by the reference, so the
+ * kernels change no verdict, error or offset. Subject tracking costs nothing
+ * where no locator reaches: each open container carries the bit set of the
+ * locators whose path led to it, and member names are compared only when it is
+ * not empty.
  *
  * Choices beyond RFC 8259 (all refuse more, never less):
  *  - a member name holding \u0000 is refused anywhere (C decoders read a
@@ -66,7 +70,7 @@ struct scan_ctx {
 	enum scan_kernel kernel;
 	const char *s1_base;   /* the block s1 describes */
 	const char *clean_end; /* before it, stage 1 vouches for UTF-8 */
-	struct scan_s1 s1;
+	struct scan_kernel_block s1;
 };
 
 /*
@@ -442,7 +446,7 @@ scan_string_slow(struct scan_ctx *c, const char *p, unsigned *flags)
 static __attribute__((noinline)) void
 s1_block(struct scan_ctx *c, const char *b)
 {
-	struct scan_s1 *s = &c->s1;
+	struct scan_kernel_block *s = &c->s1;
 	char pad[64];
 	const char *src = b, *clean = c->clean_end;
 	size_t n = (size_t)(c->end - b);
@@ -455,9 +459,9 @@ s1_block(struct scan_ctx *c, const char *b)
 	s->ndjson = c->ndjson;
 #if defined(__x86_64__) || defined(__i386__)
 	if (c->kernel == SCAN_KERNEL_AVX512)
-		scan_s1_avx512(s, src);
+		scan_avx512_block(s, src);
 	else
-		scan_s1_avx2(s, src);
+		scan_avx2_block(s, src);
 #endif
 	if (n < 64)
 		s->special &= (1ull << n) - 1;
@@ -773,8 +777,16 @@ match_member(struct scan_ctx *c, unsigned mask, unsigned d, const char *k,
 
 	for (unsigned m = mask; m != 0; m &= m - 1) {
 		unsigned i = (unsigned)__builtin_ctz(m);
-		int r = key_match(&c->loc[i].tok[d], k, klen, flags);
+		const struct jsonptr_token *t = &c->loc[i].tok[d];
+		int r;
 
+		/* key_match's own first test, without the call: most names
+		 * differ from the token in their first letter */
+		if (!(flags & SF_ESC) && klen > 0 && t->len > 0 &&
+		    ((uint8_t)k[0] | (uint8_t)t->name[0]) < 0x80 &&
+		    ((uint8_t)k[0] | 0x20) != ((uint8_t)t->name[0] | 0x20))
+			continue;
+		r = key_match(t, k, klen, flags);
 		if (r == 0)
 			continue;
 		if (r == 2) {

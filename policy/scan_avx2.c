@@ -45,12 +45,12 @@ utf8_errors(__m256i cur, __m256i prev)
 	__m256i p1 = BACK(cur, prev, 1), p2 = BACK(cur, prev, 2),
 	        p3 = BACK(cur, prev, 3);
 	__m256i b1h = _mm256_shuffle_epi8(
-	    table(scan_utf8_byte1_high),
+	    table(scan_kernel_utf8_byte1_high),
 	    _mm256_and_si256(_mm256_srli_epi16(p1, 4), low4));
-	__m256i b1l = _mm256_shuffle_epi8(table(scan_utf8_byte1_low),
+	__m256i b1l = _mm256_shuffle_epi8(table(scan_kernel_utf8_byte1_low),
 	                                  _mm256_and_si256(p1, low4));
 	__m256i b2h = _mm256_shuffle_epi8(
-	    table(scan_utf8_byte2_high),
+	    table(scan_kernel_utf8_byte2_high),
 	    _mm256_and_si256(_mm256_srli_epi16(cur, 4), low4));
 	__m256i sc = _mm256_and_si256(_mm256_and_si256(b1h, b1l), b2h);
 	/* a third byte after E0-FF two back, a fourth after F0-FF three
@@ -96,7 +96,7 @@ special(__m256i v)
 }
 
 AVX2 void
-scan_s1_avx2(struct scan_s1 *s, const char *p)
+scan_avx2_block(struct scan_kernel_block *s, const char *p)
 {
 	__m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)p);
 	__m256i hi =
@@ -118,7 +118,8 @@ scan_s1_avx2(struct scan_s1 *s, const char *p)
 		    hi,
 		    _mm256_loadu_si256(
 		        (const __m256i
-		             *)(const void *)(scan_utf8_incomplete_max + 32)));
+		             *)(const void *)(scan_kernel_utf8_incomplete_max +
+		                              32)));
 
 		s->bad_utf8 = !_mm256_testz_si256(err, err);
 		s->incomplete = !_mm256_testz_si256(cut, cut);

@@ -33,7 +33,7 @@ table(const uint8_t t[16])
 }
 
 AVX512 void
-scan_s1_avx512(struct scan_s1 *s, const char *p)
+scan_avx512_block(struct scan_kernel_block *s, const char *p)
 {
 	const __m512i low4 = _mm512_set1_epi8(0x0F);
 	__m512i v = _mm512_loadu_si512((const void *)p);
@@ -57,12 +57,12 @@ scan_s1_avx512(struct scan_s1 *s, const char *p)
 	sc = _mm512_and_si512(
 	    _mm512_and_si512(
 	        _mm512_shuffle_epi8(
-	            table(scan_utf8_byte1_high),
+	            table(scan_kernel_utf8_byte1_high),
 	            _mm512_and_si512(_mm512_srli_epi16(p1, 4), low4)),
-	        _mm512_shuffle_epi8(table(scan_utf8_byte1_low),
+	        _mm512_shuffle_epi8(table(scan_kernel_utf8_byte1_low),
 	                            _mm512_and_si512(p1, low4))),
 	    _mm512_shuffle_epi8(
-	        table(scan_utf8_byte2_high),
+	        table(scan_kernel_utf8_byte2_high),
 	        _mm512_and_si512(_mm512_srli_epi16(v, 4), low4)));
 	must23 = _mm512_or_si512(
 	    _mm512_subs_epu8(p2, _mm512_set1_epi8((char)(0xE0 - 0x80))),
@@ -70,7 +70,8 @@ scan_s1_avx512(struct scan_s1 *s, const char *p)
 	err = _mm512_xor_si512(
 	    sc, _mm512_and_si512(must23, _mm512_set1_epi8((char)0x80)));
 	cut = _mm512_subs_epu8(
-	    v, _mm512_loadu_si512((const void *)scan_utf8_incomplete_max));
+	    v,
+	    _mm512_loadu_si512((const void *)scan_kernel_utf8_incomplete_max));
 	s->bad_utf8 = _mm512_test_epi8_mask(err, err) != 0;
 	s->incomplete = _mm512_test_epi8_mask(cut, cut) != 0;
 	if (s->ndjson)

@@ -1,6 +1,7 @@
 /*
  * scan_internal.h: the scanner's helpers in their own modules. Nobody
- * outside policy/ includes it.
+ * outside policy/ includes it but the scanner's own tests and benchmarks
+ * (to pick a kernel).
  */
 #ifndef CONSENTGATE_SCAN_INTERNAL_H
 #define CONSENTGATE_SCAN_INTERNAL_H
@@ -36,7 +37,7 @@ enum scan_kernel {
 	SCAN_KERNEL_AVX512,
 };
 
-struct scan_s1 {
+struct scan_kernel_block {
 	/* the last 64 bytes classified: the UTF-8 carry into the next */
 	uint8_t prev[64] __attribute__((aligned(64)));
 	bool ndjson;     /* in: raw U+2028, U+2029, U+0085 are trouble */
@@ -52,16 +53,16 @@ struct scan_s1 {
 
 /* Classify the 64 readable bytes at p, continuing s from the block
  * before (s->prev); s->prev becomes these bytes. */
-void scan_s1_avx2(struct scan_s1 *s, const char *p);
-void scan_s1_avx512(struct scan_s1 *s, const char *p);
+void scan_avx2_block(struct scan_kernel_block *s, const char *p);
+void scan_avx512_block(struct scan_kernel_block *s, const char *p);
 
 /* scan_kernel.c: the UTF-8 lookup tables of the kernels (Keiser and
  * Lemire) and the bytes above which a block's last three bytes cut a
  * character (the last 64 bytes; 32-byte halves use the last 32) */
-extern const uint8_t scan_utf8_byte1_high[16];
-extern const uint8_t scan_utf8_byte1_low[16];
-extern const uint8_t scan_utf8_byte2_high[16];
-extern const uint8_t scan_utf8_incomplete_max[64];
+extern const uint8_t scan_kernel_utf8_byte1_high[16];
+extern const uint8_t scan_kernel_utf8_byte1_low[16];
+extern const uint8_t scan_kernel_utf8_byte2_high[16];
+extern const uint8_t scan_kernel_utf8_incomplete_max[64];
 
 /* scan_kernel.c: the kernel in use, chosen at start */
 extern enum scan_kernel scan_kernel_active;

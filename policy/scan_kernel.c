@@ -26,7 +26,7 @@
 #define CARRY (TOO_SHORT | TOO_LONG | TWO_CONTS)
 
 /* by the high nibble of the byte before */
-const uint8_t scan_utf8_byte1_high[16] = {
+const uint8_t scan_kernel_utf8_byte1_high[16] = {
     TOO_LONG,
     TOO_LONG,
     TOO_LONG,
@@ -46,7 +46,7 @@ const uint8_t scan_utf8_byte1_high[16] = {
 };
 
 /* by the low nibble of the byte before */
-const uint8_t scan_utf8_byte1_low[16] = {
+const uint8_t scan_kernel_utf8_byte1_low[16] = {
     CARRY | OVERLONG_3 | OVERLONG_2 | OVERLONG_4,
     CARRY | OVERLONG_2,
     CARRY,
@@ -66,7 +66,7 @@ const uint8_t scan_utf8_byte1_low[16] = {
 };
 
 /* by the high nibble of the byte itself */
-const uint8_t scan_utf8_byte2_high[16] = {
+const uint8_t scan_kernel_utf8_byte2_high[16] = {
     TOO_SHORT,
     TOO_SHORT,
     TOO_SHORT,
@@ -88,7 +88,7 @@ const uint8_t scan_utf8_byte2_high[16] = {
 
 /* a block whose last byte is above BF, second last above DF or third
  * last above EF ends inside a character */
-const uint8_t scan_utf8_incomplete_max[64] = {
+const uint8_t scan_kernel_utf8_incomplete_max[64] = {
     [0 ... 60] = 0xFF,
     [61] = 0xF0 - 1,
     [62] = 0xE0 - 1,

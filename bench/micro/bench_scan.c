@@ -1,13 +1,15 @@
 /*
  * bench_scan: record scanning speed on tweet-like NDJSON.
  *
- * Generates about 64 MiB of ~512-byte records (nested objects, non-ASCII
- * text, escapes, numbers) with a fixed seed, then times three contenders on
- * the same bytes, median of 5 runs each:
+ * Generates about 64 MiB of ~512-byte records (bench_tweets.h), then
+ * times three contenders on the same bytes, median of 5 runs each:
  *   scanner  our validating scanner, subject at /author_id
  *   jansson  json_loadb per line (JSON_REJECT_DUPLICATES) + author_id
  *   memchr   newline splitting only (the floor)
- * Times are this thread's CPU time (the machine is shared).
+ * Times are this thread's CPU time (the machine is shared). The scanner
+ * runs the stage-1 kernel chosen at start (CG_SCAN_KERNEL=scalar|avx2|
+ * avx512 forces one); its name is printed on stderr. bench_simdjson runs
+ * simdjson on the same data.
  * Options: --ascii (ASCII-only text), --mib N (data size),
  * --dump FILE (write the data and stop), --scanner-only (last argument).
  * Output, one line per contender: scan\t<name>\t<MB/s>\t<records/s>
@@ -19,95 +21,12 @@
 
 #include <jansson.h>
 
+#include "../../policy/scan_internal.h"
+#include "bench_tweets.h"
 #include "consentgate/scan.h"
 
 #define BENCH_BYTES (64u << 20) /* bytes of generated NDJSON */
 #define BENCH_RUNS 5            /* runs per contender; the median counts */
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t
-rng(void)
-{
-	/* xorshift64*: deterministic, fast enough */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dull;
-}
-
-static const char *const words[] = {
-    "the",
-    "model",
-    "consent",
-    "data",
-    "training",
-    "river",
-    "coffee",
-    "morning",
-    "release",
-    "build",
-    "proxy",
-    "night",
-    "week",
-    "city",
-    "caf\xc3\xa9",
-    "na\xc3\xafve",
-    "\xe6\x97\xa5\xe6\x9c\xac",
-    "\xf0\x9f\x98\x80",
-    "\\\"quoted\\\"",
-    "line\\nbreak",
-    "\\u00e9t\\u00e9",
-    "M\xc3\xbcnchen",
-    "\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82",
-    "#ai",
-    "@friend",
-    "https://example.com/x/y?z=1",
-};
-
-/* words[0, nwords): --ascii keeps the first 14 (plain ASCII text) */
-static size_t nwords = sizeof(words) / sizeof(words[0]);
-
-static size_t
-gen_record(char *out, size_t cap)
-{
-	char text[400];
-	size_t tn = 0;
-	int n;
-
-	while (tn < 180 + rng() % 60) {
-		const char *w = words[rng() % nwords];
-		size_t wl = strlen(w);
-
-		if (tn + wl + 2 >= sizeof(text))
-			break;
-		memcpy(text + tn, w, wl);
-		tn += wl;
-		text[tn++] = ' ';
-	}
-	text[tn] = '\0';
-	n = snprintf(
-	    out, cap,
-	    "{\"id\":%llu,\"author_id\":\"%llu\",\"created_at\":"
-	    "\"2024-%02u-%02uT%02u:%02u:%02u.000Z\",\"text\":\"%s\","
-	    "\"lang\":\"en\",\"public_metrics\":{\"retweet_count\":%u,"
-	    "\"reply_count\":%u,\"like_count\":%u,\"quote_count\":%u},"
-	    "\"entities\":{\"hashtags\":[{\"start\":%u,\"end\":%u,"
-	    "\"tag\":\"ai\"}],\"mentions\":[{\"start\":0,\"end\":7,"
-	    "\"username\":\"friend\",\"id\":\"%llu\"}]},"
-	    "\"possibly_sensitive\":false,\"geo\":null,\"score\":0.%03u}\n",
-	    (unsigned long long)(rng() >> 4),
-	    (unsigned long long)(rng() % 100000000000ull),
-	    (unsigned)(1 + rng() % 12), (unsigned)(1 + rng() % 28),
-	    (unsigned)(rng() % 24), (unsigned)(rng() % 60),
-	    (unsigned)(rng() % 60), text, (unsigned)(rng() % 1000),
-	    (unsigned)(rng() % 100), (unsigned)(rng() % 10000),
-	    (unsigned)(rng() % 50), (unsigned)(rng() % 100),
-	    (unsigned)(rng() % 100),
-	    (unsigned long long)(rng() % 100000000000ull),
-	    (unsigned)(rng() % 1000));
-	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
-}
 
 static double
 now(void)
@@ -224,7 +143,7 @@ bench(const char *name, size_t (*fn)(const char *, size_t), const char *buf,
 int
 main(int argc, char **argv)
 {
-	size_t want = BENCH_BYTES, cap, len = 0, k;
+	size_t want = BENCH_BYTES, cap, len = 0;
 	char *buf = NULL;
 	const char *dump = NULL;
 	int rc = 1;
@@ -240,10 +159,9 @@ main(int argc, char **argv)
 	cap = want + 4096;
 	if ((buf = malloc(cap)) == NULL)
 		goto done;
-	while (len < want && (k = gen_record(buf + len, cap - len)) > 0)
-		len += k;
-	fprintf(stderr, "generated %zu bytes, %zu records\n", len,
-	        run_memchr(buf, len));
+	len = gen_records(buf, cap, want);
+	fprintf(stderr, "generated %zu bytes, %zu records, kernel %s\n", len,
+	        run_memchr(buf, len), scan_kernel_name(scan_kernel_active));
 	if (dump != NULL) {
 		FILE *f = fopen(dump, "wb");
 

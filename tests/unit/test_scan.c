@@ -29,7 +29,7 @@
  * rule, never a syntax error.
  *
  * All of it runs under every stage-1 kernel the CPU has (scan_kernel.c);
- * test_scan_kernels compares the kernels with each other.
+ * test_scan_kernel compares the kernels with each other.
  */
 #include <dirent.h>
 #include <setjmp.h>

@@ -1,7 +1,7 @@
 /*
  * test_scan_outcome.h: everything the scanner says about one buffer, as
  * bytes, so that two kernels can be compared with memcmp. Shared by
- * tests/unit/test_scan_kernels.c and tests/fuzz/fuzz_scan.c.
+ * tests/unit/test_scan_kernel.c and tests/fuzz/fuzz_scan.c.
  *
  * For scan_record and scan_line: the verdict, the error text, the record
  * range, the missing bits and every subject; then for each body format the

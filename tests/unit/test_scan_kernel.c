@@ -1,5 +1,5 @@
 /*
- * test_scan_kernels: every stage-1 kernel the CPU runs says exactly what
+ * test_scan_kernel: every stage-1 kernel the CPU runs says exactly what
  * the scalar reference says (policy/scan_kernel.c): same verdicts, error
  * texts and offsets, record ranges and subjects, through scan_record,
  * scan_line and scan_iter in every format (test_scan_outcome.h).
