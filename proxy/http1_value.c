@@ -35,7 +35,7 @@ http1_value_te(const unsigned char *v, size_t n)
 {
 	size_t i = 0, s;
 	unsigned chunked = 0;
-	bool other = false;
+	bool other = false, is_chunked;
 
 	for (;;) {
 		s = i;
@@ -43,7 +43,8 @@ http1_value_te(const unsigned char *v, size_t n)
 			i++;
 		if (i == s)
 			return 400; /* empty element or stray byte */
-		if (HTTP1_IEQ(v + s, i - s, "chunked"))
+		is_chunked = HTTP1_IEQ(v + s, i - s, "chunked");
+		if (is_chunked)
 			chunked++;
 		else
 			other = true;
@@ -52,8 +53,9 @@ http1_value_te(const unsigned char *v, size_t n)
 		if (i == n)
 			break;
 		if (v[i] == ';') {
-			/* transfer parameters: never valid on chunked */
-			if (HTTP1_IEQ(v + s, i - s, "chunked"))
+			/* transfer parameters: never valid on chunked (i is
+			 * past any OWS: the token ended before it) */
+			if (is_chunked)
 				return 400;
 			while (i < n && v[i] != ',')
 				i++;

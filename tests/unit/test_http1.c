@@ -135,6 +135,10 @@ static const struct refusal refusals[] = {
     R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked,\r\n\r\n", 400),
     R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: ,chunked\r\n\r\n", 400),
     R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked;q=1\r\n\r\n", 400),
+    /* OWS before the parameter: still chunked's parameter (fuzz_http1) */
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked ;q=1\r\n\r\n", 400),
+    R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\t;q=\"x y\"\r\n\r\n",
+      400),
     R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: \r\n\r\n", 400),
     R("POST / HTTP/1.1\r\n" H "Transfer-Encoding: \"chunked\"\r\n\r\n", 400),
     R("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
