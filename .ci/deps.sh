@@ -9,6 +9,8 @@ python3-gunicorn libpq-dev postgresql"
 [ "${CG_BENCH:-}" = 1 ] && PKGS="$PKGS haproxy wrk gnuplot-nox strace libsimdjson-dev"
 # make fuzz (CI runs it): clang and libFuzzer's runtime
 [ "${CG_FUZZ:-}" = 1 ] && PKGS="$PKGS clang libclang-rt-14-dev"
+# make valgrind and bench/soak.sh (both in CI)
+PKGS="$PKGS valgrind wrk"
 [ -n "${CG_PKGS:-}" ] && PKGS="$CG_PKGS"
 missing=""
 for p in $PKGS; do

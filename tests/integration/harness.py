@@ -28,6 +28,14 @@ UPSTREAM_BIN = os.environ.get("TEST_UPSTREAM", os.path.join(BUILD, "test-upstrea
 
 START_TIMEOUT = 5.0  # s for a process to say it listens
 IO_TIMEOUT = 5.0     # s for any socket operation
+STOP_GRACE = 3.0     # s for the proxy to exit after SIGTERM
+
+# CG_WRAP="valgrind ..." runs consentgate under that command (make
+# valgrind): it starts and exits slower, and a nonzero exit after SIGTERM
+# (--error-exitcode) or a SIGKILL (no leak check ran) is a failure.
+WRAP = os.environ.get("CG_WRAP", "").split()
+if WRAP:
+    START_TIMEOUT, STOP_GRACE = 60.0, 60.0
 
 # Paths the test upstream serves (see upstream.c); each is a pass route.
 PASS_PREFIXES = ["/echo", "/chunked", "/close-delimited", "/empty204",
@@ -240,7 +248,7 @@ class Proxy:
             with open(csv, "w") as f:
                 f.write(consent if consent is not None else DEFAULT_CONSENT)
         self.policy_path, self.consent_path = pol, csv
-        args = [CONSENTGATE, "serve", "--listen", "127.0.0.1:0",
+        args = WRAP + [CONSENTGATE, "serve", "--listen", "127.0.0.1:0",
                 "--upstream", upstream_url, "--policy", pol, "--consent", csv]
         if config:
             cfg = os.path.join(workdir, "config-%s.json" % tag)
@@ -301,7 +309,7 @@ class Proxy:
             return None
 
     def stop(self):
-        return _stop(self.proc, signal.SIGTERM, 3)
+        return _stop(self.proc, signal.SIGTERM, STOP_GRACE)
 
     def problems(self):
         """A crash or sanitizer report seen during the test, or None."""
@@ -318,6 +326,10 @@ class Proxy:
                                                     -signal.SIGKILL):
             return "proxy died by signal %d; stderr: %s" % (
                 -rc, " ".join(text[-300:].split()))
+        if WRAP and rc is not None and rc != 0:
+            i = max(text.find("=="), 0)
+            return "%s: exit %d: %s" % (os.path.basename(WRAP[0]), rc,
+                                        " ".join(text[i:i + 600].split()))
         return None
 
 
