@@ -144,10 +144,56 @@ valgrind: deps $(UNIT_BIN) $(BUILD)/consentgate
 test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory cli
+	@$(MAKE) --no-print-directory test-install
 ifeq ($(SANITIZER),)
 	@$(MAKE) --no-print-directory fuzz-regress
 endif
 	@$(MAKE) --no-print-directory integration
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the man pages,
+# the systemd unit (filled in with BINDIR and SYSCONFDIR) and the examples,
+# from proxy/dist/ (README "Installing"). No file in SYSCONFDIR is written:
+# the configuration is the operator's. tests/install/run.sh checks it.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share/consentgate
+DOCDIR ?= $(PREFIX)/share/doc/consentgate
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL ?= install
+INSTALLED_DOCS := $(DOCDIR)/LICENSE $(DOCDIR)/README.md \
+	$(DOCDIR)/examples/consentgate.json $(DOCDIR)/examples/ai-training.json \
+	$(DOCDIR)/examples/consent-example.csv
+
+.PHONY: install uninstall test-install
+install: $(BUILD)/consentgate
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)/examples \
+		$(DESTDIR)$(SYSCONFDIR)/consentgate
+	$(INSTALL) -m 0755 $(BUILD)/consentgate $(DESTDIR)$(BINDIR)/consentgate
+	$(INSTALL) -m 0644 proxy/dist/consentgate.1 $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 0644 proxy/dist/consentgate-policy.5 $(DESTDIR)$(MANDIR)/man5/
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		proxy/dist/consentgate.service.in >$(DESTDIR)$(UNITDIR)/consentgate.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/consentgate.service
+	$(INSTALL) -m 0644 policy/sql/consent.sql $(DESTDIR)$(DATADIR)/
+	$(INSTALL) -m 0644 LICENSE README.md $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 0644 proxy/dist/consentgate.json policy/examples/ai-training.json \
+		tests/data/consent-example.csv $(DESTDIR)$(DOCDIR)/examples/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/consentgate $(DESTDIR)$(MANDIR)/man1/consentgate.1 \
+		$(DESTDIR)$(MANDIR)/man5/consentgate-policy.5 \
+		$(DESTDIR)$(UNITDIR)/consentgate.service $(DESTDIR)$(DATADIR)/consent.sql \
+		$(addprefix $(DESTDIR),$(INSTALLED_DOCS))
+	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR) \
+		$(DESTDIR)$(SYSCONFDIR)/consentgate 2>/dev/null || true
+
+# make install into a temporary DESTDIR, every file checked (tests/install/).
+test-install: $(BUILD)/consentgate
+	@BUILD=$(BUILD) sh tests/install/run.sh
 
 run: deps $(BUILD)/consentgate
 	$(BUILD)/consentgate demo

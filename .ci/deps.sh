@@ -11,6 +11,9 @@ python3-gunicorn libpq-dev postgresql"
 [ "${CG_FUZZ:-}" = 1 ] && PKGS="$PKGS clang libclang-rt-14-dev"
 # make valgrind and bench/soak.sh (both in CI)
 PKGS="$PKGS valgrind wrk"
+# tests/install (make test): groff renders the man pages; systemd-analyze
+# checks the unit only where the systemd package already is
+PKGS="$PKGS groff-base"
 [ -n "${CG_PKGS:-}" ] && PKGS="$CG_PKGS"
 missing=""
 for p in $PKGS; do
