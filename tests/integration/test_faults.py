@@ -17,12 +17,14 @@ import resource
 import select
 import selectors
 import socket
+import ssl
 import struct
+import tempfile
 import threading
 import time
 
-from harness import (DEFAULT_CONSENT, Incomplete, check_problem, main,
-                     request, test, test_policy, wait_until, free_port)
+from harness import (Client, Incomplete, check_problem, free_port, main,
+                     request, test, test_policy, wait_until)
 
 # u1 has consented (DEFAULT_CONSENT); u2 is unknown: denied.
 ALLOWED = [b'{"author_id":"u1","n":%d}' % i for i in range(3)]
@@ -509,6 +511,119 @@ class _Closer:
             self.s.close()
         except OSError:
             pass
+
+
+def tls_certs():
+    """Certificates made by the openssl command line (tlsfiles.py), once."""
+    global _certs
+    if _certs is None:
+        from tlsfiles import Certs
+        _certs = Certs(tempfile.mkdtemp(prefix="cg-faults-certs-"))
+    return _certs
+
+
+_certs = None
+
+
+def tls_get_within(port, bound):
+    """A normal TLS client's GET answered 200; its latency in seconds."""
+    ctx = ssl.create_default_context(cafile=tls_certs().ca)
+    ctx.set_alpn_protocols(["http/1.1"])
+    t0 = time.monotonic()
+    raw = socket.create_connection(("127.0.0.1", port), bound)
+    c = Client.__new__(Client)  # the harness parser over a TLS socket
+    c.sock = ctx.wrap_socket(raw, server_hostname="localhost")
+    c.sock.settimeout(bound)
+    c.buf, c.eof = bytearray(), False
+    try:
+        c.send(request("GET", "/ok"))
+        r = c.read_response(timeout=bound)
+    finally:
+        c.close()
+    took = time.monotonic() - t0
+    assert r.status == 200, r
+    assert took < bound, "served after %.2fs" % took
+    return took
+
+
+def client_hello():
+    """The bytes of a real TLS ClientHello (Python's ssl, memory BIOs)."""
+    ctx = ssl.create_default_context(cafile=tls_certs().ca)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+@test
+def tls_handshake_slowloris_300(env):
+    """300 connections to the TLS port: half stall after the TCP handshake,
+    half drip a real ClientHello a byte every 0.3 s. A normal TLS client is
+    served meanwhile (bound 3 s; figures printed); every one of the 300 is
+    closed by tls_handshake_timeout_ms plus slack; nothing reaches the
+    upstream but the normal client's requests."""
+    c = tls_certs()
+    up = env.upstream()
+    hs_ms = 2000
+    px = env.proxy(up.url, config={"tls_handshake_timeout_ms": hs_ms},
+                   extra=("--tls-cert", c.server[0], "--tls-key", c.server[1]))
+    hello = client_hello()
+    sel = selectors.DefaultSelector()
+    conns = {}
+    for i in range(300):
+        s = socket.create_connection(("127.0.0.1", px.port), 5)
+        s.setblocking(False)
+        conns[s] = {"drip": i % 2 == 0, "off": 0, "closed": False}
+        sel.register(s, selectors.EVENT_READ)
+    env.clients.extend(_Closer(s) for s in conns)
+    t_start = time.monotonic()
+    lat = []
+    next_drip = t_start
+    deadline = t_start + hs_ms / 1000 + 5.0
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        if now >= next_drip:
+            for s, st in conns.items():
+                if st["closed"] or not st["drip"] or st["off"] >= len(hello):
+                    continue
+                try:
+                    st["off"] += s.send(hello[st["off"]:st["off"] + 1])
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError:
+                    st["closed"] = True
+            next_drip = now + 0.3
+            if len(lat) < 3 and now - t_start < hs_ms / 1000 - 0.5:
+                lat.append(tls_get_within(px.port, 3.0))
+        for key, _ in sel.select(0.05):
+            st = conns[key.fileobj]
+            try:
+                d = key.fileobj.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                d = b""
+            if not d:  # a TLS alert may come first; the close is what counts
+                st["closed"] = True
+                sel.unregister(key.fileobj)
+        if all(st["closed"] for st in conns.values()):
+            break
+    took = time.monotonic() - t_start
+    sel.close()
+    open_ = sum(1 for st in conns.values() if not st["closed"])
+    assert open_ == 0, "%d handshakes still open after %.1fs" % (open_, took)
+    assert lat, "no normal request was tried"
+    lat.append(tls_get_within(px.port, 3.0))
+    assert wait_until(lambda: up.count() == len(lat), 2), \
+        "upstream got %d requests for %d GETs" % (up.count(), len(lat))
+    dripped = max(st["off"] for st in conns.values())
+    print("  TLS slowloris: 300 stalled or dripping handshakes (up to %d of "
+          "%d ClientHello bytes) all closed after %.1fs; normal TLS client "
+          "latency %s s" % (dripped, len(hello), took,
+                            ", ".join("%.3f" % x for x in lat)))
 
 
 # ------------------------------------------------------------ many connections
