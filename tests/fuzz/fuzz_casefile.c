@@ -69,7 +69,12 @@ static const char policy_text[] =
     "\"/batch/\",\n"
     "   \"action\": \"inspect\", \"purpose\": \"ai-training\",\n"
     "   \"formats\": [\"array_at\"], \"array_at\": \"/data\",\n"
-    "   \"subjects\": [\"/author_id\"], \"on_deny\": \"drop\"}\n"
+    "   \"subjects\": [\"/author_id\"], \"on_deny\": \"drop\"},\n"
+    "  {\"name\": \"poster\", \"method\": \"POST\", \"path\": \"/posts\",\n"
+    "   \"action\": \"inspect\", \"purpose\": \"ai-training\",\n"
+    "   \"formats\": [\"ndjson\"], \"subjects\": [\"/author_id\"],\n"
+    "   \"on_deny\": \"drop\", \"clients\": [\"uri:spiffe://example.org/poster\",\n"
+    "   \"dns:poster.internal\", \"cn:poster\"]}\n"
     " ],\n"
     " \"rules\": [\n"
     "  {\"id\": \"unknown-person\", \"if\": {\"known\": false}, \"then\": "
@@ -376,9 +381,15 @@ check_cases(const struct casefile_set *s)
 	}
 	for (unsigned i = 0; i < s->ncases && i < MAX_RUN; i++) {
 		const struct casefile_case *tc = &s->cases[i];
-		struct cli_request req = {tc->method,   tc->target, tc->headers,
-		                          tc->nheaders, tc->body,   tc->len,
-		                          tc->now};
+		struct cli_request req = {
+		    .method = tc->method,
+		    .path = tc->target,
+		    .headers = tc->headers,
+		    .nheaders = tc->nheaders,
+		    .body = tc->body,
+		    .len = tc->len,
+		    .now = tc->now,
+		    .client_ids = tc->has_client ? tc->client_ids : NULL};
 		struct cli_result res;
 
 		if (cli_run(pol, tc->table, &req, &res) == 0)
