@@ -12,7 +12,6 @@ path for (a reset, a drip) come from FaultUpstream below, a tiny threaded
 socket server that records every complete request it reads.
 """
 
-import os
 import resource
 import select
 import selectors
@@ -244,6 +243,15 @@ class FaultUpstream:
                     pass
 
 
+def pass_then_inspected(up, px):
+    """The stub got the pass request and the inspected one (only its
+    allowed records), and the proxy serves on."""
+    bodies = up.bodies()
+    assert len(bodies) == 2, "upstream got %d requests" % len(bodies)
+    only_allowed(bodies[1])
+    still_serves(px)
+
+
 def fault_env(env, config=None, drip_s=1.0):
     up = FaultUpstream(drip_s)
     env.procs.append(up)
@@ -274,10 +282,7 @@ def upstream_resets_before_the_head(env):
         c = env.client(px)
         c.send(request("POST", path, NDJSON, BATCH))
         check_problem(c.read_response(timeout=5), 502)
-    bodies = up.bodies()
-    assert len(bodies) == 2, "upstream got %d requests" % len(bodies)
-    only_allowed(bodies[1])
-    still_serves(px)
+    pass_then_inspected(up, px)
 
 
 @test
@@ -291,10 +296,7 @@ def upstream_resets_mid_response(env):
         r = incomplete_or_problem(c, 502)
         if r is None:
             assert len(c.buf) < 1000 + 200, "more bytes than were sent"
-    bodies = up.bodies()
-    assert len(bodies) == 2, "upstream got %d requests" % len(bodies)
-    only_allowed(bodies[1])
-    still_serves(px)
+    pass_then_inspected(up, px)
 
 
 @test
@@ -322,8 +324,7 @@ def upstream_drips_head_504(env):
         c = env.client(px)
         c.send(request("POST", path, NDJSON, BATCH))
         check_problem(c.read_response(timeout=10), 504)
-    only_allowed(up.bodies()[1])
-    still_serves(px)
+    pass_then_inspected(up, px)
 
 
 @test
@@ -336,8 +337,7 @@ def upstream_drips_body_closed(env):
         c = env.client(px)
         c.send(request("POST", path, NDJSON, BATCH))
         incomplete_or_problem(c, 504)
-    only_allowed(up.bodies()[1])
-    still_serves(px)
+    pass_then_inspected(up, px)
 
 
 # ------------------------------------------------------------ client faults
@@ -417,8 +417,13 @@ def client_reset_mid_body_inspected(env):
 
 def served_within(px, bound):
     """A normal client's GET answered 200; its latency in seconds."""
+    return timed_get(lambda: px.connect(bound), bound)
+
+
+def timed_get(connect, bound):
+    """GET /ok on connect() answered 200 within bound s; the seconds."""
     t0 = time.monotonic()
-    c = px.connect(bound)
+    c = connect()
     try:
         c.send(request("GET", "/ok"))
         r = c.read_response(timeout=bound)
@@ -469,20 +474,7 @@ def slowloris_300(env):
             next_drip = now + 0.3
             if len(lat) < 3 and now - t_start < head_ms / 1000 - 0.5:
                 lat.append(served_within(px, 3.0))
-        for key, _ in sel.select(0.05):
-            st = drippers[key.fileobj]
-            try:
-                d = key.fileobj.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                d = b""
-            if d:
-                st["got"] += d
-            else:
-                st["closed"] = True
-                sel.unregister(key.fileobj)
-        if all(st["closed"] for st in drippers.values()):
+        if read_ready(sel, drippers):
             break
     sel.close()
     open_ = sum(1 for st in drippers.values() if not st["closed"])
@@ -498,6 +490,25 @@ def slowloris_300(env):
     lat.append(served_within(px, 3.0))  # and after
     print("  slowloris: 300 drippers, %d got 408, the rest closed; normal "
           "client latency %s s" % (n408, ", ".join("%.3f" % x for x in lat)))
+
+
+def read_ready(sel, states):
+    """Read what the ready sockets of sel have (into states[s]["got"]),
+    marking those the proxy closed; True when every one is closed."""
+    for key, _ in sel.select(0.05):
+        st = states[key.fileobj]
+        try:
+            d = key.fileobj.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            continue
+        except OSError:
+            d = b""
+        if d:
+            st["got"] += d
+        else:
+            st["closed"] = True
+            sel.unregister(key.fileobj)
+    return all(st["closed"] for st in states.values())
 
 
 class _Closer:
@@ -529,21 +540,15 @@ def tls_get_within(port, bound):
     """A normal TLS client's GET answered 200; its latency in seconds."""
     ctx = ssl.create_default_context(cafile=tls_certs().ca)
     ctx.set_alpn_protocols(["http/1.1"])
-    t0 = time.monotonic()
-    raw = socket.create_connection(("127.0.0.1", port), bound)
-    c = Client.__new__(Client)  # the harness parser over a TLS socket
-    c.sock = ctx.wrap_socket(raw, server_hostname="localhost")
-    c.sock.settimeout(bound)
-    c.buf, c.eof = bytearray(), False
-    try:
-        c.send(request("GET", "/ok"))
-        r = c.read_response(timeout=bound)
-    finally:
-        c.close()
-    took = time.monotonic() - t0
-    assert r.status == 200, r
-    assert took < bound, "served after %.2fs" % took
-    return took
+
+    def connect():
+        raw = socket.create_connection(("127.0.0.1", port), bound)
+        c = Client.__new__(Client)  # the harness parser over a TLS socket
+        c.sock = ctx.wrap_socket(raw, server_hostname="localhost")
+        c.sock.settimeout(bound)
+        c.buf, c.eof = bytearray(), False
+        return c
+    return timed_get(connect, bound)
 
 
 def client_hello():
@@ -576,7 +581,8 @@ def tls_handshake_slowloris_300(env):
     for i in range(300):
         s = socket.create_connection(("127.0.0.1", px.port), 5)
         s.setblocking(False)
-        conns[s] = {"drip": i % 2 == 0, "off": 0, "closed": False}
+        conns[s] = {"drip": i % 2 == 0, "off": 0, "got": b"",
+                    "closed": False}
         sel.register(s, selectors.EVENT_READ)
     env.clients.extend(_Closer(s) for s in conns)
     t_start = time.monotonic()
@@ -598,18 +604,7 @@ def tls_handshake_slowloris_300(env):
             next_drip = now + 0.3
             if len(lat) < 3 and now - t_start < hs_ms / 1000 - 0.5:
                 lat.append(tls_get_within(px.port, 3.0))
-        for key, _ in sel.select(0.05):
-            st = conns[key.fileobj]
-            try:
-                d = key.fileobj.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                d = b""
-            if not d:  # a TLS alert may come first; the close is what counts
-                st["closed"] = True
-                sel.unregister(key.fileobj)
-        if all(st["closed"] for st in conns.values()):
+        if read_ready(sel, conns):
             break
     took = time.monotonic() - t_start
     sel.close()
