@@ -35,11 +35,13 @@ all: $(BUILD)/fuzz_http1
 ALL_FUZZERS += http1
 regress: fuzz-regress-http1
 
-$(BUILD)/fuzz_http1: $(HTTP1_FUZZ_SRC) proxy/http1_internal.h
+$(BUILD)/fuzz_http1: $(HTTP1_FUZZ_SRC) proxy/http1_internal.h \
+	tests/fuzz/fuzz_check.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(HTTP1_FUZZ_SRC) -lhttp_parser
 
-$(BUILD)/fuzz_http1_standalone: $(HTTP1_FUZZ_SRC) proxy/http1_internal.h
+$(BUILD)/fuzz_http1_standalone: $(HTTP1_FUZZ_SRC) proxy/http1_internal.h \
+	tests/fuzz/fuzz_check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(REGRESS_CFLAGS) -o $@ $(HTTP1_FUZZ_SRC) -lhttp_parser
 
@@ -124,7 +126,8 @@ fuzz-regress-policy: $(BUILD)/fuzz_policy_standalone
 CASEFILE_FUZZ_SRC := tests/fuzz/fuzz_casefile.c proxy/casefile.c proxy/cli.c \
 	proxy/inspect.c proxy/declog.c proxy/log.c proxy/respond.c \
 	$(sort $(wildcard policy/*.c))
-CASEFILE_FUZZ_DEPS := $(CASEFILE_FUZZ_SRC) $(wildcard proxy/*.h policy/*.h) \
+CASEFILE_FUZZ_DEPS := $(CASEFILE_FUZZ_SRC) tests/fuzz/fuzz_check.h \
+	$(wildcard proxy/*.h policy/*.h) \
 	$(wildcard include/consentgate/*.h)
 CASEFILE_FUZZ_LIBS := $(shell pkg-config --libs jansson libutf8proc libevent zlib)
 all: $(BUILD)/fuzz_casefile

@@ -29,20 +29,12 @@
 #include <zlib.h>
 
 #include "../../proxy/casefile_internal.h"
+#include "fuzz_check.h"
 
 #define MAX_RUN 16 /* cases decided per input */
 #define JFLAGS (JSON_DECODE_ANY | JSON_ALLOW_NUL)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",       \
-			        __FILE__, __LINE__, #cond);                    \
-			abort();                                               \
-		}                                                              \
-	} while (0)
 
 static const char policy_text[] =
     "{\"policy\": \"fuzz-cases\",\n"
@@ -73,7 +65,8 @@ static const char policy_text[] =
     "  {\"name\": \"poster\", \"method\": \"POST\", \"path\": \"/posts\",\n"
     "   \"action\": \"inspect\", \"purpose\": \"ai-training\",\n"
     "   \"formats\": [\"ndjson\"], \"subjects\": [\"/author_id\"],\n"
-    "   \"on_deny\": \"drop\", \"clients\": [\"uri:spiffe://example.org/poster\",\n"
+    "   \"on_deny\": \"drop\", \"clients\": "
+    "[\"uri:spiffe://example.org/poster\",\n"
     "   \"dns:poster.internal\", \"cn:poster\"]}\n"
     " ],\n"
     " \"rules\": [\n"

@@ -24,20 +24,12 @@
 #include <http_parser.h>
 
 #include "../../proxy/http1_internal.h"
+#include "fuzz_check.h"
 
 /* exported by libhttp_parser 2.9.4 but missing from its header */
 int http_message_needs_eof(const http_parser *parser);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",       \
-			        __FILE__, __LINE__, #cond);                    \
-			abort();                                               \
-		}                                                              \
-	} while (0)
 
 static void
 check_inside(struct cg_slice s, const char *buf, size_t head_len)
