@@ -142,7 +142,9 @@ scan_kernel_choose(void)
 {
 	const char *want = getenv("CG_SCAN_KERNEL");
 
+#if defined(__x86_64__) || defined(__i386__)
 	__builtin_cpu_init();
+#endif
 	scan_kernel_active = scan_kernel_supported(SCAN_KERNEL_AVX2)
 	                         ? SCAN_KERNEL_AVX2
 	                         : SCAN_KERNEL_SCALAR;

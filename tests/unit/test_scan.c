@@ -46,6 +46,7 @@
 
 #include "../../policy/scan_internal.h"
 #include "consentgate/scan.h"
+#include "test_scan_outcome.h"
 
 /* The JSONTestSuite sits in ../shared beside the repository: found from
  * the root the Makefile passes, whatever the working directory. */
@@ -858,17 +859,6 @@ test_array_at_format(void **state)
 }
 
 /* ---- differential against jansson ---- */
-
-static uint64_t seed = 0x2545f4914f6cdd1dull;
-
-static uint32_t
-rnd(uint32_t n)
-{
-	seed ^= seed >> 12;
-	seed ^= seed << 25;
-	seed ^= seed >> 27;
-	return (uint32_t)((seed * 0x2545f4914f6cdd1dull) >> 33) % n;
-}
 
 struct gen {
 	char buf[8192];

@@ -163,17 +163,6 @@ test_block_offsets(void **state)
 	assert_int_equal(differ, 0);
 }
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-
-static uint32_t
-rnd(uint32_t n)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return (uint32_t)((rng_state * 0x2545f4914f6cdd1dull) >> 33) % n;
-}
-
 static const char base_records[] =
     "{\"id\":1234567890123,\"author_id\":\"4242\",\"text\":\"caf\xc3\xa9 "
     "\\\"quoted\\\" \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80 line\\nbreak "

@@ -1,7 +1,8 @@
 /*
- * test_scan_outcome.h: everything the scanner says about one buffer, as
- * bytes, so that two kernels can be compared with memcmp. Shared by
- * tests/unit/test_scan_kernel.c and tests/fuzz/fuzz_scan.c.
+ * test_scan_outcome.h: what the scanner's tests share. outcome_of puts
+ * everything the scanner says about one buffer into bytes, so that two
+ * kernels can be compared with memcmp (test_scan_kernel.c, fuzz_scan.c);
+ * rnd is the tests' fixed-seed generator (test_scan.c too).
  *
  * For scan_record and scan_line: the verdict, the error text, the record
  * range, the missing bits and every subject; then for each body format the
@@ -12,6 +13,7 @@
 #define TEST_SCAN_OUTCOME_H
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,7 +24,7 @@ struct outcome {
 	size_t len, cap;
 };
 
-static void
+static inline void
 outcome_put(struct outcome *o, const void *p, size_t n)
 {
 	if (o->cap - o->len < n)
@@ -31,10 +33,10 @@ outcome_put(struct outcome *o, const void *p, size_t n)
 	o->len += n;
 }
 
-static void outcome_printf(struct outcome *o, const char *fmt, ...)
+static inline void outcome_printf(struct outcome *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-static void
+static inline void
 outcome_printf(struct outcome *o, const char *fmt, ...)
 {
 	char tmp[256];
@@ -50,7 +52,7 @@ outcome_printf(struct outcome *o, const char *fmt, ...)
 		                                    : sizeof(tmp) - 1);
 }
 
-static void
+static inline void
 outcome_record(struct outcome *o, const struct scan_record *r)
 {
 	outcome_printf(o, " [%zu,%zu) m%u n%u", r->start, r->end, r->missing,
@@ -61,7 +63,7 @@ outcome_record(struct outcome *o, const struct scan_record *r)
 	}
 }
 
-static void
+static inline void
 outcome_single(struct outcome *o, const char *what, int rc,
                const struct scan_record *r, const char *err)
 {
@@ -73,7 +75,7 @@ outcome_single(struct outcome *o, const char *what, int rc,
 }
 
 /* The outcome of every entry point on buf[0,len) into o (reset first). */
-static void
+static inline void
 outcome_of(struct outcome *o, const struct scan_spec *spec,
            const struct jsonptr *array_at, const char *buf, size_t len)
 {
@@ -109,6 +111,18 @@ outcome_of(struct outcome *o, const struct scan_spec *spec,
 			outcome_printf(o, " [%zu %zu]", it.array_open,
 			               it.array_close);
 	}
+}
+
+/* xorshift64*, fixed seed: a run is the same every time */
+static uint64_t rnd_state = 0x2545f4914f6cdd1dull;
+
+static inline uint32_t
+rnd(uint32_t n)
+{
+	rnd_state ^= rnd_state >> 12;
+	rnd_state ^= rnd_state << 25;
+	rnd_state ^= rnd_state >> 27;
+	return (uint32_t)((rnd_state * 0x2545f4914f6cdd1dull) >> 33) % n;
 }
 
 #endif
