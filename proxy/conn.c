@@ -42,6 +42,7 @@ rq_release(struct conn *c)
 {
 	conn_request_put(c->w, c->rq);
 	c->rq = NULL;
+	c->body = c->kept = NULL;
 }
 
 void
@@ -70,8 +71,10 @@ conn_end_request(struct conn *c)
 	c->body_left = 0;
 	c->stream_started = false;
 	c->body_complete = false;
-	evbuffer_drain(c->body, evbuffer_get_length(c->body));
-	evbuffer_drain(c->kept, evbuffer_get_length(c->kept));
+	if (c->body) {
+		evbuffer_drain(c->body, evbuffer_get_length(c->body));
+		evbuffer_drain(c->kept, evbuffer_get_length(c->kept));
+	}
 }
 
 /* The transport's on_free: closed, and no callback of ours on the stack. */
@@ -89,10 +92,6 @@ conn_free(void *arg)
 	if (c->next)
 		c->next->prev = c->prev;
 	transport_reset(&c->t); /* closes the socket */
-	if (c->body)
-		evbuffer_free(c->body);
-	if (c->kept)
-		evbuffer_free(c->kept);
 	free(c->client_ids);
 	rq_release(c);
 	worker_fd_closed(w);
@@ -396,6 +395,8 @@ parse_head(struct conn *c)
 			conn_close(c);
 			return;
 		}
+		c->body = c->rq->body;
+		c->kept = c->rq->kept;
 	}
 	if (len > lim)
 		len = lim;
@@ -571,10 +572,21 @@ conn_step(struct conn *c)
 	}
 }
 
+void
+conn_settle(struct conn *c)
+{
+	/* only the outermost handler: an inner conn_step (an upstream
+	   callback inside ours) returns into code that still uses them */
+	if (c->t.busy == 1 && !c->t.closed && c->state == CS_HEAD &&
+	    c->timer_kind == TIMER_IDLE)
+		transport_idle(&c->t);
+}
+
 static void
 on_conn_ready(void *arg)
 {
 	conn_step(arg);
+	conn_settle(arg);
 }
 
 static void
@@ -635,13 +647,11 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
 	} else {
 		rc |= transport_attach(&c->t, fd, &transport_plain);
 	}
-	c->body = evbuffer_new();
-	c->kept = evbuffer_new();
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;
 	w->conns = c;
-	if (rc != 0 || !c->body || !c->kept) {
+	if (rc != 0) {
 		conn_close(c);
 		return;
 	}
@@ -659,8 +669,9 @@ conn_drain_all(struct worker *w)
 	for (c = w->conns; c; c = next) {
 		next = c->next;
 		/* idle keep-alive connections go now; the others finish */
-		if (c->state == CS_HEAD && evbuffer_get_length(c->t.in) == 0 &&
-		    evbuffer_get_length(c->t.out) == 0)
+		if (c->state == CS_HEAD &&
+		    (c->t.in == NULL || (evbuffer_get_length(c->t.in) == 0 &&
+		                         evbuffer_get_length(c->t.out) == 0)))
 			conn_close(c);
 	}
 }

@@ -51,6 +51,7 @@ struct conn {
 	size_t head_scanned; /* bytes of a partial head already parsed */
 	struct http1_chunked chunked;
 	uint64_t body_left;
+	/* the request's body buffers (rq's; NULL while idle) */
 	struct evbuffer *body;
 	struct evbuffer *kept; /* streamed NDJSON: kept records not yet sent */
 	bool stream_started;   /* the upstream request is under way, chunked */
@@ -64,6 +65,9 @@ struct conn {
 /* ---- conn.c ---- */
 /* Run the state machine until nothing moves (reads, parses, flushes). */
 void conn_step(struct conn *c);
+/* After conn_step in an outermost handler: an idle keep-alive connection
+   gives its buffers back until it speaks again (transport_idle). */
+void conn_settle(struct conn *c);
 /* The one way a connection ends; it is freed once no callback of its own
    is on the stack (transport.c's guard). */
 void conn_close(struct conn *c);

@@ -8,6 +8,17 @@
 #include "conn_request_internal.h"
 #include "proxy_internal.h"
 
+static void
+rq_free(struct conn_request *rq)
+{
+	if (rq->body)
+		evbuffer_free(rq->body);
+	if (rq->kept)
+		evbuffer_free(rq->kept);
+	free(rq->head);
+	free(rq);
+}
+
 struct conn_request *
 conn_request_get(struct worker *w)
 {
@@ -19,6 +30,12 @@ conn_request_get(struct worker *w)
 	} else if ((rq = malloc(sizeof(*rq))) != NULL) {
 		rq->head = NULL;
 		rq->head_cap = 0;
+		rq->body = evbuffer_new();
+		rq->kept = evbuffer_new();
+		if (rq->body == NULL || rq->kept == NULL) {
+			rq_free(rq);
+			return NULL;
+		}
 	} else {
 		return NULL;
 	}
@@ -33,14 +50,15 @@ conn_request_put(struct worker *w, struct conn_request *rq)
 	if (rq == NULL)
 		return;
 	inspect_result_reset(&rq->insp);
+	evbuffer_drain(rq->body, evbuffer_get_length(rq->body));
+	evbuffer_drain(rq->kept, evbuffer_get_length(rq->kept));
 	if (w->nrq_free < CONN_REQUEST_FREE_MAX) {
 		rq->next_free = w->rq_free;
 		w->rq_free = rq;
 		w->nrq_free++;
 		return;
 	}
-	free(rq->head);
-	free(rq);
+	rq_free(rq);
 }
 
 void
@@ -50,8 +68,7 @@ conn_request_cache_free(struct worker *w)
 		struct conn_request *rq = w->rq_free;
 
 		w->rq_free = rq->next_free;
-		free(rq->head);
-		free(rq);
+		rq_free(rq);
 	}
 	w->nrq_free = 0;
 }

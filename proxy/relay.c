@@ -137,6 +137,7 @@ on_up_done(void *arg, int result)
 		c->state = CS_CLOSING;
 	}
 	conn_step(c);
+	conn_settle(c);
 	transport_release(&c->t);
 }
 

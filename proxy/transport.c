@@ -94,6 +94,32 @@ transport_release(struct transport *t)
 	return true;
 }
 
+void
+transport_idle(struct transport *t)
+{
+	if (t->in == NULL || evbuffer_get_length(t->in) > 0 ||
+	    evbuffer_get_length(t->out) > 0)
+		return;
+	evbuffer_free(t->in);
+	evbuffer_free(t->out);
+	t->in = t->out = NULL;
+}
+
+/* Before an owner's handler: the buffers transport_idle gave back. False
+   when they cannot be made (the side is closed then). */
+static bool
+buffers_back(struct transport *t)
+{
+	if (t->in != NULL)
+		return true;
+	t->in = evbuffer_new();
+	t->out = evbuffer_new();
+	if (t->in != NULL && t->out != NULL)
+		return true;
+	transport_close(t); /* out of memory: nothing can be read */
+	return false;
+}
+
 static void
 on_event(evutil_socket_t fd, short what, void *arg)
 {
@@ -113,6 +139,8 @@ on_event(evutil_socket_t fd, short what, void *arg)
 			t->read_needs_write = false;
 		}
 	}
+	if (!buffers_back(t))
+		return;
 	transport_hold(t);
 	t->handlers->on_ready(t->owner);
 	transport_release(t);
@@ -123,6 +151,8 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct transport *t = arg;
 
+	if (!buffers_back(t))
+		return;
 	transport_hold(t);
 	t->handlers->on_timeout(t->owner);
 	transport_release(t);
@@ -175,8 +205,10 @@ transport_detach(struct transport *t)
 		t->fd = -1;
 	}
 	t->backend_state = NULL;
-	evbuffer_drain(t->in, evbuffer_get_length(t->in));
-	evbuffer_drain(t->out, evbuffer_get_length(t->out));
+	if (t->in != NULL) {
+		evbuffer_drain(t->in, evbuffer_get_length(t->in));
+		evbuffer_drain(t->out, evbuffer_get_length(t->out));
+	}
 }
 
 void
@@ -291,6 +323,8 @@ transport_peer_spoke(const struct transport *t)
 int
 transport_flush(struct transport *t)
 {
+	if (t->out == NULL)
+		return 0; /* idle: nothing to write (transport_idle) */
 	if (t->write_blocked)
 		return 0; /* the write event clears it */
 	while (evbuffer_get_length(t->out) > 0) {

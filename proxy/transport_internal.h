@@ -152,6 +152,15 @@ int transport_flush(struct transport *t);
 /* End our direction of the stream once out is flushed. 0 or -1. */
 int transport_shutdown(struct transport *t);
 
+/*
+ * The side waits for its peer with nothing buffered (an idle keep-alive
+ * connection): both buffers are given back, about 300 bytes per
+ * connection, and made again when the next event or the timer comes,
+ * before the owner's handler runs. Outside those handlers t->in and
+ * t->out may then be NULL. Does nothing while either holds bytes.
+ */
+void transport_idle(struct transport *t);
+
 /* Arm (again) or stop the one timer of this side, in milliseconds. */
 void transport_set_timer(struct transport *t, unsigned ms);
 void transport_clear_timer(struct transport *t);
