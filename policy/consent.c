@@ -756,7 +756,11 @@ static void
 lookup_hashed(const struct consent_table *t, uint64_t h, const char *subject,
               size_t len, int purpose_id, struct consent_lookup_result *out)
 {
+	uint64_t bit = t->ov_filter ? consent_ov_bit(h, t->ov_filter_mask) : 0;
+
 	if (t->ov != NULL && t->ov->h->people > 0 &&
+	    (t->ov_filter == NULL ||
+	     (t->ov_filter[bit / 64] >> bit % 64) & 1) &&
 	    probe(t->ov,
 	          t->ov->seed == t->seed
 	              ? h
@@ -790,6 +794,11 @@ consent_lookup_many(const struct consent_table *t,
 			h[i] = consent_hash(s->ptr, s->len, t->seed);
 			__builtin_prefetch(
 			    &t->slots[consent_bucket(h[i], t->nbuckets)]);
+			if (t->ov_filter != NULL)
+				__builtin_prefetch(
+				    &t->ov_filter[consent_ov_bit(
+				                      h[i], t->ov_filter_mask) /
+				                  64]);
 		}
 		for (size_t i = 0; i < m; i++) {
 			/* The person often sits a slot or two further on. */

@@ -110,8 +110,19 @@ struct consent_table {
 	struct consent_table *img;        /* counted by img->img_refs */
 	struct consent_live_clock *clock; /* when it was last current */
 	uint64_t live_people, live_rows;
-	atomic_uint img_refs; /* an image shared by views: its owners */
+	/* one bit per overlay person's hash (bit consent_ov_bit): a clear
+	   bit spares most lookups the overlay probe; NULL: always probe */
+	uint64_t *ov_filter;
+	uint64_t ov_filter_mask; /* bits - 1 */
+	atomic_uint img_refs;    /* an image shared by views: its owners */
 };
+
+/* The filter bit of a hash (the bits neither bucket nor tag use most). */
+static inline uint64_t
+consent_ov_bit(uint64_t h, uint64_t mask)
+{
+	return (h >> 24) & mask;
+}
 
 /* Tear a live view down (consent_free calls it for one). */
 void consent_live_view_free(struct consent_table *t);

@@ -22,7 +22,9 @@
 #include "consentgate/consent_live.h"
 #include "csv_internal.h"
 
-#define GROW_MIN 64 /* first capacity of the overlay's arrays */
+#define GROW_MIN 64          /* first capacity of the overlay's arrays */
+#define FILTER_BITS_MIN 4096 /* bits of a view's overlay filter, at least */
+#define FILTER_BITS_PER 32   /* ... and per overlay person */
 
 struct consent_live_clock {
 	atomic_uint refs;
@@ -517,6 +519,30 @@ fail:
 	return -1;
 }
 
+/* v's filter of the overlay's people (FILTER_BITS_PER bits each, so about
+ * 1 lookup in 16 of someone else probes the overlay). -1: no memory. */
+static int
+ov_filter(struct consent_table *v, const struct consent_work *w)
+{
+	uint64_t bits = FILTER_BITS_MIN;
+
+	while (bits < w->npeople * FILTER_BITS_PER)
+		bits *= 2;
+	if ((v->ov_filter = calloc(bits / 64, sizeof(uint64_t))) == NULL)
+		return -1;
+	v->ov_filter_mask = bits - 1;
+	for (uint64_t i = 0; i < w->npeople; i++) {
+		const struct consent_wperson *p = &w->people[i];
+		uint64_t bit =
+		    consent_ov_bit(consent_hash(consent_ref_ptr(w, p->subj),
+		                                p->subj_len, CONSENT_HASH_SEED),
+		                   v->ov_filter_mask);
+
+		v->ov_filter[bit / 64] |= UINT64_C(1) << bit % 64;
+	}
+	return 0;
+}
+
 struct consent_table *
 consent_live_view(struct consent_live *l, const char *source)
 {
@@ -548,6 +574,10 @@ consent_live_view(struct consent_live *l, const char *source)
 	atomic_fetch_add(&l->clock->refs, 1);
 	v->live_people = img->h->people + l->ov.new_people;
 	v->live_rows = img->h->rows + l->ov.new_rows;
+	if (img->seed == CONSENT_HASH_SEED && ov_filter(v, &l->ov.w) < 0) {
+		consent_free(v);
+		return NULL;
+	}
 	return v;
 }
 
@@ -555,6 +585,7 @@ void
 consent_live_view_free(struct consent_table *t)
 {
 	consent_free(t->ov);
+	free(t->ov_filter);
 	image_unref(t->img);
 	clock_unref(t->clock);
 	free(t->source);

@@ -53,10 +53,10 @@
 #define COPY_CHUNK (64u << 20) /* first size of the COPY buffer */
 #define CHANNEL "consent_changes"
 
-/* The timestamp as RFC 3339, to the second (see consent.sql). */
-#define TS                                                                     \
-	"to_char(date_trunc('second', updated_at) AT TIME ZONE 'UTC', "        \
-	"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+/* The timestamp as RFC 3339 (2025-03-01T12:00:00+00:00): JSON's form,
+ * which PostgreSQL writes faster than to_char. consent.sql keeps it to
+ * the second. */
+#define TS "to_json(updated_at) #>> '{}'"
 #define COLS                                                                   \
 	"subject, purpose, status, jurisdiction, " TS                          \
 	" AS updated_at, evidence, seq"
@@ -678,13 +678,20 @@ on_socket(evutil_socket_t fd, short what, void *arg)
 		disconnect(pg, PQerrorMessage(pg->conn));
 		return;
 	}
-	while ((n = PQnotifies(pg->conn)) != NULL) {
-		pg->again = true;
-		PQfreemem(n);
+	/* libpq parses notifications as it parses results: look for them
+	   again after each result, or one could wait for the next tick */
+	for (;;) {
+		while ((n = PQnotifies(pg->conn)) != NULL) {
+			pg->again = true;
+			PQfreemem(n);
+		}
+		if (!pg->querying || PQisBusy(pg->conn))
+			break;
+		on_result(pg); /* may send the next query */
+		if (pg->conn == NULL)
+			return;
 	}
-	if (pg->querying && !PQisBusy(pg->conn))
-		on_result(pg);
-	if (pg->conn != NULL && !pg->querying && pg->again)
+	if (!pg->querying && pg->again)
 		send_catchup(pg);
 	if (pg->conn != NULL && PQstatus(pg->conn) == CONNECTION_BAD)
 		disconnect(pg, "connection closed");

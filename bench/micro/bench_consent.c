@@ -8,6 +8,9 @@
  * snapshot to /tmp, opens it and times lookups of random known people and
  * of unknown ones: independent lookups in a loop (the CPU overlaps them),
  * a dependent chain (pure latency), and consent_lookup_many (prefetching).
+ * Then the same on a live view (consent_live.h) whose overlay holds
+ * LIVE_CHANGES changed people (what a database source holds before it
+ * compacts), and the time of that compaction.
  * Times are the thread's CPU time (the benchmark machine is shared), plus
  * wall time for import and open.
  * Output: consent\t<people>\t<metric>\t<value>
@@ -19,10 +22,12 @@
 #include <unistd.h>
 
 #include "consentgate/consent.h"
+#include "consentgate/consent_live.h"
 
 #define QUERIES 2000000 /* lookups per measurement */
 #define ID_MUL 2654435761ull
 #define ID_BASE 1000000ull
+#define LIVE_CHANGES 65536 /* consent_pg.c compacts at this many people */
 
 static double
 now_s(void)
@@ -145,6 +150,67 @@ bench_lookups(const struct consent_table *t, uint64_t people, int miss,
 	free(store);
 }
 
+/* Withdraw LIVE_CHANGES random people through a live source over t (taken),
+ * time lookups on its view, then its compaction. */
+static int
+bench_live(struct consent_table *t, uint64_t people)
+{
+	struct consent_live *l = consent_live_new(t, 0, (int64_t)time(NULL));
+	struct consent_table *v;
+	const char *why = NULL;
+	char subj[24], ev[24];
+	double t0, t1;
+
+	if (l == NULL)
+		return -1;
+	t0 = now_s();
+	for (uint64_t i = 0; i < LIVE_CHANGES; i++) {
+		struct consent_change c;
+		int n = sprintf(
+		    subj, "%llu",
+		    (unsigned long long)person_id(next_rand() % people));
+		int m = sprintf(ev, "w-%llu", (unsigned long long)i);
+
+		c.seq = i + 1;
+		c.subject = (struct cg_slice){subj, (size_t)n};
+		c.purpose = CG_SLICE_LIT("ai-training");
+		c.status = CG_SLICE_LIT("withdrawn");
+		c.jurisdiction = CG_SLICE_LIT("DE");
+		c.updated_at = CG_SLICE_LIT("2026-01-01T00:00:00Z");
+		c.evidence = (struct cg_slice){ev, (size_t)m};
+		if (consent_live_apply(l, &c, &why) != 0) {
+			fprintf(stderr, "bench_consent: %s\n", why);
+			return -1;
+		}
+	}
+	t1 = now_s();
+	report(people, "live_apply_ns", (t1 - t0) * 1e9 / LIVE_CHANGES);
+	t0 = now_s();
+	v = consent_live_view(l, "live");
+	t1 = now_s();
+	if (v == NULL)
+		return -1;
+	report(people, "live_view_ms", (t1 - t0) * 1e3);
+	report(people, "live_overlay_people", (double)consent_live_pending(l));
+	report(people, "live_bytes_per_person",
+	       (double)consent_bytes(v) / (double)people);
+	bench_lookups(v, people, 0, NULL);
+	bench_lookups(v, people, 0, "live");
+	bench_lookups(v, people, 1, "live");
+	double w0 = wall_s();
+	t0 = now_s();
+	struct consent_live_job *j = consent_live_compact_begin(l);
+	struct consent_table *img = j ? consent_live_compact_run(j) : NULL;
+	if (img == NULL || consent_live_compact_end(l, j, img) != 0)
+		return -1;
+	t1 = now_s();
+	report(people, "live_compact_s", t1 - t0);
+	report(people, "live_compact_wall_s", wall_s() - w0);
+	consent_free(v);
+	consent_live_free(l);
+	return 0;
+}
+
 static int
 run(uint64_t people)
 {
@@ -208,7 +274,8 @@ run(uint64_t people)
 	bench_lookups(t, people, 0, NULL);
 	bench_lookups(t, people, 0, "mem");
 	bench_lookups(t, people, 1, "mem");
-	consent_free(t);
+	if (bench_live(t, people) < 0) /* frees t */
+		return -1;
 
 	w0 = wall_s();
 	t0 = now_s();

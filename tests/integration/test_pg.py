@@ -261,6 +261,9 @@ def database_down_turns_stale_then_recovers(env):
     px = start(env, db, up)
     c = env.client(px)
     assert kept(ingest(c, "3001")) == 1
+    # its thread follows the database before the database goes
+    assert wait_until(lambda: metric(
+        px, "consentgate_consent_db_connected") == "1", 5), "never connected"
     PG.stop()
     try:
         def refused():
