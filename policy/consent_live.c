@@ -618,6 +618,12 @@ consent_live_job_seq(const struct consent_live_job *j)
 	return j->seq;
 }
 
+const struct consent_table *
+consent_live_job_image(const struct consent_live_job *j)
+{
+	return j->image;
+}
+
 void
 consent_live_job_free(struct consent_live_job *j)
 {

@@ -80,9 +80,15 @@ struct consent_pg {
 	pthread_t job_thread;
 	struct consent_live_job *job;
 	struct consent_table *job_image;
-	bool job_running;
+	bool job_running, job_seed_only;
 	int64_t job_started_ms;
-	bool from_seed; /* else a seed (if any) is written at the start */
+	bool from_seed;       /* else a seed (if any) is written at the start */
+	bool uninstalled;     /* changes applied that no view has yet */
+	int64_t installed_ms; /* when a view was last handed over */
+	/* the database's history ends before our seq: another history (a
+	   database restored or recreated, a seed from elsewhere): never
+	   confirmed current until that changes */
+	bool diverged;
 };
 
 /* One source per process: its counters for /metrics. */
@@ -471,6 +477,27 @@ try_connect(struct consent_pg *pg)
 		PQfinish(c);
 		return;
 	}
+	/* the history must reach at least as far as what we hold */
+	{
+		PGresult *r =
+		    PQexec(c, "SELECT coalesce(max(seq), 0) FROM consent");
+		uint64_t max = 0, seq = consent_live_seq(pg->live);
+		bool ok = r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK &&
+		          PQntuples(r) == 1;
+
+		if (ok)
+			max = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+		PQclear(r);
+		if (ok && max < seq && !pg->diverged)
+			log_msg("consent: %s ends at seq %llu, before seq %llu "
+			        "that this table holds: not the same history "
+			        "(restored or recreated?); the table is never "
+			        "confirmed current with it",
+			        pg->name, (unsigned long long)max,
+			        (unsigned long long)seq);
+		if (ok)
+			pg->diverged = max < seq;
+	}
 	pg->conn = c;
 	pg->backoff_s = 0;
 	pg->sock_ev = event_new(pg->base, PQsocket(c), EV_READ | EV_PERSIST,
@@ -489,13 +516,16 @@ static void *
 compact_main(void *arg)
 {
 	struct consent_pg *pg = arg;
+	const struct consent_table *img = consent_live_job_image(pg->job);
 	struct cg_errors errs;
 
-	pg->job_image = consent_live_compact_run(pg->job);
-	if (pg->job_image != NULL && pg->cfg->consent_seed != NULL) {
+	/* nothing to fold in (the first seed): write the image as it is */
+	if (!pg->job_seed_only)
+		img = pg->job_image = consent_live_compact_run(pg->job);
+	if (img != NULL && pg->cfg->consent_seed != NULL) {
 		cg_errors_init(&errs);
-		if (consent_snapshot_write(pg->job_image, pg->cfg->consent_seed,
-		                           &errs) != 0)
+		if (consent_snapshot_write(img, pg->cfg->consent_seed, &errs) !=
+		    0)
 			log_msg("consent: cannot write the seed: %s",
 			        errs.count ? errs.msgs[0] : "?");
 		cg_errors_reset(&errs);
@@ -513,6 +543,7 @@ start_compaction(struct consent_pg *pg, bool force)
 	pg->job = consent_live_compact_begin(pg->live);
 	if (pg->job == NULL)
 		return;
+	pg->job_seed_only = consent_live_pending(pg->live) == 0;
 	pg->job_started_ms = now_ms();
 	if (pthread_create(&pg->job_thread, NULL, compact_main, pg) != 0) {
 		consent_live_job_free(pg->job);
@@ -552,6 +583,13 @@ on_compacted(evutil_socket_t fd, short what, void *arg)
 
 	pthread_join(pg->job_thread, NULL);
 	pg->job_running = false;
+	if (pg->job_seed_only) {
+		consent_live_job_free(pg->job);
+		pg->job = NULL;
+		log_msg("consent: seed %s written at seq %llu",
+		        pg->cfg->consent_seed, (unsigned long long)seq);
+		return;
+	}
 	if (consent_live_compact_end(pg->live, pg->job, pg->job_image) != 0)
 		ok = false;
 	pg->job = NULL;
@@ -658,10 +696,15 @@ on_result(struct consent_pg *pg)
 		atomic_store(&stats.seq, consent_live_seq(pg->live));
 	}
 	/* everything up to when the query was sent is in: current then */
-	if (complete)
+	if (complete && !pg->diverged)
 		consent_live_confirm(pg->live, pg->sent_at);
-	if (applied > 0) {
+	pg->uninstalled |= applied > 0;
+	/* a long catch-up hands over a view a second, not one per batch */
+	if (pg->uninstalled &&
+	    (complete || now_ms() - pg->installed_ms >= TICK_MS)) {
 		install(pg);
+		pg->uninstalled = false;
+		pg->installed_ms = now_ms();
 		start_compaction(pg, false);
 	}
 	if (ok && (!complete || pg->again))

@@ -110,6 +110,9 @@ struct consent_table *consent_live_compact_run(struct consent_live_job *j);
 int consent_live_compact_end(struct consent_live *l, struct consent_live_job *j,
                              struct consent_table *image);
 uint64_t consent_live_job_seq(const struct consent_live_job *j);
+/* The image the job started from (valid while the job lives). */
+const struct consent_table *
+consent_live_job_image(const struct consent_live_job *j);
 void consent_live_job_free(struct consent_live_job *j); /* NULL: nothing */
 
 #endif

@@ -398,6 +398,32 @@ def restart_from_seed_serves_at_once_and_catches_up(env):
     until_kept(env, px, "6001", 0, 1)
 
 
+@test
+def seed_of_another_history_is_never_confirmed(env):
+    # a seed at seq 3, then a database whose history ends at seq 1 (a
+    # restored or recreated one): consentgate serves the seed but never
+    # calls it current, so it fails closed once stale
+    db = PG.new_db()
+    insert(db, [("7001", "ai-training", "granted", "DE", NOW, "g"),
+                ("7002", "ai-training", "granted", "DE", NOW, "g"),
+                ("7003", "ai-training", "granted", "DE", NOW, "g")])
+    up = env.upstream()
+    seed = os.path.join(env.workdir, "seed.snap")
+    px = start(env, db, up, extra=["--consent-seed", seed])
+    assert wait_until(lambda: logged(px, rb"seed .* written at seq 3"), 10), \
+        px.stderr[-5:]
+    px.stop()
+    other = PG.new_db()
+    insert(other, [("7001", "ai-training", "withdrawn", "DE", NOW, "w")])
+    px = start(env, other, up, extra=["--consent-seed", seed])
+    assert wait_until(lambda: logged(px, rb"ends at seq 1, before seq 3 .*"
+                                     rb"not the same history"), 5), \
+        px.stderr[-5:]
+    assert wait_until(lambda: ingest(env.client(px), "7002").status == 503,
+                      STALE_S + 4, 0.2), "another history confirmed current"
+    assert get(px, "/readyz")[0] == 503
+
+
 if __name__ == "__main__":
     bindir = pg_bindir()
     if bindir is None:
