@@ -230,6 +230,23 @@ wait_swapped(struct server *s, uint64_t gen)
 	return all;
 }
 
+/* Make next (the caller's reference) the running snapshot and hand it to
+ * every worker; under reload_lock. False when a worker did not take it in
+ * time (it does at its next turn). */
+static bool
+swap_in(struct server *s, struct snapshot *next)
+{
+	struct snapshot *old;
+
+	pthread_mutex_lock(&s->snap_lock);
+	old = s->snap;
+	s->snap = next;
+	pthread_mutex_unlock(&s->snap_lock);
+	snapshot_unref(old);
+	hand_over(s, next);
+	return wait_swapped(s, snapshot_generation(next));
+}
+
 static const char *const part_names[] = {
     [SNAPSHOT_POLICY] = "policy",
     [SNAPSHOT_CONSENT] = "consent table",
@@ -239,7 +256,7 @@ static const char *const part_names[] = {
 int
 server_reload(struct server *s, unsigned what, struct cg_errors *errs)
 {
-	struct snapshot *next, *old;
+	struct snapshot *next;
 	const struct policy *p;
 	const struct consent_table *t;
 	int rc = -1;
@@ -265,15 +282,9 @@ server_reload(struct server *s, unsigned what, struct cg_errors *errs)
 		snapshot_unref(next);
 		goto out;
 	}
-	pthread_mutex_lock(&s->snap_lock);
-	old = s->snap;
-	s->snap = next;
-	pthread_mutex_unlock(&s->snap_lock);
-	snapshot_unref(old);
-	hand_over(s, next);
 	/* logged once the workers have it: a request sent after the line is
 	   decided by it */
-	if (!wait_swapped(s, snapshot_generation(next)))
+	if (!swap_in(s, next))
 		log_msg("reload: a worker is busy; it takes generation %llu "
 		        "at its next turn",
 		        (unsigned long long)snapshot_generation(next));
@@ -296,7 +307,7 @@ int
 server_reload_consent(struct server *s, struct consent_table *t,
                       struct cg_errors *errs)
 {
-	struct snapshot *next = NULL, *old;
+	struct snapshot *next = NULL;
 	int rc = -1;
 
 	pthread_mutex_lock(&s->reload_lock);
@@ -313,13 +324,7 @@ server_reload_consent(struct server *s, struct consent_table *t,
 		snapshot_unref(next);
 		goto out;
 	}
-	pthread_mutex_lock(&s->snap_lock);
-	old = s->snap;
-	s->snap = next;
-	pthread_mutex_unlock(&s->snap_lock);
-	snapshot_unref(old);
-	hand_over(s, next);
-	(void)wait_swapped(s, snapshot_generation(next));
+	(void)swap_in(s, next);
 	rc = 0;
 out:
 	pthread_mutex_unlock(&s->reload_lock);
