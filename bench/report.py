@@ -215,6 +215,13 @@ def main():
                 ratio(g("consentgate", "cpu_us"), g("nginx", "cpu_us")),
                 verdict))
         L.append("")
+        stalls = read_tsv(raw, "stalls.tsv")
+        if stalls:
+            L.append("wrk stalled (completed no request, no error) and the run "
+                     "was repeated %d time%s: %s." % (
+                         len(stalls), "" if len(stalls) == 1 else "s",
+                         "; ".join(r[0] for r in stalls)))
+            L.append("")
 
     L.append("## Throughput and latency")
     L.append("")
