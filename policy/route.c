@@ -483,6 +483,22 @@ route_array_at(const struct policy_route *r)
 	return r->has_array_at ? &r->array_at : NULL;
 }
 
+const char *
+route_method(const struct policy_route *r)
+{
+	return r->method;
+}
+
+void
+route_media_types(const struct policy_route *r, char *buf, size_t cap)
+{
+	bool nd = (r->formats & SCAN_FORMAT_NDJSON) != 0;
+	bool js = (r->formats & ~(unsigned)SCAN_FORMAT_NDJSON) != 0;
+
+	snprintf(buf, cap, "%s%s%s", nd ? "\"application/x-ndjson\"" : "",
+	         nd && js ? "," : "", js ? "\"application/json\"" : "");
+}
+
 unsigned
 route_client_count(const struct policy_route *r)
 {

@@ -332,6 +332,13 @@ verdict_problem_members(const struct verdict *v, char *buf, size_t cap)
 		         v->offset);
 	else if (v->index >= 0)
 		snprintf(buf, cap, "\"index\":%ld", v->index);
-	else if (cap > 0)
+	else if (v->status == 415 && v->route != NULL && v->detail &&
+	         strstr(v->detail, "Content-Type") != NULL) {
+		/* what the route would take (RFC 9110 15.5.16) */
+		char types[96];
+
+		route_media_types(v->route, types, sizeof(types));
+		snprintf(buf, cap, "\"accepted\":[%s]", types);
+	} else if (cap > 0)
 		buf[0] = '\0';
 }

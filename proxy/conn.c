@@ -156,23 +156,31 @@ refusal_outcome(int status)
 	                       : "refused";
 }
 
-/* Answer with a problem and close after it is flushed. */
-void
-conn_fail(struct conn *c, int status, const char *detail, const char *extra)
+/* conn_fail with header lines among the problem's fields. */
+static void
+fail_with(struct conn *c, int status, const char *detail, const char *extra,
+          const char *headers)
 {
 	log_msg("conn %llu: %d %s", (unsigned long long)c->id, status, detail);
 	conn_log_decision(c, refusal_outcome(status), status);
 	metrics_response(c->w, status);
-	respond_problem(c->t.out, status, detail, true, extra);
+	respond_problem(c->t.out, status, detail, true, extra, headers);
 	conn_end_request(c);
 	c->state = CS_CLOSING;
 	conn_clear_timer(c);
 }
 
-/* Reply without closing (the request was read completely). */
+/* Answer with a problem and close after it is flushed. */
 void
-conn_reply_problem(struct conn *c, int status, const char *detail,
-                   const char *extra)
+conn_fail(struct conn *c, int status, const char *detail, const char *extra)
+{
+	fail_with(c, status, detail, extra, NULL);
+}
+
+/* conn_reply_problem with header lines among the problem's fields. */
+static void
+reply_with(struct conn *c, int status, const char *detail, const char *extra,
+           const char *headers)
 {
 	/* a body still unread cannot be skipped reliably */
 	bool close =
@@ -180,9 +188,17 @@ conn_reply_problem(struct conn *c, int status, const char *detail,
 
 	conn_log_decision(c, refusal_outcome(status), status);
 	metrics_response(c->w, status);
-	respond_problem(c->t.out, status, detail, close, extra);
+	respond_problem(c->t.out, status, detail, close, extra, headers);
 	conn_end_request(c);
 	c->state = close ? CS_CLOSING : CS_HEAD;
+}
+
+/* Reply without closing (the request was read completely). */
+void
+conn_reply_problem(struct conn *c, int status, const char *detail,
+                   const char *extra)
+{
+	reply_with(c, status, detail, extra, NULL);
 }
 
 /*
@@ -205,6 +221,20 @@ conn_reply_all_dropped(struct conn *c)
 }
 
 /* ---- reading the request ---- */
+
+/* 413, saying the limit (max_body_bytes) in the detail and as "limit". */
+static void
+body_too_large(struct conn *c)
+{
+	char detail[128], extra[48];
+	unsigned long long max = c->w->cfg->max_body_bytes;
+
+	snprintf(detail, sizeof(detail),
+	         "the request body is larger than the limit of %llu bytes",
+	         max);
+	snprintf(extra, sizeof(extra), "\"limit\":%llu", max);
+	conn_fail(c, 413, detail, extra);
+}
 
 /*
  * A route that names its clients takes only a client whose verified
@@ -280,13 +310,19 @@ start_request(struct conn *c, const char *buf)
 	if (c->route == NULL) {
 		char detail[CG_MAX_DETAIL];
 
+		char allow[80] = "";
+
 		route_refusal_detail(&why, detail, sizeof(detail));
+		/* 405: the method the inspected route on this path takes */
+		if (why.status == 405 && why.route != NULL)
+			snprintf(allow, sizeof(allow), "Allow: %s\r\n",
+			         route_method(why.route));
 		if (r->framing == HTTP1_FRAMING_NONE) {
-			conn_reply_problem(c, why.status, detail, NULL);
+			reply_with(c, why.status, detail, NULL, allow);
 		} else {
 			/* the unread body would be taken for the next request
 			 */
-			conn_fail(c, why.status, detail, NULL);
+			fail_with(c, why.status, detail, NULL, allow);
 		}
 		return;
 	}
@@ -313,8 +349,7 @@ start_request(struct conn *c, const char *buf)
 	}
 	if (r->framing == HTTP1_FRAMING_LENGTH &&
 	    r->content_length > c->w->cfg->max_body_bytes) {
-		conn_fail(c, 413, "the request body is larger than the limit",
-		          NULL);
+		body_too_large(c);
 		return;
 	}
 	if (r->expect_continue && r->framing != HTTP1_FRAMING_NONE &&
@@ -360,10 +395,7 @@ read_body(struct conn *c)
 		}
 		if (data.len > 0) {
 			if (c->chunked.total > c->w->cfg->max_body_bytes) {
-				conn_fail(
-				    c, 413,
-				    "the request body is larger than the limit",
-				    NULL);
+				body_too_large(c);
 				return -1;
 			}
 			evbuffer_add(c->body, data.ptr, data.len);

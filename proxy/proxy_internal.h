@@ -292,9 +292,14 @@ int listen_check_alone(const struct sockaddr_storage *ss, int port,
 int listen_addr_port(const struct sockaddr_storage *ss);
 
 /* ---- respond.c ---- */
-/* Append a complete problem+json response to out. */
+/* Append a complete problem+json response to out, with a Date, and
+   headers (whole lines, each ending in CRLF; NULL for none) among its
+   fields; extra_json adds members to the problem object. */
 void respond_problem(struct evbuffer *out, int status, const char *detail,
-                     bool close, const char *extra_json);
+                     bool close, const char *extra_json,
+                     const char *headers);
+/* The IMF-fixdate of now (RFC 9110 5.6.7), for Date: 29 characters. */
+void respond_date(char out[32]);
 const char *respond_reason(int status);
 /*
  * Append s[0,n) to out as the inside of a JSON string (RFC 8259 section 7):

@@ -1,6 +1,7 @@
 /* respond.c: the responses consentgate writes itself (RFC 9457 problems). */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "proxy_internal.h"
 
@@ -79,9 +80,30 @@ respond_json_str(struct evbuffer *out, const char *s, size_t n)
 }
 
 void
-respond_problem(struct evbuffer *out, int status, const char *detail,
-                bool close, const char *extra_json)
+respond_date(char out[32])
 {
+	/* one strftime per second and thread: problems can come in floods */
+	static _Thread_local time_t cached_at;
+	static _Thread_local char cached[32];
+	time_t now = time(NULL);
+
+	if (now != cached_at) {
+		struct tm tm;
+
+		gmtime_r(&now, &tm);
+		strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT",
+		         &tm);
+		cached_at = now;
+	}
+	memcpy(out, cached, sizeof(cached));
+}
+
+void
+respond_problem(struct evbuffer *out, int status, const char *detail,
+                bool close, const char *extra_json, const char *headers)
+{
+	char date[32];
+
 	struct evbuffer *body = evbuffer_new();
 	const char *title = respond_reason(status);
 	char slug[64];
@@ -105,15 +127,19 @@ respond_problem(struct evbuffer *out, int status, const char *detail,
 	if (extra_json != NULL && *extra_json)
 		evbuffer_add_printf(body, ",%s", extra_json);
 	ADD_LIT(body, "}\n");
+	respond_date(date);
 	evbuffer_add_printf(out,
 	                    "HTTP/1.1 %d %s\r\n"
+	                    "Date: %s\r\n"
 	                    "Content-Type: application/problem+json\r\n"
 	                    "Content-Length: %zu\r\n"
 	                    "Cache-Control: no-store\r\n"
-	                    "%s%s\r\n",
-	                    status, title, evbuffer_get_length(body),
-	                    /* 503: stale consent, retried every second */
+	                    "%s%s%s\r\n",
+	                    status, title, date, evbuffer_get_length(body),
+	                    /* 503: stale consent or no descriptor left,
+	                       both worth a retry in a second */
 	                    status == 503 ? "Retry-After: 1\r\n" : "",
+	                    headers ? headers : "",
 	                    close ? "Connection: close\r\n" : "");
 	evbuffer_add_buffer(out, body);
 	evbuffer_free(body);

@@ -91,6 +91,10 @@ const struct policy_route *route_at(const struct policy *p, unsigned i);
 const char *
 route_name(const struct policy_route *r); /* "POST /ingest" if unnamed */
 enum policy_action route_action(const struct policy_route *r);
+const char *route_method(const struct policy_route *r); /* "*" for any */
+/* The media types an inspected route takes, as JSON strings joined by
+   ',' ("\"application/x-ndjson\",\"application/json\""), for a 415. */
+void route_media_types(const struct policy_route *r, char *buf, size_t cap);
 const char *route_purpose(const struct policy_route *r); /* NULL for pass */
 unsigned route_formats(const struct policy_route *r); /* SCAN_FORMAT_* bits */
 const struct scan_spec *route_scan_spec(const struct policy_route *r);
@@ -136,6 +140,10 @@ struct policy_decision {
 	 * when the person has none): every one proves the decision */
 	unsigned nevidence;
 	struct cg_slice evidence[CG_MAX_SUBJECTS];
+	/* each subject's own decision and rule, in the same order: the
+	 * decision log proves every person's part, not only the decider's */
+	const char *rules[CG_MAX_SUBJECTS];
+	bool allows[CG_MAX_SUBJECTS];
 };
 
 /*

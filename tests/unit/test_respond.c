@@ -116,12 +116,20 @@ test_problem_body(void **state)
 	json_error_t e;
 	json_t *j;
 
-	respond_problem(b, 400, detail, true, NULL);
+	respond_problem(b, 400, detail, true, NULL, NULL);
 	len = evbuffer_get_length(b);
 	all = calloc(1, len + 1);
 	evbuffer_remove(b, all, len);
 	assert_non_null(strstr(all, "HTTP/1.1 400 Bad Request\r\n"));
 	assert_non_null(strstr(all, "Connection: close\r\n"));
+	/* a Date (IMF-fixdate: 29 characters) on every problem */
+	{
+		const char *d = strstr(all, "\r\nDate: ");
+
+		assert_non_null(d);
+		assert_true(strstr(d + 2, "\r\n") - (d + 8) == 29);
+		assert_memory_equal(d + 8 + 25, " GMT", 4);
+	}
 	body = strstr(all, "\r\n\r\n");
 	assert_non_null(body);
 	j = json_loads(body + 4, 0, &e);
@@ -134,6 +142,28 @@ test_problem_body(void **state)
 	evbuffer_free(b);
 }
 
+/* Header lines given to a problem come among its fields; 503 says when
+   to retry. */
+static void
+test_problem_headers(void **state)
+{
+	struct evbuffer *b = evbuffer_new();
+	char *all;
+	size_t len;
+
+	respond_problem(b, 405, "no", false, NULL, "Allow: POST\r\n");
+	respond_problem(b, 503, "stale", false, NULL, NULL);
+	len = evbuffer_get_length(b);
+	all = calloc(1, len + 1);
+	evbuffer_remove(b, all, len);
+	assert_non_null(strstr(all, "HTTP/1.1 405 Method Not Allowed\r\n"));
+	assert_non_null(strstr(all, "\r\nAllow: POST\r\n"));
+	assert_non_null(strstr(all, "\r\nRetry-After: 1\r\n"));
+	assert_null(strstr(all, "Connection: close"));
+	free(all);
+	evbuffer_free(b);
+}
+
 int
 main(void)
 {
@@ -142,6 +172,7 @@ main(void)
 	    cmocka_unit_test(test_quotes_del_and_utf8),
 	    cmocka_unit_test(test_every_byte_round_trips),
 	    cmocka_unit_test(test_problem_body),
+	    cmocka_unit_test(test_problem_headers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
