@@ -112,6 +112,36 @@ def catch_all_aliases_refused_nothing_forwarded(env):
 
 
 @test
+def problems_say_what_would_be_taken(env):
+    """405 names the method in Allow, 413 the limit, 415 the media types
+    the route takes; every problem has a Date (RFC 9110 6.6.1)."""
+    up = env.upstream()
+    px = env.proxy(up.url, policy=catch_all_policy(), consent=CONSENT,
+                   config={"max_body_bytes": 1000})
+    r = send_alias(env, px, "PUT", "/ingest")
+    check_problem(r, 405)
+    assert r.get("Allow") == "POST", r.headers
+    c = env.client(px)
+    c.send(request("POST", "/ingest", [("Content-Type", "text/plain")],
+                   BODY))
+    r = c.read_response()
+    doc = check_problem(r, 415)
+    assert doc.get("accepted") == ["application/x-ndjson",
+                                   "application/json"], doc
+    c = env.client(px)
+    c.send(request("POST", "/ingest", [("Content-Type",
+                                        "application/x-ndjson")],
+                   b"x" * 2000))
+    r = c.read_response()
+    doc = check_problem(r, 413)
+    assert doc.get("limit") == 1000 and "1000 bytes" in doc["detail"], doc
+    date = r.get("Date")
+    assert date and date.endswith(" GMT") and len(date) == 29, date
+    time.sleep(0.1)
+    assert up.raw_bytes() == 0
+
+
+@test
 def lowercase_method_refused_nothing_forwarded(env):
     """werkzeug upper-cases methods: "post /ingest" is POST /ingest to
     Flask. consentgate refuses it (the strict framing or the route match)."""
