@@ -117,14 +117,17 @@ test-readers: deps $(BUILD)/consentgate
 # Memcheck (valgrind): every unit test, then integration scenarios with
 # the proxy under valgrind (CG_WRAP, tests/integration/harness.py): any
 # error, or a definite or indirect leak at exit, fails. About 3-4 minutes.
-# The fd-limit scenarios stay out: valgrind takes descriptors of its own.
+# Out: the fd-limit scenarios (valgrind takes descriptors of its own) and
+# the timed shutdown ones (SIGTERM and leaks at exit are checked at every
+# proxy's end anyway).
 VALGRIND := valgrind --tool=memcheck --leak-check=full \
 	--errors-for-leak-kinds=definite,indirect --error-exitcode=99 --quiet
 VALGRIND_SCENARIOS := \
-	test_core:get_1mib_byte_exact,post_1mib_chunked_byte_exact,pipelining_in_order,upstream_dies_mid_response,client_gone_mid_request,framing_refusals,expect_100_continue,limit_413_body,error_survives_a_client_still_sending,stale_pooled_connection,client_gone_mid_response,sigterm_drains_in_flight \
+	test_core:get_1mib_byte_exact,post_1mib_chunked_byte_exact,pipelining_in_order,upstream_dies_mid_response,client_gone_mid_request,framing_refusals,expect_100_continue,limit_413_body,error_survives_a_client_still_sending,stale_pooled_connection,client_gone_mid_response \
 	test_consent:adversarial_records_refused,late_refusal_in_a_streamed_body,gzip_bomb_refused,gzip_edge_cases,client_gone_mid_ndjson_stream,large_streamed_ndjson,array_at_route,sighup_reload_and_failed_reload \
 	test_faults:upstream_resets_before_the_head,upstream_resets_mid_response,upstream_hangs_504,upstream_drips_body_closed,client_gone_mid_body_inspected,client_reset_mid_body_inspected,slowloris_300 \
-	test_ops:decision_log_proves_every_record_without_personal_data,metrics_and_healthz_on_the_admin_listener
+	test_ops:decision_log_proves_every_record_without_personal_data,metrics_and_healthz_on_the_admin_listener \
+	test_tls:tls_large_bodies_both_ways,garbage_and_stalled_handshakes
 
 .PHONY: valgrind
 valgrind: deps $(UNIT_BIN) $(BUILD)/consentgate
