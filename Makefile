@@ -13,7 +13,7 @@ BUILD := build/sanitize
 SANFLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
-PKGS := libevent_core libevent_extra libevent_openssl libevent_pthreads openssl jansson zlib libutf8proc libpq
+PKGS := libevent_core libevent_extra libevent_openssl libevent_pthreads openssl jansson zlib libutf8proc libpq libisal
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -4,7 +4,7 @@
 # prints the command to run. CG_PKGS="a b" installs those instead (the
 # readers suite's tests/readers/deps.sh does).
 PKGS="build-essential pkg-config libevent-dev libssl-dev libhttp-parser-dev
-libjansson-dev libcmocka-dev zlib1g-dev libutf8proc-dev curl python3 openssl nginx-light
+libjansson-dev libcmocka-dev zlib1g-dev libisal-dev libutf8proc-dev curl python3 openssl nginx-light
 python3-gunicorn libpq-dev postgresql"
 [ "${CG_BENCH:-}" = 1 ] && PKGS="$PKGS haproxy wrk gnuplot-nox strace libsimdjson-dev"
 # make fuzz (CI runs it): clang and libFuzzer's runtime

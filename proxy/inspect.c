@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <zlib.h>
+#include <isa-l/igzip_lib.h>
 
 #include "declog_internal.h"
 #include "inspect_internal.h"
@@ -62,68 +62,112 @@ counted(struct inspect_result *r)
 	r->dropped = r->v.dropped;
 }
 
+/* The inflated size a gzip member announces (ISIZE, mod 2^32): only a hint
+   for the first reservation, never trusted as a bound. */
+static size_t
+inflate_hint(struct evbuffer *body, size_t inlen)
+{
+	unsigned char t[4];
+	struct evbuffer_ptr p;
+
+	if (inlen < 18 ||
+	    evbuffer_ptr_set(body, &p, inlen - 4, EVBUFFER_PTR_SET) != 0 ||
+	    evbuffer_copyout_from(body, &p, t, 4) != 4)
+		return 0;
+	return (size_t)t[0] | (size_t)t[1] << 8 | (size_t)t[2] << 16 |
+	       (size_t)t[3] << 24;
+}
+
+/*
+ * ISA-L's igzip, fed the body's chains in place (no pullup of the
+ * compressed bytes) and writing into reservations that never exceed the
+ * bound, so a bomb stops one byte past it. The first reservation is sized
+ * from ISIZE so that a body inflates into one contiguous chain and the
+ * scanner's pullup copies nothing.
+ */
 int
 inspect_inflate(struct evbuffer *body, size_t max_body, int *status,
                 const char **detail)
 {
 	struct evbuffer *out = evbuffer_new();
-	size_t inlen = evbuffer_get_length(body);
-	z_stream zs;
-	int zrc = Z_OK, rc = -1;
+	struct inflate_state *st = malloc(sizeof(*st));
+	size_t inlen = evbuffer_get_length(body), bound, hint, total = 0;
+	struct evbuffer_iovec *in = NULL;
+	int n, i = 0, rc = -1;
 
 	*status = 0;
-	memset(&zs, 0, sizeof(zs));
-	if (out == NULL || inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
+	n = evbuffer_peek(body, -1, NULL, NULL, 0);
+	if (n > 0 && (in = malloc((size_t)n * sizeof(*in))) != NULL)
+		n = evbuffer_peek(body, -1, NULL, in, n);
+	if (out == NULL || st == NULL || (n > 0 && in == NULL)) {
 		*status = 500;
-		*detail = "cannot start decompression";
+		*detail = "out of memory";
 		goto done;
 	}
-	zs.next_in = evbuffer_pullup(body, -1);
-	zs.avail_in = (uInt)inlen;
-	while (zrc != Z_STREAM_END) {
+	bound = (inlen + 1) * CG_DEFAULT_MAX_INFLATE_RATIO;
+	if (bound > max_body)
+		bound = max_body;
+	hint = inflate_hint(body, inlen);
+	hint = hint < INFLATE_CHUNK ? INFLATE_CHUNK : hint + 1;
+	isal_inflate_init(st);
+	st->crc_flag = ISAL_GZIP;
+	while (st->block_state != ISAL_BLOCK_FINISH) {
 		struct evbuffer_iovec v;
-		size_t produced;
+		size_t want = bound + 1 - total, produced;
+		int irc;
 
-		if (evbuffer_reserve_space(out, INFLATE_CHUNK, &v, 1) < 1) {
+		if (st->avail_in == 0 && i < n) {
+			st->next_in = in[i].iov_base;
+			st->avail_in = (uint32_t)in[i].iov_len;
+			i++;
+		}
+		if (want > hint)
+			want = hint;
+		if (want > UINT32_MAX)
+			want = UINT32_MAX;
+		hint = INFLATE_CHUNK;
+		if (evbuffer_reserve_space(out, (ev_ssize_t)want, &v, 1) < 1) {
 			*status = 500;
 			*detail = "out of memory";
-			goto end;
+			goto done;
 		}
-		zs.next_out = v.iov_base;
-		zs.avail_out = (uInt)v.iov_len;
-		zrc = inflate(&zs, Z_NO_FLUSH);
-		produced = v.iov_len - zs.avail_out;
+		if (v.iov_len > want)
+			v.iov_len = want;
+		st->next_out = v.iov_base;
+		st->avail_out = (uint32_t)v.iov_len;
+		irc = isal_inflate(st);
+		produced = v.iov_len - st->avail_out;
 		v.iov_len = produced;
 		evbuffer_commit_space(out, &v, 1);
-		if (zrc != Z_OK && zrc != Z_STREAM_END) {
+		total += produced;
+		if (irc < 0) {
 			*status = 400;
 			*detail = "the gzip body is corrupt or truncated";
-			goto end;
+			goto done;
 		}
-		if (evbuffer_get_length(out) > max_body ||
-		    evbuffer_get_length(out) >
-		        (inlen + 1) * CG_DEFAULT_MAX_INFLATE_RATIO) {
+		if (total > bound) {
 			*status = 413;
 			*detail = "the inflated body is larger than the limit";
-			goto end;
+			goto done;
 		}
-		if (zrc == Z_OK && produced == 0 && zs.avail_in == 0) {
+		if (st->block_state != ISAL_BLOCK_FINISH && produced == 0 &&
+		    st->avail_in == 0 && i == n) {
 			*status = 400;
 			*detail = "the gzip body is truncated";
-			goto end;
+			goto done;
 		}
 	}
-	if (zs.avail_in != 0) {
+	if (st->avail_in != 0 || i < n) {
 		*status = 400;
 		*detail = "bytes after the end of the gzip body";
-		goto end;
+		goto done;
 	}
 	evbuffer_drain(body, inlen);
 	evbuffer_add_buffer(body, out);
 	rc = 0;
-end:
-	inflateEnd(&zs);
 done:
+	free(in);
+	free(st);
 	if (out)
 		evbuffer_free(out);
 	return rc;

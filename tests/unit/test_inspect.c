@@ -100,6 +100,126 @@ test_inflate_refusals(void **state)
 	free(zeros);
 }
 
+/* b's bytes as a new evbuffer of one chain per piece: [0,cut) and
+   [cut,len) by reference, as reads split a body */
+static struct evbuffer *
+split_at(struct evbuffer *b, size_t cut)
+{
+	struct evbuffer *s = evbuffer_new();
+	const char *p = (const char *)evbuffer_pullup(b, -1);
+	size_t len = evbuffer_get_length(b);
+
+	if (cut > 0)
+		evbuffer_add_reference(s, p, cut, NULL, NULL);
+	if (cut < len)
+		evbuffer_add_reference(s, p + cut, len - cut, NULL, NULL);
+	return s;
+}
+
+static int
+inflate_status(struct evbuffer *b, size_t max_body)
+{
+	const char *detail = NULL;
+	int status = -1;
+
+	if (inspect_inflate(b, max_body, &status, &detail) == 0)
+		return 0;
+	assert_non_null(detail);
+	return status;
+}
+
+/* A body split into two chains at every byte (as reads split it)
+   inflates the same; every prefix is refused as truncated (400); every
+   byte after the member is refused (400). */
+static void
+test_inflate_every_split(void **state)
+{
+	char body[4096];
+	struct evbuffer *b, *s;
+	size_t zlen, i;
+
+	for (i = 0; i < sizeof(body); i++)
+		body[i] = (char)(i % 61 == 60 ? '\n' : 'a' + (i * 7) % 26);
+	b = gz(body, sizeof(body));
+	zlen = evbuffer_get_length(b);
+	for (i = 0; i <= zlen; i++) {
+		s = split_at(b, i);
+		assert_int_equal(inflate_status(s, 1 << 20), 0);
+		assert_int_equal(evbuffer_get_length(s), sizeof(body));
+		assert_memory_equal(evbuffer_pullup(s, -1), body, sizeof(body));
+		evbuffer_free(s);
+	}
+	for (i = 0; i < zlen; i++) {
+		struct evbuffer *cut = evbuffer_new();
+
+		evbuffer_add(cut, evbuffer_pullup(b, -1), i);
+		s = split_at(cut, i / 2);
+		assert_int_equal(inflate_status(s, 1 << 20), 400);
+		/* refused bodies are left as they came */
+		assert_int_equal(evbuffer_get_length(s), i);
+		evbuffer_free(s);
+		evbuffer_free(cut);
+	}
+	for (i = 1; i <= 8; i++) {
+		struct evbuffer *tail = evbuffer_new();
+
+		evbuffer_add(tail, evbuffer_pullup(b, -1), zlen);
+		evbuffer_add(tail, "\0\0\0\0\0\0\0\0", i);
+		s = split_at(tail, zlen);
+		assert_int_equal(inflate_status(s, 1 << 20), 400);
+		evbuffer_free(s);
+		evbuffer_free(tail);
+	}
+	evbuffer_free(b);
+}
+
+/* Two members are refused as bytes after the first (as before ISA-L); a
+   flipped CRC or ISIZE is corrupt (400); the size bound is exact and a
+   lying ISIZE (the first reservation's hint) changes no bound. */
+static void
+test_inflate_members_and_bounds(void **state)
+{
+	const char body[] = "{\"a\":\"1\"}\n";
+	char *zeros = calloc(1, 1 << 16);
+	struct evbuffer *a, *b;
+	unsigned char *p;
+	size_t zlen;
+
+	a = gz(body, strlen(body));
+	b = gz(body, strlen(body));
+	evbuffer_add_buffer(a, b);
+	assert_int_equal(inflate_status(a, 1 << 20), 400);
+	evbuffer_free(a);
+	evbuffer_free(b);
+	for (int k = 8; k >= 1; k--) { /* CRC bytes, then ISIZE bytes */
+		a = gz(body, strlen(body));
+		zlen = evbuffer_get_length(a);
+		p = evbuffer_pullup(a, -1);
+		p[zlen - k] ^= 0x40;
+		assert_int_equal(inflate_status(a, 1 << 20), 400);
+		evbuffer_free(a);
+	}
+	/* 64 KiB of zeros: ~100 bytes of gzip, so the ratio bounds it first;
+	   with text the size bound is exact: max_body passes, one less 413 */
+	a = gz(zeros, 1 << 16);
+	assert_int_equal(inflate_status(a, 1 << 20), 413);
+	evbuffer_free(a);
+	{
+		char text[20000];
+
+		for (size_t i = 0; i < sizeof(text); i++)
+			text[i] = (char)(' ' + (i * 2654435761u >> 7) % 90);
+		a = gz(text, sizeof(text));
+		assert_int_equal(inflate_status(a, sizeof(text)), 0);
+		assert_int_equal(evbuffer_get_length(a), sizeof(text));
+		evbuffer_free(a);
+		a = gz(text, sizeof(text));
+		assert_int_equal(inflate_status(a, sizeof(text) - 1), 413);
+		evbuffer_free(a);
+	}
+	free(zeros);
+}
+
 static void
 test_request_headers(void **state)
 {
@@ -168,6 +288,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_inflate_ok),
 	    cmocka_unit_test(test_inflate_refusals),
+	    cmocka_unit_test(test_inflate_every_split),
+	    cmocka_unit_test(test_inflate_members_and_bounds),
 	    cmocka_unit_test(test_request_headers),
 	};
 
