@@ -1,13 +1,18 @@
 /*
- * admin.c: the admin listener: /metrics (the workers' counters in the
- * Prometheus text format, metrics.c) and /healthz (the consent snapshot's
- * age against max_staleness_s).
+ * admin.c: the admin listener: GET /metrics (the workers' counters in the
+ * Prometheus text format, metrics.c), GET /healthz (the consent
+ * snapshot's age against max_staleness_s), GET /readyz (fresh enough and
+ * not draining: what a balancer asks) and POST /reload (what SIGHUP does,
+ * answered with the result or every error). Other paths and methods get a
+ * problem+json 404 or 405.
  *
  * It runs on a thread of its own with libevent's evhttp: it is not on the
  * request path and never sees client traffic. It reads the running
  * snapshot through server_snapshot (a lock the request path never takes).
  * The server does not know this module: serve.c starts it next to the
- * server, so a later POST /reload here calls server_reload one way only.
+ * server; POST /reload calls the one reload function (server_reload_all).
+ * The admin listener has no authentication: bind it to loopback or a
+ * management network.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,8 +25,9 @@
 #include <event2/http.h>
 
 #include "admin_internal.h"
-#include "tls_internal.h"
 #include "proxy_internal.h"
+#include "tls_internal.h"
+#include "version_internal.h"
 
 struct admin {
 	struct server *server;
@@ -33,6 +39,88 @@ struct admin {
 	int port;
 };
 
+/* A problem+json answer (RFC 9457), as the proxy's own; allow, when
+   given, is the Allow field of a 405. */
+static void
+admin_problem(struct evhttp_request *req, struct evbuffer *out, int status,
+              const char *detail, const char *allow, const char *extra)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+	evbuffer_drain(out, evbuffer_get_length(out));
+	evbuffer_add_printf(out,
+	                    "{\"type\":\"about:blank\",\"title\":\"%s\","
+	                    "\"status\":%d,\"detail\":\"",
+	                    respond_reason(status), status);
+	respond_json_str(out, detail, strlen(detail));
+	evbuffer_add_printf(out, "\"%s%s}\n", extra ? "," : "",
+	                    extra ? extra : "");
+	evhttp_add_header(h, "Content-Type", "application/problem+json");
+	if (allow)
+		evhttp_add_header(h, "Allow", allow);
+	evhttp_send_reply(req, status, respond_reason(status), out);
+}
+
+/*
+ * POST /reload: what SIGHUP does (server_reload_all), answered with what
+ * runs now, or 422 with every error while the running one is kept.
+ */
+static void
+admin_reload(struct admin *a, struct evhttp_request *req,
+             struct evbuffer *out)
+{
+	struct cg_errors errs;
+	struct snapshot *snap;
+	int rc;
+
+	cg_errors_init(&errs);
+	rc = server_reload_all(a->server, &errs);
+	snap = server_snapshot(a->server);
+	if (rc == 0) {
+		const struct policy *p = snapshot_policy(snap);
+
+		evbuffer_add_printf(out, "{\"reloaded\":true,\"generation\":%llu,"
+		                         "\"policy\":\"",
+		                    (unsigned long long)snapshot_generation(snap));
+		respond_json_str(out, policy_id(p), strlen(policy_id(p)));
+		evbuffer_add_printf(
+		    out, "\",\"digest\":\"%s\",\"consent_snapshot\":%llu}\n",
+		    policy_digest(p),
+		    (unsigned long long)consent_version(snapshot_consent(snap)));
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		                  "Content-Type", "application/json");
+		evhttp_send_reply(req, 200, "OK", out);
+	} else {
+		struct evbuffer *list = evbuffer_new();
+		char *extra = NULL;
+		size_t n;
+
+		if (list != NULL) {
+			ADD_LIT(list, "\"errors\":[");
+			for (unsigned i = 0; i < errs.count; i++) {
+				evbuffer_add_printf(list, "%s\"", i ? "," : "");
+				respond_json_str(list, errs.msgs[i],
+				                 strlen(errs.msgs[i]));
+				ADD_LIT(list, "\"");
+			}
+			ADD_LIT(list, "]");
+			n = evbuffer_get_length(list);
+			if ((extra = malloc(n + 1)) != NULL) {
+				evbuffer_remove(list, extra, n);
+				extra[n] = '\0';
+			}
+			evbuffer_free(list);
+		}
+		admin_problem(req, out, 422,
+		              "the reload failed; the running configuration is "
+		              "kept",
+		              NULL, extra);
+		free(extra);
+	}
+	snapshot_unref(snap);
+	cg_errors_reset(&errs);
+}
+
 static void
 on_admin_request(struct evhttp_request *req, void *arg)
 {
@@ -40,10 +128,29 @@ on_admin_request(struct evhttp_request *req, void *arg)
 	const char *uri = evhttp_request_get_uri(req);
 	struct evbuffer *out = evbuffer_new();
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	bool known = strcmp(uri, "/metrics") == 0 ||
+	             strcmp(uri, "/healthz") == 0 ||
+	             strcmp(uri, "/readyz") == 0;
 	struct snapshot *snap;
 
 	if (out == NULL) {
 		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	if (strcmp(uri, "/reload") == 0) {
+		if (cmd == EVHTTP_REQ_POST)
+			admin_reload(a, req, out);
+		else
+			admin_problem(req, out, 405, "POST /reload reloads",
+			              "POST", NULL);
+		evbuffer_free(out);
+		return;
+	}
+	if (known && cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+		admin_problem(req, out, 405, "this endpoint only answers GET",
+		              "GET, HEAD", NULL);
+		evbuffer_free(out);
 		return;
 	}
 	snap = server_snapshot(a->server);
@@ -54,6 +161,12 @@ on_admin_request(struct evhttp_request *req, void *arg)
 
 		server_reload_counts(a->server, &r);
 		metrics_render(w, n, snap, &r, out);
+		evbuffer_add_printf(
+		    out,
+		    "# HELP consentgate_build_info The running build\n"
+		    "# TYPE consentgate_build_info gauge\n"
+		    "consentgate_build_info{version=\"%s\",commit=\"%s\"} 1\n",
+		    CG_VERSION, version_commit());
 		{
 			const struct tls_server *ts = server_tls(a->server);
 			const struct tls_client *tc =
@@ -85,22 +198,25 @@ on_admin_request(struct evhttp_request *req, void *arg)
 		long long age =
 		    (long long)(time(NULL) -
 		                consent_created_at(snapshot_consent(snap)));
-		bool ready = a->max_staleness_s == 0 ||
-		             age <= (long long)a->max_staleness_s;
+		bool draining = server_stopping(a->server);
+		bool ready = !draining && (a->max_staleness_s == 0 ||
+		                           age <= (long long)a->max_staleness_s);
 
 		evbuffer_add_printf(
 		    out,
 		    "%s: consent snapshot version %llu, "
 		    "confirmed current %llds ago\n",
-		    ready ? "ready" : "not ready",
+		    ready ? "ready" : draining ? "not ready (draining)" : "not ready",
 		    (unsigned long long)consent_version(snapshot_consent(snap)),
 		    age);
 		evhttp_add_header(h, "Content-Type", "text/plain");
 		evhttp_send_reply(req, ready ? 200 : 503,
 		                  ready ? "OK" : "Service Unavailable", out);
 	} else {
-		evhttp_send_error(req, 404,
-		                  "try /metrics, /healthz or /readyz");
+		admin_problem(req, out, 404,
+		              "no such admin endpoint: GET /metrics, /healthz, "
+		              "/readyz; POST /reload",
+		              NULL, NULL);
 	}
 	snapshot_unref(snap);
 	evbuffer_free(out);

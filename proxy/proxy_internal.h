@@ -51,6 +51,10 @@ struct config {
 	unsigned max_conns, fd_reserve, pool_size;
 	unsigned max_staleness_s;
 	char *decision_log; /* path, "-" for stdout, NULL off */
+	char *decision_log_key;  /* pseudonym key file, NULL: no subjects */
+	char *decision_log_full; /* "refuse" (NULL: the default) or "drop" */
+	unsigned decision_log_queue; /* lines queued at most, 0: default */
+	char *access_log;            /* path, "-" for stdout, NULL off */
 	char *admin;        /* HOST:PORT for /metrics and /healthz, NULL off */
 	/* TLS (tls.c): from clients, mutual with a client CA; to an https://
 	   upstream, verified against upstream_ca or the system store */
@@ -126,6 +130,15 @@ int server_reload(struct server *s, unsigned what, struct cg_errors *errs);
  */
 int server_reload_consent(struct server *s, struct consent_table *t,
                           struct cg_errors *errs);
+/*
+ * What SIGHUP and POST /reload do (the same function): the TLS
+ * certificate and key (when TLS is on), then server_reload of policy and
+ * consent table. Logs each part; what fails keeps running. 0, or -1 with
+ * every error in errs.
+ */
+int server_reload_all(struct server *s, struct cg_errors *errs);
+/* True once SIGTERM/SIGINT began the drain (readiness turns false). */
+bool server_stopping(struct server *s);
 /* How many reloads succeeded and failed since the start. */
 void server_reload_counts(struct server *s, struct metrics_reloads *out);
 /* The running snapshot, with a reference the caller drops. Takes a lock:
@@ -310,6 +323,8 @@ const char *respond_reason(int status);
 void respond_json_str(struct evbuffer *out, const char *s, size_t n);
 
 /* ---- log.c ---- */
+/* A line on stderr: time, level, "consentgate:", the message. log_msg is
+   info. */
 void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern int log_verbose;
 

@@ -331,6 +331,53 @@ out:
 	return rc;
 }
 
+/* The errors from index from on, in the log (a reload has no terminal). */
+static void
+log_errors_from(const struct cg_errors *errs, unsigned from)
+{
+	for (unsigned i = from; i < errs->count; i++)
+		log_msg("reload: %s", errs->msgs[i]);
+	if (errs->dropped > 0)
+		log_msg("reload: (%u more errors)", errs->dropped);
+}
+
+int
+server_reload_all(struct server *s, struct cg_errors *errs)
+{
+	unsigned before = errs->count;
+	int rc = 0;
+
+	if (s->tls != NULL) {
+		if (tls_server_reload(s->tls, errs) == 0) {
+			log_msg("reloaded the TLS certificate and key");
+		} else {
+			log_errors_from(errs, before);
+			log_msg("TLS reload failed; keeping the running "
+			        "certificate and key");
+			rc = -1;
+		}
+	}
+	before = errs->count;
+	if (server_reload(s, SNAPSHOT_BOTH, errs) != 0) {
+		log_errors_from(errs, before);
+		log_msg("reload failed; keeping the running policy and "
+		        "consent table");
+		rc = -1;
+	}
+	return rc;
+}
+
+bool
+server_stopping(struct server *s)
+{
+	bool stopping;
+
+	pthread_mutex_lock(&s->reload_lock);
+	stopping = s->stopping;
+	pthread_mutex_unlock(&s->reload_lock);
+	return stopping;
+}
+
 void
 server_reload_counts(struct server *s, struct metrics_reloads *out)
 {
@@ -539,15 +586,6 @@ out:
 	return rc;
 }
 
-static void
-log_errors(const struct cg_errors *errs)
-{
-	for (unsigned i = 0; i < errs->count; i++)
-		log_msg("reload: %s", errs->msgs[i]);
-	if (errs->dropped > 0)
-		log_msg("reload: (%u more errors)", errs->dropped);
-}
-
 /* SIGHUP: reopen the decision log, reload the TLS certificate and key,
    then the policy and consent table; what fails keeps running as it was. */
 static void
@@ -558,23 +596,8 @@ server_hup(struct server *s)
 	if (declog_reopen() != 0)
 		log_msg("reload: cannot reopen the decision log: %s",
 		        strerror(errno));
-	if (s->tls != NULL) {
-		cg_errors_init(&errs);
-		if (tls_server_reload(s->tls, &errs) == 0) {
-			log_msg("reloaded the TLS certificate and key");
-		} else {
-			log_errors(&errs);
-			log_msg("TLS reload failed; keeping the running "
-			        "certificate and key");
-		}
-		cg_errors_reset(&errs);
-	}
 	cg_errors_init(&errs);
-	if (server_reload(s, SNAPSHOT_BOTH, &errs) != 0) {
-		log_errors(&errs);
-		log_msg("reload failed; keeping the running policy and "
-		        "consent table");
-	}
+	server_reload_all(s, &errs);
 	cg_errors_reset(&errs);
 }
 
