@@ -66,20 +66,25 @@ first_match(const struct policy *p, int purpose,
 	return NULL;
 }
 
-/* Look subjects [from, n) up only for their evidence (a deny is decided). */
+/* Subjects [from, n) once a deny is decided: looked up and matched all the
+   same, for each one's evidence and own rule (the proof of every person). */
 static void
-add_evidence(const struct consent_table *t, int pid,
-             const struct cg_slice *subjects, unsigned from, unsigned n,
-             struct policy_decision *out)
+add_evidence(const struct policy_route *r, const struct consent_table *t,
+             int pid, const struct cg_slice *subjects, unsigned from,
+             unsigned n, int64_t now, struct policy_decision *out)
 {
 	for (unsigned i = from; i < n && out->nevidence < CG_MAX_SUBJECTS;
 	     i++) {
 		struct consent_lookup_result c;
+		const struct policy_rule *ru;
 
 		memset(&c, 0, sizeof(c));
 		if (t != NULL)
 			consent_lookup(t, subjects[i].ptr, subjects[i].len, pid,
 			               &c);
+		ru = first_match(r->policy, r->purpose, &c, now);
+		out->rules[out->nevidence] = ru != NULL ? ru->id : "(no rule)";
+		out->allows[out->nevidence] = ru != NULL && ru->allow;
 		out->evidence[out->nevidence++] = c.evidence;
 	}
 }
@@ -122,16 +127,20 @@ rule_decide(const struct policy_route *r, const struct consent_table *t,
 		if (nsubjects > 0 && t != NULL)
 			consent_lookup(t, subjects[i].ptr, subjects[i].len, pid,
 			               &c);
-		if (nsubjects > 0 && out->nevidence < CG_MAX_SUBJECTS)
-			out->evidence[out->nevidence++] = c.evidence;
 		ru = first_match(p, r->purpose, &c, now);
 		out->subject = i;
 		out->consent = c;
 		/* load guarantees a default; fail closed all the same */
 		out->allow = ru != NULL && ru->allow;
 		out->rule_id = ru != NULL ? ru->id : "(no rule)";
+		if (nsubjects > 0 && out->nevidence < CG_MAX_SUBJECTS) {
+			out->rules[out->nevidence] = out->rule_id;
+			out->allows[out->nevidence] = out->allow;
+			out->evidence[out->nevidence++] = c.evidence;
+		}
 		if (!out->allow) {
-			add_evidence(t, pid, subjects, i + 1, nsubjects, out);
+			add_evidence(r, t, pid, subjects, i + 1, nsubjects, now,
+			             out);
 			return;
 		}
 	}
@@ -148,8 +157,9 @@ rule_decide_record(const struct policy_route *r, const struct consent_table *t,
 		rule_decide(r, t, NULL, 0, now, out);
 		out->subject = rec->nsubjects;
 		if (!out->allow) {
-			add_evidence(t, route_purpose_id(r, t), rec->subjects,
-			             0, rec->nsubjects, out);
+			add_evidence(r, t, route_purpose_id(r, t),
+			             rec->subjects, 0, rec->nsubjects, now,
+			             out);
 			return;
 		}
 		if (rec->nsubjects == 0)

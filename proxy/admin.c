@@ -176,6 +176,7 @@ on_admin_request(struct evhttp_request *req, void *arg)
 			                   tc ? tls_client_stats(tc) : NULL, out);
 		}
 		metrics_render_consent(snap, out);
+		metrics_render_logs(out);
 		evhttp_add_header(h, "Content-Type",
 		                  "text/plain; version=0.0.4");
 		evhttp_send_reply(req, 200, "OK", out);

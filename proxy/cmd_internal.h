@@ -12,5 +12,6 @@ int cmd_check(int argc, char **argv);   /* cmd_check.c: validate a rule file */
 int cmd_test(int argc, char **argv);    /* cmd_test.c: run policy test cases */
 int cmd_eval(int argc, char **argv);    /* cmd_eval.c: decide a body offline */
 int cmd_consent(int argc, char **argv); /* cmd_consent.c: consent build|info */
+int cmd_audit(int argc, char **argv);   /* cmd_audit.c: one person's lines */
 
 #endif

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "consentgate/jsonpos.h"
+#include "declog_internal.h"
 #include "proxy_internal.h"
 
 void
@@ -44,6 +45,9 @@ config_reset(struct config *cfg)
 	free(cfg->consent_path);
 	free(cfg->consent_seed);
 	free(cfg->decision_log);
+	free(cfg->decision_log_key);
+	free(cfg->decision_log_full);
+	free(cfg->access_log);
 	free(cfg->admin);
 	free(cfg->tls_cert);
 	free(cfg->tls_key);
@@ -87,6 +91,8 @@ static const struct {
      100000000},
     {"tls_handshake_timeout_ms",
      offsetof(struct config, tls_handshake_timeout_ms), 0, 1, 3600000},
+    {"decision_log_queue", offsetof(struct config, decision_log_queue), 0, 1,
+     10000000},
 };
 
 static const struct {
@@ -100,6 +106,9 @@ static const struct {
     {"consent", offsetof(struct config, consent_path), 1},
     {"consent_seed", offsetof(struct config, consent_seed), 1},
     {"decision_log", offsetof(struct config, decision_log), 1},
+    {"decision_log_key", offsetof(struct config, decision_log_key), 1},
+    {"decision_log_full", offsetof(struct config, decision_log_full), 0},
+    {"access_log", offsetof(struct config, access_log), 1},
     {"admin", offsetof(struct config, admin), 0},
     {"tls_cert", offsetof(struct config, tls_cert), 1},
     {"tls_key", offsetof(struct config, tls_key), 1},
@@ -451,6 +460,38 @@ config_resolve_tls(struct config *cfg, struct cg_errors *errs)
 		              cfg->upstream);
 }
 
+/* The decision log's key (refused at start unless readable and long
+   enough) and full-queue mode. */
+static void
+config_resolve_logs(const struct config *cfg, struct cg_errors *errs)
+{
+	if (cfg->decision_log_full != NULL &&
+	    strcmp(cfg->decision_log_full, "refuse") != 0 &&
+	    strcmp(cfg->decision_log_full, "drop") != 0)
+		cg_errors_add(errs, "decision_log_full", 0, 0,
+		              "'%s': must be \"refuse\" or \"drop\"",
+		              cfg->decision_log_full);
+	if (cfg->decision_log_key != NULL) {
+		unsigned char *key = malloc(DECLOG_KEY_MAX);
+		char why[512];
+		size_t len;
+
+		if (cfg->decision_log == NULL)
+			cg_errors_add(errs, "--decision-log-key", 0, 0,
+			              "needs --decision-log");
+		else if (key == NULL)
+			cg_errors_add(errs, "--decision-log-key", 0, 0,
+			              "out of memory");
+		else if (declog_read_key(cfg->decision_log_key, key, &len, why,
+		                         sizeof(why)) != 0)
+			cg_errors_add(errs, "--decision-log-key", 0, 0, "%s",
+			              why);
+		if (key != NULL)
+			memset(key, 0, DECLOG_KEY_MAX);
+		free(key);
+	}
+}
+
 int
 config_resolve(struct config *cfg, struct cg_errors *errs)
 {
@@ -485,5 +526,6 @@ config_resolve(struct config *cfg, struct cg_errors *errs)
 		    "missing: give the consent table (CSV or snapshot)");
 	if (cfg->max_header_count > CG_MAX_HEADERS)
 		cfg->max_header_count = CG_MAX_HEADERS;
+	config_resolve_logs(cfg, errs);
 	return errs->count == before ? 0 : -1;
 }

@@ -13,11 +13,14 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn_internal.h"
+#include "accesslog_internal.h"
 #include "declog_internal.h"
 #include "inspect_internal.h"
+#include "reqid_internal.h"
 #include "tls_internal.h"
 
 static void
@@ -51,9 +54,87 @@ conn_free_cache(struct worker *w)
 	conn_request_cache_free(w);
 }
 
+static int64_t
+ns_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)(now.tv_sec - t0->tv_sec) * 1000000000 +
+	       (now.tv_nsec - t0->tv_nsec);
+}
+
+/* The access log's line of the request ending now (once: rid cleared). */
+static void
+access_line(struct conn *c)
+{
+	struct conn_request_log *l = &c->rq->log;
+	const struct http1_request *r = &c->rq->req;
+	struct accesslog_entry e = {
+	    l->rid,
+	    c->client ? c->client : c->peer,
+	    r->method,
+	    r->path,
+	    c->route ? route_name(c->route) : NULL,
+	    l->status,
+	    r->head_len,
+	    l->bytes_out,
+	    l->up0.tv_sec || l->up0.tv_nsec ? l->up_ns : -1,
+	    ns_since(&l->t0)};
+
+	if (l->t0.tv_sec == 0) /* no head was read: no method, no path */
+		e.method = e.path = (struct cg_slice){"", 0}, e.bytes_in = 0,
+		e.total_ns = 0;
+	else if (r->framing == HTTP1_FRAMING_CHUNKED)
+		e.bytes_in += c->chunked.total;
+	else if (r->framing == HTTP1_FRAMING_LENGTH)
+		e.bytes_in += r->content_length - c->body_left;
+	if (c->w->accesslog == NULL)
+		c->w->accesslog = evbuffer_new();
+	if (c->w->accesslog != NULL)
+		accesslog_write(c->w->accesslog, &e);
+}
+
+/* The request id and the clock of a request whose head was just read. */
+static void
+request_begin(struct conn *c)
+{
+	const struct http1_request *r = &c->rq->req;
+	struct cg_slice xrid = {NULL, 0}, tp = {NULL, 0};
+
+	for (unsigned i = 0; i < r->nheaders; i++) {
+		if (xrid.ptr == NULL &&
+		    cg_slice_ieq(r->headers[i].name, "X-Request-Id"))
+			xrid = r->headers[i].value;
+		else if (tp.ptr == NULL &&
+		         cg_slice_ieq(r->headers[i].name, "traceparent"))
+			tp = r->headers[i].value;
+	}
+	memset(&c->rq->log, 0, sizeof(c->rq->log));
+	reqid_pick(xrid, tp, c->rq->log.rid);
+	clock_gettime(CLOCK_MONOTONIC, &c->rq->log.t0);
+}
+
+/* A response of ours or the upstream's begins: its status, and the id
+   of a request whose head could not be read. */
+void
+conn_responding(struct conn *c, int status)
+{
+	if (c->rq == NULL)
+		return;
+	c->rq->log.status = status;
+	if (c->rq->log.rid[0] == '\0')
+		reqid_make(c->rq->log.rid);
+}
+
 void
 conn_end_request(struct conn *c)
 {
+	if (c->rq && c->rq->log.rid[0] != '\0') {
+		if (accesslog_enabled())
+			access_line(c);
+		memset(&c->rq->log, 0, sizeof(c->rq->log));
+	}
 	if (c->up) {
 		upstream_abort(c->up);
 		c->up = NULL;
@@ -140,11 +221,31 @@ conn_log_decision(struct conn *c, const char *outcome, int status)
 		metrics_add(c->w, m, 1);
 		metrics_add(c->w, METRIC_RECORDS_KEPT, c->rq->insp.kept);
 		metrics_add(c->w, METRIC_RECORDS_DROPPED, c->rq->insp.dropped);
-		declog_write(c->w, c->id, c->client ? c->client : c->peer,
+		declog_write(c->w, c->id, c->rq->log.rid,
+		             c->client ? c->client : c->peer,
 		             c->route, c->snap, &c->rq->insp,
 		             outcome, status);
 		c->rq->insp.active = false; /* one line per request */
 	}
+}
+
+/* Our problem response: the request id among its header lines. */
+static void
+problem(struct conn *c, int status, const char *detail, bool close,
+        const char *extra, const char *headers)
+{
+	char lines[REQID_MAX + 512];
+	size_t mark = evbuffer_get_length(c->t.out);
+
+	conn_responding(c, status);
+	if (c->rq == NULL) {
+		respond_problem(c->t.out, status, detail, close, extra, headers);
+		return;
+	}
+	snprintf(lines, sizeof(lines), "X-Request-Id: %s\r\n%s",
+	         c->rq->log.rid, headers ? headers : "");
+	respond_problem(c->t.out, status, detail, close, extra, lines);
+	c->rq->log.bytes_out += evbuffer_get_length(c->t.out) - mark;
 }
 
 /* The decision-log outcome of a refusal. */
@@ -164,7 +265,7 @@ fail_with(struct conn *c, int status, const char *detail, const char *extra,
 	log_msg("conn %llu: %d %s", (unsigned long long)c->id, status, detail);
 	conn_log_decision(c, refusal_outcome(status), status);
 	metrics_response(c->w, status);
-	respond_problem(c->t.out, status, detail, true, extra, headers);
+	problem(c, status, detail, true, extra, headers);
 	conn_end_request(c);
 	c->state = CS_CLOSING;
 	conn_clear_timer(c);
@@ -188,7 +289,7 @@ reply_with(struct conn *c, int status, const char *detail, const char *extra,
 
 	conn_log_decision(c, refusal_outcome(status), status);
 	metrics_response(c->w, status);
-	respond_problem(c->t.out, status, detail, close, extra, headers);
+	problem(c, status, detail, close, extra, headers);
 	conn_end_request(c);
 	c->state = close ? CS_CLOSING : CS_HEAD;
 }
@@ -210,12 +311,18 @@ conn_reply_all_dropped(struct conn *c)
 {
 	c->keep_alive =
 	    c->rq->req.keep_alive && !c->w->draining && !conn_body_pending(c);
+	size_t mark = evbuffer_get_length(c->t.out);
+
 	conn_log_decision(c, "all-dropped", 204);
 	metrics_response(c->w, 204);
+	conn_responding(c, 204);
 	ADD_LIT(c->t.out, "HTTP/1.1 204 No Content\r\n");
+	evbuffer_add_printf(c->t.out, "X-Request-Id: %s\r\n",
+	                    c->rq->log.rid);
 	inspect_response_headers(&c->rq->insp, c->t.out);
 	evbuffer_add_printf(c->t.out, "%s\r\n",
 	                    c->keep_alive ? "" : "Connection: close\r\n");
+	c->rq->log.bytes_out += evbuffer_get_length(c->t.out) - mark;
 	conn_end_request(c);
 	c->state = c->keep_alive ? CS_HEAD : CS_CLOSING;
 }
@@ -301,6 +408,7 @@ start_request(struct conn *c, const char *buf)
 	}
 	evbuffer_drain(c->t.in, r->head_len);
 	conn_clear_timer(c);
+	request_begin(c);
 
 	metrics_add(c->w, METRIC_REQUESTS, 1);
 	c->snap = worker_snapshot(c->w);
@@ -328,6 +436,16 @@ start_request(struct conn *c, const char *buf)
 	}
 	if (!client_may_use(c))
 		return;
+	if (route_action(c->route) == POLICY_ACTION_INSPECT &&
+	    !declog_admits()) {
+		/* the proof is a legal duty: no decision it cannot record */
+		metrics_add(c->w, METRIC_DECLOG_REFUSED, 1);
+		if (r->framing == HTTP1_FRAMING_NONE)
+			conn_reply_problem(c, 503, DECLOG_FULL_DETAIL, NULL);
+		else
+			conn_fail(c, 503, DECLOG_FULL_DETAIL, NULL);
+		return;
+	}
 	if (route_action(c->route) == POLICY_ACTION_INSPECT) {
 		int status = inspect_begin(&c->rq->insp, c->snap, c->route, r,
 		                           c->w->cfg->max_staleness_s);

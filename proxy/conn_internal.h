@@ -82,6 +82,9 @@ void conn_reply_problem(struct conn *c, int status, const char *detail,
 void conn_reply_all_dropped(struct conn *c);
 /* Forget the request in flight (the upstream exchange is aborted). */
 void conn_end_request(struct conn *c);
+/* A response to the request begins (ours or the upstream's): its status
+   for the access log; makes a request id when the head was unreadable. */
+void conn_responding(struct conn *c, int status);
 /* The decision-log line and metrics of an inspected request, once. */
 void conn_log_decision(struct conn *c, const char *outcome, int status);
 void conn_clear_timer(struct conn *c);

@@ -40,6 +40,7 @@ conn_request_get(struct worker *w)
 		return NULL;
 	}
 	rq->next_free = NULL;
+	memset(&rq->log, 0, sizeof(rq->log));
 	inspect_result_init(&rq->insp);
 	return rq;
 }

@@ -12,11 +12,22 @@
 
 #include "http1_internal.h"
 #include "inspect_internal.h"
+#include "reqid_internal.h"
 
 #define CONN_REQUEST_FREE_MAX                                                  \
 	64 /* request states a worker keeps (9 KiB each) */
 
 struct worker;
+
+/* What the request id and the access log keep of one request; zero (rid
+   "") between requests. */
+struct conn_request_log {
+	char rid[REQID_MAX + 1];
+	struct timespec t0, up0; /* CLOCK_MONOTONIC: head read, sent upstream */
+	int64_t up_ns;           /* upstream time, once its response ended */
+	int status;              /* of the response, 0 before one */
+	uint64_t bytes_out;      /* response bytes queued to the client */
+};
 
 struct conn_request {
 	struct http1_request req;
@@ -26,6 +37,7 @@ struct conn_request {
 	/* the body read so far, and a streamed body's kept records not yet
 	   sent: empty between requests */
 	struct evbuffer *body, *kept;
+	struct conn_request_log log;
 	struct conn_request *next_free; /* in the worker's free list */
 };
 

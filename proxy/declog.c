@@ -1,100 +1,313 @@
 /*
  * declog.c: the decision log, the proof. One JSON line per inspected
- * request: when, which route and purpose, the policy id and digest and the
- * consent snapshot version that decided it, the outcome, and for every
- * record its index, the rule that decided it, the decision and the evidence
- * id of the consent row used (and, for a record of several people, the
- * evidence of each). Never a subject id or record content.
+ * request (format version DECLOG_VERSION, README "The decision log"):
+ * when, the request id, the client, route and purpose, the policy id and
+ * digest and the consent snapshot version that decided it, the outcome,
+ * and for every record its index, the deciding rule, the decision and the
+ * evidence id of the consent row used, and for every person of the record
+ * their own decision, rule and evidence. Never a subject id or record
+ * content: with a key, each person appears as HMAC-SHA-256(key, id), which
+ * only a key holder can link to someone (consentgate audit).
  *
- * Each worker buffers its lines and appends them with one write(2) to a
- * file opened O_APPEND (lines from several workers never interleave), when
- * 64 KiB are waiting or every 200 ms, and at exit.
+ * Lines are built on the worker and written by logq's writer thread; the
+ * queue is bounded, and by default a full queue refuses new inspected
+ * requests (declog_admits) rather than lose proof.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "declog_internal.h"
 #include "inspect_internal.h"
+#include "logq_internal.h"
 #include "proxy_internal.h"
 
-#define DECLOG_FLUSH_BYTES (64u << 10) /* bytes buffered before a write */
-#define DECLOG_FLUSH_MS 200            /* ms at most a line waits */
+static struct logq *declog_q;
+static unsigned queue_cap = DECLOG_QUEUE_DEFAULT;
+static bool queue_drop;
+static unsigned char declog_key[DECLOG_KEY_MAX];
+static size_t declog_keylen; /* 0: no pseudonyms */
 
-static int declog_fd = -1;
-static char *declog_path; /* for reopening after rotation */
+/* One keyed HMAC per thread, re-initialised per subject without the key
+   setup; kept on a list so that declog_close frees them all. */
+struct mac_slot {
+	EVP_MAC_CTX *ctx;
+	struct mac_slot *next;
+};
+static EVP_MAC *hmac;
+static struct mac_slot *mac_slots;
+static pthread_mutex_t mac_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local struct mac_slot *my_mac;
+
+int
+declog_read_key(const char *path, unsigned char *key, size_t *len, char *why,
+                size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t n = 0;
+	int rc = -1;
+
+	if (fd < 0) {
+		snprintf(why, cap, "cannot open '%s': %s", path,
+		         strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		unsigned char extra;
+		ssize_t k = n < DECLOG_KEY_MAX
+		                ? read(fd, key + n, DECLOG_KEY_MAX - n)
+		                : read(fd, &extra, 1);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			snprintf(why, cap, "cannot read '%s': %s", path,
+			         strerror(errno));
+			goto out;
+		}
+		if (k == 0)
+			break;
+		if (n >= DECLOG_KEY_MAX) {
+			snprintf(why, cap, "'%s': longer than %d bytes", path,
+			         DECLOG_KEY_MAX);
+			goto out;
+		}
+		n += (size_t)k;
+	}
+	if (n < DECLOG_KEY_MIN) {
+		snprintf(why, cap,
+		         "'%s': %zu bytes; a key needs at least %d (e.g. "
+		         "head -c 32 /dev/urandom)",
+		         path, n, DECLOG_KEY_MIN);
+		goto out;
+	}
+	*len = n;
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}
+
+static EVP_MAC_CTX *
+mac_new(const unsigned char *key, size_t keylen)
+{
+	char sha256[] = "SHA256";
+	OSSL_PARAM params[] = {
+	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, sha256, 0),
+	    OSSL_PARAM_construct_end()};
+	EVP_MAC_CTX *ctx;
+
+	if (hmac == NULL && (hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
+		return NULL;
+	ctx = EVP_MAC_CTX_new(hmac);
+	if (ctx != NULL && EVP_MAC_init(ctx, key, keylen, params) != 1) {
+		EVP_MAC_CTX_free(ctx);
+		ctx = NULL;
+	}
+	return ctx;
+}
+
+static int
+mac_hex(EVP_MAC_CTX *ctx, bool rekey, const char *id, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[32];
+	size_t mdlen = 0;
+
+	/* a NULL key starts over with the key already set */
+	if ((rekey && EVP_MAC_init(ctx, NULL, 0, NULL) != 1) ||
+	    EVP_MAC_update(ctx, (const unsigned char *)id, n) != 1 ||
+	    EVP_MAC_final(ctx, md, &mdlen, sizeof(md)) != 1 || mdlen != 32)
+		return -1;
+	for (size_t i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[64] = '\0';
+	return 0;
+}
+
+int
+declog_pseudonym(const unsigned char *key, size_t keylen, const char *id,
+                 size_t n, char *out)
+{
+	EVP_MAC_CTX *ctx = mac_new(key, keylen);
+	int rc = ctx != NULL ? mac_hex(ctx, false, id, n, out) : -1;
+
+	EVP_MAC_CTX_free(ctx);
+	return rc;
+}
+
+/* This thread's pseudonym of id with the configured key; 0 or -1. */
+static int
+pseudonym(const char *id, size_t n, char *out)
+{
+	if (my_mac == NULL) {
+		struct mac_slot *s = calloc(1, sizeof(*s));
+
+		if (s == NULL)
+			return -1;
+		pthread_mutex_lock(&mac_lock);
+		s->ctx = mac_new(declog_key, declog_keylen);
+		s->next = mac_slots;
+		mac_slots = s;
+		pthread_mutex_unlock(&mac_lock);
+		my_mac = s;
+	}
+	if (my_mac->ctx == NULL)
+		return -1;
+	return mac_hex(my_mac->ctx, true, id, n, out);
+}
+
+int
+declog_set_key(const char *path, char *why, size_t cap)
+{
+	char probe[65];
+	EVP_MAC_CTX *ctx;
+
+	declog_keylen = 0;
+	if (path == NULL)
+		return 0;
+	if (declog_read_key(path, declog_key, &declog_keylen, why, cap) != 0)
+		return -1;
+	/* fail at start, not on the first request */
+	ctx = mac_new(declog_key, declog_keylen);
+	if (ctx == NULL || mac_hex(ctx, false, "", 0, probe) != 0) {
+		EVP_MAC_CTX_free(ctx);
+		snprintf(why, cap, "HMAC-SHA-256 is not available");
+		declog_keylen = 0;
+		return -1;
+	}
+	EVP_MAC_CTX_free(ctx);
+	return 0;
+}
+
+void
+declog_set_queue(unsigned cap, bool drop)
+{
+	queue_cap = cap > 0 ? cap : DECLOG_QUEUE_DEFAULT;
+	queue_drop = drop;
+}
 
 int
 declog_open(const char *path)
 {
-	if (path == NULL)
+	if (path == NULL || declog_q != NULL)
 		return 0;
-	if (strcmp(path, "-") == 0) {
-		declog_fd = STDOUT_FILENO;
-		return 0;
-	}
-	declog_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-	if (declog_fd < 0)
+	/* the decision log is synced batch by batch: it is the proof */
+	declog_q = logq_open(path, queue_cap, queue_drop, true);
+	if (declog_q == NULL)
 		return -1;
-	free(declog_path);
-	declog_path = strdup(path);
+	atexit(declog_close); /* demo and serve: what is queued is written */
 	return 0;
 }
 
 int
 declog_reopen(void)
 {
-	int fd;
-
-	if (declog_path == NULL || declog_fd < 0)
-		return 0;
-	fd = open(declog_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-	if (fd < 0)
-		return -1;
-	/* dup2 swaps the file under the same descriptor atomically: a worker
-	   writing right now finishes its line in the old file */
-	if (dup3(fd, declog_fd, O_CLOEXEC) < 0) {
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	return 0;
+	return logq_reopen(declog_q);
 }
 
 bool
 declog_enabled(void)
 {
-	return declog_fd >= 0;
+	return declog_q != NULL;
+}
+
+bool
+declog_admits(void)
+{
+	return declog_q == NULL || queue_drop || !logq_full(declog_q);
 }
 
 void
-declog_record(struct evbuffer *trail, unsigned index,
-              const struct policy_decision *d)
+declog_stats(uint64_t *depth, uint64_t *dropped)
 {
+	logq_stats(declog_q, depth, dropped);
+}
+
+void
+declog_close(void)
+{
+	logq_close(declog_q);
+	declog_q = NULL;
+	pthread_mutex_lock(&mac_lock);
+	while (mac_slots != NULL) {
+		struct mac_slot *s = mac_slots;
+
+		mac_slots = s->next;
+		EVP_MAC_CTX_free(s->ctx);
+		free(s);
+	}
+	pthread_mutex_unlock(&mac_lock);
+	EVP_MAC_free(hmac);
+	hmac = NULL;
+	OPENSSL_cleanse(declog_key, sizeof(declog_key));
+	declog_keylen = 0;
+}
+
+static void
+add_str(struct evbuffer *b, const char *s, size_t n)
+{
+	ADD_LIT(b, "\"");
+	respond_json_str(b, s, n);
+	ADD_LIT(b, "\"");
+}
+
+void
+declog_record(struct evbuffer *trail, const struct verdict_record *rec)
+{
+	const struct policy_decision *d = &rec->d;
+	const struct cg_slice *subj = NULL;
+	unsigned n = 0;
+
 	if (trail == NULL)
 		return;
-	evbuffer_add_printf(trail, "%s[%u,\"%s\",\"",
-	                    evbuffer_get_length(trail) ? "," : "", index,
+	if (rec->scan != NULL) {
+		subj = rec->scan->subjects;
+		n = rec->scan->nsubjects;
+	} else if (rec->header_subject.len > 0) {
+		subj = &rec->header_subject;
+		n = 1;
+	}
+	if (n > d->nevidence)
+		n = d->nevidence;
+	evbuffer_add_printf(trail, "%s[%u,\"%s\",",
+	                    evbuffer_get_length(trail) ? "," : "", rec->index,
 	                    d->allow ? "allow" : "deny");
-	respond_json_str(trail, d->rule_id, strlen(d->rule_id));
-	ADD_LIT(trail, "\",\"");
-	respond_json_str(trail, d->consent.evidence.ptr,
-	                 d->consent.evidence.len);
-	ADD_LIT(trail, "\"");
-	/* several people: the evidence of each, in subject order */
-	if (d->nevidence > 1) {
+	add_str(trail, d->rule_id, strlen(d->rule_id));
+	ADD_LIT(trail, ",");
+	add_str(trail, d->consent.evidence.ptr, d->consent.evidence.len);
+	/* every person of the record, in order: several people, or one
+	 * with a pseudonym to find them by */
+	if (n > 1 || (n == 1 && declog_keylen > 0)) {
 		ADD_LIT(trail, ",[");
-		for (unsigned i = 0; i < d->nevidence; i++) {
-			if (i > 0)
+		for (unsigned i = 0; i < n; i++) {
+			char pn[65];
+
+			evbuffer_add_printf(trail, "%s[\"%s\",",
+			                    i > 0 ? "," : "",
+			                    d->allows[i] ? "allow" : "deny");
+			add_str(trail, d->rules[i], strlen(d->rules[i]));
+			ADD_LIT(trail, ",");
+			add_str(trail, d->evidence[i].ptr, d->evidence[i].len);
+			if (declog_keylen > 0) {
+				/* never the id itself, also when HMAC fails */
+				if (pseudonym(subj[i].ptr, subj[i].len, pn) !=
+				    0)
+					strcpy(pn, "(unavailable)");
 				ADD_LIT(trail, ",");
-			ADD_LIT(trail, "\"");
-			respond_json_str(trail, d->evidence[i].ptr,
-			                 d->evidence[i].len);
-			ADD_LIT(trail, "\"");
+				add_str(trail, pn, strlen(pn));
+			}
+			ADD_LIT(trail, "]");
 		}
 		ADD_LIT(trail, "]");
 	}
@@ -102,73 +315,40 @@ declog_record(struct evbuffer *trail, unsigned index,
 }
 
 void
-declog_flush(struct worker *w)
-{
-	struct evbuffer *b = w->declog;
-
-	while (b != NULL && evbuffer_get_length(b) > 0) {
-		int n = evbuffer_write(b, declog_fd);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_msg(
-			    "decision log: write failed: %s; %zu bytes lost",
-			    strerror(errno), evbuffer_get_length(b));
-			evbuffer_drain(b, evbuffer_get_length(b));
-		}
-	}
-}
-
-static void
-on_flush_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct worker *w = arg;
-
-	w->declog_timer_armed = false;
-	declog_flush(w);
-}
-
-void
-declog_write(struct worker *w, uint64_t conn_id, const char *client,
-             const struct policy_route *route, const struct snapshot *snap,
-             const struct inspect_result *r, const char *outcome, int status)
+declog_write(struct worker *w, uint64_t conn_id, const char *request_id,
+             const char *client, const struct policy_route *route,
+             const struct snapshot *snap, const struct inspect_result *r,
+             const char *outcome, int status)
 {
 	const struct policy *p = snapshot_policy(snap);
 	struct evbuffer *b;
-	struct timespec ts;
-	struct tm tm;
 	char stamp[32];
 	const char *name = route_name(route);
 
-	if (declog_fd < 0)
+	if (declog_q == NULL)
 		return;
-	if (w->declog == NULL) {
-		w->declog = evbuffer_new();
-		w->declog_timer = evtimer_new(w->base, on_flush_timer, w);
-		if (w->declog == NULL || w->declog_timer == NULL)
-			return;
-	}
+	if (w->declog == NULL && (w->declog = evbuffer_new()) == NULL)
+		return;
 	b = w->declog;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	logq_stamp(stamp);
+	evbuffer_add_printf(b, "{\"v\":%d,\"time\":\"%s\",\"request_id\":",
+	                    DECLOG_VERSION, stamp);
+	add_str(b, request_id, strlen(request_id));
 	evbuffer_add_printf(
-	    b, "{\"time\":\"%s.%03ldZ\",\"conn\":%llu,\"client\":\"", stamp,
-	    ts.tv_nsec / 1000000, (unsigned long long)conn_id);
+	    b, ",\"conn\":%llu,\"client\":", (unsigned long long)conn_id);
 	/* an IPv6 address comes quoted for Forwarded: not here */
 	if (client[0] == '"' && strlen(client) >= 2)
-		respond_json_str(b, client + 1, strlen(client) - 2);
+		add_str(b, client + 1, strlen(client) - 2);
 	else
-		respond_json_str(b, client, strlen(client));
-	ADD_LIT(b, "\",\"route\":\"");
-	respond_json_str(b, name, strlen(name));
-	evbuffer_add_printf(b, "\",\"purpose\":\"%s\",\"policy\":\"",
-	                    route_purpose(route));
-	respond_json_str(b, policy_id(p), strlen(policy_id(p)));
+		add_str(b, client, strlen(client));
+	ADD_LIT(b, ",\"route\":");
+	add_str(b, name, strlen(name));
+	evbuffer_add_printf(
+	    b, ",\"purpose\":\"%s\",\"policy\":", route_purpose(route));
+	add_str(b, policy_id(p), strlen(policy_id(p)));
 	evbuffer_add_printf(
 	    b,
-	    "\",\"digest\":\"%s\",\"snapshot\":%llu,\"outcome\":\"%s\","
+	    ",\"digest\":\"%s\",\"snapshot\":%llu,\"outcome\":\"%s\","
 	    "\"status\":%d,\"records\":%u,\"kept\":%u,\"dropped\":%u,"
 	    "\"decisions\":[",
 	    policy_digest(p),
@@ -177,24 +357,13 @@ declog_write(struct worker *w, uint64_t conn_id, const char *client,
 	if (r->trail)
 		evbuffer_add_buffer(b, r->trail);
 	ADD_LIT(b, "]}\n");
-	if (evbuffer_get_length(b) >= DECLOG_FLUSH_BYTES) {
-		declog_flush(w);
-	} else if (!w->declog_timer_armed) {
-		struct timeval tv = {0, DECLOG_FLUSH_MS * 1000};
-
-		evtimer_add(w->declog_timer, &tv);
-		w->declog_timer_armed = true;
-	}
+	logq_push(declog_q, b);
 }
 
 void
 declog_worker_free(struct worker *w)
 {
-	declog_flush(w);
-	if (w->declog_timer)
-		event_free(w->declog_timer);
 	if (w->declog)
 		evbuffer_free(w->declog);
 	w->declog = NULL;
-	w->declog_timer = NULL;
 }

@@ -197,12 +197,12 @@ inspect_begin(struct inspect_result *r, struct snapshot *snap,
 	}
 	if (verdict_begin(&r->v, route, snapshot_consent(snap), &vr) != 0) {
 		if (r->v.decided)
-			declog_record(r->trail, 0, &r->v.rec.d);
+			declog_record(r->trail, &r->v.rec);
 		return refused(r);
 	}
 	r->decided = r->v.decided;
 	if (r->decided)
-		declog_record(r->trail, 0, &r->v.rec.d);
+		declog_record(r->trail, &r->v.rec);
 	r->streaming = r->v.streamable;
 	counted(r);
 	return 0;
@@ -239,7 +239,7 @@ inspect_feed(struct inspect_result *r, struct snapshot *snap,
 		    in, (ev_ssize_t)(n + (nl.pos >= 0)));
 		rc = verdict_feed_line(&r->v, line, n, &rec);
 		if (rec != NULL)
-			declog_record(r->trail, rec->index, &rec->d);
+			declog_record(r->trail, rec);
 		if (rc != 0)
 			return refused(r);
 		if (rec != NULL && rec->d.allow) {
@@ -277,10 +277,10 @@ inspect_run(struct inspect_result *r, struct snapshot *snap,
 	if (verdict_body(&r->v, buf, len) != 0)
 		return refused(r);
 	while ((rc = verdict_next(&r->v, &rec)) == 1)
-		declog_record(r->trail, rec->index, &rec->d);
+		declog_record(r->trail, rec);
 	if (rc < 0) {
 		if (rec != NULL)
-			declog_record(r->trail, rec->index, &rec->d);
+			declog_record(r->trail, rec);
 		return refused(r);
 	}
 	verdict_end(&r->v);

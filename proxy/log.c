@@ -1,26 +1,50 @@
-/* log.c: one line per event on stderr, with the time. */
+/* log.c: one line per event on stderr: the time, the level, the message. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
 
+#include "logq_internal.h"
 #include "proxy_internal.h"
 
 int log_verbose;
 
+static void
+log_line(const char *level, const char *fmt, va_list ap)
+{
+	char line[1024], stamp[32];
+
+	logq_stamp(stamp);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	/* one fprintf: stderr is unbuffered, a line goes out in one write */
+	fprintf(stderr, "%s %s consentgate: %s\n", stamp, level, line);
+}
+
 void
 log_msg(const char *fmt, ...)
 {
-	char line[1024], stamp[32];
-	struct timespec ts;
-	struct tm tm;
 	va_list ap;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	log_line("info", fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "%s.%03ldZ consentgate: %s\n", stamp,
-	        ts.tv_nsec / 1000000, line);
+}
+
+void
+log_warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_line("warn", fmt, ap);
+	va_end(ap);
+}
+
+void
+log_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_line("error", fmt, ap);
+	va_end(ap);
 }

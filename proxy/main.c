@@ -18,6 +18,7 @@ static const struct {
     {"test", cmd_test, "run table-driven test cases against a rule file"},
     {"eval", cmd_eval, "decide every record of a body, offline"},
     {"consent", cmd_consent, "build or inspect a consent snapshot"},
+    {"audit", cmd_audit, "print the decision-log lines about one person"},
 };
 
 static void

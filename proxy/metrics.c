@@ -10,7 +10,9 @@
 
 #include <event2/buffer.h>
 
+#include "accesslog_internal.h"
 #include "consent_pg_internal.h"
+#include "declog_internal.h"
 #include "metrics_internal.h"
 #include "proxy_internal.h"
 #include "tls_internal.h"
@@ -51,6 +53,10 @@ static const struct {
     [METRIC_ACCEPT_PAUSES] =
         {"consentgate_accept_pauses_total", "",
          "Times accepting paused at max_conns or the fd reserve"},
+    [METRIC_DECLOG_REFUSED] =
+        {"consentgate_decision_log_refused_total", "",
+         "Inspected requests refused with 503 while the decision log's "
+         "queue was full"},
 };
 
 void
@@ -178,6 +184,30 @@ metrics_render_tls(const struct tls_stats *clients,
 		render_tls_side("client", clients, out);
 	if (upstream)
 		render_tls_side("upstream", upstream, out);
+}
+
+void
+metrics_render_logs(struct evbuffer *out)
+{
+	uint64_t depth, dropped;
+
+	declog_stats(&depth, &dropped);
+	evbuffer_add_printf(
+	    out,
+	    "# HELP consentgate_decision_log_queue_lines Decision-log lines "
+	    "waiting for the writer\n"
+	    "# TYPE consentgate_decision_log_queue_lines gauge\n"
+	    "consentgate_decision_log_queue_lines %llu\n"
+	    "# HELP consentgate_decision_log_dropped_total Decision-log lines "
+	    "dropped on a full queue (decision_log_full: drop)\n"
+	    "# TYPE consentgate_decision_log_dropped_total counter\n"
+	    "consentgate_decision_log_dropped_total %llu\n"
+	    "# HELP consentgate_access_log_dropped_total Access-log lines "
+	    "dropped on a full queue\n"
+	    "# TYPE consentgate_access_log_dropped_total counter\n"
+	    "consentgate_access_log_dropped_total %llu\n",
+	    (unsigned long long)depth, (unsigned long long)dropped,
+	    (unsigned long long)accesslog_dropped());
 }
 
 void

@@ -23,6 +23,7 @@ enum metric {
 	METRIC_UPSTREAM_ERRORS,
 	METRIC_ACCEPTS,
 	METRIC_ACCEPT_PAUSES,
+	METRIC_DECLOG_REFUSED, /* 503: the decision log's queue was full */
 	METRIC_COUNT
 };
 
@@ -56,6 +57,9 @@ void metrics_render(const struct worker *workers, unsigned n,
                     const struct snapshot *snap,
                     const struct metrics_reloads *reloads,
                     struct evbuffer *out);
+
+/* The decision log's queue depth and drops, the access log's drops. */
+void metrics_render_logs(struct evbuffer *out);
 
 /* The consent table's version and age, and with a database source its
  * counters (consent_pg.c), in the same format. */

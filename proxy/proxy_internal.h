@@ -186,9 +186,8 @@ struct worker {
 	unsigned nidle;
 	uint64_t next_conn_id;
 	unsigned index;
-	struct evbuffer *declog; /* decision-log lines not yet written */
-	struct event *declog_timer;
-	bool declog_timer_armed;
+	struct evbuffer *declog; /* builds a decision-log line */
+	struct evbuffer *accesslog; /* builds an access-log line */
 	struct metrics metrics;
 	struct conn_request *rq_free; /* request states kept for reuse */
 	unsigned nrq_free;
@@ -326,6 +325,8 @@ void respond_json_str(struct evbuffer *out, const char *s, size_t n);
 /* A line on stderr: time, level, "consentgate:", the message. log_msg is
    info. */
 void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern int log_verbose;
 
 #endif

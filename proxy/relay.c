@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conn_internal.h"
 #include "inspect_internal.h"
@@ -54,15 +55,18 @@ write_response_head(struct conn *c, const struct http1_response *res)
 		c->state = CS_UPSTREAM;
 		conn_clear_timer(c);
 	}
+	size_t mark = evbuffer_get_length(o);
+
 	c->response_started = true;
 	metrics_response(c->w, res->status);
+	conn_responding(c, res->status);
 	c->keep_alive = c->rq->req.keep_alive && !c->w->draining &&
 	                !conn_body_pending(c) && !(early && inspected) &&
 	                res->framing != HTTP1_FRAMING_CLOSE &&
 	                !(chunked && c->rq->req.minor == 0);
 	/* a chunked body to a 1.0 client is de-chunked: it reads to close */
 	rewrite_response_head(o, res, c->rq->insp.active,
-	                      chunked && c->rq->req.minor == 1);
+	                      chunked && c->rq->req.minor == 1, c->rq->log.rid);
 	if (c->rq->insp.active && early) {
 		/* no Consent-Result: its counts would claim records that were
 		   not all delivered */
@@ -77,6 +81,7 @@ write_response_head(struct conn *c, const struct http1_response *res)
 		ADD_LIT(o, "Connection: keep-alive\r\n\r\n");
 	else
 		ADD_LIT(o, "\r\n");
+	c->rq->log.bytes_out += evbuffer_get_length(o) - mark;
 }
 
 /*
@@ -99,6 +104,8 @@ on_up_body(void *arg, struct evbuffer *src, size_t n)
 	struct conn *c = arg;
 
 	transport_hold(&c->t);
+	if (c->rq != NULL)
+		c->rq->log.bytes_out += n;
 	evbuffer_remove_buffer(src, c->t.out, n);
 	if (transport_flush(&c->t) < 0)
 		conn_close(c);
@@ -117,6 +124,14 @@ on_up_done(void *arg, int result)
 
 	transport_hold(&c->t);
 	c->up = NULL;
+	if (c->rq != NULL && c->rq->log.up0.tv_sec != 0) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		c->rq->log.up_ns =
+		    (int64_t)(now.tv_sec - c->rq->log.up0.tv_sec) * 1000000000 +
+		    (now.tv_nsec - c->rq->log.up0.tv_nsec);
+	}
 	if (result == 0) {
 		conn_end_request(c);
 		c->state = c->keep_alive ? CS_HEAD : CS_CLOSING;
@@ -183,7 +198,10 @@ static void
 build_upstream_head(struct conn *c, struct evbuffer *h, size_t body_len,
                     bool streaming)
 {
-	const struct rewrite_client from = {c->peer, c->tls, c->client};
+	const struct rewrite_client from = {c->peer, c->tls, c->client,
+	                                    c->rq->log.rid};
+
+	clock_gettime(CLOCK_MONOTONIC, &c->rq->log.up0);
 
 	rewrite_request_head(h, &c->rq->req, &c->rq->insp, &from,
 	                     c->w->cfg->upstream_hostport, body_len, streaming);

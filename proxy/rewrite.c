@@ -65,7 +65,8 @@ rewrite_request_head(struct evbuffer *h, const struct http1_request *r,
 		if (http1_is_hop_by_hop(n) ||
 		    http1_connection_names(r->headers, r->nheaders, n) ||
 		    cg_slice_ieq(n, "Content-Length") ||
-		    cg_slice_ieq(n, "Expect") || is_consent_field(n))
+		    cg_slice_ieq(n, "Expect") || is_consent_field(n) ||
+		    (from->request_id && cg_slice_ieq(n, "X-Request-Id")))
 			continue;
 		if (insp->active && inspect_drops_header(insp, n))
 			continue;
@@ -92,6 +93,10 @@ rewrite_request_head(struct evbuffer *h, const struct http1_request *r,
 	if (from->client)
 		evbuffer_add_printf(h, ";client=\"%s\"", from->client);
 	ADD_LIT(h, "\r\n");
+	/* reqid.c keeps only visible ASCII: safe in a field */
+	if (from->request_id)
+		evbuffer_add_printf(h, "X-Request-Id: %s\r\n",
+		                    from->request_id);
 	if (streaming)
 		ADD_LIT(h, "Transfer-Encoding: chunked\r\n");
 	else if (body_len > 0 || r->framing != HTTP1_FRAMING_NONE)
@@ -103,7 +108,8 @@ rewrite_request_head(struct evbuffer *h, const struct http1_request *r,
 
 void
 rewrite_response_head(struct evbuffer *o, const struct http1_response *res,
-                      bool strip_consent, bool chunked_client)
+                      bool strip_consent, bool chunked_client,
+                      const char *request_id)
 {
 	/* the status line without printf: it is on every response */
 	char line[16] = "HTTP/1.1 ";
@@ -121,10 +127,13 @@ rewrite_response_head(struct evbuffer *o, const struct http1_response *res,
 		if (http1_is_hop_by_hop(h->name) ||
 		    http1_connection_names(res->headers, res->nheaders,
 		                           h->name) ||
-		    (strip_consent && is_consent_field(h->name)))
+		    (strip_consent && is_consent_field(h->name)) ||
+		    (request_id && cg_slice_ieq(h->name, "X-Request-Id")))
 			continue;
 		add_field(o, h);
 	}
+	if (request_id)
+		evbuffer_add_printf(o, "X-Request-Id: %s\r\n", request_id);
 	if (chunked_client)
 		ADD_LIT(o, "Transfer-Encoding: chunked\r\n");
 }

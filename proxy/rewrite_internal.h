@@ -30,6 +30,7 @@ struct rewrite_client {
 	const char *addr;   /* the for= value (rewrite_peer) */
 	bool https;         /* it spoke TLS to us: proto=https */
 	const char *client; /* its verified certificate identity, or NULL */
+	const char *request_id; /* sent as X-Request-Id (reqid.c) */
 };
 
 /*
@@ -56,7 +57,9 @@ void rewrite_request_head(struct evbuffer *h, const struct http1_request *r,
  * inspected route: only the proxy speaks for consent); chunked_client
  * re-announces a chunked body relayed verbatim to an HTTP/1.1 client.
  */
+/* request_id replaces any X-Request-Id of the upstream's (NULL: none). */
 void rewrite_response_head(struct evbuffer *o, const struct http1_response *res,
-                           bool strip_consent, bool chunked_client);
+                           bool strip_consent, bool chunked_client,
+                           const char *request_id);
 
 #endif

@@ -10,6 +10,7 @@
 #include "admin_internal.h"
 #include "cmd_internal.h"
 #include "consent_pg_internal.h"
+#include "accesslog_internal.h"
 #include "declog_internal.h"
 #include "proxy_internal.h"
 #include "serve_internal.h"
@@ -47,6 +48,12 @@ serve_usage(FILE *out)
 	    "                       snapshot, and per record the rule and "
 	    "evidence id\n"
 	    "                       ('-' for stdout)\n"
+	    "  --decision-log-key FILE  name each person in the decision log "
+	    "by\n"
+	    "                       HMAC-SHA-256 with this key (32 bytes or "
+	    "more)\n"
+	    "  --access-log FILE    one JSON line per request ('-' for "
+	    "stdout)\n"
 	    "  --admin HOST:PORT    serve /metrics (Prometheus) and /healthz "
 	    "there\n"
 	    "  --tls-cert FILE      serve TLS 1.2/1.3 with this PEM "
@@ -67,10 +74,12 @@ serve_usage(FILE *out)
 	    "                       addresses, the decision log); print "
 	    "'configuration OK'\n"
 	    "                       or every problem, and exit\n"
-	    "  -v, --verbose        log every request\n"
+	    "  -v, --verbose        every request to stderr, in the access-log "
+	    "format\n"
 	    "  --help, --version\n\n"
 	    "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads policy and "
-	    "consent.\n");
+	    "consent;\nSIGHUP and SIGUSR1 reopen the decision and access "
+	    "logs.\n");
 }
 
 static void
@@ -107,6 +116,8 @@ serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
 	    {"config", required_argument, NULL, 'f'},
 	    {"check", no_argument, NULL, 'k'},
 	    {"decision-log", required_argument, NULL, 'd'},
+	    {"decision-log-key", required_argument, NULL, 'E'},
+	    {"access-log", required_argument, NULL, 'G'},
 	    {"admin", required_argument, NULL, 'a'},
 	    {"tls-cert", required_argument, NULL, 'T'},
 	    {"tls-key", required_argument, NULL, 'K'},
@@ -178,6 +189,12 @@ serve_parse_args(int argc, char **argv, struct config *cfg, bool *check)
 			break;
 		case 'd':
 			set_str(&cfg->decision_log, optarg);
+			break;
+		case 'E':
+			set_str(&cfg->decision_log_key, optarg);
+			break;
+		case 'G':
+			set_str(&cfg->access_log, optarg);
 			break;
 		case 'a':
 			set_str(&cfg->admin, optarg);
@@ -395,9 +412,27 @@ cmd_serve(int argc, char **argv)
 	}
 	if (snap == NULL)
 		goto out;
+	{
+		char why[512];
+
+		declog_set_queue(cfg.decision_log_queue,
+		                 cfg.decision_log_full != NULL &&
+		                     strcmp(cfg.decision_log_full, "drop") ==
+		                         0);
+		if (declog_set_key(cfg.decision_log_key, why, sizeof(why)) !=
+		    0) {
+			fprintf(stderr, "--decision-log-key: %s\n", why);
+			goto out;
+		}
+	}
 	if (declog_open(cfg.decision_log) != 0) {
 		fprintf(stderr, "--decision-log: cannot open '%s': %m\n",
 		        cfg.decision_log);
+		goto out;
+	}
+	if (accesslog_open(cfg.access_log, log_verbose) != 0) {
+		fprintf(stderr, "--access-log: cannot open '%s': %m\n",
+		        cfg.access_log ? cfg.access_log : "(stderr)");
 		goto out;
 	}
 	exit_code = serve_run(&cfg, snap) == 0 ? 0 : 1;

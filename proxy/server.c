@@ -17,6 +17,7 @@
 #include <event2/thread.h>
 
 #include "consent_pg_internal.h"
+#include "accesslog_internal.h"
 #include "declog_internal.h"
 #include "proxy_internal.h"
 #include "tls_internal.h"
@@ -459,6 +460,7 @@ server_new(const struct config *cfg, struct snapshot *snap)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	evthread_use_pthreads(); /* before any event_base */
 	s->cfg = cfg;
@@ -586,6 +588,18 @@ out:
 	return rc;
 }
 
+/* SIGUSR1 (and SIGHUP): the decision and access logs again at their paths,
+   after logrotate moved them. */
+static void
+server_reopen_logs(void)
+{
+	if (declog_reopen() != 0)
+		log_error("cannot reopen the decision log: %s",
+		          strerror(errno));
+	if (accesslog_reopen() != 0)
+		log_error("cannot reopen the access log: %s", strerror(errno));
+}
+
 /* SIGHUP: reopen the decision log, reload the TLS certificate and key,
    then the policy and consent table; what fails keeps running as it was. */
 static void
@@ -593,9 +607,7 @@ server_hup(struct server *s)
 {
 	struct cg_errors errs;
 
-	if (declog_reopen() != 0)
-		log_msg("reload: cannot reopen the decision log: %s",
-		        strerror(errno));
+	server_reopen_logs();
 	cg_errors_init(&errs);
 	server_reload_all(s, &errs);
 	cg_errors_reset(&errs);
@@ -612,6 +624,7 @@ server_run(struct server *s)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	for (unsigned i = 0; i < s->nworkers; i++)
 		pthread_create(&s->workers[i].thread, NULL, worker_main,
 		               &s->workers[i]);
@@ -621,15 +634,27 @@ server_run(struct server *s)
 		size_t hl = colon ? (size_t)(colon - cfg->listen) : 0;
 
 		snprintf(host, sizeof(host), "%.*s", (int)hl, cfg->listen);
+		const struct policy *p = snapshot_policy(s->snap);
+
+		/* one line with what runs: harness.py and bench/ read the
+		   port from its start */
 		fprintf(stderr,
-		        "consentgate: listening on %s:%d (%u workers) -> %s\n",
-		        host, s->port, s->nworkers, cfg->upstream);
+		        "consentgate: listening on %s:%d (%u workers) -> %s; "
+		        "policy %s digest %s; consent snapshot %llu\n",
+		        host, s->port, s->nworkers, cfg->upstream, policy_id(p),
+		        policy_digest(p),
+		        (unsigned long long)consent_version(
+		            snapshot_consent(s->snap)));
 	}
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
 			server_hup(s);
+			continue;
+		}
+		if (sig == SIGUSR1) {
+			server_reopen_logs();
 			continue;
 		}
 		break;
@@ -650,6 +675,9 @@ server_run(struct server *s)
 		conn_free_cache(w);
 		upstream_pool_clear(w);
 		declog_worker_free(w);
+		if (w->accesslog)
+			evbuffer_free(w->accesslog);
+		w->accesslog = NULL;
 	}
 	log_msg("stopped");
 	return 0;

@@ -455,7 +455,8 @@ def shared_corpus(env, res):
 @test
 def decision_log_carries_every_subjects_evidence(env):
     """A record of several people: the log proves each person's part (the
-    fifth element), not only the deciding row; one person: four elements."""
+    fifth element: each one's decision, rule and evidence), not only the
+    deciding row; one person: four elements."""
     up = env.upstream()
     log = os.path.join(env.workdir, "decisions.jsonl")
     px = env.proxy(up.url, consent=CONSENT, extra=["--decision-log", log])
@@ -470,10 +471,13 @@ def decision_log_carries_every_subjects_evidence(env):
                       open(log).read().endswith("\n"), 5), "no log line"
     d = json.loads(open(log).read().splitlines()[0])["decisions"]
     assert d[0] == [0, "allow", "default-allow", "ev-1006",
-                    ["ev-1001", "ev-1006"]], d
-    # the first denied person decides; the others are looked up all the same
+                    [["allow", "strict-granted", "ev-1001"],
+                     ["allow", "default-allow", "ev-1006"]]], d
+    # the first denied person decides; the others are decided all the same
     assert d[1] == [1, "deny", "strict-otherwise", "ev-1002",
-                    ["ev-1002", "ev-1006", ""]], d
+                    [["deny", "strict-otherwise", "ev-1002"],
+                     ["allow", "default-allow", "ev-1006"],
+                     ["deny", "unknown-person", ""]]], d
     assert d[2] == [2, "allow", "default-allow", "ev-1006"], d
 
 

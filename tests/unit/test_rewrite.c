@@ -141,7 +141,7 @@ test_response_head(void **state)
 
 	assert_int_equal(
 	    http1_parse_response(raw, strlen(raw), false, &res, &reason), 1);
-	rewrite_response_head(o, &res, true, true);
+	rewrite_response_head(o, &res, true, true, NULL);
 	s = text(o);
 	assert_string_equal(s, "HTTP/1.1 201 Made\r\nX-B: 2\r\n"
 	                       "Transfer-Encoding: chunked\r\n");
@@ -149,7 +149,7 @@ test_response_head(void **state)
 	evbuffer_drain(o, evbuffer_get_length(o));
 	/* a pass route keeps the upstream's Consent-*; a 1.0 client gets no
 	   chunked framing (the body is de-chunked, read to close) */
-	rewrite_response_head(o, &res, false, false);
+	rewrite_response_head(o, &res, false, false, NULL);
 	s = text(o);
 	assert_string_equal(s, "HTTP/1.1 201 Made\r\nConsent-Result: x\r\n"
 	                       "X-B: 2\r\n");

@@ -417,7 +417,11 @@ test_evidence_of_every_subject(void **state)
 	assert_memory_equal(rec->d.evidence[0].ptr, "ev-1", 4);
 	assert_memory_equal(rec->d.evidence[1].ptr, "ev-3", 4);
 	assert_memory_equal(rec->d.evidence[2].ptr, "ev-1", 4);
-	/* the first subject denies; the others are looked up all the same */
+	for (int i = 0; i < 3; i++) {
+		assert_true(rec->d.allows[i]);
+		assert_string_equal(rec->d.rules[i], "granted");
+	}
+	/* the first subject denies; the others are decided all the same */
 	assert_int_equal(
 	    verdict_feed_line(&fx->v, denied, strlen(denied), &rec), 0);
 	assert_false(rec->d.allow);
@@ -426,6 +430,13 @@ test_evidence_of_every_subject(void **state)
 	assert_int_equal(rec->d.nevidence, 3);
 	assert_memory_equal(rec->d.evidence[1].ptr, "ev-3", 4);
 	assert_int_equal(rec->d.evidence[2].len, 0); /* unknown: no row */
+	/* each person's own part: denied, granted, unknown */
+	assert_false(rec->d.allows[0]);
+	assert_string_equal(rec->d.rules[0], "default");
+	assert_true(rec->d.allows[1]);
+	assert_string_equal(rec->d.rules[1], "granted");
+	assert_false(rec->d.allows[2]);
+	assert_string_equal(rec->d.rules[2], "unknown");
 }
 
 /* Decide body as the proxy does a gzip NDJSON body (whole) and a plain
