@@ -89,6 +89,7 @@ struct consent_pg {
 	   database restored or recreated, a seed from elsewhere): never
 	   confirmed current until that changes */
 	bool diverged;
+	char last_err[512]; /* the catch-up's last error, logged once */
 };
 
 /* One source per process: its counters for /metrics. */
@@ -682,9 +683,15 @@ on_result(struct consent_pg *pg)
 			snprintf(err, sizeof(err), "%s",
 			         PQresultErrorMessage(r));
 			err[strcspn(err, "\n")] = '\0';
-			log_msg("consent: catch-up failed: %s", err);
+			/* once per error, not once a second */
+			if (strcmp(err, pg->last_err) != 0)
+				log_msg("consent: catch-up failed: %s; "
+				        "retrying every second",
+				        err);
+			snprintf(pg->last_err, sizeof(pg->last_err), "%s", err);
 			ok = false;
 		} else {
+			pg->last_err[0] = '\0';
 			ok = apply_result(pg, r, &applied);
 			complete = ok && PQntuples(r) < BATCH_ROWS;
 		}
