@@ -335,6 +335,17 @@ def bad_rows_refused_by_seq_and_fail_closed(env):
     except AssertionError as e:
         assert ("consent row seq %d" % bad) in str(e) and \
             "status must be granted, denied or withdrawn" in str(e), e
+    # at start: a purpose the policy neither declares nor ignores
+    db = PG.new_db()
+    insert(db, [("5003", "ai-training", "granted", "DE", NOW, "g")])
+    typo0 = insert(db, [("5003", "ai_training", "withdrawn", "DE", LATER,
+                         "t")])
+    try:
+        start(env, db, up)
+        raise AssertionError("started on a table with an unknown purpose")
+    except AssertionError as e:
+        assert ("consent row seq %d (purpose" % typo0) in str(e) and \
+            "ai_training" in str(e) and "neither declared" in str(e), e
     # live: a purpose the policy does not know stops the table before it
     db = PG.new_db()
     insert(db, [("5101", "ai-training", "granted", "DE", NOW, "g")])
