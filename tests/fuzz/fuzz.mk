@@ -129,7 +129,8 @@ CASEFILE_FUZZ_SRC := tests/fuzz/fuzz_casefile.c proxy/casefile.c proxy/cli.c \
 CASEFILE_FUZZ_DEPS := $(CASEFILE_FUZZ_SRC) tests/fuzz/fuzz_check.h \
 	$(wildcard proxy/*.h policy/*.h) \
 	$(wildcard include/consentgate/*.h)
-CASEFILE_FUZZ_LIBS := $(shell pkg-config --libs jansson libutf8proc libevent zlib)
+CASEFILE_FUZZ_LIBS := $(shell pkg-config --libs jansson libutf8proc libevent zlib \
+	libisal libcrypto)
 all: $(BUILD)/fuzz_casefile
 ALL_FUZZERS += casefile
 regress: fuzz-regress-casefile
