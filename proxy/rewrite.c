@@ -47,6 +47,39 @@ rewrite_peer(const struct sockaddr *sa, char *out, size_t len)
 	}
 }
 
+/*
+ * X-Forwarded-For: the client's own values (every field, in order), then
+ * its address, appended as proxies do; one field. The address without the
+ * quotes and brackets Forwarded needs for IPv6.
+ */
+static void
+add_forwarded_for(struct evbuffer *h, const struct http1_request *r,
+                  const char *addr)
+{
+	size_t alen = strlen(addr);
+	bool first = true;
+
+	ADD_LIT(h, "X-Forwarded-For: ");
+	for (unsigned i = 0; i < r->nheaders; i++) {
+		const struct http1_header *hd = &r->headers[i];
+
+		if (!cg_slice_ieq(hd->name, "X-Forwarded-For") ||
+		    hd->value.len == 0)
+			continue;
+		if (!first)
+			ADD_LIT(h, ", ");
+		evbuffer_add(h, hd->value.ptr, hd->value.len);
+		first = false;
+	}
+	if (!first)
+		ADD_LIT(h, ", ");
+	if (alen >= 4 && addr[0] == '"' && addr[1] == '[')
+		evbuffer_add(h, addr + 2, alen - 4); /* "[v6]" */
+	else
+		evbuffer_add(h, addr, alen);
+	ADD_LIT(h, "\r\n");
+}
+
 void
 rewrite_request_head(struct evbuffer *h, const struct http1_request *r,
                      const struct inspect_result *insp,
@@ -66,6 +99,7 @@ rewrite_request_head(struct evbuffer *h, const struct http1_request *r,
 		    http1_connection_names(r->headers, r->nheaders, n) ||
 		    cg_slice_ieq(n, "Content-Length") ||
 		    cg_slice_ieq(n, "Expect") || is_consent_field(n) ||
+		    cg_slice_ieq(n, "X-Forwarded-For") ||
 		    (from->request_id && cg_slice_ieq(n, "X-Request-Id")))
 			continue;
 		if (insp->active && inspect_drops_header(insp, n))
@@ -93,6 +127,7 @@ rewrite_request_head(struct evbuffer *h, const struct http1_request *r,
 	if (from->client)
 		evbuffer_add_printf(h, ";client=\"%s\"", from->client);
 	ADD_LIT(h, "\r\n");
+	add_forwarded_for(h, r, from->addr);
 	/* reqid.c keeps only visible ASCII: safe in a field */
 	if (from->request_id)
 		evbuffer_add_printf(h, "X-Request-Id: %s\r\n",

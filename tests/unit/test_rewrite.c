@@ -65,6 +65,7 @@ test_request_head(void **state)
 	                       "X-Keep: a\r\n"
 	                       "Via: 1.1 consentgate\r\n"
 	                       "Forwarded: for=10.0.0.1;proto=http\r\n"
+	                       "X-Forwarded-For: 10.0.0.1\r\n"
 	                       "Content-Length: 7\r\n\r\n");
 	free(s);
 	evbuffer_drain(h, evbuffer_get_length(h));
@@ -93,19 +94,22 @@ test_request_head_http10(void **state)
 	s = text(h);
 	assert_string_equal(s, "GET / HTTP/1.1\r\nHost: up:9000\r\n"
 	                       "Via: 1.0 consentgate\r\n"
-	                       "Forwarded: for=\"[::1]\";proto=http\r\n\r\n");
+	                       "Forwarded: for=\"[::1]\";proto=http\r\n"
+	                       "X-Forwarded-For: ::1\r\n\r\n");
 	free(s);
 	evbuffer_free(h);
 }
 
 /* A TLS client: proto=https and its identity, in our element, appended
-   last: what the client claims in its own element stays before it. */
+   last: what the client claims in its own element stays before it; its
+   X-Forwarded-For fields become one, our address appended. */
 static void
 test_request_head_tls_client(void **state)
 {
 	static const char raw[] =
 	    "GET /x HTTP/1.1\r\nHost: h\r\n"
 	    "Forwarded: for=1.2.3.4;proto=https;client=\"uri:spiffe://x/admin\"\r\n"
+	    "X-Forwarded-For: 192.0.2.1, 192.0.2.2\r\nX-Forwarded-For: 192.0.2.3\r\n"
 	    "\r\n";
 	static const struct rewrite_client from = {
 	    "10.0.0.2", true, "uri:spiffe://example.org/poster"};
@@ -123,7 +127,10 @@ test_request_head_tls_client(void **state)
 	       "Forwarded: for=1.2.3.4;proto=https;client=\"uri:spiffe://x/"
 	       "admin\"\r\nVia: 1.1 consentgate\r\n"
 	       "Forwarded: for=10.0.0.2;proto=https;"
-	       "client=\"uri:spiffe://example.org/poster\"\r\n\r\n");
+	       "client=\"uri:spiffe://example.org/poster\"\r\n"
+	       /* the client's X-Forwarded-For, every field, ours appended */
+	       "X-Forwarded-For: 192.0.2.1, 192.0.2.2, 192.0.2.3, 10.0.0.2\r\n"
+	       "\r\n");
 	free(s);
 	evbuffer_free(h);
 }
