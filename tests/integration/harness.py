@@ -356,6 +356,16 @@ def _readline_timeout(stream, timeout):
     return box[0] if box else None
 
 
+def admin_port(px):
+    """The port of px's admin listener, from its "admin on" start line."""
+    assert wait_until(lambda: any(b"admin on" in l for l in px.stderr), 5)
+    for line in px.stderr:
+        m = re.search(rb"admin on .* \(port (\d+)\)", line)
+        if m:
+            return int(m.group(1))
+    raise AssertionError("no admin port in %r" % px.stderr[:5])
+
+
 def free_port():
     """A loopback port with nothing listening on it."""
     s = socket.socket()

@@ -13,20 +13,12 @@ import time
 import urllib.error
 import urllib.request
 
-from harness import Client, main, request, test, test_policy, wait_until
+from harness import (Client, admin_port, main, request, test, test_policy,
+                     wait_until)
 
 CONSENT = ("subject,purpose,status,jurisdiction,updated_at,evidence\n"
            "u1,ai-training,granted,US,2025-03-01T12:00:00Z,ev-1\n")
 BODY = b'{"author_id":"u1"}\n{"author_id":"nobody"}\n'
-
-
-def admin_port(px):
-    assert wait_until(lambda: any(b"admin on" in l for l in px.stderr), 5)
-    for line in px.stderr:
-        m = re.search(rb"admin on .* \(port (\d+)\)", line)
-        if m:
-            return int(m.group(1))
-    raise AssertionError("no admin port in %r" % px.stderr[:5])
 
 
 def call(port, method, path, timeout=10):

@@ -14,8 +14,8 @@ import signal
 import subprocess
 import urllib.request
 
-from harness import (CONSENTGATE, check_problem, main, request, test,
-                     wait_until)
+from harness import (CONSENTGATE, admin_port, check_problem, main, request,
+                     test, wait_until)
 
 CONSENT = ("subject,purpose,status,jurisdiction,updated_at,evidence\n"
            "1001,ai-training,granted,DE,2025-03-01T12:00:00Z,ev-1001\n"
@@ -48,15 +48,6 @@ def read_lines(path, n, timeout=5):
                       open(path).read().count("\n") >= n, timeout), \
         "%s has fewer than %d lines" % (path, n)
     return [json.loads(l) for l in open(path).read().splitlines()]
-
-
-def admin_port(px):
-    assert wait_until(lambda: any(b"admin on" in l for l in px.stderr), 5)
-    for line in px.stderr:
-        m = re.search(rb"admin on .* \(port (\d+)\)", line)
-        if m:
-            return int(m.group(1))
-    raise AssertionError("no admin line")
 
 
 def metrics(px):
@@ -266,13 +257,20 @@ def decision_log_full_must_be_refuse_or_drop(env):
     assert out.returncode != 0 and b"decision_log_full" in out.stderr, out
 
 
-@test
-def sigusr1_reopens_both_logs(env):
+def with_both_logs(env):
+    """An upstream and a proxy writing both logs: (upstream, proxy,
+    decision log, access log)."""
     up = env.upstream()
     log = os.path.join(env.workdir, "d.jsonl")
     acc = os.path.join(env.workdir, "a.jsonl")
     px = env.proxy(up.url, consent=CONSENT,
                    extra=["--decision-log", log, "--access-log", acc])
+    return up, px, log, acc
+
+
+@test
+def sigusr1_reopens_both_logs(env):
+    up, px, log, acc = with_both_logs(env)
     c = env.client(px)
     assert ingest(c, b'{"author_id":"1001"}\n').status == 200
     read_lines(log, 1)
@@ -290,11 +288,7 @@ def sigusr1_reopens_both_logs(env):
 
 @test
 def request_ids_are_taken_made_passed_on_and_returned(env):
-    up = env.upstream()
-    log = os.path.join(env.workdir, "d.jsonl")
-    acc = os.path.join(env.workdir, "a.jsonl")
-    px = env.proxy(up.url, consent=CONSENT,
-                   extra=["--decision-log", log, "--access-log", acc])
+    up, px, log, acc = with_both_logs(env)
     c = env.client(px)
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     cases = [
