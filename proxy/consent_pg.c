@@ -50,7 +50,8 @@
 #define COMPACT_PEOPLE 65536 /* overlay size that starts a compaction */
 #define STR_(x) #x
 #define STR(x) STR_(x)
-#define COPY_CHUNK (64u << 20) /* first size of the COPY buffer */
+#define COPY_CHUNK (64u << 20)    /* first size of the COPY buffer */
+#define PARALLEL_COPY_ROWS 100000 /* from this many rows, two COPYs */
 #define CHANNEL "consent_changes"
 
 /* The timestamp as RFC 3339 (2025-03-01T12:00:00+00:00): JSON's form,
@@ -233,58 +234,141 @@ check_row(void *arg, const struct consent_change *c)
 	return x->bad >= CG_MAX_ERRORS;
 }
 
-/* The whole history with COPY, imported as CSV. NULL with errs. */
+/* One COPY into its own buffer; the second runs on a thread of its own. */
+struct stream {
+	PGconn *c;
+	char sql[320];
+	struct copybuf b;
+	uint64_t lines; /* rows received (with the header line) */
+	char err[512];
+	bool ok;
+};
+
+static void *
+copy_stream(void *arg)
+{
+	struct stream *st = arg;
+	PGresult *r = PQexec(st->c, st->sql);
+	char *row;
+	int n = 0;
+
+	if (r == NULL || PQresultStatus(r) != PGRES_COPY_OUT)
+		goto done;
+	PQclear(r);
+	r = NULL;
+	while ((n = PQgetCopyData(st->c, &row, 0)) > 0) {
+		int rc = copy_add(&st->b, row, (size_t)n);
+
+		st->lines++;
+		PQfreemem(row);
+		if (rc < 0) {
+			snprintf(st->err, sizeof(st->err), "out of memory");
+			return NULL; /* the connection is finished by the caller
+			              */
+		}
+	}
+	r = PQgetResult(st->c);
+	st->ok = n == -1 && r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK;
+done:
+	if (!st->ok)
+		snprintf(st->err, sizeof(st->err), "%s", PQerrorMessage(st->c));
+	PQclear(r);
+	while ((r = PQgetResult(st->c)) != NULL)
+		PQclear(r);
+	return NULL;
+}
+
+/* A second connection in the snapshot exported as snap (the same rows,
+ * for a second COPY in parallel), or NULL (then one COPY reads all). */
+static PGconn *
+join_snapshot(const char *url, const char *snap)
+{
+	char err[512], sql[160];
+	PGconn *c = connect_db(url, err, sizeof(err));
+
+	snprintf(sql, sizeof(sql), "SET TRANSACTION SNAPSHOT '%s'", snap);
+	if (c != NULL &&
+	    (!exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+	              PGRES_COMMAND_OK, err, sizeof(err)) ||
+	     !exec_ok(c, sql, PGRES_COMMAND_OK, err, sizeof(err)))) {
+		log_msg("consent: one COPY instead of two: %s", err);
+		PQfinish(c);
+		c = NULL;
+	}
+	return c;
+}
+
+/*
+ * The whole history with COPY, imported as CSV. Two COPYs in parallel
+ * (the seq range halved, on two connections sharing one snapshot) let
+ * PostgreSQL format rows on two cores. NULL with errs.
+ */
 static struct consent_table *
-load_copy(PGconn *c, const char *name, const struct policy *p, uint64_t *seq,
-          struct cg_errors *errs)
+load_copy(PGconn *c, const char *url, const char *name, const struct policy *p,
+          uint64_t *seq, struct cg_errors *errs)
 {
 	struct consent_table *t = NULL;
+	struct stream st[2];
 	struct copybuf b = {NULL, 0, 0};
 	struct cg_errors local;
 	char err[512];
 	PGresult *r = NULL;
-	char *row;
-	int n;
+	PGconn *c2 = NULL;
+	pthread_t th;
+	uint64_t mid, lines;
 	int64_t t0 = now_ms();
-	uint64_t lines = 0; /* the header, then one per history row */
 
+	memset(st, 0, sizeof(st));
 	cg_errors_init(&local);
 	if (!exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
 	             PGRES_COMMAND_OK, err, sizeof(err)))
 		goto fail;
-	r = PQexec(c, "SELECT coalesce(max(seq), 0) FROM consent");
+	r = PQexec(c, "SELECT (SELECT coalesce(max(seq), 0) FROM consent), "
+	              "pg_export_snapshot()");
 	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK ||
 	    PQntuples(r) != 1) {
 		snprintf(err, sizeof(err), "%s", PQerrorMessage(c));
 		goto fail;
 	}
 	*seq = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
-	r = PQexec(c, "COPY (SELECT " COLS " FROM consent ORDER BY seq) TO "
-	              "STDOUT (FORMAT csv, HEADER)");
-	if (r == NULL || PQresultStatus(r) != PGRES_COPY_OUT) {
-		snprintf(err, sizeof(err), "%s", PQerrorMessage(c));
-		goto fail;
-	}
+	if (*seq >= PARALLEL_COPY_ROWS)
+		c2 = join_snapshot(url, PQgetvalue(r, 0, 1));
 	PQclear(r);
 	r = NULL;
-	while ((n = PQgetCopyData(c, &row, 0)) > 0) {
-		int rc = copy_add(&b, row, (size_t)n);
-
-		lines++;
-		PQfreemem(row);
-		if (rc < 0) {
-			snprintf(err, sizeof(err), "out of memory");
-			goto fail;
-		}
+	mid = c2 != NULL ? *seq / 2 : *seq;
+	st[0].c = c;
+	snprintf(st[0].sql, sizeof(st[0].sql),
+	         "COPY (SELECT " COLS " FROM consent WHERE seq <= %llu ORDER "
+	         "BY seq) TO STDOUT (FORMAT csv, HEADER)",
+	         (unsigned long long)mid);
+	st[1].c = c2;
+	snprintf(st[1].sql, sizeof(st[1].sql),
+	         "COPY (SELECT " COLS " FROM consent WHERE seq > %llu ORDER BY "
+	         "seq) TO STDOUT (FORMAT csv)",
+	         (unsigned long long)mid);
+	if (c2 != NULL && pthread_create(&th, NULL, copy_stream, &st[1]) != 0) {
+		PQfinish(c2);
+		c2 = st[1].c = NULL;
+		snprintf(st[0].sql, sizeof(st[0].sql),
+		         "COPY (SELECT " COLS " FROM consent ORDER BY seq) TO "
+		         "STDOUT (FORMAT csv, HEADER)");
 	}
-	r = PQgetResult(c);
-	if (n != -1 || r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
-		snprintf(err, sizeof(err), "%s", PQerrorMessage(c));
+	copy_stream(&st[0]);
+	if (c2 != NULL)
+		pthread_join(th, NULL);
+	if (!st[0].ok || (c2 != NULL && !st[1].ok)) {
+		snprintf(err, sizeof(err), "%s",
+		         st[0].ok ? st[1].err : st[0].err);
 		goto fail;
 	}
-	PQclear(r);
-	r = NULL;
+	/* the second half after the first: the import reads seq order */
+	b = st[0].b;
+	st[0].b = (struct copybuf){NULL, 0, 0};
+	if (st[1].b.len > 0 && copy_add(&b, st[1].b.p, st[1].b.len) < 0) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	lines = st[0].lines + st[1].lines;
 	(void)exec_ok(c, "COMMIT", PGRES_COMMAND_OK, err, sizeof(err));
 	int64_t t1 = now_ms();
 	t = consent_import_csv(name, b.p ? b.p : "", b.len, &local);
@@ -319,6 +403,10 @@ done:
 	PQclear(r);
 	if (b.p)
 		munmap(b.p, b.cap);
+	for (int i = 0; i < 2; i++)
+		if (st[i].b.p)
+			munmap(st[i].b.p, st[i].b.cap);
+	PQfinish(c2);
 	cg_errors_reset(&local);
 	return t;
 }
@@ -384,7 +472,7 @@ consent_pg_open(const struct config *cfg, const struct policy *p,
 			goto fail;
 		}
 		at = now_s();
-		t = load_copy(c, pg->name, p, &seq, errs);
+		t = load_copy(c, cfg->consent_path, pg->name, p, &seq, errs);
 		PQfinish(c);
 		if (t == NULL)
 			goto fail;

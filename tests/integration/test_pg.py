@@ -230,6 +230,35 @@ def initial_load_decides_as_the_history_says(env):
 
 
 @test
+def large_initial_load_in_two_halves(env):
+    # from 100,000 rows the load runs two COPYs (seq halves) on one
+    # snapshot; a person's rows on both sides of the middle still decide
+    # by updated_at, then seq
+    db = PG.new_db()
+    insert(db, [("8001", "ai-training", "granted", "DE", LATER, "late"),
+                ("8002", "ai-training", "granted", "DE", NOW, "early")])
+    PG.psql(db, "SET session_replication_role = replica; INSERT INTO consent "
+            "(seq, subject, purpose, status, jurisdiction, updated_at, "
+            "evidence) SELECT nextval(pg_get_serial_sequence('consent', "
+            "'seq')), 'bulk-' || i, 'ai-training', 'granted', 'US', "
+            "timestamptz '2025-01-01', 'b' FROM generate_series(1, 150000) i")
+    last = insert(db, [
+        # older than 8001's grant: does not decide
+        ("8001", "ai-training", "withdrawn", "DE", NOW, "old"),
+        # newer than 8002's grant: decides
+        ("8002", "ai-training", "withdrawn", "DE", LATER, "new")])
+    up = env.upstream()
+    px = start(env, db, up)
+    assert logged(px, rb"loaded 150004 rows \(150002 people"), \
+        px.stderr[-5:]
+    assert not logged(px, rb"one COPY instead of two"), px.stderr[-5:]
+    r = ingest(env.client(px), "8001", "8002", "bulk-1", "bulk-75000",
+               "bulk-150000")
+    assert r.get("Consent-Result") == "kept=4, dropped=1", r
+    assert metric(px, "consentgate_consent_version") == str(last)
+
+
+@test
 def withdrawal_and_grant_enforced_on_the_next_record(env):
     db = PG.new_db()
     insert(db, [("2001", "ai-training", "granted", "DE", NOW, "g-1"),
