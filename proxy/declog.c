@@ -21,7 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -36,13 +35,13 @@ static bool queue_drop;
 static unsigned char declog_key[DECLOG_KEY_MAX];
 static size_t declog_keylen; /* 0: no pseudonyms */
 
-/* One keyed HMAC per thread, re-initialised per subject without the key
-   setup; kept on a list so that declog_close frees them all. */
+/* HMAC-SHA-256 (RFC 2104) from SHA-256 states that have absorbed the key
+   pads, one pair per thread, copied per subject: no key setup and no MAC
+   parameter parsing per person. On a list so that declog_close frees all. */
 struct mac_slot {
-	EVP_MAC_CTX *ctx;
+	EVP_MD_CTX *inner, *outer, *work;
 	struct mac_slot *next;
 };
-static EVP_MAC *hmac;
 static struct mac_slot *mac_slots;
 static pthread_mutex_t mac_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local struct mac_slot *my_mac;
@@ -96,36 +95,68 @@ out:
 	return rc;
 }
 
-static EVP_MAC_CTX *
-mac_new(const unsigned char *key, size_t keylen)
+static void
+mac_free(struct mac_slot *m)
 {
-	char sha256[] = "SHA256";
-	OSSL_PARAM params[] = {
-	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, sha256, 0),
-	    OSSL_PARAM_construct_end()};
-	EVP_MAC_CTX *ctx;
+	EVP_MD_CTX_free(m->inner);
+	EVP_MD_CTX_free(m->outer);
+	EVP_MD_CTX_free(m->work);
+	m->inner = m->outer = m->work = NULL;
+}
 
-	if (hmac == NULL && (hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
-		return NULL;
-	ctx = EVP_MAC_CTX_new(hmac);
-	if (ctx != NULL && EVP_MAC_init(ctx, key, keylen, params) != 1) {
-		EVP_MAC_CTX_free(ctx);
-		ctx = NULL;
+/* The key pads absorbed into m->inner and m->outer; 0 or -1. */
+static int
+mac_init(struct mac_slot *m, const unsigned char *key, size_t keylen)
+{
+	unsigned char k0[64], pad[64];
+	unsigned int n = 0;
+	int rc = -1;
+
+	memset(k0, 0, sizeof(k0));
+	m->inner = EVP_MD_CTX_new();
+	m->outer = EVP_MD_CTX_new();
+	m->work = EVP_MD_CTX_new();
+	if (m->inner == NULL || m->outer == NULL || m->work == NULL)
+		goto out;
+	/* a key longer than the block is hashed first (RFC 2104 2.) */
+	if (keylen > sizeof(k0)) {
+		if (EVP_Digest(key, keylen, k0, &n, EVP_sha256(), NULL) != 1)
+			goto out;
+	} else {
+		memcpy(k0, key, keylen);
 	}
-	return ctx;
+	for (size_t i = 0; i < sizeof(pad); i++)
+		pad[i] = k0[i] ^ 0x36;
+	if (EVP_DigestInit_ex(m->inner, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(m->inner, pad, sizeof(pad)) != 1)
+		goto out;
+	for (size_t i = 0; i < sizeof(pad); i++)
+		pad[i] = k0[i] ^ 0x5c;
+	if (EVP_DigestInit_ex(m->outer, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(m->outer, pad, sizeof(pad)) != 1)
+		goto out;
+	rc = 0;
+out:
+	OPENSSL_cleanse(k0, sizeof(k0));
+	OPENSSL_cleanse(pad, sizeof(pad));
+	if (rc != 0)
+		mac_free(m);
+	return rc;
 }
 
 static int
-mac_hex(EVP_MAC_CTX *ctx, bool rekey, const char *id, size_t n, char *out)
+mac_hex(struct mac_slot *m, const char *id, size_t n, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[32];
-	size_t mdlen = 0;
+	unsigned int len = 0;
 
-	/* a NULL key starts over with the key already set */
-	if ((rekey && EVP_MAC_init(ctx, NULL, 0, NULL) != 1) ||
-	    EVP_MAC_update(ctx, (const unsigned char *)id, n) != 1 ||
-	    EVP_MAC_final(ctx, md, &mdlen, sizeof(md)) != 1 || mdlen != 32)
+	if (m->inner == NULL || EVP_MD_CTX_copy_ex(m->work, m->inner) != 1 ||
+	    EVP_DigestUpdate(m->work, id, n) != 1 ||
+	    EVP_DigestFinal_ex(m->work, md, &len) != 1 ||
+	    EVP_MD_CTX_copy_ex(m->work, m->outer) != 1 ||
+	    EVP_DigestUpdate(m->work, md, sizeof(md)) != 1 ||
+	    EVP_DigestFinal_ex(m->work, md, &len) != 1 || len != 32)
 		return -1;
 	for (size_t i = 0; i < 32; i++) {
 		out[2 * i] = hex[md[i] >> 4];
@@ -139,10 +170,10 @@ int
 declog_pseudonym(const unsigned char *key, size_t keylen, const char *id,
                  size_t n, char *out)
 {
-	EVP_MAC_CTX *ctx = mac_new(key, keylen);
-	int rc = ctx != NULL ? mac_hex(ctx, false, id, n, out) : -1;
+	struct mac_slot m = {0};
+	int rc = mac_init(&m, key, keylen) == 0 ? mac_hex(&m, id, n, out) : -1;
 
-	EVP_MAC_CTX_free(ctx);
+	mac_free(&m);
 	return rc;
 }
 
@@ -155,23 +186,20 @@ pseudonym(const char *id, size_t n, char *out)
 
 		if (s == NULL)
 			return -1;
+		mac_init(s, declog_key, declog_keylen); /* fails: NULLs */
 		pthread_mutex_lock(&mac_lock);
-		s->ctx = mac_new(declog_key, declog_keylen);
 		s->next = mac_slots;
 		mac_slots = s;
 		pthread_mutex_unlock(&mac_lock);
 		my_mac = s;
 	}
-	if (my_mac->ctx == NULL)
-		return -1;
-	return mac_hex(my_mac->ctx, true, id, n, out);
+	return mac_hex(my_mac, id, n, out);
 }
 
 int
 declog_set_key(const char *path, char *why, size_t cap)
 {
 	char probe[65];
-	EVP_MAC_CTX *ctx;
 
 	declog_keylen = 0;
 	if (path == NULL)
@@ -179,14 +207,11 @@ declog_set_key(const char *path, char *why, size_t cap)
 	if (declog_read_key(path, declog_key, &declog_keylen, why, cap) != 0)
 		return -1;
 	/* fail at start, not on the first request */
-	ctx = mac_new(declog_key, declog_keylen);
-	if (ctx == NULL || mac_hex(ctx, false, "", 0, probe) != 0) {
-		EVP_MAC_CTX_free(ctx);
+	if (declog_pseudonym(declog_key, declog_keylen, "", 0, probe) != 0) {
 		snprintf(why, cap, "HMAC-SHA-256 is not available");
 		declog_keylen = 0;
 		return -1;
 	}
-	EVP_MAC_CTX_free(ctx);
 	return 0;
 }
 
@@ -244,12 +269,10 @@ declog_close(void)
 		struct mac_slot *s = mac_slots;
 
 		mac_slots = s->next;
-		EVP_MAC_CTX_free(s->ctx);
+		mac_free(s);
 		free(s);
 	}
 	pthread_mutex_unlock(&mac_lock);
-	EVP_MAC_free(hmac);
-	hmac = NULL;
 	OPENSSL_cleanse(declog_key, sizeof(declog_key));
 	declog_keylen = 0;
 }
