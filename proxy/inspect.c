@@ -208,51 +208,84 @@ inspect_begin(struct inspect_result *r, struct snapshot *snap,
 	return 0;
 }
 
+/* Move the run of kept lines at the front of in to out: whole chains by
+   reference, only the partial ones at its ends copied. */
+static void
+feed_flush(struct evbuffer *in, struct evbuffer *out, size_t *run)
+{
+	if (*run > 0)
+		evbuffer_remove_buffer(in, out, *run);
+	*run = 0;
+}
+
+/*
+ * A line inside one chain is decided where it lies (no pullup). Kept lines
+ * that are exactly their record and its newline stay at the front of in
+ * as a run, moved to out in one piece when a dropped line or the end of
+ * the input breaks it; only a record the verdict trimmed is copied.
+ */
 int
 inspect_feed(struct inspect_result *r, struct snapshot *snap,
              const struct policy_route *route, struct evbuffer *in,
              struct evbuffer *out, bool final, size_t max_record)
 {
+	size_t run = 0; /* kept bytes at the front of in, not moved yet */
+	int status = 0;
+
 	for (;;) {
-		size_t len = evbuffer_get_length(in), n;
-		struct evbuffer_ptr nl = evbuffer_search(in, "\n", 1, NULL);
+		size_t len = evbuffer_get_length(in) - run, n;
+		struct evbuffer_ptr at, nl;
+		struct evbuffer_iovec v;
 		const struct verdict_record *rec;
 		const char *line;
+		bool has_nl;
 		int rc;
 
-		if (nl.pos < 0) {
-			if (len > max_record)
-				return refuse(
-				    r, 413,
-				    "a record is larger than the limit");
-			if (!final || len == 0)
-				break;
-			n = len;
-		} else {
-			n = (size_t)nl.pos;
-			if (n > max_record)
-				return refuse(
-				    r, 413,
-				    "a record is larger than the limit");
+		evbuffer_ptr_set(in, &at, run, EVBUFFER_PTR_SET);
+		nl = evbuffer_search(in, "\n", 1, &at);
+		has_nl = nl.pos >= 0;
+		n = has_nl ? (size_t)nl.pos - run : len;
+		if (n > max_record) {
+			status =
+			    refuse(r, 413, "a record is larger than the limit");
+			goto out;
 		}
-		line = (const char *)evbuffer_pullup(
-		    in, (ev_ssize_t)(n + (nl.pos >= 0)));
+		if (!has_nl && (!final || len == 0))
+			break;
+		if (has_nl &&
+		    evbuffer_peek(in, (ev_ssize_t)n + 1, &at, &v, 1) == 1) {
+			line = v.iov_base;
+		} else {
+			feed_flush(in, out, &run);
+			line = (const char *)evbuffer_pullup(
+			    in, (ev_ssize_t)(n + has_nl));
+		}
 		rc = verdict_feed_line(&r->v, line, n, &rec);
 		if (rec != NULL)
 			declog_record(r->trail, rec);
-		if (rc != 0)
-			return refused(r);
+		if (rc != 0) {
+			status = refused(r);
+			goto out;
+		}
+		if (rec != NULL && rec->d.allow && has_nl && rec->start == 0 &&
+		    rec->end == n) {
+			run += n + 1;
+			continue;
+		}
+		feed_flush(in, out, &run);
 		if (rec != NULL && rec->d.allow) {
 			evbuffer_add(out, line + rec->start,
 			             rec->end - rec->start);
 			ADD_LIT(out, "\n");
 		}
-		evbuffer_drain(in, n + (nl.pos >= 0));
+		evbuffer_drain(in, n + has_nl);
 	}
 	if (final)
 		verdict_end(&r->v);
 	counted(r);
-	return 0;
+out:
+	feed_flush(in, out, &run);
+	return status;
 }
 
 int
