@@ -20,24 +20,6 @@
 #define BENCH_RUNS 5            /* runs per contender; the median counts */
 #define WINDOW (64u << 10)
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	/* CPU time: the machine is shared, wall time would count others */
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 static size_t
 run_zlib(const unsigned char *z, size_t zlen, unsigned char *out, size_t cap,
          size_t window)
@@ -96,17 +78,17 @@ bench(const char *name, inflate_fn fn, const unsigned char *z, size_t zlen,
 	double t[BENCH_RUNS], med;
 
 	for (int i = 0; i < BENCH_RUNS; i++) {
-		double t0 = now();
+		double t0 = bench_now();
 		size_t n = fn(z, zlen, out, cap, window);
 
-		t[i] = now() - t0;
+		t[i] = bench_now() - t0;
 		if (n != want) {
 			fprintf(stderr, "%s: %zu bytes, not %zu\n", name, n,
 			        want);
 			return -1;
 		}
 	}
-	qsort(t, BENCH_RUNS, sizeof(t[0]), cmp_double);
+	qsort(t, BENCH_RUNS, sizeof(t[0]), bench_cmp_double);
 	med = t[BENCH_RUNS / 2];
 	printf("inflate\t%s\t%.1f\t%.1f\n", name, (double)want / med / 1e6,
 	       (double)zlen / med / 1e6);

@@ -28,24 +28,6 @@
 #define BENCH_BYTES (64u << 20) /* bytes of generated NDJSON */
 #define BENCH_RUNS 5            /* runs per contender; the median counts */
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	/* CPU time: the machine is shared, wall time would count others */
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Each contender returns the records it saw, or 0 on an error. */
 static size_t
 run_scanner(const char *buf, size_t len)
@@ -123,16 +105,16 @@ bench(const char *name, size_t (*fn)(const char *, size_t), const char *buf,
 	size_t n = 0;
 
 	for (int i = 0; i < BENCH_RUNS; i++) {
-		double t0 = now();
+		double t0 = bench_now();
 
 		n = fn(buf, len);
-		t[i] = now() - t0;
+		t[i] = bench_now() - t0;
 		if (n == 0) {
 			fprintf(stderr, "%s: failed\n", name);
 			return -1;
 		}
 	}
-	qsort(t, BENCH_RUNS, sizeof(t[0]), cmp_double);
+	qsort(t, BENCH_RUNS, sizeof(t[0]), bench_cmp_double);
 	med = t[BENCH_RUNS / 2];
 	printf("scan\t%s\t%.1f\t%.0f\n", name, (double)len / med / 1e6,
 	       (double)n / med);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
@@ -106,6 +107,26 @@ gen_records(char *buf, size_t cap, size_t want)
 	while (len < want && (k = gen_record(buf + len, cap - len)) > 0)
 		len += k;
 	return len;
+}
+
+/* CPU time of this thread: the machine is shared, wall time would count
+   others (the C benchmarks' clock) */
+static inline double
+bench_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* qsort order of doubles, for the medians */
+static inline int
+bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
 }
 
 #endif
