@@ -285,11 +285,77 @@ add_str(struct evbuffer *b, const char *s, size_t n)
 	ADD_LIT(b, "\"");
 }
 
+/* A decision-log entry put together on the stack and added to out in few
+   pieces: a record has up to CG_MAX_SUBJECTS people, and an
+   evbuffer_add_printf per field was a third of a pseudonymised request. */
+struct entry {
+	struct evbuffer *out;
+	size_t n;
+	char buf[512];
+};
+
+static void
+put_flush(struct entry *e)
+{
+	evbuffer_add(e->out, e->buf, e->n);
+	e->n = 0;
+}
+
+static void
+put(struct entry *e, const char *s, size_t n)
+{
+	if (n == 0) /* an empty evidence id may have no pointer */
+		return;
+	if (e->n + n > sizeof(e->buf))
+		put_flush(e);
+	if (n > sizeof(e->buf)) {
+		evbuffer_add(e->out, s, n);
+		return;
+	}
+	memcpy(e->buf + e->n, s, n);
+	e->n += n;
+}
+
+#define PUT_LIT(e, lit) put((e), (lit), sizeof(lit) - 1)
+
+/* s as a JSON string; one that needs an escape (rare in ids and rule
+   names) goes through respond_json_str. */
+static void
+put_str(struct entry *e, const char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && (unsigned char)s[i] >= 0x20 && s[i] != '"' &&
+	       s[i] != '\\')
+		i++;
+	if (i < n) {
+		put_flush(e);
+		add_str(e->out, s, n);
+		return;
+	}
+	PUT_LIT(e, "\"");
+	put(e, s, n);
+	PUT_LIT(e, "\"");
+}
+
+static void
+put_uint(struct entry *e, unsigned v)
+{
+	char num[12];
+	int i = sizeof(num);
+
+	do
+		num[--i] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	put(e, num + i, sizeof(num) - (size_t)i);
+}
+
 void
 declog_record(struct evbuffer *trail, const struct verdict_record *rec)
 {
 	const struct policy_decision *d = &rec->d;
 	const struct cg_slice *subj = NULL;
+	struct entry e = {.out = trail, .n = 0};
 	unsigned n = 0;
 
 	if (trail == NULL)
@@ -303,38 +369,47 @@ declog_record(struct evbuffer *trail, const struct verdict_record *rec)
 	}
 	if (n > d->nevidence)
 		n = d->nevidence;
-	evbuffer_add_printf(trail, "%s[%u,\"%s\",",
-	                    evbuffer_get_length(trail) ? "," : "", rec->index,
-	                    d->allow ? "allow" : "deny");
-	add_str(trail, d->rule_id, strlen(d->rule_id));
-	ADD_LIT(trail, ",");
-	add_str(trail, d->consent.evidence.ptr, d->consent.evidence.len);
+	if (evbuffer_get_length(trail) > 0)
+		PUT_LIT(&e, ",");
+	PUT_LIT(&e, "[");
+	put_uint(&e, rec->index);
+	if (d->allow)
+		PUT_LIT(&e, ",\"allow\",");
+	else
+		PUT_LIT(&e, ",\"deny\",");
+	put_str(&e, d->rule_id, strlen(d->rule_id));
+	PUT_LIT(&e, ",");
+	put_str(&e, d->consent.evidence.ptr, d->consent.evidence.len);
 	/* every person of the record, in order: several people, or one
 	 * with a pseudonym to find them by */
 	if (n > 1 || (n == 1 && declog_keylen > 0)) {
-		ADD_LIT(trail, ",[");
+		PUT_LIT(&e, ",[");
 		for (unsigned i = 0; i < n; i++) {
 			char pn[65];
 
-			evbuffer_add_printf(trail, "%s[\"%s\",",
-			                    i > 0 ? "," : "",
-			                    d->allows[i] ? "allow" : "deny");
-			add_str(trail, d->rules[i], strlen(d->rules[i]));
-			ADD_LIT(trail, ",");
-			add_str(trail, d->evidence[i].ptr, d->evidence[i].len);
+			if (i > 0)
+				PUT_LIT(&e, ",");
+			if (d->allows[i])
+				PUT_LIT(&e, "[\"allow\",");
+			else
+				PUT_LIT(&e, "[\"deny\",");
+			put_str(&e, d->rules[i], strlen(d->rules[i]));
+			PUT_LIT(&e, ",");
+			put_str(&e, d->evidence[i].ptr, d->evidence[i].len);
 			if (declog_keylen > 0) {
 				/* never the id itself, also when HMAC fails */
 				if (pseudonym(subj[i].ptr, subj[i].len, pn) !=
 				    0)
 					strcpy(pn, "(unavailable)");
-				ADD_LIT(trail, ",");
-				add_str(trail, pn, strlen(pn));
+				PUT_LIT(&e, ",");
+				put_str(&e, pn, strlen(pn));
 			}
-			ADD_LIT(trail, "]");
+			PUT_LIT(&e, "]");
 		}
-		ADD_LIT(trail, "]");
+		PUT_LIT(&e, "]");
 	}
-	ADD_LIT(trail, "]");
+	PUT_LIT(&e, "]");
+	put_flush(&e);
 }
 
 void
