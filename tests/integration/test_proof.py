@@ -200,14 +200,20 @@ def fill(env, px, want, n=200):
     return None, seen
 
 
-@test
-def a_full_decision_log_queue_refuses_inspected_requests(env):
+def stalled_proxy(env, **config):
+    """A proxy whose decision log (a queue of 2 lines) stalls: (proxy,
+    the FIFO's reader to close at the end)."""
     up = env.upstream()
     fifo, fd = stalled_log(env)
+    config.update(decision_log=fifo, decision_log_queue=2,
+                  admin="127.0.0.1:0")
+    return env.proxy(up.url, consent=CONSENT, config=config), fd
+
+
+@test
+def a_full_decision_log_queue_refuses_inspected_requests(env):
+    px, fd = stalled_proxy(env)
     try:
-        px = env.proxy(up.url, consent=CONSENT,
-                       config={"decision_log": fifo, "decision_log_queue": 2,
-                               "admin": "127.0.0.1:0"})
         r, seen = fill(env, px, 503)
         assert r is not None, seen
         doc = check_problem(r, 503)
@@ -228,13 +234,8 @@ def a_full_decision_log_queue_refuses_inspected_requests(env):
 
 @test
 def drop_mode_drops_and_counts_lines(env):
-    up = env.upstream()
-    fifo, fd = stalled_log(env)
+    px, fd = stalled_proxy(env, decision_log_full="drop")
     try:
-        px = env.proxy(up.url, consent=CONSENT,
-                       config={"decision_log": fifo, "decision_log_queue": 2,
-                               "decision_log_full": "drop",
-                               "admin": "127.0.0.1:0"})
         c = env.client(px)
         for _ in range(60):
             assert ingest(c, BIG).status == 200
