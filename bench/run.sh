@@ -80,7 +80,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Tools. deps.sh installs haproxy wrk gnuplot-nox strace when CG_BENCH=1.
+# Tools. deps.sh installs haproxy wrk gnuplot-nox strace libsimdjson-dev
+# when CG_BENCH=1.
 CG_BENCH=1 sh "$ROOT/.ci/deps.sh" || log "deps.sh failed; continuing with what is installed"
 for tool in nginx wrk taskset python3 curl $([ "$TLS_WANTED" = 1 ] && echo openssl); do
 	command -v "$tool" >/dev/null 2>&1 || { log "missing $tool"; exit 1; }
@@ -552,7 +553,7 @@ STARTED=""
 
 : >"$WORK/micro.tsv"
 if [ "$MICRO" = 1 ]; then
-	for b in bench_scan bench_consent; do
+	for b in bench_scan bench_simdjson bench_consent; do
 		if [ -x "$BUILD/bench/$b" ]; then
 			log "running $b"
 			(cd "$BUILD/bench" && timeout 600 "./$b") 2>"$WORK/$b.err" |
