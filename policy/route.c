@@ -536,8 +536,8 @@ route_client_allowed(const struct policy_route *r, const char *ids,
 }
 
 void
-route_client_refusal(const struct policy_route *r, const char *ids,
-                     char *buf, size_t cap)
+route_client_refusal(const struct policy_route *r, const char *ids, char *buf,
+                     size_t cap)
 {
 	bool some = ids != NULL && ids[0] != '\0';
 

@@ -82,11 +82,10 @@ void
 route_load(struct load *ld, json_t *v, unsigned idx)
 {
 	static const char *const keys[] = {
-	    "name",           "method",   "path",
-	    "path_prefix",    "action",   "purpose",
-	    "formats",        "array_at", "subjects",
-	    "subject_header", "on_deny",  "content_usage",
-	    "subject_ids",    "clients",  NULL,
+	    "name",        "method",         "path",    "path_prefix",
+	    "action",      "purpose",        "formats", "array_at",
+	    "subjects",    "subject_header", "on_deny", "content_usage",
+	    "subject_ids", "clients",        NULL,
 	};
 	static const char *const inspect_only[] = {
 	    "purpose",       "formats",        "array_at",

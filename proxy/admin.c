@@ -66,8 +66,7 @@ admin_problem(struct evhttp_request *req, struct evbuffer *out, int status,
  * runs now, or 422 with every error while the running one is kept.
  */
 static void
-admin_reload(struct admin *a, struct evhttp_request *req,
-             struct evbuffer *out)
+admin_reload(struct admin *a, struct evhttp_request *req, struct evbuffer *out)
 {
 	struct cg_errors errs;
 	struct snapshot *snap;
@@ -79,14 +78,17 @@ admin_reload(struct admin *a, struct evhttp_request *req,
 	if (rc == 0) {
 		const struct policy *p = snapshot_policy(snap);
 
-		evbuffer_add_printf(out, "{\"reloaded\":true,\"generation\":%llu,"
-		                         "\"policy\":\"",
-		                    (unsigned long long)snapshot_generation(snap));
+		evbuffer_add_printf(
+		    out,
+		    "{\"reloaded\":true,\"generation\":%llu,"
+		    "\"policy\":\"",
+		    (unsigned long long)snapshot_generation(snap));
 		respond_json_str(out, policy_id(p), strlen(policy_id(p)));
 		evbuffer_add_printf(
 		    out, "\",\"digest\":\"%s\",\"consent_snapshot\":%llu}\n",
 		    policy_digest(p),
-		    (unsigned long long)consent_version(snapshot_consent(snap)));
+		    (unsigned long long)consent_version(
+		        snapshot_consent(snap)));
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		                  "Content-Type", "application/json");
 		evhttp_send_reply(req, 200, "OK", out);
@@ -173,7 +175,8 @@ on_admin_request(struct evhttp_request *req, void *arg)
 			    server_upstream_tls(a->server);
 
 			metrics_render_tls(ts ? tls_server_stats(ts) : NULL,
-			                   tc ? tls_client_stats(tc) : NULL, out);
+			                   tc ? tls_client_stats(tc) : NULL,
+			                   out);
 		}
 		metrics_render_consent(snap, out);
 		metrics_render_logs(out);
@@ -200,14 +203,17 @@ on_admin_request(struct evhttp_request *req, void *arg)
 		    (long long)(time(NULL) -
 		                consent_created_at(snapshot_consent(snap)));
 		bool draining = server_stopping(a->server);
-		bool ready = !draining && (a->max_staleness_s == 0 ||
-		                           age <= (long long)a->max_staleness_s);
+		bool ready =
+		    !draining && (a->max_staleness_s == 0 ||
+		                  age <= (long long)a->max_staleness_s);
 
 		evbuffer_add_printf(
 		    out,
 		    "%s: consent snapshot version %llu, "
 		    "confirmed current %llds ago\n",
-		    ready ? "ready" : draining ? "not ready (draining)" : "not ready",
+		    ready      ? "ready"
+		    : draining ? "not ready (draining)"
+		               : "not ready",
 		    (unsigned long long)consent_version(snapshot_consent(snap)),
 		    age);
 		evhttp_add_header(h, "Content-Type", "text/plain");

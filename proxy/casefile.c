@@ -514,9 +514,9 @@ check_client(struct casefile_set *s, struct casefile *f, json_t *c,
 		one = list ? json_array_get(v, i) : v;
 		id = json_string_value(one);
 		n = id ? strlen(id) : 0;
-		if (id == NULL ||
-		    (strncmp(id, "uri:", 4) != 0 && strncmp(id, "dns:", 4) != 0 &&
-		     strncmp(id, "cn:", 3) != 0)) {
+		if (id == NULL || (strncmp(id, "uri:", 4) != 0 &&
+		                   strncmp(id, "dns:", 4) != 0 &&
+		                   strncmp(id, "cn:", 3) != 0)) {
 			err_at(s, f, at, false,
 			       "'%s' is not an identity: \"uri:…\", \"dns:…\" "
 			       "or \"cn:…\"",
@@ -607,10 +607,9 @@ static void
 check_case(struct casefile_set *s, struct casefile *f, json_t *c, size_t idx)
 {
 	static const char *const keys[] = {
-	    "name",         "route",        "now",     "consent",
-	    "consent_file", "content_type", "headers", "body",
-	    "body_file",    "records",      "expect",  "client",
-	    NULL,
+	    "name",         "route",   "now",  "consent",   "consent_file",
+	    "content_type", "headers", "body", "body_file", "records",
+	    "expect",       "client",  NULL,
 	};
 	struct casefile_case *tc;
 	const struct casefile_case *first;

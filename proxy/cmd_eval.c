@@ -176,9 +176,10 @@ cmd_eval(int argc, char **argv)
 			size_t n = i + 1 < argc ? strlen(argv[i + 1]) : 0;
 
 			if (n == 0 || client_len + n + 2 > sizeof(client_ids)) {
-				fprintf(stderr, "consentgate eval: --client takes "
-				                "an identity such as "
-				                "uri:spiffe://example.org/poster\n");
+				fprintf(stderr,
+				        "consentgate eval: --client takes "
+				        "an identity such as "
+				        "uri:spiffe://example.org/poster\n");
 				goto done;
 			}
 			memcpy(client_ids + client_len, argv[++i], n + 1);
@@ -296,8 +297,9 @@ cmd_eval(int argc, char **argv)
 		goto done;
 	}
 	client_ids[client_len] = '\0';
-	req = (struct cli_request){method, path, headers, nheaders, body, len,
-	                           now,    client_len ? client_ids : NULL};
+	req = (struct cli_request){
+	    method, path, headers, nheaders,
+	    body,   len,  now,     client_len ? client_ids : NULL};
 	if (cli_run(p, t, &req, &res) != 0) {
 		fprintf(stderr, "consentgate eval: out of memory\n");
 		goto done;

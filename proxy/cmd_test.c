@@ -115,8 +115,10 @@ run_case(const struct casefile_set *s, const struct casefile_case *tc,
          struct tally *t)
 {
 	struct cli_request req = {
-	    tc->method, tc->target, tc->headers, tc->nheaders, tc->body,
-	    tc->len,    tc->now,    tc->has_client ? tc->client_ids : NULL};
+	    tc->method,  tc->target,
+	    tc->headers, tc->nheaders,
+	    tc->body,    tc->len,
+	    tc->now,     tc->has_client ? tc->client_ids : NULL};
 	struct cli_result res;
 	const char *key;
 	bool failed = false;

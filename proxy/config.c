@@ -421,8 +421,8 @@ config_resolve_upstream(struct config *cfg, struct cg_errors *errs)
 			h++;
 			end = strchr(h, ']');
 		}
-		snprintf(cfg->upstream_host, sizeof(cfg->upstream_host),
-		         "%.*s", (int)(end - h), h);
+		snprintf(cfg->upstream_host, sizeof(cfg->upstream_host), "%.*s",
+		         (int)(end - h), h);
 	}
 	if (config_parse_hostport(hostport, &cfg->upstream_addr,
 	                          &cfg->upstream_addrlen, &err) != 0)
@@ -445,7 +445,8 @@ config_resolve_tls(struct config *cfg, struct cg_errors *errs)
 		              "and --tls-key too");
 	if ((cfg->upstream_cert == NULL) != (cfg->upstream_key == NULL))
 		cg_errors_add(
-		    errs, cfg->upstream_cert ? "--upstream-key" : "--upstream-cert",
+		    errs,
+		    cfg->upstream_cert ? "--upstream-key" : "--upstream-cert",
 		    0, 0,
 		    "missing: a client certificate for the upstream needs both "
 		    "--upstream-cert and --upstream-key");

@@ -70,17 +70,17 @@ access_line(struct conn *c)
 {
 	struct conn_request_log *l = &c->rq->log;
 	const struct http1_request *r = &c->rq->req;
-	struct accesslog_entry e = {
-	    l->rid,
-	    c->client ? c->client : c->peer,
-	    r->method,
-	    r->path,
-	    c->route ? route_name(c->route) : NULL,
-	    l->status,
-	    r->head_len,
-	    l->bytes_out,
-	    l->up0.tv_sec || l->up0.tv_nsec ? l->up_ns : -1,
-	    ns_since(&l->t0)};
+	struct accesslog_entry e = {l->rid,
+	                            c->client ? c->client : c->peer,
+	                            r->method,
+	                            r->path,
+	                            c->route ? route_name(c->route) : NULL,
+	                            l->status,
+	                            r->head_len,
+	                            l->bytes_out,
+	                            l->up0.tv_sec || l->up0.tv_nsec ? l->up_ns
+	                                                            : -1,
+	                            ns_since(&l->t0)};
 
 	if (l->t0.tv_sec == 0) /* no head was read: no method, no path */
 		e.method = e.path = (struct cg_slice){"", 0}, e.bytes_in = 0,
@@ -222,9 +222,8 @@ conn_log_decision(struct conn *c, const char *outcome, int status)
 		metrics_add(c->w, METRIC_RECORDS_KEPT, c->rq->insp.kept);
 		metrics_add(c->w, METRIC_RECORDS_DROPPED, c->rq->insp.dropped);
 		declog_write(c->w, c->id, c->rq->log.rid,
-		             c->client ? c->client : c->peer,
-		             c->route, c->snap, &c->rq->insp,
-		             outcome, status);
+		             c->client ? c->client : c->peer, c->route, c->snap,
+		             &c->rq->insp, outcome, status);
 		c->rq->insp.active = false; /* one line per request */
 	}
 }
@@ -239,11 +238,12 @@ problem(struct conn *c, int status, const char *detail, bool close,
 
 	conn_responding(c, status);
 	if (c->rq == NULL) {
-		respond_problem(c->t.out, status, detail, close, extra, headers);
+		respond_problem(c->t.out, status, detail, close, extra,
+		                headers);
 		return;
 	}
-	snprintf(lines, sizeof(lines), "X-Request-Id: %s\r\n%s",
-	         c->rq->log.rid, headers ? headers : "");
+	snprintf(lines, sizeof(lines), "X-Request-Id: %s\r\n%s", c->rq->log.rid,
+	         headers ? headers : "");
 	respond_problem(c->t.out, status, detail, close, extra, lines);
 	c->rq->log.bytes_out += evbuffer_get_length(c->t.out) - mark;
 }
@@ -317,8 +317,7 @@ conn_reply_all_dropped(struct conn *c)
 	metrics_response(c->w, 204);
 	conn_responding(c, 204);
 	ADD_LIT(c->t.out, "HTTP/1.1 204 No Content\r\n");
-	evbuffer_add_printf(c->t.out, "X-Request-Id: %s\r\n",
-	                    c->rq->log.rid);
+	evbuffer_add_printf(c->t.out, "X-Request-Id: %s\r\n", c->rq->log.rid);
 	inspect_response_headers(&c->rq->insp, c->t.out);
 	evbuffer_add_printf(c->t.out, "%s\r\n",
 	                    c->keep_alive ? "" : "Connection: close\r\n");

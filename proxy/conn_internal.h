@@ -37,7 +37,7 @@ struct conn {
 	enum timer_kind timer_kind;
 	uint64_t id;
 	char peer[REWRITE_PEER_MAX]; /* for Forwarded: for= */
-	bool tls, handshaking; /* TLS; its handshake not done yet */
+	bool tls, handshaking;       /* TLS; its handshake not done yet */
 	/* the verified client certificate's identities (tls.c's list of
 	   "kind:value" strings), NULL without one; client is the one logged
 	   and forwarded: the one the route matched, else the first */

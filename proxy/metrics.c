@@ -146,8 +146,9 @@ render_tls_side(const char *side, const struct tls_stats *st,
                 struct evbuffer *out)
 {
 	evbuffer_add_printf(
-	    out, "consentgate_tls_handshakes_total{side=\"%s\"} %llu\n"
-	         "consentgate_tls_resumed_total{side=\"%s\"} %llu\n",
+	    out,
+	    "consentgate_tls_handshakes_total{side=\"%s\"} %llu\n"
+	    "consentgate_tls_resumed_total{side=\"%s\"} %llu\n",
 	    side,
 	    (unsigned long long)atomic_load_explicit(&st->handshakes,
 	                                             memory_order_relaxed),

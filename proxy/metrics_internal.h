@@ -51,8 +51,7 @@ struct metrics_reloads {
 struct tls_stats;
 /* The TLS counters of either side that speaks TLS (NULL: plain). */
 void metrics_render_tls(const struct tls_stats *clients,
-                        const struct tls_stats *upstream,
-                        struct evbuffer *out);
+                        const struct tls_stats *upstream, struct evbuffer *out);
 void metrics_render(const struct worker *workers, unsigned n,
                     const struct snapshot *snap,
                     const struct metrics_reloads *reloads,

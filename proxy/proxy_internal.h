@@ -42,7 +42,7 @@ struct config {
 	char *policy_path;
 	char *consent_path; /* a file, or a postgresql:// URL */
 	char *consent_seed; /* with a URL: the local snapshot to start from */
-	unsigned workers; /* 0 = one per core */
+	unsigned workers;   /* 0 = one per core */
 	size_t max_header_bytes;
 	unsigned max_header_count;
 	size_t max_body_bytes;
@@ -50,12 +50,12 @@ struct config {
 	unsigned connect_timeout_ms, response_timeout_ms, drain_timeout_ms;
 	unsigned max_conns, fd_reserve, pool_size;
 	unsigned max_staleness_s;
-	char *decision_log; /* path, "-" for stdout, NULL off */
+	char *decision_log;      /* path, "-" for stdout, NULL off */
 	char *decision_log_key;  /* pseudonym key file, NULL: no subjects */
 	char *decision_log_full; /* "refuse" (NULL: the default) or "drop" */
 	unsigned decision_log_queue; /* lines queued at most, 0: default */
 	char *access_log;            /* path, "-" for stdout, NULL off */
-	char *admin;        /* HOST:PORT for /metrics and /healthz, NULL off */
+	char *admin; /* HOST:PORT for /metrics and /healthz, NULL off */
 	/* TLS (tls.c): from clients, mutual with a client CA; to an https://
 	   upstream, verified against upstream_ca or the system store */
 	char *tls_cert, *tls_key, *tls_client_ca;
@@ -169,7 +169,7 @@ struct worker {
 	struct server *server;
 	struct tls_server *tls;    /* NULL: clients speak plain HTTP */
 	struct tls_client *up_tls; /* NULL: the upstream is http:// */
-	struct worker_fds *fds; /* the server's, shared by every worker */
+	struct worker_fds *fds;    /* the server's, shared by every worker */
 	const struct config *cfg;
 	struct event_base *base;
 	pthread_t thread;
@@ -186,7 +186,7 @@ struct worker {
 	unsigned nidle;
 	uint64_t next_conn_id;
 	unsigned index;
-	struct evbuffer *declog; /* builds a decision-log line */
+	struct evbuffer *declog;    /* builds a decision-log line */
 	struct evbuffer *accesslog; /* builds an access-log line */
 	struct metrics metrics;
 	struct conn_request *rq_free; /* request states kept for reuse */
@@ -308,8 +308,7 @@ int listen_addr_port(const struct sockaddr_storage *ss);
    headers (whole lines, each ending in CRLF; NULL for none) among its
    fields; extra_json adds members to the problem object. */
 void respond_problem(struct evbuffer *out, int status, const char *detail,
-                     bool close, const char *extra_json,
-                     const char *headers);
+                     bool close, const char *extra_json, const char *headers);
 /* The IMF-fixdate of now (RFC 9110 5.6.7), for Date: 29 characters. */
 void respond_date(char out[32]);
 const char *respond_reason(int status);

@@ -27,9 +27,9 @@ void rewrite_peer(const struct sockaddr *sa, char *out, size_t len);
 
 /* Who sent the request, for Forwarded. */
 struct rewrite_client {
-	const char *addr;   /* the for= value (rewrite_peer) */
-	bool https;         /* it spoke TLS to us: proto=https */
-	const char *client; /* its verified certificate identity, or NULL */
+	const char *addr;       /* the for= value (rewrite_peer) */
+	bool https;             /* it spoke TLS to us: proto=https */
+	const char *client;     /* its verified certificate identity, or NULL */
 	const char *request_id; /* sent as X-Request-Id (reqid.c) */
 };
 

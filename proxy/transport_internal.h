@@ -101,8 +101,8 @@ struct transport {
 	   handshake or key update message), or its write for bytes to come:
 	   the other event then unblocks it */
 	bool read_needs_write, write_needs_read;
-	bool closed;        /* transport_close was called */
-	int busy;           /* owner callbacks on the stack */
+	bool closed; /* transport_close was called */
+	int busy;    /* owner callbacks on the stack */
 };
 
 /*

@@ -1378,7 +1378,7 @@ main(void)
 	    cmocka_unit_test(test_route_alias_orders),
 	    cmocka_unit_test(test_route_alias_warnings),
 	    cmocka_unit_test(test_ignored_purposes),
-    cmocka_unit_test(test_route_clients),
+	    cmocka_unit_test(test_route_clients),
 	    cmocka_unit_test(test_check_consent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -108,8 +108,10 @@ test_request_head_tls_client(void **state)
 {
 	static const char raw[] =
 	    "GET /x HTTP/1.1\r\nHost: h\r\n"
-	    "Forwarded: for=1.2.3.4;proto=https;client=\"uri:spiffe://x/admin\"\r\n"
-	    "X-Forwarded-For: 192.0.2.1, 192.0.2.2\r\nX-Forwarded-For: 192.0.2.3\r\n"
+	    "Forwarded: "
+	    "for=1.2.3.4;proto=https;client=\"uri:spiffe://x/admin\"\r\n"
+	    "X-Forwarded-For: 192.0.2.1, 192.0.2.2\r\nX-Forwarded-For: "
+	    "192.0.2.3\r\n"
 	    "\r\n";
 	static const struct rewrite_client from = {
 	    "10.0.0.2", true, "uri:spiffe://example.org/poster"};
@@ -188,7 +190,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_request_head),
 	    cmocka_unit_test(test_request_head_http10),
-    cmocka_unit_test(test_request_head_tls_client),
+	    cmocka_unit_test(test_request_head_tls_client),
 	    cmocka_unit_test(test_response_head),
 	    cmocka_unit_test(test_peer),
 	};
