@@ -237,8 +237,8 @@ policy_load_buf(const char *name, const char *buf, size_t len,
                 struct cg_errors *errs)
 {
 	static const char *const keys[] = {
-	    "policy", "purposes", "ignored_purposes", "jurisdictions", "routes",
-	    "rules",  NULL,
+	    "policy", "purposes", "ignored_purposes", "jurisdictions",
+	    "routes", "rules",    "shadow",           NULL,
 	};
 	struct load ld;
 	json_error_t jerr;
@@ -290,6 +290,11 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 	}
 	s = json_string_value(v);
 	p->id = load_strdup(&ld, s ? s : "");
+
+	v = json_object_get(root, "shadow");
+	if (v != NULL && !json_is_boolean(v))
+		load_err(&ld, "shadow", false, "must be true or false");
+	p->shadow = json_is_true(v);
 
 	v = json_object_get(root, "purposes");
 	if (v != NULL && !json_is_object(v))
@@ -360,6 +365,18 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 		cg_errors_add(errs, name, 0, 0, "out of memory");
 		goto fail;
 	}
+	/* shadow mode enforces nothing: say so wherever the file is checked */
+	for (unsigned k = 0; k < p->nroutes; k++)
+		if (p->routes[k].action == POLICY_ACTION_INSPECT &&
+		    route_shadow(&p->routes[k]))
+			cg_errors_add(
+			    &p->warnings, name, p->routes[k].line,
+			    p->routes[k].col,
+			    "warning: routes[%u] ('%s') is in shadow "
+			    "mode: its requests are decided and logged "
+			    "but forwarded unchanged; nothing is "
+			    "enforced",
+			    k, p->routes[k].name);
 	json_decref(root);
 	jsonpos_free(ld.pos);
 	return p;

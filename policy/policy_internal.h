@@ -43,6 +43,7 @@ struct policy_route {
 	char *subject_header;
 	enum policy_on_deny on_deny;
 	bool content_usage;
+	bool shadow;    /* decided and logged, everything forwarded */
 	char **clients; /* "kind:value" identities it takes; none: any */
 	unsigned nclients;
 	/* the path as upstream frameworks route it (route.c canon_path):
@@ -86,6 +87,7 @@ struct policy {
 	char **ignored; /* "ignored_purposes": consent rows loading skips */
 	unsigned nignored;
 	bool has_inspect;          /* some route is inspected */
+	bool shadow;               /* "shadow": every inspected route */
 	uint64_t groups_used;      /* bit per group named by a rule */
 	struct cg_errors warnings; /* from rule_lint at load */
 };

@@ -483,6 +483,12 @@ route_array_at(const struct policy_route *r)
 	return r->has_array_at ? &r->array_at : NULL;
 }
 
+bool
+route_shadow(const struct policy_route *r)
+{
+	return r->shadow || r->policy->shadow;
+}
+
 const char *
 route_method(const struct policy_route *r)
 {

@@ -85,12 +85,12 @@ route_load(struct load *ld, json_t *v, unsigned idx)
 	    "name",        "method",         "path",    "path_prefix",
 	    "action",      "purpose",        "formats", "array_at",
 	    "subjects",    "subject_header", "on_deny", "content_usage",
-	    "subject_ids", "clients",        NULL,
+	    "subject_ids", "clients",        "shadow",  NULL,
 	};
 	static const char *const inspect_only[] = {
-	    "purpose",       "formats",        "array_at",
-	    "subjects",      "subject_header", "on_deny",
-	    "content_usage", "subject_ids",    NULL,
+	    "purpose",        "formats", "array_at",      "subjects",
+	    "subject_header", "on_deny", "content_usage", "subject_ids",
+	    "shadow",         NULL,
 	};
 	struct policy_route *r = &ld->p->routes[idx];
 	char path[CG_MAX_JSON_PATH], sub[CG_MAX_JSON_PATH], list[300];
@@ -379,6 +379,14 @@ route_load(struct load *ld, json_t *v, unsigned idx)
 		snprintf(sub, sizeof(sub), "%s.on_deny", path);
 		load_err(ld, sub, false,
 		         "unknown value '%s' (expected drop or block)", s);
+	}
+
+	e = json_object_get(v, "shadow");
+	if (e != NULL) {
+		snprintf(sub, sizeof(sub), "%s.shadow", path);
+		if (!json_is_boolean(e))
+			load_err(ld, sub, false, "must be true or false");
+		r->shadow = json_is_true(e);
 	}
 
 	e = json_object_get(v, "content_usage");

@@ -214,8 +214,9 @@ conn_log_decision(struct conn *c, const char *outcome, int status)
 		    : strcmp(outcome, "all-dropped") == 0
 		        ? METRIC_OUT_ALL_DROPPED
 		    : strcmp(outcome, "blocked") == 0 ? METRIC_OUT_BLOCKED
-		    : strcmp(outcome, "refused") == 0
-		        ? METRIC_OUT_REFUSED
+		    : strcmp(outcome, "refused") == 0 ? METRIC_OUT_REFUSED
+		    : strcmp(outcome, "shadow") == 0
+		        ? METRIC_OUT_SHADOW
 		        : METRIC_OUT_UPSTREAM_FAILED;
 
 		metrics_add(c->w, m, 1);
@@ -449,7 +450,9 @@ start_request(struct conn *c, const char *buf)
 		int status = inspect_begin(&c->rq->insp, c->snap, c->route, r,
 		                           c->w->cfg->max_staleness_s);
 
-		if (status != 0) {
+		if (status != 0 && c->rq->insp.shadow) {
+			c->rq->insp.would = status; /* forwarded all the same */
+		} else if (status != 0) {
 			if (r->framing == HTTP1_FRAMING_NONE)
 				conn_reply_problem(c, status, c->rq->insp.error,
 				                   c->rq->insp.error_json);
@@ -459,9 +462,13 @@ start_request(struct conn *c, const char *buf)
 			return;
 		}
 		if (c->rq->insp.decided && inspect_all_dropped(&c->rq->insp)) {
-			conn_reply_all_dropped(
-			    c); /* the person in the header is denied */
-			return;
+			if (c->rq->insp.shadow) {
+				c->rq->insp.would = 204;
+			} else {
+				conn_reply_all_dropped(
+				    c); /* the person in the header is denied */
+				return;
+			}
 		}
 	}
 	if (r->framing == HTTP1_FRAMING_LENGTH &&

@@ -188,6 +188,8 @@ inspect_begin(struct inspect_result *r, struct snapshot *snap,
 		r->held = true;
 	}
 	r->active = true;
+	r->shadow = route_shadow(route);
+	r->would = 0;
 	if (declog_enabled())
 		r->trail = evbuffer_new();
 	/* the verdict's plain view of the head (policy/ sees no http1) */
@@ -203,7 +205,9 @@ inspect_begin(struct inspect_result *r, struct snapshot *snap,
 	r->decided = r->v.decided;
 	if (r->decided)
 		declog_record(r->trail, &r->v.rec);
-	r->streaming = r->v.streamable;
+	/* shadow: the whole body is forwarded as it came, so it is read
+	   whole (up to max_body_bytes) and decided aside */
+	r->streaming = r->v.streamable && !r->shadow;
 	counted(r);
 	return 0;
 }
@@ -359,8 +363,13 @@ inspect_request_headers(const struct inspect_result *r, struct evbuffer *h,
 void
 inspect_response_headers(const struct inspect_result *r, struct evbuffer *o)
 {
-	evbuffer_add_printf(o, "Consent-Result: kept=%u, dropped=%u\r\n",
-	                    r->kept, r->dropped);
+	if (r->shadow && r->would >= 400)
+		evbuffer_add_printf(o, "Consent-Result: refused=%d, shadow\r\n",
+		                    r->would);
+	else
+		evbuffer_add_printf(
+		    o, "Consent-Result: kept=%u, dropped=%u%s\r\n", r->kept,
+		    r->dropped, r->shadow ? ", shadow" : "");
 }
 
 bool

@@ -24,6 +24,11 @@ struct inspect_result {
 	bool inflated;        /* Content-Encoding was removed */
 	bool streaming;       /* NDJSON decided line by line as it arrives */
 	bool decided;         /* subject in a header: decided from the head */
+	/* shadow mode (route_shadow): decided, logged, forwarded unchanged;
+	   would is the status the request would have had (200, 204, or a
+	   refusal), 0 while undecided */
+	bool shadow;
+	int would;
 	struct evbuffer *trail; /* decision-log entries, when the log is on */
 	/* last: inspect_result_init leaves it alone (a pass request does not
 	   pay for clearing it) */

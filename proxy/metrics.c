@@ -39,6 +39,8 @@ static const struct {
                             "outcome=\"refused\"", NULL},
     [METRIC_OUT_UPSTREAM_FAILED] = {"consentgate_inspected_requests_total",
                                     "outcome=\"upstream-failed\"", NULL},
+    [METRIC_OUT_SHADOW] = {"consentgate_inspected_requests_total",
+                           "outcome=\"shadow\"", NULL},
     [METRIC_RECORDS_KEPT] = {"consentgate_records_total", "decision=\"kept\"",
                              "Records decided, by decision"},
     [METRIC_RECORDS_DROPPED] = {"consentgate_records_total",

@@ -73,7 +73,10 @@ write_response_head(struct conn *c, const struct http1_response *res)
 		conn_log_decision(c, "upstream-failed", res->status);
 	} else if (c->rq->insp.active) {
 		inspect_response_headers(&c->rq->insp, o);
-		conn_log_decision(c, "forwarded", res->status);
+		/* shadow: the line proves what would have happened */
+		conn_log_decision(
+		    c, c->rq->insp.shadow ? "shadow" : "forwarded",
+		    c->rq->insp.shadow ? c->rq->insp.would : res->status);
 	}
 	if (!c->keep_alive)
 		ADD_LIT(o, "Connection: close\r\n\r\n");
@@ -228,6 +231,39 @@ no_upstream(struct conn *c, int err, bool streaming)
 		conn_reply_problem(c, status, detail, NULL);
 }
 
+/*
+ * Shadow mode: decide a copy of the body (a reference to the same bytes:
+ * the verdict inflates and rebuilds the copy, never the body), and keep
+ * only what would have happened; the body goes upstream as it came.
+ */
+static void
+shadow_decide(struct conn *c)
+{
+	struct inspect_result *insp = &c->rq->insp;
+	struct evbuffer *copy;
+
+	if (insp->would == 0 && !insp->decided) {
+		copy = evbuffer_new();
+		if (copy == NULL ||
+		    evbuffer_add_buffer_reference(copy, c->body) != 0) {
+			insp->would = 500;
+		} else {
+			int status =
+			    inspect_run(insp, c->snap, c->route, &c->rq->req,
+			                copy, c->w->cfg->max_body_bytes);
+
+			if (status != 0)
+				insp->would = status;
+		}
+		if (copy)
+			evbuffer_free(copy);
+		insp->inflated =
+		    false; /* Content-Encoding stays: the body does */
+	}
+	if (insp->would == 0)
+		insp->would = inspect_all_dropped(insp) ? 204 : 200;
+}
+
 void
 relay_forward(struct conn *c)
 {
@@ -235,7 +271,10 @@ relay_forward(struct conn *c)
 	size_t body_len;
 	int err;
 
-	if (route_action(c->route) == POLICY_ACTION_INSPECT) {
+	if (route_action(c->route) == POLICY_ACTION_INSPECT &&
+	    c->rq->insp.shadow) {
+		shadow_decide(c);
+	} else if (route_action(c->route) == POLICY_ACTION_INSPECT) {
 		if (c->rq->insp.streaming) {
 			body = c->kept; /* decided line by line already */
 		} else if (!c->rq->insp.decided) {

@@ -105,6 +105,12 @@ const char *route_subject_header(const struct policy_route *r);
 enum policy_on_deny route_on_deny(const struct policy_route *r);
 /* True when forwarded requests get "Content-Usage: train-ai=n". */
 bool route_content_usage(const struct policy_route *r);
+/*
+ * Shadow mode (the route's "shadow", or the policy's): requests are
+ * decided, logged and counted as usual, but forwarded unchanged, with
+ * headers saying what would have happened. For rolling a policy out.
+ */
+bool route_shadow(const struct policy_route *r);
 
 /*
  * The clients a route takes, by the identity in their verified TLS

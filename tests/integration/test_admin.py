@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 import urllib.error
@@ -178,6 +179,97 @@ def reloads_under_load_lose_no_request(env):
     posts = sum(1 for k, _ in results if k == "post")
     assert sum(1 for r in up.requests()
                if r.request_line.startswith(b"POST")) == posts
+
+
+def shadow_policy(block=False, whole=False):
+    pol = test_policy()
+    for r in pol["routes"]:
+        if r.get("name") == "ingest":
+            if not whole:
+                r["shadow"] = True
+            if block:
+                r["on_deny"] = "block"
+    if whole:
+        pol["shadow"] = True
+    return pol
+
+
+def ingest(px, body, headers=(("Content-Type", "application/x-ndjson"),)):
+    c = px.connect()
+    c.send(request("POST", "/ingest", list(headers), body))
+    return c.read_response()
+
+
+@test
+def shadow_forwards_everything_and_says_what_would_happen(env):
+    """A policy rolled out in shadow mode decides, logs and counts, but
+    the upstream gets every request as it came."""
+    import gzip
+    up = env.upstream()
+    log = os.path.join(env.workdir, "decisions.jsonl")
+    px = env.proxy(up.url, policy=shadow_policy(), consent=CONSENT,
+                   extra=["--admin", "127.0.0.1:0", "--decision-log", log])
+    port = admin_port(px)
+    # kept one, dropped one: both forwarded
+    r = ingest(px, BODY)
+    assert r.status == 200, r
+    assert r.get("Consent-Result") == "kept=1, dropped=1, shadow", r.headers
+    assert up.request(1).body == BODY
+    assert up.request(1).get("Consent-Result") == \
+        "kept=1, dropped=1, shadow"
+    # every record denied: still forwarded, no 204
+    only_denied = b'{"author_id":"nobody"}\n'
+    r = ingest(px, only_denied)
+    assert r.status == 200 and up.request(2).body == only_denied, r
+    assert r.get("Consent-Result") == "kept=0, dropped=1, shadow"
+    # a malformed record: forwarded, the refusal it would get named
+    bad = b'{"author_id":"u1"}\n{"author_id":\n'
+    r = ingest(px, bad)
+    assert r.status == 200 and up.request(3).body == bad, r
+    assert r.get("Consent-Result") == "refused=422, shadow", r.headers
+    # gzip: the compressed bytes go upstream with their Content-Encoding
+    z = gzip.compress(BODY)
+    r = ingest(px, z, (("Content-Type", "application/x-ndjson"),
+                       ("Content-Encoding", "gzip")))
+    assert r.status == 200, r
+    assert up.request(4).body == z
+    assert up.request(4).get("Content-Encoding") == "gzip"
+    assert r.get("Consent-Result") == "kept=1, dropped=1, shadow"
+    assert metric(port,
+                  'consentgate_inspected_requests_total{outcome="shadow"}') == 4
+    px.stop()
+    lines = [json.loads(l) for l in open(log)]
+    assert [l["outcome"] for l in lines] == ["shadow"] * 4, lines
+    assert [l["status"] for l in lines] == [200, 204, 422, 200], lines
+    assert lines[0]["dropped"] == 1 and lines[0]["decisions"], lines[0]
+
+
+@test
+def shadow_block_route_forwards_what_it_would_block(env):
+    up = env.upstream()
+    px = env.proxy(up.url, policy=shadow_policy(block=True), consent=CONSENT)
+    r = ingest(px, BODY)
+    assert r.status == 200 and up.request(1).body == BODY, r
+    assert r.get("Consent-Result") == "refused=403, shadow", r.headers
+
+
+@test
+def shadow_for_the_whole_policy_then_for_real(env):
+    """check warns about shadow mode; a reload without it enforces."""
+    up, px, port = start(env, policy=shadow_policy(whole=True))
+    out = subprocess.run([os.environ["CONSENTGATE"], "check",
+                          px.policy_path], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, timeout=10).stdout
+    assert b"is in shadow mode" in out, out
+    assert ingest(px, BODY).get("Consent-Result").endswith(", shadow")
+    pol = shadow_policy(whole=True)
+    del pol["shadow"]
+    write_policy(px, pol)
+    s, _, body = call(port, "POST", "/reload")
+    assert s == 200, body
+    r = ingest(px, BODY)
+    assert r.get("Consent-Result") == "kept=1, dropped=1", r.headers
+    assert up.request(2).body == b'{"author_id":"u1"}\n'
 
 
 if __name__ == "__main__":

@@ -223,7 +223,7 @@ test_errors_positions(void **state)
 	             "\"rulez\"",
 	             "rulez: unknown key 'rulez' (expected one "
 	             "of: policy, purposes, ignored_purposes, jurisdictions, "
-	             "routes, rules)");
+	             "routes, rules, shadow)");
 	assert_error("{\"policy\": \"x\", \"purposes\": {\"ai\": {\"aipref\": "
 	             "\"train-llm\"}}, \"routes\": [" ROUTE_OK "], \"rules\": "
 	             "[" RULE_DEFAULT "]}",
@@ -510,7 +510,7 @@ test_deep_nesting_positions(void **state)
 	             "routes[0].deep: unknown key 'deep' (expected one of: "
 	             "name, method, path, path_prefix, action, purpose, "
 	             "formats, array_at, subjects, subject_header, on_deny, "
-	             "content_usage, subject_ids, clients)");
+	             "content_usage, subject_ids, clients, shadow)");
 	assert_error(doc, "\"bogus\"",
 	             "rules[0].then: unknown outcome 'bogus' (expected allow "
 	             "or deny)");
