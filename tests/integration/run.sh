@@ -23,7 +23,9 @@ suites=${SUITES:-"test_core test_nginx test_cli test_consent test_ops test_early
 failed=0
 for s in $suites; do
 	echo "== $s"
+	t0=$(date +%s)
 	timeout -k 5 150 python3 "$here/$s.py" || failed=1
+	echo "== $s: $(($(date +%s) - t0)) s"
 done
 if [ "$failed" -ne 0 ]; then
 	echo "integration: FAILED"
