@@ -64,9 +64,10 @@ ns_since(const struct timespec *t0)
 	       (now.tv_nsec - t0->tv_nsec);
 }
 
-/* The access log's line of the request ending now (once: rid cleared). */
+/* The access log's line of the request ending now (once: rid cleared),
+   total_ns since its head was read. */
 static void
-access_line(struct conn *c)
+access_line(struct conn *c, int64_t total_ns)
 {
 	struct conn_request_log *l = &c->rq->log;
 	const struct http1_request *r = &c->rq->req;
@@ -80,7 +81,7 @@ access_line(struct conn *c)
 	                            l->bytes_out,
 	                            l->up0.tv_sec || l->up0.tv_nsec ? l->up_ns
 	                                                            : -1,
-	                            ns_since(&l->t0)};
+	                            total_ns};
 
 	if (l->t0.tv_sec == 0) /* no head was read: no method, no path */
 		e.method = e.path = (struct cg_slice){"", 0}, e.bytes_in = 0,
@@ -131,8 +132,15 @@ void
 conn_end_request(struct conn *c)
 {
 	if (c->rq && c->rq->log.rid[0] != '\0') {
+		const struct conn_request_log *l = &c->rq->log;
+		/* one reading for the access log and the metrics */
+		int64_t total = l->t0.tv_sec ? ns_since(&l->t0) : -1;
+
+		metrics_request_end(
+		    c->w, c->route ? route_name(c->route) : NULL, l->status,
+		    total, l->up0.tv_sec || l->up0.tv_nsec ? l->up_ns : -1);
 		if (accesslog_enabled())
-			access_line(c);
+			access_line(c, total);
 		memset(&c->rq->log, 0, sizeof(c->rq->log));
 	}
 	if (c->up) {
@@ -222,6 +230,8 @@ conn_log_decision(struct conn *c, const char *outcome, int status)
 		metrics_add(c->w, m, 1);
 		metrics_add(c->w, METRIC_RECORDS_KEPT, c->rq->insp.kept);
 		metrics_add(c->w, METRIC_RECORDS_DROPPED, c->rq->insp.dropped);
+		metrics_decided(c->w, route_name(c->route), &c->rq->insp.rules,
+		                c->rq->log.decide_ns);
 		declog_write(c->w, c->id, c->rq->log.rid,
 		             c->client ? c->client : c->peer, c->route, c->snap,
 		             &c->rq->insp, outcome, status);
@@ -447,8 +457,11 @@ start_request(struct conn *c, const char *buf)
 		return;
 	}
 	if (route_action(c->route) == POLICY_ACTION_INSPECT) {
+		int64_t t = conn_request_now();
 		int status = inspect_begin(&c->rq->insp, c->snap, c->route, r,
 		                           c->w->cfg->max_staleness_s);
+
+		c->rq->log.decide_ns += conn_request_now() - t;
 
 		if (status != 0 && c->rq->insp.shadow) {
 			c->rq->insp.would = status; /* forwarded all the same */

@@ -10,6 +10,8 @@
 #ifndef CONSENTGATE_CONN_REQUEST_INTERNAL_H
 #define CONSENTGATE_CONN_REQUEST_INTERNAL_H
 
+#include <time.h>
+
 #include "http1_internal.h"
 #include "inspect_internal.h"
 #include "reqid_internal.h"
@@ -19,12 +21,23 @@
 
 struct worker;
 
+/* CLOCK_MONOTONIC now, in ns: for the request's durations. */
+static inline int64_t
+conn_request_now(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
 /* What the request id and the access log keep of one request; zero (rid
    "") between requests. */
 struct conn_request_log {
 	char rid[REQID_MAX + 1];
 	struct timespec t0, up0; /* CLOCK_MONOTONIC: head read, sent upstream */
 	int64_t up_ns;           /* upstream time, once its response ended */
+	int64_t decide_ns;       /* spent in inspect_* (the verdict) */
 	int status;              /* of the response, 0 before one */
 	uint64_t bytes_out;      /* response bytes queued to the client */
 };

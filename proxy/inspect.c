@@ -34,6 +34,14 @@ inspect_result_reset(struct inspect_result *r)
 	inspect_result_init(r);
 }
 
+/* A record the verdict decided: its decision-log entry, its rule's count. */
+static void
+record_decided(struct inspect_result *r, const struct verdict_record *rec)
+{
+	declog_record(r->trail, rec);
+	metrics_tally(&r->rules, rec->d.rule_id, rec->d.allow);
+}
+
 static int
 refuse(struct inspect_result *r, int status, const char *detail)
 {
@@ -199,12 +207,12 @@ inspect_begin(struct inspect_result *r, struct snapshot *snap,
 	}
 	if (verdict_begin(&r->v, route, snapshot_consent(snap), &vr) != 0) {
 		if (r->v.decided)
-			declog_record(r->trail, &r->v.rec);
+			record_decided(r, &r->v.rec);
 		return refused(r);
 	}
 	r->decided = r->v.decided;
 	if (r->decided)
-		declog_record(r->trail, &r->v.rec);
+		record_decided(r, &r->v.rec);
 	/* shadow: the whole body is forwarded as it came, so it is read
 	   whole (up to max_body_bytes) and decided aside */
 	r->streaming = r->v.streamable && !r->shadow;
@@ -266,7 +274,7 @@ inspect_feed(struct inspect_result *r, struct snapshot *snap,
 		}
 		rc = verdict_feed_line(&r->v, line, n, &rec);
 		if (rec != NULL)
-			declog_record(r->trail, rec);
+			record_decided(r, rec);
 		if (rc != 0) {
 			status = refused(r);
 			goto out;
@@ -314,10 +322,10 @@ inspect_run(struct inspect_result *r, struct snapshot *snap,
 	if (verdict_body(&r->v, buf, len) != 0)
 		return refused(r);
 	while ((rc = verdict_next(&r->v, &rec)) == 1)
-		declog_record(r->trail, rec);
+		record_decided(r, rec);
 	if (rc < 0) {
 		if (rec != NULL)
-			declog_record(r->trail, rec);
+			record_decided(r, rec);
 		return refused(r);
 	}
 	verdict_end(&r->v);

@@ -13,6 +13,7 @@
 #include "consentgate/policy.h"
 #include "consentgate/verdict.h"
 #include "http1_internal.h"
+#include "metrics_internal.h"
 
 struct inspect_result {
 	bool active; /* an inspected route decided this request */
@@ -30,6 +31,7 @@ struct inspect_result {
 	bool shadow;
 	int would;
 	struct evbuffer *trail; /* decision-log entries, when the log is on */
+	struct metrics_tally rules; /* the records by deciding rule */
 	/* last: inspect_result_init leaves it alone (a pass request does not
 	   pay for clearing it) */
 	struct verdict v;

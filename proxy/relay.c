@@ -248,10 +248,12 @@ shadow_decide(struct conn *c)
 		    evbuffer_add_buffer_reference(copy, c->body) != 0) {
 			insp->would = 500;
 		} else {
+			int64_t t = conn_request_now();
 			int status =
 			    inspect_run(insp, c->snap, c->route, &c->rq->req,
 			                copy, c->w->cfg->max_body_bytes);
 
+			c->rq->log.decide_ns += conn_request_now() - t;
 			if (status != 0)
 				insp->would = status;
 		}
@@ -278,10 +280,12 @@ relay_forward(struct conn *c)
 		if (c->rq->insp.streaming) {
 			body = c->kept; /* decided line by line already */
 		} else if (!c->rq->insp.decided) {
+			int64_t t = conn_request_now();
 			int status = inspect_run(&c->rq->insp, c->snap,
 			                         c->route, &c->rq->req, c->body,
 			                         c->w->cfg->max_body_bytes);
 
+			c->rq->log.decide_ns += conn_request_now() - t;
 			if (status != 0) {
 				conn_reply_problem(c, status, c->rq->insp.error,
 				                   c->rq->insp.error_json);
@@ -330,9 +334,11 @@ stream_chunk(struct conn *c)
 void
 relay_stream(struct conn *c, bool done)
 {
+	int64_t t = conn_request_now();
 	int status = inspect_feed(&c->rq->insp, c->snap, c->route, c->body,
 	                          c->kept, done, CG_DEFAULT_MAX_RECORD_BYTES);
 
+	c->rq->log.decide_ns += conn_request_now() - t;
 	if (status != 0) {
 		conn_fail(c, status, c->rq->insp.error, c->rq->insp.error_json);
 		return;

@@ -342,12 +342,25 @@ log_errors_from(const struct cg_errors *errs, unsigned from)
 		log_msg("reload: (%u more errors)", errs->dropped);
 }
 
+/* SIGUSR1 (and every reload): the decision and access logs again at
+   their paths, after logrotate moved them. */
+static void
+server_reopen_logs(void)
+{
+	if (declog_reopen() != 0)
+		log_error("cannot reopen the decision log: %s",
+		          strerror(errno));
+	if (accesslog_reopen() != 0)
+		log_error("cannot reopen the access log: %s", strerror(errno));
+}
+
 int
 server_reload_all(struct server *s, struct cg_errors *errs)
 {
 	unsigned before = errs->count;
 	int rc = 0;
 
+	server_reopen_logs();
 	if (s->tls != NULL) {
 		if (tls_server_reload(s->tls, errs) == 0) {
 			log_msg("reloaded the TLS certificate and key");
@@ -588,26 +601,13 @@ out:
 	return rc;
 }
 
-/* SIGUSR1 (and SIGHUP): the decision and access logs again at their paths,
-   after logrotate moved them. */
-static void
-server_reopen_logs(void)
-{
-	if (declog_reopen() != 0)
-		log_error("cannot reopen the decision log: %s",
-		          strerror(errno));
-	if (accesslog_reopen() != 0)
-		log_error("cannot reopen the access log: %s", strerror(errno));
-}
-
-/* SIGHUP: reopen the decision log, reload the TLS certificate and key,
-   then the policy and consent table; what fails keeps running as it was. */
+/* SIGHUP: what POST /reload does (server_reload_all); what fails keeps
+   running as it was. */
 static void
 server_hup(struct server *s)
 {
 	struct cg_errors errs;
 
-	server_reopen_logs();
 	cg_errors_init(&errs);
 	server_reload_all(s, &errs);
 	cg_errors_reset(&errs);

@@ -19,7 +19,7 @@ cc -std=c11 -O2 -Wall -Wextra -pthread -o "$BUILD/test-upstream" \
 export TEST_UPSTREAM="$BUILD/test-upstream"
 
 # SUITES="test_core test_nginx" narrows the run.
-suites=${SUITES:-"test_core test_nginx test_cli test_consent test_ops test_early_answer test_routes test_verdict test_faults test_conformance test_tls test_pg test_admin test_proof"}
+suites=${SUITES:-"test_core test_nginx test_cli test_consent test_ops test_early_answer test_routes test_verdict test_faults test_conformance test_tls test_pg test_admin test_metrics test_proof"}
 failed=0
 for s in $suites; do
 	echo "== $s"

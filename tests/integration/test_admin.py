@@ -272,5 +272,31 @@ def shadow_for_the_whole_policy_then_for_real(env):
     assert up.request(2).body == b'{"author_id":"u1"}\n'
 
 
+@test
+def post_reload_reopens_both_logs(env):
+    """POST /reload does what SIGHUP does, the logs' reopening included
+    (logrotate's postrotate may call either)."""
+    up = env.upstream()
+    log = os.path.join(env.workdir, "d.jsonl")
+    acc = os.path.join(env.workdir, "a.jsonl")
+    px = env.proxy(up.url, consent=CONSENT,
+                   extra=["--admin", "127.0.0.1:0", "--decision-log", log,
+                          "--access-log", acc])
+    port = admin_port(px)
+    assert ingest(px, BODY).status == 200
+    assert wait_until(lambda: os.path.exists(log) and os.path.exists(acc)
+                      and open(acc).read().count("\n") == 1, 5)
+    os.rename(log, log + ".1")
+    os.rename(acc, acc + ".1")
+    s, _, body = call(port, "POST", "/reload")
+    assert s == 200, body
+    assert os.path.exists(log) and os.path.exists(acc), "not reopened"
+    assert ingest(px, BODY).status == 200
+    assert wait_until(lambda: open(log).read().count("\n") == 1 and
+                      open(acc).read().count("\n") == 1, 5)
+    assert open(log + ".1").read().count("\n") == 1
+    assert open(acc + ".1").read().count("\n") == 1
+
+
 if __name__ == "__main__":
     main()
