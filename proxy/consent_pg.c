@@ -291,7 +291,7 @@ join_snapshot(const char *url, const char *snap)
 	    (!exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
 	              PGRES_COMMAND_OK, err, sizeof(err)) ||
 	     !exec_ok(c, sql, PGRES_COMMAND_OK, err, sizeof(err)))) {
-		log_msg("consent: one COPY instead of two: %s", err);
+		log_warn("consent: one COPY instead of two: %s", err);
 		PQfinish(c);
 		c = NULL;
 	}
@@ -423,8 +423,8 @@ open_seed(const char *path, uint64_t *seq)
 	cg_errors_init(&errs);
 	t = consent_open(path, &errs);
 	if (t == NULL)
-		log_msg("consent: seed %s not used: %s", path,
-		        errs.count ? errs.msgs[0] : "unreadable");
+		log_warn("consent: seed %s not used: %s", path,
+		         errs.count ? errs.msgs[0] : "unreadable");
 	cg_errors_reset(&errs);
 	if (t != NULL)
 		*seq = consent_version(t);
@@ -502,10 +502,10 @@ disconnect(struct consent_pg *pg, const char *reason)
 		return;
 	snprintf(why, sizeof(why), "%s", reason); /* one line of libpq's */
 	why[strcspn(why, "\n")] = '\0';
-	log_msg("consent: lost %s: %s; reconnecting in %u s, catching up "
-	        "from seq %llu",
-	        pg->name, why, pg->backoff_s ? pg->backoff_s : 1,
-	        (unsigned long long)consent_live_seq(pg->live));
+	log_warn("consent: lost %s: %s; reconnecting in %u s, catching up "
+	         "from seq %llu",
+	         pg->name, why, pg->backoff_s ? pg->backoff_s : 1,
+	         (unsigned long long)consent_live_seq(pg->live));
 	if (pg->sock_ev) {
 		event_free(pg->sock_ev);
 		pg->sock_ev = NULL;
@@ -558,8 +558,8 @@ try_connect(struct consent_pg *pg)
 		if (pg->backoff_s > BACKOFF_MAX_S)
 			pg->backoff_s = BACKOFF_MAX_S;
 		pg->retry_at = now_s() + pg->backoff_s;
-		log_msg("consent: cannot connect to %s: %s; retrying in %u s",
-		        pg->name, err, pg->backoff_s);
+		log_error("consent: cannot connect to %s: %s; retrying in %u s",
+		          pg->name, err, pg->backoff_s);
 		return;
 	}
 	if (PQsetnonblocking(c, 1) != 0) {
@@ -578,12 +578,13 @@ try_connect(struct consent_pg *pg)
 			max = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
 		PQclear(r);
 		if (ok && max < seq && !pg->diverged)
-			log_msg("consent: %s ends at seq %llu, before seq %llu "
-			        "that this table holds: not the same history "
-			        "(restored or recreated?); the table is never "
-			        "confirmed current with it",
-			        pg->name, (unsigned long long)max,
-			        (unsigned long long)seq);
+			log_error(
+			    "consent: %s ends at seq %llu, before seq %llu "
+			    "that this table holds: not the same history "
+			    "(restored or recreated?); the table is never "
+			    "confirmed current with it",
+			    pg->name, (unsigned long long)max,
+			    (unsigned long long)seq);
 		if (ok)
 			pg->diverged = max < seq;
 	}
@@ -615,8 +616,8 @@ compact_main(void *arg)
 		cg_errors_init(&errs);
 		if (consent_snapshot_write(img, pg->cfg->consent_seed, &errs) !=
 		    0)
-			log_msg("consent: cannot write the seed: %s",
-			        errs.count ? errs.msgs[0] : "?");
+			log_error("consent: cannot write the seed: %s",
+			          errs.count ? errs.msgs[0] : "?");
 		cg_errors_reset(&errs);
 	}
 	event_active(pg->compacted_ev, EV_READ, 0);
@@ -650,16 +651,17 @@ install(struct consent_pg *pg)
 	struct cg_errors errs;
 
 	if (v == NULL) {
-		log_msg("consent: out of memory making a view at seq %llu",
-		        (unsigned long long)consent_live_seq(pg->live));
+		log_error("consent: out of memory making a view at seq %llu",
+		          (unsigned long long)consent_live_seq(pg->live));
 		return;
 	}
 	cg_errors_init(&errs);
 	if (server_reload_consent(pg->server, v, &errs) != 0)
 		for (unsigned i = 0; i < errs.count; i++)
-			log_msg("consent: seq %llu not installed: %s",
-			        (unsigned long long)consent_live_seq(pg->live),
-			        errs.msgs[i]);
+			log_error(
+			    "consent: seq %llu not installed: %s",
+			    (unsigned long long)consent_live_seq(pg->live),
+			    errs.msgs[i]);
 	cg_errors_reset(&errs);
 }
 
@@ -684,9 +686,9 @@ on_compacted(evutil_socket_t fd, short what, void *arg)
 	pg->job = NULL;
 	pg->job_image = NULL;
 	if (!ok) {
-		log_msg("consent: compaction at seq %llu failed; the overlay "
-		        "keeps every change",
-		        (unsigned long long)seq);
+		log_warn("consent: compaction at seq %llu failed; the overlay "
+		         "keeps every change",
+		         (unsigned long long)seq);
 		return;
 	}
 	atomic_fetch_add(&stats.compactions, 1);
@@ -731,7 +733,7 @@ apply_result(struct consent_pg *pg, PGresult *r, unsigned *applied)
 		    consent_live_apply(pg->live, &c, &why) != 0) {
 			atomic_fetch_add(&stats.refused, 1);
 			if (pg->refused_at != c.seq)
-				log_msg(
+				log_error(
 				    "consent: row seq %llu refused (purpose "
 				    "'%.*s'): %s; consent stays at seq %llu "
 				    "and is not current until the row is "
@@ -773,9 +775,9 @@ on_result(struct consent_pg *pg)
 			err[strcspn(err, "\n")] = '\0';
 			/* once per error, not once a second */
 			if (strcmp(err, pg->last_err) != 0)
-				log_msg("consent: catch-up failed: %s; "
-				        "retrying every second",
-				        err);
+				log_error("consent: catch-up failed: %s; "
+				          "retrying every second",
+				          err);
 			snprintf(pg->last_err, sizeof(pg->last_err), "%s", err);
 			ok = false;
 		} else {

@@ -108,7 +108,7 @@ struct server *server_new(const struct config *cfg, struct snapshot *snap);
  */
 int server_listen(struct server *s, struct cg_errors *errs);
 /* Start the workers and run until SIGTERM/SIGINT and drained; SIGHUP
- * reopens the decision log and reloads (server_reload). 0 when stopped. */
+ * runs server_reload_all, SIGUSR1 reopens the logs. 0 when stopped. */
 int server_run(struct server *s);
 void server_free(struct server *s);
 /*
@@ -131,10 +131,10 @@ int server_reload(struct server *s, unsigned what, struct cg_errors *errs);
 int server_reload_consent(struct server *s, struct consent_table *t,
                           struct cg_errors *errs);
 /*
- * What SIGHUP and POST /reload do (the same function): the TLS
- * certificate and key (when TLS is on), then server_reload of policy and
- * consent table. Logs each part; what fails keeps running. 0, or -1 with
- * every error in errs.
+ * What SIGHUP and POST /reload do (the same function): reopen the
+ * decision and access logs (as SIGUSR1 does), the TLS certificate and key
+ * (when TLS is on), then server_reload of policy and consent table. Logs
+ * each part; what fails keeps running. 0, or -1 with every error in errs.
  */
 int server_reload_all(struct server *s, struct cg_errors *errs);
 /* True once SIGTERM/SIGINT began the drain (readiness turns false). */

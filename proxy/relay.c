@@ -23,9 +23,9 @@
 static void
 refuse_early_answer(struct conn *c, int status)
 {
-	log_msg("conn %llu: the upstream answered %d before the request was "
-	        "written completely",
-	        (unsigned long long)c->id, status);
+	log_warn("conn %llu: the upstream answered %d before the request was "
+	         "written completely",
+	         (unsigned long long)c->id, status);
 	upstream_abort(c->up); /* we are in its callback: it frees itself */
 	c->up = NULL;
 	conn_fail(c, 502,
@@ -149,8 +149,8 @@ on_up_done(void *arg, int result)
 		/* the response broke after it started: the client must see it
 		   end early, never a truncated response presented as complete
 		 */
-		log_msg("conn %llu: upstream response broke; closing",
-		        (unsigned long long)c->id);
+		log_error("conn %llu: upstream response broke; closing",
+		          (unsigned long long)c->id);
 		conn_end_request(c);
 		c->state = CS_CLOSING;
 	}
@@ -222,9 +222,9 @@ no_upstream(struct conn *c, int err, bool streaming)
 	        : "the upstream could not be reached";
 
 	if (fds)
-		log_msg("conn %llu: 503: no descriptor for an upstream "
-		        "connection",
-		        (unsigned long long)c->id);
+		log_error("conn %llu: 503: no descriptor for an upstream "
+		          "connection",
+		          (unsigned long long)c->id);
 	if (streaming)
 		conn_fail(c, status, detail, NULL);
 	else

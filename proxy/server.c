@@ -72,7 +72,7 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE ||
 			    errno == ENOBUFS || errno == ENOMEM) {
-				log_msg(
+				log_warn(
 				    "worker %u: accept: %s; pausing accepts",
 				    w->index, strerror(errno));
 				worker_accept_pause(w, true);
@@ -107,9 +107,9 @@ on_drain_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 
-	log_msg("worker %u: drain deadline reached with %u connections; "
-	        "closing them",
-	        w->index, w->nconns);
+	log_warn("worker %u: drain deadline reached with %u connections; "
+	         "closing them",
+	         w->index, w->nconns);
 	event_base_loopbreak(w->base);
 }
 
@@ -337,9 +337,9 @@ static void
 log_errors_from(const struct cg_errors *errs, unsigned from)
 {
 	for (unsigned i = from; i < errs->count; i++)
-		log_msg("reload: %s", errs->msgs[i]);
+		log_error("reload: %s", errs->msgs[i]);
 	if (errs->dropped > 0)
-		log_msg("reload: (%u more errors)", errs->dropped);
+		log_error("reload: (%u more errors)", errs->dropped);
 }
 
 /* SIGUSR1 (and every reload): the decision and access logs again at
@@ -366,16 +366,16 @@ server_reload_all(struct server *s, struct cg_errors *errs)
 			log_msg("reloaded the TLS certificate and key");
 		} else {
 			log_errors_from(errs, before);
-			log_msg("TLS reload failed; keeping the running "
-			        "certificate and key");
+			log_error("TLS reload failed; keeping the running "
+			          "certificate and key");
 			rc = -1;
 		}
 	}
 	before = errs->count;
 	if (server_reload(s, SNAPSHOT_BOTH, errs) != 0) {
 		log_errors_from(errs, before);
-		log_msg("reload failed; keeping the running policy and "
-		        "consent table");
+		log_error("reload failed; keeping the running policy and "
+		          "consent table");
 		rc = -1;
 	}
 	return rc;

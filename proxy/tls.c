@@ -192,14 +192,14 @@ handshake_failed(struct transport *t, struct tls_conn *tc, int ssl_err)
 	if (why == TLS_FAIL_PLAIN_HTTP && tc->is_server)
 		answer_plain_http(t->fd);
 	if (v != X509_V_OK)
-		log_msg("tls: handshake %s %s failed: %s (%s; %s)",
-		        tc->is_server ? "from" : "with", tc->peer,
-		        tls_failure_names[why],
-		        X509_verify_cert_error_string(v), text);
+		log_warn("tls: handshake %s %s failed: %s (%s; %s)",
+		         tc->is_server ? "from" : "with", tc->peer,
+		         tls_failure_names[why],
+		         X509_verify_cert_error_string(v), text);
 	else
-		log_msg("tls: handshake %s %s failed: %s (%s)",
-		        tc->is_server ? "from" : "with", tc->peer,
-		        tls_failure_names[why], text);
+		log_warn("tls: handshake %s %s failed: %s (%s)",
+		         tc->is_server ? "from" : "with", tc->peer,
+		         tls_failure_names[why], text);
 }
 
 /*
@@ -293,8 +293,8 @@ tls_readv(struct transport *t, const struct iovec *iov, int n)
 				char text[256];
 
 				ssl_error_text(text, sizeof(text));
-				log_msg("tls: read from %s: %s", tc->peer,
-				        text);
+				log_warn("tls: read from %s: %s", tc->peer,
+				         text);
 			}
 			errno = EPROTO;
 			return -1;
@@ -326,7 +326,7 @@ write_one(struct transport *t, struct tls_conn *tc, const void *p, size_t len)
 		char text[256];
 
 		ssl_error_text(text, sizeof(text));
-		log_msg("tls: write to %s: %s", tc->peer, text);
+		log_warn("tls: write to %s: %s", tc->peer, text);
 	}
 	errno = EPIPE;
 	return -1;
@@ -682,7 +682,7 @@ tls_server_timed_out(struct tls_server *ts, const char *peer)
 {
 	atomic_fetch_add_explicit(&ts->stats.failures[TLS_FAIL_TIMEOUT], 1,
 	                          memory_order_relaxed);
-	log_msg("tls: handshake from %s failed: timeout", peer);
+	log_warn("tls: handshake from %s failed: timeout", peer);
 }
 
 /* Attach fd with a fresh SSL object; the socket is attached even when

@@ -191,9 +191,9 @@ up_finish(struct upstream_conn *u, int result)
 		u->retry_copy = NULL;
 	}
 	if (result == 0 && !up_request_written(u))
-		log_msg("upstream %s: answered before the whole request was "
-		        "written; connection closed",
-		        w->cfg->upstream_hostport);
+		log_warn("upstream %s: answered before the whole request was "
+		         "written; connection closed",
+		         w->cfg->upstream_hostport);
 	if (up_may_pool(u, result)) {
 		u->state = UP_IDLE;
 		u->reused = true;
@@ -314,7 +314,7 @@ relay_body(struct upstream_conn *u)
 			}
 			continue;
 		broken:
-			log_msg("upstream: bad chunked response: %s", reason);
+			log_error("upstream: bad chunked response: %s", reason);
 			u->reusable = false;
 			up_finish(u, -1);
 			return;
@@ -352,8 +352,9 @@ parse_head(struct upstream_conn *u)
 			}
 		}
 		if (rc < 0) {
-			log_msg("upstream %s: %s", u->w->cfg->upstream_hostport,
-			        reason ? reason : "bad response");
+			log_error("upstream %s: %s",
+			          u->w->cfg->upstream_hostport,
+			          reason ? reason : "bad response");
 			u->reusable = false;
 			u->got_bytes = false; /* nothing relayed: report 502 */
 			up_finish(u, 502);
@@ -496,8 +497,8 @@ on_up_ready(void *arg)
 
 		getsockopt(u->t.fd, SOL_SOCKET, SO_ERROR, &err, &el);
 		if (err != 0) {
-			log_msg("upstream %s: connect: %s",
-			        u->w->cfg->upstream_hostport, strerror(err));
+			log_error("upstream %s: connect: %s",
+			          u->w->cfg->upstream_hostport, strerror(err));
 			up_fail(u, 502);
 			return;
 		}
@@ -513,14 +514,14 @@ on_up_timeout(void *arg)
 	struct upstream_conn *u = arg;
 
 	if (u->state == UP_CONNECTING) {
-		log_msg("upstream %s: connect timed out",
-		        u->w->cfg->upstream_hostport);
+		log_error("upstream %s: connect timed out",
+		          u->w->cfg->upstream_hostport);
 		u->reusable = false;
 		up_finish(u, 504);
 	} else if (u->state == UP_WAITING || u->state == UP_BODY) {
-		log_msg("upstream %s: no response for %u ms",
-		        u->w->cfg->upstream_hostport,
-		        u->w->cfg->response_timeout_ms);
+		log_error("upstream %s: no response for %u ms",
+		          u->w->cfg->upstream_hostport,
+		          u->w->cfg->response_timeout_ms);
 		u->reusable = false;
 		up_finish(u, u->state == UP_BODY ? -1 : 504);
 	}

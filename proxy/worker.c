@@ -43,12 +43,12 @@ worker_accept_pause(struct worker *w, bool retry_later)
 		if (w->accept_pause_logged == 0 ||
 		    now.tv_sec - w->accept_pause_logged >= ACCEPT_PAUSE_LOG_S) {
 			w->accept_pause_logged = now.tv_sec;
-			log_msg("worker %u: pausing accepts: %u connections "
-			        "(max_conns %u), %ld of %ld descriptors open "
-			        "(fd_reserve %u)",
-			        w->index, w->nconns, w->cfg->max_conns,
-			        atomic_load(&w->fds->open), w->fds->limit,
-			        w->cfg->fd_reserve);
+			log_warn("worker %u: pausing accepts: %u connections "
+			         "(max_conns %u), %ld of %ld descriptors open "
+			         "(fd_reserve %u)",
+			         w->index, w->nconns, w->cfg->max_conns,
+			         atomic_load(&w->fds->open), w->fds->limit,
+			         w->cfg->fd_reserve);
 		}
 	}
 	if (retry_later) {
