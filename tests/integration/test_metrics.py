@@ -298,5 +298,24 @@ def reload_that_removes_a_route_keeps_counting(env):
     assert px.proc.poll() is None
 
 
+@test
+def tls_families_parse_in_groups(env):
+    """With TLS on, each TLS family's samples come in one group."""
+    import tempfile
+    from tlsfiles import Certs
+    c = Certs(tempfile.mkdtemp(prefix="cg-metrics-certs-", dir=env.workdir))
+    up, px, port = start(env, ["--tls-cert", c.server[0],
+                               "--tls-key", c.server[1]])
+    cl = px.connect()
+    cl.send(request("GET", "/echo/x"))  # plain HTTP on the TLS port
+    assert cl.read_response().status == 400
+    cl.close()
+    assert wait_until(lambda: get(scrape(port),
+                                  "consentgate_tls_handshake_failures_total",
+                                  side="client", reason="plain_http") == 1, 5)
+    assert get(scrape(port), "consentgate_tls_handshakes_total",
+               side="client") == 0
+
+
 if __name__ == "__main__":
     main()
