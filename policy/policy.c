@@ -220,18 +220,6 @@ load_groups(struct load *ld, json_t *obj)
 	}
 }
 
-static uint64_t
-fnv1a64(const char *buf, size_t len)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)buf[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
 struct policy *
 policy_load_buf(const char *name, const char *buf, size_t len,
                 struct cg_errors *errs)
@@ -269,7 +257,7 @@ policy_load_buf(const char *name, const char *buf, size_t len,
 	}
 	ld.p = p;
 	snprintf(p->digest, sizeof(p->digest), "%016llx",
-	         (unsigned long long)fnv1a64(buf, len));
+	         (unsigned long long)policy_fnv1a64(buf, len));
 	cg_errors_init(&p->warnings);
 	ld.pos = jsonpos_scan(buf, len);
 	if (!json_is_object(root)) {

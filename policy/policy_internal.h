@@ -95,6 +95,85 @@ struct policy {
 /* rule.c: warnings (never-matching, shadowed, unused) into p->warnings. */
 void rule_lint(struct policy *p, const char *name);
 
+/*
+ * rule.c: one subject's outcome, and the decision of a record from its
+ * subjects' outcomes. rule_decide and the verdict's dedup table
+ * (memo.c) both decide through rule_decide_with, so a subject decided once
+ * per request decides as a lookup per record would.
+ */
+struct rule_outcome {
+	struct consent_lookup_result c; /* the subject's row */
+	const struct policy_rule *ru; /* the first rule matching; NULL: none */
+};
+
+/* The outcome of subject i of a record; tmp may be filled and returned. */
+typedef const struct rule_outcome *(*rule_outcome_cb)(void *arg, unsigned i,
+                                                      struct rule_outcome *tmp);
+
+/* The consent table's id of r's purpose, -1 when none (or t NULL). */
+int rule_purpose_id(const struct policy_route *r,
+                    const struct consent_table *t);
+/* The first rule of r's purpose that matches c; NULL when none. */
+const struct policy_rule *
+rule_first_match(const struct policy_route *r,
+                 const struct consent_lookup_result *c, int64_t now);
+/* The outcome of subject (looked up for pid) or, subject NULL, of the
+   unknown person. */
+void rule_outcome_of(const struct policy_route *r,
+                     const struct consent_table *t, int pid,
+                     const struct cg_slice *subject, int64_t now,
+                     struct rule_outcome *o);
+/* rule_decide_record over n subjects whose outcomes each gives (asked in
+   subject order, possibly twice), nobody the unknown person's. */
+void rule_decide_with(const struct policy_route *r, unsigned n,
+                      unsigned missing, rule_outcome_cb each, void *arg,
+                      const struct rule_outcome *nobody,
+                      struct policy_decision *out);
+
+/*
+ * memo.c: a request's distinct subjects and their outcomes, so that each
+ * is looked up (in one batch with its neighbours) and matched once per
+ * request. Open addressing keyed by the subject bytes, which it copies;
+ * fixed size, embedded, no allocation. Cleared per request, or when full
+ * (memo_room) between two windows of records.
+ */
+#define MEMO_PEOPLE 512  /* distinct subjects held */
+#define MEMO_SLOTS 1024  /* hash slots (a power of two, > MEMO_PEOPLE) */
+#define MEMO_BYTES 32768 /* bytes of subject text held */
+
+struct memo_entry {
+	uint64_t hash;
+	uint32_t off; /* its text in memo.text */
+	uint32_t len;
+	struct rule_outcome o; /* valid once memo_decide has run on it */
+};
+
+struct memo {
+	uint16_t slot[MEMO_SLOTS]; /* 0: empty, else entry index + 1 */
+	unsigned n;                /* entries */
+	unsigned decided;          /* entries [0, decided) hold outcomes */
+	size_t used;               /* bytes of text */
+	struct memo_entry ent[MEMO_PEOPLE];
+	char text[MEMO_BYTES];
+};
+
+void memo_clear(struct memo *m);
+/* Room for nsubjects more distinct subjects of bytes text in all? */
+bool memo_room(const struct memo *m, unsigned nsubjects, size_t bytes);
+/* The entry of subject s, added (undecided) when new. -1 when there is no
+   room (see memo_room). */
+int memo_intern(struct memo *m, struct cg_slice s);
+/* Decide every new entry: their consent rows in batches
+   (consent_lookup_many, prefetching), then each one's first rule. */
+void memo_decide(struct memo *m, const struct policy_route *r,
+                 const struct consent_table *t, int pid, int64_t now);
+
+static inline struct cg_slice
+memo_subject(const struct memo *m, unsigned i)
+{
+	return (struct cg_slice){m->text + m->ent[i].off, m->ent[i].len};
+}
+
 /* route.c: the routes' normalised paths and alias flags, and warnings for
  * routes that can take a request meaning an inspected route. -1: out of
  * memory. */
@@ -110,6 +189,19 @@ policy_country_index(const char *cc)
 	    cc[2] != '\0')
 		return -1;
 	return (cc[0] - 'A') * 26 + (cc[1] - 'A');
+}
+
+/* FNV-1a, 64 bits: the policy digest, the memo's subject hash. */
+static inline uint64_t
+policy_fnv1a64(const char *buf, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)buf[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
 }
 
 static inline bool

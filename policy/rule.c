@@ -66,31 +66,15 @@ first_match(const struct policy *p, int purpose,
 	return NULL;
 }
 
-/* Subjects [from, n) once a deny is decided: looked up and matched all the
-   same, for each one's evidence and own rule (the proof of every person). */
-static void
-add_evidence(const struct policy_route *r, const struct consent_table *t,
-             int pid, const struct cg_slice *subjects, unsigned from,
-             unsigned n, int64_t now, struct policy_decision *out)
+const struct policy_rule *
+rule_first_match(const struct policy_route *r,
+                 const struct consent_lookup_result *c, int64_t now)
 {
-	for (unsigned i = from; i < n && out->nevidence < CG_MAX_SUBJECTS;
-	     i++) {
-		struct consent_lookup_result c;
-		const struct policy_rule *ru;
-
-		memset(&c, 0, sizeof(c));
-		if (t != NULL)
-			consent_lookup(t, subjects[i].ptr, subjects[i].len, pid,
-			               &c);
-		ru = first_match(r->policy, r->purpose, &c, now);
-		out->rules[out->nevidence] = ru != NULL ? ru->id : "(no rule)";
-		out->allows[out->nevidence] = ru != NULL && ru->allow;
-		out->evidence[out->nevidence++] = c.evidence;
-	}
+	return first_match(r->policy, r->purpose, c, now);
 }
 
-static int
-route_purpose_id(const struct policy_route *r, const struct consent_table *t)
+int
+rule_purpose_id(const struct policy_route *r, const struct consent_table *t)
 {
 	const struct policy *p = r->policy;
 	const char *pname = r->purpose >= 0 ? p->purposes[r->purpose].name : "";
@@ -98,13 +82,28 @@ route_purpose_id(const struct policy_route *r, const struct consent_table *t)
 	return t != NULL ? consent_purpose_id(t, pname, strlen(pname)) : -1;
 }
 
-void
-rule_decide(const struct policy_route *r, const struct consent_table *t,
-            const struct cg_slice *subjects, unsigned nsubjects, int64_t now,
-            struct policy_decision *out)
+/* One more subject's part in the proof: its rule, its own outcome, its
+   evidence. */
+static void
+add_evidence(struct policy_decision *out, const struct rule_outcome *o)
 {
-	const struct policy *p = r->policy;
-	int pid;
+	if (out->nevidence >= CG_MAX_SUBJECTS)
+		return;
+	out->rules[out->nevidence] = o->ru != NULL ? o->ru->id : "(no rule)";
+	out->allows[out->nevidence] = o->ru != NULL && o->ru->allow;
+	out->evidence[out->nevidence++] = o->c.evidence;
+}
+
+/* Every subject must be allowed, the first denied one decides; nobody at
+   all (n == 0) is decided as the unknown person. After a deny the rest are
+   still added, for each one's evidence and own rule (the proof of every
+   person). */
+static void
+combine(const struct policy_route *r, unsigned n, rule_outcome_cb each,
+        void *arg, const struct rule_outcome *nobody,
+        struct policy_decision *out)
+{
+	struct rule_outcome tmp;
 
 	/* not the whole struct: the evidence array is filled as far as
 	 * nevidence says, and this runs for every record */
@@ -117,33 +116,96 @@ rule_decide(const struct policy_route *r, const struct consent_table *t,
 		out->rule_id = "(pass)";
 		return;
 	}
-	pid = route_purpose_id(r, t);
-	/* no subject at all: decided as one unknown person */
-	for (unsigned i = 0; i < (nsubjects ? nsubjects : 1); i++) {
-		struct consent_lookup_result c;
-		const struct policy_rule *ru;
+	for (unsigned i = 0; i < (n ? n : 1); i++) {
+		const struct rule_outcome *o = n ? each(arg, i, &tmp) : nobody;
 
-		memset(&c, 0, sizeof(c));
-		if (nsubjects > 0 && t != NULL)
-			consent_lookup(t, subjects[i].ptr, subjects[i].len, pid,
-			               &c);
-		ru = first_match(p, r->purpose, &c, now);
 		out->subject = i;
-		out->consent = c;
+		out->consent = o->c;
 		/* load guarantees a default; fail closed all the same */
-		out->allow = ru != NULL && ru->allow;
-		out->rule_id = ru != NULL ? ru->id : "(no rule)";
-		if (nsubjects > 0 && out->nevidence < CG_MAX_SUBJECTS) {
-			out->rules[out->nevidence] = out->rule_id;
-			out->allows[out->nevidence] = out->allow;
-			out->evidence[out->nevidence++] = c.evidence;
-		}
+		out->allow = o->ru != NULL && o->ru->allow;
+		out->rule_id = o->ru != NULL ? o->ru->id : "(no rule)";
+		if (n > 0)
+			add_evidence(out, o);
 		if (!out->allow) {
-			add_evidence(r, t, pid, subjects, i + 1, nsubjects, now,
-			             out);
+			for (unsigned k = i + 1; k < n; k++)
+				add_evidence(out, each(arg, k, &tmp));
 			return;
 		}
 	}
+}
+
+void
+rule_decide_with(const struct policy_route *r, unsigned n, unsigned missing,
+                 rule_outcome_cb each, void *arg,
+                 const struct rule_outcome *nobody, struct policy_decision *out)
+{
+	struct rule_outcome tmp;
+
+	if (missing != 0) {
+		/* a required locator found nobody: an unknown person, decided
+		 * before the people who are there */
+		combine(r, 0, each, arg, nobody, out);
+		out->subject = n;
+		if (!out->allow) {
+			for (unsigned k = 0; k < n; k++)
+				add_evidence(out, each(arg, k, &tmp));
+			return;
+		}
+		if (n == 0)
+			return;
+	}
+	combine(r, n, each, arg, nobody, out);
+}
+
+void
+rule_outcome_of(const struct policy_route *r, const struct consent_table *t,
+                int pid, const struct cg_slice *subject, int64_t now,
+                struct rule_outcome *o)
+{
+	memset(&o->c, 0, sizeof(o->c));
+	if (subject != NULL && t != NULL)
+		consent_lookup(t, subject->ptr, subject->len, pid, &o->c);
+	o->ru = rule_first_match(r, &o->c, now);
+}
+
+/* rule_decide's subjects, looked up one at a time as they are asked for */
+struct direct {
+	const struct policy_route *r;
+	const struct consent_table *t;
+	const struct cg_slice *subjects;
+	int pid;
+	int64_t now;
+};
+
+static const struct rule_outcome *
+direct_each(void *arg, unsigned i, struct rule_outcome *tmp)
+{
+	const struct direct *d = arg;
+
+	rule_outcome_of(d->r, d->t, d->pid, &d->subjects[i], d->now, tmp);
+	return tmp;
+}
+
+static void
+decide_direct(const struct policy_route *r, const struct consent_table *t,
+              const struct cg_slice *subjects, unsigned n, unsigned missing,
+              int64_t now, struct policy_decision *out)
+{
+	struct direct d = {r, t, subjects, -1, now};
+	struct rule_outcome nobody;
+
+	if (r->action == POLICY_ACTION_INSPECT)
+		d.pid = rule_purpose_id(r, t);
+	rule_outcome_of(r, t, d.pid, NULL, now, &nobody);
+	rule_decide_with(r, n, missing, direct_each, &d, &nobody, out);
+}
+
+void
+rule_decide(const struct policy_route *r, const struct consent_table *t,
+            const struct cg_slice *subjects, unsigned nsubjects, int64_t now,
+            struct policy_decision *out)
+{
+	decide_direct(r, t, subjects, nsubjects, 0, now, out);
 }
 
 void
@@ -151,21 +213,8 @@ rule_decide_record(const struct policy_route *r, const struct consent_table *t,
                    const struct scan_record *rec, int64_t now,
                    struct policy_decision *out)
 {
-	if (rec->missing != 0) {
-		/* a required locator found nobody: an unknown person, decided
-		 * before the people who are there */
-		rule_decide(r, t, NULL, 0, now, out);
-		out->subject = rec->nsubjects;
-		if (!out->allow) {
-			add_evidence(r, t, route_purpose_id(r, t),
-			             rec->subjects, 0, rec->nsubjects, now,
-			             out);
-			return;
-		}
-		if (rec->nsubjects == 0)
-			return;
-	}
-	rule_decide(r, t, rec->subjects, rec->nsubjects, now, out);
+	decide_direct(r, t, rec->subjects, rec->nsubjects, rec->missing, now,
+	              out);
 }
 
 static const struct policy_rule *

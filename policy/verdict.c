@@ -14,6 +14,32 @@
 #include "consentgate/verdict.h"
 #include "policy_internal.h"
 
+/* A record scanned and not decided yet: its subjects are in the memo. */
+struct verdict_staged {
+	size_t start, end;
+	const char *error; /* a line that failed to scan: its 422 detail */
+	unsigned missing;
+	uint16_t first, nsubjects; /* into batch.refs */
+	bool blank;
+};
+
+struct verdict_batch {
+	struct memo memo;
+	int pid;                    /* the route's purpose in the table */
+	struct rule_outcome nobody; /* the unknown person's outcome */
+	struct verdict_staged st[VERDICT_WINDOW];
+	uint16_t refs[VERDICT_WINDOW * CG_MAX_SUBJECTS]; /* memo entries */
+	unsigned nst, next, nrefs; /* staged, handed out, refs used */
+	bool stopped; /* a malformed line was staged: stage no more */
+	int end_rc;   /* a whole body: the scan's end (0 or -1), 1 before */
+	struct scan_record rec;           /* the record handed out */
+	const struct verdict_staged *cur; /* its staged form, for decide */
+};
+
+/* The room a record may need in the memo. */
+#define WORST_SUBJECTS CG_MAX_SUBJECTS
+#define WORST_BYTES ((size_t)CG_MAX_SUBJECTS * CG_MAX_SUBJECT_LEN)
+
 void
 verdict_init(struct verdict *v)
 {
@@ -28,7 +54,24 @@ verdict_reset(struct verdict *v)
 {
 	free(v->scratch);
 	free(v->spans);
+	free(v->batch);
 	verdict_init(v);
+}
+
+/* A new request: clear the results, keep the memory. */
+static void
+verdict_clear(struct verdict *v)
+{
+	struct scan_record *scratch = v->scratch;
+	struct verdict_batch *batch = v->batch;
+	struct policy_span *spans = v->spans;
+	unsigned cap = v->spans_cap;
+
+	verdict_init(v);
+	v->scratch = scratch;
+	v->batch = batch;
+	v->spans = spans;
+	v->spans_cap = cap;
 }
 
 static int
@@ -149,7 +192,7 @@ verdict_begin(struct verdict *v, const struct policy_route *r,
 {
 	const struct verdict_header *ce, *ct;
 
-	verdict_reset(v);
+	verdict_clear(v);
 	v->route = r;
 	v->table = t;
 	v->now = req->now;
@@ -190,34 +233,182 @@ scratch(struct verdict *v)
 	return 0;
 }
 
-int
-verdict_feed_line(struct verdict *v, const char *line, size_t len,
-                  const struct verdict_record **rec)
+/* The batch, set up for this request on first use; NULL: out of memory
+   (refused). */
+static struct verdict_batch *
+batch(struct verdict *v)
 {
+	struct verdict_batch *b = v->batch;
+
+	if (b == NULL && (b = v->batch = malloc(sizeof(*b))) == NULL) {
+		refuse(v, 500, "out of memory");
+		return NULL;
+	}
+	if (!v->batch_ready) {
+		memo_clear(&b->memo);
+		b->nst = b->next = b->nrefs = 0;
+		b->stopped = false;
+		b->end_rc = 1;
+		b->pid = rule_purpose_id(v->route, v->table);
+		rule_outcome_of(v->route, v->table, b->pid, NULL, v->now,
+		                &b->nobody);
+		v->batch_ready = true;
+	}
+	return b;
+}
+
+/* Start a window once the last one is handed out: false when it cannot
+   take a record (full, or a malformed line ends it). */
+static bool
+window_open(struct verdict_batch *b)
+{
+	if (b->next == b->nst) {
+		b->nst = b->next = b->nrefs = 0;
+		/* no record refers to the memo now: a full one starts over */
+		if (!memo_room(&b->memo, WORST_SUBJECTS, WORST_BYTES))
+			memo_clear(&b->memo);
+	}
+	return !b->stopped && b->nst < VERDICT_WINDOW &&
+	       memo_room(&b->memo, WORST_SUBJECTS, WORST_BYTES);
+}
+
+static struct verdict_staged *
+stage(struct verdict_batch *b, size_t start, size_t end)
+{
+	struct verdict_staged *st = &b->st[b->nst++];
+
+	st->start = start;
+	st->end = end;
+	st->error = NULL;
+	st->missing = 0;
+	st->first = (uint16_t)b->nrefs;
+	st->nsubjects = 0;
+	st->blank = false;
+	return st;
+}
+
+/* Stage the record in the scratch (window_open made room for it). */
+static void
+stage_record(struct verdict_batch *b, const struct scan_record *sr)
+{
+	struct verdict_staged *st = stage(b, sr->start, sr->end);
+
+	st->missing = sr->missing;
+	for (unsigned i = 0; i < sr->nsubjects; i++) {
+		int e = memo_intern(&b->memo, sr->subjects[i]);
+
+		/* memo_room promised it; fail closed all the same */
+		if (e < 0) {
+			st->error = "too many subjects in one request";
+			b->stopped = true;
+			return;
+		}
+		b->refs[b->nrefs++] = (uint16_t)e;
+		st->nsubjects++;
+	}
+}
+
+int
+verdict_stage_line(struct verdict *v, const char *line, size_t len)
+{
+	struct verdict_batch *b;
 	const char *err = NULL;
 	size_t i;
+
+	if (v->status != 0 || (b = batch(v)) == NULL || scratch(v) != 0)
+		return 0;
+	if (!window_open(b))
+		return 0;
+	for (i = 0; i < len; i++)
+		if (line[i] != ' ' && line[i] != '\t')
+			break;
+	if (i == len || (i + 1 == len && line[i] == '\r')) {
+		/* blank line (CRLF counts as one line end) */
+		stage(b, 0, 0)->blank = true;
+		return 1;
+	}
+	if (scan_line(&v->route->spec, line, len, v->scratch, &err) != 0) {
+		stage(b, 0, 0)->error = err ? err : "malformed record";
+		b->stopped = true;
+		return 1;
+	}
+	stage_record(b, v->scratch);
+	return 1;
+}
+
+static const struct rule_outcome *
+memo_each(void *arg, unsigned i, struct rule_outcome *tmp)
+{
+	const struct verdict_batch *b = arg;
+
+	(void)tmp;
+	return &b->memo.ent[b->refs[b->cur->first + i]].o;
+}
+
+/*
+ * Decide the next staged record: 1 decided (v->rec), 0 a blank line, -1
+ * refused. The window's new subjects are looked up first, in one batch.
+ */
+static int
+decide_next(struct verdict *v, struct verdict_batch *b)
+{
+	const struct verdict_staged *st;
+
+	if (b->next == b->nst)
+		return refuse(v, 500, "no record is staged");
+	if (b->memo.decided < b->memo.n)
+		memo_decide(&b->memo, v->route, v->table, b->pid, v->now);
+	st = &b->st[b->next++];
+	if (st->blank)
+		return 0;
+	if (st->error != NULL) {
+		v->index = (long)v->records;
+		return refuse(v, 422, st->error);
+	}
+	b->rec.start = st->start;
+	b->rec.end = st->end;
+	b->rec.missing = st->missing;
+	b->rec.nsubjects = st->nsubjects;
+	for (unsigned i = 0; i < st->nsubjects; i++)
+		b->rec.subjects[i] =
+		    memo_subject(&b->memo, b->refs[st->first + i]);
+	b->cur = st;
+	v->rec.index = v->records;
+	v->rec.start = st->start;
+	v->rec.end = st->end;
+	v->rec.scan = &b->rec;
+	rule_decide_with(v->route, st->nsubjects, st->missing, memo_each, b,
+	                 &b->nobody, &v->rec.d);
+	return 1;
+}
+
+int
+verdict_feed_next(struct verdict *v, const struct verdict_record **rec)
+{
+	int rc;
 
 	*rec = NULL;
 	if (v->status != 0)
 		return -1;
-	if (scratch(v) != 0)
-		return -1;
-	for (i = 0; i < len; i++)
-		if (line[i] != ' ' && line[i] != '\t')
-			break;
-	if (i == len || (i + 1 == len && line[i] == '\r'))
-		return 0; /* blank line (CRLF counts as one line end) */
-	if (scan_line(&v->route->spec, line, len, v->scratch, &err) != 0) {
-		v->index = (long)v->records;
-		return refuse(v, 422, err ? err : "malformed record");
-	}
-	v->rec.index = v->records;
-	v->rec.start = v->scratch->start;
-	v->rec.end = v->scratch->end;
-	v->rec.scan = v->scratch;
-	rule_decide_record(v->route, v->table, v->scratch, v->now, &v->rec.d);
+	if (v->batch == NULL || !v->batch_ready)
+		return refuse(v, 500, "no record is staged");
+	rc = decide_next(v, v->batch);
+	if (rc <= 0)
+		return rc;
 	*rec = &v->rec;
 	return count(v);
+}
+
+int
+verdict_feed_line(struct verdict *v, const char *line, size_t len,
+                  const struct verdict_record **rec)
+{
+	*rec = NULL;
+	if (v->status != 0)
+		return -1;
+	if (verdict_stage_line(v, line, len) != 1)
+		return v->status != 0 ? -1 : refuse(v, 500, "lines are staged");
+	return verdict_feed_next(v, rec);
 }
 
 int
@@ -269,25 +460,34 @@ keep_span(struct verdict *v)
 int
 verdict_next(struct verdict *v, const struct verdict_record **rec)
 {
+	struct verdict_batch *b;
 	int rc;
 
 	*rec = NULL;
 	if (v->status != 0 || v->body == NULL)
 		return -1;
-	rc = scan_iter_next(&v->it, v->scratch);
-	if (rc == 0)
-		return 0;
-	if (rc < 0) {
+	if ((b = batch(v)) == NULL)
+		return -1;
+	/* scan a window ahead; the scan's end waits for its turn */
+	while (b->end_rc == 1 && window_open(b)) {
+		rc = scan_iter_next(&v->it, v->scratch);
+		if (rc != 1) {
+			b->end_rc = rc;
+			break;
+		}
+		stage_record(b, v->scratch);
+	}
+	if (b->next == b->nst) {
+		if (b->end_rc == 0)
+			return 0;
 		v->index = (long)v->it.index;
 		v->offset = (long long)v->it.offset;
 		return refuse(v, 422,
 		              v->it.error ? v->it.error : "malformed record");
 	}
-	v->rec.index = v->records;
-	v->rec.start = v->scratch->start;
-	v->rec.end = v->scratch->end;
-	v->rec.scan = v->scratch;
-	rule_decide_record(v->route, v->table, v->scratch, v->now, &v->rec.d);
+	rc = decide_next(v, b);
+	if (rc < 0)
+		return -1;
 	*rec = &v->rec;
 	if (count(v) != 0)
 		return -1;

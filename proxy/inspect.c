@@ -230,6 +230,46 @@ feed_flush(struct evbuffer *in, struct evbuffer *out, size_t *run)
 	*run = 0;
 }
 
+struct feed_line {
+	const char *ptr;
+	size_t len;
+};
+
+/*
+ * Stage the line at at (len bytes and its LF, lying in one chain) and the
+ * complete lines after it that also lie in one chain and are within
+ * max_record, up to the verdict's window, so that their subjects are
+ * looked up in one batch. Their bytes stay where they are until decided:
+ * moving or draining the lines before them does not move them. Returns
+ * the number staged.
+ */
+static unsigned
+feed_stage(struct verdict *v, struct evbuffer *in, struct evbuffer_ptr at,
+           const char *line, size_t len, size_t max_record,
+           struct feed_line *ahead)
+{
+	unsigned k = 0;
+
+	while (k < VERDICT_WINDOW && verdict_stage_line(v, line, len) == 1) {
+		struct evbuffer_ptr nl;
+		struct evbuffer_iovec vec;
+
+		ahead[k].ptr = line;
+		ahead[k++].len = len;
+		if (evbuffer_ptr_set(in, &at, len + 1, EVBUFFER_PTR_ADD) != 0)
+			break;
+		nl = evbuffer_search(in, "\n", 1, &at);
+		if (nl.pos < 0)
+			break;
+		len = (size_t)(nl.pos - at.pos);
+		if (len > max_record ||
+		    evbuffer_peek(in, (ev_ssize_t)len + 1, &at, &vec, 1) != 1)
+			break;
+		line = vec.iov_base;
+	}
+	return k;
+}
+
 /*
  * A line inside one chain is decided where it lies (no pullup). Kept lines
  * that are exactly their record and its newline stay at the front of in
@@ -242,6 +282,8 @@ inspect_feed(struct inspect_result *r, struct snapshot *snap,
              struct evbuffer *out, bool final, size_t max_record)
 {
 	size_t run = 0; /* kept bytes at the front of in, not moved yet */
+	struct feed_line ahead[VERDICT_WINDOW]; /* staged, not decided */
+	unsigned nahead = 0, next = 0;
 	int status = 0;
 
 	for (;;) {
@@ -253,6 +295,14 @@ inspect_feed(struct inspect_result *r, struct snapshot *snap,
 		bool has_nl;
 		int rc;
 
+		if (next < nahead) {
+			/* the next staged line, at the front of in after run */
+			line = ahead[next].ptr;
+			n = ahead[next++].len;
+			has_nl = true;
+			rc = verdict_feed_next(&r->v, &rec);
+			goto decided;
+		}
 		evbuffer_ptr_set(in, &at, run, EVBUFFER_PTR_SET);
 		nl = evbuffer_search(in, "\n", 1, &at);
 		has_nl = nl.pos >= 0;
@@ -267,12 +317,22 @@ inspect_feed(struct inspect_result *r, struct snapshot *snap,
 		if (has_nl &&
 		    evbuffer_peek(in, (ev_ssize_t)n + 1, &at, &v, 1) == 1) {
 			line = v.iov_base;
+			nahead = feed_stage(&r->v, in, at, line, n, max_record,
+			                    ahead);
+			next = 0;
 		} else {
 			feed_flush(in, out, &run);
 			line = (const char *)evbuffer_pullup(
 			    in, (ev_ssize_t)(n + has_nl));
+			nahead = next = 0;
 		}
-		rc = verdict_feed_line(&r->v, line, n, &rec);
+		if (next < nahead) {
+			next++;
+			rc = verdict_feed_next(&r->v, &rec);
+		} else {
+			rc = verdict_feed_line(&r->v, line, n, &rec);
+		}
+	decided:
 		if (rec != NULL)
 			record_decided(r, rec);
 		if (rc != 0) {

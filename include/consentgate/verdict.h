@@ -27,8 +27,16 @@
  *  - at the end: 204 when records were given and every one was dropped,
  *    else 200 (forward the kept records).
  *
- * Pure: no I/O, no libevent. Per request it allocates one scan scratch and,
- * for a whole body, the array of kept spans; nothing per record.
+ * Each distinct subject is looked up and matched once per request, the
+ * lookups of up to VERDICT_WINDOW records at a time in one batch: records
+ * are scanned ahead of their decision (verdict_next does it itself; a
+ * streamed body stages its lines with verdict_stage_line). Records are
+ * still decided, counted and refused in order, exactly as one at a time.
+ *
+ * Pure: no I/O, no libevent. A verdict allocates its scan scratch, its
+ * dedup table and, for a whole body, the array of kept spans once and
+ * keeps them from one request to the next until verdict_reset; nothing
+ * per record.
  */
 #ifndef CONSENTGATE_VERDICT_H
 #define CONSENTGATE_VERDICT_H
@@ -37,6 +45,10 @@
 #include "consentgate/consent.h"
 #include "consentgate/policy.h"
 #include "consentgate/scan.h"
+
+#define VERDICT_WINDOW 32 /* records scanned ahead of their decision */
+
+struct verdict_batch;
 
 /* One request header, as sent. */
 struct verdict_header {
@@ -96,6 +108,8 @@ struct verdict {
 	int64_t now;
 	struct cg_slice content_type;
 	struct scan_record *scratch;
+	struct verdict_batch *batch; /* staged records, dedup table */
+	bool batch_ready;            /* batch set up for this request */
 	struct scan_iter it;
 	const char *body;
 	size_t body_len;
@@ -121,10 +135,27 @@ int verdict_begin(struct verdict *v, const struct policy_route *r,
  * Returns 0 with *rec the decided record (keep it when (*rec)->d.allow)
  * or NULL for a blank line; -1 when the request is refused (v->status),
  * *rec then the denied record of a 403 or NULL. The line may be reused
- * after the call; rec's slices point into it.
+ * after the call; rec's start and end are offsets in it, its subjects
+ * point into the verdict. Not while lines are staged (verdict_stage_line).
  */
 int verdict_feed_line(struct verdict *v, const char *line, size_t len,
                       const struct verdict_record **rec);
+
+/*
+ * Streamed NDJSON, in batches: stage one line (without its LF), scanned
+ * now and decided by a later verdict_feed_next, with the lines staged
+ * with it (their subjects looked up in one batch). Returns 1 when staged
+ * (a blank line and a malformed one too: its refusal comes in its turn),
+ * 0 when not: the window is full (VERDICT_WINDOW lines, or the dedup
+ * table's room), a malformed line was staged, or the request is refused.
+ * A staged line must stay in place, unchanged, until its turn.
+ */
+int verdict_stage_line(struct verdict *v, const char *line, size_t len);
+/*
+ * The decision of the oldest staged line, as verdict_feed_line returns
+ * it for that line (-1 with status 500 when none is staged).
+ */
+int verdict_feed_next(struct verdict *v, const struct verdict_record **rec);
 
 /*
  * A whole body (de-chunked, inflated): pick its format. Returns 0, or -1
