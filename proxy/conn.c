@@ -809,7 +809,7 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	rewrite_peer(sa, c->peer, sizeof(c->peer));
 	/* attached even when init failed: conn_free closes the socket */
-	rc = transport_init(&c->t, w->base, &conn_handlers, c);
+	rc = transport_init(&c->t, w->timers, &conn_handlers, c);
 	if (w->tls != NULL) {
 		c->tls = c->handshaking = true;
 		rc |= tls_server_attach(w->tls, &c->t, fd, c->peer);

@@ -172,6 +172,7 @@ struct worker {
 	struct worker_fds *fds;    /* the server's, shared by every worker */
 	const struct config *cfg;
 	struct event_base *base;
+	struct timerq *timers; /* every connection's timer (transport.c) */
 	pthread_t thread;
 	int listen_fd;
 	struct event *accept_ev;

@@ -21,6 +21,7 @@
 #include "declog_internal.h"
 #include "proxy_internal.h"
 #include "tls_internal.h"
+#include "transport_internal.h"
 
 #define ACCEPT_BURST 64  /* accepts per readiness event */
 #define DRAIN_POLL_MS 20 /* ms between checks while draining */
@@ -543,11 +544,12 @@ server_listen(struct server *s, struct cg_errors *errs)
 		w->tls = s->tls;
 		w->up_tls = s->up_tls;
 		w->base = event_base_new();
+		w->timers = w->base ? transport_timers_new(w->base) : NULL;
 		/* all workers bind the port the first one got (for --listen
 		   HOST:0) */
 		w->listen_fd = listen_open(&cfg->listen_addr,
 		                           cfg->listen_addrlen, port, true);
-		if (w->base == NULL || w->listen_fd < 0) {
+		if (w->base == NULL || w->timers == NULL || w->listen_fd < 0) {
 			cg_errors_add(errs, "--listen", 0, 0,
 			              "cannot listen on %s: %s", cfg->listen,
 			              errno == EADDRINUSE
@@ -699,6 +701,7 @@ server_free(struct server *s)
 		for (size_t k = 0; k < sizeof(evs) / sizeof(evs[0]); k++)
 			if (evs[k] != NULL)
 				event_free(evs[k]);
+		timerq_free(w->timers);
 		if (w->base)
 			event_base_free(w->base);
 		snapshot_unref(atomic_exchange(&w->snap_pending, NULL));

@@ -147,9 +147,10 @@ on_event(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-on_timer(evutil_socket_t fd, short what, void *arg)
+on_timer(struct timerq_entry *e)
 {
-	struct transport *t = arg;
+	struct transport *t =
+	    (struct transport *)((char *)e - offsetof(struct transport, timer));
 
 	if (!buffers_back(t))
 		return;
@@ -158,16 +159,21 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	transport_release(t);
 }
 
+struct timerq *
+transport_timers_new(struct event_base *base)
+{
+	return timerq_new(base, on_timer);
+}
+
 int
-transport_init(struct transport *t, struct event_base *base,
+transport_init(struct transport *t, struct timerq *timers,
                const struct transport_handlers *handlers, void *owner)
 {
 	*t = (struct transport){
-	    .base = base, .fd = -1, .handlers = handlers, .owner = owner};
+	    .timers = timers, .fd = -1, .handlers = handlers, .owner = owner};
 	t->in = evbuffer_new();
 	t->out = evbuffer_new();
-	t->timer = evtimer_new(base, on_timer, t);
-	return t->in && t->out && t->timer ? 0 : -1;
+	return t->in && t->out ? 0 : -1;
 }
 
 int
@@ -180,7 +186,7 @@ transport_attach(struct transport *t, int fd,
 	t->backend = backend;
 	t->can_read = t->rdhup = t->eof = t->write_blocked = false;
 	t->read_needs_write = t->write_needs_read = false;
-	t->ev = event_new(t->base, fd,
+	t->ev = event_new(timerq_base(t->timers), fd,
 	                  EV_READ | EV_WRITE | EV_PERSIST | EV_ET | EV_CLOSED,
 	                  on_event, t);
 	if (t->ev == NULL)
@@ -218,8 +224,7 @@ transport_reset(struct transport *t)
 		event_free(t->ev);
 	if (t->retired_ev)
 		event_free(t->retired_ev);
-	if (t->timer)
-		event_free(t->timer);
+	timerq_clear(&t->timer);
 	if (t->fd >= 0)
 		t->backend->close(t);
 	if (t->in)
@@ -237,8 +242,7 @@ transport_close(struct transport *t)
 	t->closed = true;
 	if (t->ev)
 		event_del(t->ev);
-	if (t->timer)
-		evtimer_del(t->timer);
+	timerq_clear(&t->timer);
 	if (t->busy == 0)
 		t->handlers->on_free(t->owner);
 }
@@ -246,15 +250,13 @@ transport_close(struct transport *t)
 void
 transport_set_timer(struct transport *t, unsigned ms)
 {
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-	evtimer_add(t->timer, &tv);
+	timerq_set(t->timers, &t->timer, ms);
 }
 
 void
 transport_clear_timer(struct transport *t)
 {
-	evtimer_del(t->timer);
+	timerq_clear(&t->timer);
 }
 
 /* ---- reading and writing ---- */

@@ -36,6 +36,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "timerq_internal.h"
+
 #define TRANSPORT_READ_MAX (64u << 10) /* bytes asked of one read */
 #define TRANSPORT_WRITE_IOV 64         /* buffer segments per write */
 
@@ -84,14 +86,14 @@ struct transport_handlers {
 };
 
 struct transport {
-	struct event_base *base;
+	struct timerq *timers; /* the loop's timer queues (and its base) */
 	int fd; /* -1 when detached */
 	const struct transport_backend *backend;
 	void *backend_state; /* e.g. the SSL object */
 	struct evbuffer *in, *out;
 	struct event *ev;
 	struct event *retired_ev; /* replaced while its callback may run */
-	struct event *timer;
+	struct timerq_entry timer;
 	const struct transport_handlers *handlers;
 	void *owner;
 	bool can_read;      /* a read may find bytes without a new event */
@@ -107,10 +109,11 @@ struct transport {
 };
 
 /*
- * Set up an embedded transport: buffers and timer on base, no socket yet.
- * 0, or -1 when out of memory (transport_reset still cleans up).
+ * Set up an embedded transport: buffers, and its timer in the loop's
+ * queues (transport_timers_new), no socket yet. 0, or -1 when out of
+ * memory (transport_reset still cleans up).
  */
-int transport_init(struct transport *t, struct event_base *base,
+int transport_init(struct transport *t, struct timerq *timers,
                    const struct transport_handlers *handlers, void *owner);
 /*
  * Take a connected (or connecting) nonblocking socket with the backend and
@@ -162,6 +165,9 @@ int transport_shutdown(struct transport *t);
  */
 void transport_idle(struct transport *t);
 
+/* The timer queues of one event loop, for every transport on it; freed
+   with timerq_free once every transport on it is reset. */
+struct timerq *transport_timers_new(struct event_base *base);
 /* Arm (again) or stop the one timer of this side, in milliseconds. */
 void transport_set_timer(struct transport *t, unsigned ms);
 void transport_clear_timer(struct transport *t);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "../../proxy/proxy_internal.h"
+#include "../../proxy/transport_internal.h"
 #include "consentgate/consent.h"
 
 #define PUMP_ROUNDS 4000 /* loop passes before a wait gives up */
@@ -102,6 +103,8 @@ fixture_new(void)
 	f->w.fds = &f->fds;
 	f->w.cfg = &f->cfg;
 	f->w.base = f->base;
+	f->w.timers = transport_timers_new(f->base);
+	assert_non_null(f->w.timers);
 	f->w.listen_fd = -1;
 	f->w.snap = server_snapshot(f->server); /* what requests start on */
 	return f;
@@ -116,6 +119,7 @@ fixture_free(struct fixture *f)
 	snapshot_unref(f->w.snap);
 	close(f->up_listen);
 	server_free(f->server);
+	timerq_free(f->w.timers);
 	event_base_free(f->base);
 	free(f);
 }

@@ -67,6 +67,7 @@ static const struct transport_handlers handlers = {on_ready, on_timeout,
 
 struct fixture {
 	struct event_base *base;
+	struct timerq *timers;
 	struct owner o;
 	int peer; /* the other end of the socketpair */
 };
@@ -90,7 +91,10 @@ setup(void **state)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	set_nonblock(sv[0]);
 	set_nonblock(sv[1]);
-	assert_int_equal(transport_init(&f->o.t, f->base, &handlers, &f->o), 0);
+	f->timers = transport_timers_new(f->base);
+	assert_non_null(f->timers);
+	assert_int_equal(transport_init(&f->o.t, f->timers, &handlers, &f->o),
+	                 0);
 	assert_int_equal(transport_attach(&f->o.t, sv[0], &transport_plain), 0);
 	f->peer = sv[1];
 	*state = f;
@@ -107,6 +111,7 @@ teardown(void **state)
 	assert_int_equal(f->o.freed, 1);
 	if (f->peer >= 0)
 		close(f->peer);
+	timerq_free(f->timers);
 	event_base_free(f->base);
 	free(f);
 	return 0;
