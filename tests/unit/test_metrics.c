@@ -15,18 +15,7 @@
 #include <cmocka.h>
 
 #include "../../proxy/metrics.c"
-
-static char *
-rendered(struct evbuffer *b)
-{
-	size_t n = evbuffer_get_length(b);
-	char *s = malloc(n + 1);
-
-	assert_non_null(s);
-	evbuffer_remove(b, s, n);
-	s[n] = '\0';
-	return s;
-}
+#include "unit_util.h"
 
 static void
 test_tally(void **state)
@@ -115,7 +104,7 @@ test_buckets_and_sums(void **state)
 	render_histograms(w, 2, out);
 	render_by_route(w, 2, out);
 	render_by_rule(w, 2, out);
-	s = rendered(out);
+	s = buf_text(out);
 	assert_non_null(strstr(
 	    s, "consentgate_request_duration_seconds_bucket{le=\"0.0001\"} 1\n"
 	       "consentgate_request_duration_seconds_bucket{le=\"0.00025\"} "
@@ -154,7 +143,7 @@ test_label_escapes(void **state)
 
 	(void)state;
 	add_label(out, "a\"b\\c\nd");
-	s = rendered(out);
+	s = buf_text(out);
 	assert_string_equal(s, "a\\\"b\\\\c\\nd");
 	free(s);
 	evbuffer_free(out);

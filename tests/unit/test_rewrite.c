@@ -14,22 +14,10 @@
 #include <cmocka.h>
 
 #include "../../proxy/rewrite_internal.h"
+#include "unit_util.h"
 
 static const struct rewrite_client from_v4 = {"10.0.0.1", false, NULL};
 static const struct rewrite_client from_v6 = {"\"[::1]\"", false, NULL};
-
-/* The buffer's bytes as a NUL-terminated string (caller frees). */
-static char *
-text(struct evbuffer *b)
-{
-	size_t n = evbuffer_get_length(b);
-	char *s = malloc(n + 1);
-
-	assert_non_null(s);
-	evbuffer_copyout(b, s, n);
-	s[n] = '\0';
-	return s;
-}
 
 static void
 parse(const char *raw, struct http1_request *req)
@@ -60,7 +48,7 @@ test_request_head(void **state)
 	memset(&insp, 0, sizeof(insp)); /* not inspected */
 	parse(raw, &req);
 	rewrite_request_head(h, &req, &insp, &from_v4, "up:9000", 7, false);
-	s = text(h);
+	s = buf_text(h);
 	assert_string_equal(s, "POST /in?x=1 HTTP/1.1\r\nHost: h\r\n"
 	                       "X-Keep: a\r\n"
 	                       "Via: 1.1 consentgate\r\n"
@@ -71,7 +59,7 @@ test_request_head(void **state)
 	evbuffer_drain(h, evbuffer_get_length(h));
 	/* streamed: chunked instead of a length */
 	rewrite_request_head(h, &req, &insp, &from_v4, "up:9000", 0, true);
-	s = text(h);
+	s = buf_text(h);
 	assert_non_null(strstr(s, "\r\nTransfer-Encoding: chunked\r\n\r\n"));
 	assert_null(strstr(s, "Content-Length"));
 	free(s);
@@ -91,7 +79,7 @@ test_request_head_http10(void **state)
 	memset(&insp, 0, sizeof(insp));
 	parse("GET / HTTP/1.0\r\n\r\n", &req);
 	rewrite_request_head(h, &req, &insp, &from_v6, "up:9000", 0, false);
-	s = text(h);
+	s = buf_text(h);
 	assert_string_equal(s, "GET / HTTP/1.1\r\nHost: up:9000\r\n"
 	                       "Via: 1.0 consentgate\r\n"
 	                       "Forwarded: for=\"[::1]\";proto=http\r\n"
@@ -123,7 +111,7 @@ test_request_head_tls_client(void **state)
 	memset(&insp, 0, sizeof(insp));
 	parse(raw, &req);
 	rewrite_request_head(h, &req, &insp, &from, "up:9000", 0, false);
-	s = text(h);
+	s = buf_text(h);
 	assert_string_equal(
 	    s, "GET /x HTTP/1.1\r\nHost: h\r\n"
 	       "Forwarded: for=1.2.3.4;proto=https;client=\"uri:spiffe://x/"
@@ -151,7 +139,7 @@ test_response_head(void **state)
 	assert_int_equal(
 	    http1_parse_response(raw, strlen(raw), false, &res, &reason), 1);
 	rewrite_response_head(o, &res, true, true, NULL);
-	s = text(o);
+	s = buf_text(o);
 	assert_string_equal(s, "HTTP/1.1 201 Made\r\nX-B: 2\r\n"
 	                       "Transfer-Encoding: chunked\r\n");
 	free(s);
@@ -159,7 +147,7 @@ test_response_head(void **state)
 	/* a pass route keeps the upstream's Consent-*; a 1.0 client gets no
 	   chunked framing (the body is de-chunked, read to close) */
 	rewrite_response_head(o, &res, false, false, NULL);
-	s = text(o);
+	s = buf_text(o);
 	assert_string_equal(s, "HTTP/1.1 201 Made\r\nConsent-Result: x\r\n"
 	                       "X-B: 2\r\n");
 	free(s);
