@@ -4,6 +4,7 @@
  * admin listener (admin.c), which serves them.
  */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -455,42 +456,43 @@ metrics_render(const struct worker *workers, unsigned n,
 	}
 }
 
+static const char *const tls_sides[2] = {"client", "upstream"};
+
+/* One TLS counter family of both sides (NULL: that side is plain); off:
+   where the counter lies in struct tls_stats. */
+static void
+render_tls_family(struct evbuffer *out, const char *name, const char *help,
+                  const struct tls_stats *const st[2], size_t off)
+{
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n", name,
+	                    help, name);
+	for (int i = 0; i < 2; i++)
+		if (st[i] != NULL)
+			evbuffer_add_printf(
+			    out, "%s{side=\"%s\"} %llu\n", name, tls_sides[i],
+			    (unsigned long long)atomic_load_explicit(
+			        (const atomic_uint_least64_t
+			             *)((uintptr_t)st[i] + off),
+			        memory_order_relaxed));
+}
+
 /* The TLS counters of both sides, one family at a time (the text format
    groups a family's samples): side "client" for connections from
-   clients, "upstream" for ours to the upstream; NULL: that side is
-   plain. */
+   clients, "upstream" for ours to the upstream. */
 void
 metrics_render_tls(const struct tls_stats *clients,
                    const struct tls_stats *upstream, struct evbuffer *out)
 {
-	const struct tls_stats *st[2] = {clients, upstream};
-	const char *side[2] = {"client", "upstream"};
+	const struct tls_stats *const st[2] = {clients, upstream};
 
 	if (clients == NULL && upstream == NULL)
 		return;
-	ADD_LIT(out, "# HELP consentgate_tls_handshakes_total TLS handshakes "
-	             "completed\n"
-	             "# TYPE consentgate_tls_handshakes_total counter\n");
-	for (int i = 0; i < 2; i++)
-		if (st[i] != NULL)
-			evbuffer_add_printf(
-			    out,
-			    "consentgate_tls_handshakes_total{side=\"%s\"} "
-			    "%llu\n",
-			    side[i],
-			    (unsigned long long)atomic_load_explicit(
-			        &st[i]->handshakes, memory_order_relaxed));
-	ADD_LIT(out, "# HELP consentgate_tls_resumed_total Of them, resumed "
-	             "sessions\n"
-	             "# TYPE consentgate_tls_resumed_total counter\n");
-	for (int i = 0; i < 2; i++)
-		if (st[i] != NULL)
-			evbuffer_add_printf(
-			    out,
-			    "consentgate_tls_resumed_total{side=\"%s\"} %llu\n",
-			    side[i],
-			    (unsigned long long)atomic_load_explicit(
-			        &st[i]->resumed, memory_order_relaxed));
+	render_tls_family(out, "consentgate_tls_handshakes_total",
+	                  "TLS handshakes completed", st,
+	                  offsetof(struct tls_stats, handshakes));
+	render_tls_family(out, "consentgate_tls_resumed_total",
+	                  "Of them, resumed sessions", st,
+	                  offsetof(struct tls_stats, resumed));
 	ADD_LIT(out, "# HELP consentgate_tls_handshake_failures_total TLS "
 	             "handshakes that failed, by reason\n"
 	             "# TYPE consentgate_tls_handshake_failures_total "
@@ -499,10 +501,9 @@ metrics_render_tls(const struct tls_stats *clients,
 		for (int r = 0; st[i] != NULL && r < TLS_FAIL_COUNT; r++)
 			evbuffer_add_printf(
 			    out,
-			    "consentgate_tls_handshake_failures_total{side=\"%"
-			    "s\","
-			    "reason=\"%s\"} %llu\n",
-			    side[i], tls_failure_names[r],
+			    "consentgate_tls_handshake_failures_total"
+			    "{side=\"%s\",reason=\"%s\"} %llu\n",
+			    tls_sides[i], tls_failure_names[r],
 			    (unsigned long long)atomic_load_explicit(
 			        &st[i]->failures[r], memory_order_relaxed));
 }
