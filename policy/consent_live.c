@@ -20,11 +20,15 @@
 
 #include "consent_internal.h"
 #include "consentgate/consent_live.h"
-#include "csv_internal.h"
 
 #define GROW_MIN 64          /* first capacity of the overlay's arrays */
 #define FILTER_BITS_MIN 4096 /* bits of a view's overlay filter, at least */
 #define FILTER_BITS_PER 32   /* ... and per overlay person */
+#define LOAD_PREFETCH 16     /* rows ahead whose slot a load prefetches */
+/* The instants RFC 3339 text names as PostgreSQL writes them: years
+ * 0001 to 9999 (year 0 is its 1 BC), in Unix seconds. */
+#define TIME_MIN INT64_C(-62135596800)
+#define TIME_END INT64_C(253402300800)
 
 struct consent_live_clock {
 	atomic_uint refs;
@@ -399,57 +403,6 @@ consent_live_check(const struct consent_change *c, const char **why)
 	                         &row, why);
 }
 
-int
-consent_live_csv_each(const char *buf, size_t len,
-                      int (*each)(void *arg, const struct consent_change *c),
-                      void *arg)
-{
-	/* room for any field a valid row has; longer ones are cut (and
-	 * refused by the checks for their length all the same) */
-	char text[7][CG_MAX_SUBJECT_LEN + 2];
-	struct csv_field f[8];
-	struct csv c;
-	const char *why;
-	unsigned n;
-	int rc;
-
-	csv_init(&c, buf, len);
-	if (csv_record(&c, f, 8, &n, &why) != 1)
-		return -1;
-	while ((rc = csv_record(&c, f, 8, &n, &why)) != 0) {
-		struct cg_slice v[7];
-		struct consent_change ch;
-		char *end;
-
-		if (rc < 0 || n != 7)
-			return -1;
-		for (unsigned i = 0; i < 7; i++) {
-			size_t k = f[i].len < sizeof(text[i]) ? f[i].len
-			                                      : sizeof(text[i]);
-			struct csv_field cut = f[i];
-
-			cut.len = k;
-			v[i] = (struct cg_slice){
-			    text[i], f[i].escaped
-			                 ? csv_field_unescape(&cut, text[i])
-			                 : (memcpy(text[i], f[i].ptr, k), k)};
-		}
-		text[6][v[6].len < 30 ? v[6].len : 30] = '\0';
-		ch.seq = strtoull(text[6], &end, 10);
-		if (*end != '\0' || ch.seq == 0)
-			return -1;
-		ch.subject = v[0];
-		ch.purpose = v[1];
-		ch.status = v[2];
-		ch.jurisdiction = v[3];
-		ch.updated_at = v[4];
-		ch.evidence = v[5];
-		if (each(arg, &ch) != 0)
-			break;
-	}
-	return 0;
-}
-
 uint64_t
 consent_live_seq(const struct consent_live *l)
 {
@@ -792,4 +745,161 @@ done:
 	consent_free(image);
 	consent_live_job_free(j);
 	return rc;
+}
+
+/* ---- the initial load ---- */
+
+/* A run of checked rows in seq order, their strings in w's arena (only
+ * w's arena and purposes are used). */
+struct consent_live_rows {
+	struct consent_work w;
+	struct consent_wnew *rows;
+	uint64_t n, cap;
+	uint64_t first_seq, seq;
+};
+
+struct consent_live_rows *
+consent_live_rows_new(uint64_t hint)
+{
+	struct consent_live_rows *r = calloc(1, sizeof(*r));
+
+	if (r != NULL && hint > 0 &&
+	    grow((void **)&r->rows, &r->cap, hint, sizeof(*r->rows)) < 0) {
+		free(r);
+		r = NULL;
+	}
+	return r;
+}
+
+void
+consent_live_rows_free(struct consent_live_rows *r)
+{
+	if (r == NULL)
+		return;
+	work_free(&r->w);
+	free(r->rows);
+	free(r);
+}
+
+int
+consent_live_rows_add(struct consent_live_rows *r,
+                      const struct consent_change *c, bool timed, int64_t sec,
+                      uint32_t nsec, const char **why)
+{
+	struct cg_slice at = c->updated_at;
+	struct consent_row row;
+	struct consent_wnew *w;
+	int pid;
+
+	if (c->seq <= r->seq)
+		return *why = "change sequence not above the last applied", -1;
+	/* a valid time stands in for the text, an invalid one is refused
+	 * with the text's own words */
+	if (timed)
+		at = sec >= TIME_MIN && sec < TIME_END && nsec < 1000000000
+		         ? CG_SLICE_LIT("2000-01-01T00:00:00Z")
+		         : CG_SLICE_LIT("");
+	if (consent_row_parse(c->subject, c->purpose, c->status,
+	                      c->jurisdiction, at, c->evidence, &row, why) < 0)
+		return -1;
+	if (timed) {
+		row.sec = sec;
+		row.nsec = nsec;
+	}
+	if ((pid = purpose_id(&r->w, c->purpose.ptr, c->purpose.len)) < 0)
+		return *why = "more than 255 distinct purposes", -1;
+	if (grow((void **)&r->rows, &r->cap, r->n + 1, sizeof(*r->rows)) < 0)
+		return *why = "out of memory", -1;
+	w = &r->rows[r->n];
+	memset(w, 0, sizeof(*w));
+	if (arena_add(&r->w, row.subject.ptr, row.subject.len, &w->subj) < 0 ||
+	    arena_add(&r->w, row.evidence.ptr, row.evidence.len, &w->ev) < 0)
+		return *why = "out of memory", -1;
+	w->subj &= ~CONSENT_REF_ARENA; /* an offset: build says where */
+	w->ev &= ~CONSENT_REF_ARENA;
+	w->h =
+	    consent_hash(row.subject.ptr, row.subject.len, CONSENT_HASH_SEED);
+	w->sec = row.sec;
+	w->nsec = row.nsec;
+	w->subj_len = (uint16_t)row.subject.len;
+	w->ev_len = (uint8_t)row.evidence.len;
+	w->purpose = (uint8_t)pid;
+	w->status = (uint8_t)row.status;
+	memcpy(w->juris, row.juris, 2);
+	if (r->n++ == 0)
+		r->first_seq = c->seq;
+	r->seq = c->seq;
+	return 0;
+}
+
+/* Merge r's rows into w in order, their refs marked with ref (0: w->buf,
+ * CONSENT_REF_ARENA: w->arena) and their purposes mapped to w's. -1: out
+ * of memory or too many purposes. */
+static int
+rows_merge(struct consent_work *w, struct consent_live_rows *r, uint64_t ref)
+{
+	uint8_t map[CG_MAX_CONSENT_PURPOSES];
+
+	for (unsigned i = 0; i < r->w.npurposes; i++) {
+		int id = purpose_id(w, r->w.purpose[i], r->w.purpose_len[i]);
+
+		if (id < 0)
+			return -1;
+		map[i] = (uint8_t)id;
+	}
+	for (uint64_t i = 0; i < r->n; i++) {
+		struct consent_wnew c = r->rows[i];
+
+		/* the slot's fetch overlaps the merges before it */
+		if (i + LOAD_PREFETCH < r->n)
+			__builtin_prefetch(&w->wslots[consent_bucket(
+			    r->rows[i + LOAD_PREFETCH].h, w->nwslots)]);
+		c.subj |= ref;
+		c.ev |= ref;
+		c.purpose = map[c.purpose];
+		if (consent_work_merge(w, &c) < 0)
+			return -1;
+	}
+	free(r->rows); /* a lower peak for the layout */
+	r->rows = NULL;
+	r->n = r->cap = 0;
+	return 0;
+}
+
+struct consent_table *
+consent_live_rows_build(struct consent_live_rows *first,
+                        struct consent_live_rows *then, const char *source,
+                        int64_t now)
+{
+	struct consent_table *t = NULL;
+	struct consent_work w;
+	uint64_t n = first->n + (then ? then->n : 0);
+
+	memset(&w, 0, sizeof(w));
+	if (then != NULL && then->n > 0 && first->seq >= then->first_seq)
+		goto done; /* not one history in seq order */
+	w.buf = first->w.arena;
+	w.arena = then ? then->w.arena : NULL;
+	w.cap_people = w.cap_rows = n;
+	w.nwslots = n * CONSENT_LOAD_NUM / CONSENT_LOAD_DEN + 1;
+	w.wslots = consent_snapshot_big_alloc(w.nwslots * sizeof(uint64_t));
+	w.people = consent_snapshot_big_alloc((n + 1) * sizeof(*w.people));
+	w.rows = consent_snapshot_big_alloc((n + 1) * sizeof(*w.rows));
+	if (w.wslots == NULL || w.people == NULL || w.rows == NULL ||
+	    rows_merge(&w, first, 0) < 0 ||
+	    (then != NULL && rows_merge(&w, then, CONSENT_REF_ARENA) < 0))
+		goto done;
+	t = consent_snapshot_build(&w, now); /* frees w.wslots */
+
+	if (t != NULL && (t->source = strdup(source)) == NULL) {
+		consent_free(t);
+		t = NULL;
+	}
+done:
+	consent_snapshot_big_free(w.wslots, w.nwslots * sizeof(uint64_t));
+	consent_snapshot_big_free(w.people, (n + 1) * sizeof(*w.people));
+	consent_snapshot_big_free(w.rows, (n + 1) * sizeof(*w.rows));
+	consent_live_rows_free(first);
+	consent_live_rows_free(then);
+	return t;
 }

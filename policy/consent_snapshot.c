@@ -17,6 +17,7 @@
 
 #define CHECKSUM_SEED UINT64_C(0x2d358dccaa6c78a5)
 #define BIG_IMAGE (1u << 20) /* bytes from which images use mmap */
+#define BUILD_AHEAD 16       /* people whose slot fetch is in flight */
 
 #ifdef CONSENT_TEST_HOOKS
 uint64_t consent_hash_mask = UINT64_MAX;
@@ -76,6 +77,20 @@ cmp_row_purpose(const void *a, const void *b)
 	const struct consent_wrow *x = *(const struct consent_wrow *const *)a;
 	const struct consent_wrow *y = *(const struct consent_wrow *const *)b;
 	return (int)x->purpose - (int)y->purpose;
+}
+
+/* Person i's hash, its slot's fetch started: slots land anywhere, and
+ * fetching BUILD_AHEAD people before the write overlaps the misses. */
+static uint64_t
+slot_prefetch(const struct consent_work *w, uint64_t i, const uint64_t *slots,
+              uint64_t nbuckets)
+{
+	const struct consent_wperson *p = &w->people[i];
+	uint64_t h = consent_hash(consent_ref_ptr(w, p->subj), p->subj_len,
+	                          CONSENT_HASH_SEED);
+
+	__builtin_prefetch(&slots[consent_bucket(h, nbuckets)], 1);
+	return h;
 }
 
 struct consent_table *
@@ -151,6 +166,9 @@ consent_snapshot_build(struct consent_work *w, int64_t now)
 	uint64_t *slots = (uint64_t *)(void *)(img + slots_off);
 	uint8_t *blobs = img + blobs_off;
 	const struct consent_wrow *sorted[CG_MAX_CONSENT_PURPOSES];
+	uint64_t ahead[BUILD_AHEAD]; /* hashes of the people next in line */
+	for (uint64_t i = 0; i < w->npeople && i < BUILD_AHEAD; i++)
+		ahead[i] = slot_prefetch(w, i, slots, nbuckets);
 	for (uint64_t i = 0; i < w->npeople; i++) {
 		struct consent_wperson *p = &w->people[i];
 		const char *subj = consent_ref_ptr(w, p->subj);
@@ -180,9 +198,11 @@ consent_snapshot_build(struct consent_work *w, int64_t now)
 			ev_at += sorted[j]->ev_len;
 		}
 
-		uint64_t hv =
-		    consent_hash(subj, p->subj_len, CONSENT_HASH_SEED);
+		uint64_t hv = ahead[i % BUILD_AHEAD];
 		uint64_t b = consent_bucket(hv, nbuckets);
+		if (i + BUILD_AHEAD < w->npeople)
+			ahead[i % BUILD_AHEAD] =
+			    slot_prefetch(w, i + BUILD_AHEAD, slots, nbuckets);
 		while (slots[b] != 0)
 			if (++b == nbuckets)
 				b = 0;

@@ -27,6 +27,7 @@
 
 struct consent_live;
 struct consent_live_job;
+struct consent_live_rows;
 
 /* One history row as the source gives it (text, not NUL-terminated). */
 struct consent_change {
@@ -60,17 +61,35 @@ int consent_live_apply(struct consent_live *l, const struct consent_change *c,
 int consent_live_check(const struct consent_change *c, const char **why);
 
 /*
- * Call each(arg, change) for every record of a CSV whose columns are
- * subject,purpose,status,jurisdiction,updated_at,evidence,seq after a
- * header line (what a database's COPY gives), with quoted fields
- * unescaped; stops when each returns non-zero. For messages naming rows by
- * seq: -1 on a record that is not such a row (its seq is 0 then and each
- * is not called for it), else 0.
+ * The initial load: a history read as runs of rows in seq order (one per
+ * thread: a run is written by one thread at a time), checked as they come
+ * and built into one image with the CSV import's merge and builder, so it
+ * decides every lookup as the CSV import of the rows in seq order does.
+ * hint: the rows expected (room is made once). NULL when out of memory.
  */
-int consent_live_csv_each(const char *buf, size_t len,
-                          int (*each)(void *arg,
-                                      const struct consent_change *c),
-                          void *arg);
+struct consent_live_rows *consent_live_rows_new(uint64_t hint);
+void consent_live_rows_free(struct consent_live_rows *r); /* NULL: nothing */
+
+/*
+ * Check c as consent_live_apply would and keep it. With timed, updated_at
+ * is sec and nsec (Unix time; c->updated_at is not read), valid where an
+ * RFC 3339 text can name it (years 0001 to 9999, UTC); else the text.
+ * Returns 0, or -1 with *why (static) and nothing kept: a bad row, or out
+ * of memory.
+ */
+int consent_live_rows_add(struct consent_live_rows *r,
+                          const struct consent_change *c, bool timed,
+                          int64_t sec, uint32_t nsec, const char **why);
+
+/*
+ * The image of first's rows, then (NULL: none) then's, named source in
+ * messages and stamped with now (unix seconds; version and creation
+ * time). then's rows must come after first's. Both are freed, on success
+ * or not. NULL when out of memory (or then's rows come first).
+ */
+struct consent_table *consent_live_rows_build(struct consent_live_rows *first,
+                                              struct consent_live_rows *then,
+                                              const char *source, int64_t now);
 
 /* The last seq applied. */
 uint64_t consent_live_seq(const struct consent_live *l);

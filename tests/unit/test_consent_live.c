@@ -280,6 +280,129 @@ test_bad_change_refused_whole(void **state)
 	consent_live_free(l);
 }
 
+/* Rows [from, to) into a run of the initial load, every other one with
+ * its time given as seconds instead of text. */
+static struct consent_live_rows *
+load_run(int from, int to)
+{
+	struct consent_live_rows *r = consent_live_rows_new(0);
+	const char *why = NULL;
+
+	assert_non_null(r);
+	for (int i = from; i < to; i++) {
+		struct consent_change c = {
+		    (uint64_t)i + 1,     sl(hist[i].subject),
+		    sl(hist[i].purpose), sl(hist[i].status),
+		    sl(hist[i].juris),   sl(hist[i].at),
+		    sl(hist[i].ev),
+		};
+		/* 2025-01-01T00:00:SSZ */
+		int64_t sec = INT64_C(1735689600) + atoi(hist[i].at + 17);
+
+		if (consent_live_rows_add(r, &c, i % 2 == 0, sec, 0, &why) != 0)
+			fail_msg("row %d refused: %s", i, why);
+	}
+	return r;
+}
+
+/* The initial load of a history in two runs, split anywhere, builds the
+ * table the CSV import of the whole history builds. */
+static void
+test_load_in_two_runs_is_the_csv_import(void **state)
+{
+	for (unsigned seed = 21; seed <= 24; seed++) {
+		gen_history(seed);
+		struct consent_table *all = import_rows(0, NROWS);
+
+		for (int k = 0; k <= NROWS;
+		     k += k < 5 || k > NROWS - 5 ? 1 : 37) {
+			struct consent_table *t = consent_live_rows_build(
+			    load_run(0, k), k % 3 ? load_run(k, NROWS) : NULL,
+			    "db", 100);
+
+			if (k % 3 == 0) { /* one run: the first k rows */
+				struct consent_table *part = import_rows(0, k);
+				assert_same(part, t);
+				consent_free(part);
+			} else {
+				assert_same(all, t);
+			}
+			assert_string_equal(consent_source(t), "db");
+			consent_free(t);
+		}
+		consent_free(all);
+	}
+}
+
+/* A run refuses what the CSV import refuses, a time as seconds where its
+ * text would be refused, and seqs out of order. */
+static void
+test_load_refuses_what_the_import_refuses(void **state)
+{
+	struct consent_live_rows *r = consent_live_rows_new(4), *r2;
+	struct consent_lookup_result res;
+	struct consent_table *t;
+	const char *why = NULL;
+	struct consent_change c = {5,
+	                           sl("1001"),
+	                           sl("ai-training"),
+	                           sl("revoked"),
+	                           sl("DE"),
+	                           sl("2025-01-01T00:00:00Z"),
+	                           sl("e1")};
+
+	assert_int_equal(consent_live_rows_add(r, &c, false, 0, 0, &why), -1);
+	assert_string_equal(why, "status must be granted, denied or withdrawn");
+	c.status = sl("withdrawn");
+	/* 10000-01-01, 0000-12-31T23:59:59 (PostgreSQL's 1 BC), a second's
+	 * worth of nanoseconds: no RFC 3339 text of its names them */
+	int64_t bad[][2] = {{INT64_C(253402300800), 0},
+	                    {INT64_C(-62135596801), 0},
+	                    {0, 1000000000}};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		assert_int_equal(consent_live_rows_add(r, &c, true, bad[i][0],
+		                                       (uint32_t)bad[i][1],
+		                                       &why),
+		                 -1);
+		assert_non_null(strstr(why, "RFC 3339"));
+	}
+	/* the text is not read when the time is given */
+	c.updated_at = sl("yesterday");
+	assert_int_equal(
+	    consent_live_rows_add(r, &c, true, INT64_C(253402300799), 5, &why),
+	    0);
+	c.seq = 5; /* not above the last kept */
+	assert_int_equal(consent_live_rows_add(r, &c, true, 0, 0, &why), -1);
+	c.seq = 6;
+	c.subject = sl("1002");
+	assert_int_equal(
+	    consent_live_rows_add(r, &c, true, INT64_C(-62135596800), 0, &why),
+	    0);
+	/* a second run that starts before the first ends is not one history */
+	r2 = consent_live_rows_new(0);
+	c.seq = 3;
+	assert_int_equal(consent_live_rows_add(r2, &c, false, 0, 0, &why), -1);
+	c.updated_at = sl("2025-01-01T00:00:00Z");
+	assert_int_equal(consent_live_rows_add(r2, &c, false, 0, 0, &why), 0);
+	assert_null(consent_live_rows_build(r, r2, "db", 100));
+	/* and what was kept decides */
+	r = consent_live_rows_new(0);
+	c.seq = 5;
+	c.subject = sl("1001");
+	assert_int_equal(consent_live_rows_add(
+	                     r, &c, true, INT64_C(253402300799), 5000, &why),
+	                 0);
+	t = consent_live_rows_build(r, NULL, "db", 100);
+	assert_non_null(t);
+	consent_lookup(t, "1001", 4, consent_purpose_id(t, "ai-training", 11),
+	               &res);
+	assert_true(res.known);
+	assert_int_equal(res.status, CONSENT_STATUS_WITHDRAWN);
+	assert_int_equal(res.updated_at, INT64_C(253402300799));
+	assert_int_equal(consent_people(t), 1);
+	consent_free(t);
+}
+
 /* Every view reports the source's last confirmation as its time. */
 static void
 test_confirm_moves_every_view(void **state)
@@ -308,6 +431,8 @@ main(void)
 	    cmocka_unit_test(test_compaction_keeps_later_changes),
 	    cmocka_unit_test(test_bad_change_refused_whole),
 	    cmocka_unit_test(test_confirm_moves_every_view),
+	    cmocka_unit_test(test_load_in_two_runs_is_the_csv_import),
+	    cmocka_unit_test(test_load_refuses_what_the_import_refuses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
