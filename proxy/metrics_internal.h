@@ -40,7 +40,7 @@ enum metric_hist {
 #define METRICS_ROUTES 256 /* route names counted; more: route="(other)" */
 #define METRICS_CODES 32   /* status codes counted, "other" included */
 #define METRICS_RULES 1024 /* (route, rule) pairs; more: rule="(other)" */
-#define METRICS_TALLY 8    /* distinct rules one request tallies */
+#define METRICS_TALLY 8    /* rules one request tallies, "(other)" too */
 
 /* One histogram: counts per bucket (not cumulative) and the sum. */
 struct metrics_hist {
@@ -62,9 +62,9 @@ struct metrics {
 /*
  * The records of one request counted by the rule that decided them,
  * without a lock or a lookup per record: rule pointers are the policy's
- * and live as long as the request's snapshot. Cleared by zeroing n. A
- * request deciding more than METRICS_TALLY distinct rules counts the
- * rest under the last slot's rule "(other)".
+ * and live as long as the request's snapshot. Cleared by zeroing n. The
+ * last slot is "(other)": a request deciding by more distinct rules than
+ * the others hold counts the rest there.
  */
 struct metrics_tally {
 	unsigned n;
@@ -81,15 +81,12 @@ metrics_tally(struct metrics_tally *t, const char *rule, bool allow)
 
 	while (i < t->n && t->e[i].rule != rule)
 		i++;
-	if (i == t->n) {
-		if (t->n == METRICS_TALLY) {
-			i = METRICS_TALLY - 1;
-			t->e[i].rule = "(other)";
-		} else {
-			t->e[i].rule = rule;
-			t->e[i].kept = t->e[i].dropped = 0;
-			t->n++;
-		}
+	if (i == METRICS_TALLY) {
+		i--; /* the last slot is "(other)" */
+	} else if (i == t->n) {
+		t->e[i].rule = i == METRICS_TALLY - 1 ? "(other)" : rule;
+		t->e[i].kept = t->e[i].dropped = 0;
+		t->n++;
 	}
 	if (allow)
 		t->e[i].kept++;

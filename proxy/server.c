@@ -636,7 +636,9 @@ server_run(struct server *s)
 		size_t hl = colon ? (size_t)(colon - cfg->listen) : 0;
 
 		snprintf(host, sizeof(host), "%.*s", (int)hl, cfg->listen);
-		const struct policy *p = snapshot_policy(s->snap);
+		/* a reference: POST /reload may already swap s->snap */
+		struct snapshot *snap = server_snapshot(s);
+		const struct policy *p = snapshot_policy(snap);
 
 		/* one line with what runs: harness.py and bench/ read the
 		   port from its start */
@@ -646,7 +648,8 @@ server_run(struct server *s)
 		        host, s->port, s->nworkers, cfg->upstream, policy_id(p),
 		        policy_digest(p),
 		        (unsigned long long)consent_version(
-		            snapshot_consent(s->snap)));
+		            snapshot_consent(snap)));
+		snapshot_unref(snap);
 	}
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)

@@ -39,6 +39,9 @@ test_tally(void **state)
 		metrics_tally(&t, many[i], i % 2 == 0);
 	}
 	assert_int_equal(t.n, METRICS_TALLY);
+	assert_ptr_equal(t.e[METRICS_TALLY - 2].rule, many[METRICS_TALLY - 2]);
+	assert_int_equal(
+	    t.e[METRICS_TALLY - 2].kept + t.e[METRICS_TALLY - 2].dropped, 1);
 	assert_string_equal(t.e[METRICS_TALLY - 1].rule, "(other)");
 	assert_int_equal(
 	    t.e[METRICS_TALLY - 1].kept + t.e[METRICS_TALLY - 1].dropped, 3);
