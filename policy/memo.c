@@ -18,6 +18,9 @@
 _Static_assert((MEMO_SLOTS & (MEMO_SLOTS - 1)) == 0, "a power of two");
 _Static_assert(MEMO_SLOTS > MEMO_PEOPLE, "a free slot ends every probe");
 _Static_assert(MEMO_PEOPLE < UINT16_MAX, "slots hold entry + 1");
+_Static_assert(MEMO_PEOPLE >= CG_MAX_SUBJECTS &&
+                   MEMO_BYTES >= CG_MAX_SUBJECTS * CG_MAX_SUBJECT_LEN,
+               "an empty memo takes any one record");
 
 static uint64_t
 memo_hash(const char *s, size_t len)

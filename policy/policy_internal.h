@@ -134,12 +134,13 @@ void rule_decide_with(const struct policy_route *r, unsigned n,
  * memo.c: a request's distinct subjects and their outcomes, so that each
  * is looked up (in one batch with its neighbours) and matched once per
  * request. Open addressing keyed by the subject bytes, which it copies;
- * fixed size, embedded, no allocation. Cleared per request, or when full
- * (memo_room) between two windows of records.
+ * fixed size, embedded, no allocation. Cleared per request, and when a
+ * record's subjects do not fit (memo_room) between two windows of
+ * records: one record's always do.
  */
-#define MEMO_PEOPLE 512  /* distinct subjects held */
-#define MEMO_SLOTS 1024  /* hash slots (a power of two, > MEMO_PEOPLE) */
-#define MEMO_BYTES 32768 /* bytes of subject text held */
+#define MEMO_PEOPLE 256 /* distinct subjects held */
+#define MEMO_SLOTS 512  /* hash slots (a power of two, > MEMO_PEOPLE) */
+#define MEMO_BYTES 8192 /* bytes of subject text held: one record's worst */
 
 struct memo_entry {
 	uint64_t hash;

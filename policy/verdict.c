@@ -32,13 +32,10 @@ struct verdict_batch {
 	unsigned nst, next, nrefs; /* staged, handed out, refs used */
 	bool stopped; /* a malformed line was staged: stage no more */
 	int end_rc;   /* a whole body: the scan's end (0 or -1), 1 before */
+	bool carry;   /* a whole body: the scratch holds the next record */
 	struct scan_record rec;           /* the record handed out */
 	const struct verdict_staged *cur; /* its staged form, for decide */
 };
-
-/* The room a record may need in the memo. */
-#define WORST_SUBJECTS CG_MAX_SUBJECTS
-#define WORST_BYTES ((size_t)CG_MAX_SUBJECTS * CG_MAX_SUBJECT_LEN)
 
 void
 verdict_init(struct verdict *v)
@@ -249,6 +246,7 @@ batch(struct verdict *v)
 		b->nst = b->next = b->nrefs = 0;
 		b->stopped = false;
 		b->end_rc = 1;
+		b->carry = false;
 		b->pid = rule_purpose_id(v->route, v->table);
 		rule_outcome_of(v->route, v->table, b->pid, NULL, v->now,
 		                &b->nobody);
@@ -258,18 +256,13 @@ batch(struct verdict *v)
 }
 
 /* Start a window once the last one is handed out: false when it cannot
-   take a record (full, or a malformed line ends it). */
+   take a line (full, or a malformed line ends it). */
 static bool
 window_open(struct verdict_batch *b)
 {
-	if (b->next == b->nst) {
+	if (b->next == b->nst)
 		b->nst = b->next = b->nrefs = 0;
-		/* no record refers to the memo now: a full one starts over */
-		if (!memo_room(&b->memo, WORST_SUBJECTS, WORST_BYTES))
-			memo_clear(&b->memo);
-	}
-	return !b->stopped && b->nst < VERDICT_WINDOW &&
-	       memo_room(&b->memo, WORST_SUBJECTS, WORST_BYTES);
+	return !b->stopped && b->nst < VERDICT_WINDOW;
 }
 
 static struct verdict_staged *
@@ -287,11 +280,23 @@ stage(struct verdict_batch *b, size_t start, size_t end)
 	return st;
 }
 
-/* Stage the record in the scratch (window_open made room for it). */
-static void
+/* Stage a scanned record. False when its subjects do not fit in the memo
+   beside the window's: decide the window first. */
+static bool
 stage_record(struct verdict_batch *b, const struct scan_record *sr)
 {
-	struct verdict_staged *st = stage(b, sr->start, sr->end);
+	struct verdict_staged *st;
+	size_t bytes = 0;
+
+	for (unsigned i = 0; i < sr->nsubjects; i++)
+		bytes += sr->subjects[i].len;
+	if (!memo_room(&b->memo, sr->nsubjects, bytes)) {
+		if (b->nst > 0)
+			return false;
+		/* no record refers to it: start over, one record fits */
+		memo_clear(&b->memo);
+	}
+	st = stage(b, sr->start, sr->end);
 
 	st->missing = sr->missing;
 	for (unsigned i = 0; i < sr->nsubjects; i++) {
@@ -301,11 +306,12 @@ stage_record(struct verdict_batch *b, const struct scan_record *sr)
 		if (e < 0) {
 			st->error = "too many subjects in one request";
 			b->stopped = true;
-			return;
+			return true;
 		}
 		b->refs[b->nrefs++] = (uint16_t)e;
 		st->nsubjects++;
 	}
+	return true;
 }
 
 int
@@ -332,8 +338,8 @@ verdict_stage_line(struct verdict *v, const char *line, size_t len)
 		b->stopped = true;
 		return 1;
 	}
-	stage_record(b, v->scratch);
-	return 1;
+	/* not staged: offered again (and scanned again) after the window */
+	return stage_record(b, v->scratch) ? 1 : 0;
 }
 
 static const struct rule_outcome *
@@ -469,13 +475,18 @@ verdict_next(struct verdict *v, const struct verdict_record **rec)
 	if ((b = batch(v)) == NULL)
 		return -1;
 	/* scan a window ahead; the scan's end waits for its turn */
-	while (b->end_rc == 1 && window_open(b)) {
-		rc = scan_iter_next(&v->it, v->scratch);
-		if (rc != 1) {
-			b->end_rc = rc;
-			break;
+	if (b->next == b->nst) {
+		window_open(b);
+		if (b->carry) /* into the empty window: it fits */
+			b->carry = !stage_record(b, v->scratch);
+		while (b->end_rc == 1 && !b->carry && window_open(b)) {
+			rc = scan_iter_next(&v->it, v->scratch);
+			if (rc != 1) {
+				b->end_rc = rc;
+				break;
+			}
+			b->carry = !stage_record(b, v->scratch);
 		}
-		stage_record(b, v->scratch);
 	}
 	if (b->next == b->nst) {
 		if (b->end_rc == 0)

@@ -282,7 +282,7 @@ test_batched_equals_direct(void **state)
 	const struct verdict_record *rec;
 	size_t len, pos = 0;
 	char *body = make_body(3000, &len);
-	unsigned streamed[3], staged, decided = 0;
+	unsigned streamed[3], staged, decided = 0, short_windows = 0;
 	int rc;
 
 	begin(fx, "/in");
@@ -300,6 +300,8 @@ test_batched_equals_direct(void **state)
 			pos += n + 1;
 		}
 		assert_true(staged > 0 && staged <= VERDICT_WINDOW);
+		/* the memo filled up: the window ended early */
+		short_windows += pos < len && staged < VERDICT_WINDOW;
 		(void)from;
 		while (staged-- > 0) {
 			assert_int_equal(verdict_feed_next(&fx->v, &rec), 0);
@@ -311,6 +313,7 @@ test_batched_equals_direct(void **state)
 	}
 	assert_int_equal(verdict_end(&fx->v), 0);
 	assert_int_equal(decided, 3000);
+	assert_true(short_windows > 0);
 	streamed[0] = fx->v.records;
 	streamed[1] = fx->v.kept;
 	streamed[2] = fx->v.dropped;
@@ -374,6 +377,57 @@ test_refusals_in_order(void **state)
 	assert_int_equal(fx->v.status, 500);
 }
 
+/* Records of the most subjects of the longest ids, after others: each
+ * one fills an empty memo and is decided as on its own. */
+static void
+test_largest_records(void **state)
+{
+	struct fixture *fx = *state;
+	const struct verdict_record *rec;
+	size_t cap = 16 * 40 * 300, o = 0;
+	char *body = malloc(cap);
+	unsigned decided = 0;
+	int rc;
+
+	assert_non_null(body);
+	for (unsigned r = 0; r < 16; r++) {
+		if (r % 2 == 0) {
+			o += (size_t)snprintf(body + o, cap - o,
+			                      "{\"a\":%u,\"m\":[%u]}\n", r,
+			                      r + 1);
+			continue;
+		}
+		o +=
+		    (size_t)snprintf(body + o, cap - o, "{\"a\":\"%c", 'a' + r);
+		memset(body + o, 'x', CG_MAX_SUBJECT_LEN - 1);
+		o += CG_MAX_SUBJECT_LEN - 1;
+		o += (size_t)snprintf(body + o, cap - o, "\",\"m\":[");
+		for (unsigned i = 1; i < CG_MAX_SUBJECTS; i++) {
+			o += (size_t)snprintf(body + o, cap - o, "%s\"%c%02u",
+			                      i > 1 ? "," : "", 'a' + r, i);
+			memset(body + o, 'y', CG_MAX_SUBJECT_LEN - 3);
+			o += CG_MAX_SUBJECT_LEN - 3;
+			body[o++] = '"';
+		}
+		o += (size_t)snprintf(body + o, cap - o, "]}\n");
+		assert_true(o < cap);
+	}
+	begin(fx, "/in");
+	assert_int_equal(verdict_body(&fx->v, body, o), 0);
+	while ((rc = verdict_next(&fx->v, &rec)) == 1) {
+		assert_same_decision(fx, rec);
+		if (decided % 2 == 1) {
+			assert_int_equal(rec->scan->nsubjects, CG_MAX_SUBJECTS);
+			assert_int_equal(rec->scan->subjects[5].len,
+			                 CG_MAX_SUBJECT_LEN);
+		}
+		decided++;
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(decided, 16);
+	free(body);
+}
+
 int
 main(void)
 {
@@ -386,6 +440,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_batched_equals_direct, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_refusals_in_order, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_largest_records, setup,
 	                                    teardown),
 	};
 
