@@ -824,6 +824,9 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
 		conn_close(c);
 		return;
 	}
+	/* no buffers until it speaks: they would sit between this
+	   connection's struct and the next one's, holes no trim gives back */
+	transport_idle(&c->t);
 	if (c->tls)
 		set_timer(c, TIMER_HANDSHAKE, w->cfg->tls_handshake_timeout_ms);
 	else

@@ -199,6 +199,9 @@ struct worker {
 	_Atomic(struct snapshot *) snap_pending;
 	struct event *snap_ev;
 	uint64_t snap_generation; /* of snap; under the server's swap_lock */
+	/* once a second: memory back to the system after a burst */
+	struct event *memory_ev;
+	uint64_t memory_activity, memory_trimmed_at;
 };
 
 /* The snapshot for a new request on w, with a reference the caller drops
@@ -208,6 +211,11 @@ struct snapshot *worker_snapshot(struct worker *w);
 /* A connection of w ended: accepting resumes when it had paused at
  * max_conns or the fd reserve. */
 void worker_conn_closed(struct worker *w);
+/* The worker's once-a-second tick (WORKER_MEMORY_TICK_MS): after a
+ * second without activity that followed some, free heap pages go back to
+ * the system (malloc_trim). */
+#define WORKER_MEMORY_TICK_MS 1000
+void worker_memory_tick(struct worker *w);
 /* Stop accepting on w (retry_later: try again in ACCEPT_RETRY_MS, for
  * EMFILE and the fd reserve); resume unless draining. */
 void worker_accept_pause(struct worker *w, bool retry_later);

@@ -92,6 +92,12 @@ on_accept_retry(evutil_socket_t fd, short what, void *arg)
 	worker_accept_resume(arg);
 }
 
+static void
+on_memory_tick(evutil_socket_t fd, short what, void *arg)
+{
+	worker_memory_tick(arg);
+}
+
 /* ---- draining ---- */
 
 static void
@@ -571,8 +577,11 @@ server_listen(struct server *s, struct cg_errors *errs)
 		w->accept_retry_ev = evtimer_new(w->base, on_accept_retry, w);
 		w->drain_ev = event_new(w->base, -1, 0, on_drain, w);
 		w->snap_ev = event_new(w->base, -1, EV_PERSIST, on_snapshot, w);
+		w->memory_ev =
+		    event_new(w->base, -1, EV_PERSIST, on_memory_tick, w);
 		if (w->accept_ev == NULL || w->accept_retry_ev == NULL ||
-		    w->drain_ev == NULL || w->snap_ev == NULL) {
+		    w->drain_ev == NULL || w->snap_ev == NULL ||
+		    w->memory_ev == NULL) {
 			cg_errors_add(errs, "--listen", 0, 0, "out of memory");
 			goto out;
 		}
@@ -580,6 +589,10 @@ server_listen(struct server *s, struct cg_errors *errs)
 		/* both keep the loop alive; activated on SIGTERM and reload */
 		event_add(w->drain_ev, NULL);
 		event_add(w->snap_ev, NULL);
+		event_add(
+		    w->memory_ev,
+		    &(struct timeval){WORKER_MEMORY_TICK_MS / 1000,
+		                      WORKER_MEMORY_TICK_MS % 1000 * 1000});
 		w->snap = snapshot_share(s->snap);
 		if (w->snap == NULL) {
 			cg_errors_add(errs, "--listen", 0, 0, "out of memory");
@@ -695,9 +708,10 @@ server_free(struct server *s)
 		return;
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		struct worker *w = &s->workers[i];
-		struct event *evs[] = {w->drain_ev,      w->snap_ev,
-		                       w->accept_ev,     w->accept_retry_ev,
-		                       w->drain_poll_ev, w->drain_deadline_ev};
+		struct event *evs[] = {w->drain_ev,         w->snap_ev,
+		                       w->memory_ev,        w->accept_ev,
+		                       w->accept_retry_ev,  w->drain_poll_ev,
+		                       w->drain_deadline_ev};
 
 		if (w->listen_fd >= 0)
 			close(w->listen_fd);

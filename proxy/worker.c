@@ -5,6 +5,9 @@
  * a new request starts on. conn.c and upstream.c call these; server.c owns
  * the threads, the listeners and the reload, and calls conn_accept.
  */
+#include <malloc.h>
+
+#include "conn_request_internal.h"
 #include "proxy_internal.h"
 
 #define ACCEPT_RETRY_MS 100   /* ms before retrying after EMFILE */
@@ -74,6 +77,33 @@ worker_conn_closed(struct worker *w)
 	if (w->accept_paused && w->nconns < w->cfg->max_conns &&
 	    !worker_fds_low(w))
 		worker_accept_resume(w);
+}
+
+/*
+ * glibc keeps the pages of freed chunks below the heap's top, so after a
+ * burst (thousands of requests at once, their buffers freed) the RSS stays
+ * at the burst's peak while the connections idle on. A second with no
+ * accept, request or close, after a second that had some, is the time to
+ * give them back, with the request states kept for reuse: malloc_trim is
+ * then a walk over free chunks, not a cost on any request, and it runs
+ * once per quiet spell, not once a second.
+ */
+void
+worker_memory_tick(struct worker *w)
+{
+	const atomic_uint_least64_t *v = w->metrics.v;
+	uint64_t activity =
+	    atomic_load_explicit(&v[METRIC_ACCEPTS], memory_order_relaxed) +
+	    atomic_load_explicit(&v[METRIC_REQUESTS], memory_order_relaxed) +
+	    w->nconns;
+
+	if (activity == w->memory_activity &&
+	    activity != w->memory_trimmed_at) {
+		conn_request_cache_free(w); /* 9 KiB each: made again at need */
+		malloc_trim(0);
+		w->memory_trimmed_at = activity;
+	}
+	w->memory_activity = activity;
 }
 
 struct snapshot *
