@@ -1,7 +1,9 @@
 /*
  * test_inspect.c: the I/O inspect.c keeps around the verdict: the gzip
  * inflater and its limits (corrupt, truncated, trailing bytes, size and
- * ratio), and the Consent-* lines written from a verdict.
+ * ratio), the Consent-* lines written from a verdict, and a streamed
+ * body split over chains at every kind of boundary forwarding what the
+ * verdict line by line keeps.
  */
 /* cmocka.h needs these three before it */
 /* clang-format off */
@@ -11,6 +13,7 @@
 #include <cmocka.h>
 /* clang-format on */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -282,6 +285,139 @@ test_request_headers(void **state)
 	cg_errors_reset(&errs);
 }
 
+/* A body of n lines: kept, dropped, trimmed, blank, CRLF, long ones. */
+static char *
+feed_body(unsigned n, size_t *len)
+{
+	size_t cap = (size_t)n * 700, o = 0;
+	char *b = malloc(cap);
+
+	assert_non_null(b);
+	for (unsigned i = 0; i < n; i++) {
+		unsigned a = (i * 37u) % 11;
+
+		switch (i % 7) {
+		case 0:
+			o += (size_t)snprintf(b + o, cap - o, "\n");
+			break;
+		case 1:
+			o += (size_t)snprintf(b + o, cap - o,
+			                      "  {\"a\":%u} \r\n", a);
+			break;
+		case 2:
+			o += (size_t)snprintf(b + o, cap - o,
+			                      "{\"a\":%u,\"t\":\"%0*u\"}\n", a,
+			                      (int)(i % 600), i);
+			break;
+		default:
+			o +=
+			    (size_t)snprintf(b + o, cap - o, "{\"a\":%u}\n", a);
+		}
+	}
+	*len = o;
+	return b;
+}
+
+/*
+ * inspect_feed stages the lines that lie whole in one chain and decides
+ * them in batches: over chains cut every k bytes (1 to 300), fed as they
+ * arrive, it forwards exactly what verdict_feed_line line by line keeps,
+ * with the same counts.
+ */
+static void
+test_feed_chains(void **state)
+{
+	static const char doc[] =
+	    "{\"policy\": \"t\", \"purposes\": {\"ai\": {\"aipref\": "
+	    "\"train-ai\"}}, \"routes\": [{\"method\": \"POST\", \"path\": "
+	    "\"/in\", \"action\": \"inspect\", \"purpose\": \"ai\", "
+	    "\"formats\": [\"ndjson\"], \"subjects\": [\"/a\"], \"on_deny\": "
+	    "\"drop\"}], \"rules\": [{\"id\": \"g\", \"if\": {\"status\": "
+	    "[\"granted\"]}, \"then\": \"allow\"}, {\"id\": \"d\", "
+	    "\"then\": \"deny\"}]}";
+	static const char csv[] =
+	    "subject,purpose,status,jurisdiction,updated_at\n"
+	    "1,ai,granted,DE,2025-01-01T00:00:00Z\n"
+	    "2,ai,denied,DE,2025-01-01T00:00:00Z\n"
+	    "3,ai,granted,DE,2025-01-01T00:00:00Z\n"
+	    "5,ai,granted,DE,2025-01-01T00:00:00Z\n"
+	    "8,ai,granted,DE,2025-01-01T00:00:00Z\n";
+	static const unsigned cuts[] = {1, 2, 7, 13, 64, 100, 300, 5000};
+	struct verdict_header h = {CG_SLICE_LIT("Content-Type"),
+	                           CG_SLICE_LIT("application/x-ndjson")};
+	struct verdict_request req = {&h, 1, 1767225600, 0};
+	const struct verdict_record *rec;
+	struct cg_errors errs;
+	struct policy *p;
+	struct consent_table *t;
+	struct inspect_result r;
+	size_t len, wlen = 0;
+	char *body = feed_body(300, &len), *want = malloc(len + 1);
+	unsigned wkept, wdropped;
+
+	cg_errors_init(&errs);
+	p = policy_load_buf("t.json", doc, strlen(doc), &errs);
+	t = consent_import_csv("t.csv", csv, strlen(csv), &errs);
+	assert_non_null(p);
+	assert_non_null(t);
+	inspect_result_init(&r);
+	verdict_init(&r.v);
+	r.held = true;
+	/* what line by line keeps */
+	assert_int_equal(verdict_begin(&r.v, route_at(p, 0), t, &req), 0);
+	for (size_t pos = 0; pos < len;) {
+		const char *nl = memchr(body + pos, '\n', len - pos);
+		size_t n = (size_t)(nl - (body + pos));
+
+		assert_int_equal(verdict_feed_line(&r.v, body + pos, n, &rec),
+		                 0);
+		if (rec != NULL && rec->d.allow) {
+			memcpy(want + wlen, body + pos + rec->start,
+			       rec->end - rec->start);
+			wlen += rec->end - rec->start;
+			want[wlen++] = '\n';
+		}
+		pos += n + 1;
+	}
+	wkept = r.v.kept;
+	wdropped = r.v.dropped;
+	assert_true(wkept > 0 && wdropped > 0);
+	for (unsigned c = 0; c < sizeof(cuts) / sizeof(cuts[0]); c++) {
+		struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+
+		assert_int_equal(verdict_begin(&r.v, route_at(p, 0), t, &req),
+		                 0);
+		for (size_t pos = 0; pos < len; pos += cuts[c]) {
+			struct evbuffer *piece = evbuffer_new();
+			size_t n = len - pos < cuts[c] ? len - pos : cuts[c];
+
+			/* a chain of its own */
+			evbuffer_add(piece, body + pos, n);
+			evbuffer_add_buffer(in, piece);
+			evbuffer_free(piece);
+			assert_int_equal(inspect_feed(&r, NULL, route_at(p, 0),
+			                              in, out, false, 1 << 20),
+			                 0);
+		}
+		assert_int_equal(inspect_feed(&r, NULL, route_at(p, 0), in, out,
+		                              true, 1 << 20),
+		                 0);
+		assert_int_equal(evbuffer_get_length(in), 0);
+		assert_int_equal(evbuffer_get_length(out), wlen);
+		assert_memory_equal(evbuffer_pullup(out, -1), want, wlen);
+		assert_int_equal(r.kept, wkept);
+		assert_int_equal(r.dropped, wdropped);
+		evbuffer_free(in);
+		evbuffer_free(out);
+	}
+	inspect_result_reset(&r);
+	consent_free(t);
+	policy_free(p);
+	cg_errors_reset(&errs);
+	free(body);
+	free(want);
+}
+
 int
 main(void)
 {
@@ -291,6 +427,7 @@ main(void)
 	    cmocka_unit_test(test_inflate_every_split),
 	    cmocka_unit_test(test_inflate_members_and_bounds),
 	    cmocka_unit_test(test_request_headers),
+	    cmocka_unit_test(test_feed_chains),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
