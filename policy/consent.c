@@ -565,7 +565,8 @@ consent_rows(const struct consent_table *t)
 uint64_t
 consent_bytes(const struct consent_table *t)
 {
-	return t->size + (t->ov ? t->ov->size : 0);
+	return t->size + (t->ov ? t->ov->size : 0) +
+	       (t->ov_filter ? (t->ov_filter_mask + 1) * 8 : 0);
 }
 
 /* A live view's purposes are its overlay's: the image's, then new ones. */
@@ -756,11 +757,7 @@ static void
 lookup_hashed(const struct consent_table *t, uint64_t h, const char *subject,
               size_t len, int purpose_id, struct consent_lookup_result *out)
 {
-	uint64_t bit = t->ov_filter ? consent_ov_bit(h, t->ov_filter_mask) : 0;
-
-	if (t->ov != NULL && t->ov->h->people > 0 &&
-	    (t->ov_filter == NULL ||
-	     (t->ov_filter[bit / 64] >> bit % 64) & 1) &&
+	if (t->ov_filter != NULL && consent_ov_maybe(t, h) &&
 	    probe(t->ov,
 	          t->ov->seed == t->seed
 	              ? h
@@ -796,9 +793,8 @@ consent_lookup_many(const struct consent_table *t,
 			    &t->slots[consent_bucket(h[i], t->nbuckets)]);
 			if (t->ov_filter != NULL)
 				__builtin_prefetch(
-				    &t->ov_filter[consent_ov_bit(
-				                      h[i], t->ov_filter_mask) /
-				                  64]);
+				    &t->ov_filter[consent_ov_word(
+				        h[i], t->ov_filter_mask)]);
 		}
 		for (size_t i = 0; i < m; i++) {
 			/* The person often sits a slot or two further on. */

@@ -110,18 +110,41 @@ struct consent_table {
 	struct consent_table *img;        /* counted by img->img_refs */
 	struct consent_live_clock *clock; /* when it was last current */
 	uint64_t live_people, live_rows;
-	/* one bit per overlay person's hash (bit consent_ov_bit): a clear
-	   bit spares most lookups the overlay probe; NULL: always probe */
+	/* a blocked bloom filter of the overlay's people (consent_ov_maybe):
+	   most lookups of someone unchanged stop at one word of it; NULL
+	   when the overlay is empty (and in a plain table), so lookups skip
+	   it with one branch */
 	uint64_t *ov_filter;
-	uint64_t ov_filter_mask; /* bits - 1 */
+	uint64_t ov_filter_mask; /* words - 1 */
 	atomic_uint img_refs;    /* an image shared by views: its owners */
 };
 
-/* The filter bit of a hash (the bits neither bucket nor tag use most). */
+/* A person's word of the overlay filter (bits 24 up: the tag has the
+ * low 24) and their three bits in it (the top 18 bits, 6 each). */
+#define CONSENT_OV_WORD_BITS 22 /* at most 4 Mi words in a filter */
+
 static inline uint64_t
-consent_ov_bit(uint64_t h, uint64_t mask)
+consent_ov_word(uint64_t h, uint64_t mask)
 {
 	return (h >> 24) & mask;
+}
+
+static inline uint64_t
+consent_ov_bits(uint64_t h)
+{
+	return UINT64_C(1) << (h >> 58) | UINT64_C(1) << (h >> 52 & 63) |
+	       UINT64_C(1) << (h >> 46 & 63);
+}
+
+/* false: h (hashed with t's seed) is nobody in t's overlay; true: it may
+ * be (1 lookup in 130 of someone else at 16 bits a person) */
+static inline bool
+consent_ov_maybe(const struct consent_table *t, uint64_t h)
+{
+	uint64_t bits = consent_ov_bits(h);
+
+	return (t->ov_filter[consent_ov_word(h, t->ov_filter_mask)] & bits) ==
+	       bits;
 }
 
 /* Tear a live view down (consent_free calls it for one). */

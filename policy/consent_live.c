@@ -23,7 +23,7 @@
 
 #define GROW_MIN 64          /* first capacity of the overlay's arrays */
 #define FILTER_BITS_MIN 4096 /* bits of a view's overlay filter, at least */
-#define FILTER_BITS_PER 32   /* ... and per overlay person */
+#define FILTER_BITS_PER 16   /* ... and per overlay person */
 #define LOAD_PREFETCH 16     /* rows ahead whose slot a load prefetches */
 /* The instants RFC 3339 text names as PostgreSQL writes them: years
  * 0001 to 9999 (year 0 is its 1 BC), in Unix seconds. */
@@ -472,26 +472,29 @@ fail:
 	return -1;
 }
 
-/* v's filter of the overlay's people (FILTER_BITS_PER bits each, so about
- * 1 lookup in 16 of someone else probes the overlay). -1: no memory. */
+/* v's filter of the overlay's people in w, hashed with the image's
+ * seed as lookups hash: FILTER_BITS_PER bits a person, 3 of them in one
+ * word. None for an empty overlay. -1: no memory. */
 static int
 ov_filter(struct consent_table *v, const struct consent_work *w)
 {
-	uint64_t bits = FILTER_BITS_MIN;
+	uint64_t words = FILTER_BITS_MIN / 64;
 
-	while (bits < w->npeople * FILTER_BITS_PER)
-		bits *= 2;
-	if ((v->ov_filter = calloc(bits / 64, sizeof(uint64_t))) == NULL)
+	if (w->npeople == 0)
+		return 0;
+	while (words * 64 < w->npeople * FILTER_BITS_PER &&
+	       words < UINT64_C(1) << CONSENT_OV_WORD_BITS)
+		words *= 2;
+	if ((v->ov_filter = calloc(words, sizeof(uint64_t))) == NULL)
 		return -1;
-	v->ov_filter_mask = bits - 1;
+	v->ov_filter_mask = words - 1;
 	for (uint64_t i = 0; i < w->npeople; i++) {
 		const struct consent_wperson *p = &w->people[i];
-		uint64_t bit =
-		    consent_ov_bit(consent_hash(consent_ref_ptr(w, p->subj),
-		                                p->subj_len, CONSENT_HASH_SEED),
-		                   v->ov_filter_mask);
+		uint64_t h = consent_hash(consent_ref_ptr(w, p->subj),
+		                          p->subj_len, v->seed);
 
-		v->ov_filter[bit / 64] |= UINT64_C(1) << bit % 64;
+		v->ov_filter[consent_ov_word(h, v->ov_filter_mask)] |=
+		    consent_ov_bits(h);
 	}
 	return 0;
 }
@@ -527,7 +530,7 @@ consent_live_view(struct consent_live *l, const char *source)
 	atomic_fetch_add(&l->clock->refs, 1);
 	v->live_people = img->h->people + l->ov.new_people;
 	v->live_rows = img->h->rows + l->ov.new_rows;
-	if (img->seed == CONSENT_HASH_SEED && ov_filter(v, &l->ov.w) < 0) {
+	if (ov_filter(v, &l->ov.w) < 0) {
 		consent_free(v);
 		return NULL;
 	}

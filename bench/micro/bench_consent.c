@@ -8,9 +8,9 @@
  * snapshot to /tmp, opens it and times lookups of random known people and
  * of unknown ones: independent lookups in a loop (the CPU overlaps them),
  * a dependent chain (pure latency), and consent_lookup_many (prefetching).
- * Then the same on a live view (consent_live.h) whose overlay holds
- * LIVE_CHANGES changed people (what a database source holds before it
- * compacts), and the time of that compaction.
+ * Then the image alone against live views (consent_live.h) whose
+ * overlays hold none, 1,000 and 100,000 withdrawals, in interleaved
+ * rounds (medians), and the time of a compaction.
  * Times are the thread's CPU time (the benchmark machine is shared), plus
  * wall time for import and open.
  * Output: consent\t<people>\t<metric>\t<value>
@@ -27,7 +27,13 @@
 #define QUERIES 2000000 /* lookups per measurement */
 #define ID_MUL 2654435761ull
 #define ID_BASE 1000000ull
-#define LIVE_CHANGES 65536 /* consent_pg.c compacts at this many people */
+/* withdrawals in the overlays compared with the image alone (consent_pg.c
+ * compacts at 65,536 changed people) */
+#define LIVE_CHANGES                                                           \
+	{                                                                      \
+		0, 1000, 100000                                                \
+	}
+#define LIVE_ROUNDS 5 /* interleaved rounds; medians reported */
 
 static double
 now_s(void)
@@ -150,28 +156,66 @@ bench_lookups(const struct consent_table *t, uint64_t people, int miss,
 	free(store);
 }
 
-/* Withdraw LIVE_CHANGES random people through a live source over t (taken),
- * time lookups on its view, then its compaction. */
-static int
-bench_live(struct consent_table *t, uint64_t people)
-{
-	struct consent_live *l = consent_live_new(t, 0, (int64_t)time(NULL));
-	struct consent_table *v;
-	const char *why = NULL;
-	char subj[24], ev[24];
-	double t0, t1;
+/* ns per lookup of q[0,n) on t: in a loop (the CPU overlaps them), as a
+ * dependent chain (n/4 of them: latency) or batched (lookup_many). */
+enum how { LOOP, DEPENDENT, BATCHED };
 
-	if (l == NULL)
-		return -1;
-	t0 = now_s();
-	for (uint64_t i = 0; i < LIVE_CHANGES; i++) {
+static double
+lookup_ns(const struct consent_table *t, const struct cg_slice *q, size_t n,
+          enum how how, size_t *found)
+{
+	struct consent_lookup_result r, out[64];
+	int pid = consent_purpose_id(t, "ai-training", 11);
+	size_t done = 0, j = 0;
+	double t0 = now_s();
+
+	if (how == LOOP) {
+		for (size_t i = 0; i < n; i++, done++) {
+			consent_lookup(t, q[i].ptr, q[i].len, pid, &r);
+			*found += r.known;
+		}
+	} else if (how == DEPENDENT) {
+		for (size_t i = 0; i < n / 4; i++, done++) {
+			consent_lookup(t, q[j].ptr, q[j].len, pid, &r);
+			*found += r.known;
+			j = (j + 1 + (size_t)r.known +
+			     (size_t)r.updated_at % 2) %
+			    n;
+		}
+	} else {
+		for (size_t i = 0; i < n; i += 64) {
+			size_t m = n - i < 64 ? n - i : 64;
+			consent_lookup_many(t, q + i, m, pid, out);
+			for (size_t k = 0; k < m; k++)
+				*found += out[k].known;
+			done += m;
+		}
+	}
+	return (now_s() - t0) * 1e9 / (double)done;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* Apply withdrawals of random people to l up to seq to. -1: refused. */
+static int
+withdraw_until(struct consent_live *l, uint64_t people, uint64_t to)
+{
+	char subj[24], ev[24];
+	const char *why = NULL;
+
+	for (uint64_t i = consent_live_seq(l) + 1; i <= to; i++) {
 		struct consent_change c;
 		int n = sprintf(
 		    subj, "%llu",
 		    (unsigned long long)person_id(next_rand() % people));
 		int m = sprintf(ev, "w-%llu", (unsigned long long)i);
 
-		c.seq = i + 1;
+		c.seq = i;
 		c.subject = (struct cg_slice){subj, (size_t)n};
 		c.purpose = CG_SLICE_LIT("ai-training");
 		c.status = CG_SLICE_LIT("withdrawn");
@@ -183,20 +227,89 @@ bench_live(struct consent_table *t, uint64_t people)
 			return -1;
 		}
 	}
-	t1 = now_s();
-	report(people, "live_apply_ns", (t1 - t0) * 1e9 / LIVE_CHANGES);
-	t0 = now_s();
-	v = consent_live_view(l, "live");
-	t1 = now_s();
-	if (v == NULL)
+	return 0;
+}
+
+/*
+ * The image t alone against live views over it whose overlays hold
+ * LIVE_CHANGES[k] withdrawals (0: an empty overlay), LIVE_ROUNDS rounds
+ * of every table in turn on the same queries (the machine is shared:
+ * interleaved, medians). Then the compaction of the largest. Takes t.
+ */
+static int
+bench_live(struct consent_table *t, uint64_t people)
+{
+	static const uint64_t changes[] = LIVE_CHANGES;
+	enum { NV = sizeof(changes) / sizeof(*changes) };
+	static const char *const how_name[] = {"loop", "dependent", "batched"};
+	struct consent_live *l = consent_live_new(t, 0, (int64_t)time(NULL));
+	const struct consent_table *tab[NV + 1] = {t};
+	struct consent_table *v[NV];
+	double ns[NV + 1][2][3][LIVE_ROUNDS];
+	char *store[2], metric[128], name[NV + 1][16];
+	struct cg_slice *q[2];
+	size_t found[NV + 1][2] = {{0}};
+	double t0, t1;
+
+	if (l == NULL)
 		return -1;
-	report(people, "live_view_ms", (t1 - t0) * 1e3);
-	report(people, "live_overlay_people", (double)consent_live_pending(l));
-	report(people, "live_bytes_per_person",
-	       (double)consent_bytes(v) / (double)people);
-	bench_lookups(v, people, 0, NULL);
-	bench_lookups(v, people, 0, "live");
-	bench_lookups(v, people, 1, "live");
+	snprintf(name[0], sizeof(name[0]), "mem");
+	for (int k = 0; k < NV; k++) {
+		t0 = now_s();
+		if (withdraw_until(l, people, changes[k]) < 0)
+			return -1;
+		t1 = now_s();
+		if (changes[k] > (k ? changes[k - 1] : 0))
+			report(people, "live_apply_ns",
+			       (t1 - t0) * 1e9 /
+			           (double)(changes[k] -
+			                    (k ? changes[k - 1] : 0)));
+		t0 = now_s();
+		v[k] = consent_live_view(l, "live");
+		t1 = now_s();
+		if (v[k] == NULL)
+			return -1;
+		tab[k + 1] = v[k];
+		snprintf(name[k + 1], sizeof(name[k + 1]), "live%llu",
+		         (unsigned long long)changes[k]);
+		snprintf(metric, sizeof(metric), "%s_view_ms", name[k + 1]);
+		report(people, metric, (t1 - t0) * 1e3);
+		snprintf(metric, sizeof(metric), "%s_overlay_people",
+		         name[k + 1]);
+		report(people, metric, (double)consent_live_pending(l));
+		snprintf(metric, sizeof(metric), "%s_bytes_per_person",
+		         name[k + 1]);
+		report(people, metric,
+		       (double)consent_bytes(v[k]) / (double)people);
+	}
+	q[0] = make_queries(people, QUERIES, 0, &store[0]);
+	q[1] = make_queries(people, QUERIES, 1, &store[1]);
+	for (int r = 0; r < LIVE_ROUNDS; r++)
+		for (int k = 0; k <= NV; k++)
+			for (int miss = 0; miss < 2; miss++)
+				for (int how = 0; how < 3; how++)
+					ns[k][miss][how][r] = lookup_ns(
+					    tab[k], q[miss], QUERIES,
+					    (enum how)how, &found[k][miss]);
+	for (int k = 0; k <= NV; k++)
+		for (int miss = 0; miss < 2; miss++)
+			for (int how = 0; how < 3; how++) {
+				double *x = ns[k][miss][how];
+
+				qsort(x, LIVE_ROUNDS, sizeof(*x), cmp_double);
+				snprintf(metric, sizeof(metric),
+				         "%s_lookup_%s_%s_ns", name[k],
+				         miss ? "miss" : "hit", how_name[how]);
+				report(people, metric, x[LIVE_ROUNDS / 2]);
+			}
+	/* every table knew every known person asked, and nobody else */
+	for (int k = 0; k <= NV; k++)
+		if (found[k][1] != 0 ||
+		    found[k][0] != LIVE_ROUNDS * (QUERIES * 2 + QUERIES / 4)) {
+			fprintf(stderr, "bench_consent: %s found %zu/%zu\n",
+			        name[k], found[k][0], found[k][1]);
+			return -1;
+		}
 	double w0 = wall_s();
 	t0 = now_s();
 	struct consent_live_job *j = consent_live_compact_begin(l);
@@ -206,8 +319,13 @@ bench_live(struct consent_table *t, uint64_t people)
 	t1 = now_s();
 	report(people, "live_compact_s", t1 - t0);
 	report(people, "live_compact_wall_s", wall_s() - w0);
-	consent_free(v);
+	for (int k = 0; k < NV; k++)
+		consent_free(v[k]);
 	consent_live_free(l);
+	for (int miss = 0; miss < 2; miss++) {
+		free(q[miss]);
+		free(store[miss]);
+	}
 	return 0;
 }
 
@@ -271,10 +389,8 @@ run(uint64_t people)
 	}
 	t1 = now_s();
 	report(people, "snapshot_write_s", t1 - t0);
-	bench_lookups(t, people, 0, NULL);
-	bench_lookups(t, people, 0, "mem");
-	bench_lookups(t, people, 1, "mem");
-	if (bench_live(t, people) < 0) /* frees t */
+	bench_lookups(t, people, 0, NULL); /* warm: pages in the image */
+	if (bench_live(t, people) < 0)     /* frees t */
 		return -1;
 
 	w0 = wall_s();

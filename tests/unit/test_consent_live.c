@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../policy/consent_internal.h" /* the overlay's filter */
 #include "consentgate/consent_live.h"
 
 #define HDR "subject,purpose,status,jurisdiction,updated_at,evidence\n"
@@ -403,6 +404,118 @@ test_load_refuses_what_the_import_refuses(void **state)
 	consent_free(t);
 }
 
+#define NPEOPLE 4000 /* the image of the overlay tests */
+
+static enum consent_status
+status_of(const struct consent_table *t, int person)
+{
+	struct consent_lookup_result r;
+	char s[16];
+	int n = snprintf(s, sizeof(s), "p%d", person);
+
+	consent_lookup(t, s, (size_t)n,
+	               consent_purpose_id(t, "ai-training", 11), &r);
+	return r.known ? r.status : CONSENT_STATUS_NONE;
+}
+
+static void
+change(struct consent_live *l, uint64_t seq, int person, const char *status,
+       const char *at)
+{
+	char s[16];
+	const char *why = NULL;
+	int n = snprintf(s, sizeof(s), "p%d", person);
+	struct consent_change c = {seq,
+	                           (struct cg_slice){s, (size_t)n},
+	                           sl("ai-training"),
+	                           sl(status),
+	                           sl("DE"),
+	                           sl(at),
+	                           sl("ev")};
+
+	if (consent_live_apply(l, &c, &why) != 0)
+		fail_msg("p%d: %s", person, why);
+}
+
+/* The overlay decides before the image: a withdrawal of a granted person
+ * always wins, a later grant wins over it and an older one does not; its
+ * filter never misses a changed person (every one of them checked) and
+ * lets few others through; an empty overlay has no filter to consult. */
+static void
+test_overlay_wins_and_its_filter_never_misses(void **state)
+{
+	size_t cap = (size_t)NPEOPLE * 64 + sizeof(HDR), len;
+	char *buf = malloc(cap);
+	struct cg_errors errs;
+	unsigned fp = 0, others = 0;
+
+	len = (size_t)snprintf(buf, cap, "%s", HDR);
+	for (int i = 0; i < NPEOPLE; i++)
+		len += (size_t)snprintf(buf + len, cap - len,
+		                        "p%d,ai-training,granted,DE,"
+		                        "2025-01-01T00:00:00Z,g\n",
+		                        i);
+	cg_errors_init(&errs);
+	struct consent_live *l = consent_live_new(
+	    consent_import_csv("i.csv", buf, len, &errs), 0, 1);
+	free(buf);
+	assert_non_null(l);
+	struct consent_table *v0 = consent_live_view(l, "live");
+	assert_null(v0->ov_filter); /* empty: one branch, no probe */
+	assert_int_equal(status_of(v0, 7), CONSENT_STATUS_GRANTED);
+
+	uint64_t seq = 0;
+	for (int i = 1; i < NPEOPLE; i += 2) /* the odd ones withdraw */
+		change(l, ++seq, i, "withdrawn", "2025-01-02T00:00:00Z");
+	for (int i = NPEOPLE; i < NPEOPLE + 100; i++) /* and new people */
+		change(l, ++seq, i, "withdrawn", "2025-01-02T00:00:00Z");
+	struct consent_table *v1 = consent_live_view(l, "live");
+	for (int i = 0; i < NPEOPLE + 100; i++) {
+		char s[16];
+		int n = snprintf(s, sizeof(s), "p%d", i);
+		uint64_t h = consent_hash(s, (size_t)n, v1->seed);
+
+		assert_int_equal(status_of(v1, i),
+		                 i % 2 || i >= NPEOPLE
+		                     ? CONSENT_STATUS_WITHDRAWN
+		                     : CONSENT_STATUS_GRANTED);
+		if (i % 2 || i >= NPEOPLE)
+			assert_true(consent_ov_maybe(v1, h)); /* no miss */
+		else
+			fp += consent_ov_maybe(v1, h), others++;
+	}
+	for (int i = 0; i < 20 * NPEOPLE; i++) { /* nobody's names */
+		char s[16];
+		int n = snprintf(s, sizeof(s), "q%d", i);
+
+		fp +=
+		    consent_ov_maybe(v1, consent_hash(s, (size_t)n, v1->seed));
+		others++;
+	}
+	print_message("filter: %u of %u others pass\n", fp, others);
+	assert_true(fp * 50 < others); /* under 2% (0.8% expected) */
+
+	/* a later grant after the withdrawal wins; an older one does not */
+	for (int i = 1; i < NPEOPLE; i += 6)
+		change(l, ++seq, i, "granted", "2025-01-03T00:00:00Z");
+	for (int i = 3; i < NPEOPLE; i += 6)
+		change(l, ++seq, i, "granted", "2025-01-01T12:00:00Z");
+	struct consent_table *v2 = consent_live_view(l, "live");
+	for (int i = 0; i < NPEOPLE; i++)
+		assert_int_equal(status_of(v2, i),
+		                 i % 6 == 1 || i % 2 == 0
+		                     ? CONSENT_STATUS_GRANTED
+		                     : CONSENT_STATUS_WITHDRAWN);
+	/* views are immutable: the earlier ones still answer as they did */
+	assert_int_equal(status_of(v1, 1), CONSENT_STATUS_WITHDRAWN);
+	assert_int_equal(status_of(v0, 1), CONSENT_STATUS_GRANTED);
+	consent_free(v0);
+	consent_free(v1);
+	consent_free(v2);
+	consent_live_free(l);
+	cg_errors_reset(&errs);
+}
+
 /* Every view reports the source's last confirmation as its time. */
 static void
 test_confirm_moves_every_view(void **state)
@@ -433,6 +546,7 @@ main(void)
 	    cmocka_unit_test(test_confirm_moves_every_view),
 	    cmocka_unit_test(test_load_in_two_runs_is_the_csv_import),
 	    cmocka_unit_test(test_load_refuses_what_the_import_refuses),
+	    cmocka_unit_test(test_overlay_wins_and_its_filter_never_misses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
