@@ -223,6 +223,24 @@ test_inflate_members_and_bounds(void **state)
 	free(zeros);
 }
 
+/* Policy doc and table csv loaded, and r holding an initialised verdict. */
+static void
+verdict_fixture(const char *doc, const char *csv, struct policy **p,
+                struct consent_table **t, struct inspect_result *r)
+{
+	struct cg_errors errs;
+
+	cg_errors_init(&errs);
+	*p = policy_load_buf("t.json", doc, strlen(doc), &errs);
+	*t = consent_import_csv("t.csv", csv, strlen(csv), &errs);
+	assert_non_null(*p);
+	assert_non_null(*t);
+	cg_errors_reset(&errs);
+	inspect_result_init(r);
+	verdict_init(&r->v);
+	r->held = true;
+}
+
 static void
 test_request_headers(void **state)
 {
@@ -235,7 +253,6 @@ test_request_headers(void **state)
 	    "\"then\": \"deny\"}]}";
 	static const char csv[] =
 	    "subject,purpose,status,jurisdiction,updated_at\n";
-	struct cg_errors errs;
 	struct policy *p;
 	struct consent_table *t;
 	struct inspect_result r;
@@ -246,14 +263,7 @@ test_request_headers(void **state)
 	struct evbuffer *o = evbuffer_new();
 	char *text;
 
-	cg_errors_init(&errs);
-	p = policy_load_buf("t.json", doc, strlen(doc), &errs);
-	t = consent_import_csv("t.csv", csv, strlen(csv), &errs);
-	assert_non_null(p);
-	assert_non_null(t);
-	inspect_result_init(&r);
-	verdict_init(&r.v);
-	r.held = true;
+	verdict_fixture(doc, csv, &p, &t, &r);
 	assert_int_equal(verdict_begin(&r.v, route_at(p, 0), t, &req), 0);
 	assert_int_equal(verdict_feed_line(&r.v, "{\"a\":1}", 7, &rec), 0);
 	verdict_end(&r.v);
@@ -282,7 +292,6 @@ test_request_headers(void **state)
 	inspect_result_reset(&r);
 	consent_free(t);
 	policy_free(p);
-	cg_errors_reset(&errs);
 }
 
 /* A body of n lines: kept, dropped, trimmed, blank, CRLF, long ones. */
@@ -347,7 +356,6 @@ test_feed_chains(void **state)
 	                           CG_SLICE_LIT("application/x-ndjson")};
 	struct verdict_request req = {&h, 1, 1767225600, 0};
 	const struct verdict_record *rec;
-	struct cg_errors errs;
 	struct policy *p;
 	struct consent_table *t;
 	struct inspect_result r;
@@ -355,14 +363,7 @@ test_feed_chains(void **state)
 	char *body = feed_body(300, &len), *want = malloc(len + 1);
 	unsigned wkept, wdropped;
 
-	cg_errors_init(&errs);
-	p = policy_load_buf("t.json", doc, strlen(doc), &errs);
-	t = consent_import_csv("t.csv", csv, strlen(csv), &errs);
-	assert_non_null(p);
-	assert_non_null(t);
-	inspect_result_init(&r);
-	verdict_init(&r.v);
-	r.held = true;
+	verdict_fixture(doc, csv, &p, &t, &r);
 	/* what line by line keeps */
 	assert_int_equal(verdict_begin(&r.v, route_at(p, 0), t, &req), 0);
 	for (size_t pos = 0; pos < len;) {
@@ -413,7 +414,6 @@ test_feed_chains(void **state)
 	inspect_result_reset(&r);
 	consent_free(t);
 	policy_free(p);
-	cg_errors_reset(&errs);
 	free(body);
 	free(want);
 }
