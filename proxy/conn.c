@@ -45,7 +45,6 @@ rq_release(struct conn *c)
 {
 	conn_request_put(c->w, c->rq);
 	c->rq = NULL;
-	c->body = c->kept = NULL;
 }
 
 void
@@ -87,9 +86,9 @@ access_line(struct conn *c, int64_t total_ns)
 		e.method = e.path = (struct cg_slice){"", 0}, e.bytes_in = 0,
 		e.total_ns = 0;
 	else if (r->framing == HTTP1_FRAMING_CHUNKED)
-		e.bytes_in += c->chunked.total;
+		e.bytes_in += c->rq->chunked.total;
 	else if (r->framing == HTTP1_FRAMING_LENGTH)
-		e.bytes_in += r->content_length - c->body_left;
+		e.bytes_in += r->content_length - c->rq->body_left;
 	if (c->w->accesslog == NULL)
 		c->w->accesslog = evbuffer_new();
 	if (c->w->accesslog != NULL)
@@ -157,12 +156,12 @@ conn_end_request(struct conn *c)
 	c->route = NULL;
 	c->response_started = false;
 	c->upstream_paused = false;
-	c->body_left = 0;
 	c->stream_started = false;
 	c->body_complete = false;
-	if (c->body) {
-		evbuffer_drain(c->body, evbuffer_get_length(c->body));
-		evbuffer_drain(c->kept, evbuffer_get_length(c->kept));
+	if (c->rq) {
+		c->rq->body_left = 0;
+		evbuffer_drain(c->rq->body, evbuffer_get_length(c->rq->body));
+		evbuffer_drain(c->rq->kept, evbuffer_get_length(c->rq->kept));
 	}
 }
 
@@ -496,8 +495,8 @@ start_request(struct conn *c, const char *buf)
 		relay_forward(c);
 		return;
 	}
-	c->body_left = r->content_length;
-	http1_chunked_init(&c->chunked);
+	c->rq->body_left = r->content_length;
+	http1_chunked_init(&c->rq->chunked);
 	c->state = CS_BODY;
 	set_timer(c, TIMER_BODY, c->w->cfg->body_timeout_ms);
 }
@@ -509,14 +508,15 @@ read_body(struct conn *c)
 	size_t avail = evbuffer_get_length(c->t.in);
 
 	if (c->rq->req.framing == HTTP1_FRAMING_LENGTH) {
-		size_t n = avail < c->body_left ? avail : (size_t)c->body_left;
+		size_t n =
+		    avail < c->rq->body_left ? avail : (size_t)c->rq->body_left;
 
-		evbuffer_remove_buffer(c->t.in, c->body, n);
-		c->body_left -= n;
-		c->body_complete = c->body_left == 0;
+		evbuffer_remove_buffer(c->t.in, c->rq->body, n);
+		c->rq->body_left -= n;
+		c->body_complete = c->rq->body_left == 0;
 		return c->body_complete;
 	}
-	while (avail > 0 && !c->chunked.done) {
+	while (avail > 0 && !c->rq->chunked.done) {
 		struct evbuffer_iovec vec;
 		struct cg_slice data;
 		const char *reason = NULL;
@@ -524,26 +524,26 @@ read_body(struct conn *c)
 
 		if (evbuffer_peek(c->t.in, -1, NULL, &vec, 1) < 1)
 			break;
-		k = http1_chunked_feed(&c->chunked, vec.iov_base, vec.iov_len,
-		                       &data, &reason);
+		k = http1_chunked_feed(&c->rq->chunked, vec.iov_base,
+		                       vec.iov_len, &data, &reason);
 		if (k < 0) {
 			conn_fail(c, 400, reason, NULL);
 			return -1;
 		}
 		if (data.len > 0) {
-			if (c->chunked.total > c->w->cfg->max_body_bytes) {
+			if (c->rq->chunked.total > c->w->cfg->max_body_bytes) {
 				body_too_large(c);
 				return -1;
 			}
-			evbuffer_add(c->body, data.ptr, data.len);
+			evbuffer_add(c->rq->body, data.ptr, data.len);
 		}
 		evbuffer_drain(c->t.in, (size_t)k);
 		avail -= (size_t)k;
 		if (k == 0)
 			break;
 	}
-	c->body_complete = c->chunked.done;
-	return c->chunked.done;
+	c->body_complete = c->rq->chunked.done;
+	return c->rq->chunked.done;
 }
 
 static void
@@ -564,8 +564,6 @@ parse_head(struct conn *c)
 			conn_close(c);
 			return;
 		}
-		c->body = c->rq->body;
-		c->kept = c->rq->kept;
 	}
 	if (len > lim)
 		len = lim;

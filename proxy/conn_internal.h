@@ -49,11 +49,6 @@ struct conn {
 	 */
 	struct conn_request *rq;
 	size_t head_scanned; /* bytes of a partial head already parsed */
-	struct http1_chunked chunked;
-	uint64_t body_left;
-	/* the request's body buffers (rq's; NULL while idle) */
-	struct evbuffer *body;
-	struct evbuffer *kept; /* streamed NDJSON: kept records not yet sent */
 	bool stream_started;   /* the upstream request is under way, chunked */
 	bool body_complete;    /* the whole request body has been read */
 	struct snapshot *snap;

@@ -40,6 +40,8 @@ conn_request_get(struct worker *w)
 		return NULL;
 	}
 	rq->next_free = NULL;
+	rq->body_left = 0;
+	http1_chunked_init(&rq->chunked);
 	memset(&rq->log, 0, sizeof(rq->log));
 	inspect_result_init(&rq->insp);
 	return rq;

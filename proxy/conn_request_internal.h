@@ -50,6 +50,10 @@ struct conn_request {
 	/* the body read so far, and a streamed body's kept records not yet
 	   sent: empty between requests */
 	struct evbuffer *body, *kept;
+	/* reading the body: a length's bytes still to come, or the chunked
+	   decoder (here, not in the connection: an idle one costs less) */
+	uint64_t body_left;
+	struct http1_chunked chunked;
 	struct conn_request_log log;
 	struct conn_request *next_free; /* in the worker's free list */
 };

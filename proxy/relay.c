@@ -245,7 +245,7 @@ shadow_decide(struct conn *c)
 	if (insp->would == 0 && !insp->decided) {
 		copy = evbuffer_new();
 		if (copy == NULL ||
-		    evbuffer_add_buffer_reference(copy, c->body) != 0) {
+		    evbuffer_add_buffer_reference(copy, c->rq->body) != 0) {
 			insp->would = 500;
 		} else {
 			int64_t t = conn_request_now();
@@ -269,7 +269,7 @@ shadow_decide(struct conn *c)
 void
 relay_forward(struct conn *c)
 {
-	struct evbuffer *h, *body = c->body;
+	struct evbuffer *h, *body = c->rq->body;
 	size_t body_len;
 	int err;
 
@@ -278,12 +278,12 @@ relay_forward(struct conn *c)
 		shadow_decide(c);
 	} else if (route_action(c->route) == POLICY_ACTION_INSPECT) {
 		if (c->rq->insp.streaming) {
-			body = c->kept; /* decided line by line already */
+			body = c->rq->kept; /* decided line by line already */
 		} else if (!c->rq->insp.decided) {
 			int64_t t = conn_request_now();
-			int status = inspect_run(&c->rq->insp, c->snap,
-			                         c->route, &c->rq->req, c->body,
-			                         c->w->cfg->max_body_bytes);
+			int status = inspect_run(
+			    &c->rq->insp, c->snap, c->route, &c->rq->req,
+			    c->rq->body, c->w->cfg->max_body_bytes);
 
 			c->rq->log.decide_ns += conn_request_now() - t;
 			if (status != 0) {
@@ -314,12 +314,12 @@ static void
 stream_chunk(struct conn *c)
 {
 	struct evbuffer *chunk;
-	size_t n = evbuffer_get_length(c->kept);
+	size_t n = evbuffer_get_length(c->rq->kept);
 
 	if (n == 0 || c->up == NULL || (chunk = evbuffer_new()) == NULL)
 		return;
 	evbuffer_add_printf(chunk, "%zx\r\n", n);
-	evbuffer_add_buffer(chunk, c->kept);
+	evbuffer_add_buffer(chunk, c->rq->kept);
 	ADD_LIT(chunk, "\r\n");
 	upstream_write(c->up, chunk, false);
 	evbuffer_free(chunk);
@@ -335,8 +335,9 @@ void
 relay_stream(struct conn *c, bool done)
 {
 	int64_t t = conn_request_now();
-	int status = inspect_feed(&c->rq->insp, c->snap, c->route, c->body,
-	                          c->kept, done, CG_DEFAULT_MAX_RECORD_BYTES);
+	int status =
+	    inspect_feed(&c->rq->insp, c->snap, c->route, c->rq->body,
+	                 c->rq->kept, done, CG_DEFAULT_MAX_RECORD_BYTES);
 
 	c->rq->log.decide_ns += conn_request_now() - t;
 	if (status != 0) {
@@ -344,7 +345,7 @@ relay_stream(struct conn *c, bool done)
 		return;
 	}
 	if (!c->stream_started && !done &&
-	    evbuffer_get_length(c->kept) >= CG_STREAM_START) {
+	    evbuffer_get_length(c->rq->kept) >= CG_STREAM_START) {
 		struct evbuffer *h = evbuffer_new();
 		int err;
 
