@@ -19,7 +19,9 @@ denied, missing, repeated in another spelling, a list). One named check
 per request; the suite ends with "N passed, N failed".
 """
 
+import concurrent.futures
 import gzip
+import itertools
 import json
 import os
 import random
@@ -31,6 +33,10 @@ from harness import (CONSENTGATE, ROOT, main, request, subtests, test,
                      test_policy, wait_until)
 
 SEED = int(os.environ.get("VERDICT_SEED", "9"))
+# eval runs this many at a time, ahead of the proxy (which takes the
+# requests one by one: the upstream's records are matched by order)
+EVAL_THREADS = 4
+BODY_FILES = itertools.count()
 
 CONSENT = ("subject,purpose,status,jurisdiction,updated_at,evidence\n"
            "1001,ai-training,granted,DE,2025-03-01T12:00:00Z,ev-1001\n"
@@ -79,7 +85,7 @@ class Side:
         self.policy = self.proxy.policy_path
 
     def eval(self, out, method, target, headers, body):
-        path = os.path.join(self.env.workdir, "body")
+        path = os.path.join(self.env.workdir, "body-%d" % next(BODY_FILES))
         with open(path, "wb") as f:
             f.write(body)
         args = [CONSENTGATE, "eval", "--policy", self.policy, "--consent",
@@ -90,6 +96,7 @@ class Side:
         args.append(path)
         p = subprocess.run(args, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=20)
+        os.unlink(path)
         if p.returncode not in (0, 1):
             raise AssertionError("eval exit %d: %r" % (p.returncode,
                                                        p.stderr[-300:]))
@@ -131,18 +138,29 @@ def consent_lines(headers):
     return sorted(out), age
 
 
-def compare(side, method, target, headers, body, opts=None):
-    """One request through both; AssertionError on any difference.
-    opts: {"chunked": chunk sizes} for a chunked request body (else
-    Content-Length); {"pause_at": n} sends n body bytes, waits, then the
-    rest, so that a long NDJSON body streams."""
-    opts = opts or {}
+def eval_outputs(side, method, target, headers, body):
+    """What eval says of one request: (status, kept, kept's exit, headers)."""
     status_out, _ = side.eval("status", method, target, headers, body)
     want_status = int(status_out.strip() or b"0")
     kept, krc, hdrs = b"", 1, b""
     if want_status in (200, 204):  # something forwarded or counted
         kept, krc = side.eval("kept", method, target, headers, body)
         hdrs, _ = side.eval("headers", method, target, headers, body)
+    return want_status, kept, krc, hdrs
+
+
+def compare(side, method, target, headers, body, opts=None, evaluated=None):
+    """One request through both; AssertionError on any difference.
+    opts: {"chunked": chunk sizes} for a chunked request body (else
+    Content-Length); {"pause_at": n} sends n body bytes, waits, then the
+    rest, so that a long NDJSON body streams. evaluated: a future of
+    eval_outputs, run ahead."""
+    opts = opts or {}
+    if evaluated is None:
+        want_status, kept, krc, hdrs = eval_outputs(side, method, target,
+                                                    headers, body)
+    else:
+        want_status, kept, krc, hdrs = evaluated.result()
     resp, rec = side.through_proxy(method, target, headers, body,
                                    opts.get("chunked"), opts.get("pause_at"))
     STATUSES[want_status] = STATUSES.get(want_status, 0) + 1
@@ -428,12 +446,13 @@ def shared_corpus(env, res):
             sides[key] = Side(env, up, policy_path, snap, version[0])
         return sides[key]
 
+    checks = []  # (name, side, method, target, headers, body, opts)
     for cases, pol in CASE_FILES:
         for name, consent, method, target, headers, body in \
                 case_requests(cases):
             s = side(os.path.join(ROOT, pol), consent)
-            res.check("%s/%s" % (os.path.basename(cases), name), compare,
-                      s, method, target, headers, body)
+            checks.append(("%s/%s" % (os.path.basename(cases), name), s,
+                           method, target, headers, body, None))
     gpol = os.path.join(env.workdir, "generated-policy.json")
     with open(gpol, "w") as f:
         json.dump(generated_policy(), f)
@@ -443,11 +462,16 @@ def shared_corpus(env, res):
         with open(os.path.join(corpus, fn), "rb") as f:
             body = f.read()
         for ct in (NDJSON, JSON):
-            res.check("fuzz-scan/%s/%s" % (fn, ct.split("/")[1]), compare, g,
-                      "POST", "/ingest", [("Content-Type", ct)], body)
+            checks.append(("fuzz-scan/%s/%s" % (fn, ct.split("/")[1]), g,
+                           "POST", "/ingest", [("Content-Type", ct)], body,
+                           None))
     for name, method, target, headers, body, *opts in generated(rng):
-        res.check("generated/%s" % name, compare, g, method, target, headers,
-                  body, *opts)
+        checks.append(("generated/%s" % name, g, method, target, headers,
+                       body, opts[0] if opts else None))
+    with concurrent.futures.ThreadPoolExecutor(EVAL_THREADS) as pool:
+        ahead = [pool.submit(eval_outputs, *c[1:6]) for c in checks]
+        for c, evaluated in zip(checks, ahead):
+            res.check(c[0], compare, *c[1:7], evaluated)
     print("statuses compared: %s" % ", ".join(
         "%d x%d" % kv for kv in sorted(STATUSES.items())), flush=True)
 
