@@ -137,11 +137,12 @@ valgrind: deps $(UNIT_BIN) $(BUILD)/consentgate
 	@cc -std=c11 -O2 -Wall -Wextra -pthread -o $(BUILD)/test-upstream \
 		tests/integration/upstream.c
 	@failed=0; for s in $(VALGRIND_SCENARIOS); do \
-		echo "== valgrind $${s%%:*}"; \
+		echo "== valgrind $${s%%:*}"; t0=$$(date +%s); \
 		CG_WRAP="$(VALGRIND)" CONSENTGATE=$(CURDIR)/$(BUILD)/consentgate \
 		BUILD=$(CURDIR)/$(BUILD) TEST_UPSTREAM=$(CURDIR)/$(BUILD)/test-upstream \
 		timeout -k 5 300 python3 tests/integration/$${s%%:*}.py \
-			$$(echo "$${s#*:}" | tr , ' ') || failed=1; done; \
+			$$(echo "$${s#*:}" | tr , ' ') || failed=1; \
+		echo "== valgrind $${s%%:*}: $$(($$(date +%s) - t0)) s"; done; \
 	[ $$failed -eq 0 ] && echo "valgrind: no errors, no leaks" || \
 		{ echo "valgrind: FAILED"; exit 1; }
 

@@ -23,7 +23,7 @@ from harness import (EEA, Incomplete, check_problem, main, subtests, test,
                      test_policy, wait_until)
 
 SEED = int(os.environ.get("CONSENT_SEED", "20260301"))
-MAX_BATCHES = int(os.environ.get("CONSENT_BATCHES", "10000"))
+MAX_BATCHES = int(os.environ.get("CONSENT_BATCHES", "2500"))
 MAX_SECONDS = float(os.environ.get("CONSENT_SECONDS", "40"))
 
 STRICT = set(EEA) | {"GB", "CH"}
