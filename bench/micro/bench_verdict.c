@@ -3,7 +3,17 @@
  * sockets: the verdict over a body, streamed line by line as
  * proxy/inspect.c feeds it, or whole as for a gzip body or a JSON array.
  *
- *   bench_verdict POLICY CONSENT BODY [stream|whole] [ROUNDS]
+ *   bench_verdict POLICY CONSENT BODY [stream|whole|ab] [ROUNDS]
+ *
+ * ab: the streamed verdict (batched lookups, each distinct subject once)
+ * and the same lines scanned and decided one record at a time with
+ * rule_decide_record, alternating round by round in one process, so that
+ * a shared machine's moods weigh on both alike.
+ *
+ * BENCH_BODIES=N reads BODY.0 .. BODY.N-1 instead and takes the next one
+ * each round (ab: a different one for each side), so that the people
+ * looked up are not all in the cache from the round before, as they would
+ * be with one body sent again and again.
  *
  * Meant for instruction counts: run it under
  *   valgrind --tool=callgrind --toggle-collect=pipeline_once ...
@@ -93,6 +103,33 @@ pipeline_once(struct verdict *v, const struct policy_route *r,
 	return v->kept;
 }
 
+/* The same lines, each record decided on its own: a lookup per subject. */
+__attribute__((noinline)) static unsigned
+direct_once(const struct policy_route *r, const struct consent_table *t,
+            struct scan_record *sr, const char *body, size_t len)
+{
+	struct policy_decision d;
+	unsigned kept = 0;
+	size_t pos = 0;
+
+	while (pos < len) {
+		const char *line = body + pos;
+		const char *nl = memchr(line, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - line) : len - pos;
+		const char *err;
+
+		if (n > 0) {
+			if (scan_line(route_scan_spec(r), line, n, sr, &err) !=
+			    0)
+				return 0;
+			rule_decide_record(r, t, sr, 1767225600, &d);
+			kept += d.allow;
+		}
+		pos += n + (nl != NULL);
+	}
+	return kept;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -101,9 +138,10 @@ main(int argc, char **argv)
 	struct consent_table *t;
 	const struct policy_route *r = NULL;
 	struct verdict v;
-	size_t len;
-	char *body;
-	bool stream;
+	size_t lens[64];
+	char *bodies[64];
+	unsigned nbodies = 1, nb = 0;
+	bool stream, ab;
 	unsigned rounds, kept = 0;
 	double t0;
 
@@ -113,6 +151,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	stream = argc < 5 || strcmp(argv[4], "whole") != 0;
+	ab = argc >= 5 && strcmp(argv[4], "ab") == 0;
 	rounds = argc > 5 ? (unsigned)atoi(argv[5]) : 200;
 	cg_errors_init(&errs);
 	p = policy_load(argv[1], &errs);
@@ -132,19 +171,59 @@ main(int argc, char **argv)
 		fprintf(stderr, "bench_verdict: no inspected body route\n");
 		return 1;
 	}
-	body = slurp(argv[3], &len);
+	if (getenv("BENCH_BODIES") != NULL)
+		nbodies = (unsigned)atoi(getenv("BENCH_BODIES"));
+	if (nbodies < 1 || nbodies > 64)
+		nbodies = 1;
+	for (unsigned i = 0; i < nbodies; i++) {
+		char path[4096];
+
+		if (getenv("BENCH_BODIES") == NULL)
+			snprintf(path, sizeof(path), "%s", argv[3]);
+		else
+			snprintf(path, sizeof(path), "%s.%u", argv[3], i);
+		bodies[i] = slurp(path, &lens[i]);
+	}
 	verdict_init(&v);
+	if (ab) {
+		struct scan_record *sr = malloc(sizeof(*sr));
+		double ta = 0, tb = 0, x;
+		unsigned ka = 0, kb = 0;
+
+		for (unsigned i = 0; sr != NULL && i < rounds; i++) {
+			x = cpu_s();
+			ka =
+			    pipeline_once(&v, r, t, bodies[nb], lens[nb], true);
+			ta += cpu_s() - x;
+			nb = (nb + 1) % nbodies;
+			x = cpu_s();
+			kb = direct_once(r, t, sr, bodies[nb], lens[nb]);
+			tb += cpu_s() - x;
+			nb = (nb + 1) % nbodies;
+		}
+		printf("verdict\tab\tkept\t%u %u\n", ka, kb);
+		printf("verdict\tab\tus_batched\t%.2f\n", ta / rounds * 1e6);
+		printf("verdict\tab\tus_one_by_one\t%.2f\n", tb / rounds * 1e6);
+		free(sr);
+		rounds = 0;
+	}
 	t0 = cpu_s();
-	for (unsigned i = 0; i < rounds; i++)
-		kept = pipeline_once(&v, r, t, body, len, stream);
+	for (unsigned i = 0; i < rounds; i++) {
+		kept = pipeline_once(&v, r, t, bodies[nb], lens[nb], stream);
+		nb = (nb + 1) % nbodies;
+	}
 	t0 = cpu_s() - t0;
+	if (ab)
+		goto done;
 	printf("verdict\t%s\trecords\t%u\n", stream ? "stream" : "whole",
 	       v.records);
 	printf("verdict\t%s\tkept\t%u\n", stream ? "stream" : "whole", kept);
 	printf("verdict\t%s\tus_per_request\t%.2f\n",
 	       stream ? "stream" : "whole", t0 / rounds * 1e6);
+done:
 	verdict_reset(&v);
-	free(body);
+	for (unsigned i = 0; i < nbodies; i++)
+		free(bodies[i]);
 	consent_free(t);
 	policy_free(p);
 	cg_errors_reset(&errs);
