@@ -316,23 +316,32 @@ stream_parse(struct stream *st, const uint8_t *p, size_t n)
 	return (ssize_t)off;
 }
 
+/* Room for need bytes in st's carry. -1: out of memory. */
+static int
+carry_reserve(struct stream *st, size_t need)
+{
+	char *q;
+
+	if (need <= st->carry_cap)
+		return 0;
+	if ((q = realloc(st->carry, need * 2)) == NULL)
+		return -1;
+	st->carry = q;
+	st->carry_cap = need * 2;
+	return 0;
+}
+
 /* Feed one COPY message (rows may be cut anywhere). -1: malformed. */
 static int
 stream_feed(struct stream *st, const char *msg, size_t n)
 {
 	const uint8_t *p = (const uint8_t *)msg;
 	ssize_t used;
+	size_t rest;
 
 	if (st->carry_len > 0) {
-		if (st->carry_len + n > st->carry_cap) {
-			size_t cap = (st->carry_len + n) * 2;
-			char *q = realloc(st->carry, cap);
-
-			if (q == NULL)
-				return -1;
-			st->carry = q;
-			st->carry_cap = cap;
-		}
+		if (carry_reserve(st, st->carry_len + n) < 0)
+			return -1;
 		memcpy(st->carry + st->carry_len, msg, n);
 		n += st->carry_len;
 		p = (const uint8_t *)st->carry;
@@ -340,22 +349,15 @@ stream_feed(struct stream *st, const char *msg, size_t n)
 	if ((used = stream_parse(st, p, n)) < 0 ||
 	    (st->trailer && (size_t)used != n))
 		return -1;
-	if ((size_t)used < n) { /* keep the rest for the next message */
-		if (p != (const uint8_t *)st->carry) {
-			if (n - (size_t)used > st->carry_cap) {
-				char *q = realloc(st->carry, n * 2);
-
-				if (q == NULL)
-					return -1;
-				st->carry = q;
-				st->carry_cap = n * 2;
-			}
-			memcpy(st->carry, p + used, n - (size_t)used);
-		} else {
-			memmove(st->carry, p + used, n - (size_t)used);
-		}
+	rest = n - (size_t)used; /* kept for the next message */
+	if (rest > 0 && p != (const uint8_t *)st->carry) {
+		if (carry_reserve(st, rest) < 0)
+			return -1;
+		memcpy(st->carry, p + used, rest);
+	} else if (rest > 0) {
+		memmove(st->carry, p + used, rest);
 	}
-	st->carry_len = n - (size_t)used;
+	st->carry_len = rest;
 	return 0;
 }
 
