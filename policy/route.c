@@ -50,20 +50,29 @@ path_is_safe(struct cg_slice path)
 	return true;
 }
 
+/* Does r's path (exact, or as a prefix) take path, whatever the method? */
+static bool
+route_has_path(const struct policy_route *r, struct cg_slice path)
+{
+	size_t pl = r->path_len;
+
+	if (r->prefix ? path.len < pl : path.len != pl)
+		return false;
+	return memcmp(r->path, path.ptr, pl) == 0;
+}
+
 /* Does r take (method, path) as written? */
 static bool
 route_takes(const struct policy_route *r, struct cg_slice method,
             struct cg_slice path)
 {
-	size_t ml = r->method_len, pl = r->path_len;
+	size_t ml = r->method_len;
 
 	/* methods are case-sensitive (RFC 9110, 9.1) */
 	if (!(ml == 1 && r->method[0] == '*') &&
 	    (ml != method.len || memcmp(r->method, method.ptr, ml) != 0))
 		return false;
-	if (r->prefix ? path.len < pl : path.len != pl)
-		return false;
-	return memcmp(r->path, path.ptr, pl) == 0;
+	return route_has_path(r, path);
 }
 
 static int
@@ -188,6 +197,8 @@ static const char reason_shadowed[] =
 static const char reason_method[] =
     "this method is not the inspected route's, and no route names "
     "exactly this method and path";
+static const char reason_path_other_method[] =
+    "the routes on this path take other methods (Allow lists them)";
 static const char reason_method_case[] =
     "methods are case-sensitive (RFC 9110), and upstream frameworks "
     "upper-case this one into an inspected route's method";
@@ -260,8 +271,15 @@ route_match(const struct policy *p, struct cg_slice method,
 	for (unsigned i = 0; i < p->nroutes && r == NULL; i++)
 		if (route_takes(&p->routes[i], method, path))
 			r = &p->routes[i];
-	if (r == NULL)
+	if (r == NULL) {
+		/* RFC 9110 15.5.6: the path is known, the method is not */
+		for (unsigned i = 0; i < p->nroutes; i++)
+			if (route_has_path(&p->routes[i], path))
+				return refuse(why, 405,
+				              reason_path_other_method,
+				              &p->routes[i]);
 		return refuse(why, 404, reason_no_route, NULL);
+	}
 	if (r->action == POLICY_ACTION_PASS && p->has_inspect &&
 	    !method_is_upper(method))
 		for (unsigned i = 0; i < p->nroutes; i++)
@@ -272,6 +290,31 @@ route_match(const struct policy *p, struct cg_slice method,
 	if (!r->may_alias)
 		return r;
 	return check_alias(p, r, method, path, why);
+}
+
+void
+route_allow(const struct policy *p, struct cg_slice path, char *buf, size_t cap)
+{
+	size_t len = 0;
+
+	if (cap == 0)
+		return;
+	buf[0] = '\0';
+	for (unsigned i = 0; i < p->nroutes; i++) {
+		const struct policy_route *r = &p->routes[i];
+		bool seen = false;
+
+		if (is_any_method(r) || !route_has_path(r, path))
+			continue;
+		for (unsigned j = 0; j < i && !seen; j++)
+			seen = !is_any_method(&p->routes[j]) &&
+			       route_has_path(&p->routes[j], path) &&
+			       strcmp(p->routes[j].method, r->method) == 0;
+		if (seen || len + r->method_len + 3 > cap)
+			continue;
+		len += (size_t)snprintf(buf + len, cap - len, "%s%s",
+		                        len ? ", " : "", r->method);
+	}
 }
 
 void
@@ -291,6 +334,9 @@ route_refusal_detail(const struct route_refusal *why, char *buf, size_t cap)
 		         why->reason, j->name, j->method, j->path, star,
 		         is_any_method(j) ? "" : j->method,
 		         is_any_method(j) ? "" : " ", j->path, star);
+	else if (why->reason == reason_path_other_method)
+		snprintf(buf, cap, "%s: route '%s' takes %s %s%s", why->reason,
+		         j->name, j->method, j->path, star);
 	else if (why->status == 400)
 		snprintf(buf, cap,
 		         "%s: the inspected route is '%s' (%s %s%s); send the "

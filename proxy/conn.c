@@ -427,13 +427,17 @@ start_request(struct conn *c, const char *buf)
 	if (c->route == NULL) {
 		char detail[CG_MAX_DETAIL];
 
-		char allow[80] = "";
+		char allow[128] = "", methods[96];
 
 		route_refusal_detail(&why, detail, sizeof(detail));
-		/* 405: the method the inspected route on this path takes */
-		if (why.status == 405 && why.route != NULL)
+		/* 405: the methods the routes on this path take */
+		if (why.status == 405 && why.route != NULL) {
+			route_allow(snapshot_policy(c->snap), r->path, methods,
+			            sizeof(methods));
 			snprintf(allow, sizeof(allow), "Allow: %s\r\n",
-			         route_method(why.route));
+			         methods[0] ? methods
+			                    : route_method(why.route));
+		}
 		if (r->framing == HTTP1_FRAMING_NONE) {
 			reply_with(c, why.status, detail, NULL, allow);
 		} else {

@@ -62,8 +62,9 @@ struct route_refusal {
  *   route that is not the one taking it: "//ingest", "/INGEST",
  *   "/ingest.json" through a catch-all pass route. Only a request written
  *   as the inspected route matches it.
- * - 405: another method on an inspected route's path, unless the route
- *   taking it names exactly that method and path.
+ * - 405: no route takes the method, and one takes the path with
+ *   another; or another method on an inspected route's path, unless the
+ *   route taking it names exactly that method and path.
  * - 400: a method not in upper case on a pass route when its upper-case
  *   form is an inspected route's method (methods are case-sensitive;
  *   werkzeug and others upper-case them).
@@ -83,6 +84,15 @@ const struct policy_route *route_match(const struct policy *p,
  */
 void route_refusal_detail(const struct route_refusal *why, char *buf,
                           size_t cap);
+
+/*
+ * The methods of the routes that take path (exactly or as a prefix),
+ * once each and in file order, joined by ", ", into buf (NUL-terminated;
+ * a method that does not fit is left out): a 405's Allow. Routes for any
+ * method are not listed ("" when only they take it).
+ */
+void route_allow(const struct policy *p, struct cg_slice path, char *buf,
+                 size_t cap);
 
 /* Number of routes and the i-th route, in file order (for tools). */
 unsigned route_count(const struct policy *p);

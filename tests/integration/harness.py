@@ -133,7 +133,8 @@ class Upstream:
         """Every complete request recorded so far, in arrival order."""
         out = []
         for name in sorted(os.listdir(self.dir)):
-            if not name.endswith(".meta"):
+            # .tmp-N.meta: a request still being written (then renamed)
+            if not name.endswith(".meta") or name.startswith("."):
                 continue
             n = name[:-5]
             meta = {}
@@ -150,7 +151,8 @@ class Upstream:
         return out
 
     def count(self):
-        return sum(1 for n in os.listdir(self.dir) if n.endswith(".meta"))
+        return sum(1 for n in os.listdir(self.dir)
+                   if n.endswith(".meta") and not n.startswith("."))
 
     def request(self, n):
         """Request number n (1-based) or None."""
