@@ -195,6 +195,34 @@ struct head_facts {
 };
 
 /*
+ * Does an Upgrade value offer only h2c? curl --http2 and other clients
+ * offer it on every plain request; RFC 9113 (3.1) deprecates it and a
+ * server may ignore an Upgrade (RFC 9110 7.8), so such a request is served
+ * as HTTP/1.1 (Upgrade and HTTP2-Settings are hop-by-hop: not forwarded).
+ */
+static bool
+upgrade_only_h2c(const unsigned char *v, size_t len)
+{
+	size_t i = 0, tokens = 0;
+
+	while (i < len) {
+		size_t start;
+
+		while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		start = i;
+		while (i < len && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
+			i++;
+		if (i == start)
+			break;
+		if (!IEQ(v + start, i - start, "h2c"))
+			return false;
+		tokens++;
+	}
+	return tokens > 0;
+}
+
+/*
  * Record what one field means for framing. Returns 0, or the status to
  * refuse with and *reason. Requests and responses share the checks; the
  * caller decides what the gathered facts mean.
@@ -245,7 +273,8 @@ note_field(const struct field *f, struct head_facts *hf, const char **reason)
 		}
 		break;
 	case 7:
-		if (IEQ(n, len, "upgrade"))
+		if (IEQ(n, len, "upgrade") &&
+		    !upgrade_only_h2c(f->value, f->value_len))
 			hf->upgrade = true;
 		break;
 	case 10:

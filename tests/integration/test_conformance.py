@@ -20,6 +20,7 @@ arrived.
 
 import os
 import socket
+import subprocess
 import time
 
 import harness
@@ -389,6 +390,34 @@ def nginx_takes_what_consentgate_forwards(env):
         assert wait_until(lambda: want in ng.lines(), 2), (want, ng.lines())
 
 
+H2C = raw_get(b"/ok", extra=b"Connection: Upgrade, HTTP2-Settings\r\n"
+              b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n")
+
+
+@test
+def h2c_upgrade_ignored(env):
+    """An offer of h2c only (curl --http2 sends it on every plain
+    request) is served as HTTP/1.1 (RFC 9110 7.8: a server may ignore
+    Upgrade; RFC 9113 deprecates h2c): 200, and neither Upgrade nor
+    HTTP2-Settings reaches the upstream. Other protocols stay 501."""
+    up = env.upstream()
+    px = env.proxy(up.url)
+    r = exchange(env, px, H2C)
+    assert r is not None and r.status == 200, r
+    assert wait_until(lambda: up.count() == 1, 2)
+    names = [k.lower() for k, _ in up.request(1).headers]
+    assert "upgrade" not in names and "http2-settings" not in names, names
+    # the real client
+    out = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{http_version}",
+         "--http2", "http://127.0.0.1:%d/ok" % px.port],
+        stdout=subprocess.PIPE, timeout=10).stdout.decode()
+    assert out == "200 1.1", out
+    assert wait_until(lambda: up.count() == 2, 2)
+    names = [k.lower() for k, _ in up.request(2).headers]
+    assert "upgrade" not in names and "http2-settings" not in names, names
+
+
 # ------------------------------------------------- still refused
 
 # name, raw request, status: the README's list "valid requests consentgate
@@ -396,9 +425,8 @@ def nginx_takes_what_consentgate_forwards(env):
 STILL_REFUSED = [
     ("upgrade_websocket", raw_get(b"/ok", extra=b"Connection: Upgrade\r\n"
                                   b"Upgrade: websocket\r\n"), 501),
-    ("upgrade_h2c", raw_get(b"/ok", extra=b"Connection: Upgrade, "
-                            b"HTTP2-Settings\r\nUpgrade: h2c\r\n"
-                            b"HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n"),
+    ("upgrade_h2c_and_websocket", raw_get(
+        b"/ok", extra=b"Connection: Upgrade\r\nUpgrade: h2c, websocket\r\n"),
      501),
     ("connect", b"CONNECT h.example:443 HTTP/1.1\r\nHost: h.example:443"
      b"\r\n\r\n", 501),
