@@ -259,7 +259,7 @@ start_consentgate() {
 	STARTED="$STARTED $p"
 	local n port=""
 	for n in $(seq 1 600); do # up to 60 s: a CSV of 1M people takes a while
-		port=$(sed -n 's/^consentgate: listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' \
+		port=$(sed -n 's/^.*consentgate: listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' \
 			"$WORK/$i.err" | head -n 1)
 		[ -n "$port" ] && break
 		kill -0 "$p" 2>/dev/null || break

@@ -322,12 +322,16 @@ conn_reply_all_dropped(struct conn *c)
 	c->keep_alive =
 	    c->rq->req.keep_alive && !c->w->draining && !conn_body_pending(c);
 	size_t mark = evbuffer_get_length(c->t.out);
+	char date[32];
 
 	conn_log_decision(c, "all-dropped", 204);
 	metrics_response(c->w, 204);
 	conn_responding(c, 204);
-	ADD_LIT(c->t.out, "HTTP/1.1 204 No Content\r\n");
-	evbuffer_add_printf(c->t.out, "X-Request-Id: %s\r\n", c->rq->log.rid);
+	respond_date(date); /* RFC 9110 6.6.1: an origin's answers have one */
+	evbuffer_add_printf(c->t.out,
+	                    "HTTP/1.1 204 No Content\r\nDate: %s\r\n"
+	                    "X-Request-Id: %s\r\n",
+	                    date, c->rq->log.rid);
 	inspect_response_headers(&c->rq->insp, c->t.out);
 	evbuffer_add_printf(c->t.out, "%s\r\n",
 	                    c->keep_alive ? "" : "Connection: close\r\n");

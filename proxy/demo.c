@@ -27,6 +27,15 @@
 #define DEMO_POLICY "policy/examples/ai-training.json"
 #define DEMO_CONSENT "tests/data/consent-example.csv"
 
+/* "HOST:0": the kernel picks the port */
+static bool
+ends_with_port0(const char *hostport)
+{
+	size_t n = strlen(hostport);
+
+	return n >= 2 && strcmp(hostport + n - 2, ":0") == 0;
+}
+
 static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The upstream: print the request, answer 200 with what arrived. */
@@ -214,10 +223,16 @@ cmd_demo(int argc, char **argv)
 	    "application/x-ndjson' \\\n"
 	    "       --data-binary @tests/data/demo-batch.ndjson\n"
 	    "  curl http://%s/metrics    (the admin listener)\n\n"
+	    "%s"
 	    "Each decided request prints its decision-log line (the proof).\n"
 	    "Ctrl-C stops it.\n",
 	    listen, up_url, DEMO_POLICY, DEMO_CONSENT, listen, listen,
-	    cfg.admin ? admin : "(admin off)");
+	    cfg.admin ? admin : "(admin off)",
+	    ends_with_port0(listen) || ends_with_port0(up_listen) ||
+	            (cfg.admin && ends_with_port0(admin))
+	        ? "(Port 0: the ports chosen are in the \"listening on\" and "
+	          "\"admin on\" lines below.)\n\n"
+	        : "");
 	fflush(stdout);
 	rc = serve_run(&cfg, snap);
 	event_base_loopexit(ub, NULL);

@@ -54,8 +54,9 @@ serve_usage(FILE *out)
 	    "more)\n"
 	    "  --access-log FILE    one JSON line per request ('-' for "
 	    "stdout)\n"
-	    "  --admin HOST:PORT    serve /metrics (Prometheus) and /healthz "
-	    "there\n"
+	    "  --admin HOST:PORT    the admin listener: /metrics "
+	    "(Prometheus), /healthz,\n"
+	    "                       /readyz, POST /reload\n"
 	    "  --tls-cert FILE      serve TLS 1.2/1.3 with this PEM "
 	    "certificate chain\n"
 	    "  --tls-key FILE       and this PEM private key (both reloaded "
@@ -358,15 +359,19 @@ serve_run(const struct config *cfg, struct snapshot *snap)
 		admin = admin_start(s, cfg, &errs);
 		if (admin == NULL)
 			goto out;
-		fprintf(stderr, "consentgate: admin on %s (port %d)\n",
-		        cfg->admin, admin_port(admin));
+		const char *colon = strrchr(cfg->admin, ':');
+		int hl = colon ? (int)(colon - cfg->admin) : 0;
+
+		/* the bound port, also for :0 (harness.py reads it) */
+		log_msg("admin on %.*s:%d (port %d)", hl, cfg->admin,
+		        admin_port(admin), admin_port(admin));
 	}
 	if (serve_pg != NULL && consent_pg_start(serve_pg, s, &errs) != 0)
 		goto out;
 	rc = server_run(s);
 out:
 	for (unsigned i = 0; i < errs.count; i++)
-		fprintf(stderr, "consentgate: %s\n", errs.msgs[i]);
+		log_error("%s", errs.msgs[i]);
 	cg_errors_reset(&errs);
 	admin_stop(admin);
 	consent_pg_free(serve_pg); /* before the server it installs into */
@@ -421,18 +426,19 @@ cmd_serve(int argc, char **argv)
 		                         0);
 		if (declog_set_key(cfg.decision_log_key, why, sizeof(why)) !=
 		    0) {
-			fprintf(stderr, "--decision-log-key: %s\n", why);
+			log_error("--decision-log-key: %s", why);
 			goto out;
 		}
 	}
 	if (declog_open(cfg.decision_log) != 0) {
-		fprintf(stderr, "--decision-log: cannot open '%s': %m\n",
-		        cfg.decision_log);
+		log_error("--decision-log: cannot open '%s': %s",
+		          cfg.decision_log, strerror(errno));
 		goto out;
 	}
 	if (accesslog_open(cfg.access_log, log_verbose) != 0) {
-		fprintf(stderr, "--access-log: cannot open '%s': %m\n",
-		        cfg.access_log ? cfg.access_log : "(stderr)");
+		log_error("--access-log: cannot open '%s': %s",
+		          cfg.access_log ? cfg.access_log : "(stderr)",
+		          strerror(errno));
 		goto out;
 	}
 	exit_code = serve_run(&cfg, snap) == 0 ? 0 : 1;

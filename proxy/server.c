@@ -261,6 +261,18 @@ static const char *const part_names[] = {
     [SNAPSHOT_BOTH] = "policy and consent table",
 };
 
+/* The rule file's warnings, what consentgate check prints (shadow mode,
+   routes that could take another spelling of an inspected path): in the
+   log at start and at each reload of the policy, not only in check. */
+static void
+log_policy_warnings(const struct policy *p)
+{
+	const struct cg_errors *w = policy_warnings(p);
+
+	for (unsigned i = 0; i < w->count; i++)
+		log_warn("policy: %s", w->msgs[i]);
+}
+
 int
 server_reload(struct server *s, unsigned what, struct cg_errors *errs)
 {
@@ -304,6 +316,8 @@ server_reload(struct server *s, unsigned what, struct cg_errors *errs)
 	        policy_id(p), policy_digest(p),
 	        (unsigned long long)consent_version(t),
 	        (unsigned long long)consent_people(t));
+	if (what & SNAPSHOT_POLICY)
+		log_policy_warnings(p);
 	rc = 0;
 out:
 	atomic_fetch_add(rc == 0 ? &s->reloads_ok : &s->reloads_failed, 1);
@@ -655,13 +669,13 @@ server_run(struct server *s)
 
 		/* one line with what runs: harness.py and bench/ read the
 		   port from its start */
-		fprintf(stderr,
-		        "consentgate: listening on %s:%d (%u workers) -> %s; "
-		        "policy %s digest %s; consent snapshot %llu\n",
-		        host, s->port, s->nworkers, cfg->upstream, policy_id(p),
-		        policy_digest(p),
+		log_msg("listening on %s:%d (%u worker%s) -> %s; "
+		        "policy %s digest %s; consent snapshot %llu",
+		        host, s->port, s->nworkers, s->nworkers == 1 ? "" : "s",
+		        cfg->upstream, policy_id(p), policy_digest(p),
 		        (unsigned long long)consent_version(
 		            snapshot_consent(snap)));
+		log_policy_warnings(p);
 		snapshot_unref(snap);
 	}
 	for (;;) {

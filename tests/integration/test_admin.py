@@ -311,18 +311,29 @@ def shadow_block_route_forwards_what_it_would_block(env):
 
 @test
 def shadow_for_the_whole_policy_then_for_real(env):
-    """check warns about shadow mode; a reload without it enforces."""
+    """check and the log (at start, and at a reload into shadow mode) warn
+    about shadow mode; a reload without it enforces."""
     up, px, port = start(env, policy=shadow_policy(whole=True))
     out = subprocess.run([os.environ["CONSENTGATE"], "check",
                           px.policy_path], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, timeout=10).stdout
     assert b"is in shadow mode" in out, out
+
+    def warned():
+        return [l for l in px.stderr if b" warn consentgate: policy: " in l
+                and b"shadow mode" in l]
+    assert wait_until(lambda: len(warned()) > 0, 5), px.stderr[-3:]
+    time.sleep(0.2)  # every warning of the start is in
+    n = len(warned())
     assert ingest(px, BODY).get("Consent-Result").endswith(", shadow")
     pol = shadow_policy(whole=True)
     del pol["shadow"]
     write_policy(px, pol)
     s, _, body = call(port, "POST", "/reload")
     assert s == 200, body
+    assert wait_until(lambda: any(b"reloaded policy" in l
+                                  for l in px.stderr), 5)
+    assert len(warned()) == n, "warned without shadow mode"
     r = ingest(px, BODY)
     assert r.get("Consent-Result") == "kept=1, dropped=1", r.headers
     assert up.request(2).body == b'{"author_id":"u1"}\n'

@@ -341,10 +341,10 @@ def admin_on_an_ephemeral_port_counts_reloads(env):
     up = env.upstream()
     px = env.proxy(up.url, extra=["--admin", "127.0.0.1:0"])
     m = None
-    assert wait_until(lambda: any(re.search(rb"admin on 127\.0\.0\.1:0 \(port (\d+)\)", l)
+    assert wait_until(lambda: any(re.search(rb"admin on 127\.0\.0\.1:\d+ \(port (\d+)\)", l)
                                   for l in px.stderr), 3), px.stderr
     for l in px.stderr:
-        m = m or re.search(rb"admin on 127\.0\.0\.1:0 \(port (\d+)\)", l)
+        m = m or re.search(rb"admin on 127\.0\.0\.1:\d+ \(port (\d+)\)", l)
     url = "http://127.0.0.1:%d/metrics" % int(m.group(1))
     body = urllib.request.urlopen(url, timeout=5).read()
     assert b"consentgate_requests_total" in body, body[:200]

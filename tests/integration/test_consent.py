@@ -693,6 +693,7 @@ def all_dropped_is_204_nothing_forwarded(env):
     r = c.read_response()
     assert r.status == 204 and r.body == b"", r
     assert parse_result(r.get("Consent-Result")) == (0, 5), r
+    assert r.get("Date") and r.get("X-Request-Id"), r.headers  # RFC 9110
     time.sleep(0.05)
     assert up.count() == 0 and up.raw_bytes() == 0, "forwarded: %r" % up.requests()
 
