@@ -13,6 +13,19 @@
 #define ACCEPT_RETRY_MS 100   /* ms before retrying after EMFILE */
 #define ACCEPT_PAUSE_LOG_S 10 /* s between two pause log lines per worker */
 
+/* AddressSanitizer brings its own allocator: glibc's malloc_trim would
+   walk arenas nothing allocated from (and crashes doing so) */
+#if defined(__SANITIZE_ADDRESS__)
+#define TRIM_HEAP 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TRIM_HEAP 0
+#endif
+#endif
+#ifndef TRIM_HEAP
+#define TRIM_HEAP 1
+#endif
+
 void
 worker_fd_opened(struct worker *w)
 {
@@ -100,7 +113,8 @@ worker_memory_tick(struct worker *w)
 	if (activity == w->memory_activity &&
 	    activity != w->memory_trimmed_at) {
 		conn_request_cache_free(w); /* 9 KiB each: made again at need */
-		malloc_trim(0);
+		if (TRIM_HEAP)
+			malloc_trim(0);
 		w->memory_trimmed_at = activity;
 	}
 	w->memory_activity = activity;
