@@ -51,7 +51,15 @@ def decision_log_proves_every_record_without_personal_data(env):
     got = [(d[0], d[1], d[3]) for d in first["decisions"]]
     assert got == [(0, "allow", "ev-1001"), (1, "deny", "ev-1002"),
                    (2, "deny", ""), (3, "allow", "ev-1006")], first["decisions"]
-    text = open(log).read()
+    # what is not about a person is left out: a random request id, the
+    # client's port or the snapshot version may hold "1001" by chance
+    text = ""
+    for line in open(log):
+        doc = json.loads(line)
+        for k in ("request_id", "conn", "client", "time", "snapshot",
+                  "digest"):
+            doc.pop(k, None)
+        text += json.dumps(doc) + "\n"
     for personal in ("1001", "1002", "4242", "secret"):
         assert personal not in text.replace('"ev-%s"' % personal, ""), \
             "decision log carries %r" % personal
