@@ -467,7 +467,7 @@ idle_test() { # proxy
 	done
 	# held 3 s: what idle connections cost once the burst that opened
 	# them is over (consentgate gives freed pages back after a quiet
-	# second; nginx's and HAProxy's figures do not move with the wait)
+	# second); the same wait for every proxy
 	sleep 3
 	during=$(status_kb "$pid" VmRSS)
 	local opened answered
