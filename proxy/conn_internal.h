@@ -49,8 +49,8 @@ struct conn {
 	 */
 	struct conn_request *rq;
 	size_t head_scanned; /* bytes of a partial head already parsed */
-	bool stream_started;   /* the upstream request is under way, chunked */
-	bool body_complete;    /* the whole request body has been read */
+	bool stream_started; /* the upstream request is under way, chunked */
+	bool body_complete;  /* the whole request body has been read */
 	struct snapshot *snap;
 	const struct policy_route *route;
 	struct upstream_conn *up;

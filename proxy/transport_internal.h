@@ -87,7 +87,7 @@ struct transport_handlers {
 
 struct transport {
 	struct timerq *timers; /* the loop's timer queues (and its base) */
-	int fd; /* -1 when detached */
+	int fd;                /* -1 when detached */
 	const struct transport_backend *backend;
 	void *backend_state; /* e.g. the SSL object */
 	struct evbuffer *in, *out;
