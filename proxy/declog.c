@@ -355,11 +355,13 @@ declog_record(struct evbuffer *trail, const struct verdict_record *rec)
 {
 	const struct policy_decision *d = &rec->d;
 	const struct cg_slice *subj = NULL;
-	struct entry e = {.out = trail, .n = 0};
+	struct entry e; /* not zeroed: 512 bytes a record, log off too */
 	unsigned n = 0;
 
 	if (trail == NULL)
 		return;
+	e.out = trail;
+	e.n = 0;
 	if (rec->scan != NULL) {
 		subj = rec->scan->subjects;
 		n = rec->scan->nsubjects;
