@@ -58,7 +58,7 @@ struct scan_ctx {
 	unsigned found;    /* locators that gave a subject in this record */
 	bool ids_as_text; /* the pipeline reads ids as text (no pandas check) */
 	unsigned max_depth;
-	const uint8_t *ws;       /* whitespace inside a value */
+	uint64_t ws;             /* whitespace inside a value: WS_* */
 	bool ndjson;             /* one record per line: line-end rules */
 	unsigned guard_from;     /* containers this deep may not start a line */
 	struct scan_record *rec; /* NULL: validate only */
@@ -108,11 +108,6 @@ static const uint8_t hex_val1[256] = {
     ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
 };
 
-/* NDJSON: a line end ends the record, it is not whitespace inside it */
-static const uint8_t is_ws_line[256] = {
-    [' '] = 1,
-    ['\t'] = 1,
-};
 
 /* NDJSON after a record and on blank lines: a CR only before the LF */
 static const uint8_t is_ws_tail[256] = {
@@ -133,6 +128,19 @@ skip_ws(const uint8_t *tab, const char *p, const char *end)
 	}
 	return p;
 }
+
+/*
+ * Whitespace inside a value as a bit mask of the bytes below 64 (the
+ * tables' values 1): parse_value tests a byte it already holds, with no
+ * second load on its per-token path. WS_ALL is is_ws; WS_LINE, for
+ * NDJSON, where a line end ends the record, is space and tab.
+ */
+#define WS_ALL (1ull << ' ' | 1ull << '\t' | 1ull << '\n' | 1ull << '\r')
+#define WS_LINE (1ull << ' ' | 1ull << '\t')
+#define IS_BLANK(mask, ch) ((uint8_t)(ch) <= ' ' && ((mask) >> (uint8_t)(ch)) & 1)
+#define SKIP_BLANK(mask, p, end)                                               \
+	while ((p) < (end) && IS_BLANK(mask, *(p)))                            \
+	(p)++
 
 #define SKIP_WS_IN(tab, p, end)                                                \
 	while ((p) < (end) && (tab)[(uint8_t) * (p)])                          \
@@ -968,7 +976,7 @@ parse_value(struct scan_ctx *c, const char **pp, unsigned root_mask)
 	const char *err = NULL;
 	unsigned depth = 0, vmask, cmask = 0, flags, litlen;
 	unsigned max_depth = c->max_depth;
-	const uint8_t *ws = c->ws;
+	const uint64_t ws = c->ws;
 	uint8_t is_obj[CG_MAX_SCAN_DEPTH];
 	unsigned lmask[SCAN_TRACK], lseen[SCAN_TRACK];
 	uint32_t lidx[SCAN_TRACK];
@@ -1010,7 +1018,7 @@ value:
 		cmask = vmask;
 		depth++;
 		p++;
-		SKIP_WS_IN(ws, p, end);
+		SKIP_BLANK(ws, p, end);
 		if (p < end && *p == (obj ? '}' : ']')) {
 			p++;
 			goto close;
@@ -1158,8 +1166,8 @@ close:
 after_value:
 	if (depth == 0)
 		goto done;
-	if (p >= end || ws[(uint8_t)*p]) {
-		SKIP_WS_IN(ws, p, end);
+	if (p >= end || IS_BLANK(ws, *p)) {
+		SKIP_BLANK(ws, p, end);
 		if (p >= end) {
 			err = "unexpected end of input";
 			goto fail;
@@ -1168,8 +1176,8 @@ after_value:
 	if (is_obj[depth - 1]) {
 		if (*p == ',') {
 			p++;
-			if (p < end && ws[(uint8_t)*p])
-				SKIP_WS_IN(ws, p, end);
+			if (p < end && IS_BLANK(ws, *p))
+				SKIP_BLANK(ws, p, end);
 			goto key;
 		}
 		if (*p == '}') {
@@ -1181,7 +1189,7 @@ after_value:
 	}
 	if (*p == ',') {
 		p++;
-		SKIP_WS_IN(ws, p, end);
+		SKIP_BLANK(ws, p, end);
 		vmask = cmask != 0
 		            ? elem_mask(c, cmask, depth - 1, ++lidx[depth - 1])
 		            : 0;
@@ -1216,7 +1224,7 @@ key:
 	if (p < end && *p == ':') {
 		p++; /* compact JSON: no whitespace around ':' */
 	} else {
-		SKIP_WS_IN(ws, p, end);
+		SKIP_BLANK(ws, p, end);
 		if (p >= end || *p != ':') {
 			err = p >= end ? "unexpected end of input"
 			               : "expected ':' after member name";
@@ -1224,7 +1232,7 @@ key:
 		}
 		p++;
 	}
-	SKIP_WS_IN(ws, p, end);
+	SKIP_BLANK(ws, p, end);
 	goto value;
 done:
 	*pp = p;
@@ -1268,7 +1276,7 @@ ctx_init(struct scan_ctx *c, const struct scan_spec *spec,
 		if (!wild && !(spec->optional & (1u << i)))
 			c->required |= 1u << i;
 	}
-	c->ws = is_ws;
+	c->ws = WS_ALL;
 	c->ndjson = false;
 	c->guard_from = 1; /* a record itself may start a line */
 	c->rec = rec;
@@ -1333,7 +1341,7 @@ scan_line(const struct scan_spec *spec, const char *buf, size_t len,
 	int rc;
 
 	ctx_init(&c, spec, rec, buf, buf + len);
-	c.ws = is_ws_line;
+	c.ws = WS_LINE;
 	c.ndjson = true;
 	c.guard_from = UINT_MAX; /* no line end inside an NDJSON value */
 	rc = scan_one(&c, buf, buf, rec, is_ws_tail);
@@ -1544,7 +1552,7 @@ iter_lines(struct scan_iter *it, struct scan_ctx *c, struct scan_record *rec)
 {
 	const char *buf = it->buf, *end = buf + it->len, *p, *start;
 
-	c->ws = is_ws_line;
+	c->ws = WS_LINE;
 	c->ndjson = true;
 	c->guard_from = UINT_MAX; /* no line end inside an NDJSON value */
 	while (it->pos < it->len) {
