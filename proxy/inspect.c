@@ -236,36 +236,32 @@ struct feed_line {
 };
 
 /*
- * Stage the line at at (len bytes and its LF, lying in one chain) and the
- * complete lines after it that also lie in one chain and are within
- * max_record, up to the verdict's window, so that their subjects are
- * looked up in one batch. Their bytes stay where they are until decided:
- * moving or draining the lines before them does not move them. Returns
- * the number staged.
+ * Stage the line at line (len bytes and its LF, lying in the chain that
+ * ends at chain_end) and the complete lines after it in the same chain
+ * that are within max_record, up to the verdict's window, so that their
+ * subjects are looked up in one batch. The next line ends are found with
+ * memchr in the chain, not searched for in the evbuffer. Their bytes stay
+ * where they are until decided: moving or draining the lines before them
+ * does not move them. Returns the number staged.
  */
 static unsigned
-feed_stage(struct verdict *v, struct evbuffer *in, struct evbuffer_ptr at,
-           const char *line, size_t len, size_t max_record,
-           struct feed_line *ahead)
+feed_stage(struct verdict *v, const char *line, size_t len,
+           const char *chain_end, size_t max_record, struct feed_line *ahead)
 {
 	unsigned k = 0;
 
 	while (k < VERDICT_WINDOW && verdict_stage_line(v, line, len) == 1) {
-		struct evbuffer_ptr nl;
-		struct evbuffer_iovec vec;
+		const char *next = line + len + 1, *nl;
 
 		ahead[k].ptr = line;
 		ahead[k++].len = len;
-		if (evbuffer_ptr_set(in, &at, len + 1, EVBUFFER_PTR_ADD) != 0)
+		if (next >= chain_end)
 			break;
-		nl = evbuffer_search(in, "\n", 1, &at);
-		if (nl.pos < 0)
+		nl = memchr(next, '\n', (size_t)(chain_end - next));
+		if (nl == NULL || (size_t)(nl - next) > max_record)
 			break;
-		len = (size_t)(nl.pos - at.pos);
-		if (len > max_record ||
-		    evbuffer_peek(in, (ev_ssize_t)len + 1, &at, &vec, 1) != 1)
-			break;
-		line = vec.iov_base;
+		line = next;
+		len = (size_t)(nl - next);
 	}
 	return k;
 }
@@ -317,8 +313,8 @@ inspect_feed(struct inspect_result *r, struct snapshot *snap,
 		if (has_nl &&
 		    evbuffer_peek(in, (ev_ssize_t)n + 1, &at, &v, 1) == 1) {
 			line = v.iov_base;
-			nahead = feed_stage(&r->v, in, at, line, n, max_record,
-			                    ahead);
+			nahead = feed_stage(&r->v, line, n, line + v.iov_len,
+			                    max_record, ahead);
 			next = 0;
 		} else {
 			feed_flush(in, out, &run);
