@@ -444,26 +444,20 @@ scan_string_slow(struct scan_ctx *c, const char *p, unsigned *flags)
 }
 
 /*
- * Stage 1 over the 64 bytes at b (fewer at the buffer's end: padded with
- * spaces, which no string walk stops at). Where the block holds invalid
- * UTF-8, or in NDJSON a raw line end, stage 1 stops vouching: clean_end
- * moves before it (3 bytes before the block, for a character the block
- * boundary cut), and strings that reach it take the reference walk, which
- * finds the exact error.
+ * Stage 1 over the 64 bytes at b (fewer at the buffer's end: s1_tail pads
+ * them with spaces, which no string walk stops at). Where the block holds
+ * invalid UTF-8, or in NDJSON a raw line end, stage 1 stops vouching:
+ * clean_end moves before it (3 bytes before the block, for a character
+ * the block boundary cut), and strings that reach it take the reference
+ * walk, which finds the exact error. The full block, the common one, has
+ * no pad on its stack: no stack-protector frame around every kernel call.
  */
-static __attribute__((noinline)) void
-s1_block(struct scan_ctx *c, const char *b)
+static inline void
+s1_classify(struct scan_ctx *c, const char *b, const char *src, size_t n)
 {
 	struct scan_kernel_block *s = &c->s1;
-	char pad[64];
-	const char *src = b, *clean = c->clean_end;
-	size_t n = (size_t)(c->end - b);
+	const char *clean = c->clean_end;
 
-	if (n < 64) {
-		memcpy(pad, b, n);
-		memset(pad + n, ' ', 64 - n);
-		src = pad;
-	}
 	s->ndjson = c->ndjson;
 #if defined(__x86_64__) || defined(__i386__)
 	if (c->kernel == SCAN_KERNEL_AVX512)
@@ -473,9 +467,9 @@ s1_block(struct scan_ctx *c, const char *b)
 #endif
 	if (n < 64)
 		s->special &= (1ull << n) - 1;
-	if (s->bad_utf8)
+	if (__builtin_expect(s->bad_utf8, 0))
 		clean = b - c->begin >= 3 ? b - 3 : c->begin;
-	if (s->line_end != 0) {
+	if (__builtin_expect(s->line_end != 0, 0)) {
 		size_t at = (size_t)__builtin_ctzll(s->line_end);
 		const char *lead =
 		    (size_t)(b - c->begin) + at >= 2 ? b + at - 2 : c->begin;
@@ -485,6 +479,27 @@ s1_block(struct scan_ctx *c, const char *b)
 	}
 	c->clean_end = clean;
 	c->s1_base = b;
+}
+
+static __attribute__((noinline)) void
+s1_tail(struct scan_ctx *c, const char *b, size_t n)
+{
+	char pad[64];
+
+	memcpy(pad, b, n);
+	memset(pad + n, ' ', 64 - n);
+	s1_classify(c, b, pad, n);
+}
+
+static __attribute__((noinline)) void
+s1_block(struct scan_ctx *c, const char *b)
+{
+	size_t n = (size_t)(c->end - b);
+
+	if (n < 64)
+		s1_tail(c, b, n);
+	else
+		s1_classify(c, b, b, 64);
 }
 
 /*
@@ -582,10 +597,12 @@ slow:
 	return scan_string_slow(c, s, flags);
 }
 
+/* s1: c->kernel is not the scalar one (parse_value reads it once: its
+ * stores through c->rec would make the compiler reload it every string) */
 static inline __attribute__((always_inline)) const char *
-scan_string(struct scan_ctx *c, const char *p, unsigned *flags)
+scan_string(struct scan_ctx *c, const char *p, unsigned *flags, bool s1)
 {
-	if (c->kernel != SCAN_KERNEL_SCALAR) {
+	if (s1) {
 		/* most strings: no escape, closed in the current block */
 		uintptr_t off = (uintptr_t)p - (uintptr_t)c->s1_base;
 		uint64_t m;
@@ -983,6 +1000,7 @@ parse_value(struct scan_ctx *c, const char **pp, unsigned root_mask)
 	const char *guard_lf[SCAN_TRACK]; /* the LF a guarded one must pass */
 	unsigned guarded = 0;             /* bit per depth: started a line */
 	const unsigned guard_from = c->guard_from;
+	const bool s1 = c->kernel != SCAN_KERNEL_SCALAR;
 	bool is_int, obj;
 
 	vmask = p < end && *p == '{' ? root_mask : 0;
@@ -1030,7 +1048,7 @@ value:
 	case '"':
 	string:
 		s = p + 1;
-		q = scan_string(c, s, &flags);
+		q = scan_string(c, s, &flags, s1);
 		if (q == NULL)
 			goto fail_ctx;
 		if (vmask != 0) {
@@ -1208,7 +1226,7 @@ key:
 		goto fail;
 	}
 	s = p + 1;
-	q = scan_string(c, s, &flags);
+	q = scan_string(c, s, &flags, s1);
 	if (q == NULL)
 		goto fail_ctx;
 	if (flags & SF_NUL) {
@@ -1423,7 +1441,8 @@ iter_enter(struct scan_iter *it, struct scan_ctx *c)
 				return iter_fail(it, "expected a member name",
 				                 p);
 			s = p + 1;
-			q = scan_string(c, s, &flags);
+			q = scan_string(c, s, &flags,
+			                c->kernel != SCAN_KERNEL_SCALAR);
 			if (q == NULL)
 				return iter_fail(it, c->err, c->errp);
 			if (flags & SF_NUL)
@@ -1508,7 +1527,8 @@ iter_leave(struct scan_iter *it, struct scan_ctx *c)
 				return iter_fail(it, "expected a member name",
 				                 p);
 			s = p + 1;
-			q = scan_string(c, s, &flags);
+			q = scan_string(c, s, &flags,
+			                c->kernel != SCAN_KERNEL_SCALAR);
 			if (q == NULL)
 				return iter_fail(it, c->err, c->errp);
 			if (flags & SF_NUL)
