@@ -108,7 +108,6 @@ static const uint8_t hex_val1[256] = {
     ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
 };
 
-
 /* NDJSON after a record and on blank lines: a CR only before the LF */
 static const uint8_t is_ws_tail[256] = {
     [' '] = 1,
@@ -137,7 +136,8 @@ skip_ws(const uint8_t *tab, const char *p, const char *end)
  */
 #define WS_ALL (1ull << ' ' | 1ull << '\t' | 1ull << '\n' | 1ull << '\r')
 #define WS_LINE (1ull << ' ' | 1ull << '\t')
-#define IS_BLANK(mask, ch) ((uint8_t)(ch) <= ' ' && ((mask) >> (uint8_t)(ch)) & 1)
+#define IS_BLANK(mask, ch)                                                     \
+	((uint8_t)(ch) <= ' ' && ((mask) >> (uint8_t)(ch)) & 1)
 #define SKIP_BLANK(mask, p, end)                                               \
 	while ((p) < (end) && IS_BLANK(mask, *(p)))                            \
 	(p)++
