@@ -134,24 +134,39 @@ safe_name(const char *url, char *out, size_t n)
 		snprintf(out, n, "%s", url);
 }
 
-/* Connect; the URL may override these defaults (they come first). */
+/*
+ * Connect; the URL may override these defaults (they come first), all
+ * but client_encoding, which comes after it: subject ids must reach us as
+ * UTF-8, the bytes records carry them in, whatever the database's own
+ * encoding. PostgreSQL converts text (binary COPY too) to the client
+ * encoding; left to default, a LATIN1 database would send "jürgen" as
+ * bytes no record holds, and that person's rows would decide nobody.
+ */
 static PGconn *
 connect_db(const char *url, char *err, size_t errlen)
 {
-	const char *keys[] = {"connect_timeout",
-	                      "keepalives_idle",
-	                      "keepalives_interval",
-	                      "keepalives_count",
-	                      "application_name",
-	                      "dbname",
-	                      NULL};
-	const char *vals[] = {"3", "5", "2", "2", "consentgate", url, NULL};
+	const char *keys[] = {"connect_timeout",     "keepalives_idle",
+	                      "keepalives_interval", "keepalives_count",
+	                      "application_name",    "dbname",
+	                      "client_encoding",     NULL};
+	const char *vals[] = {"3",           "5", "2",    "2",
+	                      "consentgate", url, "UTF8", NULL};
 	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	const char *enc;
 
 	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
 		snprintf(err, errlen, "%s",
 		         c ? PQerrorMessage(c) : "out of memory");
 		err[strcspn(err, "\n")] = '\0';
+		PQfinish(c);
+		return NULL;
+	}
+	enc = PQparameterStatus(c, "client_encoding");
+	if (enc == NULL || strcmp(enc, "UTF8") != 0) {
+		snprintf(err, errlen,
+		         "client_encoding is %s, not UTF8: subject ids would "
+		         "not match the records' bytes",
+		         enc ? enc : "unknown");
 		PQfinish(c);
 		return NULL;
 	}

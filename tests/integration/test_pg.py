@@ -83,15 +83,21 @@ class Postgres:
             [os.path.join(self.bin, "psql"), "-X", "-q", "-A", "-t",
              "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
              "-U", "postgres", "-d", db, "-c", sql],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30,
+            # the SQL is UTF-8 whatever the database's encoding (a SET
+            # inside the same -c would come too late: the string is
+            # converted as a whole on arrival)
+            env=dict(os.environ, PGCLIENTENCODING="UTF8"))
         if r.returncode != 0:
             raise AssertionError("psql %r: %s" % (sql[:80], r.stderr[-300:]))
         return r.stdout.decode().strip()
 
-    def new_db(self):
+    def new_db(self, encoding=None):
         self.ndb += 1
         db = "t%d" % self.ndb
-        self.psql("postgres", "CREATE DATABASE %s" % db)
+        self.psql("postgres", "CREATE DATABASE %s" % db + (
+            " ENCODING '%s' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+            % encoding if encoding else ""))
         r = subprocess.run(
             [os.path.join(self.bin, "psql"), "-X", "-q", "-v",
              "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
@@ -227,6 +233,35 @@ def initial_load_decides_as_the_history_says(env):
     assert get(px, "/readyz")[0] == 200
     assert logged(px, rb"consent: loaded 6 rows \(4 people, 4 kept, seq "
                   rb"%d\)" % last), px.stderr[-5:]
+
+
+@test
+def ids_reach_us_as_utf8_from_a_latin1_database(env):
+    # PostgreSQL sends text in the client encoding; left to default, a
+    # LATIN1 database's "jürgen" arrives as bytes no record holds. The
+    # initial COPY and the live catch-up both decide by the UTF-8 id.
+    db = PG.new_db("LATIN1")
+    insert(db, [("jürgen", "ai-training", "granted", "DE", NOW, "g-j"),
+                ("müller", "ai-training", "granted", "DE", NOW, "g-m")])
+    up = env.upstream()
+    px = start(env, db, up)
+    r = ingest(env.client(px), "jürgen", "müller", "jurgen")
+    assert r.status == 200 and r.get("Consent-Result") == \
+        "kept=2, dropped=1", (r, px.stderr[-8:])
+    got = [json.loads(x)["author_id"]
+           for x in up.requests()[-1].body.splitlines()]
+    assert got == ["jürgen", "müller"], got
+    insert(db, [("müller", "ai-training", "withdrawn", "DE", LATER, "w-m")])
+    until_kept(env, px, "müller", 0, 5)
+    assert kept(ingest(env.client(px), "jürgen")) == 1
+    px.stop()
+    # a URL asking for another client encoding cannot take it back
+    px = env.proxy(up.url, policy=policy(),
+                   config={"max_staleness_s": STALE_S},
+                   extra=["--consent", PG.url(db) + "?client_encoding=LATIN1",
+                          "--admin", "127.0.0.1:0"])
+    r = ingest(env.client(px), "müller", "jürgen")
+    assert r.get("Consent-Result") == "kept=1, dropped=1", r
 
 
 @test
