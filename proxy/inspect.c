@@ -220,14 +220,100 @@ inspect_begin(struct inspect_result *r, struct snapshot *snap,
 	return 0;
 }
 
-/* Move the run of kept lines at the front of in to out: whole chains by
-   reference, only the partial ones at its ends copied. */
+#define PIN_MIN 4096 /* a run shorter than this is copied, not pinned */
+#define PIN_PIECES 8 /* chains a pinned run may span */
+
+/*
+ * A run of kept lines forwarded by reference: pin holds multicast
+ * references to the chains of the body buffer the run lies in (libevent
+ * makes those chains immutable and keeps them alive), and each piece of the
+ * run is added to the output with evbuffer_add_reference. The last piece
+ * written (or freed) upstream releases the pin.
+ */
+struct feed_pin {
+	struct evbuffer *chains;
+	unsigned refs;
+};
+
 static void
+pin_release(const void *data, size_t len, void *arg)
+{
+	struct feed_pin *pin = arg;
+
+	(void)data;
+	(void)len;
+	if (--pin->refs == 0) {
+		evbuffer_free(pin->chains);
+		free(pin);
+	}
+}
+
+/* The run's pieces added to out by reference; -1 when it cannot be (out
+ * is then unchanged). */
+static int
+feed_pin(struct evbuffer *in, struct evbuffer *out, size_t run)
+{
+	struct evbuffer_iovec vec[PIN_PIECES];
+	struct feed_pin *pin;
+	size_t left = run;
+	int n = evbuffer_peek(in, (ev_ssize_t)run, NULL, vec, PIN_PIECES);
+
+	if (n < 1 || n > PIN_PIECES || (pin = malloc(sizeof(*pin))) == NULL)
+		return -1;
+	pin->refs = 1; /* ours until every piece is added */
+	pin->chains = evbuffer_new();
+	if (pin->chains == NULL ||
+	    evbuffer_add_buffer_reference(pin->chains, in) != 0) {
+		pin_release(NULL, 0, pin);
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		size_t len = vec[i].iov_len < left ? vec[i].iov_len : left;
+
+		pin->refs++;
+		if (evbuffer_add_reference(out, vec[i].iov_base, len,
+		                           pin_release, pin) != 0) {
+			/* the rest by copy: out must hold the whole run */
+			pin->refs--;
+			for (; i < n && left > 0; i++, left -= len) {
+				len = vec[i].iov_len < left ? vec[i].iov_len
+				                            : left;
+				if (evbuffer_add(out, vec[i].iov_base, len) !=
+				    0)
+					break;
+			}
+			pin_release(NULL, 0, pin);
+			return left == 0 ? 0 : -2;
+		}
+		left -= len;
+	}
+	pin_release(NULL, 0, pin);
+	return 0;
+}
+
+/*
+ * Move the run of kept lines at the front of in to out, by reference: the
+ * partial chains at its ends too (evbuffer_remove_buffer would copy them,
+ * and a run of a long read chain is nearly always partial). A short run is
+ * copied: pinning costs a few allocations. Returns -1 when out of memory
+ * (then part of the run may be in out: the request must fail).
+ */
+static int
 feed_flush(struct evbuffer *in, struct evbuffer *out, size_t *run)
 {
-	if (*run > 0)
-		evbuffer_remove_buffer(in, out, *run);
+	size_t n = *run;
+	int rc = -1;
+
+	if (n == 0)
+		return 0;
 	*run = 0;
+	if (n >= PIN_MIN)
+		rc = feed_pin(in, out, n);
+	if (rc == -2)
+		return -1;
+	if (rc == 0)
+		return evbuffer_drain(in, n);
+	return evbuffer_remove_buffer(in, out, n) == (int)n ? 0 : -1;
 }
 
 struct feed_line {
@@ -317,7 +403,8 @@ inspect_feed(struct inspect_result *r, struct snapshot *snap,
 			                    max_record, ahead);
 			next = 0;
 		} else {
-			feed_flush(in, out, &run);
+			if (feed_flush(in, out, &run) != 0)
+				goto oom;
 			line = (const char *)evbuffer_pullup(
 			    in, (ev_ssize_t)(n + has_nl));
 			nahead = next = 0;
@@ -340,20 +427,26 @@ inspect_feed(struct inspect_result *r, struct snapshot *snap,
 			run += n + 1;
 			continue;
 		}
-		feed_flush(in, out, &run);
-		if (rec != NULL && rec->d.allow) {
-			evbuffer_add(out, line + rec->start,
-			             rec->end - rec->start);
-			ADD_LIT(out, "\n");
-		}
+		if (feed_flush(in, out, &run) != 0)
+			goto oom;
+		if (rec != NULL && rec->d.allow &&
+		    (evbuffer_add(out, line + rec->start,
+		                  rec->end - rec->start) != 0 ||
+		     ADD_LIT(out, "\n") != 0))
+			goto oom;
 		evbuffer_drain(in, n + has_nl);
 	}
 	if (final)
 		verdict_end(&r->v);
 	counted(r);
 out:
-	feed_flush(in, out, &run);
+	if (feed_flush(in, out, &run) != 0 && status == 0)
+		status = refuse(r, 500, "out of memory");
 	return status;
+oom:
+	/* a kept record not forwarded whole: never a silent loss */
+	status = refuse(r, 500, "out of memory");
+	goto out;
 }
 
 int
