@@ -261,6 +261,9 @@ feed_pin(struct evbuffer *in, struct evbuffer *out, size_t run)
 	if (n < 1 || n > PIN_PIECES || (pin = malloc(sizeof(*pin))) == NULL)
 		return -1;
 	pin->refs = 1; /* ours until every piece is added */
+	/* always a fresh buffer: before 2.1.13, libevent's
+	 * add_buffer_reference into an empty buffer that still has a chain
+	 * uses it after freeing it (CVE-2026-63381); a new one has none */
 	pin->chains = evbuffer_new();
 	if (pin->chains == NULL ||
 	    evbuffer_add_buffer_reference(pin->chains, in) != 0) {
