@@ -73,6 +73,30 @@ rule_first_match(const struct policy_route *r,
 	return first_match(r->policy, r->purpose, c, now);
 }
 
+unsigned
+route_rule_ids(const struct policy_route *r, const char **ids, unsigned cap)
+{
+	const struct policy *p = r->policy;
+	uint64_t bit = r->purpose >= 0 ? 1ull << r->purpose : 0;
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < p->nrules; i++) {
+		const struct policy_rule *ru = &p->rules[i];
+
+		if (ru->has_purposes && !(ru->purposes & bit))
+			continue;
+		if (n < cap)
+			ids[n] = ru->id;
+		n++;
+		if (!ru->has_known && !ru->has_jurisdiction && !ru->has_status &&
+		    !ru->has_older && !ru->has_newer)
+			return n; /* matches every record */
+	}
+	if (n < cap)
+		ids[n] = "(no rule)";
+	return n + 1;
+}
+
 int
 rule_purpose_id(const struct policy_route *r, const struct consent_table *t)
 {

@@ -247,6 +247,28 @@ metrics_decided(struct worker *w, const char *route,
 	observe(w, HIST_DECISION, decide_ns);
 }
 
+void
+metrics_policy_loaded(const struct policy *p)
+{
+	for (unsigned i = 0; i < route_count(p); i++) {
+		const struct policy_route *r = route_at(p, i);
+		const char *ids[64];
+		unsigned n;
+
+		if (route_action(r) != POLICY_ACTION_INSPECT)
+			continue;
+		n = route_rule_ids(r, ids, 64);
+		for (unsigned k = 0; k < n && k < 64; k++) {
+			/* half the table at most: what traffic names later
+			   must still find a slot of its own */
+			if (atomic_load_explicit(&rules.n, memory_order_relaxed) >=
+			    rules.cap / 2)
+				return;
+			label_slot(&rules, route_name(r), ids[k]);
+		}
+	}
+}
+
 /* A label value in the text format: backslash, quote and newline
    escaped. */
 static void

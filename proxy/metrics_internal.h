@@ -113,6 +113,11 @@ void metrics_request_end(struct worker *w, const char *route, int status,
    its records by rule, and decide_ns spent deciding. */
 void metrics_decided(struct worker *w, const char *route,
                      const struct metrics_tally *t, int64_t decide_ns);
+/* A policy is in use (at start, at each policy reload): the by-rule
+   series of its inspected routes exist from now on, at 0 until counted,
+   so that a rate over them sees their first records. */
+struct policy;
+void metrics_policy_loaded(const struct policy *p);
 /* Reloads since the start (server_reload_counts). */
 struct metrics_reloads {
 	uint64_t ok, failed;

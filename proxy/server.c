@@ -302,6 +302,8 @@ server_reload(struct server *s, unsigned what, struct cg_errors *errs)
 		snapshot_unref(next);
 		goto out;
 	}
+	if (what & SNAPSHOT_POLICY)
+		metrics_policy_loaded(snapshot_policy(next));
 	/* logged once the workers have it: a request sent after the line is
 	   decided by it */
 	if (!swap_in(s, next))
@@ -667,6 +669,7 @@ server_run(struct server *s)
 		struct snapshot *snap = server_snapshot(s);
 		const struct policy *p = snapshot_policy(snap);
 
+		metrics_policy_loaded(p);
 		/* one line with what runs: harness.py and bench/ read the
 		   port from its start */
 		log_msg("listening on %s:%d (%u worker%s) -> %s; "

@@ -211,6 +211,14 @@ int policy_check_consent(const struct policy *p, const struct consent_table *t,
 /* Number of rules and the i-th rule's id, in file order. */
 unsigned policy_rule_count(const struct policy *p);
 const char *policy_rule_id(const struct policy *p, unsigned i);
+/*
+ * The ids a decision on route r can name, in file order: the rules of its
+ * purpose up to the first without conditions (none after it can match),
+ * then "(no rule)" when no such rule ends the list. The first cap go to
+ * ids; returns how many there are. For counters that exist before traffic.
+ */
+unsigned route_rule_ids(const struct policy_route *r, const char **ids,
+                        unsigned cap);
 
 /*
  * Write why decision d was taken into buf (NUL-terminated, truncated to

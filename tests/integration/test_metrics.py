@@ -234,6 +234,53 @@ def known_traffic_moves_exact_counters(env):
 
 
 @test
+def rule_series_exist_at_zero_before_traffic(env):
+    """Every (route, rule) pair a decision can name is exposed at 0 from
+    the start and after a reload, so that rate() sees the first records;
+    rules a rule without conditions shadows, and "(no rule)" after it, are
+    not."""
+    up, px, port = start(env)
+    name = "consentgate_records_by_rule_total"
+    rules = ["unknown-person", "strict-granted", "strict-otherwise",
+             "opted-out", "default-allow"]
+
+    def pairs(s):
+        return {(dict(ls)["route"], dict(ls)["rule"], dict(ls)["decision"]):
+                v for (n, ls), v in s.items() if n == name}
+    got = pairs(scrape(port))
+    for route in ("ingest", "batch", "profile", "ingest-cu"):
+        for r in rules:
+            for d in ("kept", "dropped"):
+                assert got.get((route, r, d)) == 0, (route, r, d, got)
+    assert not any(r == "(no rule)" for _, r, _ in got), got
+    assert not any(route == "" or route.startswith("GET") for route, _, _
+                   in got), got
+    # a reload: a new rule before the catch-all appears at once; one after
+    # it (never matched) does not (a policy always ends in a catch-all
+    # for each purpose, so "(no rule)" never shows)
+    pol = metrics_policy()
+    pol["rules"].insert(0, {"id": "late-rule", "if": {"known": True},
+                            "then": "deny"})
+    pol["rules"].append({"id": "after-default", "if": {"known": True},
+                         "then": "deny"})
+    tmp = px.policy_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(pol, f)
+    os.rename(tmp, px.policy_path)
+    req = urllib.request.Request("http://127.0.0.1:%d/reload" % port,
+                                 method="POST", data=b"")
+    assert urllib.request.urlopen(req, timeout=10).status == 200
+    got = pairs(scrape(port))
+    assert got.get(("ingest", "late-rule", "kept")) == 0, got
+    assert not any(r == "after-default" for _, r, _ in got), got
+    # the first records move them from 0, and the sum stays exact
+    assert send(px, "POST", "/ingest", b'{"author_id":"u1"}\n',
+                NDJSON).status == 204
+    assert wait_until(lambda: pairs(scrape(port)).get(
+        ("ingest", "late-rule", "dropped")) == 1, 5)
+
+
+@test
 def histograms_read_the_access_log_clocks(env):
     """The upstream and total histograms observe the very readings the
     access log prints (it truncates to microseconds)."""
