@@ -25,6 +25,12 @@
 #include "proxy_internal.h"
 
 #define LOGQ_IOV 64 /* lines per writev */
+/* At close, a writer that has lines left and writes none of them this
+   long (a hung disk or NFS server, a pipe nobody reads) is given up on:
+   shutdown must not hang on it. A slow disk still writing is waited for. */
+#define LOGQ_STALL_S 10
+
+static atomic_bool abandoned; /* some close gave up on its writer */
 
 struct logq_line {
 	struct logq_line *next;
@@ -254,20 +260,59 @@ logq_stats(const struct logq *q, uint64_t *depth, uint64_t *dropped)
 	    q ? atomic_load_explicit(&q->dropped, memory_order_relaxed) : 0;
 }
 
-void
+bool
+logq_abandoned(void)
+{
+	return atomic_load(&abandoned);
+}
+
+int
 logq_close(struct logq *q)
 {
+	uint64_t last;
+	unsigned quiet = 0;
+
 	if (q == NULL)
-		return;
+		return 0;
 	pthread_mutex_lock(&q->mu);
 	q->stop = true;
 	pthread_cond_signal(&q->cv);
 	pthread_mutex_unlock(&q->mu);
-	pthread_join(q->thread, NULL);
+	last = atomic_load_explicit(&q->depth, memory_order_relaxed);
+	for (;;) {
+		struct timespec until;
+		uint64_t depth;
+		int e;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		e = pthread_timedjoin_np(q->thread, NULL, &until);
+		if (e == 0)
+			break;
+		if (e != ETIMEDOUT) {
+			pthread_join(q->thread, NULL);
+			break;
+		}
+		depth = atomic_load_explicit(&q->depth, memory_order_relaxed);
+		if (depth < last) {
+			last = depth;
+			quiet = 0;
+		} else if (++quiet >= LOGQ_STALL_S) {
+			/* q stays: its writer still holds it until exit */
+			log_error("log %s: its writer has written nothing for "
+			          "%d s; exiting without the %llu lines still "
+			          "queued",
+			          q->path ? q->path : "-", LOGQ_STALL_S,
+			          (unsigned long long)depth);
+			atomic_store(&abandoned, true);
+			return -1;
+		}
+	}
 	if (q->path != NULL)
 		close(q->fd);
 	free(q->path);
 	pthread_mutex_destroy(&q->mu);
 	pthread_cond_destroy(&q->cv);
 	free(q);
+	return 0;
 }

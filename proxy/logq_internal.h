@@ -35,8 +35,15 @@ bool logq_full(const struct logq *q);
 int logq_reopen(struct logq *q);
 /* Lines waiting or being written, and lines dropped since the start. */
 void logq_stats(const struct logq *q, uint64_t *depth, uint64_t *dropped);
-/* Write what is queued, stop the writer and close. NULL does nothing. */
-void logq_close(struct logq *q);
+/*
+ * Write what is queued, stop the writer and close; NULL does nothing. 0,
+ * or -1 when the writer wrote nothing for LOGQ_STALL_S (logq.c) while
+ * lines were left: they are lost (logged), q is left to the process's
+ * exit, and logq_abandoned says so from then on.
+ */
+int logq_close(struct logq *q);
+/* Some logq_close gave up on a stuck writer: lines were not written. */
+bool logq_abandoned(void);
 
 /* "2026-11-29T08:44:16.181Z" (UTC, milliseconds) into buf[32]. */
 void logq_stamp(char *buf);

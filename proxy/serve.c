@@ -12,6 +12,7 @@
 #include "consent_pg_internal.h"
 #include "accesslog_internal.h"
 #include "declog_internal.h"
+#include "logq_internal.h"
 #include "proxy_internal.h"
 #include "serve_internal.h"
 #include "version_internal.h"
@@ -443,6 +444,13 @@ cmd_serve(int argc, char **argv)
 	}
 	exit_code = serve_run(&cfg, snap) == 0 ? 0 : 1;
 	snap = NULL; /* serve_run took it */
+	/* the logs' last lines, here rather than at exit: a writer stuck on
+	   its disk is given up on (logged), and the exit status says that
+	   lines of the proof were lost */
+	declog_close();
+	accesslog_close();
+	if (logq_abandoned())
+		exit_code = 1;
 out:
 	snapshot_unref(snap);
 	consent_pg_free(serve_pg); /* serve --check, or a failed start */

@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 import urllib.request
 
 from harness import (CONSENTGATE, admin_port, check_problem, main, request,
@@ -242,6 +243,30 @@ def drop_mode_drops_and_counts_lines(env):
         m = metrics(px)
         assert m["consentgate_decision_log_dropped_total"] > 0, m
         assert m["consentgate_decision_log_refused_total"] == 0, m
+    finally:
+        os.close(fd)
+
+
+@test
+def a_stuck_decision_log_does_not_hang_shutdown(env):
+    """SIGTERM while the decision log's writer is stuck (a FIFO nobody
+    reads) with lines queued: the proxy waits while the writer makes no
+    progress for 10 s, then exits with status 1 and says how many lines
+    were not written, instead of hanging until SIGKILL."""
+    px, fd = stalled_proxy(env)
+    try:
+        r, seen = fill(env, px, 503)
+        assert r is not None, seen
+        t0 = time.monotonic()
+        px.signal(signal.SIGTERM)
+        rc = px.wait(30)
+        took = time.monotonic() - t0
+        text = b"".join(px.stderr)
+        assert rc == 1, (rc, text[-400:])
+        assert took >= 9, took  # a stuck writer is given its 10 s
+        assert re.search(rb"log .*stalled\.fifo: its writer has written "
+                         rb"nothing for 10 s; exiting without the \d+ "
+                         rb"lines still queued", text), text[-400:]
     finally:
         os.close(fd)
 
