@@ -42,6 +42,7 @@
 #include "consent_pg_internal.h"
 #include "consentgate/consent.h"
 #include "consentgate/consent_live.h"
+#include "pg_copy_internal.h"
 
 #define TICK_MS 1000         /* catch-up (and confirmation) period */
 #define BATCH_ROWS 20000     /* rows per catch-up query */
@@ -190,11 +191,6 @@ exec_ok(PGconn *c, const char *sql, ExecStatusType want, char *err,
 
 /* ---- the initial load ---- */
 
-/* A row whose purpose the policy neither declares nor ignores. */
-static const char unknown_purpose[] =
-    "its purpose is neither declared by the policy nor in its "
-    "\"ignored_purposes\" (an opt-out there would never take effect)";
-
 /*
  * One binary COPY, parsed row by row into a run of rows as it arrives
  * (the second of two on a thread of its own). Binary, not CSV: PostgreSQL
@@ -204,177 +200,11 @@ static const char unknown_purpose[] =
  */
 struct stream {
 	PGconn *c;
-	const struct policy *p;
-	const char *name;
 	char sql[400];
-	struct consent_live_rows *rows;
-	struct cg_errors errs; /* bad rows, by seq */
-	uint64_t lines;        /* rows received */
-	char *carry;           /* a row cut across messages */
-	size_t carry_len, carry_cap;
-	bool header, trailer;
+	struct pg_copy copy; /* the rows, the bad ones by seq */
 	char err[512];
 	bool ok;
 };
-
-static uint32_t
-be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t
-be64(const uint8_t *p)
-{
-	return (uint64_t)be32(p) << 32 | be32(p + 4);
-}
-
-/* Check and keep one row: v[7] as the COPY's columns (COLS_BIN). */
-static void
-stream_row(struct stream *st, const struct cg_slice *v, bool timed)
-{
-	/* PostgreSQL counts microseconds from 2000-01-01 UTC */
-	int64_t us = (int64_t)be64((const uint8_t *)v[4].ptr);
-	int64_t sec = us / 1000000, frac = us % 1000000;
-	struct consent_change c;
-	const char *why = NULL;
-
-	if (frac < 0) {
-		sec--;
-		frac += 1000000;
-	}
-	sec += 946684800;
-	st->lines++;
-	c.seq = be64((const uint8_t *)v[6].ptr);
-	c.subject = v[0];
-	c.purpose = v[1];
-	c.status = v[2];
-	c.jurisdiction = v[3];
-	c.updated_at = CG_SLICE_LIT("");
-	c.evidence = v[5];
-	if (st->errs.count >= CG_MAX_ERRORS)
-		return; /* the table is lost: only drain the COPY */
-	if (consent_live_rows_add(st->rows, &c, timed, sec,
-	                          (uint32_t)frac * 1000, &why) != 0 ||
-	    (st->p != NULL &&
-	     !policy_purpose_known(st->p, c.purpose.ptr, c.purpose.len) &&
-	     (why = unknown_purpose)))
-		cg_errors_add(&st->errs, st->name, 0, 0,
-		              "consent row seq %llu (purpose '%.*s'): %s",
-		              (unsigned long long)c.seq, (int)c.purpose.len,
-		              c.purpose.ptr, why);
-}
-
-/*
- * Parse the rows whole in p[0,n) (header, tuples of 7 fields, trailer):
- * the bytes used, or -1 when it is not our COPY's binary format.
- */
-static ssize_t
-stream_parse(struct stream *st, const uint8_t *p, size_t n)
-{
-	static const char sig[11] = "PGCOPY\n\377\r\n";
-	size_t off = 0;
-
-	if (!st->header) {
-		if (n < 19)
-			return 0;
-		/* flags: bit 16 would mean OIDs in each row (never asked) */
-		if (memcmp(p, sig, 11) != 0 || (be32(p + 11) & 0x10000) ||
-		    be32(p + 15) > INT32_MAX)
-			return -1;
-		if (be32(p + 15) > n - 19)
-			return 0;
-		off = 19 + be32(p + 15);
-		st->header = true;
-	}
-	while (!st->trailer && n - off >= 2) {
-		size_t at = off + 2;
-		struct cg_slice v[7];
-		bool timed = true;
-
-		if (p[off] == 0xff && p[off + 1] == 0xff) {
-			st->trailer = true;
-			off += 2;
-			break;
-		}
-		if (p[off] != 0 || p[off + 1] != 7)
-			return -1;
-		for (int k = 0; k < 7; k++) {
-			uint32_t len;
-
-			if (n - at < 4)
-				return (ssize_t)off;
-			len = be32(p + at);
-			at += 4;
-			if (len ==
-			    UINT32_MAX) { /* NULL: the CSV's empty field */
-				v[k] = CG_SLICE_LIT("\0\0\0\0\0\0\0\0");
-				if (k == 4)
-					timed = false;
-				else if (k == 6)
-					return -1;
-				else
-					v[k].len = 0;
-				continue;
-			}
-			if (len > INT32_MAX || ((k == 4 || k == 6) && len != 8))
-				return -1;
-			if (n - at < len)
-				return (ssize_t)off;
-			v[k] = (struct cg_slice){(const char *)p + at, len};
-			at += len;
-		}
-		stream_row(st, v, timed);
-		off = at;
-	}
-	return (ssize_t)off;
-}
-
-/* Room for need bytes in st's carry. -1: out of memory. */
-static int
-carry_reserve(struct stream *st, size_t need)
-{
-	char *q;
-
-	if (need <= st->carry_cap)
-		return 0;
-	if ((q = realloc(st->carry, need * 2)) == NULL)
-		return -1;
-	st->carry = q;
-	st->carry_cap = need * 2;
-	return 0;
-}
-
-/* Feed one COPY message (rows may be cut anywhere). -1: malformed. */
-static int
-stream_feed(struct stream *st, const char *msg, size_t n)
-{
-	const uint8_t *p = (const uint8_t *)msg;
-	ssize_t used;
-	size_t rest;
-
-	if (st->carry_len > 0) {
-		if (carry_reserve(st, st->carry_len + n) < 0)
-			return -1;
-		memcpy(st->carry + st->carry_len, msg, n);
-		n += st->carry_len;
-		p = (const uint8_t *)st->carry;
-	}
-	if ((used = stream_parse(st, p, n)) < 0 ||
-	    (st->trailer && (size_t)used != n))
-		return -1;
-	rest = n - (size_t)used; /* kept for the next message */
-	if (rest > 0 && p != (const uint8_t *)st->carry) {
-		if (carry_reserve(st, rest) < 0)
-			return -1;
-		memcpy(st->carry, p + used, rest);
-	} else if (rest > 0) {
-		memmove(st->carry, p + used, rest);
-	}
-	st->carry_len = rest;
-	return 0;
-}
 
 static void *
 copy_stream(void *arg)
@@ -389,7 +219,7 @@ copy_stream(void *arg)
 	PQclear(r);
 	r = NULL;
 	while ((n = PQgetCopyData(st->c, &row, 0)) > 0) {
-		int rc = stream_feed(st, row, (size_t)n);
+		int rc = pg_copy_feed(&st->copy, row, (size_t)n);
 
 		PQfreemem(row);
 		if (rc < 0) {
@@ -402,11 +232,11 @@ copy_stream(void *arg)
 	}
 	r = PQgetResult(st->c);
 	st->ok = n == -1 && r != NULL &&
-	         PQresultStatus(r) == PGRES_COMMAND_OK && st->trailer;
+	         PQresultStatus(r) == PGRES_COMMAND_OK && st->copy.trailer;
 done:
 	if (!st->ok)
 		snprintf(st->err, sizeof(st->err), "%s",
-		         st->trailer || PQerrorMessage(st->c)[0]
+		         st->copy.trailer || PQerrorMessage(st->c)[0]
 		             ? PQerrorMessage(st->c)
 		             : "the COPY ended early");
 	PQclear(r);
@@ -435,12 +265,6 @@ join_snapshot(const char *url, const char *snap)
 	return c;
 }
 
-/* The columns of the binary COPY, cast to the types stream_parse reads
- * (a table whose columns are varchar or timestamp reads alike). */
-#define COLS_BIN                                                               \
-	"subject::text, purpose::text, status::text, jurisdiction::text, "     \
-	"updated_at::timestamptz, evidence::text, seq::int8"
-
 /*
  * The whole history with binary COPY, checked row by row as it arrives
  * and built with the CSV import's merge and builder. Two COPYs in
@@ -462,11 +286,8 @@ load_copy(PGconn *c, const char *url, const char *name, const struct policy *p,
 	int64_t t0 = now_ms(), t1;
 
 	memset(st, 0, sizeof(st));
-	for (int i = 0; i < 2; i++) {
-		cg_errors_init(&st[i].errs);
-		st[i].p = p;
-		st[i].name = name;
-	}
+	for (int i = 0; i < 2; i++)
+		pg_copy_init(&st[i].copy, p, name);
 	if (!exec_ok(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
 	             PGRES_COMMAND_OK, err, sizeof(err)))
 		goto fail;
@@ -484,27 +305,28 @@ load_copy(PGconn *c, const char *url, const char *name, const struct policy *p,
 	r = NULL;
 	mid = c2 != NULL ? *seq / 2 : *seq;
 	/* seqs are unique and positive: no more rows than the max seq */
-	st[0].rows = consent_live_rows_new(mid);
-	st[1].rows = consent_live_rows_new(*seq - mid);
-	if (st[0].rows == NULL || st[1].rows == NULL) {
+	st[0].copy.rows = consent_live_rows_new(mid);
+	st[1].copy.rows = consent_live_rows_new(*seq - mid);
+	if (st[0].copy.rows == NULL || st[1].copy.rows == NULL) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
 	st[0].c = c;
 	snprintf(st[0].sql, sizeof(st[0].sql),
-	         "COPY (SELECT " COLS_BIN " FROM consent WHERE seq <= %llu "
+	         "COPY (SELECT " PG_COPY_COLS " FROM consent WHERE seq <= %llu "
 	         "ORDER BY seq) TO STDOUT (FORMAT binary)",
 	         (unsigned long long)mid);
 	st[1].c = c2;
 	snprintf(st[1].sql, sizeof(st[1].sql),
-	         "COPY (SELECT " COLS_BIN " FROM consent WHERE seq > %llu "
+	         "COPY (SELECT " PG_COPY_COLS " FROM consent WHERE seq > %llu "
 	         "ORDER BY seq) TO STDOUT (FORMAT binary)",
 	         (unsigned long long)mid);
 	if (c2 != NULL && pthread_create(&th, NULL, copy_stream, &st[1]) != 0) {
 		PQfinish(c2);
 		c2 = st[1].c = NULL;
 		snprintf(st[0].sql, sizeof(st[0].sql),
-		         "COPY (SELECT " COLS_BIN " FROM consent ORDER BY seq) "
+		         "COPY (SELECT " PG_COPY_COLS
+		         " FROM consent ORDER BY seq) "
 		         "TO STDOUT (FORMAT binary)");
 	}
 	copy_stream(&st[0]);
@@ -517,16 +339,17 @@ load_copy(PGconn *c, const char *url, const char *name, const struct policy *p,
 	}
 	(void)exec_ok(c, "COMMIT", PGRES_COMMAND_OK, err, sizeof(err));
 	t1 = now_ms();
-	if (st[0].errs.count + st[1].errs.count > 0) {
+	if (st[0].copy.errs.count + st[1].copy.errs.count > 0) {
 		/* every bad row by seq, the first half's first */
 		for (int i = 0; i < 2; i++)
-			for (unsigned k = 0; k < st[i].errs.count; k++)
+			for (unsigned k = 0; k < st[i].copy.errs.count; k++)
 				cg_errors_add(errs, "--consent", 0, 0, "%s",
-				              st[i].errs.msgs[k]);
+				              st[i].copy.errs.msgs[k]);
 		goto done;
 	}
-	t = consent_live_rows_build(st[0].rows, st[1].rows, name, now_s());
-	st[0].rows = st[1].rows = NULL; /* freed by the build */
+	t = consent_live_rows_build(st[0].copy.rows, st[1].copy.rows, name,
+	                            now_s());
+	st[0].copy.rows = st[1].copy.rows = NULL; /* freed by the build */
 	if (t == NULL) {
 		cg_errors_add(errs, name, 0, 0,
 		              "out of memory building the consent table");
@@ -539,7 +362,7 @@ load_copy(PGconn *c, const char *url, const char *name, const struct policy *p,
 	}
 	log_msg("consent: loaded %llu rows (%llu people, %llu kept, seq %llu) "
 	        "from %s: COPY %lld ms, build %lld ms",
-	        (unsigned long long)(st[0].lines + st[1].lines),
+	        (unsigned long long)(st[0].copy.lines + st[1].copy.lines),
 	        (unsigned long long)consent_people(t),
 	        (unsigned long long)consent_rows(t), (unsigned long long)*seq,
 	        name, (long long)(t1 - t0), (long long)(now_ms() - t1));
@@ -550,11 +373,8 @@ fail:
 	              err);
 done:
 	PQclear(r);
-	for (int i = 0; i < 2; i++) {
-		consent_live_rows_free(st[i].rows);
-		free(st[i].carry);
-		cg_errors_reset(&st[i].errs);
-	}
+	for (int i = 0; i < 2; i++)
+		pg_copy_reset(&st[i].copy);
 	PQfinish(c2);
 	return t;
 }
@@ -873,7 +693,7 @@ apply_result(struct consent_pg *pg, PGresult *r, unsigned *applied)
 		c.updated_at = v[4];
 		c.evidence = v[5];
 		if (!policy_purpose_known(p, c.purpose.ptr, c.purpose.len))
-			why = unknown_purpose;
+			why = pg_copy_unknown_purpose;
 		if (why != NULL ||
 		    consent_live_apply(pg->live, &c, &why) != 0) {
 			atomic_fetch_add(&stats.refused, 1);
