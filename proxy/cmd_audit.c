@@ -15,6 +15,7 @@
 #include "cli_internal.h"
 #include "cmd_internal.h"
 #include "declog_internal.h"
+#include "pseudonym_internal.h"
 
 static void
 audit_usage(FILE *out)
@@ -117,14 +118,14 @@ cmd_audit(int argc, char **argv)
 		                "required (see --help)\n");
 		return 2;
 	}
-	key = malloc(DECLOG_KEY_MAX);
+	key = malloc(PSEUDONYM_KEY_MAX);
 	if (key == NULL ||
-	    declog_read_key(keyfile, key, &keylen, why, sizeof(why)) != 0) {
+	    pseudonym_read_key(keyfile, key, &keylen, why, sizeof(why)) != 0) {
 		fprintf(stderr, "consentgate audit: --key: %s\n",
 		        key ? why : "out of memory");
 		goto out;
 	}
-	if (declog_pseudonym(key, keylen, subject, strlen(subject), pn) != 0) {
+	if (pseudonym_hmac(key, keylen, subject, strlen(subject), pn) != 0) {
 		fprintf(stderr, "consentgate audit: HMAC-SHA-256 failed\n");
 		goto out;
 	}
@@ -154,7 +155,7 @@ cmd_audit(int argc, char **argv)
 	rc = hits < 0 ? 2 : hits > 0 ? 0 : 1;
 out:
 	if (key != NULL)
-		memset(key, 0, DECLOG_KEY_MAX);
+		memset(key, 0, PSEUDONYM_KEY_MAX);
 	free(key);
 	return rc;
 }

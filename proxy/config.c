@@ -13,8 +13,8 @@
 #include <jansson.h>
 
 #include "consentgate/jsonpos.h"
-#include "declog_internal.h"
 #include "proxy_internal.h"
+#include "pseudonym_internal.h"
 
 void
 config_init(struct config *cfg)
@@ -473,7 +473,7 @@ config_resolve_logs(const struct config *cfg, struct cg_errors *errs)
 		              "'%s': must be \"refuse\" or \"drop\"",
 		              cfg->decision_log_full);
 	if (cfg->decision_log_key != NULL) {
-		unsigned char *key = malloc(DECLOG_KEY_MAX);
+		unsigned char *key = malloc(PSEUDONYM_KEY_MAX);
 		char why[512];
 		size_t len;
 
@@ -483,12 +483,12 @@ config_resolve_logs(const struct config *cfg, struct cg_errors *errs)
 		else if (key == NULL)
 			cg_errors_add(errs, "--decision-log-key", 0, 0,
 			              "out of memory");
-		else if (declog_read_key(cfg->decision_log_key, key, &len, why,
-		                         sizeof(why)) != 0)
+		else if (pseudonym_read_key(cfg->decision_log_key, key, &len,
+		                            why, sizeof(why)) != 0)
 			cg_errors_add(errs, "--decision-log-key", 0, 0, "%s",
 			              why);
 		if (key != NULL)
-			memset(key, 0, DECLOG_KEY_MAX);
+			memset(key, 0, PSEUDONYM_KEY_MAX);
 		free(key);
 	}
 }

@@ -14,25 +14,9 @@ struct worker;
 struct inspect_result;
 
 #define DECLOG_VERSION 2           /* the "v" of every line (README) */
-#define DECLOG_KEY_MIN 32          /* bytes a pseudonym key must have */
-#define DECLOG_KEY_MAX 4096        /* bytes read from a key file at most */
 #define DECLOG_QUEUE_DEFAULT 65536 /* lines queued before admission stops */
 #define DECLOG_FULL_DETAIL "the decision log is not keeping up; retry later"
 
-/*
- * Read a pseudonym key: the file's bytes, all of them, DECLOG_KEY_MIN to
- * DECLOG_KEY_MAX. 0, or -1 with the reason in why[cap].
- */
-int declog_read_key(const char *path, unsigned char *key, size_t *len,
-                    char *why, size_t cap);
-/* A subject's pseudonym: HMAC-SHA-256(key, id), 64 lower-case hex digits
-   into out[65]. 0 or -1. */
-int declog_pseudonym(const unsigned char *key, size_t keylen, const char *id,
-                     size_t n, char *out);
-
-/* Before declog_open: pseudonymise subjects with the key in this file
-   (NULL: no subject field at all). 0, or -1 with why[cap]. */
-int declog_set_key(const char *path, char *why, size_t cap);
 /* Before declog_open: queue bound in lines (0: the default) and what a
    full queue does (drop: drop and count; else new inspected requests get
    503 until it drains). */

@@ -14,6 +14,7 @@
 #include "declog_internal.h"
 #include "logq_internal.h"
 #include "proxy_internal.h"
+#include "pseudonym_internal.h"
 #include "serve_internal.h"
 #include "version_internal.h"
 
@@ -425,7 +426,7 @@ cmd_serve(int argc, char **argv)
 		                 cfg.decision_log_full != NULL &&
 		                     strcmp(cfg.decision_log_full, "drop") ==
 		                         0);
-		if (declog_set_key(cfg.decision_log_key, why, sizeof(why)) !=
+		if (pseudonym_set_key(cfg.decision_log_key, why, sizeof(why)) !=
 		    0) {
 			log_error("--decision-log-key: %s", why);
 			goto out;

@@ -6,7 +6,7 @@
  * The state machines (conn.c, upstream.c) never call read(2), write(2) or
  * a TLS library: they call transport_read and transport_flush, and the
  * backend behind them is plain TCP (here) or TLS (tls.c). Only tls.c
- * uses OpenSSL's TLS; declog.c takes libcrypto's HMAC for pseudonyms and
+ * uses OpenSSL's TLS; pseudonym.c takes libcrypto's HMAC for pseudonyms and
  * version.c prints the library's version.
  *
  * Events are edge-triggered and registered once, for read and write: the

@@ -124,7 +124,8 @@ fuzz-regress-policy: $(BUILD)/fuzz_policy_standalone
 
 # ---- casefile: consentgate test's case files, and each case decided ----
 CASEFILE_FUZZ_SRC := tests/fuzz/fuzz_casefile.c proxy/casefile.c proxy/cli.c \
-	proxy/inspect.c proxy/declog.c proxy/logq.c proxy/log.c proxy/respond.c \
+	proxy/inspect.c proxy/declog.c proxy/pseudonym.c proxy/logq.c proxy/log.c \
+	proxy/respond.c \
 	$(sort $(wildcard policy/*.c))
 CASEFILE_FUZZ_DEPS := $(CASEFILE_FUZZ_SRC) tests/fuzz/fuzz_check.h \
 	$(wildcard proxy/*.h policy/*.h) \

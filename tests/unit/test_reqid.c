@@ -1,8 +1,7 @@
 /*
  * test_reqid.c: the request id: a client's X-Request-Id taken only when it
  * is bounded visible ASCII, else a W3C traceparent's trace id, else a
- * random 128-bit one; and the decision log's pseudonym, HMAC-SHA-256
- * (RFC 4231 cases 2 and 6: a key shorter and one longer than the block).
+ * random 128-bit one.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +11,6 @@
 
 #include <cmocka.h>
 
-#include "../../proxy/declog_internal.h"
 #include "../../proxy/reqid_internal.h"
 
 #define S(lit) ((struct cg_slice){(lit), sizeof(lit) - 1})
@@ -96,29 +94,6 @@ test_made_ids_differ(void **state)
 	}
 }
 
-static void
-test_pseudonym(void **state)
-{
-	static const char msg6[] =
-	    "Test Using Larger Than Block-Size Key - Hash Key First";
-	unsigned char key[131];
-	char out[65];
-
-	/* RFC 4231 test case 2 */
-	assert_int_equal(declog_pseudonym((const unsigned char *)"Jefe", 4,
-	                                  "what do ya want for nothing?", 28,
-	                                  out),
-	                 0);
-	assert_string_equal(out, "5bdcc146bf60754e6a042426089575c7"
-	                         "5a003f089d2739839dec58b964ec3843");
-	/* case 6: a key longer than the block is hashed first */
-	memset(key, 0xaa, sizeof(key));
-	assert_int_equal(
-	    declog_pseudonym(key, sizeof(key), msg6, strlen(msg6), out), 0);
-	assert_string_equal(out, "60e431591ee0b67f0d8a26aacbf5b77f"
-	                         "8e0bc6213728c5140546040f0ee37f54");
-}
-
 int
 main(void)
 {
@@ -126,7 +101,6 @@ main(void)
 	    cmocka_unit_test(test_taken),
 	    cmocka_unit_test(test_traceparent),
 	    cmocka_unit_test(test_made_ids_differ),
-	    cmocka_unit_test(test_pseudonym),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
