@@ -142,6 +142,17 @@ def start(env, extra=()):
     return up, px, admin_port(px)
 
 
+def reload_policy(px, port, pol):
+    """Write pol over the proxy's rule file atomically and POST /reload."""
+    tmp = px.policy_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(pol, f)
+    os.rename(tmp, px.policy_path)
+    req = urllib.request.Request("http://127.0.0.1:%d/reload" % port,
+                                 method="POST", data=b"")
+    assert urllib.request.urlopen(req, timeout=10).status == 200
+
+
 def known_traffic(px):
     """3 inspected POSTs, one route miss, one wrong method: statuses."""
     return [
@@ -263,13 +274,7 @@ def rule_series_exist_at_zero_before_traffic(env):
                             "then": "deny"})
     pol["rules"].append({"id": "after-default", "if": {"known": True},
                          "then": "deny"})
-    tmp = px.policy_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(pol, f)
-    os.rename(tmp, px.policy_path)
-    req = urllib.request.Request("http://127.0.0.1:%d/reload" % port,
-                                 method="POST", data=b"")
-    assert urllib.request.urlopen(req, timeout=10).status == 200
+    reload_policy(px, port, pol)
     got = pairs(scrape(port))
     assert got.get(("ingest", "late-rule", "kept")) == 0, got
     assert not any(r == "after-default" for _, r, _ in got), got
@@ -321,13 +326,7 @@ def reload_that_removes_a_route_keeps_counting(env):
     for r in pol["routes"]:
         if r.get("name") == "ingest":
             r["name"] = "ingest-v2"
-    tmp = px.policy_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(pol, f)
-    os.rename(tmp, px.policy_path)
-    req = urllib.request.Request("http://127.0.0.1:%d/reload" % port,
-                                 method="POST", data=b"")
-    assert urllib.request.urlopen(req, timeout=10).status == 200
+    reload_policy(px, port, pol)
     assert send(px, "POST", "/batch", b'{"data":[]}', ARRAY).status == 404
     assert send(px, "POST", "/ingest", b'{"author_id":"u1"}\n',
                 NDJSON).status == 200
