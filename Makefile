@@ -203,6 +203,14 @@ test-install: $(BUILD)/consentgate
 run: deps $(BUILD)/consentgate
 	$(BUILD)/consentgate demo
 
+# The recording test upstream (tests/integration/upstream.c), for trying
+# consentgate by hand: README "Trying it by hand". Flags as in run.sh.
+.PHONY: upstream
+upstream: $(BUILD)/test-upstream
+$(BUILD)/test-upstream: tests/integration/upstream.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -O2 -Wall -Wextra -pthread -o $@ $<
+
 micro: deps $(MICRO_BIN)
 
 bench: deps $(BUILD)/consentgate micro
