@@ -25,7 +25,9 @@ audit_usage(FILE *out)
 	        "Print every decision-log line (format v%d) that names the "
 	        "person ID: the log\nholds HMAC-SHA-256(key, ID), computed "
 	        "here from the key file given to serve\nas --decision-log-key. "
-	        "Reads standard input without LOG.\n"
+	        "A line is printed whole: every record of the request\nand "
+	        "every person of each (as pseudonyms), not only ID's own "
+	        "entries.\nReads standard input without LOG.\n"
 	        "  --pseudonym   print the pseudonym of ID and exit\n"
 	        "Exit 0 when a line matched, 1 when none did, 2 on bad usage "
 	        "or an unreadable\nfile or key.\n",
