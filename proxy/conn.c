@@ -815,7 +815,9 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	rewrite_peer(sa, c->peer, sizeof(c->peer));
 	/* attached even when init failed: conn_free closes the socket */
-	rc = transport_init(&c->t, w->timers, &conn_handlers, c);
+	/* no buffers until it speaks: they would sit between this
+	   connection's struct and the next one's, holes no trim gives back */
+	rc = transport_init(&c->t, w->timers, &conn_handlers, c, false);
 	if (w->tls != NULL) {
 		c->tls = c->handshaking = true;
 		rc |= tls_server_attach(w->tls, &c->t, fd, c->peer);
@@ -830,9 +832,6 @@ conn_accept(struct worker *w, int fd, const struct sockaddr *sa,
 		conn_close(c);
 		return;
 	}
-	/* no buffers until it speaks: they would sit between this
-	   connection's struct and the next one's, holes no trim gives back */
-	transport_idle(&c->t);
 	if (c->tls)
 		set_timer(c, TIMER_HANDSHAKE, w->cfg->tls_handshake_timeout_ms);
 	else

@@ -167,10 +167,13 @@ transport_timers_new(struct event_base *base)
 
 int
 transport_init(struct transport *t, struct timerq *timers,
-               const struct transport_handlers *handlers, void *owner)
+               const struct transport_handlers *handlers, void *owner,
+               bool buffered)
 {
 	*t = (struct transport){
 	    .timers = timers, .fd = -1, .handlers = handlers, .owner = owner};
+	if (!buffered)
+		return 0; /* buffers_back makes them before the first handler */
 	t->in = evbuffer_new();
 	t->out = evbuffer_new();
 	return t->in && t->out ? 0 : -1;

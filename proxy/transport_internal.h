@@ -109,12 +109,15 @@ struct transport {
 };
 
 /*
- * Set up an embedded transport: buffers, and its timer in the loop's
- * queues (transport_timers_new), no socket yet. 0, or -1 when out of
- * memory (transport_reset still cleans up).
+ * Set up an embedded transport: its timer in the loop's queues
+ * (transport_timers_new), no socket yet, and buffers now when buffered (a
+ * side that writes before its first event), else at its first event or
+ * timer, as after transport_idle. 0, or -1 when out of memory
+ * (transport_reset still cleans up).
  */
 int transport_init(struct transport *t, struct timerq *timers,
-                   const struct transport_handlers *handlers, void *owner);
+                   const struct transport_handlers *handlers, void *owner,
+                   bool buffered);
 /*
  * Take a connected (or connecting) nonblocking socket with the backend and
  * register it, edge-triggered, for read and write; the first event tells

@@ -135,7 +135,7 @@ up_new(struct worker *w)
 	if (u == NULL)
 		return NULL;
 	u->w = w;
-	if (transport_init(&u->t, w->timers, &up_handlers, u) != 0 ||
+	if (transport_init(&u->t, w->timers, &up_handlers, u, true) != 0 ||
 	    up_connect(u) != 0) {
 		int err = errno; /* EMFILE: out of descriptors */
 

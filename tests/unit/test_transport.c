@@ -93,8 +93,8 @@ setup(void **state)
 	set_nonblock(sv[1]);
 	f->timers = transport_timers_new(f->base);
 	assert_non_null(f->timers);
-	assert_int_equal(transport_init(&f->o.t, f->timers, &handlers, &f->o),
-	                 0);
+	assert_int_equal(
+	    transport_init(&f->o.t, f->timers, &handlers, &f->o, true), 0);
 	assert_int_equal(transport_attach(&f->o.t, sv[0], &transport_plain), 0);
 	f->peer = sv[1];
 	*state = f;
@@ -430,6 +430,34 @@ test_guard_nesting(void **state)
 	assert_int_equal(f->o.freed, 1);
 }
 
+/* Unbuffered (an accepted client): no buffers until the first event,
+   which makes them before the owner's handler runs. */
+static void
+test_unbuffered_until_first_event(void **state)
+{
+	struct fixture *f = *state;
+	struct owner o = {0};
+	int sv[2];
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	set_nonblock(sv[0]);
+	assert_int_equal(transport_init(&o.t, f->timers, &handlers, &o, false),
+	                 0);
+	assert_null(o.t.in);
+	assert_null(o.t.out);
+	assert_int_equal(transport_attach(&o.t, sv[0], &transport_plain), 0);
+	assert_null(o.t.in);
+	write_all(sv[1], "hi", 2);
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_true(o.ready >= 1);
+	assert_non_null(o.t.in);
+	assert_non_null(o.t.out);
+	assert_int_equal(transport_read(&o.t, 64), 2);
+	transport_close(&o.t);
+	assert_int_equal(o.freed, 1);
+	close(sv[1]);
+}
+
 /* Without a callback on the stack, close frees at once. */
 static void
 test_close_now(void **state)
@@ -503,6 +531,8 @@ main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_guard_nesting, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_unbuffered_until_first_event,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_now, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_timer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reattach, setup, teardown),
