@@ -55,7 +55,12 @@ struct scan_ctx {
 	unsigned nloc;
 	unsigned all_mask; /* locators with at least one token */
 	unsigned required; /* locators whose absence is an unknown person */
-	unsigned found;    /* locators that gave a subject in this record */
+	/* bit (b | 0x20) & 63 for the first byte b of every locator's first
+	 * token (all bits when one is empty or not ASCII): a member name of
+	 * the record itself whose ASCII first letter has no bit can be no
+	 * locator's, whatever its case, and skips match_member */
+	uint64_t root_first;
+	unsigned found;   /* locators that gave a subject in this record */
 	bool ids_as_text; /* the pipeline reads ids as text (no pandas check) */
 	unsigned max_depth;
 	uint64_t ws;             /* whitespace inside a value: WS_* */
@@ -1001,6 +1006,7 @@ parse_value(struct scan_ctx *c, const char **pp, unsigned root_mask)
 	unsigned guarded = 0;             /* bit per depth: started a line */
 	const unsigned guard_from = c->guard_from;
 	const bool s1 = c->kernel != SCAN_KERNEL_SCALAR;
+	const uint64_t root_first = c->root_first;
 	bool is_int, obj;
 
 	vmask = p < end && *p == '{' ? root_mask : 0;
@@ -1235,8 +1241,13 @@ key:
 		goto fail;
 	}
 	vmask = 0;
-	if (cmask != 0 && match_member(c, cmask, depth - 1, s, (size_t)(q - s),
-	                               flags, &lseen[depth - 1], &vmask) < 0)
+	/* the record's own members: most names' first letter is no
+	   locator's (root_first), and match_member would say so one by one */
+	if (cmask != 0 &&
+	    (depth > 1 || (flags & SF_ESC) || q == s || (uint8_t)*s >= 0x80 ||
+	     ((root_first >> (((uint8_t)*s | 0x20) & 63)) & 1)) &&
+	    match_member(c, cmask, depth - 1, s, (size_t)(q - s), flags,
+	                 &lseen[depth - 1], &vmask) < 0)
 		goto fail_ctx_p;
 	p = q + 1;
 	if (p < end && *p == ':') {
@@ -1281,13 +1292,21 @@ ctx_init(struct scan_ctx *c, const struct scan_spec *spec,
 	if (c->max_depth > CG_MAX_SCAN_DEPTH)
 		c->max_depth = CG_MAX_SCAN_DEPTH;
 	c->required = 0;
+	c->root_first = 0;
 	c->ids_as_text = spec != NULL && spec->ids_as_text;
 	for (unsigned i = 0; i < c->nloc; i++) {
+		const struct jsonptr_token *first;
 		bool wild = false;
 
 		if (c->loc[i].ntokens == 0)
 			continue;
 		c->all_mask |= 1u << i;
+		first = &c->loc[i].tok[0];
+		if (first->len == 0 || (uint8_t)first->name[0] >= 0x80)
+			c->root_first = ~0ull;
+		else
+			c->root_first |=
+			    1ull << (((uint8_t)first->name[0] | 0x20) & 63);
 		for (unsigned t = 0; t < c->loc[i].ntokens; t++)
 			wild |= c->loc[i].tok[t].wildcard;
 		/* a locator without '*' names someone who must be there */

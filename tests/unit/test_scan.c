@@ -413,6 +413,14 @@ test_ambiguity(void **state)
 	/* Unicode case folding that lands on ASCII (Go's decoder does it) */
 	s = mkspec(&sb, 0, "/sk", NULL);
 	expect_refused(s, "{\"\xc5\xbf\xe2\x84\xaa\":1}", "ambiguous");
+	/* and the other way: a locator's first letter not ASCII, a record's
+	   member name in ASCII (the first-letter filter must let it by) */
+	s = mkspec(&sb, 0, "/\xc5\xbfx", NULL);
+	expect_refused(s, "{\"a\":1,\"SX\":1}", "ambiguous");
+	/* every locator's first letter counts, not only the first's */
+	s = mkspec(&sb, 0, "/author_id", "/mentions/*/id");
+	expect_refused(s, "{\"author_id\":1,\"Mentions\":[]}", "ambiguous");
+	expect_refused(s, "{\"MENTIONS\":[],\"author_id\":1}", "ambiguous");
 	s = mkspec(&sb, 0, "/author_id", NULL);
 	/* the subject member appears with a different value type */
 	expect_refused(s, "{\"author_id\":\"1\",\"author_id\":{\"x\":1}}",
