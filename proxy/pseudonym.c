@@ -221,6 +221,7 @@ pseudonym_clear(void)
 		free(s);
 	}
 	pthread_mutex_unlock(&mac_lock);
+	my_mac = NULL; /* this thread's; the others have stopped */
 	OPENSSL_cleanse(pseudonym_key, sizeof(pseudonym_key));
 	pseudonym_keylen = 0;
 }

@@ -31,7 +31,9 @@ bool pseudonym_enabled(void);
 /* id's pseudonym with the key set, from this thread's own HMAC state (no
    key setup per person); 0 or -1. */
 int pseudonym_of(const char *id, size_t n, char *out);
-/* Free every thread's state and wipe the key (the decision log closes). */
+/* Free every thread's state and wipe the key (the decision log closes).
+   Only once no other thread can call pseudonym_of: theirs would point at
+   freed state (serve clears after its workers have joined). */
 void pseudonym_clear(void);
 
 #endif
