@@ -133,7 +133,9 @@ VALGRIND_SCENARIOS := \
 .PHONY: valgrind
 valgrind: deps $(UNIT_BIN) $(BUILD)/consentgate
 	@set -e; for t in $(UNIT_BIN); do echo "== valgrind $$t"; \
-		(cd tests/unit && $(VALGRIND) ../../$$t); done
+		t0=$$(date +%s); \
+		(cd tests/unit && CG_VALGRIND=1 $(VALGRIND) ../../$$t); \
+		echo "== valgrind $$t: $$(($$(date +%s) - t0)) s"; done
 	@cc -std=c11 -O2 -Wall -Wextra -pthread -o $(BUILD)/test-upstream \
 		tests/integration/upstream.c
 	@failed=0; for s in $(VALGRIND_SCENARIOS); do \
