@@ -88,8 +88,8 @@ route_rule_ids(const struct policy_route *r, const char **ids, unsigned cap)
 		if (n < cap)
 			ids[n] = ru->id;
 		n++;
-		if (!ru->has_known && !ru->has_jurisdiction && !ru->has_status &&
-		    !ru->has_older && !ru->has_newer)
+		if (!ru->has_known && !ru->has_jurisdiction &&
+		    !ru->has_status && !ru->has_older && !ru->has_newer)
 			return n; /* matches every record */
 	}
 	if (n < cap)

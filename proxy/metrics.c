@@ -261,7 +261,8 @@ metrics_policy_loaded(const struct policy *p)
 		for (unsigned k = 0; k < n && k < 64; k++) {
 			/* half the table at most: what traffic names later
 			   must still find a slot of its own */
-			if (atomic_load_explicit(&rules.n, memory_order_relaxed) >=
+			if (atomic_load_explicit(&rules.n,
+			                         memory_order_relaxed) >=
 			    rules.cap / 2)
 				return;
 			label_slot(&rules, route_name(r), ids[k]);
