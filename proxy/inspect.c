@@ -243,7 +243,8 @@ pin_release(const void *data, size_t len, void *arg)
 	(void)data;
 	(void)len;
 	if (--pin->refs == 0) {
-		evbuffer_free(pin->chains);
+		if (pin->chains != NULL) /* NULL: evbuffer_new failed */
+			evbuffer_free(pin->chains);
 		free(pin);
 	}
 }
